@@ -1,0 +1,562 @@
+//! One SSE client: identity, tag, bounded outbox and the closed notification.
+//!
+//! A [`Connection`] is a cheap handle (`Arc` inside); clone it freely. All writes go
+//! through the connection's outbox, a queue of shared [`Bytes`] frames guarded by one
+//! short-lived mutex. Senders only enqueue and never wait on the socket; the HTTP body
+//! ([`crate::SseBody`]) is the single reader, so bytes from concurrent senders can never
+//! interleave. Whatever is queued when the body is polled goes out as one write.
+//!
+//! ## Invariants
+//! - The outbox holds at most `outbox_limit` bytes. A frame that would pass the bound
+//!   triggers the [`SlowConsumerPolicy`]: the connection is closed (default) or that frame
+//!   is dropped for this connection. Either way memory stays bounded.
+//! - `closed` fires exactly once: the first caller of the internal close wins an atomic
+//!   swap and alone runs the clean-up (leaving every room, deregistering from the hub)
+//!   and the callbacks. After that the connection is in no room.
+//! - Frames are written in the order they were enqueued.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::frame::{self, FrameError, Message};
+use crate::hub::{Hub, JoinError};
+
+/// What happens when a frame would overflow a connection's outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumerPolicy {
+    /// Close the connection. The client's `EventSource` reconnects and can resume from
+    /// its `Last-Event-ID`. This is the default: a stalled client costs nothing more.
+    #[default]
+    Close,
+    /// Drop the frame for this connection only and keep it open. The client silently
+    /// misses events; use it for streams where only the latest state matters.
+    DropEvent,
+}
+
+/// Why a frame was not queued for a connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The connection is closed.
+    #[error("connection is closed")]
+    Closed,
+    /// The outbox is full; the slow-consumer policy was applied.
+    #[error("outbox full: the client is not reading fast enough")]
+    Overflow,
+    /// The message could not be encoded.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// Handle that, when fired, drops the transport under a connection at once (without
+/// flushing). The server inserts one per TCP connection into request extensions; when
+/// the endpoint is mounted elsewhere it is absent and a closed connection ends its
+/// response instead.
+#[derive(Clone, Debug, Default)]
+pub struct TransportAbort(pub(crate) Arc<Notify>);
+
+impl TransportAbort {
+    /// A new, unfired handle.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fire it. Idempotent.
+    pub fn abort(&self) {
+        self.0.notify_one();
+    }
+
+    /// Wait until it is fired.
+    pub async fn aborted(&self) {
+        self.0.notified().await;
+    }
+}
+
+type ClosedCallback = Box<dyn FnOnce(&Connection) + Send>;
+
+/// Per-connection settings the endpoint hands over.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionConfig {
+    pub outbox_limit: usize,
+    pub policy: SlowConsumerPolicy,
+    pub abort: Option<TransportAbort>,
+}
+
+/// A connected SSE client.
+///
+/// ```
+/// # async fn demo(conn: ssehub::Connection) -> Result<(), ssehub::SendError> {
+/// conn.send_event("welcome", "hello world")?;
+/// conn.send_comment("still here")?;
+/// conn.set_tag(String::from("user-42"));
+/// assert_eq!(conn.tag::<String>().as_deref(), Some("user-42"));
+/// conn.close();
+/// conn.closed().await; // fires exactly once, at once here
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: Uuid,
+    hub: Hub,
+    config: ConnectionConfig,
+    outbox: Mutex<Outbox>,
+    closed: AtomicBool,
+    closed_notify: Notify,
+    callbacks: Mutex<Vec<ClosedCallback>>,
+    tags: Mutex<http::Extensions>,
+    /// Rooms this connection is in. Maintained by the hub; its lock also orders joins
+    /// against close (see `Hub::join`).
+    rooms: Mutex<Vec<Arc<str>>>,
+    dropped: AtomicU64,
+}
+
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+    waker: Option<Waker>,
+    state: OutboxState,
+    /// Set on every enqueue, cleared by the keep-alive sweep: traffic is the keep-alive.
+    active: bool,
+    warned: bool,
+}
+
+#[derive(Default, PartialEq, Eq, Clone, Copy, Debug)]
+enum OutboxState {
+    #[default]
+    Open,
+    /// Closed by the application: flush what is queued, then end the stream.
+    Draining,
+    /// Closed by policy or by the transport: drop what is queued, end at once.
+    Aborted,
+}
+
+/// What happened to one enqueue.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) enum Enqueued {
+    Yes,
+    Closed,
+    /// Dropped by the `DropEvent` policy.
+    Dropped,
+    /// Over the bound under the `Close` policy: the caller must call `close_overflowed`
+    /// once it holds no hub lock.
+    Overflow,
+}
+
+impl Connection {
+    pub(crate) fn new(hub: Hub, config: ConnectionConfig) -> Connection {
+        Connection {
+            inner: Arc::new(Inner {
+                id: Uuid::new_v4(),
+                hub,
+                config,
+                outbox: Mutex::new(Outbox::default()),
+                closed: AtomicBool::new(false),
+                closed_notify: Notify::new(),
+                callbacks: Mutex::new(Vec::new()),
+                tags: Mutex::new(http::Extensions::new()),
+                rooms: Mutex::new(Vec::new()),
+                dropped: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The connection's unique id.
+    pub fn id(&self) -> Uuid {
+        self.inner.id
+    }
+
+    /// The hub this connection belongs to.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Whether the connection is closed (by either side).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Attach a value of type `T` (one per type), replacing any previous one.
+    pub fn set_tag<T: Clone + Send + Sync + 'static>(&self, value: T) {
+        lock(&self.inner.tags).insert(value);
+    }
+
+    /// A clone of the attached value of type `T`, if any.
+    pub fn tag<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.inner.tags).get::<T>().cloned()
+    }
+
+    /// Remove and return the attached value of type `T`.
+    pub fn take_tag<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.inner.tags).remove::<T>()
+    }
+
+    /// Queue a message for this client.
+    pub fn send(&self, message: &Message) -> Result<(), SendError> {
+        self.send_frame(message.encode())
+    }
+
+    /// Queue an event with this name and data (an empty name means `message`).
+    pub fn send_event(&self, event: &str, data: &str) -> Result<(), SendError> {
+        let m = Message::builder().event(event).data(data).build()?;
+        self.send(&m)
+    }
+
+    /// Queue a comment (ignored by clients; useful as an application-level ping).
+    pub fn send_comment(&self, text: &str) -> Result<(), SendError> {
+        self.send_frame(frame::comment(text))
+    }
+
+    /// Queue an already encoded frame.
+    pub(crate) fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
+        match self.enqueue(frame) {
+            Enqueued::Yes => Ok(()),
+            Enqueued::Closed => Err(SendError::Closed),
+            Enqueued::Dropped => Err(SendError::Overflow),
+            Enqueued::Overflow => {
+                self.close_overflowed();
+                Err(SendError::Overflow)
+            }
+        }
+    }
+
+    /// Join a room of this connection's hub. See [`Hub::join`].
+    pub fn join(&self, room: &str) -> Result<bool, JoinError> {
+        self.inner.hub.join(room, self)
+    }
+
+    /// Leave a room of this connection's hub. See [`Hub::leave`].
+    pub fn leave(&self, room: &str) -> bool {
+        self.inner.hub.leave(room, self)
+    }
+
+    pub(crate) fn rooms_lock(&self) -> &Mutex<Vec<Arc<str>>> {
+        &self.inner.rooms
+    }
+
+    /// The rooms this connection is in.
+    pub fn rooms(&self) -> Vec<String> {
+        lock(&self.inner.rooms)
+            .iter()
+            .map(|r| r.to_string())
+            .collect()
+    }
+
+    /// Frames dropped for this connection by the `DropEvent` policy.
+    pub fn dropped_events(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Close the connection: what is already queued is still sent, then the stream ends.
+    /// The closed notification fires now. Idempotent.
+    pub fn close(&self) {
+        self.close_with(OutboxState::Draining);
+    }
+
+    /// Wait until the connection is closed. Returns at once if it already is.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.inner.closed_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Run `f` once when the connection closes (at once if it already has).
+    pub fn on_closed(&self, f: impl FnOnce(&Connection) + Send + 'static) {
+        let mut callbacks = lock(&self.inner.callbacks);
+        if self.is_closed() {
+            drop(callbacks);
+            f(self);
+        } else {
+            callbacks.push(Box::new(f));
+        }
+    }
+
+    pub(crate) fn enqueue(&self, frame: Bytes) -> Enqueued {
+        let mut out = lock(&self.inner.outbox);
+        if out.state != OutboxState::Open {
+            return Enqueued::Closed;
+        }
+        if out.bytes + frame.len() > self.inner.config.outbox_limit && !out.queue.is_empty() {
+            let first = !out.warned;
+            out.warned = true;
+            drop(out);
+            return match self.inner.config.policy {
+                SlowConsumerPolicy::Close => Enqueued::Overflow,
+                SlowConsumerPolicy::DropEvent => {
+                    self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                    self.inner.hub.stats_ref().dropped_events.inc();
+                    if first {
+                        tracing::warn!(conn = %self.id(), "slow consumer: outbox full, dropping events");
+                    }
+                    Enqueued::Dropped
+                }
+            };
+        }
+        out.bytes += frame.len();
+        out.queue.push_back(frame);
+        out.active = true;
+        if let Some(w) = out.waker.take() {
+            drop(out);
+            w.wake();
+        }
+        Enqueued::Yes
+    }
+
+    /// For the keep-alive sweep: true (and cleared) if frames were queued since the last
+    /// call, so that a busy connection is never pinged.
+    pub(crate) fn take_active(&self) -> bool {
+        std::mem::take(&mut lock(&self.inner.outbox).active)
+    }
+
+    pub(crate) fn close_overflowed(&self) {
+        tracing::warn!(conn = %self.id(), "slow consumer: outbox full, closing connection");
+        self.inner.hub.stats_ref().slow_closes.inc();
+        self.abort();
+    }
+
+    /// Close at once, dropping what is queued and the transport under it.
+    pub(crate) fn abort(&self) {
+        self.close_with(OutboxState::Aborted);
+        if let Some(a) = &self.inner.config.abort {
+            a.abort();
+        }
+    }
+
+    fn close_with(&self, state: OutboxState) {
+        {
+            let mut out = lock(&self.inner.outbox);
+            if out.state == OutboxState::Open || state == OutboxState::Aborted {
+                out.state = state;
+            }
+            if state == OutboxState::Aborted {
+                out.queue = VecDeque::new();
+                out.bytes = 0;
+            }
+            if let Some(w) = out.waker.take() {
+                w.wake();
+            }
+        }
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // We won the swap: this block runs exactly once per connection.
+        self.inner.hub.forget(self);
+        self.inner.closed_notify.notify_waiters();
+        let callbacks = std::mem::take(&mut *lock(&self.inner.callbacks));
+        for cb in callbacks {
+            if std::panic::catch_unwind(AssertUnwindSafe(|| cb(self))).is_err() {
+                tracing::error!(conn = %self.id(), "a closed callback panicked");
+            }
+        }
+    }
+
+    /// Take what the body should write next. `Ok(Some)` bytes, `Ok(None)` end of stream,
+    /// `Err(())` nothing yet (the waker is stored).
+    pub(crate) fn poll_outbox(&self, waker: &Waker) -> Result<Option<Bytes>, ()> {
+        let mut out = lock(&self.inner.outbox);
+        if let Some(first) = out.queue.pop_front() {
+            // Coalesce everything queued (up to a bound) into one write.
+            let chunk = if out.queue.is_empty() {
+                first
+            } else {
+                let take = coalesce_count(&out.queue, first.len());
+                let mut buf = BytesMut::with_capacity(
+                    first.len() + out.queue.iter().take(take).map(Bytes::len).sum::<usize>(),
+                );
+                buf.extend_from_slice(&first);
+                for b in out.queue.drain(..take) {
+                    buf.extend_from_slice(&b);
+                }
+                buf.freeze()
+            };
+            out.bytes -= chunk.len();
+            if out.queue.is_empty() && out.queue.capacity() > 64 {
+                out.queue = VecDeque::new();
+            }
+            return Ok(Some(chunk));
+        }
+        if out.state != OutboxState::Open {
+            return Ok(None);
+        }
+        match &out.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => out.waker = Some(waker.clone()),
+        }
+        Err(())
+    }
+
+    /// The transport is gone (the body was dropped): close without flushing.
+    pub(crate) fn transport_closed(&self) {
+        self.close_with(OutboxState::Aborted);
+    }
+}
+
+/// How many queued frames after the first one fit into one coalesced write.
+fn coalesce_count(queue: &VecDeque<Bytes>, first: usize) -> usize {
+    const MAX_WRITE: usize = 64 * 1024;
+    let mut total = first;
+    let mut n = 0;
+    for b in queue {
+        if total + b.len() > MAX_WRITE {
+            break;
+        }
+        total += b.len();
+        n += 1;
+    }
+    n
+}
+
+/// Lock a mutex, ignoring poisoning: every critical section here leaves the data valid.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl PartialEq for Connection {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Connection {}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.inner.id)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Context;
+
+    fn conn(limit: usize, policy: SlowConsumerPolicy) -> Connection {
+        Hub::new().connect(ConnectionConfig {
+            outbox_limit: limit,
+            policy,
+            abort: None,
+        })
+    }
+
+    fn drain(c: &Connection) -> Vec<u8> {
+        let waker = futures_util::task::noop_waker();
+        let mut out = Vec::new();
+        while let Ok(Some(b)) = c.poll_outbox(&waker) {
+            out.extend_from_slice(&b);
+        }
+        out
+    }
+
+    #[test]
+    fn frames_are_coalesced_in_order() {
+        let c = conn(1 << 20, SlowConsumerPolicy::Close);
+        for i in 0..100 {
+            c.send_event("n", &i.to_string()).unwrap();
+        }
+        let waker = futures_util::task::noop_waker();
+        let first = c.poll_outbox(&waker).unwrap().unwrap();
+        let expected: String = (0..100)
+            .map(|i| format!("event: n\ndata: {i}\n\n"))
+            .collect();
+        assert_eq!(first, expected.as_bytes());
+        assert!(c.poll_outbox(&waker).is_err(), "nothing left, waker stored");
+        let _ = Context::from_waker(&waker);
+    }
+
+    #[test]
+    fn overflow_closes_by_default() {
+        let c = conn(100, SlowConsumerPolicy::Close);
+        c.send_event("e", &"x".repeat(60)).unwrap();
+        assert_eq!(c.send_event("e", &"x".repeat(60)), Err(SendError::Overflow));
+        assert!(c.is_closed());
+        assert_eq!(c.send_event("e", "y"), Err(SendError::Closed));
+        assert!(drain(&c).is_empty(), "aborted: queue dropped");
+        assert_eq!(c.hub().stats().slow_consumer_closes, 1);
+    }
+
+    #[test]
+    fn overflow_drops_under_drop_policy() {
+        let c = conn(100, SlowConsumerPolicy::DropEvent);
+        c.send_event("e", &"x".repeat(60)).unwrap();
+        assert_eq!(c.send_event("e", &"y".repeat(60)), Err(SendError::Overflow));
+        assert!(!c.is_closed());
+        assert_eq!(c.dropped_events(), 1);
+        assert_eq!(drain(&c).len(), "event: e\ndata: \n\n".len() + 60);
+        c.send_event("e", "z").unwrap();
+    }
+
+    #[test]
+    fn close_flushes_then_ends() {
+        let c = conn(1 << 20, SlowConsumerPolicy::Close);
+        c.send_event("e", "last").unwrap();
+        c.close();
+        assert_eq!(drain(&c), b"event: e\ndata: last\n\n");
+        let waker = futures_util::task::noop_waker();
+        assert_eq!(c.poll_outbox(&waker), Ok(None));
+    }
+
+    #[test]
+    fn closed_fires_once_under_concurrent_close() {
+        for _ in 0..50 {
+            let c = conn(1 << 20, SlowConsumerPolicy::Close);
+            let fired = Arc::new(AtomicUsize::new(0));
+            let f = fired.clone();
+            c.on_closed(move |_| {
+                f.fetch_add(1, Ordering::SeqCst);
+            });
+            let threads: Vec<_> = (0..8)
+                .map(|i| {
+                    let c = c.clone();
+                    std::thread::spawn(move || {
+                        if i % 2 == 0 {
+                            c.close()
+                        } else {
+                            c.transport_closed()
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(fired.load(Ordering::SeqCst), 1);
+            // Registering after close runs at once, exactly once.
+            let f = fired.clone();
+            c.on_closed(move |_| {
+                f.fetch_add(1, Ordering::SeqCst);
+            });
+            assert_eq!(fired.load(Ordering::SeqCst), 2);
+        }
+    }
+
+    #[test]
+    fn tags_are_typed() {
+        let c = conn(1 << 20, SlowConsumerPolicy::Close);
+        c.set_tag(7u32);
+        c.set_tag("name".to_string());
+        assert_eq!(c.tag::<u32>(), Some(7));
+        assert_eq!(c.take_tag::<String>().as_deref(), Some("name"));
+        assert_eq!(c.tag::<String>(), None);
+    }
+}

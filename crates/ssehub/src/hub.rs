@@ -1,0 +1,466 @@
+//! The hub: rooms, membership, broadcast fan-out and statistics.
+//!
+//! ## Concurrency
+//! The room table is an `RwLock<HashMap<name, Arc<Room>>>`; each room guards its own
+//! members with its own `RwLock`. A broadcast holds the table lock only long enough to
+//! clone the room's `Arc`, then fans out under that room's read lock: broadcasts to
+//! different rooms, and concurrent broadcasts to one room, proceed in parallel. Fan-out
+//! only enqueues (see [`crate::Connection`]); it never waits on a socket.
+//!
+//! Lock order, always: connection's room list -> room table -> one room's members ->
+//! one connection's outbox. A connection closed by the slow-consumer policy during a
+//! fan-out is closed after the room lock is released, because closing takes it again.
+//!
+//! ## Invariants
+//! - A room exists while it has members. The member that empties a room marks it
+//!   `dead` under the room's lock before removing it from the table; a join that finds a
+//!   dead room replaces it instead of joining it, so no connection is ever stranded in a
+//!   room that is no longer in the table.
+//! - A closed connection cannot join: join checks `is_closed` under the connection's
+//!   room-list lock, and close sets the flag before it takes that lock to leave rooms.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::connection::{lock, Connection, ConnectionConfig, Enqueued};
+use crate::frame::{FrameError, Message};
+
+/// Why a join failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// The connection is closed.
+    #[error("connection is closed")]
+    Closed,
+    /// The connection belongs to another hub.
+    #[error("connection belongs to another hub")]
+    OtherHub,
+}
+
+/// Rooms and connections, shared by every clone.
+///
+/// Create one and keep a clone wherever you need to broadcast: before the server starts,
+/// inside handlers, from background tasks.
+///
+/// ```
+/// use ssehub::{Hub, Message};
+///
+/// let hub = Hub::new();
+/// // Nobody is connected yet: the broadcast reaches no one.
+/// assert_eq!(hub.broadcast("__all", &Message::new("server is alive")), 0);
+/// ```
+#[derive(Clone, Default)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Default)]
+struct HubInner {
+    rooms: RwLock<HashMap<Arc<str>, Arc<Room>>>,
+    connections: Mutex<HashMap<Uuid, Connection>>,
+    stats: Counters,
+}
+
+struct Room {
+    name: Arc<str>,
+    members: RwLock<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    conns: HashMap<Uuid, Connection>,
+    /// Emptied and being removed from the table: joiners must not use it.
+    dead: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn inc(&self) {
+        self.add(1);
+    }
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) published: Counter,
+    pub(crate) deliveries: Counter,
+    pub(crate) dropped_events: Counter,
+    pub(crate) slow_closes: Counter,
+    pub(crate) connected_total: Counter,
+}
+
+/// A snapshot of the hub's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HubStats {
+    /// Open connections.
+    pub connections: usize,
+    /// Rooms with at least one member.
+    pub rooms: usize,
+    /// Connections accepted since the hub was created.
+    pub connections_total: u64,
+    /// Broadcasts made.
+    pub events_published: u64,
+    /// Frames queued to connections by broadcasts.
+    pub deliveries: u64,
+    /// Frames dropped by the `DropEvent` slow-consumer policy.
+    pub dropped_events: u64,
+    /// Connections closed by the `Close` slow-consumer policy.
+    pub slow_consumer_closes: u64,
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Hub {
+    /// A new, empty hub.
+    pub fn new() -> Hub {
+        Hub::default()
+    }
+
+    /// Create and register a connection (the endpoint does this for each stream).
+    pub(crate) fn connect(&self, config: ConnectionConfig) -> Connection {
+        let conn = Connection::new(self.clone(), config);
+        lock(&self.inner.connections).insert(conn.id(), conn.clone());
+        self.inner.stats.connected_total.inc();
+        conn
+    }
+
+    pub(crate) fn stats_ref(&self) -> &Counters {
+        &self.inner.stats
+    }
+
+    /// Put `conn` in `room` (created on first join). Returns `false` if it already was.
+    pub fn join(&self, room: &str, conn: &Connection) -> Result<bool, JoinError> {
+        if !Arc::ptr_eq(&conn.hub().inner, &self.inner) {
+            return Err(JoinError::OtherHub);
+        }
+        let mut rooms_of_conn = lock(conn.rooms_lock());
+        if conn.is_closed() {
+            return Err(JoinError::Closed);
+        }
+        if rooms_of_conn.iter().any(|r| &**r == room) {
+            return Ok(false);
+        }
+        let name = loop {
+            let room_arc = self.room_or_create(room);
+            let mut members = write(&room_arc.members);
+            if members.dead {
+                // Its last member left a moment ago; it is on its way out of the table.
+                drop(members);
+                self.remove_room_if_same(&room_arc);
+                continue;
+            }
+            members.conns.insert(conn.id(), conn.clone());
+            break room_arc.name.clone();
+        };
+        rooms_of_conn.push(name);
+        Ok(true)
+    }
+
+    /// Take `conn` out of `room`. Returns `false` if it was not in it. Idempotent.
+    pub fn leave(&self, room: &str, conn: &Connection) -> bool {
+        let mut rooms_of_conn = lock(conn.rooms_lock());
+        let Some(pos) = rooms_of_conn.iter().position(|r| &**r == room) else {
+            return false;
+        };
+        let name = rooms_of_conn.swap_remove(pos);
+        self.remove_member(&name, conn.id());
+        true
+    }
+
+    /// Called exactly once when a connection closes: leave every room, deregister.
+    pub(crate) fn forget(&self, conn: &Connection) {
+        let rooms = std::mem::take(&mut *lock(conn.rooms_lock()));
+        for name in rooms {
+            self.remove_member(&name, conn.id());
+        }
+        lock(&self.inner.connections).remove(&conn.id());
+    }
+
+    fn room_or_create(&self, name: &str) -> Arc<Room> {
+        if let Some(r) = read(&self.inner.rooms).get(name) {
+            return r.clone();
+        }
+        let mut rooms = write(&self.inner.rooms);
+        rooms
+            .entry(Arc::from(name))
+            .or_insert_with_key(|k| {
+                Arc::new(Room {
+                    name: k.clone(),
+                    members: RwLock::new(Members::default()),
+                })
+            })
+            .clone()
+    }
+
+    fn remove_member(&self, name: &str, id: Uuid) {
+        let Some(room) = self.room(name) else { return };
+        let mut members = write(&room.members);
+        members.conns.remove(&id);
+        if members.conns.is_empty() && !members.dead {
+            members.dead = true;
+            drop(members);
+            self.remove_room_if_same(&room);
+        }
+    }
+
+    fn remove_room_if_same(&self, room: &Arc<Room>) {
+        let mut rooms = write(&self.inner.rooms);
+        if rooms.get(&room.name).is_some_and(|r| Arc::ptr_eq(r, room)) {
+            rooms.remove(&room.name);
+        }
+    }
+
+    fn room(&self, name: &str) -> Option<Arc<Room>> {
+        read(&self.inner.rooms).get(name).cloned()
+    }
+
+    /// Send `message` to every member of `room`. Returns how many connections it reached.
+    ///
+    /// The message is encoded once; every member's outbox gets the same shared bytes.
+    pub fn broadcast(&self, room: &str, message: &Message) -> usize {
+        self.to(room).send(message)
+    }
+
+    /// Send `text` as an event named `event` (`None`: `message`) to every member of `room`.
+    pub fn broadcast_text(
+        &self,
+        room: &str,
+        text: &str,
+        event: Option<&str>,
+    ) -> Result<usize, FrameError> {
+        let mut b = Message::builder().data(text);
+        if let Some(e) = event {
+            b = b.event(e);
+        }
+        Ok(self.broadcast(room, &b.build()?))
+    }
+
+    /// Send `message` to every member of each room. As in SimpleW, a connection in several
+    /// of these rooms receives it once per room; see [`Hub::broadcast_many_unique`].
+    pub fn broadcast_many<I, S>(&self, rooms: I, message: &Message) -> usize
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.to_many(rooms).send(message)
+    }
+
+    /// Like [`Hub::broadcast_many`], but a connection in several rooms receives it once.
+    pub fn broadcast_many_unique<I, S>(&self, rooms: I, message: &Message) -> usize
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.to_many(rooms).unique().send(message)
+    }
+
+    /// A broadcast to one room, with options.
+    ///
+    /// ```
+    /// # fn f(hub: &ssehub::Hub, sender: &ssehub::Connection) {
+    /// let reached = hub.to("chat").except(sender).send(&ssehub::Message::new("hi"));
+    /// # }
+    /// ```
+    pub fn to(&self, room: &str) -> Broadcast<'_> {
+        self.to_many([room])
+    }
+
+    /// A broadcast to several rooms, with options.
+    pub fn to_many<I, S>(&self, rooms: I) -> Broadcast<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Broadcast {
+            hub: self,
+            rooms: rooms.into_iter().map(|r| r.as_ref().to_owned()).collect(),
+            except: None,
+            unique: false,
+        }
+    }
+
+    /// Queue an encoded frame to every connection the hub has (used by keep-alive and
+    /// shutdown). `only_idle` skips connections that had traffic since the last call.
+    pub(crate) fn send_to_all(&self, frame: &Bytes, only_idle: bool) -> usize {
+        let conns: Vec<Connection> = lock(&self.inner.connections).values().cloned().collect();
+        let mut overflowed = Vec::new();
+        let mut n = 0;
+        for c in &conns {
+            if only_idle && c.take_active() {
+                continue;
+            }
+            match c.enqueue(frame.clone()) {
+                Enqueued::Yes => n += 1,
+                Enqueued::Overflow => overflowed.push(c.clone()),
+                Enqueued::Closed | Enqueued::Dropped => {}
+            }
+        }
+        overflowed.iter().for_each(Connection::close_overflowed);
+        n
+    }
+
+    /// Close every connection (each still flushes what it has queued).
+    pub fn close_all(&self) {
+        let conns: Vec<Connection> = lock(&self.inner.connections).values().cloned().collect();
+        conns.iter().for_each(Connection::close);
+    }
+
+    /// Open connections.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.inner.connections).len()
+    }
+
+    /// The connection with this id, if it is open.
+    pub fn connection(&self, id: Uuid) -> Option<Connection> {
+        lock(&self.inner.connections).get(&id).cloned()
+    }
+
+    /// Rooms that have at least one member.
+    pub fn room_count(&self) -> usize {
+        read(&self.inner.rooms).len()
+    }
+
+    /// Names of the rooms that have at least one member.
+    pub fn room_names(&self) -> Vec<String> {
+        read(&self.inner.rooms)
+            .keys()
+            .map(|k| k.to_string())
+            .collect()
+    }
+
+    /// Number of members of `room` (0 when it does not exist).
+    pub fn room_size(&self, room: &str) -> usize {
+        self.room(room).map_or(0, |r| read(&r.members).conns.len())
+    }
+
+    /// The members of `room`.
+    pub fn members(&self, room: &str) -> Vec<Connection> {
+        self.room(room).map_or_else(Vec::new, |r| {
+            read(&r.members).conns.values().cloned().collect()
+        })
+    }
+
+    /// The rooms `conn` is in.
+    pub fn rooms_of(&self, conn: &Connection) -> Vec<String> {
+        conn.rooms()
+    }
+
+    /// Member count of every room.
+    pub fn room_sizes(&self) -> HashMap<String, usize> {
+        let rooms: Vec<Arc<Room>> = read(&self.inner.rooms).values().cloned().collect();
+        rooms
+            .iter()
+            .map(|r| (r.name.to_string(), read(&r.members).conns.len()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> HubStats {
+        let s = &self.inner.stats;
+        HubStats {
+            connections: self.connection_count(),
+            rooms: self.room_count(),
+            connections_total: s.connected_total.get(),
+            events_published: s.published.get(),
+            deliveries: s.deliveries.get(),
+            dropped_events: s.dropped_events.get(),
+            slow_consumer_closes: s.slow_closes.get(),
+        }
+    }
+}
+
+/// A broadcast being set up: which rooms, whom to skip, whether to de-duplicate.
+/// Made by [`Hub::to`] and [`Hub::to_many`]; [`Broadcast::send`] performs it.
+#[must_use = "a broadcast does nothing until `send` is called"]
+pub struct Broadcast<'a> {
+    hub: &'a Hub,
+    rooms: Vec<String>,
+    except: Option<Uuid>,
+    unique: bool,
+}
+
+impl Broadcast<'_> {
+    /// Skip this connection (typically the sender).
+    pub fn except(mut self, conn: &Connection) -> Self {
+        self.except = Some(conn.id());
+        self
+    }
+
+    /// Skip the connection with this id.
+    pub fn except_id(mut self, id: Uuid) -> Self {
+        self.except = Some(id);
+        self
+    }
+
+    /// Deliver at most once to a connection that is in several of the rooms.
+    pub fn unique(mut self) -> Self {
+        self.unique = true;
+        self
+    }
+
+    /// Encode `message` once and queue it to every recipient. Returns how many
+    /// connections it reached (counting duplicates unless [`Broadcast::unique`]).
+    pub fn send(self, message: &Message) -> usize {
+        self.send_frame(message.encode())
+    }
+
+    /// Queue an already encoded frame.
+    pub fn send_frame(self, frame: Bytes) -> usize {
+        let hub = self.hub;
+        hub.inner.stats.published.inc();
+        let mut seen = self.unique.then(HashSet::new);
+        let mut overflowed = Vec::new();
+        let mut reached = 0;
+        for name in &self.rooms {
+            let Some(room) = hub.room(name) else { continue };
+            let members = read(&room.members);
+            for (id, conn) in &members.conns {
+                if self.except == Some(*id) {
+                    continue;
+                }
+                if let Some(seen) = &mut seen {
+                    if !seen.insert(*id) {
+                        continue;
+                    }
+                }
+                match conn.enqueue(frame.clone()) {
+                    Enqueued::Yes => reached += 1,
+                    Enqueued::Overflow => overflowed.push(conn.clone()),
+                    Enqueued::Closed | Enqueued::Dropped => {}
+                }
+            }
+        }
+        // Closing takes room locks: only now that none is held.
+        overflowed.iter().for_each(Connection::close_overflowed);
+        hub.inner.stats.deliveries.add(reached as u64);
+        reached
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("connections", &self.connection_count())
+            .field("rooms", &self.room_count())
+            .finish()
+    }
+}

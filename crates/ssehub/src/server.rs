@@ -1,0 +1,460 @@
+//! A small HTTP server in SimpleW's spirit: new server, add the SSE endpoint, static
+//! files and a few routes, run. HTTP/1.1 and HTTP/2 (prior knowledge) through hyper.
+//!
+//! ```no_run
+//! use ssehub::{Server, SseOptions, StaticFiles};
+//!
+//! # async fn run() -> Result<(), ssehub::ServerError> {
+//! let sse = SseOptions::new().on_connect(|conn, _ctx| async move {
+//!     let _ = conn.send_event("status", "connected");
+//! });
+//! let hub = sse.hub().clone(); // broadcast from anywhere, before or after start
+//! Server::new(([0, 0, 0, 0], 2015))
+//!     .sse(sse)
+//!     .static_files(StaticFiles::new("./www"))
+//!     .on_started(|info| println!("server started at http://{}/", info.local_addr))
+//!     .run()
+//!     .await?;
+//! # drop(hub); Ok(()) }
+//! ```
+//!
+//! ## Shutdown
+//! On Ctrl-C or SIGTERM (or the future given to [`BoundServer::run_until`]) the server
+//! stops accepting, closes every SSE stream (each flushes what it has queued), lets
+//! other in-flight requests finish, and returns within [`Server::grace`] (2 s default);
+//! connections still open then are dropped.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
+use tower_http::services::ServeDir;
+
+use crate::connection::TransportAbort;
+use crate::endpoint::{ConfigError, PeerAddr, SseEndpoint, SseOptions};
+use crate::shutdown::Shutdown;
+
+/// Boxed error type of response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The response body every route of the server answers with.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxFuture<Response<Body>> + Send + Sync>;
+type Fallback = BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A set-up mistake in the options.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Binding the listener failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+/// Static files served from a folder.
+#[derive(Debug, Clone)]
+pub struct StaticFiles {
+    path: PathBuf,
+    prefix: String,
+    max_age: Option<Duration>,
+}
+
+impl StaticFiles {
+    /// Serve the folder `path` at `/`, with `index.html` for directories and no caching.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StaticFiles {
+            path: path.into(),
+            prefix: "/".into(),
+            max_age: None,
+        }
+    }
+
+    /// The URL prefix to serve the folder at (such as `/assets`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        let p = prefix.into();
+        let p = p.trim_end_matches('/');
+        self.prefix = if p.starts_with('/') {
+            p.to_owned()
+        } else {
+            format!("/{p}")
+        };
+        self
+    }
+
+    /// Send `Cache-Control: public, max-age=…` with every file.
+    pub fn max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = Some(max_age);
+        self
+    }
+
+    /// The path below the prefix, if `path` is under it.
+    fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
+        if self.prefix == "/" {
+            return Some(path);
+        }
+        let rest = path.strip_prefix(&self.prefix)?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+}
+
+/// What [`Server::on_started`] callbacks learn.
+#[derive(Debug, Clone)]
+pub struct ServerInfo {
+    /// The address the server listens on (with the real port when 0 was asked for).
+    pub local_addr: SocketAddr,
+}
+
+/// The server builder.
+pub struct Server {
+    addr: SocketAddr,
+    sse: Vec<Result<SseEndpoint, ConfigError>>,
+    static_files: Option<StaticFiles>,
+    routes: HashMap<String, Handler>,
+    fallback: Option<Fallback>,
+    on_started: Vec<Box<dyn FnOnce(&ServerInfo) + Send>>,
+    header_timeout: Duration,
+    grace: Duration,
+}
+
+impl Server {
+    /// A server that will listen on `addr`.
+    pub fn new(addr: impl Into<SocketAddr>) -> Server {
+        Server {
+            addr: addr.into(),
+            sse: Vec::new(),
+            static_files: None,
+            routes: HashMap::new(),
+            fallback: None,
+            on_started: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            grace: Duration::from_secs(2),
+        }
+    }
+
+    /// Add an SSE endpoint. Option mistakes are reported by [`Server::bind`].
+    pub fn sse(mut self, options: SseOptions) -> Server {
+        self.sse.push(SseEndpoint::new(options));
+        self
+    }
+
+    /// Serve static files.
+    pub fn static_files(mut self, files: StaticFiles) -> Server {
+        self.static_files = Some(files);
+        self
+    }
+
+    /// Answer requests for exactly `path` (any method) with `handler`.
+    ///
+    /// ```
+    /// use ssehub::server::{text, Server};
+    /// use http::StatusCode;
+    ///
+    /// let server = Server::new(([127, 0, 0, 1], 0))
+    ///     .route("/health", |_req| async { text(StatusCode::OK, "ok") });
+    /// ```
+    pub fn route<F, Fut>(mut self, path: &str, handler: F) -> Server
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Body>> + Send + 'static,
+    {
+        self.routes
+            .insert(path.to_owned(), Arc::new(move |req| Box::pin(handler(req))));
+        self
+    }
+
+    /// Send every request nothing else matched to `service` (an axum `Router`, say).
+    pub fn fallback<S, B>(mut self, service: S) -> Server
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let svc = service.map_response(|res: Response<B>| res.map(box_body));
+        self.fallback = Some(BoxCloneSyncService::new(svc));
+        self
+    }
+
+    /// Run `f` once the listener is bound.
+    pub fn on_started(mut self, f: impl FnOnce(&ServerInfo) + Send + 'static) -> Server {
+        self.on_started.push(Box::new(f));
+        self
+    }
+
+    /// How long a client may take to send its request headers (slowloris guard; 10 s).
+    pub fn header_timeout(mut self, timeout: Duration) -> Server {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// How long shutdown waits for open connections before dropping them (2 s).
+    pub fn grace(mut self, grace: Duration) -> Server {
+        self.grace = grace;
+        self
+    }
+
+    /// Check the options and bind the listener.
+    pub async fn bind(self) -> Result<BoundServer, ServerError> {
+        let sse = self.sse.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: self.addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: self.addr,
+            source,
+        })?;
+        let info = ServerInfo { local_addr };
+        for f in self.on_started {
+            f(&info);
+        }
+        let statics = self.static_files.map(|s| {
+            let dir = ServeDir::new(&s.path).append_index_html_on_directories(true);
+            (s, dir)
+        });
+        Ok(BoundServer {
+            listener,
+            local_addr,
+            app: Arc::new(App {
+                sse,
+                routes: self.routes,
+                statics,
+                fallback: self.fallback,
+            }),
+            header_timeout: self.header_timeout,
+            grace: self.grace,
+        })
+    }
+
+    /// Bind and serve until Ctrl-C or SIGTERM.
+    pub async fn run(self) -> Result<(), ServerError> {
+        self.bind().await?.run().await;
+        Ok(())
+    }
+}
+
+/// A server whose listener is bound: ask it its address, then run it.
+pub struct BoundServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    app: Arc<App>,
+    header_timeout: Duration,
+    grace: Duration,
+}
+
+struct App {
+    sse: Vec<SseEndpoint>,
+    routes: HashMap<String, Handler>,
+    statics: Option<(StaticFiles, ServeDir)>,
+    fallback: Option<Fallback>,
+}
+
+impl BoundServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serve until Ctrl-C or SIGTERM.
+    pub async fn run(self) {
+        self.run_until(Shutdown::signal().wait()).await
+    }
+
+    /// Serve until `signal` completes, then shut down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send) {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_timeout)
+            // Bounds what hyper itself buffers for a slow reader; our outbox holds the rest.
+            .max_buf_size(64 * 1024);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(signal);
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = &mut signal => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of descriptors and the like: log, back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let app = self.app.clone();
+            let abort = TransportAbort::new();
+            let svc_abort = abort.clone();
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                req.extensions_mut().insert(svc_abort.clone());
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(app.dispatch(req).await) }
+            });
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), svc)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                tokio::select! {
+                    res = conn => if let Err(e) = res {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    },
+                    _ = abort.aborted() => tracing::debug!(%peer, "connection aborted"),
+                }
+            });
+        }
+        tracing::info!("shutting down");
+        drop(self.listener);
+        for ep in &self.app.sse {
+            ep.hub().close_all();
+        }
+        if tokio::time::timeout(self.grace, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; dropping open connections");
+        }
+    }
+}
+
+impl App {
+    async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_owned();
+        let path = path.as_str();
+        for ep in &self.sse {
+            let p = ep.prefix();
+            if path == p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')) {
+                return ep.handle(req).await.map(box_body);
+            }
+        }
+        if let Some(handler) = self.routes.get(path) {
+            return handler(req).await;
+        }
+        if let Some((files, dir)) = &self.statics {
+            if let Some(rest) = files.strip(path) {
+                let rest = rest.to_owned();
+                return serve_static(files, dir, req, rest).await;
+            }
+        }
+        if let Some(fallback) = &self.fallback {
+            return match fallback.clone().oneshot(req).await {
+                Ok(res) => res,
+                Err(never) => match never {},
+            };
+        }
+        text(StatusCode::NOT_FOUND, "not found")
+    }
+}
+
+async fn serve_static(
+    files: &StaticFiles,
+    dir: &ServeDir,
+    req: Request<Incoming>,
+    rest: String,
+) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let rest = if rest.is_empty() { "/".into() } else { rest };
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest,
+    };
+    match pq.parse() {
+        Ok(uri) => parts.uri = uri,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "bad path"),
+    }
+    let req = Request::from_parts(parts, body);
+    let mut res = match dir.clone().oneshot(req).await {
+        Ok(res) => res.map(box_body),
+        Err(never) => match never {},
+    };
+    if let Some(age) = files.max_age {
+        if res.status().is_success() {
+            let v = format!("public, max-age={}", age.as_secs());
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                res.headers_mut().insert(header::CACHE_CONTROL, v);
+            }
+        }
+    }
+    res
+}
+
+/// Box any body into the server's [`Body`].
+pub fn box_body<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
+
+/// A plain-text response.
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+    let mut res = Response::new(box_body(Full::new(Bytes::from(body.into()))));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+/// A JSON response.
+pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
+    match serde_json::to_vec(value) {
+        Ok(bytes) => {
+            let mut res = Response::new(box_body(Full::new(Bytes::from(bytes))));
+            *res.status_mut() = status;
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            res
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// A response with a fixed body and content type.
+pub fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
+    let mut res = Response::new(box_body(Full::new(body)));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    res
+}
