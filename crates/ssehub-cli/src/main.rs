@@ -1,1 +1,60 @@
-fn main() {}
+//! `ssehub`: the demo server and the everyday tools around it.
+//!
+//! - `ssehub serve` (the default): the demo of the seed: page at `/`, `/sse`, a ticker,
+//!   `POST /publish` and `GET /stats`, on port 2015.
+//! - `ssehub listen URL`: a terminal SSE client.
+//! - `ssehub publish`: post one event to a running server.
+//! - `ssehub bench`: a load generator that reports deliveries, latency and server cost.
+
+mod bench;
+mod listen;
+mod publish;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ssehub", version, about = "Server-Sent Events hub: demo server, listener, publisher, load generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the demo server (the default when no command is given).
+    Serve(serve::Args),
+    /// Connect to an SSE endpoint and print its events.
+    Listen(listen::Args),
+    /// Publish one event through a server's POST /publish.
+    Publish(publish::Args),
+    /// Load-test a server: subscribers, publishes, latency and server cost.
+    Bench(bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let command = match cli.command {
+        Some(c) => c,
+        // `ssehub` alone serves the demo; flags still come from the environment.
+        None => Command::Serve(serve::Args::from_env()?),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match command {
+            Command::Serve(a) => serve::run(a).await,
+            Command::Listen(a) => listen::run(a).await,
+            Command::Publish(a) => publish::run(a).await,
+            Command::Bench(a) => bench::run(a).await,
+        }
+    })
+}

@@ -1,0 +1,8 @@
+//! `ssehub listen`. (Being written.)
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub async fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`ssehub listen` is not written yet")
+}

@@ -1,0 +1,200 @@
+//! Helpers shared by the end-to-end tests: a real server on an ephemeral port, and a
+//! real SSE client (hyper's HTTP/1 client plus the crate's own decoder) over TCP.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use ssehub::decode::{Decoder, Event, Item};
+use ssehub::{Hub, Server, SseOptions};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Upper bound on any single wait in a test: a hang fails instead of blocking CI.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Poll `cond` until it holds (bounded by WAIT).
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub hub: Hub,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(options: SseOptions) -> TestServer {
+        Self::start_with(options, |s| s).await
+    }
+
+    pub async fn start_with(options: SseOptions, f: impl FnOnce(Server) -> Server) -> TestServer {
+        let hub = options.hub().clone();
+        let server = f(Server::new(([127, 0, 0, 1], 0)).sse(options))
+            .bind()
+            .await
+            .expect("bind");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            hub,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Shut down gracefully and wait for the server to return.
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        within("server shutdown", self.task.take().unwrap())
+            .await
+            .unwrap();
+    }
+
+    pub async fn sse(&self, path: &str) -> SseClient {
+        SseClient::connect(self.addr, path, &[]).await
+    }
+
+    pub async fn request(&self, method: &str, path: &str, body: &str) -> (StatusCode, http::HeaderMap, String) {
+        request(self.addr, method, path, &[], body).await
+    }
+}
+
+/// Send one request on a fresh connection and read the whole answer.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, http::HeaderMap, String) {
+    let mut sender = handshake(addr).await;
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+    let res = within("response", sender.send_request(req)).await.unwrap();
+    let (parts, body) = res.into_parts();
+    let bytes = within("body", body.collect()).await.unwrap().to_bytes();
+    (parts.status, parts.headers, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn handshake<B>(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = within("connect", TcpStream::connect(addr)).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+}
+
+/// A real SSE client: hyper's HTTP/1 client, the crate's decoder on top.
+pub struct SseClient {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    body: Incoming,
+    decoder: Decoder,
+    pub raw: Vec<u8>,
+}
+
+impl SseClient {
+    pub async fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
+        let mut sender = handshake(addr).await;
+        let mut req = Request::get(path)
+            .header("host", addr.to_string())
+            .header("accept", "text/event-stream");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res: Response<Incoming> = within(
+            "SSE response head",
+            sender.send_request(req.body(Empty::<Bytes>::new()).unwrap()),
+        )
+        .await
+        .unwrap();
+        let (parts, body) = res.into_parts();
+        SseClient {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+            decoder: Decoder::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// The next decoded item, or `None` when the stream ends.
+    pub async fn next_item(&mut self) -> Option<Item> {
+        within("next SSE item", async {
+            loop {
+                if let Some(item) = self.decoder.next_item() {
+                    return Some(item);
+                }
+                match self.body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Some(data) = frame.data_ref() {
+                            self.raw.extend_from_slice(data);
+                            self.decoder.feed(data);
+                        }
+                    }
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+    }
+
+    /// The next dispatched event, skipping comments and retry hints.
+    pub async fn next_event(&mut self) -> Event {
+        loop {
+            match self.next_item().await {
+                Some(Item::Event(e)) => return e,
+                Some(_) => continue,
+                None => panic!("stream ended while waiting for an event"),
+            }
+        }
+    }
+
+    /// Read until the stream ends; return the items seen.
+    pub async fn until_end(&mut self) -> Vec<Item> {
+        let mut items = Vec::new();
+        while let Some(i) = self.next_item().await {
+            items.push(i);
+        }
+        items
+    }
+}
