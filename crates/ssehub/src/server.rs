@@ -223,9 +223,11 @@ impl Server {
         self
     }
 
-    /// Check the options and bind the listener.
+    /// Check the options and bind the listener. The process's open-file soft limit is
+    /// raised to its hard limit first: every SSE client holds a descriptor.
     pub async fn bind(self) -> Result<BoundServer, ServerError> {
         let sse = self.sse.into_iter().collect::<Result<Vec<_>, _>>()?;
+        raise_fd_limit();
         let listener = TcpListener::bind(self.addr)
             .await
             .map_err(|source| ServerError::Bind {
@@ -412,6 +414,16 @@ async fn serve_static(
         }
     }
     res
+}
+
+/// Raise the open-file soft limit to the hard limit (once per process is enough, but
+/// calling it again is harmless).
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 /// Box any body into the server's [`Body`].
