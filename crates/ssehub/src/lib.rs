@@ -60,3 +60,8 @@ pub use frame::{FrameError, Message, MessageBuilder};
 pub use hub::{Broadcast, Hub, HubStats, JoinError};
 pub use server::{BoundServer, Server, ServerError, ServerInfo, StaticFiles};
 pub use shutdown::Shutdown;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
