@@ -517,14 +517,22 @@ impl SseEndpoint {
         if let Some(room) = &opts.auto_join_room {
             let _ = conn.join(room);
         }
+        // The close that triggers on_disconnect may happen on any thread: keep the handle.
+        let rt = tokio::runtime::Handle::current();
         if let Some(hook) = &opts.on_disconnect {
             let hook = hook.clone();
+            let rt = rt.clone();
             conn.on_closed(move |c| {
-                spawn_hook("on_disconnect", None, hook(c.clone()));
+                spawn_hook(&rt, "on_disconnect", None, hook(c.clone()));
             });
         }
         if let Some(hook) = &opts.on_connect {
-            spawn_hook("on_connect", Some(conn.clone()), hook(conn.clone(), ctx));
+            spawn_hook(
+                &rt,
+                "on_connect",
+                Some(conn.clone()),
+                hook(conn.clone(), ctx),
+            );
         }
         tracing::debug!(conn = %conn.id(), "stream opened");
         self.handshake(&req, SseBody::stream(conn))
@@ -598,8 +606,13 @@ fn retry_frame(delay: Duration) -> Bytes {
 }
 
 /// Run a user hook on its own task; a panic is logged and closes `conn`, nothing else.
-fn spawn_hook(name: &'static str, conn: Option<Connection>, fut: BoxFuture<()>) {
-    tokio::spawn(async move {
+fn spawn_hook(
+    rt: &tokio::runtime::Handle,
+    name: &'static str,
+    conn: Option<Connection>,
+    fut: BoxFuture<()>,
+) {
+    rt.spawn(async move {
         if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
             tracing::error!(hook = name, "hook panicked");
             if let Some(c) = conn {
