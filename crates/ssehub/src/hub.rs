@@ -39,6 +39,50 @@ pub enum JoinError {
     /// The connection belongs to another hub.
     #[error("connection belongs to another hub")]
     OtherHub,
+    /// The room name is not acceptable; the text says why.
+    #[error("invalid room name: {0}")]
+    InvalidRoom(&'static str),
+    /// The connection is already in as many rooms as the hub allows.
+    #[error("too many rooms: a connection may be in at most {0}")]
+    TooManyRooms(usize),
+}
+
+/// The longest room name, in bytes.
+pub const MAX_ROOM_NAME_LEN: usize = 128;
+
+/// Check a room name: 1 to [`MAX_ROOM_NAME_LEN`] bytes, no control characters.
+///
+/// ```
+/// assert!(ssehub::hub::validate_room("news").is_ok());
+/// assert!(ssehub::hub::validate_room("").is_err());
+/// assert!(ssehub::hub::validate_room("a\nb").is_err());
+/// ```
+pub fn validate_room(name: &str) -> Result<(), JoinError> {
+    if name.is_empty() {
+        return Err(JoinError::InvalidRoom("it is empty"));
+    }
+    if name.len() > MAX_ROOM_NAME_LEN {
+        return Err(JoinError::InvalidRoom("it is longer than 128 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(JoinError::InvalidRoom("it contains a control character"));
+    }
+    Ok(())
+}
+
+/// Limits a hub enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubConfig {
+    /// The most rooms one connection may be in (256 by default).
+    pub max_rooms_per_connection: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            max_rooms_per_connection: 256,
+        }
+    }
 }
 
 /// Rooms and connections, shared by every clone.
@@ -60,6 +104,7 @@ pub struct Hub {
 
 #[derive(Default)]
 struct HubInner {
+    config: HubConfig,
     rooms: RwLock<HashMap<Arc<str>, Arc<Room>>>,
     connections: Mutex<HashMap<Uuid, Connection>>,
     stats: Counters,
@@ -134,6 +179,16 @@ impl Hub {
         Hub::default()
     }
 
+    /// A new, empty hub with these limits.
+    pub fn with_config(config: HubConfig) -> Hub {
+        Hub {
+            inner: Arc::new(HubInner {
+                config,
+                ..HubInner::default()
+            }),
+        }
+    }
+
     /// Create and register a connection (the endpoint does this for each stream).
     pub(crate) fn connect(&self, config: ConnectionConfig) -> Connection {
         let conn = Connection::new(self.clone(), config);
@@ -147,6 +202,8 @@ impl Hub {
     }
 
     /// Put `conn` in `room` (created on first join). Returns `false` if it already was.
+    /// Fails for a closed connection, an invalid name (see [`validate_room`]) or past
+    /// [`HubConfig::max_rooms_per_connection`].
     pub fn join(&self, room: &str, conn: &Connection) -> Result<bool, JoinError> {
         if !Arc::ptr_eq(&conn.hub().inner, &self.inner) {
             return Err(JoinError::OtherHub);
@@ -157,6 +214,11 @@ impl Hub {
         }
         if rooms_of_conn.iter().any(|r| &**r == room) {
             return Ok(false);
+        }
+        validate_room(room)?;
+        let max = self.inner.config.max_rooms_per_connection;
+        if rooms_of_conn.len() >= max {
+            return Err(JoinError::TooManyRooms(max));
         }
         let name = loop {
             let room_arc = self.room_or_create(room);
@@ -462,5 +524,122 @@ impl std::fmt::Debug for Hub {
             .field("connections", &self.connection_count())
             .field("rooms", &self.room_count())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SlowConsumerPolicy;
+
+    fn conn(hub: &Hub) -> Connection {
+        hub.connect(ConnectionConfig {
+            outbox_limit: 1 << 20,
+            policy: SlowConsumerPolicy::Close,
+            abort: None,
+        })
+    }
+
+    #[test]
+    fn room_names_are_validated() {
+        let hub = Hub::new();
+        let c = conn(&hub);
+        assert!(matches!(hub.join("", &c), Err(JoinError::InvalidRoom(_))));
+        assert!(matches!(
+            hub.join("a\u{7}", &c),
+            Err(JoinError::InvalidRoom(_))
+        ));
+        let long = "x".repeat(MAX_ROOM_NAME_LEN + 1);
+        assert!(matches!(
+            hub.join(&long, &c),
+            Err(JoinError::InvalidRoom(_))
+        ));
+        assert_eq!(hub.join(&long[1..], &c), Ok(true));
+        assert_eq!(hub.room_count(), 1, "refused joins create no room");
+    }
+
+    #[test]
+    fn rooms_per_connection_are_capped() {
+        let hub = Hub::with_config(HubConfig {
+            max_rooms_per_connection: 3,
+        });
+        let c = conn(&hub);
+        for r in ["a", "b", "c"] {
+            assert_eq!(hub.join(r, &c), Ok(true));
+        }
+        assert_eq!(hub.join("a", &c), Ok(false), "re-joining is not a new room");
+        assert_eq!(hub.join("d", &c), Err(JoinError::TooManyRooms(3)));
+        assert!(hub.leave("a", &c));
+        assert_eq!(hub.join("d", &c), Ok(true));
+    }
+
+    #[test]
+    fn closed_connections_leave_everything_and_cannot_join() {
+        let hub = Hub::new();
+        let c = conn(&hub);
+        hub.join("a", &c).unwrap();
+        hub.join("b", &c).unwrap();
+        c.close();
+        assert_eq!(hub.room_count(), 0);
+        assert_eq!(hub.connection_count(), 0);
+        assert_eq!(hub.join("a", &c), Err(JoinError::Closed));
+        assert_eq!(hub.room_count(), 0);
+    }
+
+    #[test]
+    fn broadcast_counts_recipients_and_shares_one_encoding() {
+        let hub = Hub::new();
+        let a = conn(&hub);
+        let b = conn(&hub);
+        hub.join("r", &a).unwrap();
+        hub.join("r", &b).unwrap();
+        hub.join("s", &b).unwrap();
+        let m = Message::new("x");
+        assert_eq!(hub.broadcast("r", &m), 2);
+        assert_eq!(hub.to("r").except(&a).send(&m), 1);
+        assert_eq!(hub.broadcast_many(["r", "s"], &m), 3);
+        assert_eq!(hub.broadcast_many_unique(["r", "s"], &m), 2);
+        assert_eq!(hub.broadcast("nobody", &m), 0);
+        // Every recipient gets the same allocation, not a copy.
+        let waker = futures_util::task::noop_waker();
+        for c in [&a, &b] {
+            while let Ok(Some(_)) = c.poll_outbox(&waker) {}
+        }
+        let frame = Message::new("shared").encode();
+        assert_eq!(hub.to("r").send_frame(frame.clone()), 2);
+        for c in [&a, &b] {
+            let got = c.poll_outbox(&waker).unwrap().unwrap();
+            assert_eq!(got.as_ptr(), frame.as_ptr());
+            assert_eq!(got, frame);
+        }
+    }
+
+    #[test]
+    fn join_racing_with_last_leave_never_strands_a_member() {
+        let hub = Hub::new();
+        let conns: Vec<Connection> = (0..4).map(|_| conn(&hub)).collect();
+        let threads: Vec<_> = conns
+            .iter()
+            .cloned()
+            .map(|c| {
+                let hub = hub.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..2000 {
+                        hub.join("hot", &c).unwrap();
+                        hub.leave("hot", &c);
+                    }
+                    hub.join("hot", &c).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(hub.room_size("hot"), 4);
+        assert_eq!(hub.broadcast("hot", &Message::new("x")), 4);
+        for c in &conns {
+            c.close();
+        }
+        assert_eq!(hub.room_count(), 0);
     }
 }

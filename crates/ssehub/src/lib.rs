@@ -57,7 +57,7 @@ pub use endpoint::{
     ConfigError, PeerAddr, Rejection, RequestContext, SseBody, SseEndpoint, SseOptions,
 };
 pub use frame::{FrameError, Message, MessageBuilder};
-pub use hub::{Broadcast, Hub, HubStats, JoinError};
+pub use hub::{Broadcast, Hub, HubConfig, HubStats, JoinError};
 pub use server::{BoundServer, Server, ServerError, ServerInfo, StaticFiles};
 pub use shutdown::Shutdown;
 
