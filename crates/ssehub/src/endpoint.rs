@@ -28,6 +28,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 
+use crate::admission::{Admission, Limits};
 use crate::connection::{Connection, ConnectionConfig, SlowConsumerPolicy, TransportAbort};
 use crate::frame::{self, Message};
 use crate::hub::Hub;
@@ -84,6 +85,7 @@ pub struct SseOptions {
     authorize: Option<AuthorizeHook>,
     on_connect: Option<ConnectHook>,
     on_disconnect: Option<DisconnectHook>,
+    limits: Limits,
 }
 
 impl Default for SseOptions {
@@ -100,6 +102,7 @@ impl Default for SseOptions {
             authorize: None,
             on_connect: None,
             on_disconnect: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -138,7 +141,8 @@ impl SseOptions {
         self
     }
 
-    /// A reconnection delay hint (`retry:`) written at the start of every stream.
+    /// A reconnection delay hint (`retry:`) written at the start of every stream. Each
+    /// connection gets 80-100 % of it, at random, to spread reconnections after a restart.
     pub fn retry(mut self, retry: Option<Duration>) -> Self {
         self.retry = retry;
         self
@@ -153,6 +157,20 @@ impl SseOptions {
     /// What to do with a client that does not keep up.
     pub fn slow_consumer(mut self, policy: SlowConsumerPolicy) -> Self {
         self.slow_consumer = policy;
+        self
+    }
+
+    /// The most streams this endpoint holds at once (`None`, the default: as many as the
+    /// process's open-file limit allows). Past it a client gets 503 with `Retry-After`.
+    pub fn max_connections(mut self, max: Option<usize>) -> Self {
+        self.limits.total = max;
+        self
+    }
+
+    /// The most streams from one client IP address (`None` by default). Past it the
+    /// client gets 503 with `Retry-After`.
+    pub fn max_connections_per_ip(mut self, max: Option<usize>) -> Self {
+        self.limits.per_ip = max;
         self
     }
 
@@ -418,9 +436,10 @@ pub struct SseEndpoint {
 
 struct EndpointInner {
     opts: SseOptions,
-    /// `: connected` plus the retry hint: the first bytes of every stream.
+    /// `: connected`: the first bytes of every stream.
     preamble: Bytes,
     keep_alive_started: std::sync::Once,
+    admission: Admission,
 }
 
 impl SseEndpoint {
@@ -430,14 +449,11 @@ impl SseEndpoint {
         if options.outbox_limit == 0 {
             return Err(ConfigError::OutboxLimit);
         }
-        let mut preamble = frame::comment("connected").to_vec();
-        if let Some(retry) = options.retry {
-            preamble.extend_from_slice(&retry_frame(retry));
-        }
         Ok(SseEndpoint {
             inner: Arc::new(EndpointInner {
+                admission: Admission::new(options.limits),
                 opts: options,
-                preamble: Bytes::from(preamble),
+                preamble: frame::comment("connected"),
                 keep_alive_started: std::sync::Once::new(),
             }),
         })
@@ -507,13 +523,25 @@ impl SseEndpoint {
         if method == Method::HEAD {
             return self.handshake(&req, SseBody::empty());
         }
+        let ip = ctx.peer_addr().map(|a| a.ip());
+        if let Err(refused) = self.inner.admission.admit(ip) {
+            tracing::warn!(peer = ?ctx.peer_addr(), reason = refused.reason(), "stream refused");
+            let mut res = plain(StatusCode::SERVICE_UNAVAILABLE, refused.reason());
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return res;
+        }
         self.start_keep_alive();
         let conn = opts.hub.connect(ConnectionConfig {
             outbox_limit: opts.outbox_limit,
             policy: opts.slow_consumer,
             abort: req.extensions().get::<TransportAbort>().cloned(),
         });
+        self.inner.admission.bind(ip, &conn);
         let _ = conn.send_frame(self.inner.preamble.clone());
+        if let Some(retry) = opts.retry {
+            let _ = conn.send_frame(retry_frame(jitter(retry, conn.id())));
+        }
         if let Some(room) = &opts.auto_join_room {
             let _ = conn.join(room);
         }
@@ -595,6 +623,13 @@ async fn keep_alive(endpoint: Weak<EndpointInner>, interval: Duration) {
         let n = endpoint.opts.hub.send_to_all(&ping, true);
         tracing::trace!(pinged = n, "keep-alive sweep");
     }
+}
+
+/// 80 to 100 % of `retry`, chosen per connection (from its random id), so that clients
+/// dropped together (a restart, a network blip) do not all come back at the same instant.
+fn jitter(retry: Duration, id: uuid::Uuid) -> Duration {
+    let percent = 80 + (id.as_u128() % 21) as u32;
+    retry * percent / 100
 }
 
 fn retry_frame(delay: Duration) -> Bytes {
@@ -754,6 +789,18 @@ mod tests {
         assert!(normalise_prefix("/").is_err());
         assert!(normalise_prefix("").is_err());
         assert!(normalise_prefix("//").is_err());
+    }
+
+    #[test]
+    fn retry_jitter_stays_within_80_to_100_percent() {
+        let base = Duration::from_millis(1000);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..500 {
+            let d = jitter(base, uuid::Uuid::new_v4());
+            assert!(d >= base * 80 / 100 && d <= base, "{d:?}");
+            seen.insert(d);
+        }
+        assert!(seen.len() > 10, "the delays are spread out: {}", seen.len());
     }
 
     #[test]

@@ -179,6 +179,11 @@ impl Hub {
         Hub::default()
     }
 
+    /// Whether `self` and `other` are clones of one hub.
+    pub fn same_as(&self, other: &Hub) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// A new, empty hub with these limits.
     pub fn with_config(config: HubConfig) -> Hub {
         Hub {
@@ -205,7 +210,7 @@ impl Hub {
     /// Fails for a closed connection, an invalid name (see [`validate_room`]) or past
     /// [`HubConfig::max_rooms_per_connection`].
     pub fn join(&self, room: &str, conn: &Connection) -> Result<bool, JoinError> {
-        if !Arc::ptr_eq(&conn.hub().inner, &self.inner) {
+        if !conn.hub().same_as(self) {
             return Err(JoinError::OtherHub);
         }
         let mut rooms_of_conn = lock(conn.rooms_lock());
@@ -377,6 +382,12 @@ impl Hub {
         }
         overflowed.iter().for_each(Connection::close_overflowed);
         n
+    }
+
+    /// Queue `message` to every open connection, whatever its rooms (a shutdown notice,
+    /// say). Returns how many it reached.
+    pub fn send_to_everyone(&self, message: &Message) -> usize {
+        self.send_to_all(&message.encode(), false)
     }
 
     /// Close every connection (each still flushes what it has queued).

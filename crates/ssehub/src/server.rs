@@ -49,6 +49,8 @@ use tower_http::services::ServeDir;
 
 use crate::connection::TransportAbort;
 use crate::endpoint::{ConfigError, PeerAddr, SseEndpoint, SseOptions};
+use crate::frame::Message;
+use crate::hub::Hub;
 use crate::shutdown::Shutdown;
 
 /// Boxed error type of response bodies.
@@ -59,6 +61,7 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxFuture<Response<Body>> + Send + Sync>;
+type OnStarted = Box<dyn FnOnce(&ServerInfo) + Send>;
 type Fallback = BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
 
 /// Why the server could not start.
@@ -137,9 +140,10 @@ pub struct Server {
     static_files: Option<StaticFiles>,
     routes: HashMap<String, Handler>,
     fallback: Option<Fallback>,
-    on_started: Vec<Box<dyn FnOnce(&ServerInfo) + Send>>,
+    on_started: Vec<OnStarted>,
     header_timeout: Duration,
     grace: Duration,
+    farewell: Option<Message>,
 }
 
 impl Server {
@@ -154,6 +158,7 @@ impl Server {
             on_started: Vec::new(),
             header_timeout: Duration::from_secs(10),
             grace: Duration::from_secs(2),
+            farewell: None,
         }
     }
 
@@ -223,6 +228,12 @@ impl Server {
         self
     }
 
+    /// Send `message` to every open stream when the server shuts down, before closing them.
+    pub fn shutdown_message(mut self, message: Message) -> Server {
+        self.farewell = Some(message);
+        self
+    }
+
     /// Check the options and bind the listener. The process's open-file soft limit is
     /// raised to its hard limit first: every SSE client holds a descriptor.
     pub async fn bind(self) -> Result<BoundServer, ServerError> {
@@ -257,6 +268,7 @@ impl Server {
             }),
             header_timeout: self.header_timeout,
             grace: self.grace,
+            farewell: self.farewell,
         })
     }
 
@@ -274,6 +286,7 @@ pub struct BoundServer {
     app: Arc<App>,
     header_timeout: Duration,
     grace: Duration,
+    farewell: Option<Message>,
 }
 
 struct App {
@@ -343,8 +356,18 @@ impl BoundServer {
         }
         tracing::info!("shutting down");
         drop(self.listener);
+        let mut hubs: Vec<&Hub> = Vec::new();
         for ep in &self.app.sse {
-            ep.hub().close_all();
+            if !hubs.iter().any(|h| h.same_as(ep.hub())) {
+                hubs.push(ep.hub());
+            }
+        }
+        for hub in hubs {
+            if let Some(m) = &self.farewell {
+                hub.send_to_everyone(m);
+            }
+            // Each stream flushes what it has queued, then ends.
+            hub.close_all();
         }
         if tokio::time::timeout(self.grace, graceful.shutdown())
             .await

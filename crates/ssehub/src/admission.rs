@@ -1,0 +1,137 @@
+//! Admission control: how many streams an endpoint holds, in all and per client address.
+//!
+//! A slot is taken before a stream opens and given back exactly once, when its connection
+//! closes (the closed callback runs once). Counting happens under one mutex, and only
+//! when a limit is configured: with no limit, admission costs nothing.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::connection::{lock, Connection};
+
+/// Connection limits of an endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub total: Option<usize>,
+    pub per_ip: Option<usize>,
+}
+
+/// Why a stream was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    Total,
+    PerIp,
+}
+
+impl Refused {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            Refused::Total => "too many connections",
+            Refused::PerIp => "too many connections from this address",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Admission {
+    limits: Limits,
+    state: Arc<Mutex<Counts>>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+impl Admission {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Admission {
+            limits,
+            state: Arc::default(),
+        }
+    }
+
+    /// Take a slot for a stream from `ip`; it is released when `conn` closes.
+    /// Call `admit` first, then `bind` once the connection exists.
+    pub(crate) fn admit(&self, ip: Option<IpAddr>) -> Result<(), Refused> {
+        if self.limits == Limits::default() {
+            return Ok(());
+        }
+        let mut counts = lock(&self.state);
+        if self.limits.total.is_some_and(|max| counts.total >= max) {
+            return Err(Refused::Total);
+        }
+        if let (Some(max), Some(ip)) = (self.limits.per_ip, ip) {
+            let n = counts.per_ip.entry(ip).or_default();
+            if *n >= max {
+                return Err(Refused::PerIp);
+            }
+            *n += 1;
+        }
+        counts.total += 1;
+        Ok(())
+    }
+
+    /// Give the slot taken by `admit(ip)` back when `conn` closes.
+    pub(crate) fn bind(&self, ip: Option<IpAddr>, conn: &Connection) {
+        if self.limits == Limits::default() {
+            return;
+        }
+        let state = self.state.clone();
+        let per_ip = self.limits.per_ip.is_some();
+        conn.on_closed(move |_| {
+            let mut counts = lock(&state);
+            counts.total -= 1;
+            if let (true, Some(ip)) = (per_ip, ip) {
+                if let Some(n) = counts.per_ip.get_mut(&ip) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.per_ip.remove(&ip);
+                    }
+                }
+            }
+        });
+    }
+
+    #[cfg(test)]
+    fn total(&self) -> usize {
+        lock(&self.state).total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::{ConnectionConfig, SlowConsumerPolicy};
+    use crate::Hub;
+
+    #[test]
+    fn slots_are_taken_and_given_back_once() {
+        let hub = Hub::new();
+        let a = Admission::new(Limits {
+            total: Some(3),
+            per_ip: Some(2),
+        });
+        let ip1: IpAddr = [127, 0, 0, 1].into();
+        let ip2: IpAddr = [127, 0, 0, 2].into();
+        let mut conns = Vec::new();
+        for ip in [ip1, ip1, ip2] {
+            a.admit(Some(ip)).unwrap();
+            let c = hub.connect(ConnectionConfig {
+                outbox_limit: 1024,
+                policy: SlowConsumerPolicy::Close,
+                abort: None,
+            });
+            a.bind(Some(ip), &c);
+            conns.push(c);
+        }
+        assert_eq!(a.admit(Some(ip2)), Err(Refused::Total));
+        conns[2].close();
+        conns[2].close();
+        assert_eq!(a.total(), 2);
+        assert_eq!(a.admit(Some(ip1)), Err(Refused::PerIp));
+        a.admit(Some(ip2)).unwrap();
+    }
+}
