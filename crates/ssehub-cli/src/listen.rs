@@ -1,8 +1,229 @@
-//! `ssehub listen`. (Being written.)
+//! `ssehub listen`: a terminal SSE client.
+//!
+//! Prints each event as it arrives, readably or (`--json`) as one JSON object per line,
+//! and reconnects like a browser's `EventSource`: after the stream ends it waits the
+//! reconnection delay (3 s, or what the server's `retry:` said) and reconnects with
+//! `Last-Event-ID`. A non-200 answer or a body that is not `text/event-stream` ends it
+//! with an error, as it does an `EventSource`.
+//!
+//! ```text
+//! ssehub listen http://127.0.0.1:2015/sse?room=chat
+//! ssehub listen http://127.0.0.1:2015/sse --json --event tick --count 3
+//! ```
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::{header, HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use ssehub::decode::{Decoder, Event, Item};
+
+use crate::client;
+
+/// The reconnection delay until the server sends `retry:` (what browsers use).
+const DEFAULT_RETRY: Duration = Duration::from_secs(3);
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// The stream's URL, such as http://127.0.0.1:2015/sse?room=chat.
+    pub url: String,
+    /// Print one JSON object per event: {"event": ..., "data": ..., "id": ...}.
+    #[arg(long)]
+    pub json: bool,
+    /// Send this `Last-Event-ID` on the first connection.
+    #[arg(long, value_name = "ID")]
+    pub last_event_id: Option<String>,
+    /// Exit (successfully) after this many events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Only print (and count) events of this type (repeat for several).
+    #[arg(long = "event", value_name = "TYPE")]
+    pub events: Vec<String>,
+    /// Exit when the stream ends instead of reconnecting.
+    #[arg(long)]
+    pub no_reconnect: bool,
+    /// Give up (exit with an error) after this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Also print comments (`: ping`, `: connected`) and retry hints, on standard error.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`ssehub listen` is not written yet")
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let uri = client::parse_url(&args.url)?;
+    match args.timeout {
+        None => listen(&args, uri).await,
+        Some(secs) => {
+            let limit = Duration::try_from_secs_f64(secs)
+                .map_err(|_| anyhow::anyhow!("--timeout {secs}: not a number of seconds"))?;
+            tokio::time::timeout(limit, listen(&args, uri))
+                .await
+                .map_err(|_| anyhow::anyhow!("timed out after {secs} s"))?
+        }
+    }
+}
+
+async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
+    let client = client::http_client::<Empty<bytes::Bytes>>();
+    let mut last_id = args.last_event_id.clone().unwrap_or_default();
+    let mut retry = DEFAULT_RETRY;
+    let mut seen: u64 = 0;
+    let mut connected_once = false;
+    if args.count == Some(0) {
+        return Ok(());
+    }
+    loop {
+        let mut req = Request::get(uri.clone())
+            .header(header::ACCEPT, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache");
+        if !last_id.is_empty() {
+            let v = HeaderValue::from_str(&last_id)
+                .with_context(|| format!("last event id {last_id:?} cannot be sent"))?;
+            req = req.header("last-event-id", v);
+        }
+        let res = match client.request(req.body(Empty::new())?).await {
+            Ok(res) => res,
+            Err(e) if connected_once && !args.no_reconnect => {
+                // The server went away; like EventSource, keep trying.
+                eprintln!("ssehub listen: cannot reconnect ({e}); retrying in {retry:?}");
+                tokio::time::sleep(retry).await;
+                continue;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot connect to {uri}")),
+        };
+        let status = res.status();
+        let content_type = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if status != StatusCode::OK {
+            let body = client::read_body(res.into_body(), 16 * 1024)
+                .await
+                .unwrap_or_default();
+            anyhow::bail!("{uri} answered {status}: {}", client::error_message(&body));
+        }
+        let mime = content_type.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("text/event-stream") {
+            anyhow::bail!(
+                "{uri} is not an event stream (content type {:?}, expected text/event-stream)",
+                content_type
+            );
+        }
+        connected_once = true;
+        let mut decoder = Decoder::new();
+        let mut body = res.into_body();
+        let ended = loop {
+            match body.frame().await {
+                None => break "the server ended the stream".to_owned(),
+                Some(Err(e)) => break format!("the stream broke: {e}"),
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    decoder.feed(&data);
+                    while let Some(item) = decoder.next_item() {
+                        match item {
+                            Item::Event(e) => {
+                                if !args.events.is_empty() && !args.events.contains(&e.event) {
+                                    continue;
+                                }
+                                print_event(&e, args.json)?;
+                                seen += 1;
+                                if args.count.is_some_and(|n| seen >= n) {
+                                    return Ok(());
+                                }
+                            }
+                            Item::Retry(d) => {
+                                retry = d;
+                                if args.verbose {
+                                    eprintln!("retry: {} ms", d.as_millis());
+                                }
+                            }
+                            Item::Comment(c) => {
+                                if args.verbose {
+                                    eprintln!(": {c}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        // The decoder starts empty on each stream; keep the last id we knew when the
+        // new stream has not set one (so a reset to "" by the server is not resent).
+        if !decoder.last_event_id().is_empty() {
+            last_id = decoder.last_event_id().to_owned();
+        }
+        if args.no_reconnect {
+            return match args.count {
+                Some(n) => anyhow::bail!("{ended} after {seen} of {n} events"),
+                None => {
+                    eprintln!("ssehub listen: {ended}");
+                    Ok(())
+                }
+            };
+        }
+        eprintln!("ssehub listen: {ended}; reconnecting in {retry:?}");
+        tokio::time::sleep(retry).await;
+    }
+}
+
+fn print_event(e: &Event, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let line = JsonEvent {
+            event: &e.event,
+            data: &e.data,
+            id: &e.last_event_id,
+        };
+        writeln!(out, "{}", serde_json::to_string(&line)?)?;
+    } else {
+        write!(out, "{}", readable(e))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// One `--json` line, fields in this order.
+#[derive(serde::Serialize)]
+struct JsonEvent<'a> {
+    event: &'a str,
+    data: &'a str,
+    id: &'a str,
+}
+
+/// `event: <type>  id: <last id>`, the data, and a blank line.
+fn readable(e: &Event) -> String {
+    let mut s = format!("event: {}", e.event);
+    if !e.last_event_id.is_empty() {
+        s.push_str(&format!("  id: {}", e.last_event_id));
+    }
+    s.push('\n');
+    s.push_str(&e.data);
+    s.push_str("\n\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readable_output() {
+        let e = Event {
+            event: "tick".into(),
+            data: "a\nb".into(),
+            last_event_id: "7".into(),
+        };
+        assert_eq!(readable(&e), "event: tick  id: 7\na\nb\n\n");
+        let e = Event {
+            last_event_id: String::new(),
+            ..e
+        };
+        assert_eq!(readable(&e), "event: tick\na\nb\n\n");
+    }
 }

@@ -7,6 +7,7 @@
 //! - `ssehub bench`: a load generator that reports deliveries, latency and server cost.
 
 mod bench;
+mod client;
 mod listen;
 mod publish;
 mod serve;
