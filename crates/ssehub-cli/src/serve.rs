@@ -23,16 +23,15 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use ssehub::server::{self, Body};
-use ssehub::{FrameError, Hub, HubStats, Message, Rejection, Server, SseOptions, StaticFiles};
+use ssehub::{
+    FrameError, Hub, HubConfig, HubStats, Message, Rejection, Server, SseOptions, StaticFiles,
+};
 
 /// The demo page, compiled into the binary so `ssehub` alone has everything it serves.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 
 /// The largest `POST /publish` body accepted.
 pub const MAX_PUBLISH_BODY: usize = 1024 * 1024;
-
-/// The longest room name accepted, in bytes.
-pub const MAX_ROOM_LEN: usize = 128;
 
 /// The room every connection joins, and the one the ticker and default publishes use.
 pub const ALL: &str = "__all";
@@ -102,6 +101,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let publish_hub = hub.clone();
     let stats_hub = hub.clone();
     let server = server
+        .shutdown_message(
+            Message::builder()
+                .event("status")
+                .data("server shutting down")
+                .build()
+                .expect("a fixed, valid message"),
+        )
         .route("/publish", move |req| publish(publish_hub.clone(), req))
         .route("/stats", move |req| {
             let hub = stats_hub.clone();
@@ -132,12 +138,8 @@ fn sse_options(args: &Args) -> SseOptions {
     SseOptions::new()
         .keep_alive(keep_alive)
         .authorize(|ctx| async move {
-            for room in ctx.query_all("room") {
-                if let Err(why) = check_room(room) {
-                    return Err(Rejection::status(StatusCode::BAD_REQUEST).body(why));
-                }
-            }
-            Ok(())
+            check_rooms(ctx.query_all("room"))
+                .map_err(|why| Rejection::status(StatusCode::BAD_REQUEST).body(why))
         })
         .on_connect(|conn, ctx| async move {
             // Join before announcing: a client that has seen `status` is in its rooms.
@@ -148,22 +150,29 @@ fn sse_options(args: &Args) -> SseOptions {
         })
 }
 
-/// Why a room name is refused, if it is: empty, over 128 bytes, or containing a control
-/// character (which would make logs and stats ambiguous).
+/// Why a room name is refused, if it is (see [`ssehub::hub::validate_room`]: empty,
+/// over 128 bytes, or containing a control character).
 pub fn check_room(room: &str) -> Result<(), String> {
-    if room.is_empty() {
-        return Err("invalid room: the name is empty".into());
+    ssehub::hub::validate_room(room).map_err(|e| {
+        let shown: String = room.chars().take(40).collect();
+        let more = if shown.len() < room.len() { "…" } else { "" };
+        format!("{e} (room {shown:?}{more})")
+    })
+}
+
+/// Why the rooms a client asks for are refused, if they are.
+fn check_rooms<'a>(rooms: impl Iterator<Item = &'a str>) -> Result<(), String> {
+    // Every connection is in `__all` too.
+    let max = HubConfig::default().max_rooms_per_connection - 1;
+    let mut distinct = std::collections::HashSet::new();
+    for room in rooms {
+        check_room(room)?;
+        distinct.insert(room);
     }
-    if room.len() > MAX_ROOM_LEN {
+    if distinct.len() > max {
         return Err(format!(
-            "invalid room: the name is {} bytes long, the limit is {MAX_ROOM_LEN}",
-            room.len()
-        ));
-    }
-    if room.chars().any(char::is_control) {
-        return Err(format!(
-            "invalid room {:?}: the name contains a control character",
-            room
+            "too many rooms: {} asked for, at most {max}",
+            distinct.len()
         ));
     }
     Ok(())
@@ -519,13 +528,18 @@ mod tests {
     fn room_names_are_checked() {
         assert!(check_room("chat").is_ok());
         assert!(check_room("é-日本").is_ok());
-        assert!(check_room(&"a".repeat(MAX_ROOM_LEN)).is_ok());
+        assert!(check_room(&"a".repeat(128)).is_ok());
         assert!(check_room("").unwrap_err().contains("empty"));
-        assert!(check_room(&"a".repeat(MAX_ROOM_LEN + 1))
+        assert!(check_room(&"a".repeat(129))
             .unwrap_err()
-            .contains("129 bytes"));
+            .contains("128 bytes"));
         assert!(check_room("a\nb").unwrap_err().contains("control"));
         assert!(check_room("a\u{7f}").unwrap_err().contains("control"));
+        let many: Vec<String> = (0..300).map(|i| format!("r{i}")).collect();
+        assert!(check_rooms(many.iter().map(String::as_str))
+            .unwrap_err()
+            .contains("too many rooms"));
+        assert!(check_rooms(["a", "a", "b"].into_iter()).is_ok());
     }
 
     #[test]

@@ -1,0 +1,736 @@
+//! End-to-end tests of the `ssehub` binary: the demo server (`serve`) started as a real
+//! process on an ephemeral port, spoken to over TCP, and the `publish` and `listen`
+//! commands run against it.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MIB: usize = 1024 * 1024;
+
+#[tokio::test]
+async fn the_demo_page_is_served_at_the_root() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let page = get(server.addr, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.header("content-type").starts_with("text/html"));
+    let html = page.text();
+    for needle in [
+        r#"id="status""#,
+        r#"id="log""#,
+        r#"new EventSource("/sse""#,
+        "[tick] ${e.data}",
+        "[status] ${e.data}",
+        "[message] ${e.data}",
+        r#"id="publish""#,
+        r#"id="stats""#,
+        "/publish",
+    ] {
+        assert!(html.contains(needle), "the page lacks {needle:?}");
+    }
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the page must not load external resources"
+    );
+    let again = get(server.addr, "/index.html").await;
+    assert_eq!(again.body, page.body);
+    assert_eq!(
+        get(server.addr, "/nothing-here").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn static_dir_replaces_the_demo_page() {
+    let dir = std::env::temp_dir().join(format!("ssehub-cli-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<p>my own page</p>").unwrap();
+    std::fs::write(dir.join("app.js"), "console.log(1)").unwrap();
+    let server = ServeProcess::start(&["--tick-interval", "0", "--static", dir.to_str().unwrap()]);
+    let page = get(server.addr, "/").await;
+    let js = get(server.addr, "/app.js").await;
+    // The SSE endpoint and the API stay where they were.
+    let stats = stats(server.addr).await;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.text(), "<p>my own page</p>");
+    assert_eq!(js.text(), "console.log(1)");
+    assert_eq!(stats["connections"], 0);
+}
+
+#[tokio::test]
+async fn a_missing_static_dir_is_a_clear_error() {
+    let out = run_cli(
+        &[
+            "serve",
+            "--port",
+            &free_port().to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--static",
+            "/definitely/not/here",
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("not a directory"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn ticks_arrive_on_the_stream() {
+    let server = ServeProcess::start(&["--tick-interval", "0.1"]);
+    let mut sse = SseStream::connected(server.addr, "/sse").await;
+    assert!(sse.headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("no-cache"));
+    let first = sse.next_of("tick").await;
+    let second = sse.next_of("tick").await;
+    let (n1, t1) = parse_tick(&first.data);
+    let (n2, t2) = parse_tick(&second.data);
+    assert!(n2 > n1, "{} then {}", first.data, second.data);
+    assert!(t2 >= t1, "{t1} then {t2}");
+}
+
+/// `tick #N @ 2025-01-31T12:34:56.789Z` -> (N, the time), checking the time's shape.
+fn parse_tick(data: &str) -> (u64, String) {
+    let rest = data
+        .strip_prefix("tick #")
+        .unwrap_or_else(|| panic!("{data:?}"));
+    let (n, time) = rest.split_once(" @ ").unwrap_or_else(|| panic!("{data:?}"));
+    let n: u64 = n.parse().unwrap_or_else(|_| panic!("{data:?}"));
+    let b = time.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    assert!(
+        b.len() == 24
+            && digits(0..4)
+            && b[4] == b'-'
+            && digits(5..7)
+            && b[7] == b'-'
+            && digits(8..10)
+            && b[10] == b'T'
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19)
+            && b[19] == b'.'
+            && digits(20..23)
+            && b[23] == b'Z',
+        "not an RFC 3339 UTC time: {time:?}"
+    );
+    (n, time.to_owned())
+}
+
+#[tokio::test]
+async fn publishes_reach_their_room_only() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let addr = server.addr;
+    let mut a = SseStream::connected(addr, "/sse?room=a").await;
+    let mut b = SseStream::connected(addr, "/sse?room=b").await;
+    let mut ab = SseStream::connected(addr, "/sse?room=a&room=b").await;
+
+    // Query form: the body is the data, as is.
+    let r = publish_query(addr, "room=a&event=chat&id=7&retry=2500", "hello\nworld").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.json(), json!({ "delivered": 2 }));
+    for s in [&mut a, &mut ab] {
+        let e = s.next_event().await;
+        assert_eq!(e.event, "chat");
+        assert_eq!(e.data, "hello\nworld");
+        assert_eq!(e.last_event_id, "7");
+    }
+
+    // JSON form: data that is not a string is sent serialised.
+    let r = publish_json(
+        addr,
+        json!({ "room": "b", "event": "update", "data": { "n": 1 } }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.json(), json!({ "delivered": 2 }));
+    for s in [&mut b, &mut ab] {
+        let e = s.next_event().await;
+        assert_eq!(
+            (e.event.as_str(), e.data.as_str()),
+            ("update", r#"{"n":1}"#)
+        );
+    }
+
+    // Several rooms: a connection in both gets the event once.
+    let r = publish_json(addr, json!({ "rooms": ["a", "b"], "data": "to both" })).await;
+    assert_eq!(r.json(), json!({ "delivered": 3 }));
+
+    // No room: `__all`, everyone.
+    let r = publish_query(addr, "event=marker", "end").await;
+    assert_eq!(r.json(), json!({ "delivered": 3 }));
+
+    // What each one got after the first events: nothing from the other room, no
+    // duplicate, in publish order.
+    let rest = |e: ssehub::decode::Event| (e.event, e.data);
+    assert_eq!(
+        rest(a.next_event().await),
+        ("message".into(), "to both".into())
+    );
+    assert_eq!(rest(a.next_event().await), ("marker".into(), "end".into()));
+    assert_eq!(
+        rest(b.next_event().await),
+        ("message".into(), "to both".into())
+    );
+    assert_eq!(rest(b.next_event().await), ("marker".into(), "end".into()));
+    assert_eq!(
+        rest(ab.next_event().await),
+        ("message".into(), "to both".into())
+    );
+    assert_eq!(rest(ab.next_event().await), ("marker".into(), "end".into()));
+
+    // A room nobody is in.
+    let r = publish_query(addr, "room=empty", "x").await;
+    assert_eq!(r.json(), json!({ "delivered": 0 }));
+}
+
+#[tokio::test]
+async fn invalid_fields_are_refused_and_nothing_is_broadcast() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let addr = server.addr;
+    let mut sse = SseStream::connected(addr, "/sse").await;
+
+    let cases: Vec<(Reply, Option<&str>, &str)> = vec![
+        (
+            publish_query(addr, "event=a%0Ab", "x").await,
+            Some("event"),
+            "event",
+        ),
+        (
+            publish_json(addr, json!({ "event": "a\rb", "data": "x" })).await,
+            Some("event"),
+            "event",
+        ),
+        (publish_query(addr, "id=1%0A2", "x").await, Some("id"), "id"),
+        (publish_query(addr, "id=1%002", "x").await, Some("id"), "id"),
+        (
+            publish_query(addr, "retry=soon", "x").await,
+            Some("retry"),
+            "retry",
+        ),
+        (
+            publish_json(addr, json!({ "retry": "later" })).await,
+            Some("retry"),
+            "retry",
+        ),
+        (
+            publish_query(addr, "room=", "x").await,
+            Some("room"),
+            "empty",
+        ),
+        (
+            post(addr, "/publish", "application/json", "{not json").await,
+            None,
+            "JSON",
+        ),
+        (
+            post(addr, "/publish", "application/json", "[1, 2]").await,
+            None,
+            "object",
+        ),
+        (
+            post(addr, "/publish", "text/plain", &b"\xff\xfe"[..]).await,
+            Some("data"),
+            "UTF-8",
+        ),
+    ];
+    for (reply, field, says) in &cases {
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+        let body = reply.json();
+        assert_eq!(body["field"].as_str(), *field, "{body}");
+        let error = body["error"].as_str().unwrap();
+        assert!(error.contains(says), "{error:?} should mention {says:?}");
+    }
+
+    let s = stats(addr).await;
+    assert_eq!(s["events_published"], 0, "{s}");
+    assert_eq!(s["deliveries"], 0, "{s}");
+    // The first event the listener sees after all that is the next valid one.
+    publish_query(addr, "event=after", "ok").await;
+    let e = sse.next_event().await;
+    assert_eq!((e.event.as_str(), e.data.as_str()), ("after", "ok"));
+}
+
+#[tokio::test]
+async fn bodies_over_one_mebibyte_are_413() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let addr = server.addr;
+    let mut sse = SseStream::connected(addr, "/sse").await;
+
+    // Exactly the limit is fine.
+    let r = post(addr, "/publish", "text/plain", vec![b'a'; MIB]).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(sse.next_event().await.data.len(), MIB);
+
+    // Declared too large: refused before reading the body.
+    let head = format!(
+        "POST /publish HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\n\r\n",
+        2 * MIB
+    );
+    let (status, body) = raw_exchange(addr, head.as_bytes()).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("1048576"), "{body}");
+
+    // Chunked, no length given: refused once one byte past the limit has arrived.
+    let mut req = format!(
+        "POST /publish HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\n\
+         Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        MIB + 1
+    )
+    .into_bytes();
+    req.extend(std::iter::repeat(b'b').take(MIB + 1));
+    req.extend_from_slice(b"\r\n");
+    let (status, body) = raw_exchange(addr, &req).await;
+    assert_eq!(status, 413, "{body}");
+
+    let s = stats(addr).await;
+    assert_eq!(
+        s["events_published"], 1,
+        "only the first publish went out: {s}"
+    );
+}
+
+/// Write `bytes` on a new connection, then read one response (parsed with httparse):
+/// its status and body. Used where a well-behaved client cannot send the request.
+async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> (u16, String) {
+    within("a raw HTTP exchange", async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap_or(0);
+            buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut res = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(len)) = res.parse(&buf) {
+                let content_length: usize = res
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                    .expect("a content-length");
+                if buf.len() >= len + content_length || n == 0 {
+                    let status = res.code.unwrap();
+                    let end = (len + content_length).min(buf.len());
+                    return (status, String::from_utf8_lossy(&buf[len..end]).into_owned());
+                }
+            }
+            assert!(n > 0, "the connection closed before a full response");
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn wrong_methods_are_405() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let r = get(server.addr, "/publish").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.header("allow"), "POST");
+    let put = Request::put("/publish").body(Full::default()).unwrap();
+    let r = request(server.addr, put).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.header("allow"), "POST");
+    let r = post(server.addr, "/stats", "text/plain", "x").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    let r = post(server.addr, "/sse", "text/plain", "x").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(stats(server.addr).await["events_published"], 0);
+}
+
+#[tokio::test]
+async fn invalid_rooms_in_the_stream_query_are_400() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let long = "r".repeat(129);
+    let many: String = (0..300).map(|i| format!("room=r{i}&")).collect();
+    for (query, says) in [
+        ("room=".to_owned(), "empty"),
+        ("room=ok&room=a%01b".to_owned(), "control"),
+        (format!("room={long}"), "128"),
+        (many, "too many rooms"),
+    ] {
+        let r = get(server.addr, &format!("/sse?{query}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(
+            r.text().contains(says),
+            "{:?} should say {says:?}",
+            r.text()
+        );
+    }
+    // The longest valid name is fine, and nobody was let in before.
+    assert_eq!(stats(server.addr).await["connections_total"], 0);
+    let ok = "r".repeat(128);
+    let _s = SseStream::connected(server.addr, &format!("/sse?room={ok}")).await;
+    assert_eq!(stats(server.addr).await["room_members"][&ok], 1);
+}
+
+#[tokio::test]
+async fn stats_count_what_happened() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let addr = server.addr;
+    let fresh = stats(addr).await;
+    assert_eq!(
+        fresh,
+        json!({
+            "connections": 0, "rooms": 0, "room_members": {}, "events_published": 0,
+            "deliveries": 0, "dropped_events": 0, "slow_consumer_closes": 0,
+            "connections_total": 0,
+        })
+    );
+    let mut a = SseStream::connected(addr, "/sse?room=a").await;
+    let mut ab = SseStream::connected(addr, "/sse?room=a&room=b").await;
+    assert_eq!(
+        publish_query(addr, "room=a", "1").await.json()["delivered"],
+        2
+    );
+    assert_eq!(
+        publish_query(addr, "room=b", "2").await.json()["delivered"],
+        1
+    );
+    assert_eq!(publish_query(addr, "", "3").await.json()["delivered"], 2);
+    a.next_event().await;
+    ab.next_event().await;
+    assert_eq!(
+        stats(addr).await,
+        json!({
+            "connections": 2, "rooms": 3,
+            "room_members": { "__all": 2, "a": 2, "b": 1 },
+            "events_published": 3, "deliveries": 5, "dropped_events": 0,
+            "slow_consumer_closes": 0, "connections_total": 2,
+        })
+    );
+    // A client that goes away leaves its rooms; an emptied room disappears.
+    drop(ab);
+    within("the departure to show in /stats", async {
+        loop {
+            let s = stats(addr).await;
+            if s["connections"] == 1 {
+                assert_eq!(s["room_members"], json!({ "__all": 1, "a": 1 }));
+                assert_eq!(s["rooms"], 2);
+                assert_eq!(s["connections_total"], 2);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn publish_command_posts_and_prints_the_count() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let url = server.url("");
+    let mut sse = SseStream::connected(server.addr, "/sse?room=news").await;
+
+    let out = run_cli(
+        &[
+            "publish",
+            "--url",
+            &url,
+            "--room",
+            "news",
+            "--event",
+            "headline",
+            "--id",
+            "42",
+            "--retry",
+            "1000",
+            "extra, extra",
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout.trim(), "delivered: 1");
+    let e = sse.next_event().await;
+    assert_eq!(
+        (e.event.as_str(), e.data.as_str(), e.last_event_id.as_str()),
+        ("headline", "extra, extra", "42")
+    );
+
+    // `-` reads the data from standard input.
+    let out = run_cli(&["publish", "--url", &url, "-"], b"from\nstdin\n");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout.trim(), "delivered: 1");
+    let e = sse.next_event().await;
+    assert_eq!(
+        (e.event.as_str(), e.data.as_str()),
+        ("message", "from\nstdin\n")
+    );
+
+    // A refusal: the server's reason on stderr, a failing exit status.
+    let out = run_cli(
+        &["publish", "--url", &url, "--event", "two\nlines", "x"],
+        b"",
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("400"), "{}", out.stderr);
+    assert!(out.stderr.contains("invalid event"), "{}", out.stderr);
+    assert_eq!(stats(server.addr).await["events_published"], 2);
+
+    // Nobody listening on that port.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let out = run_cli(&["publish", "--url", &nowhere, "x"], b"");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("cannot reach"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn listen_command_prints_events() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+
+    let out = run_cli(
+        &["listen", &server.url("/sse"), "--count", "1", "--json"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let line: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(
+        line,
+        json!({ "event": "status", "data": "connected", "id": "" })
+    );
+
+    // A listener in a room sees what `ssehub publish` sends there.
+    let mut listener = CliProcess::spawn(&[
+        "listen",
+        &server.url("/sse?room=ops"),
+        "--json",
+        "--count",
+        "2",
+    ]);
+    let first: serde_json::Value = serde_json::from_str(&listener.next_line()).unwrap();
+    assert_eq!(first["event"], "status");
+    let out = run_cli(
+        &[
+            "publish",
+            "--url",
+            &server.url(""),
+            "--room",
+            "ops",
+            "--id",
+            "9",
+            "--event",
+            "note",
+            "a\nb",
+        ],
+        b"",
+    );
+    assert_eq!(out.stdout.trim(), "delivered: 1", "{out:?}");
+    let second: serde_json::Value = serde_json::from_str(&listener.next_line()).unwrap();
+    assert_eq!(
+        second,
+        json!({ "event": "note", "data": "a\nb", "id": "9" })
+    );
+    let done = listener.finish();
+    assert!(done.status.success(), "{done:?}");
+
+    // The readable form, filtered by type.
+    let mut listener = CliProcess::spawn(&[
+        "listen",
+        &server.url("/sse"),
+        "--event",
+        "shout",
+        "--count",
+        "1",
+    ]);
+    // The listener is connected once the server counts it.
+    within("the listener to connect", async {
+        while stats(server.addr).await["connections"] != 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    publish_query(server.addr, "event=whisper", "not this").await;
+    publish_query(server.addr, "event=shout&id=x1", "HELLO").await;
+    assert_eq!(listener.next_line(), "event: shout  id: x1");
+    assert_eq!(listener.next_line(), "HELLO");
+    assert!(listener.finish().status.success());
+}
+
+#[tokio::test]
+async fn listen_command_fails_clearly() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    // Refused by the server: the status and its reason.
+    let out = run_cli(&["listen", &server.url("/sse?room="), "--count", "1"], b"");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("400"), "{}", out.stderr);
+    assert!(out.stderr.contains("empty"), "{}", out.stderr);
+    // Not an event stream.
+    let out = run_cli(&["listen", &server.url("/stats"), "--count", "1"], b"");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("not an event stream"), "{}", out.stderr);
+    // A 404.
+    let out = run_cli(&["listen", &server.url("/sse/x"), "--count", "1"], b"");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("404"), "{}", out.stderr);
+    // Not http.
+    let out = run_cli(&["listen", "https://127.0.0.1:1/sse"], b"");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("https"), "{}", out.stderr);
+    // A bounded wait that runs out.
+    let out = run_cli(
+        &[
+            "listen",
+            &server.url("/sse"),
+            "--event",
+            "never",
+            "--timeout",
+            "0.5",
+        ],
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+}
+
+/// A scripted event-stream server (hyper, on an ephemeral port) that records each
+/// request's `Last-Event-ID` and answers the n-th connection with `streams[n]`.
+async fn scripted_server(
+    streams: Vec<&'static str>,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        for body in streams {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let id = req
+                    .headers()
+                    .get("last-event-id")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                log.lock().unwrap().push(id);
+                async move {
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .header("content-type", "text/event-stream")
+                            .body(Full::new(Bytes::from_static(body.as_bytes())))
+                            .unwrap(),
+                    )
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .keep_alive(false)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc),
+            );
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn listen_reconnects_with_last_event_id_after_the_retry_delay() {
+    let (addr, seen) = scripted_server(vec![
+        "retry: 50\nid: 5\nevent: one\ndata: first\n\n",
+        "data: second\n\n",
+    ])
+    .await;
+    let url = format!("http://{addr}/events");
+    let args = [
+        "listen",
+        url.as_str(),
+        "--json",
+        "--count",
+        "2",
+        "--last-event-id",
+        "start",
+    ];
+    let out = run_cli_async(&args, b"").await;
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            json!({ "event": "one", "data": "first", "id": "5" }),
+            json!({ "event": "message", "data": "second", "id": "" }),
+        ]
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Some("start".to_owned()), Some("5".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn listen_without_reconnect_stops_at_the_end_of_the_stream() {
+    let (addr, seen) = scripted_server(vec!["data: only\n\n", "data: never\n\n"]).await;
+    let url = format!("http://{addr}/events");
+    let args = ["listen", url.as_str(), "--json", "--no-reconnect"];
+    let out = run_cli_async(&args, b"").await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    // Asked for more events than came: an error.
+    let (addr, _) = scripted_server(vec!["data: only\n\n"]).await;
+    let url = format!("http://{addr}/events");
+    let args = ["listen", url.as_str(), "--count", "2", "--no-reconnect"];
+    let out = run_cli_async(&args, b"").await;
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("1 of 2"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_gracefully() {
+    let mut server = ServeProcess::start(&["--tick-interval", "0"]);
+    let mut sse = SseStream::connected(server.addr, "/sse").await;
+    server.terminate();
+    // The open stream gets the farewell and ends; the process exits successfully.
+    let events = sse.until_end().await;
+    assert_eq!(
+        events.last().map(|e| (e.event.as_str(), e.data.as_str())),
+        Some(("status", "server shutting down"))
+    );
+    let status = within("the server to exit after SIGTERM", async {
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn bare_ssehub_serves_with_settings_from_the_environment() {
+    let server = ServeProcess::spawn(|port| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.env("SSEHUB_PORT", port.to_string())
+            .env("SSEHUB_BIND", "127.0.0.1");
+        cmd
+    });
+    let page = get(server.addr, "/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains(r#"id="log""#));
+    // The default ticker runs once a second.
+    let mut sse = SseStream::connected(server.addr, "/sse").await;
+    let tick = sse.next_of("tick").await;
+    parse_tick(&tick.data);
+}
