@@ -79,7 +79,12 @@ impl TestServer {
         SseClient::connect(self.addr, path, &[]).await
     }
 
-    pub async fn request(&self, method: &str, path: &str, body: &str) -> (StatusCode, http::HeaderMap, String) {
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, http::HeaderMap, String) {
         request(self.addr, method, path, &[], body).await
     }
 }
@@ -104,7 +109,11 @@ pub async fn request(
     let res = within("response", sender.send_request(req)).await.unwrap();
     let (parts, body) = res.into_parts();
     let bytes = within("body", body.collect()).await.unwrap().to_bytes();
-    (parts.status, parts.headers, String::from_utf8_lossy(&bytes).into_owned())
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
 }
 
 async fn handshake<B>(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<B>
@@ -197,4 +206,79 @@ impl SseClient {
         }
         items
     }
+}
+
+/// A response head read off a raw socket with `httparse`, and the bytes that followed it.
+pub struct RawHead {
+    pub status: u16,
+    /// HTTP minor version (1 for HTTP/1.1).
+    pub version: u8,
+    pub headers: Vec<(String, String)>,
+    pub rest: Vec<u8>,
+}
+
+impl RawHead {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Write `request` to `stream` and read until a complete response head has arrived.
+pub async fn raw_exchange(stream: &mut TcpStream, request: &str) -> RawHead {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    within("request write", stream.write_all(request.as_bytes()))
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    within("response head", async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before the response head");
+            buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut res = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(len) = res.parse(&buf).unwrap() {
+                return RawHead {
+                    status: res.code.unwrap(),
+                    version: res.version.unwrap(),
+                    headers: res
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_ascii_lowercase(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect(),
+                    rest: buf[len..].to_vec(),
+                };
+            }
+        }
+    })
+    .await
+}
+
+/// Read from `stream` into `buf` until `buf` contains `needle` (bounded by WAIT).
+pub async fn read_until_contains(stream: &mut TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
+    use tokio::io::AsyncReadExt;
+    within("expected bytes", async {
+        while !buf.windows(needle.len()).any(|w| w == needle) {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "stream ended before {:?} arrived; got {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
 }

@@ -1,0 +1,198 @@
+//! The SSE handshake over real TCP: headers, first bytes, HTTP/2, strict path match,
+//! methods other than GET.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ssehub::decode::Item;
+use ssehub::{ConfigError, Server, ServerError, SseOptions};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn http1_handshake_headers_and_first_bytes() {
+    let srv = TestServer::start(SseOptions::new()).await;
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let head = raw_exchange(
+        &mut s,
+        "GET /sse HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\naccept-encoding: gzip, br\r\n\r\n",
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.version, 1);
+    assert_eq!(
+        head.header("content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
+    assert_eq!(head.header("cache-control"), Some("no-cache"));
+    assert_eq!(head.header("x-accel-buffering"), Some("no"));
+    assert_eq!(head.header("connection"), Some("keep-alive"));
+    assert_eq!(
+        head.header("content-length"),
+        None,
+        "a stream has no length"
+    );
+    assert_eq!(
+        head.header("content-encoding"),
+        None,
+        "never compressed, even when the client accepts gzip"
+    );
+    // Nothing was sent by the application, yet the preamble arrives.
+    let mut rest = head.rest;
+    read_until_contains(&mut s, &mut rest, b": connected\n\n").await;
+    assert_eq!(srv.hub.connection_count(), 1);
+    drop(s);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn preamble_is_the_first_thing_on_the_stream() {
+    let srv = TestServer::start(SseOptions::new()).await;
+    let mut c = srv.sse("/sse").await;
+    assert_eq!(c.status, StatusCode::OK);
+    assert_eq!(c.next_item().await, Some(Item::Comment("connected".into())));
+    assert!(c.raw.starts_with(b": connected\n\n"), "{:?}", c.raw);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_has_no_connection_header() {
+    let srv = TestServer::start(SseOptions::new()).await;
+    let stream = TcpStream::connect(srv.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::get(format!("http://{}/sse", srv.addr))
+        .header("accept-encoding", "gzip")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let res = within("h2 response", sender.send_request(req))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.version(), Version::HTTP_2);
+    let h = res.headers();
+    assert!(h.get("connection").is_none(), "HTTP/2 forbids it: {h:?}");
+    assert_eq!(h["content-type"], "text/event-stream; charset=utf-8");
+    assert_eq!(h["cache-control"], "no-cache");
+    assert_eq!(h["x-accel-buffering"], "no");
+    assert!(h.get("content-encoding").is_none());
+    let mut body = res.into_body();
+    let frame = within("h2 first frame", body.frame())
+        .await
+        .expect("a frame")
+        .unwrap();
+    assert_eq!(
+        frame.data_ref().map(|b| &b[..]),
+        Some(&b": connected\n\n"[..])
+    );
+    eventually("h2 stream registered", || srv.hub.connection_count() == 1).await;
+    srv.hub.broadcast("__all", &ssehub::Message::new("over h2"));
+    let frame = within("h2 event", body.frame()).await.unwrap().unwrap();
+    assert_eq!(
+        frame.data_ref().map(|b| &b[..]),
+        Some(&b"data: over h2\n\n"[..])
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn path_matching_is_strict() {
+    let srv = TestServer::start(SseOptions::new().keep_alive(None)).await;
+    let mut open = Vec::new();
+    for path in ["/sse", "/sse/", "/sse?x=1", "/sse/?x=1"] {
+        let mut c = srv.sse(path).await;
+        assert_eq!(c.status, StatusCode::OK, "{path}");
+        assert_eq!(
+            c.next_item().await,
+            Some(Item::Comment("connected".into())),
+            "{path}"
+        );
+        open.push(c);
+    }
+    eventually("four streams", || srv.hub.connection_count() == 4).await;
+    for path in ["/sse/anything", "/ssex", "/sse//", "/", "/SSE"] {
+        let (status, _, _) = srv.request("GET", path, "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    assert_eq!(srv.hub.stats().connections_total, 4, "404s open nothing");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn custom_prefix_is_normalised() {
+    let srv = TestServer::start(SseOptions::new().prefix("events/")).await;
+    let c = srv.sse("/events").await;
+    assert_eq!(c.status, StatusCode::OK);
+    let c2 = srv.sse("/events/").await;
+    assert_eq!(c2.status, StatusCode::OK);
+    let (status, _, _) = srv.request("GET", "/sse", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = srv.request("GET", "/events/x", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn root_prefix_is_refused_by_bind() {
+    for bad in ["/", "", "//"] {
+        let res = Server::new(([127, 0, 0, 1], 0))
+            .sse(SseOptions::new().prefix(bad))
+            .bind()
+            .await;
+        match res {
+            Err(ServerError::Config(ConfigError::Prefix(p))) => assert_eq!(p, bad),
+            Err(e) => panic!("{bad:?}: unexpected error {e}"),
+            Ok(_) => panic!("{bad:?} was accepted"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn head_answers_the_handshake_without_a_stream() {
+    let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let o = opened.clone();
+    let srv = TestServer::start(SseOptions::new().on_connect(move |_c, _ctx| {
+        let o = o.clone();
+        async move {
+            o.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }))
+    .await;
+    let (status, headers, body) = request(srv.addr, "HEAD", "/sse", &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "text/event-stream; charset=utf-8");
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["x-accel-buffering"], "no");
+    assert_eq!(body, "");
+    assert_eq!(srv.hub.connection_count(), 0);
+    assert_eq!(srv.hub.stats().connections_total, 0);
+    assert_eq!(srv.hub.room_count(), 0);
+    // A GET after it does open a stream (the HEAD did not merely fail to count).
+    let _c = srv.sse("/sse").await;
+    eventually("on_connect ran", || {
+        opened.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(srv.hub.stats().connections_total, 1);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn other_methods_get_405_with_allow() {
+    let srv = TestServer::start(SseOptions::new()).await;
+    for method in ["POST", "PUT", "DELETE", "PATCH"] {
+        let (status, headers, _) = srv.request(method, "/sse", "x").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(headers["allow"], "GET, HEAD", "{method}");
+    }
+    assert_eq!(srv.hub.stats().connections_total, 0);
+    srv.stop().await;
+}
