@@ -1,8 +1,602 @@
-//! `ssehub bench`. (Being written.)
+//! `ssehub bench`: a load generator that measures what a fan-out costs the server.
+//!
+//! It opens N subscribers (`GET /sse?room=bench-K`, round-robin over K rooms), waits
+//! until all are connected and the server's `/stats` agrees, then publishes M events of
+//! S bytes through `POST /publish?room=bench-K&event=bench` (round-robin over the rooms)
+//! at a fixed rate or as fast as the publishers go. Each event's data starts with its
+//! send time, so every subscriber measures publish-to-receive latency.
+//!
+//! Given the server's pid (or starting the server itself), it also reads the server's
+//! CPU time (`/proc/PID/stat`) around the publishing phase and its resident memory
+//! (`/proc/PID/status`) before connecting and with every subscriber connected and idle:
+//! server CPU per delivery and memory per idle connection.
+//!
+//! Subscribers live in `--threads` worker threads (see [`sub`]); publishing and `/stats`
+//! run on the command's runtime. One process holds as many subscribers as its open-file
+//! limit allows (less a small reserve); spreading subscribers over child processes is
+//! not implemented, so N is capped there.
+
+#[path = "bench_http.rs"]
+mod http_client;
+#[path = "bench_sub.rs"]
+mod sub;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use http_client::{cpu_seconds, rss_bytes, Client, ServerStats};
+
+/// File descriptors kept back from the open-file limit for everything but subscribers.
+const FD_RESERVE: u64 = 64;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Server base URL; the bench uses its /sse, /publish and /stats.
+    #[arg(long, default_value = "http://127.0.0.1:2015")]
+    pub url: String,
+    /// Subscribers to open.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Rooms `bench-0..K`: subscribers and publishes go round-robin over them.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// Events to publish (0: only connect, for the memory figure).
+    #[arg(long, default_value_t = 1000)]
+    pub messages: u64,
+    /// Bytes of data per event (at least 21: the send time is embedded).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// Events per second, all publishers together; absent: as fast as possible.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Concurrent publishing connections.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// The server's pid, for its CPU time and memory.
+    #[arg(long, conflicts_with = "spawn_server")]
+    pub server_pid: Option<u32>,
+    /// Start `ssehub serve --tick-interval 0` on the URL's address and port, pinned with
+    /// `taskset -c <--server-cpus>`, and stop it at the end.
+    #[arg(long)]
+    pub spawn_server: bool,
+    /// CPU list for the spawned server (empty: do not pin).
+    #[arg(long, default_value = "0")]
+    pub server_cpus: String,
+    /// Subscriber worker threads (each a current-thread runtime).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Subscriber handshakes in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Upper bound, in seconds, on each phase (connecting, publishing, draining).
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+    /// Seconds without a new delivery after which missing deliveries count as lost.
+    #[arg(long, default_value_t = 3)]
+    pub drain_idle: u64,
+    /// Name of the server in the report.
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`ssehub bench` is not written yet")
+/// Latency percentiles, in microseconds.
+#[derive(Debug, Serialize)]
+struct Latency {
+    p50: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+    mean: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    label: Option<String>,
+    subscribers: usize,
+    rooms: usize,
+    messages: u64,
+    size: usize,
+    rate: Option<f64>,
+    publishers: usize,
+    connect_seconds: f64,
+    server_connections: u64,
+    published: u64,
+    publish_errors: u64,
+    publish_seconds: f64,
+    publish_rate: f64,
+    /// Sum of the server's `delivered` counts.
+    expected_deliveries: u64,
+    /// What the room plan predicts (differs if others are connected to the bench rooms).
+    planned_deliveries: u64,
+    received_deliveries: u64,
+    lost_deliveries: u64,
+    dropped_events: u64,
+    slow_consumer_closes: u64,
+    stream_failures: usize,
+    /// First publish to last receive.
+    duration_seconds: f64,
+    deliveries_per_second: f64,
+    latency_us: Option<Latency>,
+    server_cpu_seconds: Option<f64>,
+    server_cpu_us_per_delivery: Option<f64>,
+    generator_cpu_us_per_delivery: Option<f64>,
+    server_rss_before_bytes: Option<u64>,
+    server_rss_idle_bytes: Option<u64>,
+    server_rss_per_connection_bytes: Option<f64>,
+    first_error: Option<String>,
+}
+
+/// Where the server is.
+struct Target {
+    addr: SocketAddr,
+    host: String,
+    /// Path prefix from the URL, without a trailing slash.
+    prefix: String,
+}
+
+impl Target {
+    async fn parse(url: &str) -> anyhow::Result<Target> {
+        let uri: http::Uri = url
+            .parse()
+            .with_context(|| format!("invalid URL {url:?}"))?;
+        if uri.scheme_str() != Some("http") {
+            bail!("--url must be an http:// URL, got {url:?}");
+        }
+        let authority = uri.authority().context("--url has no host")?;
+        let port = authority.port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((authority.host(), port))
+            .await
+            .with_context(|| format!("resolving {}", authority.host()))?
+            .next()
+            .with_context(|| format!("{} has no address", authority.host()))?;
+        Ok(Target {
+            addr,
+            host: authority.as_str().to_owned(),
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn path(&self, p: &str) -> String {
+        format!("{}{p}", self.prefix)
+    }
+
+    async fn stats(&self) -> anyhow::Result<ServerStats> {
+        http_client::stats(self.addr, &self.host, &self.path("/stats")).await
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    if args.subscribers == 0 || args.rooms == 0 || args.publishers == 0 || args.threads == 0 {
+        bail!("--subscribers, --rooms, --publishers and --threads must be at least 1");
+    }
+    if args.size < 21 {
+        bail!("--size must be at least 21 bytes (the send time is embedded in the data)");
+    }
+    if let Some(rate) = args.rate {
+        if !(rate > 0.0 && rate.is_finite()) {
+            bail!("--rate must be a positive number of events per second");
+        }
+    }
+    let target = Target::parse(&args.url).await?;
+    let limit = raise_fd_limit();
+    if args.subscribers as u64 + FD_RESERVE > limit {
+        bail!(
+            "{} subscribers need more than this process's open-file limit of {limit} \
+             (one process holds at most {}); spreading subscribers over several processes \
+             is not implemented",
+            args.subscribers,
+            limit.saturating_sub(FD_RESERVE)
+        );
+    }
+
+    let mut server = if args.spawn_server {
+        Some(spawn_server(&args, &target)?)
+    } else {
+        None
+    };
+    let pid = args.server_pid.or(server.as_ref().map(|c| c.id()));
+    let result = bench(&args, &target, pid).await;
+    if let Some(child) = server.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    if report.lost_deliveries > 0 && report.dropped_events == 0 && report.slow_consumer_closes == 0
+    {
+        bail!(
+            "{} deliveries lost although the server reports no overflow",
+            report.lost_deliveries
+        );
+    }
+    Ok(())
+}
+
+/// Raise the soft open-file limit to the hard one; returns the limit in force.
+fn raise_fd_limit() -> u64 {
+    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
+}
+
+fn spawn_server(args: &Args, target: &Target) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the ssehub executable")?;
+    let port = target.addr.port().to_string();
+    let bind = target.addr.ip().to_string();
+    let serve = [
+        "serve",
+        "--tick-interval",
+        "0",
+        "--bind",
+        bind.as_str(),
+        "--port",
+        port.as_str(),
+    ];
+    let mut cmd = if args.server_cpus.is_empty() {
+        Command::new(&exe)
+    } else {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(&args.server_cpus).arg(&exe);
+        c
+    };
+    cmd.args(serve)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    cmd.spawn()
+        .with_context(|| format!("starting the server ({cmd:?}); is taskset installed?"))
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {per_sec} {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    pb.set_prefix(what.to_owned());
+    pb
+}
+
+async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result<Report> {
+    let limit = Duration::from_secs(args.timeout);
+
+    // The server may still be starting (--spawn-server).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stats0 = loop {
+        match target.stats().await {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("the server at {} does not answer", args.url)))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let rss_before = pid.map(rss_bytes).transpose()?;
+
+    // Subscribers.
+    let shared = Arc::new(sub::Shared::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut plans: Vec<Vec<(usize, String)>> = vec![Vec::new(); args.threads];
+    for i in 0..args.subscribers {
+        plans[i % args.threads].push((i, format!("bench-{}", i % args.rooms)));
+    }
+    let threads: Vec<_> = plans
+        .into_iter()
+        .map(|subscribers| {
+            let plan = sub::Plan {
+                server: target.addr,
+                host: target.host.clone(),
+                sse_path: target.path("/sse"),
+                subscribers,
+                concurrency: (args.connect_concurrency / args.threads).max(1),
+            };
+            let (shared, stop) = (shared.clone(), stop_rx.clone());
+            std::thread::Builder::new()
+                .name("bench-subscribers".into())
+                .spawn(move || sub::run_thread(plan, shared, stop))
+                .expect("spawning a subscriber thread")
+        })
+        .collect();
+    let stop = |threads: Vec<std::thread::JoinHandle<Histogram<u64>>>| {
+        let _ = stop_tx.send(true);
+        let mut hist = sub::new_histogram();
+        for t in threads {
+            if let Ok(h) = t.join() {
+                let _ = hist.add(&h);
+            }
+        }
+        hist
+    };
+
+    let t_connect = Instant::now();
+    let pb = bar(args.subscribers as u64, "connecting");
+    let n = args.subscribers;
+    let connected = loop {
+        let c = shared.connected.load(Ordering::Relaxed);
+        let f = shared.failed.load(Ordering::Relaxed);
+        pb.set_position(c as u64);
+        if f > 0 || c >= n || t_connect.elapsed() > limit {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    pb.finish_and_clear();
+    if connected < n {
+        stop(threads);
+        let err = shared.first_error.lock().unwrap().clone();
+        bail!(
+            "only {connected} of {n} subscribers connected: {}",
+            err.unwrap_or_else(|| "timed out".into())
+        );
+    }
+    let connect_seconds = t_connect.elapsed().as_secs_f64();
+
+    // The server must agree that everyone is connected.
+    let want = stats0.connections + n as u64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let server_connections = loop {
+        let s = target.stats().await?;
+        if s.connections >= want || Instant::now() >= deadline {
+            break s.connections;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if server_connections < want {
+        stop(threads);
+        bail!("the server reports {server_connections} connections, expected {want}");
+    }
+
+    // Memory with every subscriber connected and idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_idle = pid.map(rss_bytes).transpose()?;
+
+    // Publish.
+    let published = Arc::new(AtomicU64::new(0));
+    let delivered = Arc::new(AtomicU64::new(0));
+    let publish_errors = Arc::new(AtomicU64::new(0));
+    let publish_error: Arc<Mutex<Option<String>>> = Arc::default();
+    let cpu0 = pid.map(cpu_seconds).transpose()?;
+    let gen_cpu0 = cpu_seconds(std::process::id()).ok();
+    let t0 = Instant::now();
+    let t0_ns = sub::now_ns();
+    let mut publish_seconds = 0.0;
+    if args.messages > 0 {
+        let mut tasks = Vec::new();
+        for p in 0..args.publishers {
+            let mut client = Client::connect(target.addr, &target.host).await?;
+            let (published, delivered, errors, error) = (
+                published.clone(),
+                delivered.clone(),
+                publish_errors.clone(),
+                publish_error.clone(),
+            );
+            let (messages, publishers, rooms, size, rate) = (
+                args.messages,
+                args.publishers as u64,
+                args.rooms as u64,
+                args.size,
+                args.rate,
+            );
+            let publish_path = target.path("/publish");
+            tasks.push(tokio::spawn(async move {
+                let mut i = p as u64;
+                while i < messages {
+                    if let Some(rate) = rate {
+                        let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let path = format!("{publish_path}?room=bench-{}&event=bench", i % rooms);
+                    let data = Bytes::from(sub::event_data(size));
+                    match client.publish(&path, data).await {
+                        Ok(d) => {
+                            delivered.fetch_add(d, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            error
+                                .lock()
+                                .unwrap()
+                                .get_or_insert_with(|| format!("{e:#}"));
+                        }
+                    }
+                    published.fetch_add(1, Ordering::Relaxed);
+                    i += publishers;
+                }
+            }));
+        }
+        let pb = bar(args.messages, "publishing");
+        loop {
+            pb.set_position(published.load(Ordering::Relaxed));
+            if tasks.iter().all(|t| t.is_finished()) || t0.elapsed() > limit {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for t in &tasks {
+            t.abort();
+        }
+        pb.finish_and_clear();
+        publish_seconds = t0.elapsed().as_secs_f64();
+    }
+
+    // Drain: wait for every delivery, or until nothing arrives for a while.
+    let expected = delivered.load(Ordering::Relaxed);
+    let pb = bar(expected, "receiving");
+    let drain_start = Instant::now();
+    let mut last = (shared.received.load(Ordering::Relaxed), Instant::now());
+    loop {
+        let r = shared.received.load(Ordering::Relaxed);
+        pb.set_position(r);
+        if r >= expected || drain_start.elapsed() > limit {
+            break;
+        }
+        if r != last.0 {
+            last = (r, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(args.drain_idle) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    pb.finish_and_clear();
+    let cpu1 = pid.map(cpu_seconds).transpose()?;
+    let gen_cpu1 = cpu_seconds(std::process::id()).ok();
+    let stats1 = target.stats().await?;
+    let received = shared.received.load(Ordering::Relaxed);
+    let last_ns = shared.last_receive_ns.load(Ordering::Relaxed);
+    let stream_failures = shared.failed.load(Ordering::Relaxed);
+    let first_error = shared
+        .first_error
+        .lock()
+        .unwrap()
+        .clone()
+        .or(publish_error.lock().unwrap().clone());
+    let hist = stop(threads);
+
+    let published = published.load(Ordering::Relaxed);
+    let duration_seconds = if received > 0 && last_ns > t0_ns {
+        (last_ns - t0_ns) as f64 / 1e9
+    } else {
+        0.0
+    };
+    let per_delivery = |cpu: f64| (received > 0).then(|| cpu * 1e6 / received as f64);
+    let server_cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
+    let planned: u64 = (0..args.messages)
+        .map(|i| {
+            let room = (i % args.rooms as u64) as usize;
+            (n / args.rooms + usize::from(room < n % args.rooms)) as u64
+        })
+        .sum();
+    Ok(Report {
+        label: args.label.clone(),
+        subscribers: n,
+        rooms: args.rooms,
+        messages: args.messages,
+        size: args.size,
+        rate: args.rate,
+        publishers: args.publishers,
+        connect_seconds,
+        server_connections,
+        published,
+        publish_errors: publish_errors.load(Ordering::Relaxed),
+        publish_seconds,
+        publish_rate: if publish_seconds > 0.0 {
+            published as f64 / publish_seconds
+        } else {
+            0.0
+        },
+        expected_deliveries: expected,
+        planned_deliveries: planned,
+        received_deliveries: received,
+        lost_deliveries: expected.saturating_sub(received),
+        dropped_events: stats1.dropped_events.saturating_sub(stats0.dropped_events),
+        slow_consumer_closes: stats1
+            .slow_consumer_closes
+            .saturating_sub(stats0.slow_consumer_closes),
+        stream_failures,
+        duration_seconds,
+        deliveries_per_second: if duration_seconds > 0.0 {
+            received as f64 / duration_seconds
+        } else {
+            0.0
+        },
+        latency_us: (!hist.is_empty()).then(|| Latency {
+            p50: hist.value_at_quantile(0.50),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+            mean: hist.mean(),
+        }),
+        server_cpu_seconds: server_cpu,
+        server_cpu_us_per_delivery: server_cpu.and_then(per_delivery),
+        generator_cpu_us_per_delivery: gen_cpu0
+            .zip(gen_cpu1)
+            .and_then(|(a, b)| per_delivery(b - a)),
+        server_rss_before_bytes: rss_before,
+        server_rss_idle_bytes: rss_idle,
+        server_rss_per_connection_bytes: rss_before
+            .zip(rss_idle)
+            .map(|(a, b)| (b as f64 - a as f64) / n as f64),
+        first_error,
+    })
+}
+
+fn print_report(r: &Report) {
+    let opt = |v: Option<f64>, unit: &str| match v {
+        Some(v) => format!("{v:.2} {unit}"),
+        None => "n/a (no --server-pid)".to_owned(),
+    };
+    if let Some(label) = &r.label {
+        println!("server:            {label}");
+    }
+    println!(
+        "load:              {} subscribers in {} room(s), {} events of {} bytes, {}, {} publisher(s)",
+        r.subscribers,
+        r.rooms,
+        r.messages,
+        r.size,
+        r.rate.map_or("as fast as possible".to_owned(), |x| format!("{x} events/s")),
+        r.publishers
+    );
+    println!(
+        "connected:         {} in {:.2} s (server reports {})",
+        r.subscribers, r.connect_seconds, r.server_connections
+    );
+    println!(
+        "published:         {} in {:.2} s ({:.0}/s), {} errors",
+        r.published, r.publish_seconds, r.publish_rate, r.publish_errors
+    );
+    println!(
+        "deliveries:        {} received of {} expected ({} planned) in {:.2} s: {:.0}/s",
+        r.received_deliveries,
+        r.expected_deliveries,
+        r.planned_deliveries,
+        r.duration_seconds,
+        r.deliveries_per_second
+    );
+    println!(
+        "lost:              {} (server: {} dropped events, {} slow-consumer closes; {} streams failed)",
+        r.lost_deliveries, r.dropped_events, r.slow_consumer_closes, r.stream_failures
+    );
+    if let Some(l) = &r.latency_us {
+        println!(
+            "latency:           p50 {} us, p99 {} us, p999 {} us, max {} us, mean {:.0} us",
+            l.p50, l.p99, l.p999, l.max, l.mean
+        );
+    }
+    println!(
+        "server CPU:        {} total, {} per delivery",
+        opt(r.server_cpu_seconds, "s"),
+        opt(r.server_cpu_us_per_delivery, "us")
+    );
+    println!(
+        "generator CPU:     {} per delivery",
+        opt(r.generator_cpu_us_per_delivery, "us")
+    );
+    println!(
+        "server memory:     {} per idle connection (RSS {} -> {} KiB)",
+        opt(r.server_rss_per_connection_bytes.map(|b| b / 1024.0), "KiB"),
+        r.server_rss_before_bytes
+            .map_or("?".into(), |b| (b / 1024).to_string()),
+        r.server_rss_idle_bytes
+            .map_or("?".into(), |b| (b / 1024).to_string()),
+    );
+    if let Some(e) = &r.first_error {
+        println!("first error:       {e}");
+    }
 }
