@@ -48,10 +48,10 @@ pub struct Args {
     #[arg(long = "static", value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
     /// Seconds between `tick` events to `__all` (fractions allowed; 0 turns the ticker off).
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub tick_interval: Duration,
     /// Seconds between `: ping` comments on idle streams (0 turns keep-alive off).
-    #[arg(long, value_name = "SECONDS", default_value = "15", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", default_value = "15", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub keep_alive: Duration,
 }
 

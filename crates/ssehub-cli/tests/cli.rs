@@ -69,7 +69,7 @@ async fn static_dir_replaces_the_demo_page() {
 }
 
 #[tokio::test]
-async fn a_missing_static_dir_is_a_clear_error() {
+async fn bad_settings_are_clear_errors() {
     let out = run_cli(
         &[
             "serve",
@@ -84,6 +84,11 @@ async fn a_missing_static_dir_is_a_clear_error() {
     );
     assert!(!out.status.success());
     assert!(out.stderr.contains("not a directory"), "{}", out.stderr);
+    for bad in ["-1", "soon", "inf"] {
+        let out = run_cli(&["serve", "--tick-interval", bad], b"");
+        assert!(!out.status.success(), "--tick-interval {bad} was accepted");
+        assert!(out.stderr.contains("--tick-interval"), "{}", out.stderr);
+    }
 }
 
 #[tokio::test]
