@@ -1,0 +1,705 @@
+//! Conformance against clients this project did not write: headless Chromium's own
+//! `EventSource`, and the npm package `eventsource` run by Node. Each is pointed at a
+//! real server on an ephemeral port, and what it reports is compared with a sequence of
+//! `(type, data, lastEventId)` worked out by hand from the HTML Living Standard's
+//! "event stream interpretation" rules. The crate's own decoder must report the same.
+//!
+//! Chromium tests need `chromedriver` and Chromium; Node tests need `node` and
+//! `npm ci` at the repository root. Missing tools skip the test, unless `CI=true`.
+#![cfg(unix)]
+
+mod browser;
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use serde_json::{json, Value};
+use ssehub::decode::Item;
+use ssehub::server::bytes as bytes_response;
+use ssehub::{Connection, Message, Rejection, Server, SseOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+use browser::Browser;
+use common::{eventually, TestServer};
+
+/// Upper bound on waiting for an external client (launching Chromium or Node included).
+const CLIENT_WAIT: Duration = Duration::from_secs(30);
+/// The reconnection delay the tests ask for, so reconnects are quick.
+const RETRY: Duration = Duration::from_millis(50);
+
+// --- The corpus -----------------------------------------------------------------------
+
+/// One thing the server sends.
+enum Step {
+    Send(Message),
+    Comment(&'static str),
+}
+
+fn msg(f: impl FnOnce(ssehub::MessageBuilder) -> ssehub::MessageBuilder) -> Step {
+    Step::Send(
+        f(Message::builder())
+            .build()
+            .expect("corpus message is valid"),
+    )
+}
+
+/// Tricky events, sent with the library's own `Message` encoder.
+fn corpus() -> Vec<Step> {
+    vec![
+        Step::Comment("tricky events follow"),
+        msg(|m| m.data("first line\nsecond line")),
+        msg(|m| m.event("crlf").data("one\r\ntwo\r\nthree")),
+        msg(|m| m.event("cr").data("one\rtwo")),
+        msg(|m| m.event("mixed").data("a\r\n\r\nb\rc\n")),
+        msg(|m| m.data("trailing newline\n")),
+        msg(|m| m.data("\n")),
+        msg(|m| {
+            m.id("1")
+                .event("unicode")
+                .data("héllo wörld — 🎉🚀 👩‍👩‍👧 — שלום עולם — مرحبا — 日本語")
+        }),
+        msg(|m| m.data("")),
+        msg(|m| m.data("  two leading spaces")),
+        msg(|m| m.data(" one\n  two")),
+        Step::Comment("a comment\nover two lines"),
+        msg(|m| m.event("message").data("explicit message type")),
+        msg(|m| m.id("").event("after-reset").data("id was reset")),
+        msg(|m| m.id("42")),
+        msg(|m| m.data("after id-only")),
+        msg(|m| m.retry(RETRY).data("with a retry hint")),
+        msg(|m| m.event("with space").data("key: value: more")),
+        msg(|m| m.event("ünïcödé").data("data: not a field")),
+        msg(|m| m.id("ïd ✓ 7").event("end").data("done")),
+    ]
+}
+
+/// What a conforming client dispatches for [`corpus`], worked out from the standard:
+/// each `data:` line appends its value and a LF, the last LF is removed at dispatch; one
+/// space after the colon is stripped; CRLF, LF and CR all end a line; the last event id
+/// persists until an `id` field changes it (an empty one resets it); a block without
+/// data dispatches nothing; comments and `retry` dispatch nothing.
+const CORPUS_EXPECTED: &[(&str, &str, &str)] = &[
+    ("message", "first line\nsecond line", ""),
+    ("crlf", "one\ntwo\nthree", ""),
+    ("cr", "one\ntwo", ""),
+    ("mixed", "a\n\nb\nc\n", ""),
+    ("message", "trailing newline\n", ""),
+    ("message", "\n", ""),
+    (
+        "unicode",
+        "héllo wörld — 🎉🚀 👩‍👩‍👧 — שלום עולם — مرحبا — 日本語",
+        "1",
+    ),
+    ("message", "", "1"),
+    ("message", "  two leading spaces", "1"),
+    ("message", " one\n  two", "1"),
+    ("message", "explicit message type", "1"),
+    ("after-reset", "id was reset", ""),
+    ("message", "after id-only", "42"),
+    ("message", "with a retry hint", "42"),
+    ("with space", "key: value: more", "42"),
+    ("ünïcödé", "data: not a field", "42"),
+    ("end", "done", "ïd ✓ 7"),
+];
+
+/// A raw stream the encoder would never write (served as bytes by a plain route), to
+/// check the decoder's line and field handling against the same clients.
+const WIRE: &[u8] = b"\xEF\xBB\xBF: a BOM, then a comment\r\n\
+data: cr-terminated\r\r\
+data: crlf\r\ndata: terminated\r\n\r\n\
+event: mixed\rdata: a\ndata: b\r\ndata: c\r\n\n\
+data\n\n\
+data:no-space\ndata:  two-spaces\n\n\
+id: 3\nretry: 1x\ndata: bad retry ignored\n\n\
+id: a\0b\ndata: id with NUL ignored\n\n\
+unknown: field\ndata: unknown field ignored\n\n\
+id\nevent: end\ndata: done\n\n\
+data: cut off by the end of the stream\n";
+
+/// What a conforming client dispatches for [`WIRE`] before the stream ends: the BOM is
+/// stripped; a line with no colon is a field with an empty value; only an all-digit
+/// `retry` counts; an `id` containing NUL is ignored; unknown fields are ignored; a bare
+/// `id` resets the last event id; an event the stream cuts off is never dispatched.
+const WIRE_EXPECTED: &[(&str, &str, &str)] = &[
+    ("message", "cr-terminated", ""),
+    ("message", "crlf\nterminated", ""),
+    ("mixed", "a\nb\nc", ""),
+    ("message", "", ""),
+    ("message", "no-space\n two-spaces", ""),
+    ("message", "bad retry ignored", "3"),
+    ("message", "id with NUL ignored", "3"),
+    ("message", "unknown field ignored", "3"),
+    ("end", "done", ""),
+];
+
+type Seq = Vec<(String, String, String)>;
+
+fn seq(expected: &[(&str, &str, &str)]) -> Seq {
+    expected
+        .iter()
+        .map(|(t, d, i)| (t.to_string(), d.to_string(), i.to_string()))
+        .collect()
+}
+
+/// The distinct event types of a sequence (what a client must listen for).
+fn types(expected: &[(&'static str, &str, &str)]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for &(t, _, _) in expected {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// The `(type, data, lastEventId)` of every `event` entry in a client's log.
+fn events_of(log: &[Value]) -> Seq {
+    log.iter()
+        .filter(|e| e["kind"] == "event")
+        .map(|e| {
+            let s = |k: &str| {
+                e[k].as_str()
+                    .unwrap_or_else(|| panic!("{k} missing in {e}"))
+                    .to_owned()
+            };
+            (s("type"), s("data"), s("lastEventId"))
+        })
+        .collect()
+}
+
+fn send_steps(conn: &Connection, steps: Vec<Step>) {
+    for step in steps {
+        match step {
+            Step::Send(m) => conn.send(&m).expect("send corpus message"),
+            Step::Comment(c) => conn.send_comment(c).expect("send corpus comment"),
+        }
+    }
+}
+
+// --- Servers --------------------------------------------------------------------------
+
+/// A page that opens an `EventSource` on `src`, listens for `types`, and records
+/// everything (open, error with readyState, events) in `window.__log` and `<pre id=out>`.
+fn page(src: &str, types: &[&str]) -> Bytes {
+    let src = serde_json::to_string(src).unwrap();
+    let types = serde_json::to_string(types).unwrap();
+    Bytes::from(format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>ssehub conformance</title></head>
+<body><pre id="out"></pre>
+<script>
+"use strict";
+const log = [];
+window.__log = log;
+const out = document.getElementById("out");
+function record(entry) {{ log.push(entry); out.textContent = JSON.stringify(log); }}
+const es = new EventSource({src});
+window.__es = es;
+es.onopen = () => record({{ kind: "open", readyState: es.readyState }});
+es.onerror = () => record({{ kind: "error", readyState: es.readyState }});
+for (const type of {types}) {{
+  es.addEventListener(type, (e) =>
+    record({{ kind: "event", type: e.type, data: e.data, lastEventId: e.lastEventId }}));
+}}
+</script></body></html>"#
+    ))
+}
+
+/// A server whose `/sse` sends the corpus on connect, whose `/wire` serves [`WIRE`] as
+/// one raw response, with a page for each at `/page/corpus` and `/page/wire`.
+async fn corpus_server() -> TestServer {
+    let sse = SseOptions::new()
+        .keep_alive(None)
+        .on_connect(|conn, _ctx| async move { send_steps(&conn, corpus()) });
+    let corpus_page = page("/sse", &types(CORPUS_EXPECTED));
+    let wire_page = page("/wire", &types(WIRE_EXPECTED));
+    TestServer::start_with(sse, move |s: Server| {
+        s.route("/wire", |_req| async {
+            bytes_response(
+                StatusCode::OK,
+                "text/event-stream",
+                Bytes::from_static(WIRE),
+            )
+        })
+        .route("/page/corpus", move |_req| {
+            let html = corpus_page.clone();
+            async move { bytes_response(StatusCode::OK, "text/html; charset=utf-8", html) }
+        })
+        .route("/page/wire", move |_req| {
+            let html = wire_page.clone();
+            async move { bytes_response(StatusCode::OK, "text/html; charset=utf-8", html) }
+        })
+    })
+    .await
+}
+
+/// Every `Last-Event-ID` the server saw, one entry per stream opened.
+type Seen = Arc<Mutex<Vec<Option<String>>>>;
+
+/// A server whose first stream sends event id `7` and closes; a stream that comes back
+/// with `Last-Event-ID` gets a follow-up event naming it.
+async fn reconnect_server() -> (TestServer, Seen) {
+    let seen: Seen = Arc::default();
+    let record = seen.clone();
+    let sse = SseOptions::new()
+        .keep_alive(None)
+        .retry(Some(RETRY))
+        .on_connect(move |conn, ctx| {
+            let last = ctx.last_event_id().map(str::to_owned);
+            record.lock().unwrap().push(last.clone());
+            async move {
+                match last {
+                    None => {
+                        let m = Message::builder()
+                            .id("7")
+                            .event("first")
+                            .data("before the drop")
+                            .build()
+                            .unwrap();
+                        conn.send(&m).unwrap();
+                        conn.close();
+                    }
+                    Some(id) => {
+                        let m = Message::builder()
+                            .event("followup")
+                            .data(format!("resumed after {id}"))
+                            .build()
+                            .unwrap();
+                        conn.send(&m).unwrap();
+                    }
+                }
+            }
+        });
+    let html = page("/sse", &["first", "followup"]);
+    let server = TestServer::start_with(sse, move |s: Server| {
+        s.route("/page", move |_req| {
+            let html = html.clone();
+            async move { bytes_response(StatusCode::OK, "text/html; charset=utf-8", html) }
+        })
+    })
+    .await;
+    (server, seen)
+}
+
+const RECONNECT_EXPECTED: &[(&str, &str, &str)] = &[
+    ("first", "before the drop", "7"),
+    ("followup", "resumed after 7", "7"),
+];
+
+/// A server that lets the first request open a stream (sending nothing on its own) and
+/// answers every later one with `Rejection::stop()` (204). Counts requests.
+async fn stop_server() -> (TestServer, Arc<AtomicUsize>) {
+    let requests = Arc::new(AtomicUsize::new(0));
+    let count = requests.clone();
+    let sse = SseOptions::new()
+        .keep_alive(None)
+        .retry(Some(RETRY))
+        .authorize(move |_ctx| {
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Ok(())
+                } else {
+                    Err(Rejection::stop())
+                }
+            }
+        });
+    let html = page("/sse", &["hello"]);
+    let server = TestServer::start_with(sse, move |s: Server| {
+        s.route("/page", move |_req| {
+            let html = html.clone();
+            async move { bytes_response(StatusCode::OK, "text/html; charset=utf-8", html) }
+        })
+    })
+    .await;
+    (server, requests)
+}
+
+fn url(server: &TestServer, path: &str) -> String {
+    format!("http://{}{}", server.addr, path)
+}
+
+// --- Our own decoder ------------------------------------------------------------------
+
+#[tokio::test]
+async fn decoder_matches_the_standard_on_the_corpus() {
+    let server = corpus_server().await;
+    let mut client = server.sse("/sse").await;
+    assert_eq!(client.status, StatusCode::OK);
+    let mut got = Seq::new();
+    let mut items = Vec::new();
+    while !matches!(got.last(), Some((t, _, _)) if t == "end") {
+        let item = client.next_item().await.expect("stream ended early");
+        if let Item::Event(e) = &item {
+            got.push((e.event.clone(), e.data.clone(), e.last_event_id.clone()));
+        }
+        items.push(item);
+    }
+    assert_eq!(got, seq(CORPUS_EXPECTED));
+    assert!(items.contains(&Item::Retry(RETRY)), "{items:?}");
+    assert!(
+        items.contains(&Item::Comment("over two lines".into())),
+        "{items:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn decoder_matches_the_standard_on_the_raw_wire() {
+    let server = corpus_server().await;
+    let mut client = server.sse("/wire").await;
+    assert_eq!(client.status, StatusCode::OK);
+    let items = client.until_end().await;
+    let got: Seq = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Event(e) => Some((e.event.clone(), e.data.clone(), e.last_event_id.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, seq(WIRE_EXPECTED));
+    assert_eq!(
+        items.first(),
+        Some(&Item::Comment("a BOM, then a comment".into()))
+    );
+    assert!(
+        !items.iter().any(|i| matches!(i, Item::Retry(_))),
+        "{items:?}"
+    );
+    server.stop().await;
+}
+
+// --- Chromium -------------------------------------------------------------------------
+
+/// Chromium tests run one at a time: each launches a browser, and the machine is small.
+static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const LOG: &str = "return window.__log || [];";
+
+fn log_of(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn has_event(log: &Value, ty: &str) -> bool {
+    log_of(log)
+        .iter()
+        .any(|e| e["kind"] == "event" && e["type"] == ty)
+}
+
+fn has_closed_error(log: &Value) -> bool {
+    log_of(log)
+        .iter()
+        .any(|e| e["kind"] == "error" && e["readyState"] == 2)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_reports_the_corpus_as_the_standard_says() {
+    if !browser::require("chromedriver and chromium", browser::available()) {
+        return;
+    }
+    let _one = CHROMIUM.lock().await;
+    let server = corpus_server().await;
+    let browser = Browser::start().await;
+
+    browser.goto(&url(&server, "/page/corpus")).await;
+    let log = browser
+        .poll("the corpus in Chromium", LOG, CLIENT_WAIT, |v| {
+            has_event(v, "end") || has_closed_error(v)
+        })
+        .await;
+    let log = log_of(&log);
+    assert_eq!(events_of(&log), seq(CORPUS_EXPECTED), "log: {log:?}");
+    assert_eq!(log[0], json!({"kind": "open", "readyState": 1}));
+    assert!(!log.iter().any(|e| e["kind"] == "error"), "{log:?}");
+    // The page's own rendering agrees with the log.
+    let out = browser
+        .eval("return document.getElementById('out').textContent;")
+        .await;
+    let rendered: Vec<Value> = serde_json::from_str(out.as_str().unwrap()).unwrap();
+    assert_eq!(events_of(&rendered), seq(CORPUS_EXPECTED));
+
+    browser.goto(&url(&server, "/page/wire")).await;
+    // The raw stream ends after its last event; the first error marks that end.
+    let log = browser
+        .poll("the raw stream in Chromium", LOG, CLIENT_WAIT, |v| {
+            log_of(v).iter().any(|e| e["kind"] == "error")
+        })
+        .await;
+    let log = log_of(&log);
+    let end = log.iter().position(|e| e["kind"] == "error").unwrap();
+    assert_eq!(events_of(&log[..end]), seq(WIRE_EXPECTED), "log: {log:?}");
+
+    browser.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_reconnects_with_last_event_id() {
+    if !browser::require("chromedriver and chromium", browser::available()) {
+        return;
+    }
+    let _one = CHROMIUM.lock().await;
+    let (server, seen) = reconnect_server().await;
+    let browser = Browser::start().await;
+
+    browser.goto(&url(&server, "/page")).await;
+    let log = browser
+        .poll("Chromium's follow-up event", LOG, CLIENT_WAIT, |v| {
+            has_event(v, "followup") || has_closed_error(v)
+        })
+        .await;
+    let log = log_of(&log);
+    assert_eq!(events_of(&log), seq(RECONNECT_EXPECTED), "log: {log:?}");
+    // The drop was reported as an error with the source reconnecting, not closed.
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "error" && e["readyState"] == 0),
+        "{log:?}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![None, Some("7".to_owned())],
+        "Last-Event-ID per stream"
+    );
+
+    browser.quit().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_opens_before_any_event_and_stops_on_204() {
+    if !browser::require("chromedriver and chromium", browser::available()) {
+        return;
+    }
+    let _one = CHROMIUM.lock().await;
+    let (server, requests) = stop_server().await;
+    let browser = Browser::start().await;
+
+    browser.goto(&url(&server, "/page")).await;
+    // `open` fires although the server has sent no event: the stream's first bytes
+    // were flushed with the headers.
+    let log = browser
+        .poll("Chromium's open event", LOG, CLIENT_WAIT, |v| {
+            !log_of(v).is_empty()
+        })
+        .await;
+    assert_eq!(log, json!([{"kind": "open", "readyState": 1}]));
+    assert_eq!(server.hub.connection_count(), 1);
+
+    let hello = Message::builder()
+        .event("hello")
+        .data("after open")
+        .build()
+        .unwrap();
+    assert_eq!(server.hub.broadcast("__all", &hello), 1);
+    let log = browser
+        .poll("the event after open", LOG, CLIENT_WAIT, |v| {
+            has_event(v, "hello")
+        })
+        .await;
+    assert_eq!(
+        log,
+        json!([
+            {"kind": "open", "readyState": 1},
+            {"kind": "event", "type": "hello", "data": "after open", "lastEventId": ""},
+        ])
+    );
+
+    // End the stream: Chromium comes back after the retry hint, gets 204, and gives up.
+    server.hub.close_all();
+    let log = browser
+        .poll("Chromium to give up", LOG, CLIENT_WAIT, has_closed_error)
+        .await;
+    assert_eq!(
+        browser.eval("return window.__es.readyState;").await,
+        json!(2)
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "log: {log}");
+    // No further attempt within many retry periods.
+    tokio::time::sleep(RETRY * 20).await;
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        browser.eval(LOG).await,
+        log,
+        "nothing happened after CLOSED"
+    );
+
+    browser.quit().await;
+    server.stop().await;
+}
+
+// --- Node's `eventsource` package -------------------------------------------------------
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn node_available() -> bool {
+    browser::which("node").is_some()
+        && repo_root()
+            .join("node_modules/eventsource/package.json")
+            .is_file()
+}
+
+/// The Node client script, running against one URL; reads its JSON lines.
+struct NodeClient {
+    child: Child,
+    lines: tokio::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl NodeClient {
+    fn spawn(url: &str, config: Value) -> NodeClient {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js/eventsource_client.mjs");
+        let mut child = Command::new("node")
+            .arg(script)
+            .arg(url)
+            .arg(config.to_string())
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn node");
+        let stdout = child.stdout.take().unwrap();
+        NodeClient {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// The next line the client printed, parsed (bounded wait).
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(CLIENT_WAIT, self.lines.next_line())
+            .await
+            .expect("timed out waiting for the Node client")
+            .expect("read the Node client's output")
+            .expect("the Node client exited early");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
+    }
+
+    /// Read lines up to and including `{"kind":"done"}`, then wait for the exit.
+    async fn until_done(&mut self) -> Vec<Value> {
+        let mut log = Vec::new();
+        loop {
+            let v = self.next().await;
+            let done = v["kind"] == "done";
+            log.push(v);
+            if done {
+                break;
+            }
+        }
+        let status = tokio::time::timeout(CLIENT_WAIT, self.child.wait())
+            .await
+            .expect("the Node client did not exit")
+            .unwrap();
+        assert!(status.success(), "node exited with {status}; log: {log:?}");
+        log
+    }
+}
+
+#[tokio::test]
+async fn node_eventsource_reports_the_corpus_as_the_standard_says() {
+    if !browser::require("node with `npm ci` run", node_available()) {
+        return;
+    }
+    let server = corpus_server().await;
+
+    let config = json!({"types": types(CORPUS_EXPECTED), "until": "end", "timeoutMs": 20000});
+    let log = NodeClient::spawn(&url(&server, "/sse"), config)
+        .until_done()
+        .await;
+    assert_eq!(events_of(&log), seq(CORPUS_EXPECTED), "log: {log:?}");
+    assert_eq!(log[0], json!({"kind": "open", "readyState": 1}));
+    assert_eq!(log.last().unwrap()["reason"], "until");
+
+    // The raw stream: everything up to the first error (the end of the stream).
+    let config = json!({"types": types(WIRE_EXPECTED), "timeoutMs": 20000});
+    let mut client = NodeClient::spawn(&url(&server, "/wire"), config);
+    let mut log = Vec::new();
+    loop {
+        let v = client.next().await;
+        if v["kind"] == "error" {
+            break;
+        }
+        log.push(v);
+    }
+    drop(client);
+    assert_eq!(events_of(&log), seq(WIRE_EXPECTED), "log: {log:?}");
+
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn node_eventsource_reconnects_with_last_event_id() {
+    if !browser::require("node with `npm ci` run", node_available()) {
+        return;
+    }
+    let (server, seen) = reconnect_server().await;
+
+    let config = json!({"types": ["first", "followup"], "until": "followup", "timeoutMs": 20000});
+    let log = NodeClient::spawn(&url(&server, "/sse"), config)
+        .until_done()
+        .await;
+    assert_eq!(events_of(&log), seq(RECONNECT_EXPECTED), "log: {log:?}");
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "error" && e["readyState"] == 0),
+        "{log:?}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![None, Some("7".to_owned())],
+        "Last-Event-ID per stream"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn node_eventsource_opens_before_any_event_and_stops_on_204() {
+    if !browser::require("node with `npm ci` run", node_available()) {
+        return;
+    }
+    let (server, requests) = stop_server().await;
+
+    let config = json!({"types": ["hello"], "timeoutMs": 20000});
+    let mut client = NodeClient::spawn(&url(&server, "/sse"), config);
+    assert_eq!(
+        client.next().await,
+        json!({"kind": "open", "readyState": 1})
+    );
+    eventually("the stream to register", || {
+        server.hub.connection_count() == 1
+    })
+    .await;
+
+    let hello = Message::builder()
+        .event("hello")
+        .data("after open")
+        .build()
+        .unwrap();
+    assert_eq!(server.hub.broadcast("__all", &hello), 1);
+    assert_eq!(
+        client.next().await,
+        json!({"kind": "event", "type": "hello", "data": "after open", "lastEventId": ""})
+    );
+
+    server.hub.close_all();
+    let rest = client.until_done().await;
+    // A reconnecting error for the drop, then a closing one for the 204.
+    let errors: Vec<_> = rest.iter().filter(|e| e["kind"] == "error").collect();
+    assert_eq!(errors.len(), 2, "{rest:?}");
+    assert_eq!(errors[0]["readyState"], 0);
+    assert_eq!(errors[1]["readyState"], 2);
+    assert_eq!(errors[1]["code"], 204);
+    assert_eq!(rest.last().unwrap()["reason"], "closed");
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+    server.stop().await;
+}
