@@ -282,3 +282,45 @@ pub async fn read_until_contains(stream: &mut TcpStream, buf: &mut Vec<u8>, need
     })
     .await
 }
+
+/// Hands the test each new stream's [`ssehub::Connection`], after its on_connect has
+/// joined every room named by a `?room=` query parameter.
+pub struct Handout {
+    rx: tokio::sync::mpsc::UnboundedReceiver<ssehub::Connection>,
+}
+
+impl Handout {
+    /// Wrap `options` with such an on_connect (replacing any other).
+    pub fn wrap(options: SseOptions) -> (SseOptions, Handout) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let options = options.on_connect(move |conn, ctx| {
+            let tx = tx.clone();
+            async move {
+                for room in ctx.query_all("room") {
+                    conn.join(room).expect("join");
+                }
+                let _ = tx.send(conn);
+            }
+        });
+        (options, Handout { rx })
+    }
+
+    /// The next new stream's connection.
+    pub async fn next(&mut self) -> ssehub::Connection {
+        within("a new connection", self.rx.recv())
+            .await
+            .expect("on_connect hook dropped")
+    }
+
+    /// Open a stream at `path` and return it with its server-side connection.
+    pub async fn open(&mut self, srv: &TestServer, path: &str) -> (SseClient, ssehub::Connection) {
+        let mut client = srv.sse(path).await;
+        assert_eq!(client.status, StatusCode::OK, "{path}");
+        assert_eq!(
+            client.next_item().await,
+            Some(Item::Comment("connected".into()))
+        );
+        let conn = self.next().await;
+        (client, conn)
+    }
+}
