@@ -114,7 +114,8 @@ async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
             );
         }
         connected_once = true;
-        let mut decoder = Decoder::new();
+        // The last event id carries over a reconnection, as in a browser.
+        let mut decoder = Decoder::resume(last_id.clone());
         let mut body = res.into_body();
         let ended = loop {
             match body.frame().await {
@@ -153,11 +154,8 @@ async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
                 }
             }
         };
-        // The decoder starts empty on each stream; keep the last id we knew when the
-        // new stream has not set one (so a reset to "" by the server is not resent).
-        if !decoder.last_event_id().is_empty() {
-            last_id = decoder.last_event_id().to_owned();
-        }
+        // An empty id (a reset by the server) means no Last-Event-ID on the next attempt.
+        last_id = decoder.last_event_id().to_owned();
         if args.no_reconnect {
             return match args.count {
                 Some(n) => anyhow::bail!("{ended} after {seen} of {n} events"),

@@ -673,7 +673,8 @@ async fn listen_reconnects_with_last_event_id_after_the_retry_delay() {
         lines,
         vec![
             json!({ "event": "one", "data": "first", "id": "5" }),
-            json!({ "event": "message", "data": "second", "id": "" }),
+            // The last event id carries over the reconnection, as in a browser.
+            json!({ "event": "message", "data": "second", "id": "5" }),
         ]
     );
     assert_eq!(

@@ -74,6 +74,17 @@ impl Decoder {
         }
     }
 
+    /// A decoder for a reconnected stream: the last event id carries over, as it does in
+    /// a browser's `EventSource`, until the new stream sets another.
+    pub fn resume(last_event_id: impl Into<String>) -> Decoder {
+        let id = last_event_id.into();
+        Decoder {
+            last_event_id_buffer: id.clone(),
+            last_event_id: id,
+            ..Decoder::new()
+        }
+    }
+
     /// Append bytes read from the stream.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
@@ -238,6 +249,14 @@ mod tests {
                 ev("message", "x", "")
             ]
         );
+    }
+
+    #[test]
+    fn resumed_decoder_keeps_the_last_id_until_a_new_one() {
+        let mut d = Decoder::resume("7");
+        d.feed(b"data: a\n\nid: 8\ndata: b\n\n");
+        assert_eq!(d.next_item(), Some(ev("message", "a", "7")));
+        assert_eq!(d.next_item(), Some(ev("message", "b", "8")));
     }
 
     #[test]
