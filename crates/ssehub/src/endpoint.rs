@@ -347,7 +347,8 @@ impl RequestContext {
         let last_event_id = req
             .headers()
             .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
+            // Browsers send the id UTF-8 encoded; `to_str` would refuse any non-ASCII id.
+            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
             .map(str::to_owned)
             .or_else(|| {
                 query

@@ -243,14 +243,26 @@ async fn corpus_server() -> TestServer {
 /// Every `Last-Event-ID` the server saw, one entry per stream opened.
 type Seen = Arc<Mutex<Vec<Option<String>>>>;
 
-/// A server whose first stream sends event id `7` and closes; a stream that comes back
-/// with `Last-Event-ID` gets a follow-up event naming it.
-async fn reconnect_server() -> (TestServer, Seen) {
+/// A server whose first stream sends an event with id `first_id` and closes; a stream
+/// that comes back with `Last-Event-ID` gets a follow-up event naming it. A third request
+/// (the reconnect went wrong) gets 204, so a failing test stops its client at once.
+async fn reconnect_server(first_id: &'static str) -> (TestServer, Seen) {
     let seen: Seen = Arc::default();
     let record = seen.clone();
+    let requests = AtomicUsize::new(0);
     let sse = SseOptions::new()
         .keep_alive(None)
         .retry(Some(RETRY))
+        .authorize(move |_ctx| {
+            let n = requests.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    Ok(())
+                } else {
+                    Err(Rejection::stop())
+                }
+            }
+        })
         .on_connect(move |conn, ctx| {
             let last = ctx.last_event_id().map(str::to_owned);
             record.lock().unwrap().push(last.clone());
@@ -258,7 +270,7 @@ async fn reconnect_server() -> (TestServer, Seen) {
                 match last {
                     None => {
                         let m = Message::builder()
-                            .id("7")
+                            .id(first_id)
                             .event("first")
                             .data("before the drop")
                             .build()
@@ -288,10 +300,17 @@ async fn reconnect_server() -> (TestServer, Seen) {
     (server, seen)
 }
 
-const RECONNECT_EXPECTED: &[(&str, &str, &str)] = &[
-    ("first", "before the drop", "7"),
-    ("followup", "resumed after 7", "7"),
-];
+/// What a client of [`reconnect_server`] dispatches: the id persists across the
+/// reconnect, so the follow-up carries it too.
+fn reconnect_expected(id: &str) -> Seq {
+    vec![
+        ("first".into(), "before the drop".into(), id.into()),
+        ("followup".into(), format!("resumed after {id}"), id.into()),
+    ]
+}
+
+/// A non-ASCII id: the client sends it back UTF-8 encoded in `Last-Event-ID`.
+const UNICODE_ID: &str = "ïd ✓ 7";
 
 /// A server that lets the first request open a stream (sending nothing on its own) and
 /// answers every later one with `Rejection::stop()` (204). Counts requests.
@@ -376,6 +395,21 @@ async fn decoder_matches_the_standard_on_the_raw_wire() {
     server.stop().await;
 }
 
+/// What the browsers send back: the id's UTF-8 bytes in `Last-Event-ID`.
+#[tokio::test]
+async fn server_reads_a_utf8_last_event_id() {
+    let (server, seen) = reconnect_server("7").await;
+    let mut client =
+        common::SseClient::connect(server.addr, "/sse", &[("last-event-id", UNICODE_ID)]).await;
+    let e = client.next_event().await;
+    assert_eq!(
+        (e.event.as_str(), e.data.as_str()),
+        ("followup", format!("resumed after {UNICODE_ID}").as_str())
+    );
+    assert_eq!(*seen.lock().unwrap(), vec![Some(UNICODE_ID.to_owned())]);
+    server.stop().await;
+}
+
 // --- Chromium -------------------------------------------------------------------------
 
 /// Chromium tests run one at a time: each launches a browser, and the machine is small.
@@ -442,11 +476,20 @@ async fn chromium_reports_the_corpus_as_the_standard_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_reconnects_with_last_event_id() {
+    chromium_reconnect("7").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_reconnects_with_a_non_ascii_last_event_id() {
+    chromium_reconnect(UNICODE_ID).await;
+}
+
+async fn chromium_reconnect(id: &'static str) {
     if !browser::require("chromedriver and chromium", browser::available()) {
         return;
     }
     let _one = CHROMIUM.lock().await;
-    let (server, seen) = reconnect_server().await;
+    let (server, seen) = reconnect_server(id).await;
     let browser = Browser::start().await;
 
     browser.goto(&url(&server, "/page")).await;
@@ -456,7 +499,7 @@ async fn chromium_reconnects_with_last_event_id() {
         })
         .await;
     let log = log_of(&log);
-    assert_eq!(events_of(&log), seq(RECONNECT_EXPECTED), "log: {log:?}");
+    assert_eq!(events_of(&log), reconnect_expected(id), "log: {log:?}");
     // The drop was reported as an error with the source reconnecting, not closed.
     assert!(
         log.iter()
@@ -465,7 +508,7 @@ async fn chromium_reconnects_with_last_event_id() {
     );
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![None, Some("7".to_owned())],
+        vec![None, Some(id.to_owned())],
         "Last-Event-ID per stream"
     );
 
@@ -639,16 +682,25 @@ async fn node_eventsource_reports_the_corpus_as_the_standard_says() {
 
 #[tokio::test]
 async fn node_eventsource_reconnects_with_last_event_id() {
+    node_reconnect("7").await;
+}
+
+#[tokio::test]
+async fn node_eventsource_reconnects_with_a_non_ascii_last_event_id() {
+    node_reconnect(UNICODE_ID).await;
+}
+
+async fn node_reconnect(id: &'static str) {
     if !browser::require("node with `npm ci` run", node_available()) {
         return;
     }
-    let (server, seen) = reconnect_server().await;
+    let (server, seen) = reconnect_server(id).await;
 
     let config = json!({"types": ["first", "followup"], "until": "followup", "timeoutMs": 20000});
     let log = NodeClient::spawn(&url(&server, "/sse"), config)
         .until_done()
         .await;
-    assert_eq!(events_of(&log), seq(RECONNECT_EXPECTED), "log: {log:?}");
+    assert_eq!(events_of(&log), reconnect_expected(id), "log: {log:?}");
     assert!(
         log.iter()
             .any(|e| e["kind"] == "error" && e["readyState"] == 0),
@@ -656,7 +708,7 @@ async fn node_eventsource_reconnects_with_last_event_id() {
     );
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![None, Some("7".to_owned())],
+        vec![None, Some(id.to_owned())],
         "Last-Event-ID per stream"
     );
     server.stop().await;
