@@ -94,7 +94,10 @@ impl Browser {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let _ = std::fs::remove_dir_all(&profile);
-        std::fs::create_dir_all(&profile).expect("create the Chromium profile directory");
+        // Chromium's own scratch directories go below the profile too (via TMPDIR), so
+        // removing the profile removes every trace.
+        let scratch = profile.join("tmp");
+        std::fs::create_dir_all(&scratch).expect("create the Chromium profile directory");
 
         // chromedriver cannot report an ephemeral port, so pick a free one; if another
         // process takes it first, chromedriver exits and we try again.
@@ -104,6 +107,7 @@ impl Browser {
             let addr = free_port();
             let mut driver = Command::new(&driver_bin)
                 .arg(format!("--port={}", addr.port()))
+                .env("TMPDIR", &scratch)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -140,7 +144,7 @@ impl Browser {
                         "--disable-dev-shm-usage",
                         "--disable-crash-reporter",
                         "--disable-breakpad",
-                        format!("--user-data-dir={}", browser.profile.display()),
+                        format!("--user-data-dir={}", browser.profile.join("data").display()),
                     ],
                 },
             }},
@@ -192,10 +196,18 @@ impl Browser {
             if done(&v) {
                 return v;
             }
-            assert!(
-                start.elapsed() < limit,
-                "timed out waiting for {what}; last value: {v}"
-            );
+            if start.elapsed() >= limit {
+                let mut shown = v.to_string();
+                if shown.len() > 4000 {
+                    let cut = (0..=4000)
+                        .rev()
+                        .find(|&i| shown.is_char_boundary(i))
+                        .unwrap();
+                    shown.truncate(cut);
+                    shown.push_str(" ...");
+                }
+                panic!("timed out waiting for {what}; last value: {shown}");
+            }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -229,7 +241,13 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         kill_group(&mut self.driver);
-        let _ = std::fs::remove_dir_all(&self.profile);
+        // Killed helpers may still be letting go of files: retry briefly.
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&self.profile).is_ok() || !self.profile.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
