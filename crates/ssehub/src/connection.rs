@@ -112,6 +112,8 @@ struct Inner {
     config: ConnectionConfig,
     outbox: Mutex<Outbox>,
     closed: AtomicBool,
+    /// Set once the close is complete (rooms left, callbacks run); `closed()` waits for it.
+    settled: AtomicBool,
     closed_notify: Notify,
     callbacks: Mutex<Vec<ClosedCallback>>,
     tags: Mutex<http::Extensions>,
@@ -163,6 +165,7 @@ impl Connection {
                 config,
                 outbox: Mutex::new(Outbox::default()),
                 closed: AtomicBool::new(false),
+                settled: AtomicBool::new(false),
                 closed_notify: Notify::new(),
                 callbacks: Mutex::new(Vec::new()),
                 tags: Mutex::new(http::Extensions::new()),
@@ -264,13 +267,14 @@ impl Connection {
         self.close_with(OutboxState::Draining);
     }
 
-    /// Wait until the connection is closed. Returns at once if it already is.
+    /// Wait until the connection is closed and the close is complete: it has left every
+    /// room and its closed callbacks have run. Returns at once if that is already so.
     pub async fn closed(&self) {
         loop {
             let notified = self.inner.closed_notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.is_closed() {
+            if self.inner.settled.load(Ordering::Acquire) {
                 return;
             }
             notified.await;
@@ -358,13 +362,14 @@ impl Connection {
         }
         // We won the swap: this block runs exactly once per connection.
         self.inner.hub.forget(self);
-        self.inner.closed_notify.notify_waiters();
         let callbacks = std::mem::take(&mut *lock(&self.inner.callbacks));
         for cb in callbacks {
             if std::panic::catch_unwind(AssertUnwindSafe(|| cb(self))).is_err() {
                 tracing::error!(conn = %self.id(), "a closed callback panicked");
             }
         }
+        self.inner.settled.store(true, Ordering::Release);
+        self.inner.closed_notify.notify_waiters();
     }
 
     /// Take what the body should write next. `Ok(Some)` bytes, `Ok(None)` end of stream,
