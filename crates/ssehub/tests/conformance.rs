@@ -247,12 +247,18 @@ type Seen = Arc<Mutex<Vec<Option<String>>>>;
 /// that comes back with `Last-Event-ID` gets a follow-up event naming it. A third request
 /// (the reconnect went wrong) gets 204, so a failing test stops its client at once.
 async fn reconnect_server(first_id: &'static str) -> (TestServer, Seen) {
+    reconnect_server_with(first_id, false).await
+}
+
+/// [`reconnect_server`], optionally allowing cross-origin `EventSource`s.
+async fn reconnect_server_with(first_id: &'static str, any_origin: bool) -> (TestServer, Seen) {
     let seen: Seen = Arc::default();
     let record = seen.clone();
     let requests = AtomicUsize::new(0);
     let sse = SseOptions::new()
         .keep_alive(None)
         .retry(Some(RETRY))
+        .allow_any_origin(any_origin)
         .authorize(move |_ctx| {
             let n = requests.fetch_add(1, Ordering::SeqCst);
             async move {
@@ -339,6 +345,18 @@ async fn stop_server() -> (TestServer, Arc<AtomicUsize>) {
     })
     .await;
     (server, requests)
+}
+
+/// A server that only serves `/page`, whose `EventSource` opens `src` (on another origin).
+async fn page_server(src: &str, types: &[&str]) -> TestServer {
+    let html = page(src, types);
+    TestServer::start_with(SseOptions::new().prefix("/unused"), move |s: Server| {
+        s.route("/page", move |_req| {
+            let html = html.clone();
+            async move { bytes_response(StatusCode::OK, "text/html; charset=utf-8", html) }
+        })
+    })
+    .await
 }
 
 fn url(server: &TestServer, path: &str) -> String {
@@ -514,6 +532,51 @@ async fn chromium_reconnect(id: &'static str) {
 
     browser.quit().await;
     server.stop().await;
+}
+
+/// A page on one origin, the stream on another (another port): with `allow_any_origin`
+/// Chromium streams and reconnects (sending `Last-Event-ID`); without it, Chromium
+/// refuses the response and gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_cross_origin_streams_only_with_allow_any_origin() {
+    if !browser::require("chromedriver and chromium", browser::available()) {
+        return;
+    }
+    let _one = CHROMIUM.lock().await;
+    let browser = Browser::start().await;
+
+    let (open, seen) = reconnect_server_with("7", true).await;
+    let pages = page_server(&url(&open, "/sse"), &["first", "followup"]).await;
+    browser.goto(&url(&pages, "/page")).await;
+    let log = browser
+        .poll("the cross-origin follow-up", LOG, CLIENT_WAIT, |v| {
+            has_event(v, "followup") || has_closed_error(v)
+        })
+        .await;
+    let log = log_of(&log);
+    assert_eq!(events_of(&log), reconnect_expected("7"), "log: {log:?}");
+    assert_eq!(*seen.lock().unwrap(), vec![None, Some("7".to_owned())]);
+
+    let (closed, seen) = reconnect_server_with("7", false).await;
+    let pages_2 = page_server(&url(&closed, "/sse"), &["first", "followup"]).await;
+    browser.goto(&url(&pages_2, "/page")).await;
+    let log = browser
+        .poll("Chromium to refuse the stream", LOG, CLIENT_WAIT, |v| {
+            has_event(v, "first") || has_closed_error(v)
+        })
+        .await;
+    let log = log_of(&log);
+    assert_eq!(log, vec![json!({"kind": "error", "readyState": 2})]);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "no reconnect after a CORS failure"
+    );
+
+    browser.quit().await;
+    for server in [open, pages, closed, pages_2] {
+        server.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
