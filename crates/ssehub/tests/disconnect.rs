@@ -43,3 +43,38 @@ async fn rst_without_traffic_closes_and_cleans_rooms() {
     assert_eq!(srv.hub.room_count(), 0);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn abrupt_disconnect_leaves_every_room_joined_on_connect() {
+    let (options, mut handout) = Handout::wrap(SseOptions::new().keep_alive(None));
+    let srv = TestServer::start(options).await;
+    // One client stays, in room b only.
+    let (_stays, stays) = handout.open(&srv, "/sse?room=b").await;
+    for (n, linger) in [(0, false), (1, true), (2, false)] {
+        let mut s = TcpStream::connect(srv.addr).await.unwrap();
+        let head = raw_exchange(
+            &mut s,
+            "GET /sse?room=a&room=b&room=c&room=d HTTP/1.1\r\nhost: t\r\n\r\n",
+        )
+        .await;
+        assert_eq!(head.status, 200);
+        let conn = handout.next().await;
+        let mut rooms = conn.rooms();
+        rooms.sort();
+        assert_eq!(rooms, ["__all", "a", "b", "c", "d"]);
+        assert_eq!(srv.hub.room_count(), 5);
+        assert_eq!(srv.hub.room_size("b"), 2);
+        if linger {
+            s.set_zero_linger().unwrap(); // RST instead of FIN
+        }
+        drop(s);
+        within("the close completes", conn.closed()).await;
+        assert!(conn.rooms().is_empty(), "round {n}");
+        let mut names = srv.hub.room_names();
+        names.sort();
+        assert_eq!(names, ["__all", "b"], "round {n}");
+        assert_eq!(srv.hub.members("b"), vec![stays.clone()]);
+        assert_eq!(srv.hub.connection_count(), 1);
+    }
+    srv.stop().await;
+}

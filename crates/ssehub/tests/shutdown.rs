@@ -1,0 +1,82 @@
+//! Graceful shutdown with open streams: the server returns, the streams end, queued
+//! events and the shutdown message are delivered first.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ssehub::decode::Item;
+use ssehub::{Message, SseOptions};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn stop_ends_every_open_stream() {
+    let (options, mut handout) = Handout::wrap(SseOptions::new());
+    let srv = TestServer::start_with(options, |s| {
+        s.shutdown_message(
+            Message::builder()
+                .event("shutdown")
+                .data("bye")
+                .build()
+                .unwrap(),
+        )
+    })
+    .await;
+    let addr = srv.addr;
+    let hub = srv.hub.clone();
+    let mut clients = Vec::new();
+    let mut conns = Vec::new();
+    for i in 0..5 {
+        let (c, conn) = handout.open(&srv, &format!("/sse?room=r{}", i % 2)).await;
+        clients.push(c);
+        conns.push(conn);
+    }
+    // Queued but not yet read when the stop comes: still delivered.
+    assert_eq!(hub.broadcast("r0", &Message::new("before stop")), 3);
+    srv.stop().await;
+
+    for (i, c) in clients.iter_mut().enumerate() {
+        let events: Vec<(String, String)> = c
+            .until_end()
+            .await
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Event(e) => Some((e.event, e.data)),
+                _ => None,
+            })
+            .collect();
+        let mut expected = Vec::new();
+        if i % 2 == 0 {
+            expected.push(("message".to_owned(), "before stop".to_owned()));
+        }
+        expected.push(("shutdown".to_owned(), "bye".to_owned()));
+        assert_eq!(events, expected, "client {i}");
+    }
+    assert!(conns.iter().all(|c| c.is_closed()));
+    assert_eq!((hub.connection_count(), hub.room_count()), (0, 0));
+    // The listener is gone.
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn stop_is_bounded_with_a_client_that_does_not_read() {
+    let (options, mut handout) = Handout::wrap(SseOptions::new().outbox_limit(64 * 1024 * 1024));
+    let srv = TestServer::start_with(options, |s| s.grace(Duration::from_millis(300))).await;
+    // A raw client that reads its response head and then nothing more.
+    let mut stalled = TcpStream::connect(srv.addr).await.unwrap();
+    let head = raw_exchange(&mut stalled, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert_eq!(head.status, 200);
+    let conn = handout.next().await;
+    // Far more than the socket buffers hold: the stream cannot finish flushing.
+    let chunk = "x".repeat(64 * 1024);
+    for _ in 0..256 {
+        conn.send_event("bulk", &chunk).unwrap();
+    }
+    // A well-behaved client alongside it.
+    let (mut reader, _) = handout.open(&srv, "/sse").await;
+    srv.stop().await; // returns after the grace period at the latest
+    assert!(conn.is_closed());
+    reader.until_end().await;
+    drop(stalled);
+}
