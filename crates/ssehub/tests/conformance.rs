@@ -430,6 +430,8 @@ async fn server_reads_a_utf8_last_event_id() {
 
 // --- Chromium -------------------------------------------------------------------------
 
+const CHROMIUM_TOOLS: &str = "chromedriver and Chromium";
+
 /// Chromium tests run one at a time: each launches a browser, and the machine is small.
 static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -453,7 +455,7 @@ fn has_closed_error(log: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_reports_the_corpus_as_the_standard_says() {
-    if !browser::require("chromedriver and chromium", browser::available()) {
+    if !browser::require(CHROMIUM_TOOLS, browser::available()) {
         return;
     }
     let _one = CHROMIUM.lock().await;
@@ -503,7 +505,7 @@ async fn chromium_reconnects_with_a_non_ascii_last_event_id() {
 }
 
 async fn chromium_reconnect(id: &'static str) {
-    if !browser::require("chromedriver and chromium", browser::available()) {
+    if !browser::require(CHROMIUM_TOOLS, browser::available()) {
         return;
     }
     let _one = CHROMIUM.lock().await;
@@ -539,7 +541,7 @@ async fn chromium_reconnect(id: &'static str) {
 /// refuses the response and gives up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_cross_origin_streams_only_with_allow_any_origin() {
-    if !browser::require("chromedriver and chromium", browser::available()) {
+    if !browser::require(CHROMIUM_TOOLS, browser::available()) {
         return;
     }
     let _one = CHROMIUM.lock().await;
@@ -581,7 +583,7 @@ async fn chromium_cross_origin_streams_only_with_allow_any_origin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_opens_before_any_event_and_stops_on_204() {
-    if !browser::require("chromedriver and chromium", browser::available()) {
+    if !browser::require(CHROMIUM_TOOLS, browser::available()) {
         return;
     }
     let _one = CHROMIUM.lock().await;
@@ -646,6 +648,8 @@ async fn chromium_opens_before_any_event_and_stops_on_204() {
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
+
+const NODE: &str = "node and the npm package eventsource (`npm ci` at the repository root)";
 
 fn node_available() -> bool {
     browser::which("node").is_some()
@@ -713,7 +717,7 @@ impl NodeClient {
 
 #[tokio::test]
 async fn node_eventsource_reports_the_corpus_as_the_standard_says() {
-    if !browser::require("node with `npm ci` run", node_available()) {
+    if !browser::require(NODE, node_available()) {
         return;
     }
     let server = corpus_server().await;
@@ -754,7 +758,7 @@ async fn node_eventsource_reconnects_with_a_non_ascii_last_event_id() {
 }
 
 async fn node_reconnect(id: &'static str) {
-    if !browser::require("node with `npm ci` run", node_available()) {
+    if !browser::require(NODE, node_available()) {
         return;
     }
     let (server, seen) = reconnect_server(id).await;
@@ -779,7 +783,7 @@ async fn node_reconnect(id: &'static str) {
 
 #[tokio::test]
 async fn node_eventsource_opens_before_any_event_and_stops_on_204() {
-    if !browser::require("node with `npm ci` run", node_available()) {
+    if !browser::require(NODE, node_available()) {
         return;
     }
     let (server, requests) = stop_server().await;

@@ -31,11 +31,9 @@ pub fn require(tool: &str, present: bool) -> bool {
         return true;
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{tool} is required when CI=true, but it was not found");
+        panic!("this test needs {tool}: not found, and CI=true requires it");
     }
-    eprintln!(
-        "SKIPPED: {tool} not found; install it to run this test (CI=true makes this a failure)"
-    );
+    eprintln!("SKIPPED: this test needs {tool}: not found (with CI=true this is a failure)");
     false
 }
 
