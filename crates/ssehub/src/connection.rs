@@ -261,6 +261,18 @@ impl Connection {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
+    /// Bytes queued for this client and not yet handed to the transport: how far behind
+    /// it is (at most the outbox limit).
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.inner.outbox).bytes
+    }
+
+    /// Whether the transport is still attached: the stream has not ended and was not
+    /// aborted (closed by policy, or the client went away).
+    pub(crate) fn transport_attached(&self) -> bool {
+        lock(&self.inner.outbox).state != OutboxState::Aborted
+    }
+
     /// Close the connection: what is already queued is still sent, then the stream ends.
     /// The closed notification fires now. Idempotent.
     pub fn close(&self) {

@@ -396,6 +396,11 @@ impl Hub {
         conns.iter().for_each(Connection::close);
     }
 
+    /// Every open connection.
+    pub(crate) fn connections(&self) -> Vec<Connection> {
+        lock(&self.inner.connections).values().cloned().collect()
+    }
+
     /// Open connections.
     pub fn connection_count(&self) -> usize {
         lock(&self.inner.connections).len()

@@ -362,10 +362,12 @@ impl BoundServer {
                 hubs.push(ep.hub());
             }
         }
+        let mut streams = Vec::new();
         for hub in hubs {
             if let Some(m) = &self.farewell {
                 hub.send_to_everyone(m);
             }
+            streams.extend(hub.connections());
             // Each stream flushes what it has queued, then ends.
             hub.close_all();
         }
@@ -373,7 +375,23 @@ impl BoundServer {
             .await
             .is_err()
         {
-            tracing::warn!("grace period over; dropping open connections");
+            // Never half-delivered without a trace: say how many streams still had
+            // events queued (their clients were not reading) when they were dropped.
+            let open: Vec<_> = streams.iter().filter(|c| c.transport_attached()).collect();
+            let queued: Vec<usize> = open
+                .iter()
+                .map(|c| c.queued_bytes())
+                .filter(|&b| b > 0)
+                .collect();
+            tracing::warn!(
+                open_streams = open.len(),
+                streams_with_queued_events = queued.len(),
+                queued_bytes = queued.iter().sum::<usize>(),
+                "grace period over; dropping open connections"
+            );
+            for c in open {
+                c.abort();
+            }
         }
     }
 }

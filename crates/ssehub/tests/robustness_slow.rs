@@ -1,0 +1,160 @@
+//! A client that stops reading cannot hurt the others: broadcasts never wait on its
+//! socket, a fast client in the same room still gets every event in order, the
+//! slow-consumer policy fires (close, or drop events) and shows in the statistics, and
+//! the server's memory stays bounded by the outbox limit.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{eventually, raw_exchange, within, Handout, SseClient, TestServer};
+use ssehub::{Message, SlowConsumerPolicy, SseOptions};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Bytes of data per event.
+const PAYLOAD: usize = 4096;
+/// Events per batch: the fast client reads a batch before the next one is sent, so its
+/// own outbox (64 KiB) never fills. A batch is half the outbox.
+const BATCH: usize = 8;
+/// 768 batches of 32 KiB: 24 MiB in all, far more than the kernel buffers of the
+/// stalled client's connection can absorb.
+const BATCHES: usize = 768;
+const OUTBOX: usize = 64 * 1024;
+
+/// The process's resident memory, in bytes (the server runs in this process).
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+/// Open a stream on a socket with a small receive buffer, read the response head, and
+/// then never read again.
+async fn stalled_client(addr: SocketAddr, path: &str) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stream = within("connect", sock.connect(addr)).await.unwrap();
+    let head = raw_exchange(
+        &mut stream,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(head.status, 200);
+    stream
+}
+
+/// Broadcast BATCHES batches to room `r`; the fast client must get every event, in
+/// order. Returns the peak resident memory seen over the run.
+async fn broadcast_and_follow(srv: &TestServer, fast: &mut SseClient) -> u64 {
+    let payload = "x".repeat(PAYLOAD);
+    let mut peak = 0;
+    within("every batch broadcast and received", async {
+        for b in 0..BATCHES {
+            for i in 0..BATCH {
+                let n = b * BATCH + i;
+                let m = Message::builder()
+                    .id(n.to_string())
+                    .data(payload.as_str())
+                    .build()
+                    .unwrap();
+                // Never waits on a socket: the fast client is reached every time.
+                assert!(srv.hub.broadcast("r", &m) >= 1);
+            }
+            for i in 0..BATCH {
+                let e = fast.next_event().await;
+                assert_eq!(e.last_event_id, (b * BATCH + i).to_string(), "in order");
+                assert_eq!(e.data.len(), PAYLOAD);
+            }
+            fast.raw.clear();
+            peak = peak.max(rss());
+        }
+    })
+    .await;
+    peak
+}
+
+#[tokio::test]
+async fn stalled_client_is_closed_by_policy_and_the_others_get_everything() {
+    let (options, mut handout) = Handout::wrap(
+        SseOptions::new()
+            .keep_alive(None)
+            .outbox_limit(OUTBOX)
+            .slow_consumer(SlowConsumerPolicy::Close),
+    );
+    let srv = TestServer::start(options).await;
+    let (mut fast, _fast_conn) = handout.open(&srv, "/sse?room=r").await;
+    let mut slow = stalled_client(srv.addr, "/sse?room=r").await;
+    let slow_conn = handout.next().await;
+    eventually("both in the room", || srv.hub.room_size("r") == 2).await;
+    let before = rss();
+
+    let peak = broadcast_and_follow(&srv, &mut fast).await;
+
+    assert!(slow_conn.is_closed(), "the stalled client was closed");
+    let stats = srv.hub.stats();
+    assert_eq!(stats.slow_consumer_closes, 1, "{stats:?}");
+    assert_eq!(stats.dropped_events, 0, "{stats:?}");
+    assert_eq!(stats.connections, 1, "{stats:?}");
+    assert_eq!(srv.hub.room_size("r"), 1);
+    assert!(!srv.hub.rooms_of(&slow_conn).contains(&"r".to_string()));
+    // 24 MiB went out; holding it for the stalled client would show here.
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < 12 * 1024 * 1024,
+        "memory grew by {growth} bytes while a client was stalled"
+    );
+    // The server dropped the transport: what was in flight drains, then the socket ends.
+    within("the stalled client's socket to end", async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    // The fast client is still served.
+    srv.hub.broadcast("r", &Message::new("after"));
+    assert_eq!(fast.next_event().await.data, "after");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn stalled_client_misses_events_under_drop_policy_and_stays() {
+    let (options, mut handout) = Handout::wrap(
+        SseOptions::new()
+            .keep_alive(None)
+            .outbox_limit(OUTBOX)
+            .slow_consumer(SlowConsumerPolicy::DropEvent),
+    );
+    let srv = TestServer::start(options).await;
+    let (mut fast, _fast_conn) = handout.open(&srv, "/sse?room=r").await;
+    let _slow = stalled_client(srv.addr, "/sse?room=r").await;
+    let slow_conn = handout.next().await;
+    eventually("both in the room", || srv.hub.room_size("r") == 2).await;
+    let before = rss();
+
+    let peak = broadcast_and_follow(&srv, &mut fast).await;
+
+    assert!(!slow_conn.is_closed(), "the stalled client stays");
+    let stats = srv.hub.stats();
+    assert_eq!(stats.slow_consumer_closes, 0, "{stats:?}");
+    assert!(stats.dropped_events > 0, "{stats:?}");
+    assert_eq!(slow_conn.dropped_events(), stats.dropped_events);
+    assert_eq!(stats.connections, 2, "{stats:?}");
+    assert_eq!(srv.hub.room_size("r"), 2);
+    assert!(slow_conn.queued_bytes() <= OUTBOX);
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < 12 * 1024 * 1024,
+        "memory grew by {growth} bytes while a client was stalled"
+    );
+    srv.stop().await;
+}
