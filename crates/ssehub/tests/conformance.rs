@@ -212,6 +212,24 @@ for (const type of {types}) {{
     ))
 }
 
+/// A route handler answering with a fixed HTML page.
+fn html_route(
+    html: Bytes,
+) -> impl Fn(
+    http::Request<hyper::body::Incoming>,
+) -> std::future::Ready<http::Response<ssehub::server::Body>>
+       + Send
+       + Sync
+       + 'static {
+    move |_req| {
+        std::future::ready(bytes_response(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            html.clone(),
+        ))
+    }
+}
+
 /// A server whose `/sse` sends the corpus on connect, whose `/wire` serves [`WIRE`] as
 /// one raw response, with a page for each at `/page/corpus` and `/page/wire`.
 async fn corpus_server() -> TestServer {
@@ -228,14 +246,8 @@ async fn corpus_server() -> TestServer {
                 Bytes::from_static(WIRE),
             )
         })
-        .route("/page/corpus", move |_req| {
-            let html = corpus_page.clone();
-            async move { bytes_response(StatusCode::OK, "text/html; charset=utf-8", html) }
-        })
-        .route("/page/wire", move |_req| {
-            let html = wire_page.clone();
-            async move { bytes_response(StatusCode::OK, "text/html; charset=utf-8", html) }
-        })
+        .route("/page/corpus", html_route(corpus_page))
+        .route("/page/wire", html_route(wire_page))
     })
     .await
 }
@@ -296,13 +308,8 @@ async fn reconnect_server_with(first_id: &'static str, any_origin: bool) -> (Tes
             }
         });
     let html = page("/sse", &["first", "followup"]);
-    let server = TestServer::start_with(sse, move |s: Server| {
-        s.route("/page", move |_req| {
-            let html = html.clone();
-            async move { bytes_response(StatusCode::OK, "text/html; charset=utf-8", html) }
-        })
-    })
-    .await;
+    let server =
+        TestServer::start_with(sse, move |s: Server| s.route("/page", html_route(html))).await;
     (server, seen)
 }
 
@@ -337,13 +344,8 @@ async fn stop_server() -> (TestServer, Arc<AtomicUsize>) {
             }
         });
     let html = page("/sse", &["hello"]);
-    let server = TestServer::start_with(sse, move |s: Server| {
-        s.route("/page", move |_req| {
-            let html = html.clone();
-            async move { bytes_response(StatusCode::OK, "text/html; charset=utf-8", html) }
-        })
-    })
-    .await;
+    let server =
+        TestServer::start_with(sse, move |s: Server| s.route("/page", html_route(html))).await;
     (server, requests)
 }
 
@@ -351,10 +353,7 @@ async fn stop_server() -> (TestServer, Arc<AtomicUsize>) {
 async fn page_server(src: &str, types: &[&str]) -> TestServer {
     let html = page(src, types);
     TestServer::start_with(SseOptions::new().prefix("/unused"), move |s: Server| {
-        s.route("/page", move |_req| {
-            let html = html.clone();
-            async move { bytes_response(StatusCode::OK, "text/html; charset=utf-8", html) }
-        })
+        s.route("/page", html_route(html))
     })
     .await
 }
