@@ -1,0 +1,95 @@
+//! Store the hub for later and broadcast from anywhere: a background task, a plain OS
+//! thread, an HTTP route, or any function through a global.
+//!
+//! ```text
+//! cargo run -p ssehub --example broadcast        # listens on 0.0.0.0:2015
+//! curl -N http://127.0.0.1:2015/sse              # in one terminal
+//! curl -d 'hello everyone' http://127.0.0.1:2015/notify
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use http::StatusCode;
+use http_body_util::BodyExt;
+use ssehub::server::text;
+use ssehub::{Hub, Message, Server, SseOptions};
+
+/// One way to reach the hub from code that was never handed it.
+static HUB: OnceLock<Hub> = OnceLock::new();
+
+/// Any function, anywhere in the program.
+fn announce(text: &str) -> usize {
+    match HUB.get() {
+        Some(hub) => hub
+            .broadcast_text("__all", text, Some("notice"))
+            .unwrap_or_else(|e| {
+                eprintln!("not sent: {e}");
+                0
+            }),
+        None => 0,
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr: SocketAddr = match std::env::args().nth(1) {
+        Some(a) => a.parse()?,
+        None => ([0, 0, 0, 0], 2015).into(),
+    };
+
+    let sse = SseOptions::new(); // every connection joins `__all` by default
+    let hub = sse.hub().clone(); // store for later
+    HUB.set(hub.clone()).expect("set once");
+
+    // Broadcasting works before the server starts; nobody is connected yet.
+    assert_eq!(hub.broadcast("__all", &Message::new("too early")), 0);
+
+    // A background task.
+    let ticker = hub.clone();
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            n += 1;
+            let m = Message::builder()
+                .id(n.to_string())
+                .event("tick")
+                .data(n.to_string())
+                .build()
+                .expect("a valid message");
+            ticker.broadcast("__all", &m);
+        }
+    });
+
+    // A plain OS thread: a broadcast never blocks, so no runtime is needed.
+    std::thread::spawn(|| loop {
+        std::thread::sleep(Duration::from_secs(10));
+        announce("server is alive");
+    });
+
+    // An HTTP route: POST /notify broadcasts its body.
+    let route_hub = hub.clone();
+    let server = Server::new(addr)
+        .sse(sse)
+        .route("/notify", move |req| {
+            let hub = route_hub.clone();
+            async move {
+                let body = match req.into_body().collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+                };
+                let Ok(body) = String::from_utf8(body.to_vec()) else {
+                    return text(StatusCode::BAD_REQUEST, "the body must be UTF-8");
+                };
+                match hub.broadcast_text("__all", &body, Some("notice")) {
+                    Ok(n) => text(StatusCode::OK, format!("reached {n} clients\n")),
+                    Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+                }
+            }
+        })
+        .on_started(|info| println!("listening on http://{}/sse", info.local_addr));
+    server.run().await?;
+    Ok(())
+}
