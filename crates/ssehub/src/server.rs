@@ -341,11 +341,25 @@ impl BoundServer {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(app.dispatch(req).await) }
             });
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let header_timeout = self.header_timeout;
             tokio::spawn(async move {
+                // The protocol sniffing before hyper's own header timeout has no limit of
+                // its own: a client that connects and sends nothing would hold its
+                // descriptor for ever.
+                let mut first = [0u8; 1];
+                if !matches!(
+                    tokio::time::timeout(header_timeout, stream.peek(&mut first)).await,
+                    Ok(Ok(1..))
+                ) {
+                    tracing::debug!(%peer, "no request within the header timeout");
+                    return;
+                }
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .into_owned();
+                let conn = watcher.watch(conn);
                 tokio::select! {
                     res = conn => if let Err(e) = res {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -1,0 +1,218 @@
+//! Limits with clear answers: connection caps (global and per client address) answer
+//! 503 with `Retry-After` and open no stream, and give the slot back when a stream
+//! closes; rooms per connection and room names are checked on join; clients that never
+//! finish their request headers are cut by the header timeout and cost no connection.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{eventually, raw_exchange, within, RawHead, TestServer};
+use http::StatusCode;
+use ssehub::decode::Item;
+use ssehub::{Hub, HubConfig, JoinError, Message, SseOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+
+/// Connect to `addr` from the local address `from` (127.0.0.x).
+async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::from((from, 0))).unwrap();
+    within("connect", sock.connect(addr)).await.unwrap()
+}
+
+/// A stream request from `from`: the response head, and the socket (kept open).
+async fn open_from(from: [u8; 4], addr: SocketAddr) -> (RawHead, TcpStream) {
+    let mut s = connect_from(from, addr).await;
+    let head = raw_exchange(
+        &mut s,
+        &format!("GET /sse HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"),
+    )
+    .await;
+    (head, s)
+}
+
+fn assert_refused(head: &RawHead) {
+    assert_eq!(head.status, 503);
+    assert_eq!(head.header("retry-after"), Some("5"));
+    assert_ne!(
+        head.header("content-type"),
+        Some("text/event-stream; charset=utf-8"),
+        "a refusal is not a stream"
+    );
+}
+
+/// Read until the peer closes (or resets) the connection; bounded.
+async fn until_closed(what: &str, s: &mut TcpStream) -> Vec<u8> {
+    within(what, async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn global_cap_answers_503_and_gives_the_slot_back() {
+    let srv = TestServer::start(SseOptions::new().keep_alive(None).max_connections(Some(3))).await;
+    let mut open = Vec::new();
+    for from in [[127, 0, 0, 1], [127, 0, 0, 2], [127, 0, 0, 3]] {
+        let (head, s) = open_from(from, srv.addr).await;
+        assert_eq!(head.status, 200);
+        open.push(s);
+    }
+    for from in [[127, 0, 0, 1], [127, 0, 0, 4]] {
+        let (head, _s) = open_from(from, srv.addr).await;
+        assert_refused(&head);
+    }
+    let stats = srv.hub.stats();
+    assert_eq!(stats.connections_total, 3, "refusals opened no stream");
+    assert_eq!(stats.connections, 3);
+    // The open streams are untouched by the refusals.
+    srv.hub.broadcast("__all", &Message::new("to the three"));
+    for s in &mut open {
+        let mut buf = Vec::new();
+        common::read_until_contains(s, &mut buf, b"data: to the three").await;
+    }
+    // One closes: its slot is given back.
+    drop(open.remove(0));
+    eventually("the closed stream to be forgotten", || {
+        srv.hub.connection_count() == 2
+    })
+    .await;
+    let (head, _s) = open_from([127, 0, 0, 4], srv.addr).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(srv.hub.stats().connections_total, 4);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn per_address_cap_counts_each_address_apart() {
+    let srv = TestServer::start(
+        SseOptions::new()
+            .keep_alive(None)
+            .max_connections_per_ip(Some(2)),
+    )
+    .await;
+    let (a1, _s1) = open_from([127, 0, 0, 1], srv.addr).await;
+    let (a2, s2) = open_from([127, 0, 0, 1], srv.addr).await;
+    assert_eq!((a1.status, a2.status), (200, 200));
+    let (a3, _s3) = open_from([127, 0, 0, 1], srv.addr).await;
+    assert_refused(&a3);
+    // Another address has its own count.
+    let (b1, _t1) = open_from([127, 0, 0, 2], srv.addr).await;
+    let (b2, _t2) = open_from([127, 0, 0, 2], srv.addr).await;
+    assert_eq!((b1.status, b2.status), (200, 200));
+    let (b3, _t3) = open_from([127, 0, 0, 2], srv.addr).await;
+    assert_refused(&b3);
+    assert_eq!(srv.hub.connection_count(), 4);
+    // A stream of 127.0.0.1 closes: 127.0.0.1 may open one again, 127.0.0.2 still not.
+    drop(s2);
+    eventually("the closed stream to be forgotten", || {
+        srv.hub.connection_count() == 3
+    })
+    .await;
+    let (b4, _t4) = open_from([127, 0, 0, 2], srv.addr).await;
+    assert_refused(&b4);
+    let (a4, _s4) = open_from([127, 0, 0, 1], srv.addr).await;
+    assert_eq!(a4.status, 200);
+    assert_eq!(srv.hub.stats().connections_total, 5);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn joins_past_the_room_cap_or_with_bad_names_are_refused() {
+    let hub = Hub::with_config(HubConfig {
+        max_rooms_per_connection: 3,
+    });
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let options = SseOptions::new()
+        .keep_alive(None)
+        .auto_join_room(None::<String>)
+        .with_hub(hub)
+        .on_connect(move |conn, ctx| {
+            let tx = tx.clone();
+            async move {
+                let results: Vec<_> = ctx.query_all("room").map(|r| conn.join(r)).collect();
+                let _ = tx.send((conn, results));
+            }
+        });
+    let srv = TestServer::start(options).await;
+    let long = "r".repeat(129);
+    let path = format!("/sse?room=a&room=b&room=a&room=c&room=d&room=&room=%0A&room={long}");
+    let mut client = srv.sse(&path).await;
+    assert_eq!(client.status, StatusCode::OK);
+    let (conn, results) = within("on_connect", rx.recv()).await.unwrap();
+    assert_eq!(results[0], Ok(true));
+    assert_eq!(results[1], Ok(true));
+    assert_eq!(results[2], Ok(false), "already in a");
+    assert_eq!(results[3], Ok(true));
+    assert_eq!(results[4], Err(JoinError::TooManyRooms(3)));
+    assert!(
+        matches!(results[5], Err(JoinError::InvalidRoom(_))),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[6], Err(JoinError::InvalidRoom(_))),
+        "{results:?}"
+    );
+    assert!(
+        matches!(results[7], Err(JoinError::InvalidRoom(_))),
+        "{results:?}"
+    );
+    let mut rooms = conn.rooms();
+    rooms.sort();
+    assert_eq!(rooms, ["a", "b", "c"]);
+    assert_eq!(srv.hub.room_count(), 3);
+    // Leaving one makes room for another.
+    assert!(conn.leave("a"));
+    assert_eq!(conn.join("d"), Ok(true));
+    srv.hub.broadcast("d", &Message::new("in d"));
+    assert_eq!(client.next_event().await.data, "in d");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_by_the_header_timeout() {
+    let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s| {
+        s.header_timeout(Duration::from_millis(200))
+    })
+    .await;
+    // Half a request line, then nothing.
+    let mut half = TcpStream::connect(srv.addr).await.unwrap();
+    half.write_all(b"GET /sse HT").await.unwrap();
+    // A complete request line and one header, never the blank line.
+    let mut most = TcpStream::connect(srv.addr).await.unwrap();
+    most.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // Connected, not a byte sent.
+    let mut silent = TcpStream::connect(srv.addr).await.unwrap();
+    for (what, s) in [
+        ("half a request line cut", &mut half),
+        ("unfinished headers cut", &mut most),
+        ("a silent client cut", &mut silent),
+    ] {
+        let got = until_closed(what, s).await;
+        assert!(
+            !String::from_utf8_lossy(&got).contains("text/event-stream"),
+            "no stream was opened"
+        );
+    }
+    assert_eq!(srv.hub.stats().connections_total, 0);
+    // The server keeps serving.
+    let mut ok = srv.sse("/sse").await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(
+        ok.next_item().await,
+        Some(Item::Comment("connected".into()))
+    );
+    srv.stop().await;
+}
