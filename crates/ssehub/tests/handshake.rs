@@ -196,3 +196,58 @@ async fn other_methods_get_405_with_allow() {
     assert_eq!(srv.hub.stats().connections_total, 0);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn cross_origin_is_opt_in() {
+    let closed = TestServer::start(SseOptions::new()).await;
+    let c = SseClient::connect(closed.addr, "/sse", &[("origin", "http://other.example")]).await;
+    assert_eq!(c.status, StatusCode::OK);
+    assert!(c.headers.get("access-control-allow-origin").is_none());
+    let (status, _, _) = closed.request("OPTIONS", "/sse", "").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    closed.stop().await;
+
+    let open = TestServer::start(SseOptions::new().allow_any_origin(true)).await;
+    let c = SseClient::connect(open.addr, "/sse", &[("origin", "http://other.example")]).await;
+    assert_eq!(c.headers["access-control-allow-origin"], "*");
+    let (status, headers, _) = request(
+        open.addr,
+        "OPTIONS",
+        "/sse",
+        &[
+            ("origin", "http://other.example"),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "last-event-id"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    assert_eq!(headers["access-control-allow-methods"], "GET, HEAD");
+    assert!(headers["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("last-event-id"));
+    assert_eq!(
+        open.hub.stats().connections_total,
+        1,
+        "a preflight opens no stream"
+    );
+    open.stop().await;
+}
+
+#[tokio::test]
+async fn retry_hint_follows_the_preamble() {
+    let base = std::time::Duration::from_millis(3000);
+    let srv = TestServer::start(SseOptions::new().retry(Some(base))).await;
+    for _ in 0..5 {
+        let mut c = srv.sse("/sse").await;
+        assert_eq!(c.next_item().await, Some(Item::Comment("connected".into())));
+        match c.next_item().await {
+            Some(Item::Retry(d)) => assert!(d >= base * 8 / 10 && d <= base, "{d:?}"),
+            other => panic!("expected a retry hint, got {other:?}"),
+        }
+    }
+    srv.stop().await;
+}

@@ -211,3 +211,23 @@ async fn last_event_id_from_query_and_header() {
     assert_eq!(ctx.last_event_id(), None);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn stop_rejection_answers_204_without_a_stream() {
+    let srv = TestServer::start(SseOptions::new().authorize(|ctx| async move {
+        if ctx.query("banned").is_some() {
+            Err(Rejection::stop())
+        } else {
+            Ok(())
+        }
+    }))
+    .await;
+    let (status, headers, body) = srv.request("GET", "/sse?banned=1", "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(body, "");
+    assert!(headers.get("content-type").is_none());
+    assert_eq!(srv.hub.stats().connections_total, 0);
+    let c = srv.sse("/sse").await;
+    assert_eq!(c.status, StatusCode::OK);
+    srv.stop().await;
+}
