@@ -1,0 +1,85 @@
+//! The demo as a person sees it: headless Chromium loads the page that `ssehub serve`
+//! embeds, shows "connected", logs the `status` event, a tick, a message published through
+//! `POST /publish`, and one published with the page's own form.
+
+#[path = "../../ssehub/tests/browser/mod.rs"]
+mod browser;
+mod common;
+
+use std::time::Duration;
+
+use browser::Browser;
+use common::{publish_query, ServeProcess};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn log_has(needle: &'static str) -> impl FnMut(&Value) -> bool {
+    move |v| v.as_str().is_some_and(|s| s.contains(needle))
+}
+
+#[tokio::test]
+async fn demo_page_connects_and_shows_ticks_and_published_messages() {
+    if !browser::require("chromium and chromedriver", browser::available()) {
+        return;
+    }
+    let server = ServeProcess::start(&["--tick-interval", "0.2"]);
+    let browser = Browser::start().await;
+    browser.goto(&server.url("/?room=lobby")).await;
+
+    let status = "return document.querySelector('#status span').textContent";
+    browser
+        .poll("the status line", status, LIMIT, |v| v == "connected")
+        .await;
+    let log = "return document.getElementById('log').textContent";
+    browser
+        .poll(
+            "the status event",
+            log,
+            LIMIT,
+            log_has("[status] connected"),
+        )
+        .await;
+    browser
+        .poll("a tick", log, LIMIT, log_has("[tick] tick #"))
+        .await;
+
+    // Published from outside, to a room the page joined through its own URL.
+    let reply = publish_query(server.addr, "room=lobby", "hello from outside").await;
+    assert_eq!(reply.status.as_u16(), 202, "{}", reply.text());
+    assert_eq!(reply.json()["delivered"], 1);
+    browser
+        .poll(
+            "the published message",
+            log,
+            LIMIT,
+            log_has("[message] hello from outside"),
+        )
+        .await;
+
+    // Published with the page's form, under a custom event name.
+    browser
+        .eval(
+            "document.getElementById('publish-room').value = 'lobby';
+             document.getElementById('publish-event').value = 'chat';
+             document.getElementById('publish-data').value = 'typed in the page';
+             document.getElementById('publish').requestSubmit();
+             return true;",
+        )
+        .await;
+    browser
+        .poll(
+            "the form's message",
+            log,
+            LIMIT,
+            log_has("[chat] typed in the page"),
+        )
+        .await;
+    let result = "return document.getElementById('publish-result').textContent";
+    browser
+        .poll("the form's result", result, LIMIT, |v| {
+            v.as_str().is_some_and(|s| s.starts_with("delivered to 1"))
+        })
+        .await;
+    browser.quit().await;
+}
