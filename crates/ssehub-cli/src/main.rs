@@ -15,7 +15,11 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "ssehub", version, about = "Server-Sent Events hub: demo server, listener, publisher, load generator")]
+#[command(
+    name = "ssehub",
+    version,
+    about = "Server-Sent Events hub: demo server, listener, publisher, load generator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
