@@ -5,12 +5,14 @@
 //! - `ssehub listen URL`: a terminal SSE client.
 //! - `ssehub publish`: post one event to a running server.
 //! - `ssehub bench`: a load generator that reports deliveries, latency and server cost.
+//! - `ssehub soak`: a time-bounded abuse run that checks nothing is lost or left open.
 
 mod bench;
 mod client;
 mod listen;
 mod publish;
 mod serve;
+mod soak;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +37,8 @@ enum Command {
     Publish(publish::Args),
     /// Load-test a server: subscribers, publishes, latency and server cost.
     Bench(bench::Args),
+    /// Run a time-bounded abuse mix (churn, slow readers, rooms) and check nothing is lost.
+    Soak(soak::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             Command::Listen(a) => listen::run(a).await,
             Command::Publish(a) => publish::run(a).await,
             Command::Bench(a) => bench::run(a).await,
+            Command::Soak(a) => soak::run(a).await,
         }
     })
 }

@@ -1,0 +1,777 @@
+//! `ssehub soak`: a time-bounded abuse run against a server, and its balance sheet.
+//!
+//! For `--duration` seconds it mixes, against one server:
+//! - fast readers that follow every event of their room: a few per small room
+//!   (`soak-0..K`), many in the large room (`soak-large`), and two in the bulk room
+//!   (`soak-bulk`), which carries large events;
+//! - slow readers in the bulk room that read their response head and then never read
+//!   again, so the server's slow-consumer policy has something to do;
+//! - churners that open and close connections all the time: clean closes, resets,
+//!   requests dropped half-written, `HEAD` requests and `/stats` reads;
+//! - one publisher, `POST /publish?room=R&event=soak` round-robin over the rooms, each
+//!   event carrying its room's sequence number.
+//!
+//! At the end it publishes an end marker to every room, waits for every fast reader to
+//! see it, closes every client, and prints: events published, deliveries the server
+//! reported, events the fast readers received, events dropped by policy (server
+//! `/stats`), events lost without a policy (what the fast readers should have received
+//! but did not; must be 0), the server's peak memory (when its pid is known), and the
+//! connections still open once every client has gone (must be 0). It exits with an
+//! error if anything was lost or left open.
+//!
+//! ```text
+//! ssehub soak --spawn-server --url http://127.0.0.1:2016 --duration 600
+//! ssehub soak --url http://127.0.0.1:2015 --server-pid $(pidof ssehub) --duration 3600
+//! ```
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use ssehub::decode::{Decoder, Item};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Bound on any single network wait (connect, a response, the end marker).
+const WAIT: Duration = Duration::from_secs(15);
+/// Bytes of data of an event to a small room.
+const SMALL_SIZE: usize = 48;
+/// Fast readers of the bulk room.
+const BULK_READERS: usize = 2;
+const LARGE_ROOM: &str = "soak-large";
+const BULK_ROOM: &str = "soak-bulk";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Server base URL: its /sse, /publish and /stats are used.
+    #[arg(long, default_value = "http://127.0.0.1:2015")]
+    pub url: String,
+    /// How long to run, in seconds (1 to 86400).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub duration: u64,
+    /// Start `ssehub serve` (ticker off) on the URL's address, and stop it at the end.
+    #[arg(long)]
+    pub spawn_server: bool,
+    /// The server's pid, to follow its memory.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Small rooms `soak-0..K`.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub rooms: u64,
+    /// Fast readers per small room.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub readers_per_room: u64,
+    /// Fast readers of the large room.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub large_room: u64,
+    /// Readers of the bulk room that stop reading.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub slow_readers: u64,
+    /// Tasks that open and close connections without pause.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub churners: u64,
+    /// Events published per second, all rooms together.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub rate: u64,
+    /// Bytes of data of an event to the large room.
+    #[arg(long, default_value_t = 1024)]
+    pub large_size: usize,
+    /// Bytes of data of an event to the bulk room.
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub bulk_size: usize,
+}
+
+/// Where the server is.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    host: String,
+    prefix: String,
+}
+
+impl Target {
+    async fn parse(url: &str) -> anyhow::Result<Target> {
+        let uri = crate::client::parse_url(url)?;
+        let authority = uri.authority().context("the URL has no host")?;
+        let port = authority.port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((authority.host(), port))
+            .await
+            .with_context(|| format!("resolving {}", authority.host()))?
+            .next()
+            .with_context(|| format!("{} has no address", authority.host()))?;
+        Ok(Target {
+            addr,
+            host: authority.as_str().to_owned(),
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    fn path(&self, p: &str) -> String {
+        format!("{}{p}", self.prefix)
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Http {
+    sender: http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Http {
+    async fn connect(target: &Target) -> anyhow::Result<Http> {
+        let stream = timeout("connecting", TcpStream::connect(target.addr)).await??;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Http {
+            sender,
+            host: target.host.clone(),
+        })
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<http::Response<Incoming>> {
+        timeout("the connection", self.sender.ready()).await??;
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, &self.host)
+            .body(Full::new(body))?;
+        Ok(timeout("a response", self.sender.send_request(req)).await??)
+    }
+
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let res = self.send(method, path, body).await?;
+        let status = res.status();
+        let body = timeout("a response body", res.into_body().collect())
+            .await??
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+async fn timeout<F: std::future::Future>(what: &str, f: F) -> anyhow::Result<F::Output> {
+    tokio::time::timeout(WAIT, f)
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out after {WAIT:?} waiting for {what}"))
+}
+
+/// The counters of the server's `GET /stats`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    connections: u64,
+    dropped_events: u64,
+    slow_consumer_closes: u64,
+}
+
+async fn stats(target: &Target) -> anyhow::Result<Stats> {
+    let mut http = Http::connect(target).await?;
+    let path = target.path("/stats");
+    let (status, body) = http.call(Method::GET, &path, Bytes::new()).await?;
+    if status != StatusCode::OK {
+        bail!("GET {path}: {status}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).context("/stats is not JSON")?;
+    let field = |name: &str| v.get(name).and_then(|n| n.as_u64());
+    Ok(Stats {
+        connections: field("connections").context("/stats has no \"connections\"")?,
+        dropped_events: field("dropped_events").unwrap_or(0),
+        slow_consumer_closes: field("slow_consumer_closes").unwrap_or(0),
+    })
+}
+
+/// Resident memory of a process, in bytes.
+fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// What one fast reader saw.
+#[derive(Debug, Default)]
+struct ReaderReport {
+    room: usize,
+    /// `soak` events received in sequence.
+    received: u64,
+    /// Sequence numbers skipped (an event never arrived).
+    gaps: u64,
+    /// Events that arrived out of order or twice.
+    disorder: u64,
+    /// The stream ended (or failed) before the end marker.
+    cut: Option<String>,
+}
+
+/// Open a stream to `room` and wait until the server announces it (`ssehub serve` sends
+/// `status` once the connection is in its rooms).
+async fn open_reader(target: &Target, room: &str) -> anyhow::Result<(Http, Incoming, Decoder)> {
+    let mut http = Http::connect(target).await?;
+    let path = target.path(&format!("/sse?room={room}"));
+    let res = http.send(Method::GET, &path, Bytes::new()).await?;
+    if res.status() != StatusCode::OK {
+        bail!("GET {path}: {}", res.status());
+    }
+    let mut body = res.into_body();
+    let mut decoder = Decoder::new();
+    timeout(
+        "the stream's status event (the soak expects `ssehub serve`)",
+        async {
+            loop {
+                while let Some(item) = decoder.next_item() {
+                    if matches!(item, Item::Event(e) if e.event == "status") {
+                        return Ok(());
+                    }
+                }
+                match body.frame().await {
+                    Some(Ok(f)) => {
+                        if let Some(d) = f.data_ref() {
+                            decoder.feed(d);
+                        }
+                    }
+                    Some(Err(e)) => bail!("stream failed: {e}"),
+                    None => bail!("stream ended before it was announced"),
+                }
+            }
+        },
+    )
+    .await??;
+    Ok((http, body, decoder))
+}
+
+/// Follow a stream until the end marker; count what arrived and in which order.
+async fn follow(
+    room: usize,
+    conn: (Http, Incoming, Decoder),
+    stop_waiting: Arc<AtomicBool>,
+) -> ReaderReport {
+    let (_http, mut body, mut decoder) = conn;
+    let mut report = ReaderReport {
+        room,
+        ..ReaderReport::default()
+    };
+    let mut next = 0u64;
+    loop {
+        while let Some(item) = decoder.next_item() {
+            let Item::Event(e) = item else { continue };
+            match e.event.as_str() {
+                "soak" => {
+                    let seq: Option<u64> = e.data.split(' ').next().and_then(|s| s.parse().ok());
+                    match seq {
+                        Some(s) if s == next => {}
+                        Some(s) if s > next => report.gaps += s - next,
+                        _ => {
+                            report.disorder += 1;
+                            continue;
+                        }
+                    }
+                    next = seq.unwrap_or(next) + 1;
+                    report.received += 1;
+                }
+                "soak-end" => return report,
+                _ => {}
+            }
+        }
+        let frame = tokio::select! {
+            f = body.frame() => f,
+            _ = wait_flag(&stop_waiting) => {
+                report.cut = Some("no end marker".into());
+                return report;
+            }
+        };
+        match frame {
+            Some(Ok(f)) => {
+                if let Some(d) = f.data_ref() {
+                    decoder.feed(d);
+                }
+            }
+            Some(Err(e)) => {
+                report.cut = Some(format!("stream failed: {e}"));
+                return report;
+            }
+            None => {
+                report.cut = Some("stream ended".into());
+                return report;
+            }
+        }
+    }
+}
+
+async fn wait_flag(flag: &AtomicBool) {
+    while !flag.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A reader that reads its response head and then nothing more. The small receive
+/// buffer makes its TCP window fill quickly.
+async fn open_slow(target: &Target, room: &str) -> anyhow::Result<TcpStream> {
+    let sock = if target.addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    sock.set_recv_buffer_size(4096)?;
+    let mut s = timeout("connecting", sock.connect(target.addr)).await??;
+    let path = target.path(&format!("/sse?room={room}"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", target.host);
+    let status = exchange(&mut s, &request).await?;
+    if status != 200 {
+        bail!("slow reader: GET {path}: {status}");
+    }
+    Ok(s)
+}
+
+/// Write `request` and read until a response head has arrived; its status.
+async fn exchange(s: &mut TcpStream, request: &str) -> anyhow::Result<u16> {
+    timeout("a request write", s.write_all(request.as_bytes())).await??;
+    let mut buf = Vec::new();
+    timeout("a response head", async {
+        loop {
+            let mut chunk = [0u8; 2048];
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                bail!("connection closed before the response head");
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut res = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(_) = res.parse(&buf)? {
+                return Ok(res.code.unwrap_or(0));
+            }
+        }
+    })
+    .await?
+}
+
+/// What the churners did.
+#[derive(Default)]
+struct Churn {
+    clean: AtomicU64,
+    reset: AtomicU64,
+    half_request: AtomicU64,
+    head: AtomicU64,
+    stats: AtomicU64,
+    errors: AtomicU64,
+}
+
+async fn churn_once(target: &Target, n: u64, rooms: u64, churn: &Churn) -> anyhow::Result<()> {
+    let room = format!("soak-{}", n % rooms);
+    let stream_req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        target.path(&format!("/sse?room={room}")),
+        target.host
+    );
+    let mut s = timeout("connecting", TcpStream::connect(target.addr)).await??;
+    match n % 5 {
+        0 => {
+            let status = exchange(&mut s, &stream_req).await?;
+            anyhow::ensure!(status == 200, "stream: {status}");
+            s.shutdown().await?;
+            churn.clean.fetch_add(1, Ordering::Relaxed);
+        }
+        1 => {
+            let status = exchange(&mut s, &stream_req).await?;
+            anyhow::ensure!(status == 200, "stream: {status}");
+            s.set_zero_linger()?;
+            churn.reset.fetch_add(1, Ordering::Relaxed);
+        }
+        2 => {
+            let half = &stream_req[..stream_req.len() / 2];
+            s.write_all(half.as_bytes()).await?;
+            churn.half_request.fetch_add(1, Ordering::Relaxed);
+        }
+        3 => {
+            let req = format!(
+                "HEAD {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+                target.path("/sse"),
+                target.host
+            );
+            let status = exchange(&mut s, &req).await?;
+            anyhow::ensure!(status == 200, "HEAD: {status}");
+            churn.head.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {
+            let req = format!(
+                "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                target.path("/stats"),
+                target.host
+            );
+            let status = exchange(&mut s, &req).await?;
+            anyhow::ensure!(status == 200, "stats: {status}");
+            churn.stats.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+async fn churner(target: Target, id: u64, rooms: u64, deadline: Instant, churn: Arc<Churn>) {
+    let mut n = id;
+    while Instant::now() < deadline {
+        if let Err(e) = churn_once(&target, n, rooms, &churn).await {
+            churn.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(error = %e, "churn");
+        }
+        n += 1;
+        // Bounded: a few hundred connections a second in all, which the client's
+        // ephemeral ports (held in TIME_WAIT for a minute) sustain for hours.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Events published to each room, and deliveries the server reported.
+struct Published {
+    per_room: Vec<u64>,
+    deliveries: u64,
+}
+
+/// Publish round-robin over `names` at `rate` until `deadline`.
+async fn publish(
+    target: &Target,
+    names: &[String],
+    sizes: &[usize],
+    rate: u64,
+    deadline: Instant,
+) -> anyhow::Result<Published> {
+    let mut http = Http::connect(target).await?;
+    let mut out = Published {
+        per_room: vec![0; names.len()],
+        deliveries: 0,
+    };
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let pads: Vec<String> = sizes.iter().map(|&s| "x".repeat(s)).collect();
+    let mut i = 0;
+    while Instant::now() < deadline {
+        ticker.tick().await;
+        let room = i % names.len();
+        i += 1;
+        let seq = out.per_room[room];
+        let data = format!("{seq} {}", pads[room]);
+        let path = target.path(&format!("/publish?room={}&event=soak", names[room]));
+        let (status, body) = http.call(Method::POST, &path, Bytes::from(data)).await?;
+        if !status.is_success() {
+            bail!("POST {path}: {status}: {}", String::from_utf8_lossy(&body));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        out.deliveries += v.get("delivered").and_then(|d| d.as_u64()).unwrap_or(0);
+        out.per_room[room] += 1;
+    }
+    for (room, name) in names.iter().enumerate() {
+        let path = target.path(&format!("/publish?room={name}&event=soak-end"));
+        let count = Bytes::from(out.per_room[room].to_string());
+        let (status, _) = http.call(Method::POST, &path, count).await?;
+        if !status.is_success() {
+            bail!("POST {path}: {status}");
+        }
+    }
+    Ok(out)
+}
+
+fn spawn_server(target: &Target) -> anyhow::Result<Child> {
+    let exe = std::env::current_exe().context("locating the ssehub executable")?;
+    let port = target.addr.port().to_string();
+    let bind = target.addr.ip().to_string();
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "serve",
+        "--tick-interval",
+        "0",
+        "--bind",
+        &bind,
+        "--port",
+        &port,
+    ])
+    .env("RUST_LOG", "warn")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
+    cmd.spawn().context("starting the server")
+}
+
+async fn wait_accepting(target: &Target) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if TcpStream::connect(target.addr).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the server did not accept on {} within {WAIT:?}",
+                target.addr
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let target = Target::parse(&args.url).await?;
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let mut server = if args.spawn_server {
+        Some(spawn_server(&target)?)
+    } else {
+        None
+    };
+    let pid = args.server_pid.or(server.as_ref().map(Child::id));
+    let result = async {
+        if server.is_some() {
+            wait_accepting(&target).await?;
+        }
+        soak(&args, &target, pid).await
+    }
+    .await;
+    if let Some(child) = server.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let report = result?;
+    println!("{report}");
+    if report.lost > 0 || report.leftover > 0 {
+        bail!(
+            "soak failed: {} events lost without a policy, {} connections left open",
+            report.lost,
+            report.leftover
+        );
+    }
+    Ok(())
+}
+
+struct Report {
+    seconds: u64,
+    url: String,
+    readers: usize,
+    slow: usize,
+    published: Vec<(String, u64)>,
+    deliveries: u64,
+    received: u64,
+    dropped: u64,
+    slow_closes: u64,
+    lost: u64,
+    disorder: u64,
+    cut: usize,
+    churn: [u64; 6],
+    rss: Option<(u64, u64)>,
+    leftover: u64,
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let total: u64 = self.published.iter().map(|(_, n)| n).sum();
+        let rooms: Vec<String> = self
+            .published
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
+        let c = &self.churn;
+        writeln!(f, "soak: {} s against {}", self.seconds, self.url)?;
+        writeln!(
+            f,
+            "clients: {} fast readers, {} slow readers, {} churned connections \
+             (clean {}, reset {}, half request {}, HEAD {}, stats {}; {} failed)",
+            self.readers,
+            self.slow,
+            c[0] + c[1] + c[2] + c[3] + c[4],
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            c[5]
+        )?;
+        writeln!(f, "events published: {total} ({})", rooms.join(", "))?;
+        writeln!(f, "deliveries (server): {}", self.deliveries)?;
+        writeln!(f, "received by fast readers: {}", self.received)?;
+        writeln!(
+            f,
+            "dropped by policy: {} (events dropped {}, slow consumers closed {})",
+            self.dropped + self.slow_closes,
+            self.dropped,
+            self.slow_closes
+        )?;
+        writeln!(f, "lost without policy: {}", self.lost)?;
+        writeln!(f, "out of order or repeated: {}", self.disorder)?;
+        writeln!(f, "fast readers cut off: {}", self.cut)?;
+        match self.rss {
+            Some((base, peak)) => writeln!(
+                f,
+                "peak server RSS: {:.1} MiB (at start {:.1} MiB)",
+                mib(peak),
+                mib(base)
+            )?,
+            None => writeln!(f, "peak server RSS: n/a (no --server-pid)")?,
+        }
+        write!(f, "connections left open: {}", self.leftover)
+    }
+}
+
+async fn soak(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result<Report> {
+    let before = stats(target).await?;
+    if before.connections != 0 {
+        eprintln!(
+            "note: the server already has {} connections; \"left open\" counts them too",
+            before.connections
+        );
+    }
+    let rss_base = pid.and_then(rss_bytes);
+    let peak = Arc::new(AtomicU64::new(rss_base.unwrap_or(0)));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = pid.map(|pid| {
+        let peak = peak.clone();
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                if let Some(b) = rss_bytes(pid) {
+                    peak.fetch_max(b, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    });
+
+    // Rooms: small ones, the large one, the bulk one.
+    let mut names: Vec<String> = (0..args.rooms).map(|k| format!("soak-{k}")).collect();
+    let mut sizes = vec![SMALL_SIZE; names.len()];
+    names.push(LARGE_ROOM.into());
+    sizes.push(args.large_size);
+    names.push(BULK_ROOM.into());
+    sizes.push(args.bulk_size);
+    // The room of each fast reader.
+    let mut plan = Vec::new();
+    for k in 0..args.rooms as usize {
+        plan.resize(plan.len() + args.readers_per_room as usize, k);
+    }
+    plan.resize(plan.len() + args.large_room as usize, names.len() - 2);
+    plan.resize(plan.len() + BULK_READERS, names.len() - 1);
+
+    let mut opened = Vec::new();
+    for &room in &plan {
+        let conn = open_reader(target, &names[room])
+            .await
+            .with_context(|| format!("opening a reader of {}", names[room]))?;
+        opened.push((room, conn));
+    }
+    let mut slow = Vec::new();
+    for _ in 0..args.slow_readers {
+        slow.push(open_slow(target, BULK_ROOM).await?);
+    }
+    let stop_waiting = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = opened
+        .into_iter()
+        .map(|(room, conn)| tokio::spawn(follow(room, conn, stop_waiting.clone())))
+        .collect();
+
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(args.duration);
+    let churn = Arc::new(Churn::default());
+    let churners: Vec<_> = (0..args.churners)
+        .map(|id| {
+            tokio::spawn(churner(
+                target.clone(),
+                id,
+                args.rooms,
+                deadline,
+                churn.clone(),
+            ))
+        })
+        .collect();
+    let published = publish(target, &names, &sizes, args.rate, deadline).await;
+
+    // Every fast reader should now see its room's end marker (bounded: a reader still
+    // waiting after that is counted as cut off).
+    let watchdog = {
+        let stop = stop_waiting.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(WAIT * 2).await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let mut reports = Vec::new();
+    for r in readers {
+        reports.push(r.await.context("a reader task failed")?);
+    }
+    watchdog.abort();
+    for c in churners {
+        let _ = c.await;
+    }
+    let published = published?;
+    drop(slow);
+
+    // Every client is gone: the server should hold no connection.
+    let mut after = stats(target).await?;
+    let settle = Instant::now() + WAIT;
+    while after.connections > 0 && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = stats(target).await?;
+    }
+    sampling.store(false, Ordering::Relaxed);
+    if let Some(s) = sampler {
+        let _ = s.await;
+    }
+    if let Some(b) = pid.and_then(rss_bytes) {
+        peak.fetch_max(b, Ordering::Relaxed);
+    }
+
+    let mut lost = 0;
+    let mut received = 0;
+    let mut disorder = 0;
+    let mut cut = 0;
+    for r in &reports {
+        let expected = published.per_room[r.room];
+        received += r.received;
+        disorder += r.disorder;
+        lost += expected.saturating_sub(r.received);
+        if let Some(why) = &r.cut {
+            cut += 1;
+            eprintln!("a reader of {} was cut off: {why}", names[r.room]);
+        }
+    }
+    let churn_counts = [
+        churn.clean.load(Ordering::Relaxed),
+        churn.reset.load(Ordering::Relaxed),
+        churn.half_request.load(Ordering::Relaxed),
+        churn.head.load(Ordering::Relaxed),
+        churn.stats.load(Ordering::Relaxed),
+        churn.errors.load(Ordering::Relaxed),
+    ];
+    Ok(Report {
+        seconds: args.duration,
+        url: args.url.clone(),
+        readers: reports.len(),
+        slow: args.slow_readers as usize,
+        published: names
+            .iter()
+            .cloned()
+            .zip(published.per_room.iter().copied())
+            .collect(),
+        deliveries: published.deliveries,
+        received,
+        dropped: after.dropped_events - before.dropped_events.min(after.dropped_events),
+        slow_closes: after.slow_consumer_closes
+            - before.slow_consumer_closes.min(after.slow_consumer_closes),
+        lost,
+        disorder,
+        cut,
+        churn: churn_counts,
+        rss: rss_base.map(|b| (b, peak.load(Ordering::Relaxed))),
+        leftover: after.connections,
+    })
+}
