@@ -22,6 +22,9 @@ const BATCH: usize = 8;
 const BATCHES: usize = 768;
 const OUTBOX: usize = 64 * 1024;
 
+/// The tests measure the memory of the whole process: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The process's resident memory, in bytes (the server runs in this process).
 fn rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -81,6 +84,7 @@ async fn broadcast_and_follow(srv: &TestServer, fast: &mut SseClient) -> u64 {
 
 #[tokio::test]
 async fn stalled_client_is_closed_by_policy_and_the_others_get_everything() {
+    let _serial = SERIAL.lock().await;
     let (options, mut handout) = Handout::wrap(
         SseOptions::new()
             .keep_alive(None)
@@ -128,6 +132,7 @@ async fn stalled_client_is_closed_by_policy_and_the_others_get_everything() {
 
 #[tokio::test]
 async fn stalled_client_misses_events_under_drop_policy_and_stays() {
+    let _serial = SERIAL.lock().await;
     let (options, mut handout) = Handout::wrap(
         SseOptions::new()
             .keep_alive(None)
