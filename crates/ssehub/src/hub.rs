@@ -368,20 +368,13 @@ impl Hub {
     /// shutdown). `only_idle` skips connections that had traffic since the last call.
     pub(crate) fn send_to_all(&self, frame: &Bytes, only_idle: bool) -> usize {
         let conns: Vec<Connection> = lock(&self.inner.connections).values().cloned().collect();
-        let mut overflowed = Vec::new();
-        let mut n = 0;
+        let mut fanout = Fanout::default();
         for c in &conns {
-            if only_idle && c.take_active() {
-                continue;
-            }
-            match c.enqueue(frame.clone()) {
-                Enqueued::Yes => n += 1,
-                Enqueued::Overflow => overflowed.push(c.clone()),
-                Enqueued::Closed | Enqueued::Dropped => {}
+            if !(only_idle && c.take_active()) {
+                fanout.push(c, frame);
             }
         }
-        overflowed.iter().for_each(Connection::close_overflowed);
-        n
+        fanout.finish()
     }
 
     /// Queue `message` to every open connection, whatever its rooms (a shutdown notice,
@@ -506,8 +499,7 @@ impl Broadcast<'_> {
         let hub = self.hub;
         hub.inner.stats.published.inc();
         let mut seen = self.unique.then(HashSet::new);
-        let mut overflowed = Vec::new();
-        let mut reached = 0;
+        let mut fanout = Fanout::default();
         for name in &self.rooms {
             let Some(room) = hub.room(name) else { continue };
             let members = read(&room.members);
@@ -520,17 +512,38 @@ impl Broadcast<'_> {
                         continue;
                     }
                 }
-                match conn.enqueue(frame.clone()) {
-                    Enqueued::Yes => reached += 1,
-                    Enqueued::Overflow => overflowed.push(conn.clone()),
-                    Enqueued::Closed | Enqueued::Dropped => {}
-                }
+                fanout.push(conn, &frame);
             }
         }
-        // Closing takes room locks: only now that none is held.
-        overflowed.iter().for_each(Connection::close_overflowed);
+        let reached = fanout.finish();
         hub.inner.stats.deliveries.add(reached as u64);
         reached
+    }
+}
+
+/// One fan-out's tally: how many outboxes took the frame, and which overflowed under the
+/// `Close` policy. Those are closed by `finish`, once the caller holds no hub lock
+/// (closing a connection takes room locks).
+#[derive(Default)]
+struct Fanout {
+    reached: usize,
+    overflowed: Vec<Connection>,
+}
+
+impl Fanout {
+    fn push(&mut self, conn: &Connection, frame: &Bytes) {
+        match conn.enqueue(frame.clone()) {
+            Enqueued::Yes => self.reached += 1,
+            Enqueued::Overflow => self.overflowed.push(conn.clone()),
+            Enqueued::Closed | Enqueued::Dropped => {}
+        }
+    }
+
+    fn finish(self) -> usize {
+        self.overflowed
+            .iter()
+            .for_each(Connection::close_overflowed);
+        self.reached
     }
 }
 
