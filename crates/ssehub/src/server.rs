@@ -346,12 +346,11 @@ impl BoundServer {
             let header_timeout = self.header_timeout;
             tokio::spawn(async move {
                 // The protocol sniffing before hyper's own header timeout has no limit of
-                // its own: a client that connects and sends nothing would hold its
-                // descriptor for ever.
-                let mut first = [0u8; 1];
+                // its own: a client that connects and sends nothing (or half an HTTP/2
+                // preface) would hold its descriptor for ever.
                 if !matches!(
-                    tokio::time::timeout(header_timeout, stream.peek(&mut first)).await,
-                    Ok(Ok(1..))
+                    tokio::time::timeout(header_timeout, sniffable(&stream)).await,
+                    Ok(true)
                 ) {
                     tracing::debug!(%peer, "no request within the header timeout");
                     return;
@@ -406,6 +405,22 @@ impl BoundServer {
             for c in open {
                 c.abort();
             }
+        }
+    }
+}
+
+/// Wait until the first bytes tell HTTP/1 from HTTP/2: any byte that is not the start
+/// of the HTTP/2 preface, or the whole preface. False if the client closes first.
+async fn sniffable(stream: &tokio::net::TcpStream) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; PREFACE.len()];
+    loop {
+        match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) if n == PREFACE.len() || buf[..n] != PREFACE[..n] => return true,
+            // Part of the preface: peek returns at once while bytes wait, so poll
+            // gently for the rest (bounded by the caller's timeout).
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
 }

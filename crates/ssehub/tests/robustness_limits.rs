@@ -195,10 +195,14 @@ async fn slow_headers_are_cut_by_the_header_timeout() {
         .unwrap();
     // Connected, not a byte sent.
     let mut silent = TcpStream::connect(srv.addr).await.unwrap();
+    // Half the HTTP/2 connection preface.
+    let mut preface = TcpStream::connect(srv.addr).await.unwrap();
+    preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
     for (what, s) in [
         ("half a request line cut", &mut half),
         ("unfinished headers cut", &mut most),
         ("a silent client cut", &mut silent),
+        ("half an HTTP/2 preface cut", &mut preface),
     ] {
         let got = until_closed(what, s).await;
         assert!(
