@@ -277,8 +277,9 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result<Report> {
     let limit = Duration::from_secs(args.timeout);
 
-    // The server may still be starting (--spawn-server).
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // A server we started may still be starting; one we were pointed at must answer now.
+    let patience = if args.spawn_server { 10 } else { 0 };
+    let deadline = Instant::now() + Duration::from_secs(patience);
     let stats0 = loop {
         match target.stats().await {
             Ok(s) => break s,
@@ -599,5 +600,134 @@ fn print_report(r: &Report) {
     );
     if let Some(e) = &r.first_error {
         println!("first error:       {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct BenchCli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[derive(Parser)]
+    struct ServeCli {
+        #[command(flatten)]
+        args: crate::serve::Args,
+    }
+
+    fn bench_args(extra: &[&str]) -> Args {
+        let argv = ["ssehub-bench"].iter().chain(extra);
+        BenchCli::try_parse_from(argv)
+            .expect("valid bench arguments")
+            .args
+    }
+
+    /// The demo server on a free loopback port, in this process.
+    async fn start_server() -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+            .to_string();
+        let argv = [
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--tick-interval",
+            "0",
+        ];
+        let args = ServeCli::try_parse_from(argv)
+            .expect("valid serve arguments")
+            .args;
+        let task = tokio::spawn(crate::serve::run(args));
+        let url = format!("http://127.0.0.1:{port}");
+        let target = Target::parse(&url).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while target.stats().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the server starts");
+        (url, task)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_delivery_is_counted_against_a_real_server() {
+        let (url, server) = start_server().await;
+        let args = bench_args(&[
+            "--url",
+            &url,
+            "--subscribers",
+            "60",
+            "--rooms",
+            "3",
+            "--messages",
+            "30",
+            "--rate",
+            "300",
+            "--publishers",
+            "2",
+            "--threads",
+            "2",
+            "--timeout",
+            "20",
+        ]);
+        let target = Target::parse(&args.url).await.unwrap();
+        let pid = std::process::id();
+        let report =
+            tokio::time::timeout(Duration::from_secs(60), bench(&args, &target, Some(pid)))
+                .await
+                .expect("the bench finishes")
+                .expect("the bench succeeds");
+        server.abort();
+        assert_eq!(report.server_connections, 60);
+        assert_eq!(report.published, 30);
+        assert_eq!(report.publish_errors, 0);
+        // 30 events over 3 rooms of 20 subscribers each.
+        assert_eq!(report.planned_deliveries, 600);
+        assert_eq!(report.expected_deliveries, 600);
+        assert_eq!(report.received_deliveries, 600);
+        assert_eq!(report.lost_deliveries, 0);
+        assert_eq!(report.stream_failures, 0);
+        let latency = report.latency_us.expect("latencies were recorded");
+        assert!(latency.p50 <= latency.p99 && latency.p99 <= latency.max);
+        assert!(report.server_cpu_us_per_delivery.is_some());
+        assert!(report.server_rss_per_connection_bytes.is_some());
+    }
+
+    #[tokio::test]
+    async fn more_subscribers_than_descriptors_is_a_clear_error() {
+        let args = bench_args(&["--url", "http://127.0.0.1:9", "--subscribers", "100000000"]);
+        let err = run(args).await.unwrap_err().to_string();
+        assert!(err.contains("open-file limit"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn bad_arguments_are_refused() {
+        for extra in [
+            &["--size", "8"][..],
+            &["--rate", "0"],
+            &["--rooms", "0"],
+            &["--url", "https://x"],
+        ] {
+            let err = run(bench_args(extra)).await.unwrap_err().to_string();
+            assert!(err.contains("--"), "{extra:?}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_not_there_is_reported() {
+        // Port 9 (discard) is closed on loopback.
+        let args = bench_args(&["--url", "http://127.0.0.1:9", "--subscribers", "1"]);
+        let err = format!("{:#}", run(args).await.unwrap_err());
+        assert!(err.contains("does not answer"), "{err}");
     }
 }
