@@ -22,7 +22,8 @@
 //! On Ctrl-C or SIGTERM (or the future given to [`BoundServer::run_until`]) the server
 //! stops accepting, closes every SSE stream (each flushes what it has queued), lets
 //! other in-flight requests finish, and returns within [`Server::grace`] (2 s default);
-//! connections still open then are dropped.
+//! streams still open then are dropped, and a warning says how many still had events
+//! queued (clients that stopped reading), so nothing is half-delivered without a trace.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -216,7 +217,8 @@ impl Server {
         self
     }
 
-    /// How long a client may take to send its request headers (slowloris guard; 10 s).
+    /// How long a client may take to send its request headers, from the moment it
+    /// connects (slowloris guard; 10 s). A client that sends nothing at all is cut too.
     pub fn header_timeout(mut self, timeout: Duration) -> Server {
         self.header_timeout = timeout;
         self
