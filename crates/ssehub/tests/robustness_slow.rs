@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use common::{eventually, raw_exchange, within, Handout, SseClient, TestServer};
 use ssehub::{Message, SlowConsumerPolicy, SseOptions};
@@ -24,6 +25,41 @@ const OUTBOX: usize = 64 * 1024;
 
 /// The tests measure the memory of the whole process: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Log lines written by the server, captured for the test to read. The tests run on
+/// one thread, so a thread-local subscriber sees the server's logs.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .matches(needle)
+            .count()
+    }
+}
 
 /// The process's resident memory, in bytes (the server runs in this process).
 fn rss() -> u64 {
@@ -85,6 +121,7 @@ async fn broadcast_and_follow(srv: &TestServer, fast: &mut SseClient) -> u64 {
 #[tokio::test]
 async fn stalled_client_is_closed_by_policy_and_the_others_get_everything() {
     let _serial = SERIAL.lock().await;
+    let (logs, _log_guard) = Logs::capture();
     let (options, mut handout) = Handout::wrap(
         SseOptions::new()
             .keep_alive(None)
@@ -106,6 +143,10 @@ async fn stalled_client_is_closed_by_policy_and_the_others_get_everything() {
     assert_eq!(stats.dropped_events, 0, "{stats:?}");
     assert_eq!(stats.connections, 1, "{stats:?}");
     assert_eq!(srv.hub.room_size("r"), 1);
+    assert_eq!(
+        logs.count("slow consumer: outbox full, closing connection"),
+        1
+    );
     assert!(!srv.hub.rooms_of(&slow_conn).contains(&"r".to_string()));
     // 24 MiB went out; holding it for the stalled client would show here.
     let growth = peak.saturating_sub(before);
@@ -133,6 +174,7 @@ async fn stalled_client_is_closed_by_policy_and_the_others_get_everything() {
 #[tokio::test]
 async fn stalled_client_misses_events_under_drop_policy_and_stays() {
     let _serial = SERIAL.lock().await;
+    let (logs, _log_guard) = Logs::capture();
     let (options, mut handout) = Handout::wrap(
         SseOptions::new()
             .keep_alive(None)
@@ -155,6 +197,12 @@ async fn stalled_client_misses_events_under_drop_policy_and_stays() {
     assert_eq!(slow_conn.dropped_events(), stats.dropped_events);
     assert_eq!(stats.connections, 2, "{stats:?}");
     assert_eq!(srv.hub.room_size("r"), 2);
+    assert!(stats.dropped_events > 1);
+    assert_eq!(
+        logs.count("slow consumer: outbox full, dropping events"),
+        1,
+        "logged once per connection, not once per event"
+    );
     assert!(slow_conn.queued_bytes() <= OUTBOX);
     let growth = peak.saturating_sub(before);
     assert!(
