@@ -5,7 +5,8 @@
 //!   (`soak-0..K`), many in the large room (`soak-large`), and two in the bulk room
 //!   (`soak-bulk`), which carries large events;
 //! - slow readers in the bulk room that read their response head and then never read
-//!   again, so the server's slow-consumer policy has something to do;
+//!   again, so the server's slow-consumer policy has something to do; each is replaced
+//!   by a new one every `--slow-hold` seconds, so a long run keeps exercising it;
 //! - churners that open and close connections all the time: clean closes, resets,
 //!   requests dropped half-written, `HEAD` requests and `/stats` reads;
 //! - one publisher, `POST /publish?room=R&event=soak` round-robin over the rooms, each
@@ -76,6 +77,9 @@ pub struct Args {
     /// Readers of the bulk room that stop reading.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub slow_readers: u64,
+    /// Seconds a slow reader stays before it is replaced by a new one.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub slow_hold: u64,
     /// Tasks that open and close connections without pause.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub churners: u64,
@@ -338,6 +342,37 @@ async fn open_slow(target: &Target, room: &str) -> anyhow::Result<TcpStream> {
         bail!("slow reader: GET {path}: {status}");
     }
     Ok(s)
+}
+
+/// Hold a stalled stream for `hold`, then replace it with a new one, until `deadline`.
+async fn slow_reader(
+    target: Target,
+    mut stream: TcpStream,
+    hold: Duration,
+    deadline: Instant,
+    opened: Arc<AtomicU64>,
+) {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(hold.min(left)).await;
+        drop(stream);
+        if Instant::now() >= deadline {
+            return;
+        }
+        stream = loop {
+            match open_slow(&target, BULK_ROOM).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "slow reader");
+                    if Instant::now() >= deadline {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        opened.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Write `request` and read until a response head has arrived; its status.
@@ -669,9 +704,9 @@ async fn soak(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result<
             .with_context(|| format!("opening a reader of {}", names[room]))?;
         opened.push((room, conn));
     }
-    let mut slow = Vec::new();
+    let mut first_slow = Vec::new();
     for _ in 0..args.slow_readers {
-        slow.push(open_slow(target, BULK_ROOM).await?);
+        first_slow.push(open_slow(target, BULK_ROOM).await?);
     }
     let stop_waiting = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = opened
@@ -682,6 +717,20 @@ async fn soak(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result<
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.duration);
     let churn = Arc::new(Churn::default());
+    let hold = Duration::from_secs(args.slow_hold);
+    let slow_opened = Arc::new(AtomicU64::new(first_slow.len() as u64));
+    let slow: Vec<_> = first_slow
+        .into_iter()
+        .map(|s| {
+            tokio::spawn(slow_reader(
+                target.clone(),
+                s,
+                hold,
+                deadline,
+                slow_opened.clone(),
+            ))
+        })
+        .collect();
     let churners: Vec<_> = (0..args.churners)
         .map(|id| {
             tokio::spawn(churner(
@@ -712,8 +761,10 @@ async fn soak(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result<
     for c in churners {
         let _ = c.await;
     }
+    for s in slow {
+        let _ = s.await;
+    }
     let published = published?;
-    drop(slow);
 
     // Every client is gone: the server should hold no connection.
     let mut after = stats(target).await?;
@@ -756,7 +807,7 @@ async fn soak(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result<
         seconds: args.duration,
         url: args.url.clone(),
         readers: reports.len(),
-        slow: args.slow_readers as usize,
+        slow: slow_opened.load(Ordering::Relaxed) as usize,
         published: names
             .iter()
             .cloned()
