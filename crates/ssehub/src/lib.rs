@@ -52,6 +52,7 @@ pub mod frame;
 pub mod hub;
 pub mod server;
 pub mod shutdown;
+mod takeover;
 
 pub use connection::{Connection, SendError, SlowConsumerPolicy, TransportAbort};
 pub use endpoint::{

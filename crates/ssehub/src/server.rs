@@ -53,6 +53,7 @@ use crate::endpoint::{ConfigError, PeerAddr, SseEndpoint, SseOptions};
 use crate::frame::Message;
 use crate::hub::Hub;
 use crate::shutdown::Shutdown;
+use crate::takeover::{self, Decision};
 
 /// Boxed error type of response bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -319,6 +320,8 @@ impl BoundServer {
             // Bounds what hyper itself buffers for a slow reader; our outbox holds the rest.
             .max_buf_size(64 * 1024);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // Streams served on the bare socket hold a clone; shutdown waits for all to drop.
+        let (streams_done, mut streams_finished) = tokio::sync::mpsc::channel::<()>(1);
         tokio::pin!(signal);
         loop {
             let (stream, peer) = tokio::select! {
@@ -346,7 +349,24 @@ impl BoundServer {
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let header_timeout = self.header_timeout;
+            let sse_app = self.app.clone();
+            let done = streams_done.clone();
             tokio::spawn(async move {
+                // A new connection's first request may open an SSE stream over HTTP/1.1:
+                // then it is served on the bare socket, without hyper's buffers.
+                let stream = match takeover::accept(
+                    stream,
+                    peer,
+                    &sse_app.sse,
+                    header_timeout,
+                    done,
+                )
+                .await
+                {
+                    Decision::Done => return,
+                    Decision::Hyper(stream) => stream,
+                };
+                drop(sse_app);
                 // The protocol sniffing before hyper's own header timeout has no limit of
                 // its own: a client that connects and sends nothing (or half an HTTP/2
                 // preface) would hold its descriptor for ever.
@@ -386,10 +406,11 @@ impl BoundServer {
             // Each stream flushes what it has queued, then ends.
             hub.close_all();
         }
-        if tokio::time::timeout(self.grace, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        drop(streams_done);
+        let all_closed = async {
+            tokio::join!(graceful.shutdown(), streams_finished.recv());
+        };
+        if tokio::time::timeout(self.grace, all_closed).await.is_err() {
             // Never half-delivered without a trace: say how many streams still had
             // events queued (their clients were not reading) when they were dropped.
             let open: Vec<_> = streams.iter().filter(|c| c.transport_attached()).collect();

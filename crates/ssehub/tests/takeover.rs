@@ -1,0 +1,115 @@
+//! A fresh connection whose first request opens a stream is served on the bare socket
+//! (also with `Connection: close` or bytes pipelined after the head); a stream opened on
+//! a reused keep-alive connection goes through hyper. Both paths must behave the same:
+//! handshake, delivery, chunked framing, and clean-up when the client leaves, even one
+//! that sent more than its request.
+
+mod common;
+
+use common::*;
+use ssehub::{Message, SseOptions};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// Open a stream with `request` on `stream`, then check delivery and clean-up.
+async fn check_stream(srv: &TestServer, mut stream: TcpStream, request: &str) {
+    let head = raw_exchange(&mut stream, request).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
+    assert_eq!(head.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(head.header("content-length"), None);
+    assert!(head.header("date").is_some());
+    let mut buf = head.rest;
+    read_until_contains(&mut stream, &mut buf, b": connected\n\n").await;
+    eventually("joined", || srv.hub.room_size("r") == 1).await;
+    let m = Message::builder()
+        .event("e")
+        .data("one\ntwo!!")
+        .build()
+        .unwrap();
+    assert_eq!(srv.hub.broadcast("r", &m), 1);
+    // One chunk: its size line, the frame, CRLF.
+    // The frame is 32 (0x20) bytes, a size with no hex letters: hyper writes chunk sizes
+    // in upper case, the bare-socket path in lower case (both are valid).
+    let frame = "event: e\ndata: one\ndata: two!!\n\n";
+    assert_eq!(frame.len(), 0x20);
+    let chunk = format!("{:x}\r\n{frame}\r\n", frame.len());
+    read_until_contains(&mut stream, &mut buf, chunk.as_bytes()).await;
+    drop(stream);
+    eventually("connection gone", || srv.hub.connection_count() == 0).await;
+    assert_eq!(srv.hub.room_count(), 0);
+}
+
+fn sse_options() -> SseOptions {
+    SseOptions::new().keep_alive(None).auto_join_room(Some("r"))
+}
+
+#[tokio::test]
+async fn first_request_stream_is_taken_over() {
+    let srv = TestServer::start(sse_options()).await;
+    let stream = TcpStream::connect(srv.addr).await.unwrap();
+    check_stream(&srv, stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn stream_on_a_reused_connection_goes_through_hyper() {
+    let srv = TestServer::start(sse_options()).await;
+    let mut stream = TcpStream::connect(srv.addr).await.unwrap();
+    let first = raw_exchange(&mut stream, "GET /nothing HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert_eq!(first.status, 404);
+    let len: usize = first.header("content-length").unwrap().parse().unwrap();
+    let mut body = first.rest;
+    while body.len() < len {
+        let mut chunk = [0u8; 256];
+        let n = within("404 body", stream.read(&mut chunk)).await.unwrap();
+        assert!(n > 0);
+        body.extend_from_slice(&chunk[..n]);
+    }
+    assert_eq!(body.len(), len, "nothing beyond the 404's body");
+    check_stream(&srv, stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn connection_close_and_pipelined_requests_are_taken_over_too() {
+    let srv = TestServer::start(sse_options()).await;
+    let stream = TcpStream::connect(srv.addr).await.unwrap();
+    check_stream(
+        &srv,
+        stream,
+        "GET /sse HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let stream = TcpStream::connect(srv.addr).await.unwrap();
+    check_stream(
+        &srv,
+        stream,
+        "GET /sse HTTP/1.1\r\nhost: t\r\n\r\nGET /other HTTP/1.1\r\nhost: t\r\n\r\n",
+    )
+    .await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_on_the_taken_over_path_are_complete_answers() {
+    let srv = TestServer::start(
+        sse_options().authorize(|_| async { Err(ssehub::Rejection::forbidden().body("no")) }),
+    )
+    .await;
+    let mut stream = TcpStream::connect(srv.addr).await.unwrap();
+    let head = raw_exchange(&mut stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert_eq!(head.status, 403);
+    assert_eq!(head.header("content-length"), Some("2"));
+    assert_eq!(head.header("connection"), Some("close"));
+    let mut rest = head.rest;
+    within("end of answer", stream.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert_eq!(rest, b"no");
+    assert_eq!(srv.hub.connection_count(), 0);
+    srv.stop().await;
+}
