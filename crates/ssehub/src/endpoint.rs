@@ -626,6 +626,18 @@ async fn keep_alive(endpoint: Weak<EndpointInner>, interval: Duration) {
     }
 }
 
+/// The reconnection delay a stream is told at shutdown when no `retry` is configured.
+const RESTART_RETRY: Duration = Duration::from_secs(5);
+
+impl SseEndpoint {
+    /// The `retry:` frame a stream gets when the server shuts down: the configured delay
+    /// (or 5 s), jittered per connection, so that clients do not all return together.
+    pub(crate) fn restart_hint(&self, conn: &Connection) -> Bytes {
+        let base = self.inner.opts.retry.unwrap_or(RESTART_RETRY);
+        retry_frame(jitter(base, conn.id()))
+    }
+}
+
 /// 80 to 100 % of `retry`, chosen per connection (from its random id), so that clients
 /// dropped together (a restart, a network blip) do not all come back at the same instant.
 fn jitter(retry: Duration, id: uuid::Uuid) -> Duration {

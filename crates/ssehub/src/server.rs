@@ -51,7 +51,6 @@ use tower_http::services::ServeDir;
 use crate::connection::TransportAbort;
 use crate::endpoint::{ConfigError, PeerAddr, SseEndpoint, SseOptions};
 use crate::frame::Message;
-use crate::hub::Hub;
 use crate::shutdown::Shutdown;
 use crate::takeover::{self, Decision};
 
@@ -391,18 +390,24 @@ impl BoundServer {
         }
         tracing::info!("shutting down");
         drop(self.listener);
-        let mut hubs: Vec<&Hub> = Vec::new();
+        let mut endpoints: Vec<&SseEndpoint> = Vec::new();
         for ep in &self.app.sse {
-            if !hubs.iter().any(|h| h.same_as(ep.hub())) {
-                hubs.push(ep.hub());
+            if !endpoints.iter().any(|e| e.hub().same_as(ep.hub())) {
+                endpoints.push(ep);
             }
         }
         let mut streams = Vec::new();
-        for hub in hubs {
+        for ep in endpoints {
+            let hub = ep.hub();
             if let Some(m) = &self.farewell {
                 hub.send_to_everyone(m);
             }
-            streams.extend(hub.connections());
+            let conns = hub.connections();
+            // A jittered reconnection delay: no reconnect storm when we come back.
+            for c in &conns {
+                let _ = c.send_frame(ep.restart_hint(c));
+            }
+            streams.extend(conns);
             // Each stream flushes what it has queued, then ends.
             hub.close_all();
         }

@@ -80,3 +80,36 @@ async fn stop_is_bounded_with_a_client_that_does_not_read() {
     reader.until_end().await;
     drop(stalled);
 }
+
+#[tokio::test]
+async fn stop_tells_every_stream_a_jittered_reconnection_delay() {
+    // No retry configured: streams start without a hint and get one (5 s, jittered to
+    // 80-100 %) when the server stops, so that they do not all come back together.
+    let srv = TestServer::start(SseOptions::new()).await;
+    let mut clients = Vec::new();
+    for _ in 0..30 {
+        clients.push(srv.sse("/sse").await);
+    }
+    eventually("30 streams", || srv.hub.connection_count() == 30).await;
+    srv.stop().await;
+    let mut delays = std::collections::BTreeSet::new();
+    for c in &mut clients {
+        let retries: Vec<Duration> = c
+            .until_end()
+            .await
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Retry(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(retries.len(), 1, "one hint, at shutdown: {retries:?}");
+        let d = retries[0];
+        assert!(
+            (Duration::from_millis(4000)..=Duration::from_millis(5000)).contains(&d),
+            "{d:?}"
+        );
+        delays.insert(d);
+    }
+    assert!(delays.len() > 5, "spread out: {delays:?}");
+}
