@@ -10,48 +10,28 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, raw_exchange, read_until_contains, within, SseClient, TestServer};
+use common::{
+    eventually, raw_exchange, read_until_contains, rss, stream_request, until_closed, within,
+    SseClient, TestServer,
+};
 use futures_util::future::join_all;
 use http::StatusCode;
 use ssehub::decode::Item;
 use ssehub::{Message, SseOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const ROUNDS: usize = 6;
 const PER_ROUND: usize = 60;
 const KINDS: usize = 6;
 
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
-fn stream_request(addr: SocketAddr, room: &str) -> String {
-    format!("GET /sse?room={room} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
-}
-
-async fn until_closed(s: &mut TcpStream) {
-    within("the server to close the connection", async {
-        let mut buf = [0u8; 4096];
-        while let Ok(1..) = s.read(&mut buf).await {}
-    })
-    .await
-}
-
 /// One client of kind `i % KINDS`. Returns whether it opened a stream.
 async fn churn_one(addr: SocketAddr, i: usize) -> bool {
-    let room = format!("churn-{}", i % 7);
+    let path = format!("/sse?room=churn-{}", i % 7);
     match i % KINDS {
         // A real client that reads a little and closes cleanly.
         0 => {
-            let mut c = SseClient::connect(addr, &format!("/sse?room={room}"), &[]).await;
+            let mut c = SseClient::connect(addr, &path, &[]).await;
             assert_eq!(c.status, StatusCode::OK);
             assert_eq!(c.next_item().await, Some(Item::Comment("connected".into())));
             true
@@ -59,7 +39,7 @@ async fn churn_one(addr: SocketAddr, i: usize) -> bool {
         // A stream reset by the client (RST instead of FIN).
         1 => {
             let mut s = TcpStream::connect(addr).await.unwrap();
-            let head = raw_exchange(&mut s, &stream_request(addr, &room)).await;
+            let head = raw_exchange(&mut s, &stream_request(addr, &path)).await;
             assert_eq!(head.status, 200);
             s.set_zero_linger().unwrap();
             true
@@ -87,19 +67,19 @@ async fn churn_one(addr: SocketAddr, i: usize) -> bool {
         4 => {
             let mut s = TcpStream::connect(addr).await.unwrap();
             s.write_all(b"GET /sse HTTP/1.1\r\nHo").await.unwrap();
-            until_closed(&mut s).await;
+            until_closed("the server to close the connection", &mut s).await;
             false
         }
         // Half-closed: the client shuts its sending side after the stream opened and
         // keeps reading until the server ends the stream.
         _ => {
             let mut s = TcpStream::connect(addr).await.unwrap();
-            let head = raw_exchange(&mut s, &stream_request(addr, &room)).await;
+            let head = raw_exchange(&mut s, &stream_request(addr, &path)).await;
             assert_eq!(head.status, 200);
             let mut seen = head.rest;
             read_until_contains(&mut s, &mut seen, b": connected").await;
             s.shutdown().await.unwrap();
-            until_closed(&mut s).await;
+            until_closed("the server to close the connection", &mut s).await;
             true
         }
     }

@@ -8,38 +8,15 @@
 
 mod common;
 
-use std::io::{Read, Seek, Write};
-use std::sync::{Arc, Mutex};
+use std::io::{Read, Seek};
 use std::time::Duration;
 
-use common::{eventually, within, SseClient, TestServer};
+use common::{eventually, within, Logs, SseClient, TestServer};
 use http::StatusCode;
 use rlimit::Resource;
 use ssehub::decode::Item;
 use ssehub::{Message, SseOptions};
 use tokio::net::TcpStream;
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn count(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .matches(needle)
-            .count()
-    }
-}
 
 /// CPU time (user + system) this process has used, in clock ticks, read from a
 /// `/proc/self/stat` opened beforehand (no descriptor is needed to read it again).
@@ -58,16 +35,7 @@ const TICKS_PER_SECOND: u64 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_descriptors_is_logged_survived_and_not_spun_on() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || writer.clone())
-            .finish(),
-    )
-    .unwrap();
+    let logs = Logs::capture_global();
 
     let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s| {
         s.header_timeout(Duration::from_secs(60))

@@ -8,11 +8,11 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{eventually, raw_exchange, within, RawHead, TestServer};
+use common::{eventually, raw_exchange, stream_request, until_closed, within, RawHead, TestServer};
 use http::StatusCode;
 use ssehub::decode::Item;
 use ssehub::{Hub, HubConfig, JoinError, Message, SseOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 
@@ -26,11 +26,7 @@ async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
 /// A stream request from `from`: the response head, and the socket (kept open).
 async fn open_from(from: [u8; 4], addr: SocketAddr) -> (RawHead, TcpStream) {
     let mut s = connect_from(from, addr).await;
-    let head = raw_exchange(
-        &mut s,
-        &format!("GET /sse HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"),
-    )
-    .await;
+    let head = raw_exchange(&mut s, &stream_request(addr, "/sse")).await;
     (head, s)
 }
 
@@ -42,21 +38,6 @@ fn assert_refused(head: &RawHead) {
         Some("text/event-stream; charset=utf-8"),
         "a refusal is not a stream"
     );
-}
-
-/// Read until the peer closes (or resets) the connection; bounded.
-async fn until_closed(what: &str, s: &mut TcpStream) -> Vec<u8> {
-    within(what, async {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return got,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
 }
 
 #[tokio::test]

@@ -5,16 +5,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{raw_exchange, within, Handout, SseClient, TestServer};
+use common::{stalled_client, until_closed, within, Handout, Logs, SseClient, TestServer};
 use ssehub::decode::Item;
 use ssehub::{Message, SseOptions};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
 
 fn farewell() -> Message {
     Message::builder()
@@ -83,51 +78,10 @@ async fn shutdown_delivers_what_was_queued_then_the_farewell() {
     assert!(conns.iter().all(|c| c.is_closed()));
 }
 
-/// Log lines written by the server, captured for the test to read.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-async fn stalled_client(addr: SocketAddr) -> TcpStream {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let mut s = within("connect", sock.connect(addr)).await.unwrap();
-    let head = raw_exchange(
-        &mut s,
-        &format!("GET /sse HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"),
-    )
-    .await;
-    assert_eq!(head.status, 200);
-    s
-}
-
 #[tokio::test]
 async fn a_client_that_does_not_read_cannot_hold_the_shutdown() {
     // This test's runtime has one thread: the subscriber sees the server's logs.
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
 
     let (options, mut handout) =
         Handout::wrap(SseOptions::new().keep_alive(None).outbox_limit(32 << 20));
@@ -138,7 +92,7 @@ async fn a_client_that_does_not_read_cannot_hold_the_shutdown() {
     .await;
     let (good, _good_conn) = handout.open(&srv, "/sse").await;
     let reader = tokio::spawn(read_to_end(good));
-    let mut stalled = stalled_client(srv.addr).await;
+    let mut stalled = stalled_client(srv.addr, "/sse").await;
     let stalled_conn = handout.next().await;
 
     // Broadcast until the kernel buffers of the stalled client are full and events
@@ -182,11 +136,7 @@ async fn a_client_that_does_not_read_cannot_hold_the_shutdown() {
         .unwrap_or_else(|| panic!("no byte count in {line}"));
     assert!(logged >= queued, "{logged} < {queued}");
     // The dropped stream's transport is gone: what was in flight drains, then it ends.
-    within("the stalled socket to end", async {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(1..) = stalled.read(&mut buf).await {}
-    })
-    .await;
+    until_closed("the stalled socket to end", &mut stalled).await;
 }
 
 #[tokio::test]

@@ -5,13 +5,10 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-
-use common::{eventually, raw_exchange, within, Handout, SseClient, TestServer};
+use common::{
+    eventually, rss, stalled_client, until_closed, within, Handout, Logs, SseClient, TestServer,
+};
 use ssehub::{Message, SlowConsumerPolicy, SseOptions};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpSocket, TcpStream};
 
 /// Bytes of data per event.
 const PAYLOAD: usize = 4096;
@@ -25,68 +22,6 @@ const OUTBOX: usize = 64 * 1024;
 
 /// The tests measure the memory of the whole process: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Log lines written by the server, captured for the test to read. The tests run on
-/// one thread, so a thread-local subscriber sees the server's logs.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .matches(needle)
-            .count()
-    }
-}
-
-/// The process's resident memory, in bytes (the server runs in this process).
-fn rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
-
-/// Open a stream on a socket with a small receive buffer, read the response head, and
-/// then never read again.
-async fn stalled_client(addr: SocketAddr, path: &str) -> TcpStream {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let mut stream = within("connect", sock.connect(addr)).await.unwrap();
-    let head = raw_exchange(
-        &mut stream,
-        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"),
-    )
-    .await;
-    assert_eq!(head.status, 200);
-    stream
-}
 
 /// Broadcast BATCHES batches to room `r`; the fast client must get every event, in
 /// order. Returns the peak resident memory seen over the run.
@@ -155,16 +90,7 @@ async fn stalled_client_is_closed_by_policy_and_the_others_get_everything() {
         "memory grew by {growth} bytes while a client was stalled"
     );
     // The server dropped the transport: what was in flight drains, then the socket ends.
-    within("the stalled client's socket to end", async {
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match slow.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
+    until_closed("the stalled client's socket to end", &mut slow).await;
     // The fast client is still served.
     srv.hub.broadcast("r", &Message::new("after"));
     assert_eq!(fast.next_event().await.data, "after");

@@ -324,3 +324,99 @@ impl Handout {
         (client, conn)
     }
 }
+
+/// The request line and headers of a stream request for `path`, for a raw socket.
+pub fn stream_request(addr: SocketAddr, path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+}
+
+/// Open a stream at `path` on a socket with a small receive buffer, read the response
+/// head (it must be 200), and hand back the socket for the test never to read again.
+pub async fn stalled_client(addr: SocketAddr, path: &str) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stream = within("connect", sock.connect(addr)).await.unwrap();
+    let head = raw_exchange(&mut stream, &stream_request(addr, path)).await;
+    assert_eq!(head.status, 200);
+    stream
+}
+
+/// Read until the peer closes (or resets) the connection and return what arrived
+/// (bounded by WAIT; `what` names the wait in a timeout).
+pub async fn until_closed(what: &str, s: &mut TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    within(what, async {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+}
+
+/// The process's resident memory, in bytes (a test server runs in the test's process).
+pub fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+/// Log lines written by the server (WARN and above), captured for the test to read.
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// A subscriber writing into these logs.
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || writer.clone())
+            .finish()
+    }
+
+    /// Capture this thread's logs until the guard is dropped: on a current-thread
+    /// runtime that includes the server's.
+    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let guard = tracing::subscriber::set_default(logs.subscriber());
+        (logs, guard)
+    }
+
+    /// Capture every thread's logs, for the rest of the process.
+    pub fn capture_global() -> Logs {
+        let logs = Logs::default();
+        tracing::subscriber::set_global_default(logs.subscriber()).unwrap();
+        logs
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// How many times `needle` occurs in the logs.
+    pub fn count(&self, needle: &str) -> usize {
+        self.text().matches(needle).count()
+    }
+}
