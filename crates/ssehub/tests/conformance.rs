@@ -379,6 +379,24 @@ fn reconnect_expected(id: &str) -> Seq {
     ]
 }
 
+/// A client's log of [`reconnect_server`]: both events; the drop reported as an error
+/// with the source reconnecting, not closed; `Last-Event-ID` sent back on the reconnect.
+#[track_caller]
+fn assert_reconnected(log: &[Value], seen: &Seen, id: &str) {
+    assert_same(&events_of(log), &reconnect_expected(id));
+    // The drop was reported as an error with the source reconnecting, not closed.
+    assert!(
+        log.iter()
+            .any(|e| e["kind"] == "error" && e["readyState"] == 0),
+        "{log:?}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![None, Some(id.to_owned())],
+        "Last-Event-ID per stream"
+    );
+}
+
 /// A non-ASCII id: the client sends it back UTF-8 encoded in `Last-Event-ID`.
 const UNICODE_ID: &str = "ïd ✓ 7";
 
@@ -404,6 +422,15 @@ async fn stop_server() -> (TestServer, Arc<AtomicUsize>) {
     let server =
         TestServer::start_with(sse, move |s: Server| s.route("/page", html_route(html))).await;
     (server, requests)
+}
+
+/// The event [`stop_server`]'s tests broadcast once the stream is open.
+fn hello() -> Message {
+    Message::builder()
+        .event("hello")
+        .data("after open")
+        .build()
+        .unwrap()
 }
 
 /// A server that only serves `/page`, whose `EventSource` opens `src` (on another origin).
@@ -493,6 +520,25 @@ static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const LOG: &str = "return window.__log || [];";
 
+/// Whether Chromium tests can run (see [`browser::require`]), and if so the right to
+/// run one now.
+async fn chromium() -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    if !browser::require(CHROMIUM_TOOLS, browser::available()) {
+        return None;
+    }
+    Some(CHROMIUM.lock().await)
+}
+
+/// Poll the page's log until it shows an event of type `ty` or a closing error.
+async fn log_until(browser: &Browser, what: &str, ty: &str) -> Vec<Value> {
+    let log = browser
+        .poll(what, LOG, CLIENT_WAIT, |v| {
+            has_event(v, ty) || has_closed_error(v)
+        })
+        .await;
+    log_of(&log)
+}
+
 fn log_of(v: &Value) -> Vec<Value> {
     v.as_array().cloned().unwrap_or_default()
 }
@@ -511,20 +557,14 @@ fn has_closed_error(log: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_reports_the_corpus_as_the_standard_says() {
-    if !browser::require(CHROMIUM_TOOLS, browser::available()) {
+    let Some(_one) = chromium().await else {
         return;
-    }
-    let _one = CHROMIUM.lock().await;
+    };
     let server = corpus_server().await;
     let browser = Browser::start().await;
 
     browser.goto(&url(&server, "/page/corpus")).await;
-    let log = browser
-        .poll("the corpus in Chromium", LOG, CLIENT_WAIT, |v| {
-            has_event(v, "end") || has_closed_error(v)
-        })
-        .await;
-    let log = log_of(&log);
+    let log = log_until(&browser, "the corpus in Chromium", "end").await;
     assert_same(&events_of(&log), &corpus_expected());
     assert_eq!(log[0], json!({"kind": "open", "readyState": 1}));
     assert!(!log.iter().any(|e| e["kind"] == "error"), "{log:?}");
@@ -561,32 +601,15 @@ async fn chromium_reconnects_with_a_non_ascii_last_event_id() {
 }
 
 async fn chromium_reconnect(id: &'static str) {
-    if !browser::require(CHROMIUM_TOOLS, browser::available()) {
+    let Some(_one) = chromium().await else {
         return;
-    }
-    let _one = CHROMIUM.lock().await;
+    };
     let (server, seen) = reconnect_server(id).await;
     let browser = Browser::start().await;
 
     browser.goto(&url(&server, "/page")).await;
-    let log = browser
-        .poll("Chromium's follow-up event", LOG, CLIENT_WAIT, |v| {
-            has_event(v, "followup") || has_closed_error(v)
-        })
-        .await;
-    let log = log_of(&log);
-    assert_same(&events_of(&log), &reconnect_expected(id));
-    // The drop was reported as an error with the source reconnecting, not closed.
-    assert!(
-        log.iter()
-            .any(|e| e["kind"] == "error" && e["readyState"] == 0),
-        "{log:?}"
-    );
-    assert_eq!(
-        *seen.lock().unwrap(),
-        vec![None, Some(id.to_owned())],
-        "Last-Event-ID per stream"
-    );
+    let log = log_until(&browser, "Chromium's follow-up event", "followup").await;
+    assert_reconnected(&log, &seen, id);
 
     browser.quit().await;
     server.stop().await;
@@ -597,33 +620,22 @@ async fn chromium_reconnect(id: &'static str) {
 /// refuses the response and gives up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_cross_origin_streams_only_with_allow_any_origin() {
-    if !browser::require(CHROMIUM_TOOLS, browser::available()) {
+    let Some(_one) = chromium().await else {
         return;
-    }
-    let _one = CHROMIUM.lock().await;
+    };
     let browser = Browser::start().await;
 
     let (open, seen) = reconnect_server_with("7", true).await;
     let pages = page_server(&url(&open, "/sse"), &["first", "followup"]).await;
     browser.goto(&url(&pages, "/page")).await;
-    let log = browser
-        .poll("the cross-origin follow-up", LOG, CLIENT_WAIT, |v| {
-            has_event(v, "followup") || has_closed_error(v)
-        })
-        .await;
-    let log = log_of(&log);
+    let log = log_until(&browser, "the cross-origin follow-up", "followup").await;
     assert_same(&events_of(&log), &reconnect_expected("7"));
     assert_eq!(*seen.lock().unwrap(), vec![None, Some("7".to_owned())]);
 
     let (closed, seen) = reconnect_server_with("7", false).await;
     let pages_2 = page_server(&url(&closed, "/sse"), &["first", "followup"]).await;
     browser.goto(&url(&pages_2, "/page")).await;
-    let log = browser
-        .poll("Chromium to refuse the stream", LOG, CLIENT_WAIT, |v| {
-            has_event(v, "first") || has_closed_error(v)
-        })
-        .await;
-    let log = log_of(&log);
+    let log = log_until(&browser, "Chromium to refuse the stream", "first").await;
     assert_eq!(log, vec![json!({"kind": "error", "readyState": 2})]);
     assert_eq!(
         seen.lock().unwrap().len(),
@@ -639,10 +651,9 @@ async fn chromium_cross_origin_streams_only_with_allow_any_origin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_opens_before_any_event_and_stops_on_204() {
-    if !browser::require(CHROMIUM_TOOLS, browser::available()) {
+    let Some(_one) = chromium().await else {
         return;
-    }
-    let _one = CHROMIUM.lock().await;
+    };
     let (server, requests) = stop_server().await;
     let browser = Browser::start().await;
 
@@ -657,12 +668,7 @@ async fn chromium_opens_before_any_event_and_stops_on_204() {
     assert_eq!(log, json!([{"kind": "open", "readyState": 1}]));
     assert_eq!(server.hub.connection_count(), 1);
 
-    let hello = Message::builder()
-        .event("hello")
-        .data("after open")
-        .build()
-        .unwrap();
-    assert_eq!(server.hub.broadcast("__all", &hello), 1);
+    assert_eq!(server.hub.broadcast("__all", &hello()), 1);
     let log = browser
         .poll("the event after open", LOG, CLIENT_WAIT, |v| {
             has_event(v, "hello")
@@ -823,17 +829,7 @@ async fn node_reconnect(id: &'static str) {
     let log = NodeClient::spawn(&url(&server, "/sse"), config)
         .until_done()
         .await;
-    assert_same(&events_of(&log), &reconnect_expected(id));
-    assert!(
-        log.iter()
-            .any(|e| e["kind"] == "error" && e["readyState"] == 0),
-        "{log:?}"
-    );
-    assert_eq!(
-        *seen.lock().unwrap(),
-        vec![None, Some(id.to_owned())],
-        "Last-Event-ID per stream"
-    );
+    assert_reconnected(&log, &seen, id);
     server.stop().await;
 }
 
@@ -855,12 +851,7 @@ async fn node_eventsource_opens_before_any_event_and_stops_on_204() {
     })
     .await;
 
-    let hello = Message::builder()
-        .event("hello")
-        .data("after open")
-        .build()
-        .unwrap();
-    assert_eq!(server.hub.broadcast("__all", &hello), 1);
+    assert_eq!(server.hub.broadcast("__all", &hello()), 1);
     assert_eq!(
         client.next().await,
         json!({"kind": "event", "type": "hello", "data": "after open", "lastEventId": ""})

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ssehub::{JoinError, Message, SseOptions};
+use ssehub::{Connection, JoinError, Message, SseOptions};
 
 /// Every event `client` receives before the one whose data is `marker`, as
 /// `(event, data)` pairs. A marker broadcast to `__all` fences off what came before.
@@ -19,6 +19,21 @@ async fn events_before(client: &mut SseClient, marker: &str) -> Vec<(String, Str
     }
 }
 
+/// A server without keep-alives, and the hand-out of its streams' connections.
+async fn start() -> (TestServer, Handout) {
+    let (options, handout) = Handout::wrap(SseOptions::new().keep_alive(None));
+    (TestServer::start(options).await, handout)
+}
+
+/// Three streams: `a` in room r1, `b` in r1 and r2, `c` in r2.
+async fn open_a_b_c(srv: &TestServer, handout: &mut Handout) -> [(SseClient, Connection); 3] {
+    [
+        handout.open(srv, "/sse?room=r1").await,
+        handout.open(srv, "/sse?room=r1&room=r2").await,
+        handout.open(srv, "/sse?room=r2").await,
+    ]
+}
+
 fn ev(event: &str, data: &str) -> (String, String) {
     (event.to_owned(), data.to_owned())
 }
@@ -29,11 +44,8 @@ fn msg(event: &str, data: &str) -> Message {
 
 #[tokio::test]
 async fn broadcast_reaches_exactly_the_room() {
-    let (options, mut handout) = Handout::wrap(SseOptions::new().keep_alive(None));
-    let srv = TestServer::start(options).await;
-    let (mut a, _ca) = handout.open(&srv, "/sse?room=r1").await;
-    let (mut b, cb) = handout.open(&srv, "/sse?room=r1&room=r2").await;
-    let (mut c, _cc) = handout.open(&srv, "/sse?room=r2").await;
+    let (srv, mut handout) = start().await;
+    let [(mut a, _ca), (mut b, cb), (mut c, _cc)] = open_a_b_c(&srv, &mut handout).await;
     let hub = &srv.hub;
 
     assert_eq!(hub.broadcast("r1", &msg("m", "to r1")), 2);
@@ -72,11 +84,8 @@ async fn broadcast_reaches_exactly_the_room() {
 
 #[tokio::test]
 async fn broadcast_many_duplicates_unless_unique() {
-    let (options, mut handout) = Handout::wrap(SseOptions::new().keep_alive(None));
-    let srv = TestServer::start(options).await;
-    let (mut a, _ca) = handout.open(&srv, "/sse?room=r1").await;
-    let (mut b, cb) = handout.open(&srv, "/sse?room=r1&room=r2").await;
-    let (mut c, _cc) = handout.open(&srv, "/sse?room=r2").await;
+    let (srv, mut handout) = start().await;
+    let [(mut a, _ca), (mut b, cb), (mut c, _cc)] = open_a_b_c(&srv, &mut handout).await;
     let hub = &srv.hub;
 
     assert_eq!(hub.broadcast_many(["r1", "r2"], &msg("m", "dup")), 4);
@@ -111,8 +120,7 @@ async fn broadcast_many_duplicates_unless_unique() {
 
 #[tokio::test]
 async fn join_and_leave_over_live_streams() {
-    let (options, mut handout) = Handout::wrap(SseOptions::new().keep_alive(None));
-    let srv = TestServer::start(options).await;
+    let (srv, mut handout) = start().await;
     let (mut a, ca) = handout.open(&srv, "/sse").await;
     let (mut b, cb) = handout.open(&srv, "/sse").await;
     let hub = &srv.hub;
@@ -155,8 +163,7 @@ async fn join_and_leave_over_live_streams() {
 
 #[tokio::test]
 async fn statistics_follow_the_streams() {
-    let (options, mut handout) = Handout::wrap(SseOptions::new().keep_alive(None));
-    let srv = TestServer::start(options).await;
+    let (srv, mut handout) = start().await;
     let hub = srv.hub.clone();
     assert_eq!((hub.connection_count(), hub.room_count()), (0, 0));
 
@@ -211,8 +218,7 @@ async fn statistics_follow_the_streams() {
 
 #[tokio::test]
 async fn ids_reach_the_client_and_close_flushes() {
-    let (options, mut handout) = Handout::wrap(SseOptions::new().keep_alive(None));
-    let srv = TestServer::start(options).await;
+    let (srv, mut handout) = start().await;
     let (mut a, ca) = handout.open(&srv, "/sse").await;
     let m = Message::builder()
         .id("41")

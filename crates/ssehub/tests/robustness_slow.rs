@@ -8,7 +8,8 @@ mod common;
 use common::{
     eventually, rss, stalled_client, until_closed, within, Handout, Logs, SseClient, TestServer,
 };
-use ssehub::{Message, SlowConsumerPolicy, SseOptions};
+use ssehub::{Connection, Message, SlowConsumerPolicy, SseOptions};
+use tokio::net::TcpStream;
 
 /// Bytes of data per event.
 const PAYLOAD: usize = 4096;
@@ -22,6 +23,38 @@ const OUTBOX: usize = 64 * 1024;
 
 /// The tests measure the memory of the whole process: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A server with a fast client and a stalled one in room `r`.
+struct Scene {
+    srv: TestServer,
+    fast: SseClient,
+    fast_conn: Connection,
+    slow: TcpStream,
+    slow_conn: Connection,
+}
+
+impl Scene {
+    async fn open(policy: SlowConsumerPolicy) -> Scene {
+        let (options, mut handout) = Handout::wrap(
+            SseOptions::new()
+                .keep_alive(None)
+                .outbox_limit(OUTBOX)
+                .slow_consumer(policy),
+        );
+        let srv = TestServer::start(options).await;
+        let (fast, fast_conn) = handout.open(&srv, "/sse?room=r").await;
+        let slow = stalled_client(srv.addr, "/sse?room=r").await;
+        let slow_conn = handout.next().await;
+        eventually("both in the room", || srv.hub.room_size("r") == 2).await;
+        Scene {
+            srv,
+            fast,
+            fast_conn,
+            slow,
+            slow_conn,
+        }
+    }
+}
 
 /// Broadcast BATCHES batches to room `r`; the fast client must get every event, in
 /// order. Returns the peak resident memory seen over the run.
@@ -57,17 +90,13 @@ async fn broadcast_and_follow(srv: &TestServer, fast: &mut SseClient) -> u64 {
 async fn stalled_client_is_closed_by_policy_and_the_others_get_everything() {
     let _serial = SERIAL.lock().await;
     let (logs, _log_guard) = Logs::capture();
-    let (options, mut handout) = Handout::wrap(
-        SseOptions::new()
-            .keep_alive(None)
-            .outbox_limit(OUTBOX)
-            .slow_consumer(SlowConsumerPolicy::Close),
-    );
-    let srv = TestServer::start(options).await;
-    let (mut fast, _fast_conn) = handout.open(&srv, "/sse?room=r").await;
-    let mut slow = stalled_client(srv.addr, "/sse?room=r").await;
-    let slow_conn = handout.next().await;
-    eventually("both in the room", || srv.hub.room_size("r") == 2).await;
+    let Scene {
+        srv,
+        mut fast,
+        fast_conn: _fast_conn,
+        mut slow,
+        slow_conn,
+    } = Scene::open(SlowConsumerPolicy::Close).await;
     let before = rss();
 
     let peak = broadcast_and_follow(&srv, &mut fast).await;
@@ -101,17 +130,13 @@ async fn stalled_client_is_closed_by_policy_and_the_others_get_everything() {
 async fn stalled_client_misses_events_under_drop_policy_and_stays() {
     let _serial = SERIAL.lock().await;
     let (logs, _log_guard) = Logs::capture();
-    let (options, mut handout) = Handout::wrap(
-        SseOptions::new()
-            .keep_alive(None)
-            .outbox_limit(OUTBOX)
-            .slow_consumer(SlowConsumerPolicy::DropEvent),
-    );
-    let srv = TestServer::start(options).await;
-    let (mut fast, _fast_conn) = handout.open(&srv, "/sse?room=r").await;
-    let _slow = stalled_client(srv.addr, "/sse?room=r").await;
-    let slow_conn = handout.next().await;
-    eventually("both in the room", || srv.hub.room_size("r") == 2).await;
+    let Scene {
+        srv,
+        mut fast,
+        fast_conn: _fast_conn,
+        slow: _slow,
+        slow_conn,
+    } = Scene::open(SlowConsumerPolicy::DropEvent).await;
     let before = rss();
 
     let peak = broadcast_and_follow(&srv, &mut fast).await;
