@@ -7,9 +7,7 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{eventually, TestServer};
-use http::StatusCode;
-use ssehub::decode::Item;
+use common::{assert_boom_stream_ends_without_events, eventually, welcome_unless_boom, TestServer};
 use ssehub::{Message, SseOptions};
 
 #[tokio::test]
@@ -19,12 +17,7 @@ async fn panicking_hooks_leave_the_other_streams_running() {
     let srv = TestServer::start(
         SseOptions::new()
             .keep_alive(None)
-            .on_connect(|conn, ctx| async move {
-                if ctx.query("boom").is_some() {
-                    panic!("on_connect failure (expected by the test)");
-                }
-                let _ = conn.send_event("welcome", "ok");
-            })
+            .on_connect(welcome_unless_boom)
             .on_disconnect(move |_| {
                 let d = d.clone();
                 async move {
@@ -50,13 +43,7 @@ async fn panicking_hooks_leave_the_other_streams_running() {
     assert_eq!(srv.hub.connection_count(), 2);
 
     // A new stream whose on_connect panics is closed, and its on_disconnect runs too.
-    let mut bad = srv.sse("/sse?boom=1").await;
-    assert_eq!(bad.status, StatusCode::OK);
-    let items = bad.until_end().await;
-    assert!(
-        !items.iter().any(|i| matches!(i, Item::Event(_))),
-        "{items:?}"
-    );
+    assert_boom_stream_ends_without_events(&srv).await;
     eventually("the panicked stream's on_disconnect", || {
         disconnects.load(Ordering::SeqCst) == 2
     })

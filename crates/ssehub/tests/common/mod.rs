@@ -420,3 +420,24 @@ impl Logs {
         self.text().matches(needle).count()
     }
 }
+
+/// An on_connect hook that panics for a request with a `boom` query parameter and
+/// otherwise sends the event `welcome` with data `ok`.
+pub async fn welcome_unless_boom(conn: ssehub::Connection, ctx: ssehub::RequestContext) {
+    if ctx.query("boom").is_some() {
+        panic!("on_connect failure (expected by the test)");
+    }
+    let _ = conn.send_event("welcome", "ok");
+}
+
+/// Open `/sse?boom=1` on a server using [`welcome_unless_boom`]: the stream opens,
+/// then ends without an event.
+pub async fn assert_boom_stream_ends_without_events(srv: &TestServer) {
+    let mut bad = srv.sse("/sse?boom=1").await;
+    assert_eq!(bad.status, StatusCode::OK);
+    let items = bad.until_end().await;
+    assert!(
+        !items.iter().any(|i| matches!(i, Item::Event(_))),
+        "{items:?}"
+    );
+}
