@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use common::*;
 use http::StatusCode;
 use ssehub::decode::Item;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 struct AxumServer {
@@ -53,13 +53,12 @@ async fn start() -> AxumServer {
 #[tokio::test]
 async fn axum_mount_streams_and_broadcasts() {
     let srv = start().await;
-    let mut s = TcpStream::connect(srv.addr).await.unwrap();
-    let local = s.local_addr().unwrap();
-    let head = raw_exchange(
-        &mut s,
+    let (mut s, head) = raw_request(
+        srv.addr,
         "GET /sse?room=news HTTP/1.1\r\nhost: t\r\naccept-encoding: gzip\r\n\r\n",
     )
     .await;
+    let local = s.local_addr().unwrap();
     assert_eq!(head.status, 200);
     assert_eq!(
         head.header("content-type"),

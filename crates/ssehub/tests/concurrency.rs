@@ -143,6 +143,17 @@ async fn concurrent_senders_never_interleave() {
     srv.stop().await;
 }
 
+/// A server whose streams join no room by themselves, and the hand-out of their
+/// connections.
+async fn start_without_auto_join() -> (TestServer, Handout) {
+    let (options, handout) = Handout::wrap(
+        SseOptions::new()
+            .keep_alive(None)
+            .auto_join_room(None::<String>),
+    );
+    (TestServer::start(options).await, handout)
+}
+
 /// Whether `conn` is a member of `room` according to the hub's room table.
 fn listed(srv: &TestServer, room: &str, conn: &Connection) -> bool {
     srv.hub.members(room).contains(conn)
@@ -152,12 +163,7 @@ fn listed(srv: &TestServer, room: &str, conn: &Connection) -> bool {
 async fn joins_racing_with_last_leave_leave_no_stranded_member() {
     const ITERATIONS: usize = 300;
     const OPS: usize = 50;
-    let (options, mut handout) = Handout::wrap(
-        SseOptions::new()
-            .keep_alive(None)
-            .auto_join_room(None::<String>),
-    );
-    let srv = TestServer::start(options).await;
+    let (srv, mut handout) = start_without_auto_join().await;
     let (_a, ca) = handout.open(&srv, "/sse").await;
     let (_b, cb) = handout.open(&srv, "/sse").await;
     for iteration in 0..ITERATIONS {
@@ -213,12 +219,7 @@ async fn joins_racing_with_last_leave_leave_no_stranded_member() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_racing_with_close_leave_no_trace() {
     const CONNECTIONS: usize = 40;
-    let (options, mut handout) = Handout::wrap(
-        SseOptions::new()
-            .keep_alive(None)
-            .auto_join_room(None::<String>),
-    );
-    let srv = TestServer::start(options).await;
+    let (srv, mut handout) = start_without_auto_join().await;
     let (_keeper, keeper) = handout.open(&srv, "/sse").await;
     keeper.join("shared").unwrap();
     for n in 0..CONNECTIONS {

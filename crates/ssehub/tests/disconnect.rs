@@ -51,9 +51,8 @@ async fn abrupt_disconnect_leaves_every_room_joined_on_connect() {
     // One client stays, in room b only.
     let (_stays, stays) = handout.open(&srv, "/sse?room=b").await;
     for (n, linger) in [(0, false), (1, true), (2, false)] {
-        let mut s = TcpStream::connect(srv.addr).await.unwrap();
-        let head = raw_exchange(
-            &mut s,
+        let (s, head) = raw_request(
+            srv.addr,
             "GET /sse?room=a&room=b&room=c&room=d HTTP/1.1\r\nhost: t\r\n\r\n",
         )
         .await;

@@ -15,9 +15,8 @@ use tokio::net::TcpStream;
 #[tokio::test]
 async fn http1_handshake_headers_and_first_bytes() {
     let srv = TestServer::start(SseOptions::new()).await;
-    let mut s = TcpStream::connect(srv.addr).await.unwrap();
-    let head = raw_exchange(
-        &mut s,
+    let (mut s, head) = raw_request(
+        srv.addr,
         "GET /sse HTTP/1.1\r\nhost: t\r\naccept: text/event-stream\r\naccept-encoding: gzip, br\r\n\r\n",
     )
     .await;

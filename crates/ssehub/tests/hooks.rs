@@ -12,7 +12,6 @@ use http::header::{HeaderValue, WWW_AUTHENTICATE};
 use http::{Method, StatusCode};
 use ssehub::decode::Item;
 use ssehub::{Rejection, RequestContext, SseOptions};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 /// Options whose authorize hook answers by the `token` query parameter, and a counter of
@@ -158,13 +157,12 @@ async fn context_server() -> (TestServer, mpsc::UnboundedReceiver<RequestContext
 #[tokio::test]
 async fn on_connect_sees_the_request() {
     let (srv, mut rx) = context_server().await;
-    let mut s = TcpStream::connect(srv.addr).await.unwrap();
-    let local = s.local_addr().unwrap();
-    let head = raw_exchange(
-        &mut s,
+    let (s, head) = raw_request(
+        srv.addr,
         "GET /sse/?room=a&room=b&name=J%C3%BCrgen+K HTTP/1.1\r\nhost: t\r\nx-user: bob\r\nlast-event-id: 41\r\n\r\n",
     )
     .await;
+    let local = s.local_addr().unwrap();
     assert_eq!(head.status, 200);
     let ctx = within("context", rx.recv()).await.unwrap();
     assert_eq!(ctx.method(), Method::GET);

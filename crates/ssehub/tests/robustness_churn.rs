@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    eventually, raw_exchange, read_until_contains, rss, stream_request, until_closed, within,
+    eventually, raw_request, read_until_contains, rss, stream_request, until_closed, within,
     SseClient, TestServer,
 };
 use futures_util::future::join_all;
@@ -38,8 +38,7 @@ async fn churn_one(addr: SocketAddr, i: usize) -> bool {
         }
         // A stream reset by the client (RST instead of FIN).
         1 => {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            let head = raw_exchange(&mut s, &stream_request(addr, &path)).await;
+            let (s, head) = raw_request(addr, &stream_request(addr, &path)).await;
             assert_eq!(head.status, 200);
             s.set_zero_linger().unwrap();
             true
@@ -54,12 +53,8 @@ async fn churn_one(addr: SocketAddr, i: usize) -> bool {
         }
         // HEAD: the handshake headers, no stream.
         3 => {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            let head = raw_exchange(
-                &mut s,
-                &format!("HEAD /sse HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
-            )
-            .await;
+            let (_s, head) =
+                raw_request(addr, &format!("HEAD /sse HTTP/1.1\r\nHost: {addr}\r\n\r\n")).await;
             assert_eq!(head.status, 200);
             false
         }
@@ -73,8 +68,7 @@ async fn churn_one(addr: SocketAddr, i: usize) -> bool {
         // Half-closed: the client shuts its sending side after the stream opened and
         // keeps reading until the server ends the stream.
         _ => {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            let head = raw_exchange(&mut s, &stream_request(addr, &path)).await;
+            let (mut s, head) = raw_request(addr, &stream_request(addr, &path)).await;
             assert_eq!(head.status, 200);
             let mut seen = head.rest;
             read_until_contains(&mut s, &mut seen, b": connected").await;

@@ -64,8 +64,7 @@ async fn stop_is_bounded_with_a_client_that_does_not_read() {
     let (options, mut handout) = Handout::wrap(SseOptions::new().outbox_limit(64 * 1024 * 1024));
     let srv = TestServer::start_with(options, |s| s.grace(Duration::from_millis(300))).await;
     // A raw client that reads its response head and then nothing more.
-    let mut stalled = TcpStream::connect(srv.addr).await.unwrap();
-    let head = raw_exchange(&mut stalled, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    let (stalled, head) = raw_request(srv.addr, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
     assert_eq!(head.status, 200);
     let conn = handout.next().await;
     // Far more than the socket buffers hold: the stream cannot finish flushing.

@@ -58,8 +58,8 @@ async fn first_request_stream_is_taken_over() {
 #[tokio::test]
 async fn stream_on_a_reused_connection_goes_through_hyper() {
     let srv = TestServer::start(sse_options()).await;
-    let mut stream = TcpStream::connect(srv.addr).await.unwrap();
-    let first = raw_exchange(&mut stream, "GET /nothing HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    let (mut stream, first) =
+        raw_request(srv.addr, "GET /nothing HTTP/1.1\r\nhost: t\r\n\r\n").await;
     assert_eq!(first.status, 404);
     let len: usize = first.header("content-length").unwrap().parse().unwrap();
     let mut body = first.rest;
@@ -100,8 +100,7 @@ async fn refusals_on_the_taken_over_path_are_complete_answers() {
         sse_options().authorize(|_| async { Err(ssehub::Rejection::forbidden().body("no")) }),
     )
     .await;
-    let mut stream = TcpStream::connect(srv.addr).await.unwrap();
-    let head = raw_exchange(&mut stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    let (mut stream, head) = raw_request(srv.addr, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
     assert_eq!(head.status, 403);
     assert_eq!(head.header("content-length"), Some("2"));
     assert_eq!(head.header("connection"), Some("close"));

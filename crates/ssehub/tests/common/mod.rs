@@ -441,3 +441,11 @@ pub async fn assert_boom_stream_ends_without_events(srv: &TestServer) {
         "{items:?}"
     );
 }
+
+/// Connect to `addr`, write `request`, and read the response head: the socket and the
+/// head, for tests that speak raw HTTP/1.1.
+pub async fn raw_request(addr: SocketAddr, request: &str) -> (TcpStream, RawHead) {
+    let mut stream = within("connect", TcpStream::connect(addr)).await.unwrap();
+    let head = raw_exchange(&mut stream, request).await;
+    (stream, head)
+}
