@@ -34,6 +34,7 @@ use http_body::Body as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::connection::TransportAbort;
 use crate::endpoint::{PeerAddr, SseBody, SseEndpoint};
@@ -93,10 +94,11 @@ pub(crate) async fn accept(
     req.extensions_mut().insert(PeerAddr(peer));
     req.extensions_mut().insert(abort.clone());
     let res = endpoint.handle(req).await;
+    let batch_window = endpoint.batch_window();
     // Its own small task: the future that holds this connection stays small for the
     // hours it may live, whatever the accept path needed.
     tokio::spawn(async move {
-        serve(stream, res, closes, abort).await;
+        serve(stream, res, closes, abort, batch_window).await;
         drop(done);
     });
     Decision::Done
@@ -173,7 +175,13 @@ fn parse_sse_request(head: &[u8], endpoints: &[SseEndpoint]) -> Option<(Request<
 
 /// Write the answer, then (for a stream) move the outbox to the socket until the stream
 /// ends, the client leaves, or the connection is aborted by policy.
-async fn serve(mut stream: TcpStream, res: Response<SseBody>, closes: bool, abort: TransportAbort) {
+async fn serve(
+    mut stream: TcpStream,
+    res: Response<SseBody>,
+    closes: bool,
+    abort: TransportAbort,
+    batch_window: Duration,
+) {
     let (parts, mut body) = res.into_parts();
     let streaming = body.connection().is_some();
     let mut head = Vec::with_capacity(256);
@@ -216,11 +224,32 @@ async fn serve(mut stream: TcpStream, res: Response<SseBody>, closes: bool, abor
     }
     drop(head);
     let mut probe = [0u8; 16];
+    let mut next_write = Instant::now();
     loop {
         tokio::select! {
             frame = next_frame(&mut body) => match frame {
-                Some(data) => {
+                Some(first) => {
+                    let mut data = first;
+                    let mut ended = false;
+                    if Instant::now() < next_write {
+                        // Busy: this stream wrote moments ago. Let events gather until
+                        // the batching window has passed, then write them all at once.
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(next_write) => {}
+                            _ = abort.aborted() => return,
+                        }
+                        let mut more = BytesMut::from(&data[..]);
+                        ended = gather(&mut body, &mut more);
+                        data = more.freeze();
+                    }
                     if write_or_abort(&mut stream, &chunk(&data), &abort).await.is_err() {
+                        return;
+                    }
+                    next_write = Instant::now() + batch_window;
+                    if ended {
+                        if write_or_abort(&mut stream, b"0\r\n\r\n", &abort).await.is_ok() {
+                            let _ = stream.shutdown().await;
+                        }
                         return;
                     }
                 }
@@ -249,6 +278,32 @@ async fn serve(mut stream: TcpStream, res: Response<SseBody>, closes: bool, abor
         }
     }
     // Dropping `body` here tells the connection its transport is gone.
+}
+
+/// The most bytes one batched write gathers; the rest stays in the outbox (and counts
+/// against its bound) for the next write.
+const MAX_BATCH: usize = 64 * 1024;
+
+/// Append what the outbox holds now to `data` (up to [`MAX_BATCH`]), without waiting.
+/// True if the stream has ended.
+fn gather(body: &mut SseBody, data: &mut BytesMut) -> bool {
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    while data.len() < MAX_BATCH {
+        match Pin::new(&mut *body).poll_frame(&mut cx) {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                if let Ok(bytes) = frame.into_data() {
+                    data.extend_from_slice(&bytes);
+                }
+            }
+            std::task::Poll::Ready(Some(Err(never))) => match never {},
+            std::task::Poll::Ready(None) => return true,
+            // The noop waker stored here is replaced by the next real poll, which looks
+            // at the queue under the same lock first: no wake-up can be lost.
+            std::task::Poll::Pending => return false,
+        }
+    }
+    false
 }
 
 async fn next_frame(body: &mut SseBody) -> Option<Bytes> {

@@ -112,3 +112,27 @@ async fn refusals_on_the_taken_over_path_are_complete_answers() {
     assert_eq!(srv.hub.connection_count(), 0);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_busy_stream_gets_what_gathered_in_its_batching_window_in_one_write() {
+    let window = std::time::Duration::from_millis(400);
+    let srv = TestServer::start(sse_options().batch_window(window)).await;
+    let mut stream = TcpStream::connect(srv.addr).await.unwrap();
+    let head = raw_exchange(&mut stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert_eq!(head.status, 200);
+    let mut buf = head.rest;
+    read_until_contains(&mut stream, &mut buf, b": connected\n\n").await;
+    eventually("joined", || srv.hub.room_size("r") == 1).await;
+    assert_eq!(srv.hub.broadcast("r", &Message::new("a")), 1);
+    read_until_contains(&mut stream, &mut buf, b"data: a\n\n").await;
+    // The stream has just written: `b` waits for the window to pass, and `c`, sent a
+    // moment later, joins it in the same write. Without a window, `b` would have gone
+    // out alone, before `c` was sent.
+    assert_eq!(srv.hub.broadcast("r", &Message::new("b")), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(srv.hub.broadcast("r", &Message::new("c")), 1);
+    let frames = "data: b\n\ndata: c\n\n";
+    let chunk = format!("{:x}\r\n{frames}\r\n", frames.len());
+    read_until_contains(&mut stream, &mut buf, chunk.as_bytes()).await;
+    srv.stop().await;
+}
