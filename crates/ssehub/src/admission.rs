@@ -64,11 +64,10 @@ impl Admission {
             return Err(Refused::Total);
         }
         if let (Some(max), Some(ip)) = (self.limits.per_ip, ip) {
-            let n = counts.per_ip.entry(ip).or_default();
-            if *n >= max {
+            if counts.per_ip.get(&ip).is_some_and(|n| *n >= max) || max == 0 {
                 return Err(Refused::PerIp);
             }
-            *n += 1;
+            *counts.per_ip.entry(ip).or_default() += 1;
         }
         counts.total += 1;
         Ok(())

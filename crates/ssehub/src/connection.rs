@@ -7,7 +7,8 @@
 //! interleave. Whatever is queued when the body is polled goes out as one write.
 //!
 //! ## Invariants
-//! - The outbox holds at most `outbox_limit` bytes. A frame that would pass the bound
+//! - The outbox holds at most `outbox_limit` bytes, or one frame when that frame alone
+//!   is larger (so a large message can always be sent). A frame that would pass the bound
 //!   triggers the [`SlowConsumerPolicy`]: the connection is closed (default) or that frame
 //!   is dropped for this connection. Either way memory stays bounded.
 //! - `closed` fires exactly once: the first caller of the internal close wins an atomic
@@ -262,7 +263,7 @@ impl Connection {
     }
 
     /// Bytes queued for this client and not yet handed to the transport: how far behind
-    /// it is (at most the outbox limit).
+    /// it is (at most the outbox limit, or one larger frame).
     pub fn queued_bytes(&self) -> usize {
         lock(&self.inner.outbox).bytes
     }
@@ -312,6 +313,13 @@ impl Connection {
         if out.bytes + frame.len() > self.inner.config.outbox_limit && !out.queue.is_empty() {
             let first = !out.warned;
             out.warned = true;
+            if self.inner.config.policy == SlowConsumerPolicy::Close {
+                // Leave Open under this lock: a concurrent sender (or another room of
+                // the same broadcast) now sees Closed, so one overflow is reported once.
+                out.state = OutboxState::Aborted;
+                out.queue = VecDeque::new();
+                out.bytes = 0;
+            }
             drop(out);
             return match self.inner.config.policy {
                 SlowConsumerPolicy::Close => Enqueued::Overflow,

@@ -56,8 +56,8 @@ pub struct Decoder {
     buf: BytesMut,
     /// The previous chunk ended in CR: a LF at the start of the next one is part of it.
     skip_lf: bool,
-    /// Still at the start of the stream: a BOM here is stripped.
-    at_start: bool,
+    /// Past the start of the stream: a BOM is stripped only before this is set.
+    past_start: bool,
     event_type: String,
     data: String,
     last_event_id_buffer: String,
@@ -68,10 +68,7 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder at the start of a stream.
     pub fn new() -> Decoder {
-        Decoder {
-            at_start: true,
-            ..Decoder::default()
-        }
+        Decoder::default()
     }
 
     /// A decoder for a reconnected stream: the last event id carries over, as it does in
@@ -118,8 +115,8 @@ impl Decoder {
             }
             self.started = true;
             let mut text: &[u8] = &line;
-            if self.at_start {
-                self.at_start = false;
+            if !self.past_start {
+                self.past_start = true;
                 text = text.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(text);
             }
             if let Some(item) = self.process_line(text) {

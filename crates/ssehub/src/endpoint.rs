@@ -47,6 +47,9 @@ pub enum ConfigError {
     /// The outbox limit is zero.
     #[error("outbox limit must be at least 1 byte")]
     OutboxLimit,
+    /// The auto-join room name is not a valid room name.
+    #[error("invalid auto-join room: {0}")]
+    AutoJoinRoom(crate::hub::JoinError),
 }
 
 /// The peer's socket address, as a request extension. [`crate::Server`] inserts it; when
@@ -466,6 +469,9 @@ impl SseEndpoint {
         if options.outbox_limit == 0 {
             return Err(ConfigError::OutboxLimit);
         }
+        if let Some(room) = &options.auto_join_room {
+            crate::hub::validate_room(room).map_err(ConfigError::AutoJoinRoom)?;
+        }
         Ok(SseEndpoint {
             inner: Arc::new(EndpointInner {
                 admission: Admission::new(options.limits),
@@ -663,7 +669,11 @@ impl SseEndpoint {
 /// dropped together (a restart, a network blip) do not all come back at the same instant.
 fn jitter(retry: Duration, id: uuid::Uuid) -> Duration {
     let percent = 80 + (id.as_u128() % 21) as u32;
-    retry * percent / 100
+    // In whole milliseconds (what goes on the wire), divided first so that a huge
+    // configured delay cannot overflow.
+    let ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
+    let percent = u64::from(percent);
+    Duration::from_millis(ms / 100 * percent + ms % 100 * percent / 100)
 }
 
 fn retry_frame(delay: Duration) -> Bytes {

@@ -372,6 +372,10 @@ impl Hub {
         for c in &conns {
             if !(only_idle && c.take_active()) {
                 fanout.push(c, frame);
+                if only_idle {
+                    // A ping is not traffic: the next sweep must see the stream idle.
+                    c.take_active();
+                }
             }
         }
         fanout.finish()
@@ -494,8 +498,9 @@ impl Broadcast<'_> {
         self.send_frame(message.encode())
     }
 
-    /// Queue an already encoded frame.
-    pub fn send_frame(self, frame: Bytes) -> usize {
+    /// Queue an already encoded frame (crate-internal: only encoded messages and
+    /// comments may reach the wire).
+    pub(crate) fn send_frame(self, frame: Bytes) -> usize {
         let hub = self.hub;
         hub.inner.stats.published.inc();
         let mut seen = self.unique.then(HashSet::new);
@@ -641,6 +646,41 @@ mod tests {
             assert_eq!(got.as_ptr(), frame.as_ptr());
             assert_eq!(got, frame);
         }
+    }
+
+    #[test]
+    fn keep_alive_pings_an_idle_stream_every_sweep_and_a_busy_one_never() {
+        let hub = Hub::new();
+        let idle = conn(&hub);
+        let busy = conn(&hub);
+        let ping = crate::frame::comment("ping");
+        for _ in 0..3 {
+            busy.send_comment("traffic").unwrap();
+            assert_eq!(hub.send_to_all(&ping, true), 1, "only the idle stream");
+        }
+        assert!(!busy.take_active(), "the busy one's traffic was seen");
+        let waker = futures_util::task::noop_waker();
+        let mut pings = Vec::new();
+        while let Ok(Some(b)) = idle.poll_outbox(&waker) {
+            pings.extend_from_slice(&b);
+        }
+        assert_eq!(pings, b": ping\n\n".repeat(3));
+    }
+
+    #[test]
+    fn an_overflow_is_reported_once_even_across_rooms() {
+        let hub = Hub::new();
+        let c = hub.connect(ConnectionConfig {
+            outbox_limit: 10,
+            policy: SlowConsumerPolicy::Close,
+            abort: None,
+        });
+        hub.join("r1", &c).unwrap();
+        hub.join("r2", &c).unwrap();
+        assert_eq!(hub.broadcast("r1", &Message::new("fills the outbox")), 1);
+        assert_eq!(hub.broadcast_many(["r1", "r2"], &Message::new("x")), 0);
+        assert!(c.is_closed());
+        assert_eq!(hub.stats().slow_consumer_closes, 1);
     }
 
     #[test]

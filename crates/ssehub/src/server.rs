@@ -341,7 +341,12 @@ impl BoundServer {
             let svc_abort = abort.clone();
             let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(PeerAddr(peer));
-                req.extensions_mut().insert(svc_abort.clone());
+                // One abort drops the whole TCP connection: right for HTTP/1.1 (one
+                // stream), wrong for HTTP/2, where it would take every sibling stream
+                // with it. There a closed stream just ends its own response.
+                if req.version() != http::Version::HTTP_2 {
+                    req.extensions_mut().insert(svc_abort.clone());
+                }
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(app.dispatch(req).await) }
             });
@@ -457,11 +462,16 @@ impl App {
     async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
         let path = path.as_str();
-        for ep in &self.sse {
-            let p = ep.prefix();
-            if path == p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')) {
-                return ep.handle(req).await.map(box_body);
-            }
+        // The endpoint that serves exactly this path first (as the bare-socket path
+        // picks it), then one whose prefix the path is below (it answers 404).
+        let ep = self.sse.iter().find(|e| e.matches(path)).or_else(|| {
+            self.sse.iter().find(|e| {
+                path.strip_prefix(e.prefix())
+                    .is_some_and(|r| r.starts_with('/'))
+            })
+        });
+        if let Some(ep) = ep {
+            return ep.handle(req).await.map(box_body);
         }
         if let Some(handler) = self.routes.get(path) {
             return handler(req).await;

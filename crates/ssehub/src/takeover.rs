@@ -202,6 +202,10 @@ async fn serve(
         head.extend_from_slice(b"connection: close\r\n");
     }
     for (name, value) in &parts.headers {
+        // Framing is ours to write; a stray framing header would contradict it.
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
         if name != header::CONNECTION || (streaming && !closes) {
             head.extend_from_slice(name.as_str().as_bytes());
             head.extend_from_slice(b": ");
@@ -212,7 +216,11 @@ async fn serve(
     if !streaming {
         // A fixed answer (a refusal, a back-off): send it whole and close.
         let data = next_frame(&mut body).await.unwrap_or_default();
-        let _ = write!(head, "content-length: {}\r\n\r\n", data.len());
+        // RFC 9110: no Content-Length on 204 and 304.
+        if !matches!(parts.status.as_u16(), 204 | 304) {
+            let _ = write!(head, "content-length: {}\r\n", data.len());
+        }
+        head.extend_from_slice(b"\r\n");
         head.extend_from_slice(&data);
         let _ = write_or_abort(&mut stream, &head, &abort).await;
         let _ = stream.shutdown().await;

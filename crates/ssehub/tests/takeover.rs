@@ -136,3 +136,16 @@ async fn a_busy_stream_gets_what_gathered_in_its_batching_window_in_one_write() 
     read_until_contains(&mut stream, &mut buf, chunk.as_bytes()).await;
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_204_on_the_taken_over_path_has_no_content_length() {
+    let srv =
+        TestServer::start(sse_options().authorize(|_| async { Err(ssehub::Rejection::stop()) }))
+            .await;
+    let mut stream = TcpStream::connect(srv.addr).await.unwrap();
+    let head = raw_exchange(&mut stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert_eq!(head.status, 204);
+    assert_eq!(head.header("content-length"), None);
+    assert_eq!(head.header("transfer-encoding"), None);
+    srv.stop().await;
+}
