@@ -18,6 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -460,6 +461,8 @@ struct EndpointInner {
     preamble: Bytes,
     keep_alive_started: std::sync::Once,
     admission: Admission,
+    /// Set when the server shuts down: no new stream.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl SseEndpoint {
@@ -478,8 +481,18 @@ impl SseEndpoint {
                 opts: options,
                 preamble: frame::comment("connected"),
                 keep_alive_started: std::sync::Once::new(),
+                closing: std::sync::atomic::AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Refuse new streams from now on (the server is shutting down).
+    pub(crate) fn begin_shutdown(&self) {
+        self.inner.closing.store(true, Ordering::SeqCst);
+    }
+
+    fn closing(&self) -> bool {
+        self.inner.closing.load(Ordering::SeqCst)
     }
 
     /// How long a busy stream lets events gather (see [`SseOptions::batch_window`]).
@@ -551,13 +564,13 @@ impl SseEndpoint {
         if method == Method::HEAD {
             return self.handshake(&req, SseBody::empty());
         }
+        if self.closing() {
+            return unavailable("shutting down");
+        }
         let ip = ctx.peer_addr().map(|a| a.ip());
         if let Err(refused) = self.inner.admission.admit(ip) {
             tracing::warn!(peer = ?ctx.peer_addr(), reason = refused.reason(), "stream refused");
-            let mut res = plain(StatusCode::SERVICE_UNAVAILABLE, refused.reason());
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            return res;
+            return unavailable(refused.reason());
         }
         self.start_keep_alive();
         let conn = opts.hub.connect(ConnectionConfig {
@@ -589,6 +602,12 @@ impl SseEndpoint {
                 Some(conn.clone()),
                 hook(conn.clone(), ctx),
             );
+        }
+        if self.closing() {
+            // Shutdown began while this stream was being set up, possibly after the
+            // server closed every stream it knew: close this one too (it still gets
+            // what was queued, then its end).
+            conn.close();
         }
         tracing::debug!(conn = %conn.id(), "stream opened");
         self.handshake(&req, SseBody::stream(conn))
@@ -699,6 +718,14 @@ fn spawn_hook(
             }
         }
     });
+}
+
+/// 503 with `Retry-After`: come back in a few seconds.
+fn unavailable(reason: &str) -> Response<SseBody> {
+    let mut res = plain(StatusCode::SERVICE_UNAVAILABLE, reason);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    res
 }
 
 fn plain(status: StatusCode, text: &str) -> Response<SseBody> {

@@ -321,6 +321,9 @@ impl BoundServer {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         // Streams served on the bare socket hold a clone; shutdown waits for all to drop.
         let (streams_done, mut streams_finished) = tokio::sync::mpsc::channel::<()>(1);
+        // Every connection task watches this: at `Draining` a connection that has not
+        // made its first request yet is dropped; at `Over` every connection is.
+        let (stage_tx, stage) = tokio::sync::watch::channel(Stage::Serving);
         tokio::pin!(signal);
         loop {
             let (stream, peer) = tokio::select! {
@@ -355,29 +358,27 @@ impl BoundServer {
             let header_timeout = self.header_timeout;
             let sse_app = self.app.clone();
             let done = streams_done.clone();
+            let mut stage = stage.clone();
             tokio::spawn(async move {
                 // A new connection's first request may open an SSE stream over HTTP/1.1:
                 // then it is served on the bare socket, without hyper's buffers.
-                let stream = match takeover::accept(
-                    stream,
-                    peer,
-                    &sse_app.sse,
-                    header_timeout,
-                    done,
-                )
-                .await
-                {
-                    Decision::Done => return,
-                    Decision::Hyper(stream) => stream,
+                let first = takeover::accept(stream, peer, &sse_app.sse, header_timeout, done);
+                let stream = tokio::select! {
+                    decision = first => match decision {
+                        Decision::Done => return,
+                        Decision::Hyper(stream) => stream,
+                    },
+                    _ = reached(&mut stage, Stage::Draining) => return,
                 };
                 drop(sse_app);
                 // The protocol sniffing before hyper's own header timeout has no limit of
                 // its own: a client that connects and sends nothing (or half an HTTP/2
                 // preface) would hold its descriptor for ever.
-                if !matches!(
-                    tokio::time::timeout(header_timeout, sniffable(&stream)).await,
-                    Ok(true)
-                ) {
+                let sniffed = tokio::select! {
+                    s = tokio::time::timeout(header_timeout, sniffable(&stream)) => s,
+                    _ = reached(&mut stage, Stage::Draining) => return,
+                };
+                if !matches!(sniffed, Ok(true)) {
                     tracing::debug!(%peer, "no request within the header timeout");
                     return;
                 }
@@ -390,25 +391,34 @@ impl BoundServer {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     },
                     _ = abort.aborted() => tracing::debug!(%peer, "connection aborted"),
+                    _ = reached(&mut stage, Stage::Over) => {}
                 }
             });
         }
         tracing::info!("shutting down");
         drop(self.listener);
+        let _ = stage_tx.send(Stage::Draining);
+        for ep in &self.app.sse {
+            // A stream still being set up (its authorize hook running) is refused or,
+            // if it got in, closed: nothing opens behind the close below.
+            ep.begin_shutdown();
+        }
         let mut endpoints: Vec<&SseEndpoint> = Vec::new();
         for ep in &self.app.sse {
             if !endpoints.iter().any(|e| e.hub().same_as(ep.hub())) {
                 endpoints.push(ep);
             }
         }
+        // The streams closed here leave the hub at once, though their clients may still
+        // be reading what they had queued: keep them, to drop them if the grace runs out.
         let mut streams = Vec::new();
-        for ep in endpoints {
+        for ep in &endpoints {
             let hub = ep.hub();
             if let Some(m) = &self.farewell {
                 hub.send_to_everyone(m);
             }
-            let conns = hub.connections();
             // A jittered reconnection delay: no reconnect storm when we come back.
+            let conns = hub.connections();
             for c in &conns {
                 let _ = c.send_frame(ep.restart_hint(c));
             }
@@ -423,6 +433,8 @@ impl BoundServer {
         if tokio::time::timeout(self.grace, all_closed).await.is_err() {
             // Never half-delivered without a trace: say how many streams still had
             // events queued (their clients were not reading) when they were dropped.
+            // ...and any that opened since (refused by now, but racing in before).
+            streams.extend(endpoints.iter().flat_map(|e| e.hub().connections()));
             let open: Vec<_> = streams.iter().filter(|c| c.transport_attached()).collect();
             let queued: Vec<usize> = open
                 .iter()
@@ -439,7 +451,24 @@ impl BoundServer {
                 c.abort();
             }
         }
+        // Whatever is left (an endpoint mounted through `fallback`, a slow route) goes now.
+        let _ = stage_tx.send(Stage::Over);
     }
+}
+
+/// Where the server is in its life, as connection tasks see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stage {
+    Serving,
+    /// Shutting down: no new requests.
+    Draining,
+    /// The grace period is over.
+    Over,
+}
+
+/// Wait until the server has reached `stage` (or the server is gone).
+async fn reached(stage: &mut tokio::sync::watch::Receiver<Stage>, at: Stage) {
+    let _ = stage.wait_for(|s| *s >= at).await;
 }
 
 /// Wait until the first bytes tell HTTP/1 from HTTP/2: any byte that is not the start

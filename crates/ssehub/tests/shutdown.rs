@@ -112,3 +112,42 @@ async fn stop_tells_every_stream_a_jittered_reconnection_delay() {
     }
     assert!(delays.len() > 5, "spread out: {delays:?}");
 }
+
+/// Grace period and header timeout far beyond every `within` bound: a shutdown that
+/// waited for either would fail these tests.
+fn patient(s: ssehub::Server) -> ssehub::Server {
+    s.grace(Duration::from_secs(60))
+        .header_timeout(Duration::from_secs(60))
+}
+
+#[tokio::test]
+async fn a_client_that_sent_nothing_does_not_delay_shutdown() {
+    let srv = TestServer::start_with(SseOptions::new(), patient).await;
+    let _silent = TcpStream::connect(srv.addr).await.unwrap();
+    let _open = srv.sse("/sse").await;
+    eventually("one stream", || srv.hub.connection_count() == 1).await;
+    srv.stop().await; // bounded by `within`
+}
+
+#[tokio::test]
+async fn no_stream_opens_once_shutdown_has_begun() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = TestServer::start_with(SseOptions::new(), patient).await;
+    let hub = srv.hub.clone();
+    let mut late = TcpStream::connect(srv.addr).await.unwrap();
+    late.write_all(b"GET /sse HTTP/1.1\r\nhost: t\r\n")
+        .await
+        .unwrap();
+    let stopping = tokio::spawn(srv.stop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = late.write_all(b"\r\n").await; // the rest of the head, after the stop
+    let mut answer = Vec::new();
+    let _ = within("the late client's end", late.read_to_end(&mut answer)).await;
+    within("shutdown", stopping).await.unwrap();
+    assert!(
+        !String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"),
+        "a stream opened after shutdown began: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(hub.connection_count(), 0);
+}
