@@ -21,7 +21,6 @@ mod http_client;
 #[path = "bench_sub.rs"]
 mod sub;
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,7 +33,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use http_client::{cpu_seconds, rss_bytes, Client, ServerStats};
+use crate::client::Target;
+pub(crate) use http_client::rss_bytes;
+use http_client::{cpu_seconds, Client, ServerStats};
 
 /// File descriptors kept back from the open-file limit for everything but subscribers.
 const FD_RESERVE: u64 = 64;
@@ -140,40 +141,7 @@ struct Report {
     first_error: Option<String>,
 }
 
-/// Where the server is.
-struct Target {
-    addr: SocketAddr,
-    host: String,
-    /// Path prefix from the URL, without a trailing slash.
-    prefix: String,
-}
-
 impl Target {
-    async fn parse(url: &str) -> anyhow::Result<Target> {
-        let uri: http::Uri = url
-            .parse()
-            .with_context(|| format!("invalid URL {url:?}"))?;
-        if uri.scheme_str() != Some("http") {
-            bail!("--url must be an http:// URL, got {url:?}");
-        }
-        let authority = uri.authority().context("--url has no host")?;
-        let port = authority.port_u16().unwrap_or(80);
-        let addr = tokio::net::lookup_host((authority.host(), port))
-            .await
-            .with_context(|| format!("resolving {}", authority.host()))?
-            .next()
-            .with_context(|| format!("{} has no address", authority.host()))?;
-        Ok(Target {
-            addr,
-            host: authority.as_str().to_owned(),
-            prefix: uri.path().trim_end_matches('/').to_owned(),
-        })
-    }
-
-    fn path(&self, p: &str) -> String {
-        format!("{}{p}", self.prefix)
-    }
-
     async fn stats(&self) -> anyhow::Result<ServerStats> {
         http_client::stats(self.addr, &self.host, &self.path("/stats")).await
     }
@@ -191,7 +159,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             bail!("--rate must be a positive number of events per second");
         }
     }
-    let target = Target::parse(&args.url).await?;
+    let target = Target::parse(&args.url)
+        .await
+        .with_context(|| format!("--url {}", args.url))?;
     let limit = raise_fd_limit();
     if args.subscribers as u64 + FD_RESERVE > limit {
         bail!(

@@ -1,5 +1,7 @@
-//! The HTTP client side shared by `listen` and `publish`: URL checks and a hyper client.
+//! The HTTP client side shared by the commands: URL checks, where a server is
+//! ([`Target`]), and a hyper client.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -27,6 +29,39 @@ pub fn parse_url(url: &str) -> anyhow::Result<Uri> {
     }
     anyhow::ensure!(uri.host().is_some(), "{url}: the URL has no host");
     Ok(uri)
+}
+
+/// Where a server is: its address, its `Host`, and the path prefix its URL gave.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub host: String,
+    /// Path prefix from the URL, without a trailing slash.
+    pub prefix: String,
+}
+
+impl Target {
+    /// Check `url` (see [`parse_url`]) and resolve its host.
+    pub async fn parse(url: &str) -> anyhow::Result<Target> {
+        let uri = parse_url(url)?;
+        let authority = uri.authority().context("the URL has no host")?;
+        let port = authority.port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((authority.host(), port))
+            .await
+            .with_context(|| format!("resolving {}", authority.host()))?
+            .next()
+            .with_context(|| format!("{} has no address", authority.host()))?;
+        Ok(Target {
+            addr,
+            host: authority.as_str().to_owned(),
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// `p` below the URL's path prefix.
+    pub fn path(&self, p: &str) -> String {
+        format!("{}{p}", self.prefix)
+    }
 }
 
 /// A plain-HTTP client (HTTP/1.1, connection pool).

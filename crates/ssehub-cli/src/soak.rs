@@ -25,7 +25,6 @@
 //! ssehub soak --url http://127.0.0.1:2015 --server-pid $(pidof ssehub) --duration 3600
 //! ```
 
-use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -39,6 +38,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use ssehub::decode::{Decoder, Item};
+
+use crate::client::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -92,36 +93,6 @@ pub struct Args {
     /// Bytes of data of an event to the bulk room.
     #[arg(long, default_value_t = 16 * 1024)]
     pub bulk_size: usize,
-}
-
-/// Where the server is.
-#[derive(Clone)]
-struct Target {
-    addr: SocketAddr,
-    host: String,
-    prefix: String,
-}
-
-impl Target {
-    async fn parse(url: &str) -> anyhow::Result<Target> {
-        let uri = crate::client::parse_url(url)?;
-        let authority = uri.authority().context("the URL has no host")?;
-        let port = authority.port_u16().unwrap_or(80);
-        let addr = tokio::net::lookup_host((authority.host(), port))
-            .await
-            .with_context(|| format!("resolving {}", authority.host()))?
-            .next()
-            .with_context(|| format!("{} has no address", authority.host()))?;
-        Ok(Target {
-            addr,
-            host: authority.as_str().to_owned(),
-            prefix: uri.path().trim_end_matches('/').to_owned(),
-        })
-    }
-
-    fn path(&self, p: &str) -> String {
-        format!("{}{p}", self.prefix)
-    }
 }
 
 /// One keep-alive HTTP/1.1 connection.
@@ -204,11 +175,9 @@ async fn stats(target: &Target) -> anyhow::Result<Stats> {
     })
 }
 
-/// Resident memory of a process, in bytes.
+/// Resident memory of a process, in bytes, if it can be read.
 fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+    crate::bench::rss_bytes(pid).ok()
 }
 
 /// What one fast reader saw.
@@ -558,7 +527,9 @@ async fn wait_accepting(target: &Target) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let target = Target::parse(&args.url).await?;
+    let target = Target::parse(&args.url)
+        .await
+        .with_context(|| format!("--url {}", args.url))?;
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let mut server = if args.spawn_server {
         Some(spawn_server(&target)?)
