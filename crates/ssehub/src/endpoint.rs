@@ -187,7 +187,10 @@ impl SseOptions {
     }
 
     /// The most streams from one client IP address (`None` by default). Past it the
-    /// client gets 503 with `Retry-After`.
+    /// client gets 503 with `Retry-After`. The address comes from the [`PeerAddr`]
+    /// request extension, which [`crate::Server`] sets; when the endpoint is mounted in
+    /// another server, insert it (see `examples/axum.rs`), or only the total limit applies.
+    /// Behind a proxy every client shares the proxy's address.
     pub fn max_connections_per_ip(mut self, max: Option<usize>) -> Self {
         self.limits.per_ip = max;
         self
