@@ -230,7 +230,9 @@ async fn serve(
     if write_or_abort(&mut stream, &head, &abort).await.is_err() {
         return;
     }
+    // The head and the response's headers are done with; a stream may last for hours.
     drop(head);
+    drop(parts);
     let mut probe = [0u8; 16];
     let mut next_write = Instant::now();
     loop {
