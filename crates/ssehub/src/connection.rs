@@ -135,6 +135,15 @@ struct Outbox {
     warned: bool,
 }
 
+impl Outbox {
+    /// Closed by policy or by the transport: drop what is queued, end at once.
+    fn abort(&mut self) {
+        self.state = OutboxState::Aborted;
+        self.queue = VecDeque::new();
+        self.bytes = 0;
+    }
+}
+
 #[derive(Default, PartialEq, Eq, Clone, Copy, Debug)]
 enum OutboxState {
     #[default]
@@ -152,6 +161,8 @@ pub(crate) enum Enqueued {
     Closed,
     /// Dropped by the `DropEvent` policy.
     Dropped,
+    /// Not a keep-alive candidate: it had traffic since the last sweep.
+    Busy,
     /// Over the bound under the `Close` policy: the caller must call `close_overflowed`
     /// once it holds no hub lock.
     Overflow,
@@ -228,6 +239,7 @@ impl Connection {
             Enqueued::Yes => Ok(()),
             Enqueued::Closed => Err(SendError::Closed),
             Enqueued::Dropped => Err(SendError::Overflow),
+            Enqueued::Busy => unreachable!("only keep-alive pings are skipped as busy"),
             Enqueued::Overflow => {
                 self.close_overflowed();
                 Err(SendError::Overflow)
@@ -306,9 +318,23 @@ impl Connection {
     }
 
     pub(crate) fn enqueue(&self, frame: Bytes) -> Enqueued {
+        self.push(frame, false)
+    }
+
+    /// For the keep-alive sweep: queue `ping` unless frames were queued since the last
+    /// sweep (traffic is the keep-alive). Either way the slate is clean for the next
+    /// sweep: a ping is not traffic.
+    pub(crate) fn enqueue_keep_alive(&self, ping: Bytes) -> Enqueued {
+        self.push(ping, true)
+    }
+
+    fn push(&self, frame: Bytes, keep_alive: bool) -> Enqueued {
         let mut out = lock(&self.inner.outbox);
         if out.state != OutboxState::Open {
             return Enqueued::Closed;
+        }
+        if keep_alive && std::mem::take(&mut out.active) {
+            return Enqueued::Busy;
         }
         if out.bytes + frame.len() > self.inner.config.outbox_limit && !out.queue.is_empty() {
             let first = !out.warned;
@@ -316,9 +342,7 @@ impl Connection {
             if self.inner.config.policy == SlowConsumerPolicy::Close {
                 // Leave Open under this lock: a concurrent sender (or another room of
                 // the same broadcast) now sees Closed, so one overflow is reported once.
-                out.state = OutboxState::Aborted;
-                out.queue = VecDeque::new();
-                out.bytes = 0;
+                out.abort();
             }
             drop(out);
             return match self.inner.config.policy {
@@ -335,7 +359,7 @@ impl Connection {
         }
         out.bytes += frame.len();
         out.queue.push_back(frame);
-        out.active = true;
+        out.active |= !keep_alive;
         if let Some(w) = out.waker.take() {
             drop(out);
             w.wake();
@@ -343,8 +367,8 @@ impl Connection {
         Enqueued::Yes
     }
 
-    /// For the keep-alive sweep: true (and cleared) if frames were queued since the last
-    /// call, so that a busy connection is never pinged.
+    /// True (and cleared) if frames other than pings were queued since the last sweep.
+    #[cfg(test)]
     pub(crate) fn take_active(&self) -> bool {
         std::mem::take(&mut lock(&self.inner.outbox).active)
     }
@@ -366,12 +390,10 @@ impl Connection {
     fn close_with(&self, state: OutboxState) {
         {
             let mut out = lock(&self.inner.outbox);
-            if out.state == OutboxState::Open || state == OutboxState::Aborted {
-                out.state = state;
-            }
             if state == OutboxState::Aborted {
-                out.queue = VecDeque::new();
-                out.bytes = 0;
+                out.abort();
+            } else if out.state == OutboxState::Open {
+                out.state = state;
             }
             if let Some(w) = out.waker.take() {
                 w.wake();
@@ -401,10 +423,8 @@ impl Connection {
             let chunk = if out.queue.is_empty() {
                 first
             } else {
-                let take = coalesce_count(&out.queue, first.len());
-                let mut buf = BytesMut::with_capacity(
-                    first.len() + out.queue.iter().take(take).map(Bytes::len).sum::<usize>(),
-                );
+                let (take, total) = coalesce_count(&out.queue, first.len());
+                let mut buf = BytesMut::with_capacity(total);
                 buf.extend_from_slice(&first);
                 for b in out.queue.drain(..take) {
                     buf.extend_from_slice(&b);
@@ -433,8 +453,9 @@ impl Connection {
     }
 }
 
-/// How many queued frames after the first one fit into one coalesced write.
-fn coalesce_count(queue: &VecDeque<Bytes>, first: usize) -> usize {
+/// How many queued frames after the first one fit into one coalesced write, and the
+/// write's length.
+fn coalesce_count(queue: &VecDeque<Bytes>, first: usize) -> (usize, usize) {
     const MAX_WRITE: usize = 64 * 1024;
     let mut total = first;
     let mut n = 0;
@@ -445,7 +466,7 @@ fn coalesce_count(queue: &VecDeque<Bytes>, first: usize) -> usize {
         total += b.len();
         n += 1;
     }
-    n
+    (n, total)
 }
 
 /// Lock a mutex, ignoring poisoning: every critical section here leaves the data valid.

@@ -370,13 +370,12 @@ impl Hub {
         let conns: Vec<Connection> = lock(&self.inner.connections).values().cloned().collect();
         let mut fanout = Fanout::default();
         for c in &conns {
-            if !(only_idle && c.take_active()) {
-                fanout.push(c, frame);
-                if only_idle {
-                    // A ping is not traffic: the next sweep must see the stream idle.
-                    c.take_active();
-                }
-            }
+            let queued = if only_idle {
+                c.enqueue_keep_alive(frame.clone())
+            } else {
+                c.enqueue(frame.clone())
+            };
+            fanout.tally(c, queued);
         }
         fanout.finish()
     }
@@ -537,10 +536,14 @@ struct Fanout {
 
 impl Fanout {
     fn push(&mut self, conn: &Connection, frame: &Bytes) {
-        match conn.enqueue(frame.clone()) {
+        self.tally(conn, conn.enqueue(frame.clone()));
+    }
+
+    fn tally(&mut self, conn: &Connection, queued: Enqueued) {
+        match queued {
             Enqueued::Yes => self.reached += 1,
             Enqueued::Overflow => self.overflowed.push(conn.clone()),
-            Enqueued::Closed | Enqueued::Dropped => {}
+            Enqueued::Closed | Enqueued::Dropped | Enqueued::Busy => {}
         }
     }
 

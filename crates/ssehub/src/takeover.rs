@@ -239,7 +239,7 @@ async fn serve(
         tokio::select! {
             frame = next_frame(&mut body) => match frame {
                 Some(first) => {
-                    let mut data = first;
+                    let mut pieces = vec![first];
                     let mut ended = false;
                     if Instant::now() < next_write {
                         // Busy: this stream wrote moments ago. Let events gather until
@@ -248,28 +248,18 @@ async fn serve(
                             _ = tokio::time::sleep_until(next_write) => {}
                             _ = abort.aborted() => return,
                         }
-                        let mut more = BytesMut::from(&data[..]);
-                        ended = gather(&mut body, &mut more);
-                        data = more.freeze();
+                        ended = gather(&mut body, &mut pieces);
                     }
-                    if write_or_abort(&mut stream, &chunk(&data), &abort).await.is_err() {
+                    if write_or_abort(&mut stream, &chunk(&pieces), &abort).await.is_err() {
                         return;
                     }
                     next_write = Instant::now() + batch_window;
                     if ended {
-                        if write_or_abort(&mut stream, b"0\r\n\r\n", &abort).await.is_ok() {
-                            let _ = stream.shutdown().await;
-                        }
-                        return;
+                        return finish(&mut stream, &abort).await;
                     }
                 }
-                None => {
-                    // The stream ended (closed by the application or at shutdown).
-                    if write_or_abort(&mut stream, b"0\r\n\r\n", &abort).await.is_ok() {
-                        let _ = stream.shutdown().await;
-                    }
-                    return;
-                }
+                // The stream ended (closed by the application or at shutdown).
+                None => return finish(&mut stream, &abort).await,
             },
             // The client sends nothing after its request: readable means it left
             // (FIN reads as 0 bytes, RST as an error). Anything else is ignored.
@@ -294,16 +284,16 @@ async fn serve(
 /// against its bound) for the next write.
 const MAX_BATCH: usize = 64 * 1024;
 
-/// Append what the outbox holds now to `data` (up to [`MAX_BATCH`]), without waiting.
-/// True if the stream has ended.
-fn gather(body: &mut SseBody, data: &mut BytesMut) -> bool {
+/// Add what the outbox holds now to `pieces` (up to [`MAX_BATCH`] in all), without
+/// waiting. True if the stream has ended.
+fn gather(body: &mut SseBody, pieces: &mut Vec<Bytes>) -> bool {
     let waker = futures_util::task::noop_waker();
     let mut cx = std::task::Context::from_waker(&waker);
-    while data.len() < MAX_BATCH {
+    while pieces.iter().map(Bytes::len).sum::<usize>() < MAX_BATCH {
         match Pin::new(&mut *body).poll_frame(&mut cx) {
             std::task::Poll::Ready(Some(Ok(frame))) => {
                 if let Ok(bytes) = frame.into_data() {
-                    data.extend_from_slice(&bytes);
+                    pieces.push(bytes);
                 }
             }
             std::task::Poll::Ready(Some(Err(never))) => match never {},
@@ -324,11 +314,21 @@ async fn next_frame(body: &mut SseBody) -> Option<Bytes> {
     }
 }
 
-/// `data` as one HTTP/1.1 chunk.
-fn chunk(data: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(data.len() + 12);
-    let _ = write!((&mut buf).writer(), "{:x}\r\n", data.len());
-    buf.put_slice(data);
+/// End the stream: the last chunk, then the connection.
+async fn finish(stream: &mut TcpStream, abort: &TransportAbort) {
+    if write_or_abort(stream, b"0\r\n\r\n", abort).await.is_ok() {
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// `pieces`, in order, as one HTTP/1.1 chunk: the one copy a write makes.
+fn chunk(pieces: &[Bytes]) -> Bytes {
+    let len: usize = pieces.iter().map(Bytes::len).sum();
+    let mut buf = BytesMut::with_capacity(len + 12);
+    let _ = write!((&mut buf).writer(), "{len:x}\r\n");
+    for p in pieces {
+        buf.put_slice(p);
+    }
     buf.put_slice(b"\r\n");
     buf.freeze()
 }
@@ -397,7 +397,10 @@ mod tests {
 
     #[test]
     fn chunks_are_framed() {
-        assert_eq!(&chunk(b"data: x\n\n")[..], b"9\r\ndata: x\n\n\r\n");
-        assert_eq!(&chunk(&[b'a'; 300])[..5], b"12c\r\n");
+        assert_eq!(
+            &chunk(&[Bytes::from_static(b"data: x\n\n")])[..],
+            b"9\r\ndata: x\n\n\r\n"
+        );
+        assert_eq!(&chunk(&[Bytes::from(vec![b'a'; 300])])[..5], b"12c\r\n");
     }
 }
