@@ -34,8 +34,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::client::Target;
-pub(crate) use http_client::rss_bytes;
-use http_client::{cpu_seconds, Client, ServerStats};
+use http_client::cpu_seconds;
+pub(crate) use http_client::{rss_bytes, Client, ServerStats};
 
 /// File descriptors kept back from the open-file limit for everything but subscribers.
 const FD_RESERVE: u64 = 64;
@@ -142,7 +142,8 @@ struct Report {
 }
 
 impl Target {
-    async fn stats(&self) -> anyhow::Result<ServerStats> {
+    /// The server's `GET /stats`, on a fresh connection.
+    pub(crate) async fn stats(&self) -> anyhow::Result<ServerStats> {
         http_client::stats(self.addr, &self.host, &self.path("/stats")).await
     }
 }
@@ -365,7 +366,9 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
                 args.size,
                 args.rate,
             );
-            let publish_path = target.path("/publish");
+            let paths: Vec<String> = (0..rooms)
+                .map(|k| target.path(&format!("/publish?room=bench-{k}&event=bench")))
+                .collect();
             tasks.push(tokio::spawn(async move {
                 let mut i = p as u64;
                 while i < messages {
@@ -373,9 +376,9 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
                         let due = t0 + Duration::from_secs_f64(i as f64 / rate);
                         tokio::time::sleep_until(due.into()).await;
                     }
-                    let path = format!("{publish_path}?room=bench-{}&event=bench", i % rooms);
+                    let path = &paths[(i % rooms) as usize];
                     let data = Bytes::from(sub::event_data(size));
-                    match client.publish(&path, data).await {
+                    match client.publish(path, data).await {
                         Ok(d) => {
                             delivered.fetch_add(d, Ordering::Relaxed);
                         }

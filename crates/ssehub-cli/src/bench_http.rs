@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -33,19 +34,30 @@ impl Client {
         })
     }
 
-    pub async fn request(
+    /// Send a request; the response's body is left to stream.
+    pub async fn send(
         &mut self,
         method: Method,
         path_and_query: &str,
         body: Bytes,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
+    ) -> anyhow::Result<Response<Incoming>> {
         self.sender.ready().await?;
         let request = Request::builder()
             .method(method)
             .uri(path_and_query)
             .header(http::header::HOST, &self.host)
             .body(Full::new(body))?;
-        let response = self.sender.send_request(request).await?;
+        Ok(self.sender.send_request(request).await?)
+    }
+
+    /// Send a request and read the whole response.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let response = self.send(method, path_and_query, body).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))

@@ -400,9 +400,7 @@ pub fn event_data(size: usize) -> String {
     let mut data = format!("~{}", now_ns());
     if data.len() < size {
         data.push(' ');
-    }
-    while data.len() < size {
-        data.push('x');
+        data.extend(std::iter::repeat('x').take(size - data.len()));
     }
     data
 }

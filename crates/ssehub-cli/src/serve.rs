@@ -206,12 +206,20 @@ fn now_rfc3339() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// `405` for any method but `GET` and `HEAD`.
+fn get_or_head_only(req: &Request<Incoming>) -> Option<Response<Body>> {
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return None;
+    }
+    let mut res = server::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    Some(res)
+}
+
 fn index(req: Request<Incoming>) -> Response<Body> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut res = server::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return res;
+    if let Some(refused) = get_or_head_only(&req) {
+        return refused;
     }
     let mut res = server::bytes(
         StatusCode::OK,
@@ -232,11 +240,8 @@ struct Stats {
 }
 
 fn stats(hub: &Hub, req: Request<Incoming>) -> Response<Body> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut res = server::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return res;
+    if let Some(refused) = get_or_head_only(&req) {
+        return refused;
     }
     let stats = Stats {
         hub: hub.stats(),
@@ -304,13 +309,14 @@ struct PublishRequest {
 }
 
 impl PublishRequest {
-    fn message(&self) -> Result<Message, FrameError> {
-        let mut b = Message::builder().data(self.data.clone());
-        if let Some(e) = &self.event {
-            b = b.event(e.clone());
+    /// The message, built from the fields it takes (the rooms are left).
+    fn message(self) -> Result<Message, FrameError> {
+        let mut b = Message::builder().data(self.data);
+        if let Some(e) = self.event {
+            b = b.event(e);
         }
-        if let Some(id) = &self.id {
-            b = b.id(id.clone());
+        if let Some(id) = self.id {
+            b = b.id(id);
         }
         if let Some(ms) = self.retry {
             b = b.retry(Duration::from_millis(ms));
@@ -332,15 +338,16 @@ impl PublishRequest {
 /// than one of them receives the event once, and `delivered` counts connections.
 /// Nothing is broadcast when any field is invalid.
 async fn publish(hub: Hub, req: Request<Incoming>) -> Response<Body> {
-    match publish_request(req).await {
-        Ok(p) => match p.message() {
-            Ok(message) => {
-                let delivered = hub.broadcast_many_unique(&p.rooms, &message);
-                tracing::debug!(rooms = ?p.rooms, delivered, "published");
-                server::json(StatusCode::ACCEPTED, &json!({ "delivered": delivered }))
-            }
-            Err(e) => PublishError::from(e).into_response(),
-        },
+    let delivered = async {
+        let mut p = publish_request(req).await?;
+        let rooms = std::mem::take(&mut p.rooms);
+        let message = p.message()?;
+        let delivered = hub.broadcast_many_unique(&rooms, &message);
+        tracing::debug!(?rooms, delivered, "published");
+        Ok::<_, PublishError>(delivered)
+    };
+    match delivered.await {
+        Ok(delivered) => server::json(StatusCode::ACCEPTED, &json!({ "delivered": delivered })),
         Err(e) => e.into_response(),
     }
 }

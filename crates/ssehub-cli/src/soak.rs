@@ -32,13 +32,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use ssehub::decode::{Decoder, Item};
 
+use crate::bench::{Client, ServerStats};
 use crate::client::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -95,54 +94,9 @@ pub struct Args {
     pub bulk_size: usize,
 }
 
-/// One keep-alive HTTP/1.1 connection.
-struct Http {
-    sender: http1::SendRequest<Full<Bytes>>,
-    host: String,
-}
-
-impl Http {
-    async fn connect(target: &Target) -> anyhow::Result<Http> {
-        let stream = timeout("connecting", TcpStream::connect(target.addr)).await??;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(Http {
-            sender,
-            host: target.host.clone(),
-        })
-    }
-
-    async fn send(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Bytes,
-    ) -> anyhow::Result<http::Response<Incoming>> {
-        timeout("the connection", self.sender.ready()).await??;
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, &self.host)
-            .body(Full::new(body))?;
-        Ok(timeout("a response", self.sender.send_request(req)).await??)
-    }
-
-    async fn call(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Bytes,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
-        let res = self.send(method, path, body).await?;
-        let status = res.status();
-        let body = timeout("a response body", res.into_body().collect())
-            .await??
-            .to_bytes();
-        Ok((status, body))
-    }
+/// A keep-alive connection to the server (bounded by [`WAIT`]).
+async fn connect(target: &Target) -> anyhow::Result<Client> {
+    timeout("connecting", Client::connect(target.addr, &target.host)).await?
 }
 
 async fn timeout<F: std::future::Future>(what: &str, f: F) -> anyhow::Result<F::Output> {
@@ -151,28 +105,9 @@ async fn timeout<F: std::future::Future>(what: &str, f: F) -> anyhow::Result<F::
         .map_err(|_| anyhow::anyhow!("timed out after {WAIT:?} waiting for {what}"))
 }
 
-/// The counters of the server's `GET /stats`.
-#[derive(Debug, Default, Clone, Copy)]
-struct Stats {
-    connections: u64,
-    dropped_events: u64,
-    slow_consumer_closes: u64,
-}
-
-async fn stats(target: &Target) -> anyhow::Result<Stats> {
-    let mut http = Http::connect(target).await?;
-    let path = target.path("/stats");
-    let (status, body) = http.call(Method::GET, &path, Bytes::new()).await?;
-    if status != StatusCode::OK {
-        bail!("GET {path}: {status}");
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).context("/stats is not JSON")?;
-    let field = |name: &str| v.get(name).and_then(|n| n.as_u64());
-    Ok(Stats {
-        connections: field("connections").context("/stats has no \"connections\"")?,
-        dropped_events: field("dropped_events").unwrap_or(0),
-        slow_consumer_closes: field("slow_consumer_closes").unwrap_or(0),
-    })
+/// The server's `GET /stats` (bounded by [`WAIT`]).
+async fn stats(target: &Target) -> anyhow::Result<ServerStats> {
+    timeout("GET /stats", target.stats()).await?
 }
 
 /// Resident memory of a process, in bytes, if it can be read.
@@ -196,10 +131,10 @@ struct ReaderReport {
 
 /// Open a stream to `room` and wait until the server announces it (`ssehub serve` sends
 /// `status` once the connection is in its rooms).
-async fn open_reader(target: &Target, room: &str) -> anyhow::Result<(Http, Incoming, Decoder)> {
-    let mut http = Http::connect(target).await?;
+async fn open_reader(target: &Target, room: &str) -> anyhow::Result<(Client, Incoming, Decoder)> {
+    let mut http = connect(target).await?;
     let path = target.path(&format!("/sse?room={room}"));
-    let res = http.send(Method::GET, &path, Bytes::new()).await?;
+    let res = timeout("a response", http.send(Method::GET, &path, Bytes::new())).await??;
     if res.status() != StatusCode::OK {
         bail!("GET {path}: {}", res.status());
     }
@@ -233,7 +168,7 @@ async fn open_reader(target: &Target, room: &str) -> anyhow::Result<(Http, Incom
 /// Follow a stream until the end marker; count what arrived and in which order.
 async fn follow(
     room: usize,
-    conn: (Http, Incoming, Decoder),
+    conn: (Client, Incoming, Decoder),
     stop_waiting: Arc<AtomicBool>,
 ) -> ReaderReport {
     let (_http, mut body, mut decoder) = conn;
@@ -386,17 +321,16 @@ async fn churn_once(target: &Target, n: u64, rooms: u64, churn: &Churn) -> anyho
     );
     let mut s = timeout("connecting", TcpStream::connect(target.addr)).await??;
     match n % 5 {
-        0 => {
+        0 | 1 => {
             let status = exchange(&mut s, &stream_req).await?;
             anyhow::ensure!(status == 200, "stream: {status}");
-            s.shutdown().await?;
-            churn.clean.fetch_add(1, Ordering::Relaxed);
-        }
-        1 => {
-            let status = exchange(&mut s, &stream_req).await?;
-            anyhow::ensure!(status == 200, "stream: {status}");
-            s.set_zero_linger()?;
-            churn.reset.fetch_add(1, Ordering::Relaxed);
+            if n % 5 == 0 {
+                s.shutdown().await?;
+                churn.clean.fetch_add(1, Ordering::Relaxed);
+            } else {
+                s.set_zero_linger()?;
+                churn.reset.fetch_add(1, Ordering::Relaxed);
+            }
         }
         2 => {
             let half = &stream_req[..stream_req.len() / 2];
@@ -455,7 +389,7 @@ async fn publish(
     rate: u64,
     deadline: Instant,
 ) -> anyhow::Result<Published> {
-    let mut http = Http::connect(target).await?;
+    let mut http = connect(target).await?;
     let mut out = Published {
         per_room: vec![0; names.len()],
         deliveries: 0,
@@ -463,6 +397,10 @@ async fn publish(
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let pads: Vec<String> = sizes.iter().map(|&s| "x".repeat(s)).collect();
+    let paths: Vec<String> = names
+        .iter()
+        .map(|name| target.path(&format!("/publish?room={name}&event=soak")))
+        .collect();
     let mut i = 0;
     while Instant::now() < deadline {
         ticker.tick().await;
@@ -470,8 +408,12 @@ async fn publish(
         i += 1;
         let seq = out.per_room[room];
         let data = format!("{seq} {}", pads[room]);
-        let path = target.path(&format!("/publish?room={}&event=soak", names[room]));
-        let (status, body) = http.call(Method::POST, &path, Bytes::from(data)).await?;
+        let path = &paths[room];
+        let (status, body) = timeout(
+            "a response",
+            http.request(Method::POST, path, Bytes::from(data)),
+        )
+        .await??;
         if !status.is_success() {
             bail!("POST {path}: {status}: {}", String::from_utf8_lossy(&body));
         }
@@ -482,7 +424,7 @@ async fn publish(
     for (room, name) in names.iter().enumerate() {
         let path = target.path(&format!("/publish?room={name}&event=soak-end"));
         let count = Bytes::from(out.per_room[room].to_string());
-        let (status, _) = http.call(Method::POST, &path, count).await?;
+        let (status, _) = timeout("a response", http.request(Method::POST, &path, count)).await??;
         if !status.is_success() {
             bail!("POST {path}: {status}");
         }
