@@ -175,7 +175,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let mut server = if args.spawn_server {
-        Some(spawn_server(&args, &target)?)
+        Some(spawn_server(&target, &args.server_cpus)?)
     } else {
         None
     };
@@ -206,7 +206,9 @@ fn raise_fd_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
 }
 
-fn spawn_server(args: &Args, target: &Target) -> anyhow::Result<Child> {
+/// Start `ssehub serve --tick-interval 0` on `target`'s address, pinned with
+/// `taskset -c <cpus>` unless `cpus` is empty.
+pub(crate) fn spawn_server(target: &Target, cpus: &str) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("locating the ssehub executable")?;
     let port = target.addr.port().to_string();
     let bind = target.addr.ip().to_string();
@@ -219,19 +221,24 @@ fn spawn_server(args: &Args, target: &Target) -> anyhow::Result<Child> {
         "--port",
         port.as_str(),
     ];
-    let mut cmd = if args.server_cpus.is_empty() {
+    let mut cmd = if cpus.is_empty() {
         Command::new(&exe)
     } else {
         let mut c = Command::new("taskset");
-        c.arg("-c").arg(&args.server_cpus).arg(&exe);
+        c.arg("-c").arg(cpus).arg(&exe);
         c
     };
     cmd.args(serve)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null());
+    let hint = if cpus.is_empty() {
+        ""
+    } else {
+        "; is taskset installed?"
+    };
     cmd.spawn()
-        .with_context(|| format!("starting the server ({cmd:?}); is taskset installed?"))
+        .with_context(|| format!("starting the server ({cmd:?}){hint}"))
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {

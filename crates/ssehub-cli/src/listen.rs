@@ -118,37 +118,36 @@ async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
         let mut decoder = Decoder::resume(last_id.clone());
         let mut body = res.into_body();
         let ended = loop {
-            match body.frame().await {
+            let data = match body.frame().await {
                 None => break "the server ended the stream".to_owned(),
                 Some(Err(e)) => break format!("the stream broke: {e}"),
-                Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    decoder.feed(&data);
-                    while let Some(item) = decoder.next_item() {
-                        match item {
-                            Item::Event(e) => {
-                                if !args.events.is_empty() && !args.events.contains(&e.event) {
-                                    continue;
-                                }
-                                print_event(&e, args.json)?;
-                                seen += 1;
-                                if args.count.is_some_and(|n| seen >= n) {
-                                    return Ok(());
-                                }
-                            }
-                            Item::Retry(d) => {
-                                retry = d;
-                                if args.verbose {
-                                    eprintln!("retry: {} ms", d.as_millis());
-                                }
-                            }
-                            Item::Comment(c) => {
-                                if args.verbose {
-                                    eprintln!(": {c}");
-                                }
-                            }
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            decoder.feed(&data);
+            while let Some(item) = decoder.next_item() {
+                match item {
+                    Item::Event(e) => {
+                        if !args.events.is_empty() && !args.events.contains(&e.event) {
+                            continue;
+                        }
+                        print_event(&e, args.json)?;
+                        seen += 1;
+                        if args.count.is_some_and(|n| seen >= n) {
+                            return Ok(());
+                        }
+                    }
+                    Item::Retry(d) => {
+                        retry = d;
+                        if args.verbose {
+                            eprintln!("retry: {} ms", d.as_millis());
+                        }
+                    }
+                    Item::Comment(c) => {
+                        if args.verbose {
+                            eprintln!(": {c}");
                         }
                     }
                 }

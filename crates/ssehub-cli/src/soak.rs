@@ -25,7 +25,7 @@
 //! ssehub soak --url http://127.0.0.1:2015 --server-pid $(pidof ssehub) --duration 3600
 //! ```
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use ssehub::decode::{Decoder, Item};
 
-use crate::bench::{Client, ServerStats};
+use crate::bench::{spawn_server, Client, ServerStats};
 use crate::client::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -432,26 +432,6 @@ async fn publish(
     Ok(out)
 }
 
-fn spawn_server(target: &Target) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe().context("locating the ssehub executable")?;
-    let port = target.addr.port().to_string();
-    let bind = target.addr.ip().to_string();
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        "serve",
-        "--tick-interval",
-        "0",
-        "--bind",
-        &bind,
-        "--port",
-        &port,
-    ])
-    .env("RUST_LOG", "warn")
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
-    cmd.spawn().context("starting the server")
-}
-
 async fn wait_accepting(target: &Target) -> anyhow::Result<()> {
     let deadline = Instant::now() + WAIT;
     loop {
@@ -474,7 +454,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("--url {}", args.url))?;
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let mut server = if args.spawn_server {
-        Some(spawn_server(&target)?)
+        Some(spawn_server(&target, "")?)
     } else {
         None
     };
