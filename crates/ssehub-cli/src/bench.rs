@@ -4,7 +4,8 @@
 //! until all are connected and the server's `/stats` agrees, then publishes M events of
 //! S bytes through `POST /publish?room=bench-K&event=bench` (round-robin over the rooms)
 //! at a fixed rate or as fast as the publishers go. Each event's data starts with its
-//! send time, so every subscriber measures publish-to-receive latency.
+//! send time, so every subscriber measures publish-to-receive latency: to the wall clock
+//! after its read, and to the kernel's receive timestamp of that read (see [`sub`]).
 //!
 //! Given the server's pid (or starting the server itself), it also reads the server's
 //! CPU time (`/proc/PID/stat`) around the publishing phase and its resident memory
@@ -104,6 +105,18 @@ struct Latency {
     mean: f64,
 }
 
+impl Latency {
+    fn of(hist: &Histogram<u64>) -> Option<Latency> {
+        (!hist.is_empty()).then(|| Latency {
+            p50: hist.value_at_quantile(0.50),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+            mean: hist.mean(),
+        })
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     label: Option<String>,
@@ -132,6 +145,9 @@ struct Report {
     duration_seconds: f64,
     deliveries_per_second: f64,
     latency_us: Option<Latency>,
+    /// Send time to the kernel's receive timestamp (`SO_TIMESTAMPNS`) of the read that
+    /// completed the event: without the generator's own queueing.
+    latency_at_socket_us: Option<Latency>,
     server_cpu_seconds: Option<f64>,
     server_cpu_us_per_delivery: Option<f64>,
     generator_cpu_us_per_delivery: Option<f64>,
@@ -241,6 +257,62 @@ pub(crate) fn spawn_server(target: &Target, cpus: &str) -> anyhow::Result<Child>
         .with_context(|| format!("starting the server ({cmd:?}){hint}"))
 }
 
+/// `first`, or a later reading once the server's connection count stops falling: the
+/// connections of a run that just ended may still be closing, and they must neither count
+/// as others' connections that stay nor as memory in use before this run. Bounded: after
+/// a few seconds of steady closing the latest reading is taken as it is.
+async fn settled(target: &Target, first: ServerStats) -> anyhow::Result<ServerStats> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = first;
+    while last.connections > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = target.stats().await?;
+        let falling = now.connections < last.connections;
+        last = now;
+        if !falling {
+            break;
+        }
+    }
+    Ok(last)
+}
+
+/// Whether the server's `now` counts all `n` of this run's subscribers, `before` being
+/// its counters from before the first one connected.
+///
+/// Where the server reports how many connections it ever accepted (`connections_total`),
+/// that is the measure: it grows by exactly `n` for this run's subscribers whatever other
+/// connections close meanwhile (a previous run's still closing, say). Only others opening
+/// at the same time could make it pass early, and then every subscriber has its response
+/// head anyway. Otherwise the open connections must have grown by `n`, which holds while
+/// nobody else leaves.
+fn agrees(before: &ServerStats, now: &ServerStats, n: u64) -> Result<(), String> {
+    match before.connections_total.zip(now.connections_total) {
+        Some((t0, t1)) => {
+            let accepted = t1.saturating_sub(t0);
+            if accepted >= n {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the server accepted {accepted} connections since the bench started \
+                     (connections_total {t0} -> {t1}), expected {n}"
+                ))
+            }
+        }
+        None => {
+            let want = before.connections + n;
+            if now.connections >= want {
+                Ok(())
+            } else {
+                Err(format!(
+                    "the server reports {} connections, expected at least {want} \
+                     ({} before the bench and its {n} subscribers; did other clients leave?)",
+                    now.connections, before.connections
+                ))
+            }
+        }
+    }
+}
+
 fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
@@ -267,6 +339,7 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
+    let stats0 = settled(target, stats0).await?;
     let rss_before = pid.map(rss_bytes).transpose()?;
 
     // Subscribers.
@@ -293,15 +366,15 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
                 .expect("spawning a subscriber thread")
         })
         .collect();
-    let stop = |threads: Vec<std::thread::JoinHandle<Histogram<u64>>>| {
+    let stop = |threads: Vec<std::thread::JoinHandle<sub::Latencies>>| {
         let _ = stop_tx.send(true);
-        let mut hist = sub::new_histogram();
+        let mut all = sub::Latencies::new();
         for t in threads {
-            if let Ok(h) = t.join() {
-                let _ = hist.add(&h);
+            if let Ok(l) = t.join() {
+                all.add(&l);
             }
         }
-        hist
+        all
     };
 
     let t_connect = Instant::now();
@@ -328,18 +401,18 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
     let connect_seconds = t_connect.elapsed().as_secs_f64();
 
     // The server must agree that everyone is connected.
-    let want = stats0.connections + n as u64;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let server_connections = loop {
+    let (server_connections, agreed) = loop {
         let s = target.stats().await?;
-        if s.connections >= want || Instant::now() >= deadline {
-            break s.connections;
+        let agreed = agrees(&stats0, &s, n as u64);
+        if agreed.is_ok() || Instant::now() >= deadline {
+            break (s.connections, agreed);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    if server_connections < want {
+    if let Err(e) = agreed {
         stop(threads);
-        bail!("the server reports {server_connections} connections, expected {want}");
+        bail!("{e}");
     }
 
     // Memory with every subscriber connected and idle.
@@ -448,7 +521,7 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
         .unwrap()
         .clone()
         .or(publish_error.lock().unwrap().clone());
-    let hist = stop(threads);
+    let latencies = stop(threads);
 
     let published = published.load(Ordering::Relaxed);
     let duration_seconds = if received > 0 && last_ns > t0_ns {
@@ -497,13 +570,8 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
         } else {
             0.0
         },
-        latency_us: (!hist.is_empty()).then(|| Latency {
-            p50: hist.value_at_quantile(0.50),
-            p99: hist.value_at_quantile(0.99),
-            p999: hist.value_at_quantile(0.999),
-            max: hist.max(),
-            mean: hist.mean(),
-        }),
+        latency_us: Latency::of(&latencies.end_to_end),
+        latency_at_socket_us: Latency::of(&latencies.at_socket),
         server_cpu_seconds: server_cpu,
         server_cpu_us_per_delivery: server_cpu.and_then(per_delivery),
         generator_cpu_us_per_delivery: gen_cpu0
@@ -555,11 +623,18 @@ fn print_report(r: &Report) {
         "lost:              {} (server: {} dropped events, {} slow-consumer closes; {} streams failed)",
         r.lost_deliveries, r.dropped_events, r.slow_consumer_closes, r.stream_failures
     );
-    if let Some(l) = &r.latency_us {
+    let latency = |what: &str, l: &Latency| {
         println!(
-            "latency:           p50 {} us, p99 {} us, p999 {} us, max {} us, mean {:.0} us",
+            "{what:<19}p50 {} us, p99 {} us, p999 {} us, max {} us, mean {:.0} us",
             l.p50, l.p99, l.p999, l.max, l.mean
         );
+    };
+    if let Some(l) = &r.latency_us {
+        latency("latency:", l);
+        match &r.latency_at_socket_us {
+            Some(l) => latency("latency at socket:", l),
+            None => println!("latency at socket: n/a (no kernel receive timestamps)"),
+        }
     }
     println!(
         "server CPU:        {} total, {} per delivery",
@@ -679,8 +754,31 @@ mod tests {
         assert_eq!(report.stream_failures, 0);
         let latency = report.latency_us.expect("latencies were recorded");
         assert!(latency.p50 <= latency.p99 && latency.p99 <= latency.max);
+        // The kernel stamps a read before it returns: never later than the wall clock after.
+        let at_socket = report
+            .latency_at_socket_us
+            .expect("receive timestamps were recorded");
+        assert!(at_socket.p50 <= at_socket.p99 && at_socket.p99 <= at_socket.max);
+        assert!(at_socket.p50 <= latency.p50 && at_socket.max <= latency.max);
         assert!(report.server_cpu_us_per_delivery.is_some());
         assert!(report.server_rss_per_connection_bytes.is_some());
+    }
+
+    #[test]
+    fn agreement_counts_accepted_connections_where_the_server_reports_them() {
+        let s = |connections, connections_total| ServerStats {
+            connections,
+            connections_total,
+            ..ServerStats::default()
+        };
+        // A previous run's 30 connections closed meanwhile; the total still shows all 10.
+        assert_eq!(agrees(&s(40, Some(100)), &s(20, Some(110)), 10), Ok(()));
+        let err = agrees(&s(40, Some(100)), &s(49, Some(109)), 10).unwrap_err();
+        assert!(err.contains("accepted 9 "), "{err}");
+        // Without the total, the open connections must have grown by N.
+        assert_eq!(agrees(&s(5, None), &s(15, None), 10), Ok(()));
+        let err = agrees(&s(5, None), &s(14, None), 10).unwrap_err();
+        assert!(err.contains("expected at least 15"), "{err}");
     }
 
     #[tokio::test]

@@ -85,6 +85,9 @@ impl Client {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerStats {
     pub connections: u64,
+    /// Connections accepted since the server started, if it reports that count
+    /// (`connections_total`): it only grows, unlike `connections`.
+    pub connections_total: Option<u64>,
     pub dropped_events: u64,
     pub slow_consumer_closes: u64,
 }
@@ -102,6 +105,7 @@ pub async fn stats(addr: SocketAddr, host: &str, path: &str) -> anyhow::Result<S
     Ok(ServerStats {
         connections: field("connections")
             .with_context(|| format!("GET {path}: no \"connections\" count"))?,
+        connections_total: field("connections_total"),
         dropped_events: field("dropped_events").unwrap_or(0),
         slow_consumer_closes: field("slow_consumer_closes").unwrap_or(0),
     })

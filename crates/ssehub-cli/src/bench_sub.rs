@@ -6,8 +6,18 @@
 //! de-chunking state and the tail of an unfinished line. Reads go into one buffer per
 //! thread and drain the socket until it would block, so under load one syscall carries
 //! many events. Lines are found with `memchr`; only `data: ~<nanos>` lines (the bench's
-//! own events) are counted, and their embedded send time gives the latency, taken once
-//! per read.
+//! own events) are counted, and their embedded send time gives two latencies:
+//!
+//! - end to end: to the wall clock read once after the socket is drained, so it includes
+//!   the generator's own queueing (at light load, every other socket's `recv` before this
+//!   one's);
+//! - at the socket: to the kernel's receive timestamp of the read that completed the
+//!   event (`SO_TIMESTAMPNS` on every subscriber socket, `recvmsg` taking the
+//!   `SCM_TIMESTAMPNS` control message; Linux only). For TCP the kernel gives the time
+//!   of the latest segment the read consumed, so an event that arrived in an earlier
+//!   segment of the same read counts as received later than it was.
+//!
+//! Both clocks are `CLOCK_REALTIME`, like the send time in the event.
 //!
 //! The response head is parsed with `httparse`; the body may be chunked (HTTP/1.1, what
 //! hyper and axum send) or close-delimited.
@@ -85,20 +95,46 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
-/// Run one subscriber thread until `stop` turns true; returns its latency histogram.
-pub fn run_thread(
-    plan: Plan,
-    shared: Arc<Shared>,
-    mut stop: watch::Receiver<bool>,
-) -> Histogram<u64> {
+/// Latency histograms, in microseconds, of one subscriber thread or of all together.
+pub struct Latencies {
+    /// Send time to the wall clock after the socket was drained.
+    pub end_to_end: Histogram<u64>,
+    /// Send time to the kernel's receive timestamp of the read (empty where the kernel
+    /// gives none).
+    pub at_socket: Histogram<u64>,
+}
+
+impl Latencies {
+    pub fn new() -> Latencies {
+        Latencies {
+            end_to_end: new_histogram(),
+            at_socket: new_histogram(),
+        }
+    }
+
+    pub fn add(&mut self, other: &Latencies) {
+        // Same bounds on both sides: adding cannot fail.
+        let _ = self.end_to_end.add(&other.end_to_end);
+        let _ = self.at_socket.add(&other.at_socket);
+    }
+}
+
+/// Microseconds from `sent` to `at` (both ns since the epoch), at least 1.
+fn micros(at: u64, sent: u64) -> u64 {
+    (at.saturating_sub(sent) / 1000).max(1)
+}
+
+/// Run one subscriber thread until `stop` turns true; returns its latency histograms.
+pub fn run_thread(plan: Plan, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Latencies {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("subscriber runtime");
     let local = tokio::task::LocalSet::new();
     let state = Rc::new(ThreadState {
-        hist: RefCell::new(new_histogram()),
+        latencies: RefCell::new(Latencies::new()),
         buf: RefCell::new(vec![0u8; READ_BUF]),
+        control: RefCell::new(rx_time::control_buffer()),
     });
     let state2 = state.clone();
     local.block_on(&rt, async move {
@@ -124,14 +160,15 @@ pub fn run_thread(
         let _ = stop.wait_for(|s| *s).await;
     });
     drop(local);
-    let hist = state.hist.borrow().clone();
-    hist
+    state.latencies.replace(Latencies::new())
 }
 
 struct ThreadState {
-    hist: RefCell<Histogram<u64>>,
+    latencies: RefCell<Latencies>,
     /// The read buffer every connection of this thread shares.
     buf: RefCell<Vec<u8>>,
+    /// Room for one read's control messages (the receive timestamp).
+    control: RefCell<Vec<u8>>,
 }
 
 /// Source address for subscriber `i`: spread over 127.0.0.x when one address's ports
@@ -161,6 +198,7 @@ async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<Conn> {
         .connect(plan.server)
         .await
         .with_context(|| format!("connecting to {}", plan.server))?;
+    rx_time::enable(&stream);
     let sep = if plan.sse_path.contains('?') {
         '&'
     } else {
@@ -253,15 +291,23 @@ impl Conn {
             let mut closed = false;
             {
                 let mut buf = state.buf.borrow_mut();
+                let mut control = state.control.borrow_mut();
                 // Drain the socket: under load one wake-up carries many events.
                 loop {
-                    match self.stream.try_read(&mut buf) {
-                        Ok(0) => {
+                    match rx_time::read(&self.stream, &mut buf, &mut control) {
+                        Ok((0, _)) => {
                             closed = true;
                             break;
                         }
-                        Ok(n) => {
+                        Ok((n, received_ns)) => {
+                            let from = events.sent_ns.len();
                             self.parser.feed(&buf[..n], &mut events)?;
+                            if let Some(at) = received_ns {
+                                let hist = &mut state.latencies.borrow_mut().at_socket;
+                                for &sent in &events.sent_ns[from..] {
+                                    hist.saturating_record(micros(at, sent));
+                                }
+                            }
                             if n < buf.len() {
                                 break;
                             }
@@ -273,9 +319,9 @@ impl Conn {
             }
             if !events.sent_ns.is_empty() {
                 let now = now_ns();
-                let mut hist = state.hist.borrow_mut();
+                let hist = &mut state.latencies.borrow_mut().end_to_end;
                 for &sent in &events.sent_ns {
-                    hist.saturating_record((now.saturating_sub(sent) / 1000).max(1));
+                    hist.saturating_record(micros(now, sent));
                 }
                 shared
                     .received
@@ -392,6 +438,77 @@ impl BodyParser {
         if self.payload.is_empty() && self.payload.capacity() > 4096 {
             self.payload = Vec::new();
         }
+    }
+}
+
+/// Kernel receive timestamps: `SO_TIMESTAMPNS` on a socket, then every read is a
+/// `recvmsg` that takes the `SCM_TIMESTAMPNS` control message (`CLOCK_REALTIME`; for TCP,
+/// the time the latest segment consumed by the read arrived).
+#[cfg(target_os = "linux")]
+mod rx_time {
+    use std::io::{self, IoSliceMut};
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    /// Ask the kernel to stamp what this socket receives (if it refuses, reads carry no
+    /// timestamp).
+    pub fn enable(stream: &TcpStream) {
+        let _ = setsockopt(stream, sockopt::ReceiveTimestampns, &true);
+    }
+
+    /// Room for one `SCM_TIMESTAMPNS` control message.
+    pub fn control_buffer() -> Vec<u8> {
+        nix::cmsg_space!(nix::sys::time::TimeSpec)
+    }
+
+    /// One non-blocking read: the bytes read, and when the kernel received them (ns since
+    /// the epoch) if it said.
+    pub fn read(
+        stream: &TcpStream,
+        buf: &mut [u8],
+        control: &mut [u8],
+    ) -> io::Result<(usize, Option<u64>)> {
+        stream.try_io(Interest::READABLE, || {
+            let mut iov = [IoSliceMut::new(buf)];
+            let msg = recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut *control),
+                MsgFlags::empty(),
+            )?;
+            let mut received_ns = None;
+            for cmsg in msg.cmsgs().into_iter().flatten() {
+                if let ControlMessageOwned::ScmTimestampns(ts) = cmsg {
+                    received_ns = Some(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64);
+                }
+            }
+            Ok((msg.bytes, received_ns))
+        })
+    }
+}
+
+/// Elsewhere: plain reads, no receive timestamps.
+#[cfg(not(target_os = "linux"))]
+mod rx_time {
+    use std::io;
+
+    use tokio::net::TcpStream;
+
+    pub fn enable(_stream: &TcpStream) {}
+
+    pub fn control_buffer() -> Vec<u8> {
+        Vec::new()
+    }
+
+    pub fn read(
+        stream: &TcpStream,
+        buf: &mut [u8],
+        _control: &mut [u8],
+    ) -> io::Result<(usize, Option<u64>)> {
+        stream.try_read(buf).map(|n| (n, None))
     }
 }
 

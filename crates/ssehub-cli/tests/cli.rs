@@ -741,3 +741,59 @@ async fn bare_ssehub_serves_with_settings_from_the_environment() {
     let tick = sse.next_of("tick").await;
     parse_tick(&tick.data);
 }
+
+/// `ssehub bench` against `url` with `subscribers` subscribers and a few events.
+fn bench_args(url: &str, subscribers: usize, extra: &[&str]) -> Vec<String> {
+    let n = subscribers.to_string();
+    let mut args = vec!["bench", "--url", url, "--subscribers", &n];
+    args.extend(["--messages", "5", "--rate", "100", "--timeout", "30"]);
+    args.extend(extra);
+    args.into_iter().map(String::from).collect()
+}
+
+#[tokio::test]
+async fn benches_run_back_to_back_against_one_server() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let url = server.url("");
+    // The server may still be closing one run's subscribers when the next one starts.
+    for run in 0..3 {
+        let args = bench_args(&url, 2000, &[]);
+        let out = tokio::task::spawn_blocking(move || run_cli(&args, b""))
+            .await
+            .unwrap();
+        assert!(out.status.success(), "run {run}: {}", out.stderr);
+        assert!(
+            out.stdout.contains("deliveries:        10000 received"),
+            "run {run}: {}",
+            out.stdout
+        );
+    }
+}
+
+#[tokio::test]
+async fn connections_closing_while_the_bench_connects_do_not_fail_it() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let addr = server.addr;
+    let mut others = Vec::new();
+    for _ in 0..20 {
+        others.push(SseStream::connected(addr, "/sse?room=other").await);
+    }
+    let total0 = stats(addr).await["connections_total"].as_u64().unwrap();
+    // One handshake at a time: the bench is still connecting when the others leave.
+    let args = bench_args(&server.url(""), 500, &["--connect-concurrency", "1"]);
+    let bench = tokio::task::spawn_blocking(move || run_cli(&args, b""));
+    within("the bench to start connecting", async {
+        while stats(addr).await["connections_total"].as_u64().unwrap() == total0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    drop(others);
+    let out = bench.await.unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("deliveries:        2500 received"),
+        "{}",
+        out.stdout
+    );
+}
