@@ -24,6 +24,15 @@
 //! other in-flight requests finish, and returns within [`Server::grace`] (2 s default);
 //! streams still open then are dropped, and a warning says how many still had events
 //! queued (clients that stopped reading), so nothing is half-delivered without a trace.
+//!
+//! ## Clients that go quiet
+//! A client has [`Server::header_timeout`] from the moment it connects to send its first
+//! request's headers: one deadline, whichever wait it falls in (the look for an SSE
+//! request, the HTTP/2 sniffing, hyper's reading). A client that vanishes without a
+//! word (cable pulled, NAT state lost) is noticed by TCP keep-alive probes and
+//! `TCP_USER_TIMEOUT` ([`Server::tcp_keepalive`], [`Server::tcp_user_timeout`]: about
+//! two minutes by default, on quiet streams too), and an HTTP/2 peer that stops
+//! answering pings by [`Server::http2_keep_alive`] (under a minute).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -32,6 +41,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +53,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 use tower_http::services::ServeDir;
@@ -71,6 +82,9 @@ pub enum ServerError {
     /// A set-up mistake in the options.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A server option is out of range.
+    #[error("invalid server option: {0}")]
+    Invalid(&'static str),
     /// Binding the listener failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -143,6 +157,9 @@ pub struct Server {
     fallback: Option<Fallback>,
     on_started: Vec<OnStarted>,
     header_timeout: Duration,
+    tcp: TcpOptions,
+    http2_keep_alive: Option<Duration>,
+    http2_keep_alive_timeout: Duration,
     grace: Duration,
     farewell: Option<Message>,
 }
@@ -158,6 +175,9 @@ impl Server {
             fallback: None,
             on_started: Vec::new(),
             header_timeout: Duration::from_secs(10),
+            tcp: TcpOptions::default(),
+            http2_keep_alive: Some(Duration::from_secs(30)),
+            http2_keep_alive_timeout: Duration::from_secs(20),
             grace: Duration::from_secs(2),
             farewell: None,
         }
@@ -217,10 +237,66 @@ impl Server {
         self
     }
 
-    /// How long a client may take to send its request headers, from the moment it
-    /// connects (slowloris guard; 10 s). A client that sends nothing at all is cut too.
+    /// How long a client may take to send its first request's headers, from the moment
+    /// it connects (slowloris guard; 10 s). A client that sends nothing at all is cut
+    /// too, and so is an HTTP/2 client that opens no stream in that time. Later requests
+    /// on a kept-alive HTTP/1.1 connection get this long each.
     pub fn header_timeout(mut self, timeout: Duration) -> Server {
         self.header_timeout = timeout;
+        self
+    }
+
+    /// TCP keep-alive on every accepted connection: once it has been quiet for `idle`,
+    /// the kernel probes the client (every 10 s, at most 6 times unanswered: see
+    /// [`Server::tcp_keepalive_probes`]) and drops the connection if it is gone. So a
+    /// client that vanished without a word (cable pulled, NAT state lost) is noticed
+    /// even on a stream with no events and no keep-alive comments. 60 s by default
+    /// (with the probes, a dead client is dropped within about 2 minutes); `None`
+    /// leaves keep-alive off. Whole seconds, 1 s to 32767 s.
+    pub fn tcp_keepalive(mut self, idle: Option<Duration>) -> Server {
+        self.tcp.keepalive = idle;
+        self
+    }
+
+    /// How often TCP keep-alive probes are sent once a connection is quiet, and how many
+    /// may go unanswered before it is dropped (10 s, 6). Whole seconds, 1 s to 32767 s;
+    /// 1 to 127 probes. Where the system has no such settings (not Linux, Android, the
+    /// BSDs, macOS or Windows), its own apply.
+    pub fn tcp_keepalive_probes(mut self, interval: Duration, count: u32) -> Server {
+        self.tcp.interval = interval;
+        self.tcp.retries = count;
+        self
+    }
+
+    /// `TCP_USER_TIMEOUT` on every accepted connection (Linux and Android; ignored
+    /// elsewhere): how long data sent to a client may stay unacknowledged before the
+    /// kernel drops the connection. Without it, a client that vanished while events were
+    /// being sent to it holds its connection through about 15 minutes of
+    /// retransmissions. With keep-alive on, it also decides when unanswered probes end a
+    /// quiet connection, so it should be at least the keep-alive idle time plus the
+    /// probes' (the default, 120 s, is 60 s + 6 × 10 s).
+    ///
+    /// It also applies to a client that is there but keeps its receive window shut (it
+    /// stopped reading, and the kernel's buffers are full): it is dropped after this long
+    /// even if its outbox has room left. `None` leaves the system's behaviour.
+    pub fn tcp_user_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.tcp.user_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 keep-alive: ping a connection after `interval` without a frame from the
+    /// client, and drop it if the ping is not answered within
+    /// [`Server::http2_keep_alive_timeout`]. So a dead HTTP/2 peer is dropped within
+    /// about a minute by default (30 s + 20 s), with or without open streams. `None`
+    /// disables the pings (TCP keep-alive still applies).
+    pub fn http2_keep_alive(mut self, interval: Option<Duration>) -> Server {
+        self.http2_keep_alive = interval;
+        self
+    }
+
+    /// How long an HTTP/2 keep-alive ping may go unanswered (20 s).
+    pub fn http2_keep_alive_timeout(mut self, timeout: Duration) -> Server {
+        self.http2_keep_alive_timeout = timeout;
         self
     }
 
@@ -240,6 +316,17 @@ impl Server {
     /// raised to its hard limit first: every SSE client holds a descriptor.
     pub async fn bind(self) -> Result<BoundServer, ServerError> {
         let sse = self.sse.into_iter().collect::<Result<Vec<_>, _>>()?;
+        self.tcp.check()?;
+        if self.http2_keep_alive == Some(Duration::ZERO) {
+            return Err(ServerError::Invalid(
+                "the HTTP/2 keep-alive interval must not be zero (None disables it)",
+            ));
+        }
+        if self.http2_keep_alive_timeout.is_zero() {
+            return Err(ServerError::Invalid(
+                "the HTTP/2 keep-alive timeout must not be zero",
+            ));
+        }
         raise_fd_limit();
         let listener = TcpListener::bind(self.addr)
             .await
@@ -269,6 +356,9 @@ impl Server {
                 fallback: self.fallback,
             }),
             header_timeout: self.header_timeout,
+            tcp: self.tcp,
+            http2_keep_alive: self.http2_keep_alive,
+            http2_keep_alive_timeout: self.http2_keep_alive_timeout,
             grace: self.grace,
             farewell: self.farewell,
         })
@@ -287,8 +377,87 @@ pub struct BoundServer {
     local_addr: SocketAddr,
     app: Arc<App>,
     header_timeout: Duration,
+    tcp: TcpOptions,
+    http2_keep_alive: Option<Duration>,
+    http2_keep_alive_timeout: Duration,
     grace: Duration,
     farewell: Option<Message>,
+}
+
+/// TCP options set on every accepted socket.
+#[derive(Debug, Clone, Copy)]
+struct TcpOptions {
+    /// Keep-alive idle time; `None`: keep-alive off.
+    keepalive: Option<Duration>,
+    interval: Duration,
+    retries: u32,
+    user_timeout: Option<Duration>,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            keepalive: Some(Duration::from_secs(60)),
+            interval: Duration::from_secs(10),
+            retries: 6,
+            // Idle time plus every probe: the two agree on when a quiet peer is dead.
+            user_timeout: Some(Duration::from_secs(120)),
+        }
+    }
+}
+
+impl TcpOptions {
+    /// The kernel takes keep-alive times in whole seconds, 1 to 32767 (Linux's limits),
+    /// and 1 to 127 probes.
+    fn check(&self) -> Result<(), ServerError> {
+        let secs = |d: Duration| (1..=32767).contains(&d.as_secs());
+        if self.keepalive.is_some_and(|d| !secs(d)) {
+            return Err(ServerError::Invalid(
+                "the TCP keep-alive idle time must be 1 s to 32767 s (None disables it)",
+            ));
+        }
+        if !secs(self.interval) {
+            return Err(ServerError::Invalid(
+                "the TCP keep-alive probe interval must be 1 s to 32767 s",
+            ));
+        }
+        if !(1..=127).contains(&self.retries) {
+            return Err(ServerError::Invalid(
+                "the TCP keep-alive probe count must be 1 to 127",
+            ));
+        }
+        if self.user_timeout.is_some_and(|d| d.as_millis() == 0) {
+            return Err(ServerError::Invalid(
+                "the TCP user timeout must be at least 1 ms (None leaves the system's)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply(&self, stream: &TcpStream) -> io::Result<()> {
+        let sock = socket2::SockRef::from(stream);
+        if let Some(idle) = self.keepalive {
+            let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+            #[cfg(any(
+                target_os = "linux",
+                target_os = "android",
+                target_os = "freebsd",
+                target_os = "netbsd",
+                target_os = "macos",
+                target_os = "ios",
+                windows,
+            ))]
+            let keepalive = keepalive
+                .with_interval(self.interval)
+                .with_retries(self.retries);
+            sock.set_tcp_keepalive(&keepalive)?;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if self.user_timeout.is_some() {
+            sock.set_tcp_user_timeout(self.user_timeout)?;
+        }
+        Ok(())
+    }
 }
 
 struct App {
@@ -318,6 +487,11 @@ impl BoundServer {
             .header_read_timeout(self.header_timeout)
             // Bounds what hyper itself buffers for a slow reader; our outbox holds the rest.
             .max_buf_size(64 * 1024);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(self.http2_keep_alive)
+            .keep_alive_timeout(self.http2_keep_alive_timeout);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         // Streams served on the bare socket hold a clone; shutdown waits for all to drop.
         let (streams_done, mut streams_finished) = tokio::sync::mpsc::channel::<()>(1);
@@ -338,11 +512,19 @@ impl BoundServer {
                     }
                 },
             };
+            // Every wait before the first request's headers are in shares this deadline.
+            let deadline = Instant::now() + self.header_timeout;
             let _ = stream.set_nodelay(true);
+            if let Err(e) = self.tcp.apply(&stream) {
+                tracing::debug!(%peer, error = %e, "cannot set the TCP keep-alive options");
+            }
             let app = self.app.clone();
             let abort = TransportAbort::new();
             let svc_abort = abort.clone();
+            let requested = Arc::new(AtomicBool::new(false));
+            let svc_requested = requested.clone();
             let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                svc_requested.store(true, Ordering::Relaxed);
                 req.extensions_mut().insert(PeerAddr(peer));
                 // One abort drops the whole TCP connection: right for HTTP/1.1 (one
                 // stream), wrong for HTTP/2, where it would take every sibling stream
@@ -355,14 +537,14 @@ impl BoundServer {
             });
             let builder = builder.clone();
             let watcher = graceful.watcher();
-            let header_timeout = self.header_timeout;
             let sse_app = self.app.clone();
             let done = streams_done.clone();
             let mut stage = stage.clone();
             tokio::spawn(async move {
                 // A new connection's first request may open an SSE stream over HTTP/1.1:
                 // then it is served on the bare socket, without hyper's buffers.
-                let first = takeover::accept(stream, peer, &sse_app.sse, header_timeout, done);
+                let left = deadline.saturating_duration_since(Instant::now());
+                let first = takeover::accept(stream, peer, &sse_app.sse, left, done);
                 let stream = tokio::select! {
                     decision = first => match decision {
                         Decision::Done => return,
@@ -371,11 +553,11 @@ impl BoundServer {
                     _ = reached(&mut stage, Stage::Draining) => return,
                 };
                 drop(sse_app);
-                // The protocol sniffing before hyper's own header timeout has no limit of
-                // its own: a client that connects and sends nothing (or half an HTTP/2
-                // preface) would hold its descriptor for ever.
+                // The protocol sniffing has no limit of its own: a client that connects
+                // and sends nothing (or half an HTTP/2 preface) would hold its descriptor
+                // for ever.
                 let sniffed = tokio::select! {
-                    s = tokio::time::timeout(header_timeout, sniffable(&stream)) => s,
+                    s = tokio::time::timeout_at(deadline, sniffable(&stream)) => s,
                     _ = reached(&mut stage, Stage::Draining) => return,
                 };
                 if !matches!(sniffed, Ok(true)) {
@@ -386,11 +568,22 @@ impl BoundServer {
                     .serve_connection(TokioIo::new(stream), svc)
                     .into_owned();
                 let conn = watcher.watch(conn);
+                // hyper's header timeout starts afresh when it gets the connection (and
+                // HTTP/2 has none): hold its first request to what is left of ours.
+                let no_request = async {
+                    tokio::time::sleep_until(deadline).await;
+                    if requested.load(Ordering::Relaxed) {
+                        std::future::pending::<()>().await;
+                    }
+                };
                 tokio::select! {
                     res = conn => if let Err(e) = res {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     },
                     _ = abort.aborted() => tracing::debug!(%peer, "connection aborted"),
+                    _ = no_request => {
+                        tracing::debug!(%peer, "no request within the header timeout");
+                    }
                     _ = reached(&mut stage, Stage::Over) => {}
                 }
             });
