@@ -13,7 +13,8 @@ fn decode(parts: &[&[u8]]) -> Vec<Item> {
     let mut out = Vec::new();
     for p in parts {
         d.feed(p);
-        while let Some(i) = d.next_item() {
+        // Both runs must fail alike too, so an error just ends the list.
+        while let Ok(Some(i)) = d.next_item() {
             out.push(i);
         }
     }

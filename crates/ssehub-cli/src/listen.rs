@@ -6,6 +6,10 @@
 //! `Last-Event-ID`. A non-200 answer or a body that is not `text/event-stream` ends it
 //! with an error, as it does an `EventSource`.
 //!
+//! A server cannot make it grow without bound: an event whose data passes `--max-data`
+//! (1 MiB unless told), or a line that has not ended 64 bytes past that, ends it with an
+//! error naming the limit, without reconnecting (see [`ssehub::decode`]).
+//!
 //! ```text
 //! ssehub listen http://127.0.0.1:2015/sse?room=chat
 //! ssehub listen http://127.0.0.1:2015/sse --json --event tick --count 3
@@ -17,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use http::{header, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
-use ssehub::decode::{Decoder, Event, Item};
+use ssehub::decode::{Decoder, Event, Item, DEFAULT_MAX_DATA, DEFAULT_MAX_LINE};
 
 use crate::client;
 
@@ -49,7 +53,14 @@ pub struct Args {
     /// Also print comments (`: ping`, `: connected`) and retry hints, on standard error.
     #[arg(long, short)]
     pub verbose: bool,
+    /// The most data one event may carry, in bytes; a line may be 64 bytes longer, for
+    /// its field name. A stream that passes it ends `listen` with an error.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_DATA)]
+    pub max_data: usize,
 }
+
+/// How much longer than `--max-data` a line may be: room for its field name.
+const FIELD_NAME_ROOM: usize = DEFAULT_MAX_LINE - DEFAULT_MAX_DATA;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let uri = client::parse_url(&args.url)?;
@@ -115,7 +126,9 @@ async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
         }
         connected_once = true;
         // The last event id carries over a reconnection, as in a browser.
-        let mut decoder = Decoder::resume(last_id.clone());
+        let mut decoder = Decoder::resume(last_id.clone())
+            .max_data(args.max_data)
+            .max_line(args.max_data.saturating_add(FIELD_NAME_ROOM));
         let mut body = res.into_body();
         let ended = loop {
             let data = match body.frame().await {
@@ -127,7 +140,11 @@ async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
                 },
             };
             decoder.feed(&data);
-            while let Some(item) = decoder.next_item() {
+            // A stream past the limits is not worth a reconnection: it would do it again.
+            while let Some(item) = decoder
+                .next_item()
+                .with_context(|| format!("{uri}: gave up on the stream (see --max-data)"))?
+            {
                 match item {
                     Item::Event(e) => {
                         if !args.events.is_empty() && !args.events.contains(&e.event) {

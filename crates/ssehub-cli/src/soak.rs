@@ -144,7 +144,7 @@ async fn open_reader(target: &Target, room: &str) -> anyhow::Result<(Client, Inc
         "the stream's status event (the soak expects `ssehub serve`)",
         async {
             loop {
-                while let Some(item) = decoder.next_item() {
+                while let Some(item) = decoder.next_item()? {
                     if matches!(item, Item::Event(e) if e.event == "status") {
                         return Ok(());
                     }
@@ -178,7 +178,15 @@ async fn follow(
     };
     let mut next = 0u64;
     loop {
-        while let Some(item) = decoder.next_item() {
+        loop {
+            let item = match decoder.next_item() {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(e) => {
+                    report.cut = Some(format!("undecodable stream: {e}"));
+                    return report;
+                }
+            };
             let Item::Event(e) = item else { continue };
             match e.event.as_str() {
                 "soak" => {

@@ -91,7 +91,7 @@ fn decode_split(bytes: &[u8], cuts: &[usize]) -> Vec<Item> {
     for &c in cuts.iter().chain(std::iter::once(&bytes.len())) {
         d.feed(&bytes[start..c]);
         start = c;
-        while let Some(i) = d.next_item() {
+        while let Some(i) = d.next_item().expect("within the decoder's limits") {
             items.push(i);
         }
     }

@@ -443,7 +443,7 @@ impl SseStream {
     /// The next item, or `None` when the stream ends (unbounded: wrap in `within`).
     pub async fn next_item(&mut self) -> Option<Item> {
         loop {
-            if let Some(item) = self.decoder.next_item() {
+            if let Some(item) = self.decoder.next_item().expect("a stream within limits") {
                 return Some(item);
             }
             match self.body.frame().await {

@@ -170,7 +170,7 @@ impl SseClient {
     pub async fn next_item(&mut self) -> Option<Item> {
         within("next SSE item", async {
             loop {
-                if let Some(item) = self.decoder.next_item() {
+                if let Some(item) = self.decoder.next_item().expect("a stream within limits") {
                     return Some(item);
                 }
                 match self.body.frame().await {
