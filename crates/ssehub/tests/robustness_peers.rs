@@ -337,7 +337,7 @@ async fn h2_stream(
 async fn next_item(body: &mut Incoming, decoder: &mut Decoder) -> Option<Item> {
     within("the next SSE item", async {
         loop {
-            if let Some(item) = decoder.next_item() {
+            if let Some(item) = decoder.next_item().expect("a stream within limits") {
                 return Some(item);
             }
             match body.frame().await {
