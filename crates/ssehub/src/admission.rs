@@ -122,6 +122,7 @@ mod tests {
                 outbox_limit: 1024,
                 policy: SlowConsumerPolicy::Close,
                 abort: None,
+                batch_window: std::time::Duration::ZERO,
             });
             a.bind(Some(ip), &c);
             conns.push(c);

@@ -18,10 +18,12 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Waker;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
@@ -88,6 +90,21 @@ pub(crate) struct ConnectionConfig {
     pub outbox_limit: usize,
     pub policy: SlowConsumerPolicy,
     pub abort: Option<TransportAbort>,
+    /// After a write, how long a stream lets events gather before the next one (only
+    /// transports that write through [`Connection::poll_wire`] batch).
+    pub batch_window: Duration,
+}
+
+/// A transport that takes frames at once, without waiting. The bare-socket path lends
+/// its socket to the connection ([`Connection::attach_sink`]); while the stream's task
+/// waits for frames, the sender that queues a frame also writes the queue out itself
+/// ([`Claim`]), instead of waking the task (one wake-up and one scheduler hop less per
+/// event).
+pub(crate) trait DirectSink: Send + Sync {
+    /// Write `frames` now, framed for the wire as one piece. `Ok(None)`: all of it went
+    /// out. `Ok(Some(rest))`: the socket took part of it or none; `rest` is what is
+    /// left, framed, to be written next and verbatim. `Err`: the transport failed.
+    fn try_send(&self, frames: &[Bytes]) -> io::Result<Option<Bytes>>;
 }
 
 /// A connected SSE client.
@@ -107,11 +124,14 @@ pub struct Connection {
     inner: Arc<Inner>,
 }
 
+// Laid out for the fan-out, which touches thousands of these per event: the limit, the
+// lock and what `push` reads and writes share the first two cache lines.
+#[repr(C)]
 struct Inner {
-    id: Uuid,
-    hub: Hub,
     config: ConnectionConfig,
     outbox: Mutex<Outbox>,
+    id: Uuid,
+    hub: Hub,
     closed: AtomicBool,
     /// Set once the close is complete (rooms left, callbacks run); `closed()` waits for it.
     settled: AtomicBool,
@@ -125,14 +145,25 @@ struct Inner {
 }
 
 #[derive(Default)]
+#[repr(C)] // what `push` touches first
 struct Outbox {
-    queue: VecDeque<Bytes>,
-    bytes: usize,
-    waker: Option<Waker>,
     state: OutboxState,
     /// Set on every enqueue, cleared by the keep-alive sweep: traffic is the keep-alive.
     active: bool,
     warned: bool,
+    /// The stream's task waits for frames: nothing queued, nothing being written.
+    parked: bool,
+    /// A sender writes to the sink: the task neither writes nor ends the stream.
+    writing: bool,
+    bytes: usize,
+    queue: VecDeque<Bytes>,
+    waker: Option<Waker>,
+    /// The transport, when it can be written directly ([`DirectSink`]).
+    sink: Option<Arc<dyn DirectSink>>,
+    /// What a partial direct write left, framed: it goes out first, verbatim.
+    raw: Option<Bytes>,
+    /// No write before this (batching); `None`: at once.
+    next_write: Option<Instant>,
 }
 
 impl Outbox {
@@ -140,7 +171,27 @@ impl Outbox {
     fn abort(&mut self) {
         self.state = OutboxState::Aborted;
         self.queue = VecDeque::new();
+        self.raw = None;
         self.bytes = 0;
+        self.sink = None;
+    }
+
+    /// Whether the sender that queues a frame at `at` may write the queue out itself:
+    /// the task is idle, and the stream has not written within the batching window (a
+    /// busy stream's frames are left to gather).
+    fn claimable(&self, at: Instant) -> Option<Arc<dyn DirectSink>> {
+        let sink = self.sink.as_ref()?;
+        let busy = self.next_write.is_some_and(|t| at < t);
+        if busy || !self.parked || self.writing || self.raw.is_some() {
+            return None;
+        }
+        Some(sink.clone())
+    }
+
+    /// The task's waker, to wake it: from now on it is busy, not parked.
+    fn wake(&mut self) -> Option<Waker> {
+        self.parked = false;
+        self.waker.take()
     }
 }
 
@@ -155,9 +206,11 @@ enum OutboxState {
 }
 
 /// What happened to one enqueue.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+#[derive(Debug)]
 pub(crate) enum Enqueued {
     Yes,
+    /// Queued, and the caller is to write the queue out itself, now ([`Claim::write`]).
+    Direct(Claim),
     Closed,
     /// Dropped by the `DropEvent` policy.
     Dropped,
@@ -235,8 +288,12 @@ impl Connection {
 
     /// Queue an already encoded frame.
     pub(crate) fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
-        match self.enqueue(frame) {
+        match self.enqueue(frame, Some(Instant::now())) {
             Enqueued::Yes => Ok(()),
+            Enqueued::Direct(claim) => {
+                claim.write(&mut Vec::new());
+                Ok(())
+            }
             Enqueued::Closed => Err(SendError::Closed),
             Enqueued::Dropped => Err(SendError::Overflow),
             Enqueued::Busy => unreachable!("only keep-alive pings are skipped as busy"),
@@ -317,18 +374,21 @@ impl Connection {
         }
     }
 
-    pub(crate) fn enqueue(&self, frame: Bytes) -> Enqueued {
-        self.push(frame, false)
+    /// Queue `frame`, sent at `at` (taken once per broadcast: a clock read per
+    /// recipient would cost more than it tells). `None`: never [`Enqueued::Direct`],
+    /// the stream's task writes it.
+    pub(crate) fn enqueue(&self, frame: Bytes, at: Option<Instant>) -> Enqueued {
+        self.push(frame, false, at)
     }
 
     /// For the keep-alive sweep: queue `ping` unless frames were queued since the last
     /// sweep (traffic is the keep-alive). Either way the slate is clean for the next
     /// sweep: a ping is not traffic.
-    pub(crate) fn enqueue_keep_alive(&self, ping: Bytes) -> Enqueued {
-        self.push(ping, true)
+    pub(crate) fn enqueue_keep_alive(&self, ping: Bytes, at: Option<Instant>) -> Enqueued {
+        self.push(ping, true, at)
     }
 
-    fn push(&self, frame: Bytes, keep_alive: bool) -> Enqueued {
+    fn push(&self, frame: Bytes, keep_alive: bool, at: Option<Instant>) -> Enqueued {
         let mut out = lock(&self.inner.outbox);
         if out.state != OutboxState::Open {
             return Enqueued::Closed;
@@ -357,14 +417,57 @@ impl Connection {
                 }
             };
         }
+        out.active |= !keep_alive;
         out.bytes += frame.len();
         out.queue.push_back(frame);
-        out.active |= !keep_alive;
-        if let Some(w) = out.waker.take() {
+        if let Some(sink) = at.and_then(|at| out.claimable(at)) {
+            out.writing = true;
+            return Enqueued::Direct(Claim {
+                conn: self.clone(),
+                sink: Some(sink),
+            });
+        }
+        // During a direct write the task could do nothing: its end wakes it instead.
+        if out.writing {
+            return Enqueued::Yes;
+        }
+        if let Some(w) = out.wake() {
             drop(out);
             w.wake();
         }
         Enqueued::Yes
+    }
+
+    /// A direct write is over (`result` from the sink, `None` if it never happened):
+    /// hand the stream back to its task, waking it if there is anything for it to do.
+    fn release(&self, result: Option<io::Result<Option<Bytes>>>) {
+        let mut out = lock(&self.inner.outbox);
+        out.writing = false;
+        let failed = match result {
+            Some(Ok(rest)) => {
+                if let Some(rest) = rest {
+                    out.bytes += rest.len();
+                    out.raw = Some(rest);
+                }
+                out.next_write = out
+                    .queue
+                    .is_empty()
+                    .then(|| Instant::now() + self.inner.config.batch_window);
+                false
+            }
+            Some(Err(_)) => true,
+            None => false,
+        };
+        let pending = out.raw.is_some() || !out.queue.is_empty() || out.state != OutboxState::Open;
+        let waker = if pending { out.wake() } else { None };
+        drop(out);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        if failed {
+            // The client is gone (reset, broken pipe): end the stream at once.
+            self.abort();
+        }
     }
 
     /// True (and cleared) if frames other than pings were queued since the last sweep.
@@ -395,7 +498,7 @@ impl Connection {
             } else if out.state == OutboxState::Open {
                 out.state = state;
             }
-            if let Some(w) = out.waker.take() {
+            if let Some(w) = out.wake() {
                 w.wake();
             }
         }
@@ -451,6 +554,179 @@ impl Connection {
     pub(crate) fn transport_closed(&self) {
         self.close_with(OutboxState::Aborted);
     }
+
+    /// Lend the transport to senders: from now on, while the stream's task waits for
+    /// frames ([`Connection::poll_wire`]), a sender writes its frame directly.
+    pub(crate) fn attach_sink(&self, sink: Arc<dyn DirectSink>) {
+        let mut out = lock(&self.inner.outbox);
+        if out.state != OutboxState::Aborted {
+            out.sink = Some(sink);
+        }
+    }
+
+    /// For a transport's task that writes through a [`DirectSink`]: what to write next.
+    /// Queued frames are moved to `pieces` (at most `max` bytes, or one larger frame).
+    /// Pending (waker stored, task parked) while there is nothing, or while a sender
+    /// writes directly. [`Wire::End`] returns the sink: nobody else writes any more.
+    pub(crate) fn poll_wire(
+        &self,
+        waker: &Waker,
+        pieces: &mut Vec<Bytes>,
+        max: usize,
+    ) -> Poll<Wire> {
+        let mut out = lock(&self.inner.outbox);
+        if !out.writing {
+            if let Some(raw) = out.raw.take() {
+                out.parked = false;
+                out.bytes -= raw.len();
+                return Poll::Ready(Wire::Raw(raw));
+            }
+            if !out.queue.is_empty() {
+                out.parked = false;
+                take_queued(&mut out, pieces, max);
+                return Poll::Ready(Wire::Frames(out.next_write));
+            }
+            if out.state != OutboxState::Open {
+                out.sink = None;
+                return Poll::Ready(Wire::End);
+            }
+            out.parked = true;
+        }
+        match &out.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => out.waker = Some(waker.clone()),
+        }
+        Poll::Pending
+    }
+
+    /// For the task between [`Wire::Frames`] and its write (it is not parked, so no
+    /// sender writes meanwhile): move what was queued since to `pieces`, as
+    /// [`Connection::poll_wire`] does. True if the stream has ended behind them.
+    pub(crate) fn take_more(&self, pieces: &mut Vec<Bytes>, max: usize) -> bool {
+        let mut out = lock(&self.inner.outbox);
+        take_queued(&mut out, pieces, max);
+        out.queue.is_empty() && out.state != OutboxState::Open
+    }
+
+    /// The task wrote at `at`. The next write waits for the batching window, unless
+    /// frames are already waiting (the write was as large as a batch may be): then
+    /// waiting would only cap the stream's throughput.
+    pub(crate) fn wrote(&self, at: Instant) {
+        let mut out = lock(&self.inner.outbox);
+        out.next_write = out
+            .queue
+            .is_empty()
+            .then(|| at + self.inner.config.batch_window);
+    }
+}
+
+/// Move queued frames to `pieces`, up to `max` bytes in all (or one larger frame).
+fn take_queued(out: &mut Outbox, pieces: &mut Vec<Bytes>, max: usize) {
+    let mut total: usize = pieces.iter().map(Bytes::len).sum();
+    while let Some(f) = out.queue.front() {
+        if !pieces.is_empty() && total + f.len() > max {
+            break;
+        }
+        total += f.len();
+        out.bytes -= f.len();
+        pieces.extend(out.queue.pop_front());
+    }
+    if out.queue.is_empty() && out.queue.capacity() > 64 {
+        out.queue = VecDeque::new();
+    }
+}
+
+/// What a transport's task writes next ([`Connection::poll_wire`]).
+#[derive(Debug)]
+pub(crate) enum Wire {
+    /// Bytes already framed for the wire (the rest of a partial direct write).
+    Raw(Bytes),
+    /// Frames were moved to the caller's `pieces`; the batching window ends at the
+    /// instant given (`None`: write at once).
+    Frames(Option<Instant>),
+    /// The stream is over: write its end.
+    End,
+}
+
+/// The right to write a connection's queue straight to its transport, won by the
+/// sender that queued a frame while the stream's task was idle. Senders that come
+/// meanwhile queue behind, and the task waits until the claim is released. Whatever is
+/// queued when the claim is written goes out as one write.
+pub(crate) struct Claim {
+    conn: Connection,
+    sink: Option<Arc<dyn DirectSink>>,
+}
+
+impl Claim {
+    /// Write what is queued (without waiting) and release the transport. `pieces` is
+    /// scratch space, left empty.
+    pub(crate) fn write(mut self, pieces: &mut Vec<Bytes>) {
+        let Some(sink) = self.sink.take() else { return };
+        take_queued(&mut lock(&self.conn.inner.outbox), pieces, MAX_DIRECT);
+        let result = if pieces.is_empty() {
+            Ok(None)
+        } else {
+            sink.try_send(pieces)
+        };
+        pieces.clear();
+        // The task may take the socket back once released: drop our handle first.
+        drop(sink);
+        self.conn.release(Some(result));
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.sink.take().is_some() {
+            self.conn.release(None);
+        }
+    }
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claim")
+            .field("conn", &self.conn.id())
+            .finish()
+    }
+}
+
+/// The most bytes one direct write takes from a queue; the task writes the rest.
+const MAX_DIRECT: usize = 64 * 1024;
+
+/// Write claimed queues. Broadcasting stays queueing-only for the caller: on a runtime
+/// the writes run in spawned tasks, a few hundred sockets each, yielding between slices
+/// so that publishers and other streams get their turn. Outside a runtime they run
+/// here, and never wait either (every write is non-blocking).
+pub(crate) fn write_claims(claims: Vec<Claim>) {
+    const PER_TASK: usize = 256;
+    const PER_POLL: usize = 32;
+    let rt = match tokio::runtime::Handle::try_current() {
+        Ok(rt) if claims.len() > 1 => rt,
+        _ => {
+            let mut pieces = Vec::new();
+            return claims.into_iter().for_each(|c| c.write(&mut pieces));
+        }
+    };
+    let mut claims = claims.into_iter();
+    loop {
+        let batch: Vec<Claim> = claims.by_ref().take(PER_TASK).collect();
+        if batch.is_empty() {
+            break;
+        }
+        rt.spawn(async move {
+            let mut pieces = Vec::new();
+            let mut batch = batch.into_iter();
+            loop {
+                let mut slice = batch.by_ref().take(PER_POLL).peekable();
+                if slice.peek().is_none() {
+                    break;
+                }
+                slice.for_each(|c| c.write(&mut pieces));
+                tokio::task::yield_now().await;
+            }
+        });
+    }
 }
 
 /// How many queued frames after the first one fit into one coalesced write, and the
@@ -502,6 +778,7 @@ mod tests {
             outbox_limit: limit,
             policy,
             abort: None,
+            batch_window: Duration::ZERO,
         })
     }
 
@@ -594,6 +871,159 @@ mod tests {
             });
             assert_eq!(fired.load(Ordering::SeqCst), 2);
         }
+    }
+
+    /// A transport that takes `take` bytes of each frame (all when `None`), or fails.
+    #[derive(Default)]
+    struct Sink {
+        written: Mutex<Vec<u8>>,
+        take: Mutex<Option<usize>>,
+        fail: AtomicBool,
+    }
+
+    impl DirectSink for Sink {
+        fn try_send(&self, frames: &[Bytes]) -> io::Result<Option<Bytes>> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            let frame = frames.concat();
+            let n = lock(&self.take).unwrap_or(frame.len()).min(frame.len());
+            lock(&self.written).extend_from_slice(&frame[..n]);
+            Ok((n < frame.len()).then(|| Bytes::copy_from_slice(&frame[n..])))
+        }
+    }
+
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A connection on a direct transport, its task parked; and the task's wake count.
+    fn direct(window: Duration) -> (Connection, Arc<Sink>, Arc<Wakes>, Waker) {
+        let c = Hub::new().connect(ConnectionConfig {
+            outbox_limit: 1 << 20,
+            policy: SlowConsumerPolicy::Close,
+            abort: Some(TransportAbort::new()),
+            batch_window: window,
+        });
+        let sink = Arc::new(Sink::default());
+        c.attach_sink(sink.clone());
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(wakes.clone());
+        assert!(c.poll_wire(&waker, &mut Vec::new(), 1 << 16).is_pending());
+        (c, sink, wakes, waker)
+    }
+
+    fn frame(data: &str) -> Bytes {
+        Message::new(data).encode()
+    }
+
+    #[test]
+    fn an_idle_stream_is_written_by_the_sender_a_busy_one_by_its_task() {
+        let (c, sink, wakes, waker) = direct(Duration::from_secs(3600));
+        c.send(&Message::new("1")).unwrap();
+        assert_eq!(&lock(&sink.written)[..], b"data: 1\n\n");
+        assert_eq!(c.queued_bytes(), 0);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "the task was not woken");
+        // Inside the batching window: queued for the task, which is woken.
+        c.send(&Message::new("2")).unwrap();
+        assert_eq!(lock(&sink.written).len(), 9);
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+        let mut pieces = Vec::new();
+        match c.poll_wire(&waker, &mut pieces, 1 << 16) {
+            Poll::Ready(Wire::Frames(Some(_))) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pieces, [frame("2")]);
+    }
+
+    #[test]
+    fn without_a_window_every_event_of_an_idle_stream_goes_direct() {
+        let (c, sink, wakes, _waker) = direct(Duration::ZERO);
+        for i in 0..3 {
+            c.send(&Message::new(i.to_string())).unwrap();
+        }
+        assert_eq!(
+            &lock(&sink.written)[..],
+            b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+        );
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn what_a_partial_write_left_goes_out_first() {
+        let (c, sink, wakes, waker) = direct(Duration::ZERO);
+        *lock(&sink.take) = Some(3);
+        c.send(&Message::new("abc")).unwrap();
+        assert_eq!(&lock(&sink.written)[..], b"dat");
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the task must finish it");
+        assert_eq!(c.queued_bytes(), "a: abc\n\n".len());
+        // Queued behind it, not written directly.
+        c.send(&Message::new("d")).unwrap();
+        assert_eq!(lock(&sink.written).len(), 3);
+        let mut pieces = Vec::new();
+        match c.poll_wire(&waker, &mut pieces, 1 << 16) {
+            Poll::Ready(Wire::Raw(rest)) => assert_eq!(rest, "a: abc\n\n"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            c.poll_wire(&waker, &mut pieces, 1 << 16),
+            Poll::Ready(Wire::Frames(_))
+        ));
+        assert_eq!(pieces, [frame("d")]);
+    }
+
+    #[test]
+    fn the_task_waits_for_a_direct_write_in_flight_even_to_end() {
+        let (c, sink, wakes, waker) = direct(Duration::ZERO);
+        let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(Instant::now())) else {
+            panic!("an idle stream is claimed")
+        };
+        c.send(&Message::new("2")).unwrap();
+        c.close();
+        let mut pieces = Vec::new();
+        assert!(c.poll_wire(&waker, &mut pieces, 1 << 16).is_pending());
+        let woken = wakes.0.load(Ordering::SeqCst);
+        // What was queued behind the claim goes out in the same write.
+        claim.write(&mut pieces);
+        assert!(wakes.0.load(Ordering::SeqCst) > woken);
+        assert_eq!(&lock(&sink.written)[..], b"data: 1\n\ndata: 2\n\n");
+        assert!(matches!(
+            c.poll_wire(&waker, &mut pieces, 1 << 16),
+            Poll::Ready(Wire::End)
+        ));
+    }
+
+    #[test]
+    fn a_claim_dropped_unwritten_leaves_the_queue_to_the_task() {
+        let (c, sink, _wakes, waker) = direct(Duration::ZERO);
+        let claim = c.enqueue(frame("1"), Some(Instant::now()));
+        c.send(&Message::new("2")).unwrap();
+        drop(claim);
+        let mut pieces = Vec::new();
+        assert!(matches!(
+            c.poll_wire(&waker, &mut pieces, 1 << 16),
+            Poll::Ready(Wire::Frames(_))
+        ));
+        assert_eq!(pieces, [frame("1"), frame("2")]);
+        assert!(lock(&sink.written).is_empty());
+    }
+
+    #[test]
+    fn a_failed_direct_write_ends_the_stream() {
+        let (c, sink, _wakes, waker) = direct(Duration::ZERO);
+        sink.fail.store(true, Ordering::SeqCst);
+        let _ = c.send(&Message::new("1"));
+        assert!(c.is_closed());
+        assert_eq!(c.send(&Message::new("2")), Err(SendError::Closed));
+        assert!(matches!(
+            c.poll_wire(&waker, &mut Vec::new(), 1 << 16),
+            Poll::Ready(Wire::End)
+        ));
     }
 
     #[test]

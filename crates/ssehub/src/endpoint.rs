@@ -580,6 +580,7 @@ impl SseEndpoint {
             outbox_limit: opts.outbox_limit,
             policy: opts.slow_consumer,
             abort: req.extensions().get::<TransportAbort>().cloned(),
+            batch_window: opts.batch_window,
         });
         self.inner.admission.bind(ip, &conn);
         let _ = conn.send_frame(self.inner.preamble.clone());

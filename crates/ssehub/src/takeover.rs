@@ -31,12 +31,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, Version};
 use http_body::Body as _;
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
-use crate::connection::TransportAbort;
+use crate::connection::{DirectSink, TransportAbort, Wire};
 use crate::endpoint::{PeerAddr, SseBody, SseEndpoint};
 
 /// The largest request head considered for take-over; a larger one goes to hyper.
@@ -94,11 +94,10 @@ pub(crate) async fn accept(
     req.extensions_mut().insert(PeerAddr(peer));
     req.extensions_mut().insert(abort.clone());
     let res = endpoint.handle(req).await;
-    let batch_window = endpoint.batch_window();
     // Its own small task: the future that holds this connection stays small for the
     // hours it may live, whatever the accept path needed.
     tokio::spawn(async move {
-        serve(stream, res, closes, abort, batch_window).await;
+        serve(stream, res, closes, abort).await;
         drop(done);
     });
     Decision::Done
@@ -175,13 +174,7 @@ fn parse_sse_request(head: &[u8], endpoints: &[SseEndpoint]) -> Option<(Request<
 
 /// Write the answer, then (for a stream) move the outbox to the socket until the stream
 /// ends, the client leaves, or the connection is aborted by policy.
-async fn serve(
-    mut stream: TcpStream,
-    res: Response<SseBody>,
-    closes: bool,
-    abort: TransportAbort,
-    batch_window: Duration,
-) {
+async fn serve(mut stream: TcpStream, res: Response<SseBody>, closes: bool, abort: TransportAbort) {
     let (parts, mut body) = res.into_parts();
     let streaming = body.connection().is_some();
     let mut head = Vec::with_capacity(256);
@@ -213,7 +206,7 @@ async fn serve(
             head.extend_from_slice(b"\r\n");
         }
     }
-    if !streaming {
+    let Some(conn) = body.connection().cloned() else {
         // A fixed answer (a refusal, a back-off): send it whole and close.
         let data = next_frame(&mut body).await.unwrap_or_default();
         // RFC 9110: no Content-Length on 204 and 304.
@@ -222,44 +215,52 @@ async fn serve(
         }
         head.extend_from_slice(b"\r\n");
         head.extend_from_slice(&data);
-        let _ = write_or_abort(&mut stream, &head, &abort).await;
+        let _ = write_or_abort(&stream, &head, &abort).await;
         let _ = stream.shutdown().await;
         return;
-    }
+    };
     head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-    if write_or_abort(&mut stream, &head, &abort).await.is_err() {
+    if write_or_abort(&stream, &head, &abort).await.is_err() {
         return;
     }
     // The head and the response's headers are done with; a stream may last for hours.
     drop(head);
     drop(parts);
+    let stream = std::sync::Arc::new(stream);
+    conn.attach_sink(stream.clone());
     let mut probe = [0u8; 16];
-    let mut next_write = Instant::now();
+    let mut pieces: Vec<Bytes> = Vec::new();
     loop {
         tokio::select! {
-            frame = next_frame(&mut body) => match frame {
-                Some(first) => {
-                    let mut pieces = vec![first];
+            wire = poll_fn(|cx| conn.poll_wire(cx.waker(), &mut pieces, MAX_BATCH)) => match wire {
+                Wire::Raw(rest) => {
+                    if write_or_abort(&stream, &rest, &abort).await.is_err() {
+                        return;
+                    }
+                }
+                Wire::Frames(not_before) => {
                     let mut ended = false;
-                    if Instant::now() < next_write {
+                    if let Some(at) = not_before.filter(|at| Instant::now() < *at) {
                         // Busy: this stream wrote moments ago. Let events gather until
                         // the batching window has passed, then write them all at once.
                         tokio::select! {
-                            _ = tokio::time::sleep_until(next_write) => {}
+                            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
                             _ = abort.aborted() => return,
                         }
-                        ended = gather(&mut body, &mut pieces);
+                        ended = conn.take_more(&mut pieces, MAX_BATCH);
                     }
-                    if write_or_abort(&mut stream, &chunk(&pieces), &abort).await.is_err() {
+                    let batch = chunk(&pieces);
+                    pieces.clear();
+                    if write_or_abort(&stream, &batch, &abort).await.is_err() {
                         return;
                     }
-                    next_write = Instant::now() + batch_window;
+                    conn.wrote(Instant::now());
                     if ended {
-                        return finish(&mut stream, &abort).await;
+                        return finish(stream, &abort).await;
                     }
                 }
                 // The stream ended (closed by the application or at shutdown).
-                None => return finish(&mut stream, &abort).await,
+                Wire::End => return finish(stream, &abort).await,
             },
             // The client sends nothing after its request: readable means it left
             // (FIN reads as 0 bytes, RST as an error). Anything else is ignored.
@@ -284,26 +285,48 @@ async fn serve(
 /// against its bound) for the next write.
 const MAX_BATCH: usize = 64 * 1024;
 
-/// Add what the outbox holds now to `pieces` (up to [`MAX_BATCH`] in all), without
-/// waiting. True if the stream has ended.
-fn gather(body: &mut SseBody, pieces: &mut Vec<Bytes>) -> bool {
-    let waker = futures_util::task::noop_waker();
-    let mut cx = std::task::Context::from_waker(&waker);
-    while pieces.iter().map(Bytes::len).sum::<usize>() < MAX_BATCH {
-        match Pin::new(&mut *body).poll_frame(&mut cx) {
-            std::task::Poll::Ready(Some(Ok(frame))) => {
-                if let Ok(bytes) = frame.into_data() {
-                    pieces.push(bytes);
-                }
-            }
-            std::task::Poll::Ready(Some(Err(never))) => match never {},
-            std::task::Poll::Ready(None) => return true,
-            // The noop waker stored here is replaced by the next real poll, which looks
-            // at the queue under the same lock first: no wake-up can be lost.
-            std::task::Poll::Pending => return false,
+/// A chunk up to this size is framed on the stack for a direct write.
+const SMALL_WRITE: usize = 1024;
+
+/// Senders write frames straight to an idle stream's socket, as one chunk.
+impl DirectSink for TcpStream {
+    fn try_send(&self, frames: &[Bytes]) -> io::Result<Option<Bytes>> {
+        let len: usize = frames.iter().map(Bytes::len).sum();
+        if len + 12 > SMALL_WRITE {
+            let whole = chunk(frames);
+            let written = sent(self.try_write(&whole))?;
+            return Ok((written < whole.len()).then(|| whole.slice(written..)));
         }
+        let mut buf = [0u8; SMALL_WRITE];
+        let mut size = [0u8; 18];
+        let mut at = 0;
+        for p in std::iter::once(chunk_size(len, &mut size))
+            .chain(frames.iter().map(|f| &f[..]))
+            .chain([&b"\r\n"[..]])
+        {
+            buf[at..at + p.len()].copy_from_slice(p);
+            at += p.len();
+        }
+        let written = sent(self.try_write(&buf[..at]))?;
+        // The socket's buffer is full: keep what it did not take (rare, and copied).
+        Ok((written < at).then(|| Bytes::copy_from_slice(&buf[written..at])))
     }
-    false
+}
+
+/// How much a non-blocking write took: none when the socket's buffer is full.
+fn sent(result: io::Result<usize>) -> io::Result<usize> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        other => other,
+    }
+}
+
+/// A chunk's size line (`<hex>\r\n`), written into `buf`.
+fn chunk_size(len: usize, buf: &mut [u8; 18]) -> &[u8] {
+    let mut cursor = io::Cursor::new(&mut buf[..]);
+    let _ = write!(cursor, "{len:x}\r\n");
+    let n = cursor.position() as usize;
+    &buf[..n]
 }
 
 async fn next_frame(body: &mut SseBody) -> Option<Bytes> {
@@ -314,10 +337,13 @@ async fn next_frame(body: &mut SseBody) -> Option<Bytes> {
     }
 }
 
-/// End the stream: the last chunk, then the connection.
-async fn finish(stream: &mut TcpStream, abort: &TransportAbort) {
-    if write_or_abort(stream, b"0\r\n\r\n", abort).await.is_ok() {
-        let _ = stream.shutdown().await;
+/// End the stream: the last chunk, then the connection. Every other handle on the
+/// socket is gone by now ([`Wire::End`] takes the sink back).
+async fn finish(stream: std::sync::Arc<TcpStream>, abort: &TransportAbort) {
+    if write_or_abort(&stream, b"0\r\n\r\n", abort).await.is_ok() {
+        if let Ok(mut stream) = std::sync::Arc::try_unwrap(stream) {
+            let _ = stream.shutdown().await;
+        }
     }
 }
 
@@ -325,7 +351,8 @@ async fn finish(stream: &mut TcpStream, abort: &TransportAbort) {
 fn chunk(pieces: &[Bytes]) -> Bytes {
     let len: usize = pieces.iter().map(Bytes::len).sum();
     let mut buf = BytesMut::with_capacity(len + 12);
-    let _ = write!((&mut buf).writer(), "{len:x}\r\n");
+    let mut size = [0u8; 18];
+    buf.put_slice(chunk_size(len, &mut size));
     for p in pieces {
         buf.put_slice(p);
     }
@@ -336,14 +363,27 @@ fn chunk(pieces: &[Bytes]) -> Bytes {
 /// Write all of `bytes`, unless the connection is aborted first (a client that does not
 /// read would otherwise hold this task in the write for ever).
 async fn write_or_abort(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     bytes: &[u8],
     abort: &TransportAbort,
 ) -> Result<(), ()> {
     tokio::select! {
-        r = stream.write_all(bytes) => r.map_err(|_| ()),
+        r = write_all(stream, bytes) => r.map_err(|_| ()),
         _ = abort.aborted() => Err(()),
     }
+}
+
+/// `write_all` on a shared socket (senders write to it too, never at the same time).
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -149,3 +149,60 @@ async fn a_204_on_the_taken_over_path_has_no_content_length() {
     assert_eq!(head.header("transfer-encoding"), None);
     srv.stop().await;
 }
+
+/// Decode a chunked body: the data of every complete chunk, in order.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(httparse::Status::Complete((at, len))) = httparse::parse_chunk_size(raw) {
+        let len = len as usize;
+        if len == 0 || raw.len() < at + len + 2 {
+            break;
+        }
+        body.extend_from_slice(&raw[at..at + len]);
+        assert_eq!(&raw[at + len..at + len + 2], b"\r\n", "chunk framing");
+        raw = &raw[at + len + 2..];
+    }
+    body
+}
+
+#[tokio::test]
+async fn events_written_straight_to_a_full_socket_arrive_whole_and_in_order() {
+    // No batching window: every event for an idle stream is written by the sender. The
+    // client does not read, so its socket fills and writes are cut short; what a write
+    // left must go out next, before anything queued after it.
+    let srv = TestServer::start(
+        sse_options()
+            .batch_window(std::time::Duration::ZERO)
+            .outbox_limit(64 << 20),
+    )
+    .await;
+    let mut stalled = stalled_client(srv.addr, "/sse").await;
+    eventually("joined", || srv.hub.room_size("r") == 1).await;
+    let pad = "p".repeat(3000);
+    let mut expected = Vec::new();
+    for i in 0..1500 {
+        let m = Message::new(format!("{i} {pad}"));
+        expected.extend_from_slice(&m.encode());
+        assert_eq!(srv.hub.broadcast("r", &m), 1);
+        if i % 10 == 0 {
+            // Let the stream's task run: it parks again once it has caught up.
+            tokio::task::yield_now().await;
+        }
+    }
+    let conn = srv.hub.members("r").pop().unwrap();
+    assert!(conn.queued_bytes() > 0, "the socket never filled up");
+    conn.close();
+    let raw = until_closed("the stream to end", &mut stalled).await;
+    let body = dechunk(&raw);
+    assert!(
+        raw.ends_with(b"0\r\n\r\n"),
+        "the stream ends with the last chunk"
+    );
+    assert!(
+        body.ends_with(&expected),
+        "every event, whole and in order ({} bytes of {})",
+        body.len(),
+        expected.len()
+    );
+    srv.stop().await;
+}
