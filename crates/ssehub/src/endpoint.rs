@@ -173,7 +173,10 @@ impl SseOptions {
     /// receiving many events a second gets them in fewer, larger writes, which cuts the
     /// server's CPU per event (one send system call costs more than the event in it) at
     /// the price of at most this much latency. Applies to streams served on the bare
-    /// socket (HTTP/1.1, see ARCHITECTURE.md).
+    /// socket (HTTP/1.1, see ARCHITECTURE.md). There, an event for a stream that has not
+    /// written within the window is written by the sender at once, without waking the
+    /// stream's task (for fan-outs to at most 2,048 streams; larger ones leave the
+    /// writing to the tasks, which coalesce better under load).
     pub fn batch_window(mut self, window: Duration) -> Self {
         self.batch_window = window;
         self
