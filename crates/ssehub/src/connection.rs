@@ -456,6 +456,7 @@ impl Connection {
         out.writing = false;
         let failed = match result {
             Some(Ok(rest)) => {
+                // An aborted stream keeps nothing (its transport is being dropped).
                 if let Some(rest) = rest {
                     out.bytes += rest.len();
                     out.raw = Some(rest);
@@ -890,6 +891,8 @@ mod tests {
         written: Mutex<Vec<u8>>,
         take: Mutex<Option<usize>>,
         fail: AtomicBool,
+        /// Run during the write.
+        during: Mutex<Option<Connection>>,
     }
 
     impl DirectSink for Sink {
@@ -898,6 +901,9 @@ mod tests {
                 return Err(io::ErrorKind::BrokenPipe.into());
             }
             let frame = frames.concat();
+            if let Some(c) = lock(&self.during).take() {
+                c.abort();
+            }
             let n = lock(&self.take).unwrap_or(frame.len()).min(frame.len());
             lock(&self.written).extend_from_slice(&frame[..n]);
             Ok((n < frame.len()).then(|| Bytes::copy_from_slice(&frame[n..])))
@@ -1022,6 +1028,21 @@ mod tests {
         ));
         assert_eq!(pieces, [frame("1"), frame("2")]);
         assert!(lock(&sink.written).is_empty());
+    }
+
+    #[test]
+    fn a_stream_aborted_during_a_direct_write_keeps_nothing() {
+        let (c, sink, _wakes, waker) = direct(Duration::ZERO);
+        *lock(&sink.take) = Some(3);
+        *lock(&sink.during) = Some(c.clone());
+        let _ = c.send(&Message::new("1"));
+        assert!(c.is_closed());
+        assert_eq!(&lock(&sink.written)[..], b"dat", "the write was cut short");
+        assert_eq!(c.queued_bytes(), 0);
+        assert!(matches!(
+            c.poll_wire(&waker, &mut Vec::new(), 1 << 16),
+            Poll::Ready(Wire::End)
+        ));
     }
 
     #[test]
