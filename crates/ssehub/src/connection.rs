@@ -457,7 +457,7 @@ impl Connection {
         let failed = match result {
             Some(Ok(rest)) => {
                 // An aborted stream keeps nothing (its transport is being dropped).
-                if let Some(rest) = rest {
+                if let Some(rest) = rest.filter(|_| out.state != OutboxState::Aborted) {
                     out.bytes += rest.len();
                     out.raw = Some(rest);
                 }
