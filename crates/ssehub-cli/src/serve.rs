@@ -53,6 +53,9 @@ pub struct Args {
     /// Seconds between `: ping` comments on idle streams (0 turns keep-alive off).
     #[arg(long, value_name = "SECONDS", default_value = "15", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub keep_alive: Duration,
+    /// Seconds a busy stream lets events gather before its next write (0 writes at once).
+    #[arg(long, value_name = "SECONDS", default_value = "0.02", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub batch_window: Duration,
 }
 
 #[derive(Parser)]
@@ -137,6 +140,7 @@ fn sse_options(args: &Args) -> SseOptions {
     let keep_alive = (!args.keep_alive.is_zero()).then_some(args.keep_alive);
     SseOptions::new()
         .keep_alive(keep_alive)
+        .batch_window(args.batch_window)
         .authorize(|ctx| async move {
             check_rooms(ctx.query_all("room"))
                 .map_err(|why| Rejection::status(StatusCode::BAD_REQUEST).body(why))

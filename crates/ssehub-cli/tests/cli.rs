@@ -84,10 +84,12 @@ async fn bad_settings_are_clear_errors() {
     );
     assert!(!out.status.success());
     assert!(out.stderr.contains("not a directory"), "{}", out.stderr);
-    for bad in ["-1", "soon", "inf"] {
-        let out = run_cli(&["serve", "--tick-interval", bad], b"");
-        assert!(!out.status.success(), "--tick-interval {bad} was accepted");
-        assert!(out.stderr.contains("--tick-interval"), "{}", out.stderr);
+    for flag in ["--tick-interval", "--batch-window"] {
+        for bad in ["-1", "soon", "inf"] {
+            let out = run_cli(&["serve", flag, bad], b"");
+            assert!(!out.status.success(), "{flag} {bad} was accepted");
+            assert!(out.stderr.contains(flag), "{}", out.stderr);
+        }
     }
 }
 
