@@ -587,9 +587,15 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
 }
 
 fn print_report(r: &Report) {
-    let opt = |v: Option<f64>, unit: &str| match v {
+    let opt = |v: Option<f64>, unit: &str, why: &str| match v {
         Some(v) => format!("{v:.2} {unit}"),
-        None => "n/a (no --server-pid)".to_owned(),
+        None => format!("n/a ({why})"),
+    };
+    let no_pid = "no --server-pid";
+    let per_delivery_why = if r.server_cpu_seconds.is_some() {
+        "no deliveries"
+    } else {
+        no_pid
     };
     if let Some(label) = &r.label {
         println!("server:            {label}");
@@ -638,16 +644,20 @@ fn print_report(r: &Report) {
     }
     println!(
         "server CPU:        {} total, {} per delivery",
-        opt(r.server_cpu_seconds, "s"),
-        opt(r.server_cpu_us_per_delivery, "us")
+        opt(r.server_cpu_seconds, "s", no_pid),
+        opt(r.server_cpu_us_per_delivery, "us", per_delivery_why)
     );
     println!(
         "generator CPU:     {} per delivery",
-        opt(r.generator_cpu_us_per_delivery, "us")
+        opt(r.generator_cpu_us_per_delivery, "us", "no deliveries")
     );
     println!(
         "server memory:     {} per idle connection (RSS {} -> {} KiB)",
-        opt(r.server_rss_per_connection_bytes.map(|b| b / 1024.0), "KiB"),
+        opt(
+            r.server_rss_per_connection_bytes.map(|b| b / 1024.0),
+            "KiB",
+            no_pid
+        ),
         r.server_rss_before_bytes
             .map_or("?".into(), |b| (b / 1024).to_string()),
         r.server_rss_idle_bytes
