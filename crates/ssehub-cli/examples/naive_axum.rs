@@ -49,6 +49,8 @@ struct App {
     rooms: Mutex<HashMap<String, broadcast::Sender<Msg>>>,
     capacity: usize,
     connections: AtomicU64,
+    /// Streams ever opened: the bench counts its subscribers by this, which only grows.
+    connections_total: AtomicU64,
     published: AtomicU64,
     deliveries: AtomicU64,
     dropped: AtomicU64,
@@ -81,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
         rooms: Mutex::default(),
         capacity: args.capacity,
         connections: AtomicU64::new(0),
+        connections_total: AtomicU64::new(0),
         published: AtomicU64::new(0),
         deliveries: AtomicU64::new(0),
         dropped: AtomicU64::new(0),
@@ -102,6 +105,7 @@ async fn sse(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let room = q.get("room").map_or("__all", String::as_str);
     app.connections.fetch_add(1, Ordering::Relaxed);
+    app.connections_total.fetch_add(1, Ordering::Relaxed);
     let live = Arc::new(Live(app.clone()));
     let mut streams = vec![receive(app.sender("__all").subscribe(), live.clone())];
     if room != "__all" {
@@ -161,6 +165,7 @@ async fn publish(
 async fn stats(State(app): State<Arc<App>>) -> Json<serde_json::Value> {
     Json(json!({
         "connections": app.connections.load(Ordering::Relaxed),
+        "connections_total": app.connections_total.load(Ordering::Relaxed),
         "rooms": app.rooms.lock().unwrap().len(),
         "events_published": app.published.load(Ordering::Relaxed),
         "deliveries": app.deliveries.load(Ordering::Relaxed),
