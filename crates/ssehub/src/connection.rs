@@ -199,6 +199,18 @@ impl Outbox {
         Some(sink.clone())
     }
 
+    /// How the stream ends, if it has: the task takes the sink back (nobody else writes
+    /// any more) and either finishes the stream or, aborted, just drops it.
+    fn end(&mut self) -> Option<Wire> {
+        let end = match self.state {
+            OutboxState::Open => return None,
+            OutboxState::Draining => Wire::End,
+            OutboxState::Aborted => Wire::Abort,
+        };
+        self.sink = None;
+        Some(end)
+    }
+
     /// The task's waker, to wake it: from now on it is busy, not parked.
     fn wake(&mut self) -> Option<Waker> {
         self.parked = false;
@@ -579,7 +591,8 @@ impl Connection {
     /// For a transport's task that writes through a [`DirectSink`]: what to write next.
     /// Queued frames are moved to `pieces` (at most `max` bytes, or one larger frame).
     /// Pending (waker stored, task parked) while there is nothing, or while a sender
-    /// writes directly. [`Wire::End`] returns the sink: nobody else writes any more.
+    /// writes directly. [`Wire::End`] and [`Wire::Abort`] take the sink back: nobody
+    /// else writes any more.
     pub(crate) fn poll_wire(
         &self,
         waker: &Waker,
@@ -598,9 +611,8 @@ impl Connection {
                 take_queued(&mut out, pieces, max);
                 return Poll::Ready(Wire::Frames(out.next_write));
             }
-            if out.state != OutboxState::Open {
-                out.sink = None;
-                return Poll::Ready(Wire::End);
+            if let Some(end) = out.end() {
+                return Poll::Ready(end);
             }
             out.parked = true;
         }
@@ -613,11 +625,15 @@ impl Connection {
 
     /// For the task between [`Wire::Frames`] and its write (it is not parked, so no
     /// sender writes meanwhile): move what was queued since to `pieces`, as
-    /// [`Connection::poll_wire`] does. True if the stream has ended behind them.
-    pub(crate) fn take_more(&self, pieces: &mut Vec<Bytes>, max: usize) -> bool {
+    /// [`Connection::poll_wire`] does. `Some` if the stream has ended behind them.
+    pub(crate) fn take_more(&self, pieces: &mut Vec<Bytes>, max: usize) -> Option<Wire> {
         let mut out = lock(&self.inner.outbox);
         take_queued(&mut out, pieces, max);
-        out.queue.is_empty() && out.state != OutboxState::Open
+        if out.queue.is_empty() {
+            out.end()
+        } else {
+            None
+        }
     }
 
     /// The task wrote at `at`. The next write waits for the batching window, unless
@@ -658,6 +674,9 @@ pub(crate) enum Wire {
     Frames(Option<Instant>),
     /// The stream is over: write its end.
     End,
+    /// The stream was aborted (by policy or because the client left): drop the
+    /// transport without another byte (a direct write may have been cut mid-chunk).
+    Abort,
 }
 
 /// The right to write a connection's queue straight to its transport, won by the
@@ -673,7 +692,7 @@ impl Claim {
     /// Write what is queued (without waiting) and release the transport. `pieces` is
     /// scratch space, left empty.
     pub(crate) fn write(mut self, pieces: &mut Vec<Bytes>) {
-        let Some(sink) = self.sink.take() else { return };
+        let Some(sink) = &self.sink else { return };
         take_queued(&mut lock(&self.conn.inner.outbox), pieces, MAX_DIRECT);
         let result = if pieces.is_empty() {
             Ok(None)
@@ -681,8 +700,9 @@ impl Claim {
             sink.try_send(pieces)
         };
         pieces.clear();
-        // The task may take the socket back once released: drop our handle first.
-        drop(sink);
+        // The task may take the socket back once released: drop our handle first. (Until
+        // here a panic in the sink still releases the claim, through `Drop`.)
+        self.sink = None;
         self.conn.release(Some(result));
     }
 }
@@ -713,8 +733,16 @@ const MAX_DIRECT: usize = 64 * 1024;
 pub(crate) fn write_claims(claims: Vec<Claim>) {
     const PER_TASK: usize = 256;
     const PER_POLL: usize = 32;
+    // Only a multi-threaded runtime is sure to run what is spawned on it soon; on a
+    // current-thread one (maybe not even driven: a caller's `block_on` that ends) the
+    // claims would hold their streams until it runs again.
     let rt = match tokio::runtime::Handle::try_current() {
-        Ok(rt) if claims.len() > 1 => rt,
+        Ok(rt)
+            if claims.len() > 1
+                && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+        {
+            rt
+        }
         _ => {
             let mut pieces = Vec::new();
             return claims.into_iter().for_each(|c| c.write(&mut pieces));
@@ -891,6 +919,7 @@ mod tests {
         written: Mutex<Vec<u8>>,
         take: Mutex<Option<usize>>,
         fail: AtomicBool,
+        panic: AtomicBool,
         /// Run during the write.
         during: Mutex<Option<Connection>>,
     }
@@ -900,6 +929,7 @@ mod tests {
             if self.fail.load(Ordering::SeqCst) {
                 return Err(io::ErrorKind::BrokenPipe.into());
             }
+            assert!(!self.panic.load(Ordering::SeqCst), "the sink panics");
             let frame = frames.concat();
             if let Some(c) = lock(&self.during).take() {
                 c.abort();
@@ -1041,8 +1071,76 @@ mod tests {
         assert_eq!(c.queued_bytes(), 0);
         assert!(matches!(
             c.poll_wire(&waker, &mut Vec::new(), 1 << 16),
-            Poll::Ready(Wire::End)
+            Poll::Ready(Wire::Abort)
         ));
+    }
+
+    #[test]
+    fn a_broadcast_from_a_current_thread_runtime_writes_at_once() {
+        // Spawned there, the writes would wait for that runtime to run again (here:
+        // never), and hold both streams meanwhile.
+        let hub = Hub::new();
+        let mut sinks = Vec::new();
+        for _ in 0..2 {
+            let c = hub.connect(ConnectionConfig {
+                outbox_limit: 1 << 20,
+                policy: SlowConsumerPolicy::Close,
+                abort: None,
+                batch_window: Duration::ZERO,
+            });
+            let sink = Arc::new(Sink::default());
+            c.attach_sink(sink.clone());
+            let waker = futures_util::task::noop_waker();
+            assert!(c.poll_wire(&waker, &mut Vec::new(), 1 << 16).is_pending());
+            c.join("r").unwrap();
+            sinks.push((c, sink));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(
+            rt.block_on(async { hub.broadcast("r", &Message::new("x")) }),
+            2
+        );
+        for (_, sink) in &sinks {
+            assert_eq!(&lock(&sink.written)[..], b"data: x\n\n");
+        }
+    }
+
+    #[test]
+    fn a_panicking_transport_releases_its_claim() {
+        let (c, sink, _wakes, waker) = direct(Duration::ZERO);
+        sink.panic.store(true, Ordering::SeqCst);
+        let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(Instant::now())) else {
+            panic!("an idle stream is claimed")
+        };
+        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| claim.write(&mut Vec::new())));
+        assert!(caught.is_err());
+        // Not stuck behind a claim that will never end: the task parks, and the next
+        // event is written directly again.
+        assert!(c.poll_wire(&waker, &mut Vec::new(), 1 << 16).is_pending());
+        sink.panic.store(false, Ordering::SeqCst);
+        c.send(&Message::new("2")).unwrap();
+        assert_eq!(&lock(&sink.written)[..], b"data: 2\n\n");
+    }
+
+    #[test]
+    fn a_close_during_the_batching_window_hands_the_socket_back() {
+        let (c, sink, _wakes, waker) = direct(Duration::from_secs(3600));
+        c.send(&Message::new("1")).unwrap();
+        c.send(&Message::new("2")).unwrap();
+        let mut pieces = Vec::new();
+        assert!(matches!(
+            c.poll_wire(&waker, &mut pieces, 1 << 16),
+            Poll::Ready(Wire::Frames(Some(_)))
+        ));
+        c.close();
+        assert!(matches!(c.take_more(&mut pieces, 1 << 16), Some(Wire::End)));
+        assert_eq!(
+            Arc::strong_count(&sink),
+            1,
+            "only the test holds the socket"
+        );
     }
 
     #[test]
@@ -1054,7 +1152,7 @@ mod tests {
         assert_eq!(c.send(&Message::new("2")), Err(SendError::Closed));
         assert!(matches!(
             c.poll_wire(&waker, &mut Vec::new(), 1 << 16),
-            Poll::Ready(Wire::End)
+            Poll::Ready(Wire::Abort)
         ));
     }
 

@@ -239,7 +239,7 @@ async fn serve(mut stream: TcpStream, res: Response<SseBody>, closes: bool, abor
                     }
                 }
                 Wire::Frames(not_before) => {
-                    let mut ended = false;
+                    let mut ended = None;
                     if let Some(at) = not_before.filter(|at| Instant::now() < *at) {
                         // Busy: this stream wrote moments ago. Let events gather until
                         // the batching window has passed, then write them all at once.
@@ -248,6 +248,9 @@ async fn serve(mut stream: TcpStream, res: Response<SseBody>, closes: bool, abor
                             _ = abort.aborted() => return,
                         }
                         ended = conn.take_more(&mut pieces, MAX_BATCH);
+                        if matches!(ended, Some(Wire::Abort)) {
+                            return;
+                        }
                     }
                     let batch = chunk(&pieces);
                     pieces.clear();
@@ -255,12 +258,13 @@ async fn serve(mut stream: TcpStream, res: Response<SseBody>, closes: bool, abor
                         return;
                     }
                     conn.wrote(Instant::now());
-                    if ended {
+                    if ended.is_some() {
                         return finish(stream, &abort).await;
                     }
                 }
                 // The stream ended (closed by the application or at shutdown).
                 Wire::End => return finish(stream, &abort).await,
+                Wire::Abort => return,
             },
             // The client sends nothing after its request: readable means it left
             // (FIN reads as 0 bytes, RST as an error). Anything else is ignored.
