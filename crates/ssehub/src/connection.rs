@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -209,6 +209,11 @@ impl Outbox {
         };
         self.sink = None;
         Some(end)
+    }
+
+    /// A write (the task's or a direct one) ended at `at`: see [`Connection::wrote`].
+    fn wrote(&mut self, at: Instant, window: Duration) {
+        self.next_write = self.queue.is_empty().then(|| at + window);
     }
 
     /// The task's waker, to wake it: from now on it is busy, not parked.
@@ -473,10 +478,7 @@ impl Connection {
                     out.bytes += rest.len();
                     out.raw = Some(rest);
                 }
-                out.next_write = out
-                    .queue
-                    .is_empty()
-                    .then(|| Instant::now() + self.inner.config.batch_window);
+                out.wrote(Instant::now(), self.inner.config.batch_window);
                 false
             }
             Some(Err(_)) => true,
@@ -545,24 +547,14 @@ impl Connection {
     /// `Err(())` nothing yet (the waker is stored).
     pub(crate) fn poll_outbox(&self, waker: &Waker) -> Result<Option<Bytes>, ()> {
         let mut out = lock(&self.inner.outbox);
-        if let Some(first) = out.queue.pop_front() {
+        if !out.queue.is_empty() {
             // Coalesce everything queued (up to a bound) into one write.
-            let chunk = if out.queue.is_empty() {
-                first
-            } else {
-                let (take, total) = coalesce_count(&out.queue, first.len());
-                let mut buf = BytesMut::with_capacity(total);
-                buf.extend_from_slice(&first);
-                for b in out.queue.drain(..take) {
-                    buf.extend_from_slice(&b);
-                }
-                buf.freeze()
-            };
-            out.bytes -= chunk.len();
-            if out.queue.is_empty() && out.queue.capacity() > 64 {
-                out.queue = VecDeque::new();
-            }
-            return Ok(Some(chunk));
+            let mut pieces = Vec::new();
+            take_queued(&mut out, &mut pieces);
+            return Ok(Some(match <[Bytes; 1]>::try_from(pieces) {
+                Ok([one]) => one,
+                Err(pieces) => Bytes::from(pieces.concat()),
+            }));
         }
         if out.state != OutboxState::Open {
             return Ok(None);
@@ -589,16 +581,11 @@ impl Connection {
     }
 
     /// For a transport's task that writes through a [`DirectSink`]: what to write next.
-    /// Queued frames are moved to `pieces` (at most `max` bytes, or one larger frame).
+    /// Queued frames are moved to `pieces` (at most [`MAX_WRITE`] bytes, or one larger frame).
     /// Pending (waker stored, task parked) while there is nothing, or while a sender
     /// writes directly. [`Wire::End`] and [`Wire::Abort`] take the sink back: nobody
     /// else writes any more.
-    pub(crate) fn poll_wire(
-        &self,
-        waker: &Waker,
-        pieces: &mut Vec<Bytes>,
-        max: usize,
-    ) -> Poll<Wire> {
+    pub(crate) fn poll_wire(&self, waker: &Waker, pieces: &mut Vec<Bytes>) -> Poll<Wire> {
         let mut out = lock(&self.inner.outbox);
         if !out.writing {
             if let Some(raw) = out.raw.take() {
@@ -608,7 +595,7 @@ impl Connection {
             }
             if !out.queue.is_empty() {
                 out.parked = false;
-                take_queued(&mut out, pieces, max);
+                take_queued(&mut out, pieces);
                 return Poll::Ready(Wire::Frames(out.next_write));
             }
             if let Some(end) = out.end() {
@@ -626,9 +613,9 @@ impl Connection {
     /// For the task between [`Wire::Frames`] and its write (it is not parked, so no
     /// sender writes meanwhile): move what was queued since to `pieces`, as
     /// [`Connection::poll_wire`] does. `Some` if the stream has ended behind them.
-    pub(crate) fn take_more(&self, pieces: &mut Vec<Bytes>, max: usize) -> Option<Wire> {
+    pub(crate) fn take_more(&self, pieces: &mut Vec<Bytes>) -> Option<Wire> {
         let mut out = lock(&self.inner.outbox);
-        take_queued(&mut out, pieces, max);
+        take_queued(&mut out, pieces);
         if out.queue.is_empty() {
             out.end()
         } else {
@@ -640,19 +627,19 @@ impl Connection {
     /// frames are already waiting (the write was as large as a batch may be): then
     /// waiting would only cap the stream's throughput.
     pub(crate) fn wrote(&self, at: Instant) {
-        let mut out = lock(&self.inner.outbox);
-        out.next_write = out
-            .queue
-            .is_empty()
-            .then(|| at + self.inner.config.batch_window);
+        lock(&self.inner.outbox).wrote(at, self.inner.config.batch_window);
     }
 }
 
-/// Move queued frames to `pieces`, up to `max` bytes in all (or one larger frame).
-fn take_queued(out: &mut Outbox, pieces: &mut Vec<Bytes>, max: usize) {
+/// The most bytes one write takes from a queue (or one larger frame); the rest stays
+/// queued, and counts against the outbox's bound, for the next write.
+pub(crate) const MAX_WRITE: usize = 64 * 1024;
+
+/// Move queued frames to `pieces`, up to [`MAX_WRITE`] bytes in all.
+fn take_queued(out: &mut Outbox, pieces: &mut Vec<Bytes>) {
     let mut total: usize = pieces.iter().map(Bytes::len).sum();
     while let Some(f) = out.queue.front() {
-        if !pieces.is_empty() && total + f.len() > max {
+        if !pieces.is_empty() && total + f.len() > MAX_WRITE {
             break;
         }
         total += f.len();
@@ -693,7 +680,7 @@ impl Claim {
     /// scratch space, left empty.
     pub(crate) fn write(mut self, pieces: &mut Vec<Bytes>) {
         let Some(sink) = &self.sink else { return };
-        take_queued(&mut lock(&self.conn.inner.outbox), pieces, MAX_DIRECT);
+        take_queued(&mut lock(&self.conn.inner.outbox), pieces);
         let result = if pieces.is_empty() {
             Ok(None)
         } else {
@@ -722,9 +709,6 @@ impl fmt::Debug for Claim {
             .finish()
     }
 }
-
-/// The most bytes one direct write takes from a queue; the task writes the rest.
-const MAX_DIRECT: usize = 64 * 1024;
 
 /// Write claimed queues. Broadcasting stays queueing-only for the caller: on a runtime
 /// the writes run in spawned tasks, a few hundred sockets each, yielding between slices
@@ -767,22 +751,6 @@ pub(crate) fn write_claims(claims: Vec<Claim>) {
             }
         });
     }
-}
-
-/// How many queued frames after the first one fit into one coalesced write, and the
-/// write's length.
-fn coalesce_count(queue: &VecDeque<Bytes>, first: usize) -> (usize, usize) {
-    const MAX_WRITE: usize = 64 * 1024;
-    let mut total = first;
-    let mut n = 0;
-    for b in queue {
-        if total + b.len() > MAX_WRITE {
-            break;
-        }
-        total += b.len();
-        n += 1;
-    }
-    (n, total)
 }
 
 /// Lock a mutex, ignoring poisoning: every critical section here leaves the data valid.
@@ -961,7 +929,7 @@ mod tests {
         c.attach_sink(sink.clone());
         let wakes = Arc::new(Wakes::default());
         let waker = Waker::from(wakes.clone());
-        assert!(c.poll_wire(&waker, &mut Vec::new(), 1 << 16).is_pending());
+        assert!(c.poll_wire(&waker, &mut Vec::new()).is_pending());
         (c, sink, wakes, waker)
     }
 
@@ -981,7 +949,7 @@ mod tests {
         assert_eq!(lock(&sink.written).len(), 9);
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
         let mut pieces = Vec::new();
-        match c.poll_wire(&waker, &mut pieces, 1 << 16) {
+        match c.poll_wire(&waker, &mut pieces) {
             Poll::Ready(Wire::Frames(Some(_))) => {}
             other => panic!("{other:?}"),
         }
@@ -1013,12 +981,12 @@ mod tests {
         c.send(&Message::new("d")).unwrap();
         assert_eq!(lock(&sink.written).len(), 3);
         let mut pieces = Vec::new();
-        match c.poll_wire(&waker, &mut pieces, 1 << 16) {
+        match c.poll_wire(&waker, &mut pieces) {
             Poll::Ready(Wire::Raw(rest)) => assert_eq!(rest, "a: abc\n\n"),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            c.poll_wire(&waker, &mut pieces, 1 << 16),
+            c.poll_wire(&waker, &mut pieces),
             Poll::Ready(Wire::Frames(_))
         ));
         assert_eq!(pieces, [frame("d")]);
@@ -1033,14 +1001,14 @@ mod tests {
         c.send(&Message::new("2")).unwrap();
         c.close();
         let mut pieces = Vec::new();
-        assert!(c.poll_wire(&waker, &mut pieces, 1 << 16).is_pending());
+        assert!(c.poll_wire(&waker, &mut pieces).is_pending());
         let woken = wakes.0.load(Ordering::SeqCst);
         // What was queued behind the claim goes out in the same write.
         claim.write(&mut pieces);
         assert!(wakes.0.load(Ordering::SeqCst) > woken);
         assert_eq!(&lock(&sink.written)[..], b"data: 1\n\ndata: 2\n\n");
         assert!(matches!(
-            c.poll_wire(&waker, &mut pieces, 1 << 16),
+            c.poll_wire(&waker, &mut pieces),
             Poll::Ready(Wire::End)
         ));
     }
@@ -1053,7 +1021,7 @@ mod tests {
         drop(claim);
         let mut pieces = Vec::new();
         assert!(matches!(
-            c.poll_wire(&waker, &mut pieces, 1 << 16),
+            c.poll_wire(&waker, &mut pieces),
             Poll::Ready(Wire::Frames(_))
         ));
         assert_eq!(pieces, [frame("1"), frame("2")]);
@@ -1070,7 +1038,7 @@ mod tests {
         assert_eq!(&lock(&sink.written)[..], b"dat", "the write was cut short");
         assert_eq!(c.queued_bytes(), 0);
         assert!(matches!(
-            c.poll_wire(&waker, &mut Vec::new(), 1 << 16),
+            c.poll_wire(&waker, &mut Vec::new()),
             Poll::Ready(Wire::Abort)
         ));
     }
@@ -1091,7 +1059,7 @@ mod tests {
             let sink = Arc::new(Sink::default());
             c.attach_sink(sink.clone());
             let waker = futures_util::task::noop_waker();
-            assert!(c.poll_wire(&waker, &mut Vec::new(), 1 << 16).is_pending());
+            assert!(c.poll_wire(&waker, &mut Vec::new()).is_pending());
             c.join("r").unwrap();
             sinks.push((c, sink));
         }
@@ -1118,7 +1086,7 @@ mod tests {
         assert!(caught.is_err());
         // Not stuck behind a claim that will never end: the task parks, and the next
         // event is written directly again.
-        assert!(c.poll_wire(&waker, &mut Vec::new(), 1 << 16).is_pending());
+        assert!(c.poll_wire(&waker, &mut Vec::new()).is_pending());
         sink.panic.store(false, Ordering::SeqCst);
         c.send(&Message::new("2")).unwrap();
         assert_eq!(&lock(&sink.written)[..], b"data: 2\n\n");
@@ -1131,11 +1099,11 @@ mod tests {
         c.send(&Message::new("2")).unwrap();
         let mut pieces = Vec::new();
         assert!(matches!(
-            c.poll_wire(&waker, &mut pieces, 1 << 16),
+            c.poll_wire(&waker, &mut pieces),
             Poll::Ready(Wire::Frames(Some(_)))
         ));
         c.close();
-        assert!(matches!(c.take_more(&mut pieces, 1 << 16), Some(Wire::End)));
+        assert!(matches!(c.take_more(&mut pieces), Some(Wire::End)));
         assert_eq!(
             Arc::strong_count(&sink),
             1,
@@ -1151,7 +1119,7 @@ mod tests {
         assert!(c.is_closed());
         assert_eq!(c.send(&Message::new("2")), Err(SendError::Closed));
         assert!(matches!(
-            c.poll_wire(&waker, &mut Vec::new(), 1 << 16),
+            c.poll_wire(&waker, &mut Vec::new()),
             Poll::Ready(Wire::Abort)
         ));
     }

@@ -232,7 +232,7 @@ async fn serve(mut stream: TcpStream, res: Response<SseBody>, closes: bool, abor
     let mut pieces: Vec<Bytes> = Vec::new();
     loop {
         tokio::select! {
-            wire = poll_fn(|cx| conn.poll_wire(cx.waker(), &mut pieces, MAX_BATCH)) => match wire {
+            wire = poll_fn(|cx| conn.poll_wire(cx.waker(), &mut pieces)) => match wire {
                 Wire::Raw(rest) => {
                     if write_or_abort(&stream, &rest, &abort).await.is_err() {
                         return;
@@ -247,7 +247,7 @@ async fn serve(mut stream: TcpStream, res: Response<SseBody>, closes: bool, abor
                             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
                             _ = abort.aborted() => return,
                         }
-                        ended = conn.take_more(&mut pieces, MAX_BATCH);
+                        ended = conn.take_more(&mut pieces);
                         if matches!(ended, Some(Wire::Abort)) {
                             return;
                         }
@@ -285,10 +285,6 @@ async fn serve(mut stream: TcpStream, res: Response<SseBody>, closes: bool, abor
     // Dropping `body` here tells the connection its transport is gone.
 }
 
-/// The most bytes one batched write gathers; the rest stays in the outbox (and counts
-/// against its bound) for the next write.
-const MAX_BATCH: usize = 64 * 1024;
-
 /// A chunk up to this size is framed on the stack for a direct write.
 const SMALL_WRITE: usize = 1024;
 
@@ -302,15 +298,9 @@ impl DirectSink for TcpStream {
             return Ok((written < whole.len()).then(|| whole.slice(written..)));
         }
         let mut buf = [0u8; SMALL_WRITE];
-        let mut size = [0u8; 18];
-        let mut at = 0;
-        for p in std::iter::once(chunk_size(len, &mut size))
-            .chain(frames.iter().map(|f| &f[..]))
-            .chain([&b"\r\n"[..]])
-        {
-            buf[at..at + p.len()].copy_from_slice(p);
-            at += p.len();
-        }
+        let mut free = &mut buf[..];
+        put_chunk(&mut free, frames, len);
+        let at = SMALL_WRITE - free.len();
         let written = sent(self.try_write(&buf[..at]))?;
         // The socket's buffer is full: keep what it did not take (rare, and copied).
         Ok((written < at).then(|| Bytes::copy_from_slice(&buf[written..at])))
@@ -323,14 +313,6 @@ fn sent(result: io::Result<usize>) -> io::Result<usize> {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
         other => other,
     }
-}
-
-/// A chunk's size line (`<hex>\r\n`), written into `buf`.
-fn chunk_size(len: usize, buf: &mut [u8; 18]) -> &[u8] {
-    let mut cursor = io::Cursor::new(&mut buf[..]);
-    let _ = write!(cursor, "{len:x}\r\n");
-    let n = cursor.position() as usize;
-    &buf[..n]
 }
 
 async fn next_frame(body: &mut SseBody) -> Option<Bytes> {
@@ -355,13 +337,17 @@ async fn finish(stream: std::sync::Arc<TcpStream>, abort: &TransportAbort) {
 fn chunk(pieces: &[Bytes]) -> Bytes {
     let len: usize = pieces.iter().map(Bytes::len).sum();
     let mut buf = BytesMut::with_capacity(len + 12);
-    let mut size = [0u8; 18];
-    buf.put_slice(chunk_size(len, &mut size));
+    put_chunk(&mut buf, pieces, len);
+    buf.freeze()
+}
+
+/// Write `pieces` (`len` bytes in all) as one chunk: its size line, them, CRLF.
+fn put_chunk(buf: &mut impl BufMut, pieces: &[Bytes], len: usize) {
+    let _ = write!(buf.writer(), "{len:x}\r\n");
     for p in pieces {
         buf.put_slice(p);
     }
     buf.put_slice(b"\r\n");
-    buf.freeze()
 }
 
 /// Write all of `bytes`, unless the connection is aborted first (a client that does not
