@@ -517,7 +517,7 @@ pub fn event_data(size: usize) -> String {
     let mut data = format!("~{}", now_ns());
     if data.len() < size {
         data.push(' ');
-        data.extend(std::iter::repeat('x').take(size - data.len()));
+        data.extend(std::iter::repeat_n('x', size - data.len()));
     }
     data
 }

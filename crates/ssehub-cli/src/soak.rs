@@ -332,7 +332,7 @@ async fn churn_once(target: &Target, n: u64, rooms: u64, churn: &Churn) -> anyho
         0 | 1 => {
             let status = exchange(&mut s, &stream_req).await?;
             anyhow::ensure!(status == 200, "stream: {status}");
-            if n % 5 == 0 {
+            if n.is_multiple_of(5) {
                 s.shutdown().await?;
                 churn.clean.fetch_add(1, Ordering::Relaxed);
             } else {

@@ -301,7 +301,7 @@ async fn bodies_over_one_mebibyte_are_413() {
         MIB + 1
     )
     .into_bytes();
-    req.extend(std::iter::repeat(b'b').take(MIB + 1));
+    req.extend(std::iter::repeat_n(b'b', MIB + 1));
     req.extend_from_slice(b"\r\n");
     let (status, body) = raw_exchange(addr, &req).await;
     assert_eq!(status, 413, "{body}");

@@ -51,7 +51,7 @@ async fn broadcast(
     body: String,
 ) -> (StatusCode, String) {
     let room = q.get("room").map_or("__all", String::as_str);
-    match hub.broadcast_text(room, &body, q.get("event").map(String::as_str)) {
+    match hub.broadcast_event(room, q.get("event").map_or("", String::as_str), &body) {
         Ok(n) => (StatusCode::OK, format!("reached {n}\n")),
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
     }

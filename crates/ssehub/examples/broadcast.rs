@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use http::StatusCode;
 use http_body_util::BodyExt;
-use ssehub::server::text;
 use ssehub::{Hub, Message, Server, SseOptions};
 
 /// One way to reach the hub from code that was never handed it.
@@ -23,7 +22,7 @@ static HUB: OnceLock<Hub> = OnceLock::new();
 fn announce(text: &str) -> usize {
     match HUB.get() {
         Some(hub) => hub
-            .broadcast_text("__all", text, Some("notice"))
+            .broadcast_event(ssehub::ROOM_ALL, "notice", text)
             .unwrap_or_else(|e| {
                 eprintln!("not sent: {e}");
                 0
@@ -83,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let Ok(body) = String::from_utf8(body.to_vec()) else {
                     return text(StatusCode::BAD_REQUEST, "the body must be UTF-8");
                 };
-                match hub.broadcast_text("__all", &body, Some("notice")) {
+                match hub.broadcast_event(ssehub::ROOM_ALL, "notice", &body) {
                     Ok(n) => text(StatusCode::OK, format!("reached {n} clients\n")),
                     Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
                 }
@@ -92,4 +91,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .on_started(|info| println!("listening on http://{}/sse", info.local_addr));
     server.run().await?;
     Ok(())
+}
+
+/// A plain-text answer.
+fn text(status: StatusCode, body: impl Into<String>) -> http::Response<String> {
+    let mut res = http::Response::new(body.into());
+    *res.status_mut() = status;
+    res
 }

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use http::StatusCode;
 use http_body_util::BodyExt;
-use ssehub::server::text;
 use ssehub::{Message, Server, SseOptions, StaticFiles};
 
 #[tokio::main]
@@ -89,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let Ok(body) = std::str::from_utf8(&body) else {
                     return text(StatusCode::BAD_REQUEST, "the body must be UTF-8");
                 };
-                match hub.broadcast_text(&room, body, None) {
+                match hub.broadcast_event(&room, "", body) {
                     Ok(n) => text(StatusCode::OK, format!("{n} clients in {room:?}\n")),
                     Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
                 }
@@ -104,4 +103,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .run()
         .await?;
     Ok(())
+}
+
+/// A plain-text answer.
+fn text(status: StatusCode, body: impl Into<String>) -> http::Response<String> {
+    let mut res = http::Response::new(body.into());
+    *res.status_mut() = status;
+    res
 }

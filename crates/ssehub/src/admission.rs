@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use crate::connection::{lock, Connection};
+use crate::connection::Connection;
+use crate::sync::lock;
 
 /// Connection limits of an endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

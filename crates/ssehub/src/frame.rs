@@ -216,11 +216,8 @@ impl MessageBuilder {
 
 /// Encode a comment. Each line of `text` becomes its own `:` line; the frame ends with a
 /// blank line, which a client ignores (it dispatches nothing when no data is buffered).
-///
-/// ```
-/// assert_eq!(&ssehub::frame::comment("ping")[..], b": ping\n\n");
-/// ```
-pub fn comment(text: &str) -> Bytes {
+/// (`: ping` for `"ping"`; applications send comments with `Connection::send_comment`.)
+pub(crate) fn comment(text: &str) -> Bytes {
     let mut buf = BytesMut::with_capacity(text.len() + 4);
     for line in Lines::new(text) {
         if line.is_empty() {
@@ -344,6 +341,7 @@ mod tests {
 
     #[test]
     fn comments_are_one_line_each() {
+        assert_eq!(&comment("ping")[..], b": ping\n\n");
         assert_eq!(&comment("a\nb")[..], b": a\n: b\n\n");
         assert_eq!(&comment("")[..], b":\n\n");
     }

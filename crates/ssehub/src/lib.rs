@@ -6,7 +6,7 @@
 //! client that stops reading is dropped by policy, never by accident.
 //!
 //! ```no_run
-//! use ssehub::{Message, Server, SseOptions};
+//! use ssehub::{Message, Server, SseOptions, ROOM_ALL};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), ssehub::ServerError> {
@@ -17,7 +17,7 @@
 //!     tokio::spawn(async move {
 //!         loop {
 //!             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-//!             hub.broadcast("__all", &Message::new("server is alive"));
+//!             hub.broadcast(ROOM_ALL, &Message::new("server is alive"));
 //!         }
 //!     });
 //!     Server::new(([0, 0, 0, 0], 2015)).sse(sse).run().await
@@ -26,40 +26,60 @@
 //!
 //! ## Layout
 //!
-//! Data flows one way: caller -> [`Hub`] -> [`Connection`] outbox -> socket.
+//! Data flows one way: caller -> [`Hub`] -> [`Connection`] outbox -> socket. One concept
+//! per file; every public type is re-exported here, at one path.
 //!
-//! - [`frame`]: the wire format. [`Message`] with its validation, encoding to `Bytes`.
+//! - `frame`: the wire format. [`Message`] with its validation, encoding to `Bytes`.
 //!   No I/O.
 //! - [`decode`]: the client side of the wire format, an incremental decoder that follows
 //!   the HTML standard's parsing algorithm. Used by the CLI and the tests.
-//! - [`connection`]: one client. Identity, typed tag, the bounded outbox every write goes
-//!   through, and the closed notification that fires exactly once.
-//! - [`hub`]: rooms and membership, broadcast fan-out, statistics. Never waits on a socket.
-//! - [`endpoint`]: the HTTP side of SSE. Options, strict path match, handshake, hooks,
-//!   keep-alive, and [`SseBody`], which turns an outbox into a streaming response.
-//!   [`SseEndpoint`] is a `tower::Service`, so it mounts in axum or any tower stack.
-//! - [`server`]: a small server for SimpleW's "new server, add modules, run" feel:
-//!   listener, static files, extra routes, lifecycle, graceful shutdown.
-//! - [`shutdown`]: how a process is asked to stop.
+//! - `hub` (`rooms`, `fanout`, `backplane`): rooms and membership, publishing, the
+//!   fan-out that queues one frame to every member, and the seam between publishing and
+//!   delivering locally. Never waits on a socket.
+//! - `connection` (`handle`, `outbox`, `send`, `writer`): one client. Identity, typed
+//!   tags, the closed notification that fires exactly once, the bounded outbox every
+//!   write goes through, and the direct writes of idle streams.
+//! - `endpoint` (`options`, `request`, `hooks`, `keepalive`, `body`): the HTTP side of
+//!   SSE. [`SseOptions`], strict path match, handshake, hooks, keep-alive, and
+//!   [`SseBody`], which turns an outbox into a streaming response. [`SseEndpoint`] is a
+//!   `tower::Service`, so it mounts in axum or any tower stack.
+//! - `transport` (`takeover`, `chunked`): HTTP/1.1 streams served on the bare socket
+//!   after the handshake, and the `Transport` seam their writer runs on.
+//! - `server` (`listener`, `routes`, `drain`): a small server for SimpleW's "new server,
+//!   add modules, run" feel: listener, static files, extra routes, lifecycle, graceful
+//!   shutdown.
+//! - `http_api` (`publish`): [`HubApi`], `POST /publish` and `GET /stats` as a
+//!   `tower::Service` for publishers and operators.
+//! - `respond`: the few response builders the server and the API share.
+//! - `admission`: connection limits, in all and per client address.
+//! - `metrics`: every counter, in one place; [`HubStats`] is its snapshot.
+//! - `shutdown`: how a process is asked to stop ([`Shutdown`]).
+//! - `sync`: lock helpers that ignore poisoning.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod admission;
-pub mod connection;
+mod connection;
 pub mod decode;
-pub mod endpoint;
-pub mod frame;
-pub mod hub;
-pub mod server;
-pub mod shutdown;
-mod takeover;
+mod endpoint;
+mod frame;
+mod http_api;
+mod hub;
+mod metrics;
+mod respond;
+mod server;
+mod shutdown;
+mod sync;
+mod transport;
 
-pub use connection::{Connection, SendError, SlowConsumerPolicy, TransportAbort};
+pub use connection::{Connection, ConnectionId, SendError, SlowConsumerPolicy};
 pub use endpoint::{
     ConfigError, PeerAddr, Rejection, RequestContext, SseBody, SseEndpoint, SseOptions,
 };
 pub use frame::{FrameError, Message, MessageBuilder};
-pub use hub::{Broadcast, Hub, HubConfig, HubStats, JoinError};
+pub use http_api::{ApiBody, HubApi, DEFAULT_MAX_PUBLISH_BODY};
+pub use hub::{validate_room, Broadcast, Hub, HubConfig, JoinError, MAX_ROOM_NAME_LEN, ROOM_ALL};
+pub use metrics::HubStats;
 pub use server::{BoundServer, Server, ServerError, ServerInfo, StaticFiles};
 pub use shutdown::Shutdown;
 

@@ -1,6 +1,12 @@
 //! A small HTTP server in SimpleW's spirit: new server, add the SSE endpoint, static
 //! files and a few routes, run. HTTP/1.1 and HTTP/2 (prior knowledge) through hyper.
 //!
+//! [`Server`] is the builder and [`BoundServer`] the bound listener; behind them:
+//! - `listener.rs`: the accept loop and one connection's life (socket options, the one
+//!   header deadline, the take-over look, HTTP/1-or-2 sniffing, hyper);
+//! - `routes.rs`: dispatch to endpoints, routes, static files, the fallback;
+//! - `drain.rs`: what shutdown does to the SSE streams.
+//!
 //! ```no_run
 //! use ssehub::{Server, SseOptions, StaticFiles};
 //!
@@ -39,42 +45,31 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
+use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Instant;
+use tokio::net::TcpListener;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
-use tower_http::services::ServeDir;
 
-use crate::connection::TransportAbort;
-use crate::endpoint::{ConfigError, PeerAddr, SseEndpoint, SseOptions};
+mod drain;
+mod listener;
+mod routes;
+
+pub use routes::StaticFiles;
+
+use self::listener::{Serving, Stage, TcpOptions};
+use self::routes::{box_body, App, BoxError, Fallback, Handler};
+use crate::endpoint::{ConfigError, SseEndpoint, SseOptions};
 use crate::frame::Message;
 use crate::shutdown::Shutdown;
-use crate::takeover::{self, Decision};
 
-/// Boxed error type of response bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The response body every route of the server answers with.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxFuture<Response<Body>> + Send + Sync>;
 type OnStarted = Box<dyn FnOnce(&ServerInfo) + Send>;
-type Fallback = BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -93,52 +88,6 @@ pub enum ServerError {
         /// The underlying error.
         source: io::Error,
     },
-}
-
-/// Static files served from a folder.
-#[derive(Debug, Clone)]
-pub struct StaticFiles {
-    path: PathBuf,
-    prefix: String,
-    max_age: Option<Duration>,
-}
-
-impl StaticFiles {
-    /// Serve the folder `path` at `/`, with `index.html` for directories and no caching.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        StaticFiles {
-            path: path.into(),
-            prefix: "/".into(),
-            max_age: None,
-        }
-    }
-
-    /// The URL prefix to serve the folder at (such as `/assets`).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        let p = prefix.into();
-        let p = p.trim_end_matches('/');
-        self.prefix = if p.starts_with('/') {
-            p.to_owned()
-        } else {
-            format!("/{p}")
-        };
-        self
-    }
-
-    /// Send `Cache-Control: public, max-age=…` with every file.
-    pub fn max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = Some(max_age);
-        self
-    }
-
-    /// The path below the prefix, if `path` is under it.
-    fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
-        if self.prefix == "/" {
-            return Some(path);
-        }
-        let rest = path.strip_prefix(&self.prefix)?;
-        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
-    }
 }
 
 /// What [`Server::on_started`] callbacks learn.
@@ -195,22 +144,28 @@ impl Server {
         self
     }
 
-    /// Answer requests for exactly `path` (any method) with `handler`.
+    /// Answer requests for exactly `path` (any method) with `handler`. The response's
+    /// body may be any `http_body::Body` of `Bytes` (`String`, `Full<Bytes>`, ...).
     ///
     /// ```
-    /// use ssehub::server::{text, Server};
-    /// use http::StatusCode;
+    /// use ssehub::Server;
     ///
     /// let server = Server::new(([127, 0, 0, 1], 0))
-    ///     .route("/health", |_req| async { text(StatusCode::OK, "ok") });
+    ///     .route("/health", |_req| async { http::Response::new(String::from("ok")) });
     /// ```
-    pub fn route<F, Fut>(mut self, path: &str, handler: F) -> Server
+    pub fn route<F, Fut, B>(mut self, path: &str, handler: F) -> Server
     where
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Response<Body>> + Send + 'static,
+        Fut: Future<Output = Response<B>> + Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
     {
-        self.routes
-            .insert(path.to_owned(), Arc::new(move |req| Box::pin(handler(req))));
+        let handler = Arc::new(handler);
+        let boxed: Handler = Arc::new(move |req| {
+            let fut = handler(req);
+            Box::pin(async move { fut.await.map(box_body) })
+        });
+        self.routes.insert(path.to_owned(), boxed);
         self
     }
 
@@ -327,38 +282,28 @@ impl Server {
                 "the HTTP/2 keep-alive timeout must not be zero",
             ));
         }
-        raise_fd_limit();
-        let listener = TcpListener::bind(self.addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: self.addr,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        listener::raise_fd_limit();
+        let bind_error = |source| ServerError::Bind {
             addr: self.addr,
             source,
-        })?;
+        };
+        let listener = TcpListener::bind(self.addr).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
         let info = ServerInfo { local_addr };
         for f in self.on_started {
             f(&info);
         }
-        let statics = self.static_files.map(|s| {
-            let dir = ServeDir::new(&s.path).append_index_html_on_directories(true);
-            (s, dir)
-        });
         Ok(BoundServer {
             listener,
             local_addr,
-            app: Arc::new(App {
-                sse,
-                routes: self.routes,
-                statics,
-                fallback: self.fallback,
-            }),
+            app: Arc::new(App::new(sse, self.routes, self.static_files, self.fallback)),
+            hyper: listener::hyper_builder(
+                self.header_timeout,
+                self.http2_keep_alive,
+                self.http2_keep_alive_timeout,
+            ),
             header_timeout: self.header_timeout,
             tcp: self.tcp,
-            http2_keep_alive: self.http2_keep_alive,
-            http2_keep_alive_timeout: self.http2_keep_alive_timeout,
             grace: self.grace,
             farewell: self.farewell,
         })
@@ -376,95 +321,11 @@ pub struct BoundServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     app: Arc<App>,
+    hyper: auto::Builder<TokioExecutor>,
     header_timeout: Duration,
     tcp: TcpOptions,
-    http2_keep_alive: Option<Duration>,
-    http2_keep_alive_timeout: Duration,
     grace: Duration,
     farewell: Option<Message>,
-}
-
-/// TCP options set on every accepted socket.
-#[derive(Debug, Clone, Copy)]
-struct TcpOptions {
-    /// Keep-alive idle time; `None`: keep-alive off.
-    keepalive: Option<Duration>,
-    interval: Duration,
-    retries: u32,
-    user_timeout: Option<Duration>,
-}
-
-impl Default for TcpOptions {
-    fn default() -> Self {
-        TcpOptions {
-            keepalive: Some(Duration::from_secs(60)),
-            interval: Duration::from_secs(10),
-            retries: 6,
-            // Idle time plus every probe: the two agree on when a quiet peer is dead.
-            user_timeout: Some(Duration::from_secs(120)),
-        }
-    }
-}
-
-impl TcpOptions {
-    /// The kernel takes keep-alive times in whole seconds, 1 to 32767 (Linux's limits),
-    /// and 1 to 127 probes.
-    fn check(&self) -> Result<(), ServerError> {
-        let secs = |d: Duration| (1..=32767).contains(&d.as_secs());
-        if self.keepalive.is_some_and(|d| !secs(d)) {
-            return Err(ServerError::Invalid(
-                "the TCP keep-alive idle time must be 1 s to 32767 s (None disables it)",
-            ));
-        }
-        if !secs(self.interval) {
-            return Err(ServerError::Invalid(
-                "the TCP keep-alive probe interval must be 1 s to 32767 s",
-            ));
-        }
-        if !(1..=127).contains(&self.retries) {
-            return Err(ServerError::Invalid(
-                "the TCP keep-alive probe count must be 1 to 127",
-            ));
-        }
-        if self.user_timeout.is_some_and(|d| d.as_millis() == 0) {
-            return Err(ServerError::Invalid(
-                "the TCP user timeout must be at least 1 ms (None leaves the system's)",
-            ));
-        }
-        Ok(())
-    }
-
-    fn apply(&self, stream: &TcpStream) -> io::Result<()> {
-        let sock = socket2::SockRef::from(stream);
-        if let Some(idle) = self.keepalive {
-            let keepalive = socket2::TcpKeepalive::new().with_time(idle);
-            #[cfg(any(
-                target_os = "linux",
-                target_os = "android",
-                target_os = "freebsd",
-                target_os = "netbsd",
-                target_os = "macos",
-                target_os = "ios",
-                windows,
-            ))]
-            let keepalive = keepalive
-                .with_interval(self.interval)
-                .with_retries(self.retries);
-            sock.set_tcp_keepalive(&keepalive)?;
-        }
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        if self.user_timeout.is_some() {
-            sock.set_tcp_user_timeout(self.user_timeout)?;
-        }
-        Ok(())
-    }
-}
-
-struct App {
-    sse: Vec<SseEndpoint>,
-    routes: HashMap<String, Handler>,
-    statics: Option<(StaticFiles, ServeDir)>,
-    fallback: Option<Fallback>,
 }
 
 impl BoundServer {
@@ -480,323 +341,36 @@ impl BoundServer {
 
     /// Serve until `signal` completes, then shut down gracefully.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send) {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_timeout)
-            // Bounds what hyper itself buffers for a slow reader; our outbox holds the rest.
-            .max_buf_size(64 * 1024);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(self.http2_keep_alive)
-            .keep_alive_timeout(self.http2_keep_alive_timeout);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        // Streams served on the bare socket hold a clone; shutdown waits for all to drop.
         let (streams_done, mut streams_finished) = tokio::sync::mpsc::channel::<()>(1);
-        // Every connection task watches this: at `Draining` a connection that has not
-        // made its first request yet is dropped; at `Over` every connection is.
         let (stage_tx, stage) = tokio::sync::watch::channel(Stage::Serving);
-        tokio::pin!(signal);
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = &mut signal => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Out of descriptors and the like: log, back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            // Every wait before the first request's headers are in shares this deadline.
-            let deadline = Instant::now() + self.header_timeout;
-            let _ = stream.set_nodelay(true);
-            if let Err(e) = self.tcp.apply(&stream) {
-                tracing::debug!(%peer, error = %e, "cannot set the TCP keep-alive options");
-            }
-            let app = self.app.clone();
-            let abort = TransportAbort::new();
-            let svc_abort = abort.clone();
-            let requested = Arc::new(AtomicBool::new(false));
-            let svc_requested = requested.clone();
-            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-                svc_requested.store(true, Ordering::Relaxed);
-                req.extensions_mut().insert(PeerAddr(peer));
-                // One abort drops the whole TCP connection: right for HTTP/1.1 (one
-                // stream), wrong for HTTP/2, where it would take every sibling stream
-                // with it. There a closed stream just ends its own response.
-                if req.version() != http::Version::HTTP_2 {
-                    req.extensions_mut().insert(svc_abort.clone());
-                }
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(app.dispatch(req).await) }
-            });
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let sse_app = self.app.clone();
-            let done = streams_done.clone();
-            let mut stage = stage.clone();
-            tokio::spawn(async move {
-                // A new connection's first request may open an SSE stream over HTTP/1.1:
-                // then it is served on the bare socket, without hyper's buffers.
-                let left = deadline.saturating_duration_since(Instant::now());
-                let first = takeover::accept(stream, peer, &sse_app.sse, left, done);
-                let stream = tokio::select! {
-                    decision = first => match decision {
-                        Decision::Done => return,
-                        Decision::Hyper(stream) => stream,
-                    },
-                    _ = reached(&mut stage, Stage::Draining) => return,
-                };
-                drop(sse_app);
-                // The protocol sniffing has no limit of its own: a client that connects
-                // and sends nothing (or half an HTTP/2 preface) would hold its descriptor
-                // for ever.
-                let sniffed = tokio::select! {
-                    s = tokio::time::timeout_at(deadline, sniffable(&stream)) => s,
-                    _ = reached(&mut stage, Stage::Draining) => return,
-                };
-                if !matches!(sniffed, Ok(true)) {
-                    tracing::debug!(%peer, "no request within the header timeout");
-                    return;
-                }
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .into_owned();
-                let conn = watcher.watch(conn);
-                // hyper's header timeout starts afresh when it gets the connection (and
-                // HTTP/2 has none): hold its first request to what is left of ours.
-                let no_request = async {
-                    tokio::time::sleep_until(deadline).await;
-                    if requested.load(Ordering::Relaxed) {
-                        std::future::pending::<()>().await;
-                    }
-                };
-                tokio::select! {
-                    res = conn => if let Err(e) = res {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    },
-                    _ = abort.aborted() => tracing::debug!(%peer, "connection aborted"),
-                    _ = no_request => {
-                        tracing::debug!(%peer, "no request within the header timeout");
-                    }
-                    _ = reached(&mut stage, Stage::Over) => {}
-                }
-            });
-        }
+        let serving = Serving {
+            app: self.app.clone(),
+            header_timeout: self.header_timeout,
+            tcp: self.tcp,
+            hyper: self.hyper,
+            graceful,
+            streams_done,
+            stage,
+        };
+        listener::accept_until(&self.listener, &serving, signal).await;
         tracing::info!("shutting down");
         drop(self.listener);
         let _ = stage_tx.send(Stage::Draining);
-        for ep in &self.app.sse {
-            // A stream still being set up (its authorize hook running) is refused or,
-            // if it got in, closed: nothing opens behind the close below.
-            ep.begin_shutdown();
-        }
-        let mut endpoints: Vec<&SseEndpoint> = Vec::new();
-        for ep in &self.app.sse {
-            if !endpoints.iter().any(|e| e.hub().same_as(ep.hub())) {
-                endpoints.push(ep);
-            }
-        }
-        // The streams closed here leave the hub at once, though their clients may still
-        // be reading what they had queued: keep them, to drop them if the grace runs out.
-        let mut streams = Vec::new();
-        for ep in &endpoints {
-            let hub = ep.hub();
-            if let Some(m) = &self.farewell {
-                hub.send_to_everyone(m);
-            }
-            // A jittered reconnection delay: no reconnect storm when we come back.
-            let conns = hub.connections();
-            for c in &conns {
-                let _ = c.send_frame(ep.restart_hint(c));
-            }
-            streams.extend(conns);
-            // Each stream flushes what it has queued, then ends.
-            hub.close_all();
-        }
+        let drain = drain::begin(&self.app.sse, self.farewell.as_ref());
+        let Serving {
+            graceful,
+            streams_done,
+            ..
+        } = serving;
         drop(streams_done);
         let all_closed = async {
             tokio::join!(graceful.shutdown(), streams_finished.recv());
         };
         if tokio::time::timeout(self.grace, all_closed).await.is_err() {
-            // Never half-delivered without a trace: say how many streams still had
-            // events queued (their clients were not reading) when they were dropped.
-            // ...and any that opened since (refused by now, but racing in before).
-            streams.extend(endpoints.iter().flat_map(|e| e.hub().connections()));
-            let open: Vec<_> = streams.iter().filter(|c| c.transport_attached()).collect();
-            let queued: Vec<usize> = open
-                .iter()
-                .map(|c| c.queued_bytes())
-                .filter(|&b| b > 0)
-                .collect();
-            tracing::warn!(
-                open_streams = open.len(),
-                streams_with_queued_events = queued.len(),
-                queued_bytes = queued.iter().sum::<usize>(),
-                "grace period over; dropping open connections"
-            );
-            for c in open {
-                c.abort();
-            }
+            drain.give_up();
         }
         // Whatever is left (an endpoint mounted through `fallback`, a slow route) goes now.
         let _ = stage_tx.send(Stage::Over);
     }
-}
-
-/// Where the server is in its life, as connection tasks see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Stage {
-    Serving,
-    /// Shutting down: no new requests.
-    Draining,
-    /// The grace period is over.
-    Over,
-}
-
-/// Wait until the server has reached `stage` (or the server is gone).
-async fn reached(stage: &mut tokio::sync::watch::Receiver<Stage>, at: Stage) {
-    let _ = stage.wait_for(|s| *s >= at).await;
-}
-
-/// Wait until the first bytes tell HTTP/1 from HTTP/2: any byte that is not the start
-/// of the HTTP/2 preface, or the whole preface. False if the client closes first.
-async fn sniffable(stream: &tokio::net::TcpStream) -> bool {
-    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    let mut buf = [0u8; PREFACE.len()];
-    loop {
-        match stream.peek(&mut buf).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) if n == PREFACE.len() || buf[..n] != PREFACE[..n] => return true,
-            // Part of the preface: peek returns at once while bytes wait, so poll
-            // gently for the rest (bounded by the caller's timeout).
-            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
-}
-
-impl App {
-    async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_owned();
-        let path = path.as_str();
-        // The endpoint that serves exactly this path first (as the bare-socket path
-        // picks it), then one whose prefix the path is below (it answers 404).
-        let ep = self.sse.iter().find(|e| e.matches(path)).or_else(|| {
-            self.sse.iter().find(|e| {
-                path.strip_prefix(e.prefix())
-                    .is_some_and(|r| r.starts_with('/'))
-            })
-        });
-        if let Some(ep) = ep {
-            return ep.handle(req).await.map(box_body);
-        }
-        if let Some(handler) = self.routes.get(path) {
-            return handler(req).await;
-        }
-        if let Some((files, dir)) = &self.statics {
-            if let Some(rest) = files.strip(path) {
-                let rest = rest.to_owned();
-                return serve_static(files, dir, req, rest).await;
-            }
-        }
-        if let Some(fallback) = &self.fallback {
-            return match fallback.clone().oneshot(req).await {
-                Ok(res) => res,
-                Err(never) => match never {},
-            };
-        }
-        text(StatusCode::NOT_FOUND, "not found")
-    }
-}
-
-async fn serve_static(
-    files: &StaticFiles,
-    dir: &ServeDir,
-    req: Request<Incoming>,
-    rest: String,
-) -> Response<Body> {
-    let (mut parts, body) = req.into_parts();
-    let rest = if rest.is_empty() { "/".into() } else { rest };
-    let pq = match parts.uri.query() {
-        Some(q) => format!("{rest}?{q}"),
-        None => rest,
-    };
-    match pq.parse() {
-        Ok(uri) => parts.uri = uri,
-        Err(_) => return text(StatusCode::BAD_REQUEST, "bad path"),
-    }
-    let req = Request::from_parts(parts, body);
-    let mut res = match dir.clone().oneshot(req).await {
-        Ok(res) => res.map(box_body),
-        Err(never) => match never {},
-    };
-    if let Some(age) = files.max_age {
-        if res.status().is_success() {
-            let v = format!("public, max-age={}", age.as_secs());
-            if let Ok(v) = HeaderValue::from_str(&v) {
-                res.headers_mut().insert(header::CACHE_CONTROL, v);
-            }
-        }
-    }
-    res
-}
-
-/// Raise the open-file soft limit to the hard limit (once per process is enough, but
-/// calling it again is harmless).
-fn raise_fd_limit() {
-    #[cfg(unix)]
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
-    }
-}
-
-/// Box any body into the server's [`Body`].
-pub fn box_body<B>(body: B) -> Body
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    body.map_err(Into::into).boxed_unsync()
-}
-
-/// A plain-text response.
-pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
-    let mut res = Response::new(box_body(Full::new(Bytes::from(body.into()))));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
-}
-
-/// A JSON response.
-pub fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
-    match serde_json::to_vec(value) {
-        Ok(bytes) => {
-            let mut res = Response::new(box_body(Full::new(Bytes::from(bytes))));
-            *res.status_mut() = status;
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            res
-        }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-/// A response with a fixed body and content type.
-pub fn bytes(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Body> {
-    let mut res = Response::new(box_body(Full::new(body)));
-    *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    res
 }

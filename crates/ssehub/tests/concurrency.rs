@@ -146,11 +146,7 @@ async fn concurrent_senders_never_interleave() {
 /// A server whose streams join no room by themselves, and the hand-out of their
 /// connections.
 async fn start_without_auto_join() -> (TestServer, Handout) {
-    let (options, handout) = Handout::wrap(
-        SseOptions::new()
-            .keep_alive(None)
-            .auto_join_room(None::<String>),
-    );
+    let (options, handout) = Handout::wrap(SseOptions::new().keep_alive(None).no_auto_join());
     (TestServer::start(options).await, handout)
 }
 

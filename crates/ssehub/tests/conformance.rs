@@ -21,7 +21,6 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 use ssehub::decode::Item;
-use ssehub::server::bytes as bytes_response;
 use ssehub::{Connection, Message, Rejection, Server, SseOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
@@ -274,7 +273,7 @@ fn html_route(
     html: Bytes,
 ) -> impl Fn(
     http::Request<hyper::body::Incoming>,
-) -> std::future::Ready<http::Response<ssehub::server::Body>>
+) -> std::future::Ready<http::Response<http_body_util::Full<Bytes>>>
        + Send
        + Sync
        + 'static {
@@ -868,4 +867,19 @@ async fn node_eventsource_opens_before_any_event_and_stops_on_204() {
     assert_eq!(rest.last().unwrap()["reason"], "closed");
     assert_eq!(requests.load(Ordering::SeqCst), 2);
     server.stop().await;
+}
+
+/// A response with a fixed body and content type.
+fn bytes_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> http::Response<http_body_util::Full<Bytes>> {
+    let mut res = http::Response::new(http_body_util::Full::new(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    res
 }

@@ -53,8 +53,7 @@ async fn broadcast_reaches_exactly_the_room() {
     assert_eq!(hub.broadcast("nobody", &msg("m", "lost")), 0);
     assert_eq!(hub.to("r1").except(&cb).send(&msg("m", "r1 but b")), 1);
     assert_eq!(
-        hub.broadcast_text("__all", "hello all", Some("notice"))
-            .unwrap(),
+        hub.broadcast_event("__all", "notice", "hello all").unwrap(),
         3
     );
     assert_eq!(hub.broadcast("__all", &Message::new("#1")), 3);

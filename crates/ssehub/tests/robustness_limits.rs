@@ -116,7 +116,7 @@ async fn joins_past_the_room_cap_or_with_bad_names_are_refused() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let options = SseOptions::new()
         .keep_alive(None)
-        .auto_join_room(None::<String>)
+        .no_auto_join()
         .with_hub(hub)
         .on_connect(move |conn, ctx| {
             let tx = tx.clone();

@@ -44,7 +44,7 @@ async fn check_stream(srv: &TestServer, mut stream: TcpStream, request: &str) {
 }
 
 fn sse_options() -> SseOptions {
-    SseOptions::new().keep_alive(None).auto_join_room(Some("r"))
+    SseOptions::new().keep_alive(None).auto_join_room("r")
 }
 
 #[tokio::test]

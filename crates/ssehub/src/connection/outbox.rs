@@ -1,0 +1,197 @@
+//! A connection's outbox: the bounded queue of encoded frames between its senders and
+//! its one writer, and the flags that decide who writes next.
+//!
+//! ## Invariants (all under the connection's outbox mutex)
+//! - `bytes` is the sum of the queued frames' lengths plus `raw`'s: what the bound
+//!   counts. It never passes `outbox_limit`, unless a single frame larger than the limit
+//!   was taken into an empty queue (so a large message can always be sent).
+//! - Frames leave the queue in the order they entered it.
+//! - At most one of {the stream's task, one claim} writes: `writing` is set while a
+//!   claim is out, and the task neither writes nor ends the stream meanwhile; `parked`
+//!   says the task waits for frames, the only time a claim may be won.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// What happens when a frame would overflow a connection's outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlowConsumerPolicy {
+    /// Close the connection. The client's `EventSource` reconnects and can resume from
+    /// its `Last-Event-ID`. This is the default: a stalled client costs nothing more.
+    #[default]
+    Close,
+    /// Drop the frame for this connection only and keep it open. The client silently
+    /// misses events; use it for streams where only the latest state matters.
+    DropEvent,
+}
+
+/// The most bytes one write takes from a queue (or one larger frame); the rest stays
+/// queued, and counts against the outbox's bound, for the next write.
+pub(crate) const MAX_WRITE: usize = 64 * 1024;
+
+#[derive(Default)]
+#[repr(C)] // what a fan-out's `push` touches comes first
+pub(super) struct Outbox {
+    pub(super) state: OutboxState,
+    /// Set on every enqueue, cleared by the keep-alive sweep: traffic is the keep-alive.
+    pub(super) active: bool,
+    pub(super) warned: bool,
+    /// The stream's task waits for frames: nothing queued, nothing being written.
+    pub(super) parked: bool,
+    /// A sender writes to the sink: the task neither writes nor ends the stream.
+    pub(super) writing: bool,
+    pub(super) bytes: usize,
+    pub(super) queue: VecDeque<Bytes>,
+    pub(super) waker: Option<Waker>,
+    /// The transport, when it can be written directly ([`DirectSink`]).
+    pub(super) sink: Option<Arc<dyn DirectSink>>,
+    /// What a partial direct write left, framed: it goes out first, verbatim.
+    pub(super) raw: Option<Bytes>,
+    /// No write before this (batching); `None`: at once.
+    pub(super) next_write: Option<Instant>,
+}
+
+#[derive(Default, PartialEq, Eq, Clone, Copy, Debug)]
+pub(super) enum OutboxState {
+    #[default]
+    Open,
+    /// Closed by the application: flush what is queued, then end the stream.
+    Draining,
+    /// Closed by policy or by the transport: drop what is queued, end at once.
+    Aborted,
+}
+
+/// Whether a frame may enter the queue ([`Outbox::admit`]).
+pub(super) enum Admit {
+    /// Room for it.
+    Yes,
+    /// The stream has ended.
+    Closed,
+    /// A keep-alive ping for a stream that had traffic since the last sweep.
+    Busy,
+    /// Over the bound; `first` is true the first time this outbox overflows.
+    Full { first: bool },
+}
+
+impl Outbox {
+    /// Whether `len` more bytes may be queued under `limit`. A keep-alive ping is
+    /// refused as `Busy` when frames were queued since the last sweep, and the slate is
+    /// wiped either way: a ping is not traffic.
+    pub(super) fn admit(&mut self, len: usize, limit: usize, keep_alive: bool) -> Admit {
+        if self.state != OutboxState::Open {
+            return Admit::Closed;
+        }
+        if keep_alive && std::mem::take(&mut self.active) {
+            return Admit::Busy;
+        }
+        if self.bytes + len > limit && !self.queue.is_empty() {
+            let first = !self.warned;
+            self.warned = true;
+            return Admit::Full { first };
+        }
+        Admit::Yes
+    }
+
+    /// Queue an admitted frame.
+    pub(super) fn queue(&mut self, frame: Bytes, keep_alive: bool) {
+        self.active |= !keep_alive;
+        self.bytes += frame.len();
+        self.queue.push_back(frame);
+    }
+
+    /// Closed by policy or by the transport: drop what is queued, end at once.
+    pub(super) fn abort(&mut self) {
+        self.state = OutboxState::Aborted;
+        self.queue = VecDeque::new();
+        self.raw = None;
+        self.bytes = 0;
+        self.sink = None;
+    }
+
+    /// Whether the sender that queues a frame at `at` may write the queue out itself:
+    /// the task is idle, and the stream has not written within the batching window (a
+    /// busy stream's frames are left to gather).
+    pub(super) fn claimable(&self, at: Instant) -> Option<Arc<dyn DirectSink>> {
+        let sink = self.sink.as_ref()?;
+        let busy = self.next_write.is_some_and(|t| at < t);
+        if busy || !self.parked || self.writing || self.raw.is_some() {
+            return None;
+        }
+        Some(sink.clone())
+    }
+
+    /// How the stream ends, if it has: the task takes the sink back (nobody else writes
+    /// any more) and either finishes the stream or, aborted, just drops it.
+    pub(super) fn end(&mut self) -> Option<End> {
+        let end = match self.state {
+            OutboxState::Open => return None,
+            OutboxState::Draining => End::Finish,
+            OutboxState::Aborted => End::Abort,
+        };
+        self.sink = None;
+        Some(end)
+    }
+
+    /// A write (the task's or a direct one) ended at `at`. The next one waits for the
+    /// batching window, unless frames are already waiting (the write was as large as a
+    /// batch may be): then waiting would only cap the stream's throughput.
+    pub(super) fn wrote(&mut self, at: Instant, window: Duration) {
+        self.next_write = self.queue.is_empty().then(|| at + window);
+    }
+
+    /// The task's waker, to wake it: from now on it is busy, not parked.
+    pub(super) fn wake(&mut self) -> Option<Waker> {
+        self.parked = false;
+        self.waker.take()
+    }
+
+    /// Keep `waker` to be woken when there is something to write.
+    pub(super) fn park_waker(&mut self, waker: &Waker) {
+        match &self.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.waker = Some(waker.clone()),
+        }
+    }
+
+    /// Move queued frames to `pieces`, up to [`MAX_WRITE`] bytes in all (or one larger
+    /// frame).
+    pub(super) fn take_into(&mut self, pieces: &mut Vec<Bytes>) {
+        let mut total: usize = pieces.iter().map(Bytes::len).sum();
+        while let Some(f) = self.queue.front() {
+            if !pieces.is_empty() && total + f.len() > MAX_WRITE {
+                break;
+            }
+            total += f.len();
+            self.bytes -= f.len();
+            pieces.extend(self.queue.pop_front());
+        }
+        // A burst grew the queue; an idle stream should not keep its capacity for hours.
+        if self.queue.is_empty() && self.queue.capacity() > 64 {
+            self.queue = VecDeque::new();
+        }
+    }
+}
+
+/// A transport that takes frames at once, without waiting. The bare-socket path lends
+/// its socket to the connection; while the stream's task waits for frames, the sender
+/// that queues a frame writes the queue out itself (a claim) instead of waking the task:
+/// one wake-up and one scheduler hop less per event.
+pub(crate) trait DirectSink: Send + Sync {
+    /// Write `frames` now, framed for the wire as one piece. `Ok(None)`: all of it went
+    /// out. `Ok(Some(rest))`: the socket took part of it or none; `rest` is what is
+    /// left, framed, to be written next and verbatim. `Err`: the transport failed.
+    fn try_send(&self, frames: &[Bytes]) -> std::io::Result<Option<Bytes>>;
+}
+
+/// How a stream ended ([`Outbox::end`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// Closed by the application: write the stream's end.
+    Finish,
+    /// Aborted: drop the transport without another byte.
+    Abort,
+}

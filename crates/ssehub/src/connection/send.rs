@@ -1,0 +1,238 @@
+//! The sending side of a connection: every frame enters the outbox here, and an idle
+//! bare-socket stream is written at once by the sender that queued the frame.
+//!
+//! Senders only enqueue and never wait on the socket. One writer at a time drains the
+//! queue, so bytes from concurrent senders never interleave: usually the stream's task
+//! (`writer.rs`), but while that task is parked and the stream has not written within
+//! its batching window, the sender that queues a frame wins a [`Claim`] and writes the
+//! queue itself, non-blocking (the rest of a short write goes back to the task, first).
+//! That saves a task wake-up and a scheduler hop per event, about a quarter of the
+//! server's CPU per event at light load (BENCHMARKS.md).
+//!
+//! ## Invariants
+//! - A frame that would pass the outbox bound triggers the [`SlowConsumerPolicy`]: the
+//!   connection is closed (default) or that frame is dropped for this connection.
+//!   Either way memory stays bounded, and one overflow is reported once.
+//! - A sender writes only under a claim, won under the outbox lock while the task is
+//!   parked and no other claim is out; a claim dropped unwritten leaves the queue to
+//!   the task.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::handle::Connection;
+use super::outbox::{Admit, DirectSink, OutboxState, SlowConsumerPolicy};
+use crate::frame::{self, FrameError, Message};
+use crate::sync::lock;
+
+/// Why a frame was not queued for a connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The connection is closed.
+    #[error("connection is closed")]
+    Closed,
+    /// The outbox is full; the slow-consumer policy was applied.
+    #[error("outbox full: the client is not reading fast enough")]
+    Overflow,
+    /// The message could not be encoded.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+}
+
+/// What happened to one enqueue.
+#[derive(Debug)]
+pub(crate) enum Enqueued {
+    Yes,
+    /// Queued, and the caller is to write the queue out itself, now ([`Claim::write`]).
+    Direct(Claim),
+    Closed,
+    /// Dropped by the `DropEvent` policy.
+    Dropped,
+    /// Not a keep-alive candidate: it had traffic since the last sweep.
+    Busy,
+    /// Over the bound under the `Close` policy: the caller must call `close_overflowed`
+    /// once it holds no hub lock.
+    Overflow,
+}
+
+impl Connection {
+    /// Queue a message for this client.
+    pub fn send(&self, message: &Message) -> Result<(), SendError> {
+        self.send_frame(message.encode())
+    }
+
+    /// Queue an event with this name and data (an empty name means `message`).
+    pub fn send_event(&self, event: &str, data: &str) -> Result<(), SendError> {
+        let m = Message::builder().event(event).data(data).build()?;
+        self.send(&m)
+    }
+
+    /// Queue a comment (ignored by clients; useful as an application-level ping).
+    pub fn send_comment(&self, text: &str) -> Result<(), SendError> {
+        self.send_frame(frame::comment(text))
+    }
+
+    /// Queue an already encoded frame, and write it at once if the stream is idle.
+    pub(crate) fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
+        match self.enqueue(frame, Some(Instant::now())) {
+            Enqueued::Yes => Ok(()),
+            Enqueued::Direct(claim) => {
+                claim.write(&mut Vec::new());
+                Ok(())
+            }
+            Enqueued::Closed => Err(SendError::Closed),
+            Enqueued::Dropped => Err(SendError::Overflow),
+            Enqueued::Busy => unreachable!("only keep-alive pings are skipped as busy"),
+            Enqueued::Overflow => {
+                self.close_overflowed();
+                Err(SendError::Overflow)
+            }
+        }
+    }
+
+    /// Queue `frame`, sent at `at` (taken once per broadcast: a clock read per
+    /// recipient would cost more than it tells). `None`: never [`Enqueued::Direct`],
+    /// the stream's task writes it.
+    pub(crate) fn enqueue(&self, frame: Bytes, at: Option<Instant>) -> Enqueued {
+        self.push(frame, false, at)
+    }
+
+    /// For the keep-alive sweep: queue `ping` unless frames were queued since the last
+    /// sweep (traffic is the keep-alive).
+    pub(crate) fn enqueue_keep_alive(&self, ping: Bytes, at: Option<Instant>) -> Enqueued {
+        self.push(ping, true, at)
+    }
+
+    fn push(&self, frame: Bytes, keep_alive: bool, at: Option<Instant>) -> Enqueued {
+        let config = &self.inner.config;
+        let mut out = lock(&self.inner.outbox);
+        match out.admit(frame.len(), config.outbox_limit, keep_alive) {
+            Admit::Yes => {}
+            Admit::Closed => return Enqueued::Closed,
+            Admit::Busy => return Enqueued::Busy,
+            Admit::Full { first } => {
+                if config.policy == SlowConsumerPolicy::Close {
+                    // Leave Open under this lock: a concurrent sender (or another room
+                    // of the same broadcast) now sees Closed, so one overflow is
+                    // reported once.
+                    out.abort();
+                    return Enqueued::Overflow;
+                }
+                drop(out);
+                self.dropped(first);
+                return Enqueued::Dropped;
+            }
+        }
+        out.queue(frame, keep_alive);
+        if let Some(sink) = at.and_then(|at| out.claimable(at)) {
+            out.writing = true;
+            return Enqueued::Direct(Claim {
+                conn: self.clone(),
+                sink: Some(sink),
+            });
+        }
+        // During a direct write the task could do nothing: its end wakes it instead.
+        if out.writing {
+            return Enqueued::Yes;
+        }
+        if let Some(w) = out.wake() {
+            drop(out);
+            w.wake();
+        }
+        Enqueued::Yes
+    }
+
+    /// The `DropEvent` policy skipped a frame for this connection.
+    fn dropped(&self, first: bool) {
+        self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+        self.owner().metrics().dropped_events.inc();
+        if first {
+            tracing::warn!(conn = %self.id(), "slow consumer: outbox full, dropping events");
+        }
+    }
+
+    /// A direct write is over (`result` from the sink, `None` if it never happened):
+    /// hand the stream back to its task, waking it if there is anything for it to do.
+    fn release(&self, result: Option<io::Result<Option<Bytes>>>) {
+        let mut out = lock(&self.inner.outbox);
+        out.writing = false;
+        let failed = match result {
+            Some(Ok(rest)) => {
+                // An aborted stream keeps nothing (its transport is being dropped).
+                if let Some(rest) = rest.filter(|_| out.state != OutboxState::Aborted) {
+                    out.bytes += rest.len();
+                    out.raw = Some(rest);
+                }
+                out.wrote(Instant::now(), self.inner.config.batch_window);
+                false
+            }
+            Some(Err(_)) => true,
+            None => false,
+        };
+        let pending = out.raw.is_some() || !out.queue.is_empty() || out.state != OutboxState::Open;
+        let waker = if pending { out.wake() } else { None };
+        drop(out);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        if failed {
+            // The client is gone (reset, broken pipe): end the stream at once.
+            self.abort();
+        }
+    }
+
+    /// True (and cleared) if frames other than pings were queued since the last sweep.
+    #[cfg(test)]
+    pub(crate) fn take_active(&self) -> bool {
+        std::mem::take(&mut lock(&self.inner.outbox).active)
+    }
+}
+
+/// The right to write a connection's queue straight to its transport, won by the
+/// sender that queued a frame while the stream's task was idle. Senders that come
+/// meanwhile queue behind, and the task waits until the claim is released. Whatever is
+/// queued when the claim is written goes out as one write.
+pub(crate) struct Claim {
+    conn: Connection,
+    sink: Option<Arc<dyn DirectSink>>,
+}
+
+impl Claim {
+    /// Write what is queued (without waiting) and release the transport. `pieces` is
+    /// scratch space, left empty.
+    pub(crate) fn write(mut self, pieces: &mut Vec<Bytes>) {
+        let Some(sink) = &self.sink else { return };
+        lock(&self.conn.inner.outbox).take_into(pieces);
+        let result = if pieces.is_empty() {
+            Ok(None)
+        } else {
+            sink.try_send(pieces)
+        };
+        pieces.clear();
+        // The task may take the socket back once released: drop our handle first. (Until
+        // here a panic in the sink still releases the claim, through `Drop`.)
+        self.sink = None;
+        self.conn.release(Some(result));
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.sink.take().is_some() {
+            self.conn.release(None);
+        }
+    }
+}
+
+impl fmt::Debug for Claim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Claim")
+            .field("conn", &self.conn.id())
+            .finish()
+    }
+}

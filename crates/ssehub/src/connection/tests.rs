@@ -1,0 +1,369 @@
+//! Unit tests of the connection: outbox bound and policy, close-once, direct writes
+//! against a mock transport.
+
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::frame::Message;
+use crate::sync::lock;
+use crate::Hub;
+
+fn conn(limit: usize, policy: SlowConsumerPolicy) -> Connection {
+    Hub::new().connect(ConnectionConfig {
+        outbox_limit: limit,
+        policy,
+        abort: None,
+        batch_window: Duration::ZERO,
+    })
+}
+
+fn drain(c: &Connection) -> Vec<u8> {
+    let waker = futures_util::task::noop_waker();
+    let mut out = Vec::new();
+    while let Ok(Some(b)) = c.poll_outbox(&waker) {
+        out.extend_from_slice(&b);
+    }
+    out
+}
+
+#[test]
+fn frames_are_coalesced_in_order() {
+    let c = conn(1 << 20, SlowConsumerPolicy::Close);
+    for i in 0..100 {
+        c.send_event("n", &i.to_string()).unwrap();
+    }
+    let waker = futures_util::task::noop_waker();
+    let first = c.poll_outbox(&waker).unwrap().unwrap();
+    let expected: String = (0..100)
+        .map(|i| format!("event: n\ndata: {i}\n\n"))
+        .collect();
+    assert_eq!(first, expected.as_bytes());
+    assert!(c.poll_outbox(&waker).is_err(), "nothing left, waker stored");
+    let _ = Context::from_waker(&waker);
+}
+
+#[test]
+fn overflow_closes_by_default() {
+    let c = conn(100, SlowConsumerPolicy::Close);
+    c.send_event("e", &"x".repeat(60)).unwrap();
+    assert_eq!(c.send_event("e", &"x".repeat(60)), Err(SendError::Overflow));
+    assert!(c.is_closed());
+    assert_eq!(c.send_event("e", "y"), Err(SendError::Closed));
+    assert!(drain(&c).is_empty(), "aborted: queue dropped");
+    assert_eq!(c.hub().stats().slow_consumer_closes, 1);
+}
+
+#[test]
+fn overflow_drops_under_drop_policy() {
+    let c = conn(100, SlowConsumerPolicy::DropEvent);
+    c.send_event("e", &"x".repeat(60)).unwrap();
+    assert_eq!(c.send_event("e", &"y".repeat(60)), Err(SendError::Overflow));
+    assert!(!c.is_closed());
+    assert_eq!(c.dropped_events(), 1);
+    assert_eq!(drain(&c).len(), "event: e\ndata: \n\n".len() + 60);
+    c.send_event("e", "z").unwrap();
+}
+
+#[test]
+fn close_flushes_then_ends() {
+    let c = conn(1 << 20, SlowConsumerPolicy::Close);
+    c.send_event("e", "last").unwrap();
+    c.close();
+    assert_eq!(drain(&c), b"event: e\ndata: last\n\n");
+    let waker = futures_util::task::noop_waker();
+    assert_eq!(c.poll_outbox(&waker), Ok(None));
+}
+
+#[test]
+fn closed_fires_once_under_concurrent_close() {
+    for _ in 0..50 {
+        let c = conn(1 << 20, SlowConsumerPolicy::Close);
+        let fired = Arc::new(AtomicUsize::new(0));
+        let f = fired.clone();
+        c.on_closed(move |_| {
+            f.fetch_add(1, Ordering::SeqCst);
+        });
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    if i % 2 == 0 {
+                        c.close()
+                    } else {
+                        c.transport_closed()
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(fired.load(Ordering::SeqCst), 1);
+        // Registering after close runs at once, exactly once.
+        let f = fired.clone();
+        c.on_closed(move |_| {
+            f.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(fired.load(Ordering::SeqCst), 2);
+    }
+}
+
+/// A transport that takes `take` bytes of each frame (all when `None`), or fails.
+#[derive(Default)]
+struct Sink {
+    written: Mutex<Vec<u8>>,
+    take: Mutex<Option<usize>>,
+    fail: AtomicBool,
+    panic: AtomicBool,
+    /// Run during the write.
+    during: Mutex<Option<Connection>>,
+}
+
+impl DirectSink for Sink {
+    fn try_send(&self, frames: &[Bytes]) -> io::Result<Option<Bytes>> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        assert!(!self.panic.load(Ordering::SeqCst), "the sink panics");
+        let frame = frames.concat();
+        if let Some(c) = lock(&self.during).take() {
+            c.abort();
+        }
+        let n = lock(&self.take).unwrap_or(frame.len()).min(frame.len());
+        lock(&self.written).extend_from_slice(&frame[..n]);
+        Ok((n < frame.len()).then(|| Bytes::copy_from_slice(&frame[n..])))
+    }
+}
+
+#[derive(Default)]
+struct Wakes(AtomicUsize);
+
+impl std::task::Wake for Wakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A connection on a direct transport, its task parked; and the task's wake count.
+fn direct(window: Duration) -> (Connection, Arc<Sink>, Arc<Wakes>, Waker) {
+    let c = Hub::new().connect(ConnectionConfig {
+        outbox_limit: 1 << 20,
+        policy: SlowConsumerPolicy::Close,
+        abort: Some(TransportAbort::new()),
+        batch_window: window,
+    });
+    let sink = Arc::new(Sink::default());
+    c.attach_sink(sink.clone());
+    let wakes = Arc::new(Wakes::default());
+    let waker = Waker::from(wakes.clone());
+    assert!(c.poll_wire(&waker, &mut Vec::new()).is_pending());
+    (c, sink, wakes, waker)
+}
+
+fn frame(data: &str) -> Bytes {
+    Message::new(data).encode()
+}
+
+#[test]
+fn an_idle_stream_is_written_by_the_sender_a_busy_one_by_its_task() {
+    let (c, sink, wakes, waker) = direct(Duration::from_secs(3600));
+    c.send(&Message::new("1")).unwrap();
+    assert_eq!(&lock(&sink.written)[..], b"data: 1\n\n");
+    assert_eq!(c.queued_bytes(), 0);
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "the task was not woken");
+    // Inside the batching window: queued for the task, which is woken.
+    c.send(&Message::new("2")).unwrap();
+    assert_eq!(lock(&sink.written).len(), 9);
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
+    let mut pieces = Vec::new();
+    match c.poll_wire(&waker, &mut pieces) {
+        Poll::Ready(Wire::Frames(Some(_))) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pieces, [frame("2")]);
+}
+
+#[test]
+fn without_a_window_every_event_of_an_idle_stream_goes_direct() {
+    let (c, sink, wakes, _waker) = direct(Duration::ZERO);
+    for i in 0..3 {
+        c.send(&Message::new(i.to_string())).unwrap();
+    }
+    assert_eq!(
+        &lock(&sink.written)[..],
+        b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    );
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn what_a_partial_write_left_goes_out_first() {
+    let (c, sink, wakes, waker) = direct(Duration::ZERO);
+    *lock(&sink.take) = Some(3);
+    c.send(&Message::new("abc")).unwrap();
+    assert_eq!(&lock(&sink.written)[..], b"dat");
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the task must finish it");
+    assert_eq!(c.queued_bytes(), "a: abc\n\n".len());
+    // Queued behind it, not written directly.
+    c.send(&Message::new("d")).unwrap();
+    assert_eq!(lock(&sink.written).len(), 3);
+    let mut pieces = Vec::new();
+    match c.poll_wire(&waker, &mut pieces) {
+        Poll::Ready(Wire::Raw(rest)) => assert_eq!(rest, "a: abc\n\n"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        c.poll_wire(&waker, &mut pieces),
+        Poll::Ready(Wire::Frames(_))
+    ));
+    assert_eq!(pieces, [frame("d")]);
+}
+
+#[test]
+fn the_task_waits_for_a_direct_write_in_flight_even_to_end() {
+    let (c, sink, wakes, waker) = direct(Duration::ZERO);
+    let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(Instant::now())) else {
+        panic!("an idle stream is claimed")
+    };
+    c.send(&Message::new("2")).unwrap();
+    c.close();
+    let mut pieces = Vec::new();
+    assert!(c.poll_wire(&waker, &mut pieces).is_pending());
+    let woken = wakes.0.load(Ordering::SeqCst);
+    // What was queued behind the claim goes out in the same write.
+    claim.write(&mut pieces);
+    assert!(wakes.0.load(Ordering::SeqCst) > woken);
+    assert_eq!(&lock(&sink.written)[..], b"data: 1\n\ndata: 2\n\n");
+    assert!(matches!(
+        c.poll_wire(&waker, &mut pieces),
+        Poll::Ready(Wire::End)
+    ));
+}
+
+#[test]
+fn a_claim_dropped_unwritten_leaves_the_queue_to_the_task() {
+    let (c, sink, _wakes, waker) = direct(Duration::ZERO);
+    let claim = c.enqueue(frame("1"), Some(Instant::now()));
+    c.send(&Message::new("2")).unwrap();
+    drop(claim);
+    let mut pieces = Vec::new();
+    assert!(matches!(
+        c.poll_wire(&waker, &mut pieces),
+        Poll::Ready(Wire::Frames(_))
+    ));
+    assert_eq!(pieces, [frame("1"), frame("2")]);
+    assert!(lock(&sink.written).is_empty());
+}
+
+#[test]
+fn a_stream_aborted_during_a_direct_write_keeps_nothing() {
+    let (c, sink, _wakes, waker) = direct(Duration::ZERO);
+    *lock(&sink.take) = Some(3);
+    *lock(&sink.during) = Some(c.clone());
+    let _ = c.send(&Message::new("1"));
+    assert!(c.is_closed());
+    assert_eq!(&lock(&sink.written)[..], b"dat", "the write was cut short");
+    assert_eq!(c.queued_bytes(), 0);
+    assert!(matches!(
+        c.poll_wire(&waker, &mut Vec::new()),
+        Poll::Ready(Wire::Abort)
+    ));
+}
+
+#[test]
+fn a_broadcast_from_a_current_thread_runtime_writes_at_once() {
+    // Spawned there, the writes would wait for that runtime to run again (here:
+    // never), and hold both streams meanwhile.
+    let hub = Hub::new();
+    let mut sinks = Vec::new();
+    for _ in 0..2 {
+        let c = hub.connect(ConnectionConfig {
+            outbox_limit: 1 << 20,
+            policy: SlowConsumerPolicy::Close,
+            abort: None,
+            batch_window: Duration::ZERO,
+        });
+        let sink = Arc::new(Sink::default());
+        c.attach_sink(sink.clone());
+        let waker = futures_util::task::noop_waker();
+        assert!(c.poll_wire(&waker, &mut Vec::new()).is_pending());
+        c.join("r").unwrap();
+        sinks.push((c, sink));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(
+        rt.block_on(async { hub.broadcast("r", &Message::new("x")) }),
+        2
+    );
+    for (_, sink) in &sinks {
+        assert_eq!(&lock(&sink.written)[..], b"data: x\n\n");
+    }
+}
+
+#[test]
+fn a_panicking_transport_releases_its_claim() {
+    let (c, sink, _wakes, waker) = direct(Duration::ZERO);
+    sink.panic.store(true, Ordering::SeqCst);
+    let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(Instant::now())) else {
+        panic!("an idle stream is claimed")
+    };
+    let caught = std::panic::catch_unwind(AssertUnwindSafe(|| claim.write(&mut Vec::new())));
+    assert!(caught.is_err());
+    // Not stuck behind a claim that will never end: the task parks, and the next
+    // event is written directly again.
+    assert!(c.poll_wire(&waker, &mut Vec::new()).is_pending());
+    sink.panic.store(false, Ordering::SeqCst);
+    c.send(&Message::new("2")).unwrap();
+    assert_eq!(&lock(&sink.written)[..], b"data: 2\n\n");
+}
+
+#[test]
+fn a_close_during_the_batching_window_hands_the_socket_back() {
+    let (c, sink, _wakes, waker) = direct(Duration::from_secs(3600));
+    c.send(&Message::new("1")).unwrap();
+    c.send(&Message::new("2")).unwrap();
+    let mut pieces = Vec::new();
+    assert!(matches!(
+        c.poll_wire(&waker, &mut pieces),
+        Poll::Ready(Wire::Frames(Some(_)))
+    ));
+    c.close();
+    assert!(matches!(c.take_more(&mut pieces), Some(Wire::End)));
+    assert_eq!(
+        Arc::strong_count(&sink),
+        1,
+        "only the test holds the socket"
+    );
+}
+
+#[test]
+fn a_failed_direct_write_ends_the_stream() {
+    let (c, sink, _wakes, waker) = direct(Duration::ZERO);
+    sink.fail.store(true, Ordering::SeqCst);
+    let _ = c.send(&Message::new("1"));
+    assert!(c.is_closed());
+    assert_eq!(c.send(&Message::new("2")), Err(SendError::Closed));
+    assert!(matches!(
+        c.poll_wire(&waker, &mut Vec::new()),
+        Poll::Ready(Wire::Abort)
+    ));
+}
+
+#[test]
+fn tags_are_typed() {
+    let c = conn(1 << 20, SlowConsumerPolicy::Close);
+    c.set_tag(7u32);
+    c.set_tag("name".to_string());
+    assert_eq!(c.tag::<u32>(), Some(7));
+    assert_eq!(c.take_tag::<String>().as_deref(), Some("name"));
+    assert_eq!(c.tag::<String>(), None);
+}

@@ -1,0 +1,122 @@
+//! The reading side of a connection's outbox: what its one writer, the stream's task,
+//! takes from it.
+//!
+//! Two writers exist, one per stream: hyper polling the response body
+//! ([`Connection::poll_outbox`], through `SseBody`), or the bare-socket task of
+//! `transport/chunked.rs` ([`Connection::poll_wire`]), which also lends its socket to
+//! senders for direct writes (`send.rs`) and batches busy streams.
+
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::handle::Connection;
+use super::outbox::{DirectSink, End, OutboxState};
+use crate::sync::lock;
+
+/// What a transport's task writes next ([`Connection::poll_wire`]).
+#[derive(Debug)]
+pub(crate) enum Wire {
+    /// Bytes already framed for the wire (the rest of a partial direct write).
+    Raw(Bytes),
+    /// Frames were moved to the caller's `pieces`; the batching window ends at the
+    /// instant given (`None`: write at once).
+    Frames(Option<Instant>),
+    /// The stream is over: write its end.
+    End,
+    /// The stream was aborted (by policy or because the client left): drop the
+    /// transport without another byte (a direct write may have been cut mid-chunk).
+    Abort,
+}
+
+impl From<End> for Wire {
+    fn from(end: End) -> Wire {
+        match end {
+            End::Finish => Wire::End,
+            End::Abort => Wire::Abort,
+        }
+    }
+}
+
+impl Connection {
+    /// For hyper's path: take what the body should write next. `Ok(Some)` bytes (all
+    /// that is queued, up to a bound, as one write), `Ok(None)` end of stream, `Err(())`
+    /// nothing yet (the waker is stored).
+    pub(crate) fn poll_outbox(&self, waker: &Waker) -> Result<Option<Bytes>, ()> {
+        let mut out = lock(&self.inner.outbox);
+        if !out.queue.is_empty() {
+            let mut pieces = Vec::new();
+            out.take_into(&mut pieces);
+            return Ok(Some(match <[Bytes; 1]>::try_from(pieces) {
+                Ok([one]) => one,
+                Err(pieces) => Bytes::from(pieces.concat()),
+            }));
+        }
+        if out.state != OutboxState::Open {
+            return Ok(None);
+        }
+        out.park_waker(waker);
+        Err(())
+    }
+
+    /// The transport is gone (the body was dropped): close without flushing.
+    pub(crate) fn transport_closed(&self) {
+        self.close_with(OutboxState::Aborted);
+    }
+
+    /// Lend the transport to senders: from now on, while the stream's task waits for
+    /// frames ([`Connection::poll_wire`]), a sender writes its frame directly.
+    pub(crate) fn attach_sink(&self, sink: Arc<dyn DirectSink>) {
+        let mut out = lock(&self.inner.outbox);
+        if out.state != OutboxState::Aborted {
+            out.sink = Some(sink);
+        }
+    }
+
+    /// For a transport's task that writes through a [`DirectSink`]: what to write next.
+    /// Queued frames are moved to `pieces` (at most `MAX_WRITE` bytes, or one larger
+    /// frame). Pending (waker stored, task parked) while there is nothing, or while a
+    /// sender writes directly. [`Wire::End`] and [`Wire::Abort`] take the sink back:
+    /// nobody else writes any more.
+    pub(crate) fn poll_wire(&self, waker: &Waker, pieces: &mut Vec<Bytes>) -> Poll<Wire> {
+        let mut out = lock(&self.inner.outbox);
+        if !out.writing {
+            if let Some(raw) = out.raw.take() {
+                out.parked = false;
+                out.bytes -= raw.len();
+                return Poll::Ready(Wire::Raw(raw));
+            }
+            if !out.queue.is_empty() {
+                out.parked = false;
+                out.take_into(pieces);
+                return Poll::Ready(Wire::Frames(out.next_write));
+            }
+            if let Some(end) = out.end() {
+                return Poll::Ready(end.into());
+            }
+            out.parked = true;
+        }
+        out.park_waker(waker);
+        Poll::Pending
+    }
+
+    /// For the task between [`Wire::Frames`] and its write (it is not parked, so no
+    /// sender writes meanwhile): move what was queued since to `pieces`, as
+    /// [`Connection::poll_wire`] does. `Some` if the stream has ended behind them.
+    pub(crate) fn take_more(&self, pieces: &mut Vec<Bytes>) -> Option<Wire> {
+        let mut out = lock(&self.inner.outbox);
+        out.take_into(pieces);
+        if out.queue.is_empty() {
+            out.end().map(Wire::from)
+        } else {
+            None
+        }
+    }
+
+    /// The task wrote at `at` (see the batching rule of `Outbox::wrote`).
+    pub(crate) fn wrote(&self, at: Instant) {
+        lock(&self.inner.outbox).wrote(at, self.inner.config.batch_window);
+    }
+}

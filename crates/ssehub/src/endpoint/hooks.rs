@@ -1,0 +1,83 @@
+//! The application's hooks (`authorize`, `on_connect`, `on_disconnect`) and how they
+//! run: each on its own task, wrapped in `catch_unwind`, so a panicking hook costs its
+//! own stream and nothing else.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+
+use super::request::{Rejection, RequestContext};
+use crate::connection::Connection;
+
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+pub(crate) type AuthorizeHook =
+    Arc<dyn Fn(RequestContext) -> BoxFuture<Result<(), Rejection>> + Send + Sync>;
+pub(crate) type ConnectHook =
+    Arc<dyn Fn(Connection, RequestContext) -> BoxFuture<()> + Send + Sync>;
+pub(crate) type DisconnectHook = Arc<dyn Fn(Connection) -> BoxFuture<()> + Send + Sync>;
+
+/// What `authorize` decided.
+pub(crate) enum Verdict {
+    Admit,
+    Refuse(Rejection),
+    /// The hook panicked (answered 500).
+    Panicked,
+}
+
+/// Run `authorize` on `ctx`, turning a panic into a verdict.
+pub(crate) async fn run_authorize(hook: &AuthorizeHook, ctx: RequestContext) -> Verdict {
+    match AssertUnwindSafe(hook(ctx.clone())).catch_unwind().await {
+        Ok(Ok(())) => Verdict::Admit,
+        Ok(Err(rejection)) => Verdict::Refuse(rejection),
+        Err(_) => {
+            tracing::error!(path = ctx.path(), "authorize hook panicked");
+            Verdict::Panicked
+        }
+    }
+}
+
+/// Run a user hook on its own task; a panic is logged and closes `conn`, nothing else.
+pub(crate) fn spawn_hook(
+    rt: &tokio::runtime::Handle,
+    name: &'static str,
+    conn: Option<Connection>,
+    fut: BoxFuture<()>,
+) {
+    rt.spawn(async move {
+        if AssertUnwindSafe(fut).catch_unwind().await.is_err() {
+            tracing::error!(hook = name, "hook panicked");
+            if let Some(c) = conn {
+                c.close();
+            }
+        }
+    });
+}
+
+/// Start the hooks of a new stream: `on_disconnect` when it closes (on whatever thread
+/// closes it, hence the runtime handle), `on_connect` now.
+pub(crate) fn start(
+    conn: &Connection,
+    ctx: RequestContext,
+    on_connect: Option<&ConnectHook>,
+    on_disconnect: Option<&DisconnectHook>,
+) {
+    let rt = tokio::runtime::Handle::current();
+    if let Some(hook) = on_disconnect {
+        let hook = hook.clone();
+        let rt = rt.clone();
+        conn.on_closed(move |c| {
+            spawn_hook(&rt, "on_disconnect", None, hook(c.clone()));
+        });
+    }
+    if let Some(hook) = on_connect {
+        spawn_hook(
+            &rt,
+            "on_connect",
+            Some(conn.clone()),
+            hook(conn.clone(), ctx),
+        );
+    }
+}

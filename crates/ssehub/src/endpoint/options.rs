@@ -1,0 +1,277 @@
+//! The endpoint's options: every setter with its default, checked once by
+//! [`crate::SseEndpoint::new`].
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::hooks::{AuthorizeHook, ConnectHook, DisconnectHook};
+use super::request::{Rejection, RequestContext};
+use crate::admission::Limits;
+use crate::connection::{Connection, SlowConsumerPolicy};
+use crate::hub::{Hub, JoinError, ROOM_ALL};
+
+/// A set-up mistake, reported before anything is served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The endpoint prefix is unusable.
+    #[error("invalid SSE prefix {0:?}: it must be a path other than \"/\", such as \"/sse\"")]
+    Prefix(String),
+    /// The outbox limit is zero.
+    #[error("outbox limit must be at least 1 byte")]
+    OutboxLimit,
+    /// The auto-join room name is not a valid room name.
+    #[error("invalid auto-join room: {0}")]
+    AutoJoinRoom(JoinError),
+}
+
+/// Options of the SSE endpoint. Every setter has a sensible default.
+///
+/// ```
+/// use std::time::Duration;
+/// use ssehub::{SseEndpoint, SseOptions};
+///
+/// let options = SseOptions::new()
+///     .prefix("/events")
+///     .keep_alive(Some(Duration::from_secs(20)))
+///     .on_connect(|conn, _ctx| async move {
+///         let _ = conn.send_event("welcome", "hello world");
+///     });
+/// let hub = options.hub().clone(); // store for later: broadcast from anywhere
+/// let endpoint = SseEndpoint::new(options)?;
+/// assert_eq!(endpoint.prefix(), "/events");
+/// # drop(hub);
+/// # Ok::<(), ssehub::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct SseOptions {
+    pub(crate) prefix: String,
+    pub(crate) keep_alive: Option<Duration>,
+    pub(crate) auto_join_room: Option<String>,
+    pub(crate) allow_any_origin: bool,
+    pub(crate) retry: Option<Duration>,
+    pub(crate) outbox_limit: usize,
+    pub(crate) slow_consumer: SlowConsumerPolicy,
+    pub(crate) hub: Hub,
+    pub(crate) authorize: Option<AuthorizeHook>,
+    pub(crate) on_connect: Option<ConnectHook>,
+    pub(crate) on_disconnect: Option<DisconnectHook>,
+    pub(crate) rooms_from_query: bool,
+    pub(crate) limits: Limits,
+    pub(crate) batch_window: Duration,
+}
+
+impl Default for SseOptions {
+    fn default() -> Self {
+        SseOptions {
+            prefix: "/sse".into(),
+            keep_alive: Some(Duration::from_secs(15)),
+            auto_join_room: Some(ROOM_ALL.into()),
+            allow_any_origin: false,
+            retry: None,
+            outbox_limit: 1024 * 1024,
+            slow_consumer: SlowConsumerPolicy::Close,
+            hub: Hub::new(),
+            authorize: None,
+            on_connect: None,
+            on_disconnect: None,
+            rooms_from_query: false,
+            limits: Limits::default(),
+            batch_window: Duration::from_millis(20),
+        }
+    }
+}
+
+impl SseOptions {
+    /// The defaults: prefix `/sse`, keep-alive every 15 s, auto-join `__all`, same-origin
+    /// only, no retry hint, 1 MiB outbox per connection, close slow consumers, a 20 ms
+    /// write batching window for busy streams, no connection limits, a new hub.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The endpoint's path. A leading slash is added and a trailing one removed; `/` is
+    /// refused by [`SseEndpoint::new`].
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How often an idle stream gets `: ping`; `None` disables keep-alive. A stream that
+    /// carried any frame during the interval is not pinged.
+    pub fn keep_alive(mut self, interval: Option<Duration>) -> Self {
+        self.keep_alive = interval;
+        self
+    }
+
+    /// The room every new connection joins ([`ROOM_ALL`], `__all`, by default).
+    pub fn auto_join_room(mut self, room: impl Into<String>) -> Self {
+        self.auto_join_room = Some(room.into());
+        self
+    }
+
+    /// Join new connections to no room: the application joins them (in `on_connect`).
+    pub fn no_auto_join(mut self) -> Self {
+        self.auto_join_room = None;
+        self
+    }
+
+    /// Join each stream to the rooms its `room` query parameters name
+    /// (`/sse?room=a&room=b`; off by default). They are checked before the stream opens:
+    /// an invalid name, or more rooms than the hub allows a connection, is a 400 that
+    /// says why. They are joined before `on_connect` runs.
+    pub fn rooms_from_query(mut self, on: bool) -> Self {
+        self.rooms_from_query = on;
+        self
+    }
+
+    /// Allow cross-origin `EventSource`s: adds `Access-Control-Allow-Origin: *` and
+    /// answers CORS preflight requests.
+    pub fn allow_any_origin(mut self, allow: bool) -> Self {
+        self.allow_any_origin = allow;
+        self
+    }
+
+    /// A reconnection delay hint (`retry:`) written at the start of every stream. Each
+    /// connection gets 80-100 % of it, at random, to spread reconnections after a restart.
+    pub fn retry(mut self, retry: Option<Duration>) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The most bytes queued for one connection before the slow-consumer policy applies.
+    pub fn outbox_limit(mut self, bytes: usize) -> Self {
+        self.outbox_limit = bytes;
+        self
+    }
+
+    /// What to do with a client that does not keep up.
+    pub fn slow_consumer(mut self, policy: SlowConsumerPolicy) -> Self {
+        self.slow_consumer = policy;
+        self
+    }
+
+    /// How long a busy stream lets events gather before its next write (20 ms by
+    /// default; `Duration::ZERO` writes every time the stream is woken). A stream that has
+    /// not written for this long writes at once, so light traffic sees no delay; a stream
+    /// receiving many events a second gets them in fewer, larger writes, which cuts the
+    /// server's CPU per event (one send system call costs more than the event in it) at
+    /// the price of at most this much latency. Under saturation a wider window lowers tail
+    /// latency too: fewer, larger writes leave the server less behind (BENCHMARKS.md:
+    /// 20 ms against 10 ms halves p99 at the highest rate). Applies to streams served on the bare
+    /// socket (HTTP/1.1, see ARCHITECTURE.md). There, an event for a stream that has not
+    /// written within the window is written by the sender at once, without waking the
+    /// stream's task (for fan-outs to at most 2,048 streams; larger ones leave the
+    /// writing to the tasks, which coalesce better under load).
+    pub fn batch_window(mut self, window: Duration) -> Self {
+        self.batch_window = window;
+        self
+    }
+
+    /// The most streams this endpoint holds at once (`None`, the default: as many as the
+    /// process's open-file limit allows). Past it a client gets 503 with `Retry-After`.
+    pub fn max_connections(mut self, max: Option<usize>) -> Self {
+        self.limits.total = max;
+        self
+    }
+
+    /// The most streams from one client IP address (`None` by default). Past it the
+    /// client gets 503 with `Retry-After`. The address comes from the [`PeerAddr`]
+    /// request extension, which [`crate::Server`] sets; when the endpoint is mounted in
+    /// another server, insert it (see `examples/axum.rs`), or only the total limit applies.
+    /// Behind a proxy every client shares the proxy's address.
+    pub fn max_connections_per_ip(mut self, max: Option<usize>) -> Self {
+        self.limits.per_ip = max;
+        self
+    }
+
+    /// Use this hub instead of a new one (to share rooms between endpoints).
+    pub fn with_hub(mut self, hub: Hub) -> Self {
+        self.hub = hub;
+        self
+    }
+
+    /// The hub connections of this endpoint join. Clone it to broadcast from anywhere.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Decide, before the handshake, whether a request may open a stream.
+    ///
+    /// ```
+    /// use ssehub::{Rejection, SseOptions};
+    ///
+    /// let options = SseOptions::new().authorize(|ctx| async move {
+    ///     match ctx.query("token") {
+    ///         Some("secret") => Ok(()),
+    ///         Some(_) => Err(Rejection::forbidden()),
+    ///         None => Err(Rejection::unauthorized()),
+    ///     }
+    /// });
+    /// ```
+    pub fn authorize<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(RequestContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Rejection>> + Send + 'static,
+    {
+        self.authorize = Some(Arc::new(move |ctx| Box::pin(f(ctx))));
+        self
+    }
+
+    /// Run for every new stream, after the handshake. What it sends follows `: connected`.
+    pub fn on_connect<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Connection, RequestContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_connect = Some(Arc::new(move |c, ctx| Box::pin(f(c, ctx))));
+        self
+    }
+
+    /// Run once when a stream closes, for whatever reason.
+    pub fn on_disconnect<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(Connection) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_disconnect = Some(Arc::new(move |c| Box::pin(f(c))));
+        self
+    }
+}
+
+impl fmt::Debug for SseOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseOptions")
+            .field("prefix", &self.prefix)
+            .field("keep_alive", &self.keep_alive)
+            .field("auto_join_room", &self.auto_join_room)
+            .field("allow_any_origin", &self.allow_any_origin)
+            .field("retry", &self.retry)
+            .field("outbox_limit", &self.outbox_limit)
+            .field("slow_consumer", &self.slow_consumer)
+            .field("batch_window", &self.batch_window)
+            .field("rooms_from_query", &self.rooms_from_query)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A path prefix in one form: a leading slash, no trailing one (`/` stays `/`).
+pub(crate) fn clean_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim().trim_end_matches('/');
+    if trimmed.starts_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("/{trimmed}")
+    }
+}
+
+/// The endpoint's prefix, cleaned ([`clean_prefix`]); `/` and query or fragment
+/// characters are refused.
+pub(crate) fn normalise_prefix(prefix: &str) -> Result<String, ConfigError> {
+    let p = clean_prefix(prefix);
+    if p == "/" || p.contains(['?', '#', ' ']) {
+        return Err(ConfigError::Prefix(prefix.to_owned()));
+    }
+    Ok(p)
+}

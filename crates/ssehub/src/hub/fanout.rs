@@ -1,0 +1,164 @@
+//! The fan-out: queue one encoded frame to every local member of some rooms, then deal
+//! with what the queueing found (outboxes that overflowed, idle streams to write).
+//!
+//! A fan-out encodes nothing: every recipient gets a clone of the same `Bytes` (a
+//! reference count, no copy). It holds each room's read lock while it queues, and
+//! nothing while it writes.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::rooms::{Room, Rooms};
+use crate::connection::{Claim, Connection, ConnectionId, Enqueued};
+
+/// What one publication delivers, and to whom.
+#[derive(Debug, Clone)]
+pub(crate) struct Publication {
+    pub(crate) rooms: Vec<String>,
+    /// A connection to skip (typically the sender).
+    pub(crate) except: Option<ConnectionId>,
+    /// At most once per connection, even for one in several of the rooms.
+    pub(crate) unique: bool,
+    /// The encoded frame.
+    pub(crate) frame: Bytes,
+}
+
+/// The most recipients a fan-out writes directly (see `connection/send.rs`). A larger
+/// one only queues and leaves the writing to the streams' tasks: writing 10,000 sockets
+/// at about 6 us each takes longer than a batching window, and under load the tasks'
+/// later writes carry more events each (measured in BENCHMARKS.md: half the CPU per
+/// delivery at 10,000 subscribers and the highest rate).
+const DIRECT_FANOUT: usize = 2048;
+
+/// Queue `p` to the local members of its rooms. Returns how many outboxes took it
+/// (counting duplicates unless `p.unique`).
+pub(crate) fn deliver(rooms: &Rooms, p: &Publication) -> usize {
+    let targets: Vec<Arc<Room>> = p.rooms.iter().filter_map(|n| rooms.get(n)).collect();
+    let mut seen = p.unique.then(HashSet::new);
+    let mut fanout = Fanout::new(targets.iter().map(|r| r.members().conns.len()).sum());
+    for room in &targets {
+        let members = room.members();
+        for (id, conn) in &members.conns {
+            if p.except == Some(*id) {
+                continue;
+            }
+            if let Some(seen) = &mut seen {
+                if !seen.insert(*id) {
+                    continue;
+                }
+            }
+            fanout.push(conn, &p.frame);
+        }
+    }
+    fanout.finish()
+}
+
+/// Queue `frame` to each of `conns`, whatever their rooms (keep-alive and shutdown).
+/// `only_idle` skips connections that had traffic since the last such call.
+pub(crate) fn to_each(conns: &[Connection], frame: &Bytes, only_idle: bool) -> usize {
+    let mut fanout = Fanout::new(conns.len());
+    for c in conns {
+        let at = fanout.at;
+        let queued = if only_idle {
+            c.enqueue_keep_alive(frame.clone(), at)
+        } else {
+            c.enqueue(frame.clone(), at)
+        };
+        fanout.tally(c, queued);
+    }
+    fanout.finish()
+}
+
+/// One fan-out's tally: how many outboxes took the frame, which overflowed under the
+/// `Close` policy, and which transports the frame is to be written to directly. Both are
+/// dealt with by `finish`, once the caller holds no hub lock (closing a connection takes
+/// room locks; a room's lock is not held over socket writes).
+struct Fanout {
+    reached: usize,
+    overflowed: Vec<Connection>,
+    claims: Vec<Claim>,
+    /// When the fan-out began (one clock read for all recipients), if its recipients
+    /// may be written directly.
+    at: Option<Instant>,
+}
+
+impl Fanout {
+    fn new(recipients: usize) -> Fanout {
+        Fanout {
+            reached: 0,
+            overflowed: Vec::new(),
+            claims: Vec::new(),
+            at: (recipients <= DIRECT_FANOUT).then(Instant::now),
+        }
+    }
+
+    fn push(&mut self, conn: &Connection, frame: &Bytes) {
+        self.tally(conn, conn.enqueue(frame.clone(), self.at));
+    }
+
+    fn tally(&mut self, conn: &Connection, queued: Enqueued) {
+        match queued {
+            Enqueued::Yes => self.reached += 1,
+            Enqueued::Direct(claim) => {
+                self.reached += 1;
+                self.claims.push(claim);
+            }
+            Enqueued::Overflow => self.overflowed.push(conn.clone()),
+            Enqueued::Closed | Enqueued::Dropped | Enqueued::Busy => {}
+        }
+    }
+
+    fn finish(self) -> usize {
+        self.overflowed
+            .iter()
+            .for_each(Connection::close_overflowed);
+        write_claims(self.claims);
+        self.reached
+    }
+}
+
+/// Write claimed queues. Broadcasting stays queueing-only for the caller: on a runtime
+/// the writes run in spawned tasks, a few hundred sockets each, yielding between slices
+/// so that publishers and other streams get their turn. Outside a runtime they run
+/// here, and never wait either (every write is non-blocking).
+fn write_claims(claims: Vec<Claim>) {
+    const PER_TASK: usize = 256;
+    const PER_POLL: usize = 32;
+    // Only a multi-threaded runtime is sure to run what is spawned on it soon; on a
+    // current-thread one (maybe not even driven: a caller's `block_on` that ends) the
+    // claims would hold their streams until it runs again.
+    let rt = match tokio::runtime::Handle::try_current() {
+        Ok(rt)
+            if claims.len() > 1
+                && rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+        {
+            rt
+        }
+        _ => {
+            let mut pieces = Vec::new();
+            return claims.into_iter().for_each(|c| c.write(&mut pieces));
+        }
+    };
+    let mut claims = claims.into_iter();
+    loop {
+        let batch: Vec<Claim> = claims.by_ref().take(PER_TASK).collect();
+        if batch.is_empty() {
+            break;
+        }
+        rt.spawn(async move {
+            let mut pieces = Vec::new();
+            let mut batch = batch.into_iter();
+            loop {
+                let mut slice = batch.by_ref().take(PER_POLL).peekable();
+                if slice.peek().is_none() {
+                    break;
+                }
+                slice.for_each(|c| c.write(&mut pieces));
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+}

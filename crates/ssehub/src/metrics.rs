@@ -1,0 +1,76 @@
+//! Every counter the hub keeps, in one place.
+//!
+//! Counters are plain relaxed atomics bumped on the paths that already do the work (a
+//! fan-out adds its recipients once, not once per recipient). Nothing here is read on a
+//! hot path: readers take a snapshot ([`HubStats`]) when they ask.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// A monotonic counter.
+#[derive(Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    pub(crate) fn inc(&self) {
+        self.add(1);
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The counters of one hub, shared by the hub and its connections.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    /// Publications (broadcasts) made.
+    pub(crate) published: Counter,
+    /// Frames queued to connections by publications.
+    pub(crate) deliveries: Counter,
+    /// Frames skipped by the `DropEvent` slow-consumer policy.
+    pub(crate) dropped_events: Counter,
+    /// Connections closed by the `Close` slow-consumer policy.
+    pub(crate) slow_closes: Counter,
+    /// Connections opened since the hub was created.
+    pub(crate) connected_total: Counter,
+}
+
+/// A snapshot of a hub's counters ([`crate::Hub::stats`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HubStats {
+    /// Open connections.
+    pub connections: usize,
+    /// Rooms with at least one member.
+    pub rooms: usize,
+    /// Connections accepted since the hub was created.
+    pub connections_total: u64,
+    /// Broadcasts made.
+    pub events_published: u64,
+    /// Frames queued to connections by broadcasts.
+    pub deliveries: u64,
+    /// Frames dropped by the `DropEvent` slow-consumer policy.
+    pub dropped_events: u64,
+    /// Connections closed by the `Close` slow-consumer policy.
+    pub slow_consumer_closes: u64,
+}
+
+impl Metrics {
+    /// The counters' part of a snapshot; the caller fills in the gauges it owns.
+    pub(crate) fn snapshot(&self, connections: usize, rooms: usize) -> HubStats {
+        HubStats {
+            connections,
+            rooms,
+            connections_total: self.connected_total.get(),
+            events_published: self.published.get(),
+            deliveries: self.deliveries.get(),
+            dropped_events: self.dropped_events.get(),
+            slow_consumer_closes: self.slow_closes.get(),
+        }
+    }
+}

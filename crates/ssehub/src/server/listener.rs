@@ -1,0 +1,302 @@
+//! The accept loop and the life of one TCP connection: socket options, the one header
+//! deadline, the take-over look, the HTTP/1-or-2 sniffing, and hyper.
+//!
+//! Every wait before a connection's first request shares one deadline, from the moment
+//! it connects ([`crate::Server::header_timeout`]): a client that sends nothing, half a
+//! head, or half an HTTP/2 preface is cut at the same time, whichever wait it falls in.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::routes::App;
+use super::ServerError;
+use crate::connection::TransportAbort;
+use crate::endpoint::PeerAddr;
+use crate::transport::{self, peek_until, Decision};
+
+/// TCP options set on every accepted socket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TcpOptions {
+    /// Keep-alive idle time; `None`: keep-alive off.
+    pub(crate) keepalive: Option<Duration>,
+    pub(crate) interval: Duration,
+    pub(crate) retries: u32,
+    pub(crate) user_timeout: Option<Duration>,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            keepalive: Some(Duration::from_secs(60)),
+            interval: Duration::from_secs(10),
+            retries: 6,
+            // Idle time plus every probe: the two agree on when a quiet peer is dead.
+            user_timeout: Some(Duration::from_secs(120)),
+        }
+    }
+}
+
+impl TcpOptions {
+    /// The kernel takes keep-alive times in whole seconds, 1 to 32767 (Linux's limits),
+    /// and 1 to 127 probes.
+    pub(crate) fn check(&self) -> Result<(), ServerError> {
+        let secs = |d: Duration| (1..=32767).contains(&d.as_secs());
+        if self.keepalive.is_some_and(|d| !secs(d)) {
+            return Err(ServerError::Invalid(
+                "the TCP keep-alive idle time must be 1 s to 32767 s (None disables it)",
+            ));
+        }
+        if !secs(self.interval) {
+            return Err(ServerError::Invalid(
+                "the TCP keep-alive probe interval must be 1 s to 32767 s",
+            ));
+        }
+        if !(1..=127).contains(&self.retries) {
+            return Err(ServerError::Invalid(
+                "the TCP keep-alive probe count must be 1 to 127",
+            ));
+        }
+        if self.user_timeout.is_some_and(|d| d.as_millis() == 0) {
+            return Err(ServerError::Invalid(
+                "the TCP user timeout must be at least 1 ms (None leaves the system's)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply(&self, stream: &TcpStream) -> io::Result<()> {
+        let sock = socket2::SockRef::from(stream);
+        if let Some(idle) = self.keepalive {
+            let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+            #[cfg(any(
+                target_os = "linux",
+                target_os = "android",
+                target_os = "freebsd",
+                target_os = "netbsd",
+                target_os = "macos",
+                target_os = "ios",
+                windows,
+            ))]
+            let keepalive = keepalive
+                .with_interval(self.interval)
+                .with_retries(self.retries);
+            sock.set_tcp_keepalive(&keepalive)?;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if self.user_timeout.is_some() {
+            sock.set_tcp_user_timeout(self.user_timeout)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the server is in its life, as connection tasks see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Stage {
+    Serving,
+    /// Shutting down: no new requests; a connection that has not made its first request
+    /// yet is dropped.
+    Draining,
+    /// The grace period is over: every connection is dropped.
+    Over,
+}
+
+/// Wait until the server has reached `stage` (or the server is gone).
+async fn reached(stage: &mut watch::Receiver<Stage>, at: Stage) {
+    let _ = stage.wait_for(|s| *s >= at).await;
+}
+
+/// How each connection is served: shared by every connection task.
+pub(crate) struct Serving {
+    pub(crate) app: Arc<App>,
+    pub(crate) header_timeout: Duration,
+    pub(crate) tcp: TcpOptions,
+    pub(crate) hyper: auto::Builder<TokioExecutor>,
+    pub(crate) graceful: GracefulShutdown,
+    /// Streams served on the bare socket hold a clone; shutdown waits for all to drop.
+    pub(crate) streams_done: mpsc::Sender<()>,
+    pub(crate) stage: watch::Receiver<Stage>,
+}
+
+/// hyper's connection builder: our header timeout and buffer bound for HTTP/1, our
+/// keep-alive pings for HTTP/2.
+pub(crate) fn hyper_builder(
+    header_timeout: Duration,
+    h2_interval: Option<Duration>,
+    h2_timeout: Duration,
+) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        // Bounds what hyper itself buffers for a slow reader; our outbox holds the rest.
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(h2_interval)
+        .keep_alive_timeout(h2_timeout);
+    builder
+}
+
+/// Accept connections until `signal` completes, each on its own task.
+pub(crate) async fn accept_until(
+    listener: &TcpListener,
+    serving: &Serving,
+    signal: impl Future<Output = ()> + Send,
+) {
+    tokio::pin!(signal);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut signal => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of descriptors and the like: log, back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Every wait before the first request's headers are in shares this deadline.
+        let deadline = Instant::now() + serving.header_timeout;
+        let _ = stream.set_nodelay(true);
+        if let Err(e) = serving.tcp.apply(&stream) {
+            tracing::debug!(%peer, error = %e, "cannot set the TCP keep-alive options");
+        }
+        tokio::spawn(serve_connection(
+            stream,
+            peer,
+            deadline,
+            serving.app.clone(),
+            serving.hyper.clone(),
+            serving.graceful.watcher(),
+            serving.streams_done.clone(),
+            serving.stage.clone(),
+        ));
+    }
+}
+
+/// One connection, from its first byte to its end.
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+    app: Arc<App>,
+    hyper: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    done: mpsc::Sender<()>,
+    mut stage: watch::Receiver<Stage>,
+) {
+    // A new connection's first request may open an SSE stream over HTTP/1.1: then it is
+    // served on the bare socket, without hyper's buffers.
+    let left = deadline.saturating_duration_since(Instant::now());
+    let first = transport::accept(stream, peer, &app.sse, left, done);
+    let stream = tokio::select! {
+        decision = first => match decision {
+            Decision::Done => return,
+            Decision::Hyper(stream) => stream,
+        },
+        _ = reached(&mut stage, Stage::Draining) => return,
+    };
+    // The protocol sniffing has no limit of its own: a client that connects and sends
+    // nothing (or half an HTTP/2 preface) would hold its descriptor for ever.
+    let sniffed = tokio::select! {
+        s = tokio::time::timeout_at(deadline, sniffable(&stream)) => s,
+        _ = reached(&mut stage, Stage::Draining) => return,
+    };
+    if !matches!(sniffed, Ok(true)) {
+        tracing::debug!(%peer, "no request within the header timeout");
+        return;
+    }
+    let abort = TransportAbort::new();
+    let requested = Arc::new(AtomicBool::new(false));
+    let svc = service(app, peer, abort.clone(), requested.clone());
+    let conn = watcher.watch(
+        hyper
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned(),
+    );
+    // hyper's header timeout starts afresh when it gets the connection (and HTTP/2 has
+    // none): hold its first request to what is left of ours.
+    let no_request = async {
+        tokio::time::sleep_until(deadline).await;
+        if requested.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        res = conn => if let Err(e) = res {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        },
+        _ = abort.aborted() => tracing::debug!(%peer, "connection aborted"),
+        _ = no_request => tracing::debug!(%peer, "no request within the header timeout"),
+        _ = reached(&mut stage, Stage::Over) => {}
+    }
+}
+
+/// The hyper service of one connection: notes that a request came, tags it with the
+/// peer's address and (HTTP/1) the connection's abort handle, dispatches it.
+fn service(
+    app: Arc<App>,
+    peer: SocketAddr,
+    abort: TransportAbort,
+    requested: Arc<AtomicBool>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = http::Response<super::routes::Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<super::routes::Body>, Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        requested.store(true, Ordering::Relaxed);
+        req.extensions_mut().insert(PeerAddr(peer));
+        // One abort drops the whole TCP connection: right for HTTP/1.1 (one stream),
+        // wrong for HTTP/2, where it would take every sibling stream with it. There a
+        // closed stream just ends its own response.
+        if req.version() != http::Version::HTTP_2 {
+            req.extensions_mut().insert(abort.clone());
+        }
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.dispatch(req).await) }
+    })
+}
+
+/// Wait until the first bytes tell HTTP/1 from HTTP/2: any byte that is not the start
+/// of the HTTP/2 preface, or the whole preface. False if the client closes first.
+async fn sniffable(stream: &TcpStream) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; PREFACE.len()];
+    peek_until(stream, &mut buf, |peeked| {
+        (peeked.len() == PREFACE.len() || peeked != &PREFACE[..peeked.len()]).then_some(())
+    })
+    .await
+    .is_some()
+}
+
+/// Raise the open-file soft limit to the hard limit (once per process is enough, but
+/// calling it again is harmless).
+pub(crate) fn raise_fd_limit() {
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
+}

@@ -1,0 +1,287 @@
+//! The bare-socket stream's task: write the response head, then move the connection's
+//! outbox to the socket as HTTP/1.1 chunks until the stream ends, the client leaves, or
+//! the connection is aborted by policy.
+//!
+//! The task lends its socket to the connection ([`DirectSink`]): while it is parked, a
+//! sender writes an idle stream's frames itself (see `connection/send.rs`). A busy
+//! stream's frames gather for its batching window and go out in one write.
+//!
+//! The client sends nothing once its request is made, so the task reads only to notice
+//! it leaving: 0 bytes (FIN) or an error (RST) ends the stream. Bytes it does send (a
+//! request pipelined after the stream's, which could never be answered anyway) are read
+//! and ignored. hyper, by contrast, stops reading after a `Connection: close` request
+//! or while pipelined bytes wait, and would notice such a client only at a later write.
+
+use std::future::poll_fn;
+use std::io::{self, Write as _};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header;
+use http::response::Parts;
+use http::Response;
+use http_body::Body as _;
+
+use super::Transport;
+use crate::connection::{Connection, DirectSink, TransportAbort, Wire};
+use crate::endpoint::SseBody;
+
+/// Write the answer, then (for a stream) move the outbox to the socket until the stream
+/// ends, the client leaves, or the connection is aborted by policy.
+pub(crate) async fn serve<T: Transport>(
+    stream: T,
+    res: Response<SseBody>,
+    closes: bool,
+    abort: TransportAbort,
+) {
+    let (parts, mut body) = res.into_parts();
+    let Some(conn) = body.connection().cloned() else {
+        // A fixed answer (a refusal, a back-off): send it whole and close.
+        let mut head = response_head(&parts, false, closes);
+        let data = next_frame(&mut body).await.unwrap_or_default();
+        // RFC 9110: no Content-Length on 204 and 304.
+        if !matches!(parts.status.as_u16(), 204 | 304) {
+            let _ = write!(head, "content-length: {}\r\n", data.len());
+        }
+        head.extend_from_slice(b"\r\n");
+        head.extend_from_slice(&data);
+        if write_or_abort(&stream, &head, &abort).await.is_ok() {
+            let _ = stream.shutdown_write();
+        }
+        return;
+    };
+    let mut head = response_head(&parts, true, closes);
+    head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    if write_or_abort(&stream, &head, &abort).await.is_err() {
+        return;
+    }
+    // The head and the response's headers are done with; a stream may last for hours.
+    drop(head);
+    drop(parts);
+    stream_outbox(Arc::new(stream), &conn, &abort).await;
+    // Dropping `body` here tells the connection its transport is gone.
+}
+
+/// The status line and headers, without the framing header and the blank line.
+fn response_head(parts: &Parts, streaming: bool, closes: bool) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_str(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    // RFC 9110: an origin server with a clock sends Date (hyper does on its path too).
+    let _ = write!(
+        head,
+        "date: {}\r\n",
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    );
+    // A stream ends with the connection anyway; say so when the client asked for it.
+    if !streaming || closes {
+        head.extend_from_slice(b"connection: close\r\n");
+    }
+    for (name, value) in &parts.headers {
+        // Framing is ours to write; a stray framing header would contradict it.
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        if name != header::CONNECTION || (streaming && !closes) {
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+    }
+    head
+}
+
+/// The stream's life on the socket, after its head.
+async fn stream_outbox<T: Transport>(stream: Arc<T>, conn: &Connection, abort: &TransportAbort) {
+    conn.attach_sink(stream.clone());
+    let mut probe = [0u8; 16];
+    let mut pieces: Vec<Bytes> = Vec::new();
+    loop {
+        tokio::select! {
+            wire = poll_fn(|cx| conn.poll_wire(cx.waker(), &mut pieces)) => match wire {
+                Wire::Raw(rest) => {
+                    if write_or_abort(&*stream, &rest, abort).await.is_err() {
+                        return;
+                    }
+                }
+                Wire::Frames(not_before) => {
+                    match write_batch(&*stream, conn, &mut pieces, not_before, abort).await {
+                        Batch::Written => {}
+                        Batch::Ended => return finish(stream, abort).await,
+                        Batch::Failed => return,
+                    }
+                }
+                // The stream ended (closed by the application or at shutdown).
+                Wire::End => return finish(stream, abort).await,
+                Wire::Abort => return,
+            },
+            // The client sends nothing after its request: readable means it left
+            // (FIN reads as 0 bytes, RST as an error). Anything else is ignored.
+            ready = stream.readable() => {
+                if ready.is_err() {
+                    return;
+                }
+                match stream.try_read(&mut probe) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+            _ = abort.aborted() => return,
+        }
+    }
+}
+
+/// How one batch went.
+enum Batch {
+    Written,
+    /// Written, and the stream ended behind it: write its end.
+    Ended,
+    /// The write failed or the stream was aborted.
+    Failed,
+}
+
+/// Write the frames in `pieces` as one chunk: at once, or, for a stream that wrote
+/// moments ago, when its batching window (`not_before`) has passed, with whatever
+/// gathered meanwhile.
+async fn write_batch<T: Transport>(
+    stream: &T,
+    conn: &Connection,
+    pieces: &mut Vec<Bytes>,
+    not_before: Option<Instant>,
+    abort: &TransportAbort,
+) -> Batch {
+    let mut ended = None;
+    if let Some(at) = not_before.filter(|at| Instant::now() < *at) {
+        tokio::select! {
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+            _ = abort.aborted() => return Batch::Failed,
+        }
+        ended = conn.take_more(pieces);
+        if matches!(ended, Some(Wire::Abort)) {
+            return Batch::Failed;
+        }
+    }
+    let batch = chunk(pieces);
+    pieces.clear();
+    if write_or_abort(stream, &batch, abort).await.is_err() {
+        return Batch::Failed;
+    }
+    conn.wrote(Instant::now());
+    if ended.is_some() {
+        Batch::Ended
+    } else {
+        Batch::Written
+    }
+}
+
+/// A chunk up to this size is framed on the stack for a direct write.
+const SMALL_WRITE: usize = 1024;
+
+/// Senders write frames straight to an idle stream's socket, as one chunk.
+impl<T: Transport> DirectSink for T {
+    fn try_send(&self, frames: &[Bytes]) -> io::Result<Option<Bytes>> {
+        let len: usize = frames.iter().map(Bytes::len).sum();
+        if len + 12 > SMALL_WRITE {
+            let whole = chunk(frames);
+            let written = sent(self.try_write(&whole))?;
+            return Ok((written < whole.len()).then(|| whole.slice(written..)));
+        }
+        let mut buf = [0u8; SMALL_WRITE];
+        let mut free = &mut buf[..];
+        put_chunk(&mut free, frames, len);
+        let at = SMALL_WRITE - free.len();
+        let written = sent(self.try_write(&buf[..at]))?;
+        // The socket's buffer is full: keep what it did not take (rare, and copied).
+        Ok((written < at).then(|| Bytes::copy_from_slice(&buf[written..at])))
+    }
+}
+
+/// How much a non-blocking write took: none when the socket's buffer is full.
+fn sent(result: io::Result<usize>) -> io::Result<usize> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+        other => other,
+    }
+}
+
+async fn next_frame(body: &mut SseBody) -> Option<Bytes> {
+    let frame = poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await?;
+    match frame {
+        Ok(frame) => Some(frame.into_data().unwrap_or_default()),
+        Err(never) => match never {},
+    }
+}
+
+/// End the stream: the last chunk, then the connection. Every other handle on the
+/// socket is gone by now ([`Wire::End`] takes the sink back).
+async fn finish<T: Transport>(stream: Arc<T>, abort: &TransportAbort) {
+    if write_or_abort(&*stream, b"0\r\n\r\n", abort).await.is_ok() {
+        let _ = stream.shutdown_write();
+    }
+}
+
+/// `pieces`, in order, as one HTTP/1.1 chunk: the one copy a write makes.
+fn chunk(pieces: &[Bytes]) -> Bytes {
+    let len: usize = pieces.iter().map(Bytes::len).sum();
+    let mut buf = BytesMut::with_capacity(len + 12);
+    put_chunk(&mut buf, pieces, len);
+    buf.freeze()
+}
+
+/// Write `pieces` (`len` bytes in all) as one chunk: its size line, them, CRLF.
+fn put_chunk(buf: &mut impl BufMut, pieces: &[Bytes], len: usize) {
+    let _ = write!(buf.writer(), "{len:x}\r\n");
+    for p in pieces {
+        buf.put_slice(p);
+    }
+    buf.put_slice(b"\r\n");
+}
+
+/// Write all of `bytes`, unless the connection is aborted first (a client that does not
+/// read would otherwise hold this task in the write for ever).
+async fn write_or_abort<T: Transport>(
+    stream: &T,
+    bytes: &[u8],
+    abort: &TransportAbort,
+) -> Result<(), ()> {
+    tokio::select! {
+        r = write_all(stream, bytes) => r.map_err(|_| ()),
+        _ = abort.aborted() => Err(()),
+    }
+}
+
+/// `write_all` on a shared socket (senders write to it too, never at the same time).
+async fn write_all<T: Transport>(stream: &T, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_framed() {
+        assert_eq!(
+            &chunk(&[Bytes::from_static(b"data: x\n\n")])[..],
+            b"9\r\ndata: x\n\n\r\n"
+        );
+        assert_eq!(&chunk(&[Bytes::from(vec![b'a'; 300])])[..5], b"12c\r\n");
+    }
+}
