@@ -33,9 +33,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use ssehub::decode::{Decoder, Item};
+use ssehub::decode::{EventStream, EventStreamError};
 
 use crate::bench::{spawn_server, Client, ServerStats};
 use crate::client::Target;
@@ -129,97 +128,62 @@ struct ReaderReport {
     cut: Option<String>,
 }
 
+/// An open fast reader: the connection, and its stream being read.
+type Reader = (Client, EventStream<Incoming>);
+
 /// Open a stream to `room` and wait until the server announces it (`ssehub serve` sends
 /// `status` once the connection is in its rooms).
-async fn open_reader(target: &Target, room: &str) -> anyhow::Result<(Client, Incoming, Decoder)> {
+async fn open_reader(target: &Target, room: &str) -> anyhow::Result<Reader> {
     let mut http = connect(target).await?;
     let path = target.path(&format!("/sse?room={room}"));
     let res = timeout("a response", http.send(Method::GET, &path, Bytes::new())).await??;
     if res.status() != StatusCode::OK {
         bail!("GET {path}: {}", res.status());
     }
-    let mut body = res.into_body();
-    let mut decoder = Decoder::new();
+    let mut stream = EventStream::new(res.into_body());
     timeout(
         "the stream's status event (the soak expects `ssehub serve`)",
         async {
             loop {
-                while let Some(item) = decoder.next_item()? {
-                    if matches!(item, Item::Event(e) if e.event == "status") {
-                        return Ok(());
-                    }
-                }
-                match body.frame().await {
-                    Some(Ok(f)) => {
-                        if let Some(d) = f.data_ref() {
-                            decoder.feed(d);
-                        }
-                    }
-                    Some(Err(e)) => bail!("stream failed: {e}"),
+                match stream.next_event().await {
+                    Some(Ok(e)) if e.event == "status" => return Ok(()),
+                    Some(Ok(_)) => {}
+                    Some(Err(EventStreamError::Decode(e))) => return Err(e.into()),
+                    Some(Err(EventStreamError::Body(e))) => bail!("stream failed: {e}"),
                     None => bail!("stream ended before it was announced"),
                 }
             }
         },
     )
     .await??;
-    Ok((http, body, decoder))
+    Ok((http, stream))
 }
 
 /// Follow a stream until the end marker; count what arrived and in which order.
-async fn follow(
-    room: usize,
-    conn: (Client, Incoming, Decoder),
-    stop_waiting: Arc<AtomicBool>,
-) -> ReaderReport {
-    let (_http, mut body, mut decoder) = conn;
+async fn follow(room: usize, reader: Reader, stop_waiting: Arc<AtomicBool>) -> ReaderReport {
+    let (_http, mut stream) = reader;
     let mut report = ReaderReport {
         room,
         ..ReaderReport::default()
     };
     let mut next = 0u64;
     loop {
-        loop {
-            let item = match decoder.next_item() {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                Err(e) => {
-                    report.cut = Some(format!("undecodable stream: {e}"));
-                    return report;
-                }
-            };
-            let Item::Event(e) = item else { continue };
-            match e.event.as_str() {
-                "soak" => {
-                    let seq: Option<u64> = e.data.split(' ').next().and_then(|s| s.parse().ok());
-                    match seq {
-                        Some(s) if s == next => {}
-                        Some(s) if s > next => report.gaps += s - next,
-                        _ => {
-                            report.disorder += 1;
-                            continue;
-                        }
-                    }
-                    next = seq.unwrap_or(next) + 1;
-                    report.received += 1;
-                }
-                "soak-end" => return report,
-                _ => {}
-            }
-        }
-        let frame = tokio::select! {
-            f = body.frame() => f,
+        let event = tokio::select! {
+            // What has arrived counts before the give-up flag.
+            biased;
+            e = stream.next_event() => e,
             _ = wait_flag(&stop_waiting) => {
                 report.cut = Some("no end marker".into());
                 return report;
             }
         };
-        match frame {
-            Some(Ok(f)) => {
-                if let Some(d) = f.data_ref() {
-                    decoder.feed(d);
-                }
+        let e = match event {
+            Some(Ok(e)) => e,
+            Some(Err(EventStreamError::Decode(e))) => {
+                report.cut = Some(format!("undecodable stream: {e}"));
+                return report;
             }
-            Some(Err(e)) => {
+            Some(Err(EventStreamError::Body(e))) => {
                 report.cut = Some(format!("stream failed: {e}"));
                 return report;
             }
@@ -227,6 +191,23 @@ async fn follow(
                 report.cut = Some("stream ended".into());
                 return report;
             }
+        };
+        match e.event.as_str() {
+            "soak" => {
+                let seq: Option<u64> = e.data.split(' ').next().and_then(|s| s.parse().ok());
+                match seq {
+                    Some(s) if s == next => {}
+                    Some(s) if s > next => report.gaps += s - next,
+                    _ => {
+                        report.disorder += 1;
+                        continue;
+                    }
+                }
+                next = seq.unwrap_or(next) + 1;
+                report.received += 1;
+            }
+            "soak-end" => return report,
+            _ => {}
         }
     }
 }
