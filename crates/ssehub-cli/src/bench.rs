@@ -35,6 +35,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::client::Target;
+use crate::fd_limit::raise_fd_limit;
 use http_client::cpu_seconds;
 pub(crate) use http_client::{rss_bytes, Client, ServerStats};
 
@@ -215,11 +216,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Raise the soft open-file limit to the hard one; returns the limit in force.
-fn raise_fd_limit() -> u64 {
-    rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
 }
 
 /// Start `ssehub serve --tick-interval 0` on `target`'s address, pinned with

@@ -9,6 +9,7 @@
 
 mod bench;
 mod client;
+mod fd_limit;
 mod listen;
 mod publish;
 mod serve;

@@ -441,7 +441,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let target = Target::parse(&args.url)
         .await
         .with_context(|| format!("--url {}", args.url))?;
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    crate::fd_limit::raise_fd_limit();
     let mut server = if args.spawn_server {
         Some(spawn_server(&target, "")?)
     } else {
