@@ -17,8 +17,6 @@
 //! limit allows (less a small reserve); spreading subscribers over child processes is
 //! not implemented, so N is capped there.
 
-#[path = "bench_http.rs"]
-mod http_client;
 #[path = "bench_sub.rs"]
 mod sub;
 
@@ -34,10 +32,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::client::Target;
 use crate::fd_limit::raise_fd_limit;
-use http_client::cpu_seconds;
-pub(crate) use http_client::{rss_bytes, Client, ServerStats};
+use crate::hub_client::{Client, ServerStats, Target};
+use crate::procfs::{cpu_seconds, rss_bytes};
 
 /// File descriptors kept back from the open-file limit for everything but subscribers.
 const FD_RESERVE: u64 = 64;
@@ -156,13 +153,6 @@ struct Report {
     server_rss_idle_bytes: Option<u64>,
     server_rss_per_connection_bytes: Option<f64>,
     first_error: Option<String>,
-}
-
-impl Target {
-    /// The server's `GET /stats`, on a fresh connection.
-    pub(crate) async fn stats(&self) -> anyhow::Result<ServerStats> {
-        http_client::stats(self.addr, &self.host, &self.path("/stats")).await
-    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {

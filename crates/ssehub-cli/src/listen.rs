@@ -27,7 +27,7 @@ use ssehub::decode::{
     Decoder, Event, EventStream, EventStreamError, Item, DEFAULT_MAX_DATA, DEFAULT_MAX_LINE,
 };
 
-use crate::client;
+use crate::hub_client;
 
 /// The reconnection delay until the server sends `retry:` (what browsers use).
 const DEFAULT_RETRY: Duration = Duration::from_secs(3);
@@ -67,7 +67,7 @@ pub struct Args {
 const FIELD_NAME_ROOM: usize = DEFAULT_MAX_LINE - DEFAULT_MAX_DATA;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let uri = client::parse_url(&args.url)?;
+    let uri = hub_client::parse_url(&args.url)?;
     match args.timeout {
         None => listen(&args, uri).await,
         Some(secs) => {
@@ -91,7 +91,7 @@ struct Session {
 }
 
 async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
-    let client = client::http_client::<Empty<Bytes>>();
+    let client = hub_client::http_client::<Empty<Bytes>>();
     let mut session = Session {
         last_id: args.last_event_id.clone().unwrap_or_default(),
         retry: DEFAULT_RETRY,
@@ -158,10 +158,13 @@ async fn event_stream_body(uri: &Uri, res: Response<Incoming>) -> anyhow::Result
         .unwrap_or("")
         .to_owned();
     if status != StatusCode::OK {
-        let body = client::read_body(res.into_body(), 16 * 1024)
+        let body = hub_client::read_body(res.into_body(), 16 * 1024)
             .await
             .unwrap_or_default();
-        anyhow::bail!("{uri} answered {status}: {}", client::error_message(&body));
+        anyhow::bail!(
+            "{uri} answered {status}: {}",
+            hub_client::error_message(&body)
+        );
     }
     let mime = content_type.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("text/event-stream") {

@@ -8,9 +8,10 @@
 //! - `ssehub soak`: a time-bounded abuse run that checks nothing is lost or left open.
 
 mod bench;
-mod client;
 mod fd_limit;
+mod hub_client;
 mod listen;
+mod procfs;
 mod publish;
 mod serve;
 mod soak;

@@ -36,8 +36,8 @@ use http::{Method, StatusCode};
 use hyper::body::Incoming;
 use ssehub::decode::{EventStream, EventStreamError};
 
-use crate::bench::{spawn_server, Client, ServerStats};
-use crate::client::Target;
+use crate::bench::spawn_server;
+use crate::hub_client::{Client, ServerStats, Target};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -111,7 +111,7 @@ async fn stats(target: &Target) -> anyhow::Result<ServerStats> {
 
 /// Resident memory of a process, in bytes, if it can be read.
 fn rss_bytes(pid: u32) -> Option<u64> {
-    crate::bench::rss_bytes(pid).ok()
+    crate::procfs::rss_bytes(pid).ok()
 }
 
 /// What one fast reader saw.
