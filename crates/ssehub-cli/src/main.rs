@@ -14,6 +14,7 @@ mod listen;
 mod procfs;
 mod publish;
 mod serve;
+mod server_process;
 mod soak;
 
 use clap::{Parser, Subcommand};

@@ -25,7 +25,6 @@
 //! ssehub soak --url http://127.0.0.1:2015 --server-pid $(pidof ssehub) --duration 3600
 //! ```
 
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,8 +35,8 @@ use http::{Method, StatusCode};
 use hyper::body::Incoming;
 use ssehub::decode::{EventStream, EventStreamError};
 
-use crate::bench::spawn_server;
 use crate::hub_client::{Client, ServerStats, Target};
+use crate::server_process::{wait_accepting, ServerProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -421,44 +420,25 @@ async fn publish(
     Ok(out)
 }
 
-async fn wait_accepting(target: &Target) -> anyhow::Result<()> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if TcpStream::connect(target.addr).await.is_ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the server did not accept on {} within {WAIT:?}",
-                target.addr
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let target = Target::parse(&args.url)
         .await
         .with_context(|| format!("--url {}", args.url))?;
     crate::fd_limit::raise_fd_limit();
-    let mut server = if args.spawn_server {
-        Some(spawn_server(&target, "")?)
+    let server = if args.spawn_server {
+        Some(ServerProcess::spawn(&target, "")?)
     } else {
         None
     };
-    let pid = args.server_pid.or(server.as_ref().map(Child::id));
+    let pid = args.server_pid.or(server.as_ref().map(ServerProcess::id));
     let result = async {
         if server.is_some() {
-            wait_accepting(&target).await?;
+            wait_accepting(target.addr, WAIT).await?;
         }
         soak(&args, &target, pid).await
     }
     .await;
-    if let Some(child) = server.as_mut() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(server);
     let report = result?;
     println!("{report}");
     if report.lost > 0 || report.leftover > 0 {
