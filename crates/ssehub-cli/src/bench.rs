@@ -25,7 +25,6 @@ mod report;
 mod rx_time;
 mod subscribers;
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -36,7 +35,7 @@ use crate::hub_client::Target;
 use crate::procfs::{cpu_seconds, rss_bytes};
 use crate::server_process::ServerProcess;
 use latency::now_ns;
-use report::{Measured, Report};
+use report::{Costs, Measured, Report};
 use subscribers::Subscribers;
 
 /// File descriptors kept back from the open-file limit for everything but subscribers.
@@ -204,30 +203,19 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
     let cpu1 = pid.map(cpu_seconds).transpose()?;
     let gen_cpu1 = cpu_seconds(std::process::id()).ok();
     let stats_after = target.stats().await?;
-
-    let shared = &subscribers.shared;
-    let (received, last_receive_ns) = (
-        shared.received.load(Ordering::Relaxed),
-        shared.last_receive_ns.load(Ordering::Relaxed),
-    );
-    let stream_failures = shared.failed.load(Ordering::Relaxed);
-    let first_error = shared.first_error.lock().unwrap().clone();
     let measured = Measured {
         connect_seconds,
         server_connections,
-        published,
-        stats_before,
-        stats_after,
-        received,
-        stream_failures,
-        first_error,
+        stats: (stats_before, stats_after),
         start_ns,
-        last_receive_ns,
-        latencies: subscribers.stop(),
-        server_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
-        generator_cpu: gen_cpu0.zip(gen_cpu1).map(|(a, b)| b - a),
-        rss_before,
-        rss_idle,
+        published,
+        received: subscribers.finish(),
+        costs: Costs {
+            server_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
+            generator_cpu: gen_cpu0.zip(gen_cpu1).map(|(a, b)| b - a),
+            rss_before,
+            rss_idle,
+        },
     };
     Ok(Report::new(args, measured))
 }

@@ -26,6 +26,7 @@
 //! ```
 
 mod churners;
+mod crew;
 mod peak_rss;
 mod publisher;
 mod readers;

@@ -4,8 +4,8 @@
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::latency::Latencies;
 use super::publishers::Published;
+use super::subscribers::Received;
 use super::Args;
 use crate::hub_client::ServerStats;
 
@@ -14,22 +14,20 @@ pub struct Measured {
     pub connect_seconds: f64,
     /// The server's open connections once it counted every subscriber.
     pub server_connections: u64,
-    pub published: Published,
     /// The server's stats before the subscribers connected, and after the drain.
-    pub stats_before: ServerStats,
-    pub stats_after: ServerStats,
-    /// Bench events the subscribers received, all together.
-    pub received: u64,
-    /// Subscribers whose stream failed.
-    pub stream_failures: usize,
-    /// The subscribers' first error.
-    pub first_error: Option<String>,
-    /// Wall-clock ns of the first publish and of the latest read that carried events.
+    pub stats: (ServerStats, ServerStats),
+    /// Wall-clock ns of the first publish.
     pub start_ns: u64,
-    pub last_receive_ns: u64,
-    pub latencies: Latencies,
-    /// CPU seconds the server and the generator used while publishing and draining.
+    pub published: Published,
+    pub received: Received,
+    pub costs: Costs,
+}
+
+/// What the run cost, where it could be read.
+pub struct Costs {
+    /// CPU seconds the server used while publishing and draining.
     pub server_cpu: Option<f64>,
+    /// The same for this process, the generator.
     pub generator_cpu: Option<f64>,
     /// The server's RSS before the subscribers connected, and with all of them idle.
     pub rss_before: Option<u64>,
@@ -101,16 +99,18 @@ pub struct Report {
 impl Report {
     pub fn new(args: &Args, m: Measured) -> Report {
         let n = args.subscribers;
-        let received = m.received;
+        let received = m.received.count;
         let expected = m.published.delivered;
-        let duration_seconds = if received > 0 && m.last_receive_ns > m.start_ns {
-            (m.last_receive_ns - m.start_ns) as f64 / 1e9
+        let last_ns = m.received.last_ns;
+        let duration_seconds = if received > 0 && last_ns > m.start_ns {
+            (last_ns - m.start_ns) as f64 / 1e9
         } else {
             0.0
         };
         let per_delivery = |cpu: f64| (received > 0).then(|| cpu * 1e6 / received as f64);
         let rate = |count: f64, seconds: f64| if seconds > 0.0 { count / seconds } else { 0.0 };
-        let (before, after) = (m.stats_before, m.stats_after);
+        let (before, after) = m.stats;
+        let costs = m.costs;
         Report {
             label: args.label.clone(),
             subscribers: n,
@@ -133,21 +133,21 @@ impl Report {
             slow_consumer_closes: after
                 .slow_consumer_closes
                 .saturating_sub(before.slow_consumer_closes),
-            stream_failures: m.stream_failures,
+            stream_failures: m.received.failures,
             duration_seconds,
             deliveries_per_second: rate(received as f64, duration_seconds),
-            latency_us: Latency::of(&m.latencies.end_to_end),
-            latency_at_socket_us: Latency::of(&m.latencies.at_socket),
-            server_cpu_seconds: m.server_cpu,
-            server_cpu_us_per_delivery: m.server_cpu.and_then(per_delivery),
-            generator_cpu_us_per_delivery: m.generator_cpu.and_then(per_delivery),
-            server_rss_before_bytes: m.rss_before,
-            server_rss_idle_bytes: m.rss_idle,
-            server_rss_per_connection_bytes: m
+            latency_us: Latency::of(&m.received.latencies.end_to_end),
+            latency_at_socket_us: Latency::of(&m.received.latencies.at_socket),
+            server_cpu_seconds: costs.server_cpu,
+            server_cpu_us_per_delivery: costs.server_cpu.and_then(per_delivery),
+            generator_cpu_us_per_delivery: costs.generator_cpu.and_then(per_delivery),
+            server_rss_before_bytes: costs.rss_before,
+            server_rss_idle_bytes: costs.rss_idle,
+            server_rss_per_connection_bytes: costs
                 .rss_before
-                .zip(m.rss_idle)
+                .zip(costs.rss_idle)
                 .map(|(a, b)| (b as f64 - a as f64) / n as f64),
-            first_error: m.first_error.or(m.published.first_error),
+            first_error: m.received.first_error.or(m.published.first_error),
         }
     }
 

@@ -71,6 +71,19 @@ impl Shared {
     }
 }
 
+/// What the subscribers received, all together.
+pub struct Received {
+    /// Bench events received.
+    pub count: u64,
+    /// Wall-clock ns of the latest read that carried bench events.
+    pub last_ns: u64,
+    /// Subscribers whose stream failed.
+    pub failures: usize,
+    /// The first error a subscriber met.
+    pub first_error: Option<String>,
+    pub latencies: Latencies,
+}
+
 /// The subscriber threads of one run, as the coordinator sees them. Dropping it stops
 /// the threads too (their stop signal's sender goes), without waiting for them.
 pub struct Subscribers {
@@ -157,6 +170,22 @@ impl Subscribers {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         pb.finish_and_clear();
+    }
+
+    /// Stop every thread, closing its connections: what the subscribers received.
+    pub fn finish(self) -> Received {
+        let shared = &self.shared;
+        let count = shared.received.load(Ordering::Relaxed);
+        let last_ns = shared.last_receive_ns.load(Ordering::Relaxed);
+        let failures = shared.failed.load(Ordering::Relaxed);
+        let first_error = shared.first_error.lock().unwrap().clone();
+        Received {
+            count,
+            last_ns,
+            failures,
+            first_error,
+            latencies: self.stop(),
+        }
     }
 
     /// Stop every thread, closing its connections; the latencies of all together.

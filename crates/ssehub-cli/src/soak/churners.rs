@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 
+use super::crew::Crew;
 use super::{exchange, request_head, timeout};
 use crate::hub_client::Target;
 
@@ -43,30 +43,20 @@ impl ChurnCounts {
 }
 
 /// The churner tasks of a run.
-pub struct Churners {
-    tasks: Vec<JoinHandle<()>>,
-    churn: Arc<Churn>,
-}
+pub struct Churners(Crew<Churn>);
 
 impl Churners {
     /// Start `n` churners against the small rooms (`rooms` of them) until `deadline`.
     pub fn start(target: &Target, n: u64, rooms: u64, deadline: Instant) -> Churners {
-        let churn = Arc::new(Churn::default());
-        let tasks = (0..n)
-            .map(|id| {
-                let (target, churn) = (target.clone(), churn.clone());
-                tokio::spawn(churner(target, id, rooms, deadline, churn))
-            })
-            .collect();
-        Churners { tasks, churn }
+        let target = target.clone();
+        Churners(Crew::spawn(Churn::default(), 0..n, move |id, churn| {
+            churner(target.clone(), id, rooms, deadline, churn)
+        }))
     }
 
     /// Wait for every churner to stop (at the deadline); what they did.
     pub async fn finish(self) -> ChurnCounts {
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        let c = &self.churn;
+        let c = self.0.finish().await;
         ChurnCounts {
             clean: c.clean.load(Ordering::Relaxed),
             reset: c.reset.load(Ordering::Relaxed),

@@ -9,18 +9,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
 
+use super::crew::Crew;
 use super::rooms::BULK_ROOM;
 use super::{exchange, request_head, timeout};
 use crate::hub_client::Target;
 
-/// The slow readers of a run.
-pub struct SlowReaders {
-    tasks: Vec<JoinHandle<()>>,
-    /// Slow streams opened so far, the first ones included.
-    opened: Arc<AtomicU64>,
-}
+/// The slow readers of a run; their counter is the slow streams opened so far, the first
+/// ones included.
+pub struct SlowReaders(Crew<AtomicU64>);
 
 impl SlowReaders {
     /// Open `n` slow readers (before the run starts: an error here fails the soak).
@@ -39,23 +36,16 @@ impl SlowReaders {
         hold: Duration,
         deadline: Instant,
     ) -> SlowReaders {
-        let opened = Arc::new(AtomicU64::new(first.len() as u64));
-        let tasks = first
-            .into_iter()
-            .map(|s| {
-                let (target, opened) = (target.clone(), opened.clone());
-                tokio::spawn(slow_reader(target, s, hold, deadline, opened))
-            })
-            .collect();
-        SlowReaders { tasks, opened }
+        let opened = AtomicU64::new(first.len() as u64);
+        let target = target.clone();
+        SlowReaders(Crew::spawn(opened, first, move |s, opened| {
+            slow_reader(target.clone(), s, hold, deadline, opened)
+        }))
     }
 
     /// Wait for every slow reader to end (at the deadline); how many streams were opened.
     pub async fn finish(self) -> u64 {
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        self.opened.load(Ordering::Relaxed)
+        self.0.finish().await.load(Ordering::Relaxed)
     }
 }
 
