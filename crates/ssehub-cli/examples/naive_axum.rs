@@ -13,7 +13,8 @@
 //! cargo run --release -p ssehub-cli --example naive_axum -- --port 2016
 //! ```
 
-// The binary's own open-file limit helper (the package has no library to import it from).
+// The binary's own way of raising the open-file limit (the package has no library to
+// import it from).
 #[path = "../src/fd_limit.rs"]
 mod fd_limit;
 

@@ -5,17 +5,20 @@
 //! S bytes through `POST /publish?room=bench-K&event=bench` (round-robin over the rooms)
 //! at a fixed rate or as fast as the publishers go. Each event's data starts with its
 //! send time, so every subscriber measures publish-to-receive latency: to the wall clock
-//! after its read, and to the kernel's receive timestamp of that read (see [`subscribers`]).
+//! after its read, and to the kernel's receive timestamp of that read (see
+//! [`subscribers`]).
 //!
 //! Given the server's pid (or starting the server itself), it also reads the server's
 //! CPU time (`/proc/PID/stat`) around the publishing phase and its resident memory
 //! (`/proc/PID/status`) before connecting and with every subscriber connected and idle:
 //! server CPU per delivery and memory per idle connection.
 //!
-//! Subscribers live in `--threads` worker threads (see [`subscribers`]); publishing and `/stats`
-//! run on the command's runtime. One process holds as many subscribers as its open-file
-//! limit allows (less a small reserve); spreading subscribers over child processes is
-//! not implemented, so N is capped there.
+//! Subscribers live in `--threads` worker threads (see [`subscribers`]); publishing and
+//! `/stats` run on the command's runtime. One process holds as many subscribers as its
+//! open-file limit allows (less a small reserve); spreading subscribers over child
+//! processes is not implemented, so N is capped there.
+//!
+//! The run's phases are here; each phase's work is in the module named for it.
 
 mod agreement;
 mod event_scan;

@@ -80,8 +80,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// Where a listening session stands across reconnections.
-struct Session {
+/// What carries over from one connection to the next.
+struct Listening {
     /// What to send as `Last-Event-ID` on the next connection (empty: nothing).
     last_id: String,
     /// The reconnection delay in force.
@@ -92,7 +92,7 @@ struct Session {
 
 async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
     let client = hub_client::http_client::<Empty<Bytes>>();
-    let mut session = Session {
+    let mut state = Listening {
         last_id: args.last_event_id.clone().unwrap_or_default(),
         retry: DEFAULT_RETRY,
         seen: 0,
@@ -102,12 +102,12 @@ async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
         return Ok(());
     }
     loop {
-        let req = stream_request(&uri, &session.last_id)?;
+        let req = stream_request(&uri, &state.last_id)?;
         let res = match client.request(req).await {
             Ok(res) => res,
             Err(e) if connected_once && !args.no_reconnect => {
                 // The server went away; like EventSource, keep trying.
-                let retry = session.retry;
+                let retry = state.retry;
                 eprintln!("ssehub listen: cannot reconnect ({e}); retrying in {retry:?}");
                 tokio::time::sleep(retry).await;
                 continue;
@@ -116,19 +116,19 @@ async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
         };
         let body = event_stream_body(&uri, res).await?;
         connected_once = true;
-        let Some(ended) = follow(args, &uri, body, &mut session).await? else {
+        let Some(ended) = follow(args, &uri, body, &mut state).await? else {
             return Ok(());
         };
         if args.no_reconnect {
             return match args.count {
-                Some(n) => anyhow::bail!("{ended} after {} of {n} events", session.seen),
+                Some(n) => anyhow::bail!("{ended} after {} of {n} events", state.seen),
                 None => {
                     eprintln!("ssehub listen: {ended}");
                     Ok(())
                 }
             };
         }
-        let retry = session.retry;
+        let retry = state.retry;
         eprintln!("ssehub listen: {ended}; reconnecting in {retry:?}");
         tokio::time::sleep(retry).await;
     }
@@ -182,10 +182,10 @@ async fn follow(
     args: &Args,
     uri: &Uri,
     body: Incoming,
-    session: &mut Session,
+    state: &mut Listening,
 ) -> anyhow::Result<Option<String>> {
     // The last event id carries over a reconnection, as in a browser.
-    let decoder = Decoder::resume(session.last_id.clone())
+    let decoder = Decoder::resume(state.last_id.clone())
         .max_data(args.max_data)
         .max_line(args.max_data.saturating_add(FIELD_NAME_ROOM));
     let mut stream = EventStream::with_decoder(body, decoder);
@@ -206,13 +206,13 @@ async fn follow(
                     continue;
                 }
                 print_event(&e, args.json)?;
-                session.seen += 1;
-                if args.count.is_some_and(|n| session.seen >= n) {
+                state.seen += 1;
+                if args.count.is_some_and(|n| state.seen >= n) {
                     return Ok(None);
                 }
             }
             Item::Retry(d) => {
-                session.retry = d;
+                state.retry = d;
                 if args.verbose {
                     eprintln!("retry: {} ms", d.as_millis());
                 }
@@ -225,7 +225,7 @@ async fn follow(
         }
     };
     // An empty id (a reset by the server) means no Last-Event-ID on the next attempt.
-    session.last_id = stream.decoder().last_event_id().to_owned();
+    state.last_id = stream.decoder().last_event_id().to_owned();
     Ok(Some(ended))
 }
 

@@ -9,9 +9,9 @@
 //! - [`sse`]: [`SseClient`], an event-stream client (hyper's HTTP/1 client and the
 //!   library's [`ssehub::decode::EventStream`]).
 //!
-//! Only the library's public API is used here. Helpers only one crate needs (an
-//! in-process server, the CLI binary's processes) stay in that crate's `tests/common`.
-//! A failed wait or a broken expectation panics: these are test helpers.
+//! Only the library's public API is used here. What only one crate needs (an in-process
+//! server, the CLI binary's processes) stays in that crate's `tests/common`. A failed
+//! wait or a broken expectation panics, failing the test that called it.
 
 pub mod http;
 pub mod raw;

@@ -1,4 +1,4 @@
-//! Helpers of the library's end-to-end tests: a real server on an ephemeral port
+//! Support for the library's end-to-end tests: a real server on an ephemeral port
 //! ([`TestServer`]), in this process, and what those tests need of it. The client side
 //! (bounded waits, HTTP, raw sockets, SSE) is `ssehub-testkit`'s, shared with the CLI's
 //! tests and re-exported here.
