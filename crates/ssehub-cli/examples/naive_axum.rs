@@ -13,6 +13,11 @@
 //! cargo run --release -p ssehub-cli --example naive_axum -- --port 2016
 //! ```
 
+// The binary's own way of raising the open-file limit (the package has no library to
+// import it from).
+#[path = "../src/fd_limit.rs"]
+mod fd_limit;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,7 +83,7 @@ impl Drop for Live {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    fd_limit::raise_fd_limit();
     let app = Arc::new(App {
         rooms: Mutex::default(),
         capacity: args.capacity,

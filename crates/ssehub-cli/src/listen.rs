@@ -19,11 +19,15 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use http::{header, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty};
-use ssehub::decode::{Decoder, Event, Item, DEFAULT_MAX_DATA, DEFAULT_MAX_LINE};
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use ssehub::decode::{
+    Decoder, Event, EventStream, EventStreamError, Item, DEFAULT_MAX_DATA, DEFAULT_MAX_LINE,
+};
 
-use crate::client;
+use crate::hub_client;
 
 /// The reconnection delay until the server sends `retry:` (what browsers use).
 const DEFAULT_RETRY: Duration = Duration::from_secs(3);
@@ -63,7 +67,7 @@ pub struct Args {
 const FIELD_NAME_ROOM: usize = DEFAULT_MAX_LINE - DEFAULT_MAX_DATA;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let uri = client::parse_url(&args.url)?;
+    let uri = hub_client::parse_url(&args.url)?;
     match args.timeout {
         None => listen(&args, uri).await,
         Some(secs) => {
@@ -76,114 +80,153 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
+/// What carries over from one connection to the next.
+struct Listening {
+    /// What to send as `Last-Event-ID` on the next connection (empty: nothing).
+    last_id: String,
+    /// The reconnection delay in force.
+    retry: Duration,
+    /// Events printed so far (for `--count`).
+    seen: u64,
+}
+
 async fn listen(args: &Args, uri: Uri) -> anyhow::Result<()> {
-    let client = client::http_client::<Empty<bytes::Bytes>>();
-    let mut last_id = args.last_event_id.clone().unwrap_or_default();
-    let mut retry = DEFAULT_RETRY;
-    let mut seen: u64 = 0;
+    let client = hub_client::http_client::<Empty<Bytes>>();
+    let mut state = Listening {
+        last_id: args.last_event_id.clone().unwrap_or_default(),
+        retry: DEFAULT_RETRY,
+        seen: 0,
+    };
     let mut connected_once = false;
     if args.count == Some(0) {
         return Ok(());
     }
     loop {
-        let mut req = Request::get(uri.clone())
-            .header(header::ACCEPT, "text/event-stream")
-            .header(header::CACHE_CONTROL, "no-cache");
-        if !last_id.is_empty() {
-            let v = HeaderValue::from_str(&last_id)
-                .with_context(|| format!("last event id {last_id:?} cannot be sent"))?;
-            req = req.header("last-event-id", v);
-        }
-        let res = match client.request(req.body(Empty::new())?).await {
+        let req = stream_request(&uri, &state.last_id)?;
+        let res = match client.request(req).await {
             Ok(res) => res,
             Err(e) if connected_once && !args.no_reconnect => {
                 // The server went away; like EventSource, keep trying.
+                let retry = state.retry;
                 eprintln!("ssehub listen: cannot reconnect ({e}); retrying in {retry:?}");
                 tokio::time::sleep(retry).await;
                 continue;
             }
             Err(e) => return Err(e).with_context(|| format!("cannot connect to {uri}")),
         };
-        let status = res.status();
-        let content_type = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        if status != StatusCode::OK {
-            let body = client::read_body(res.into_body(), 16 * 1024)
-                .await
-                .unwrap_or_default();
-            anyhow::bail!("{uri} answered {status}: {}", client::error_message(&body));
-        }
-        let mime = content_type.split(';').next().unwrap_or("").trim();
-        if !mime.eq_ignore_ascii_case("text/event-stream") {
-            anyhow::bail!(
-                "{uri} is not an event stream (content type {:?}, expected text/event-stream)",
-                content_type
-            );
-        }
+        let body = event_stream_body(&uri, res).await?;
         connected_once = true;
-        // The last event id carries over a reconnection, as in a browser.
-        let mut decoder = Decoder::resume(last_id.clone())
-            .max_data(args.max_data)
-            .max_line(args.max_data.saturating_add(FIELD_NAME_ROOM));
-        let mut body = res.into_body();
-        let ended = loop {
-            let data = match body.frame().await {
-                None => break "the server ended the stream".to_owned(),
-                Some(Err(e)) => break format!("the stream broke: {e}"),
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(_) => continue,
-                },
-            };
-            decoder.feed(&data);
-            // A stream past the limits is not worth a reconnection: it would do it again.
-            while let Some(item) = decoder
-                .next_item()
-                .with_context(|| format!("{uri}: gave up on the stream (see --max-data)"))?
-            {
-                match item {
-                    Item::Event(e) => {
-                        if !args.events.is_empty() && !args.events.contains(&e.event) {
-                            continue;
-                        }
-                        print_event(&e, args.json)?;
-                        seen += 1;
-                        if args.count.is_some_and(|n| seen >= n) {
-                            return Ok(());
-                        }
-                    }
-                    Item::Retry(d) => {
-                        retry = d;
-                        if args.verbose {
-                            eprintln!("retry: {} ms", d.as_millis());
-                        }
-                    }
-                    Item::Comment(c) => {
-                        if args.verbose {
-                            eprintln!(": {c}");
-                        }
-                    }
-                }
-            }
+        let Some(ended) = follow(args, &uri, body, &mut state).await? else {
+            return Ok(());
         };
-        // An empty id (a reset by the server) means no Last-Event-ID on the next attempt.
-        last_id = decoder.last_event_id().to_owned();
         if args.no_reconnect {
             return match args.count {
-                Some(n) => anyhow::bail!("{ended} after {seen} of {n} events"),
+                Some(n) => anyhow::bail!("{ended} after {} of {n} events", state.seen),
                 None => {
                     eprintln!("ssehub listen: {ended}");
                     Ok(())
                 }
             };
         }
+        let retry = state.retry;
         eprintln!("ssehub listen: {ended}; reconnecting in {retry:?}");
         tokio::time::sleep(retry).await;
     }
+}
+
+/// The stream request, with `Last-Event-ID` unless `last_id` is empty.
+fn stream_request(uri: &Uri, last_id: &str) -> anyhow::Result<Request<Empty<Bytes>>> {
+    let mut req = Request::get(uri.clone())
+        .header(header::ACCEPT, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache");
+    if !last_id.is_empty() {
+        let v = HeaderValue::from_str(last_id)
+            .with_context(|| format!("last event id {last_id:?} cannot be sent"))?;
+        req = req.header("last-event-id", v);
+    }
+    Ok(req.body(Empty::new())?)
+}
+
+/// The body of a 200 `text/event-stream` answer; any other answer is an error, as it is
+/// for an `EventSource`.
+async fn event_stream_body(uri: &Uri, res: Response<Incoming>) -> anyhow::Result<Incoming> {
+    let status = res.status();
+    let content_type = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    if status != StatusCode::OK {
+        let body = hub_client::read_body(res.into_body(), 16 * 1024)
+            .await
+            .unwrap_or_default();
+        anyhow::bail!(
+            "{uri} answered {status}: {}",
+            hub_client::error_message(&body)
+        );
+    }
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("text/event-stream") {
+        anyhow::bail!(
+            "{uri} is not an event stream (content type {:?}, expected text/event-stream)",
+            content_type
+        );
+    }
+    Ok(res.into_body())
+}
+
+/// Print the stream's events until it ends (`Some`: why) or `--count` is reached
+/// (`None`).
+async fn follow(
+    args: &Args,
+    uri: &Uri,
+    body: Incoming,
+    state: &mut Listening,
+) -> anyhow::Result<Option<String>> {
+    // The last event id carries over a reconnection, as in a browser.
+    let decoder = Decoder::resume(state.last_id.clone())
+        .max_data(args.max_data)
+        .max_line(args.max_data.saturating_add(FIELD_NAME_ROOM));
+    let mut stream = EventStream::with_decoder(body, decoder);
+    let ended = loop {
+        let item = match stream.next().await {
+            None => break "the server ended the stream".to_owned(),
+            Some(Err(EventStreamError::Body(e))) => break format!("the stream broke: {e}"),
+            // A stream past the limits is not worth a reconnection: it would do it again.
+            Some(Err(EventStreamError::Decode(e))) => {
+                return Err(e)
+                    .with_context(|| format!("{uri}: gave up on the stream (see --max-data)"))
+            }
+            Some(Ok(item)) => item,
+        };
+        match item {
+            Item::Event(e) => {
+                if !args.events.is_empty() && !args.events.contains(&e.event) {
+                    continue;
+                }
+                print_event(&e, args.json)?;
+                state.seen += 1;
+                if args.count.is_some_and(|n| state.seen >= n) {
+                    return Ok(None);
+                }
+            }
+            Item::Retry(d) => {
+                state.retry = d;
+                if args.verbose {
+                    eprintln!("retry: {} ms", d.as_millis());
+                }
+            }
+            Item::Comment(c) => {
+                if args.verbose {
+                    eprintln!(": {c}");
+                }
+            }
+        }
+    };
+    // An empty id (a reset by the server) means no Last-Event-ID on the next attempt.
+    state.last_id = stream.decoder().last_event_id().to_owned();
+    Ok(Some(ended))
 }
 
 fn print_event(e: &Event, json: bool) -> anyhow::Result<()> {

@@ -8,10 +8,13 @@
 //! - `ssehub soak`: a time-bounded abuse run that checks nothing is lost or left open.
 
 mod bench;
-mod client;
+mod fd_limit;
+mod hub_client;
 mod listen;
+mod procfs;
 mod publish;
 mod serve;
+mod server_process;
 mod soak;
 
 use clap::{Parser, Subcommand};

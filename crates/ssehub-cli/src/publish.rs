@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::Full;
 
-use crate::client;
+use crate::hub_client;
 
 /// How long the whole request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -57,14 +57,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .uri(uri.clone())
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Full::new(Bytes::from(data)))?;
-    let client = client::http_client();
+    let client = hub_client::http_client();
     let answer = async {
         let res = client
             .request(request)
             .await
             .with_context(|| format!("cannot reach {uri}"))?;
         let status = res.status();
-        let body = client::read_body(res.into_body(), 64 * 1024).await?;
+        let body = hub_client::read_body(res.into_body(), 64 * 1024).await?;
         anyhow::Ok((status, body))
     };
     let (status, body) = tokio::time::timeout(TIMEOUT, answer)
@@ -73,7 +73,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if !status.is_success() {
         anyhow::bail!(
             "the server refused the event ({status}): {}",
-            client::error_message(&body)
+            hub_client::error_message(&body)
         );
     }
     let delivered = serde_json::from_slice::<serde_json::Value>(&body)
@@ -91,7 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 /// `<url>/publish?room=…&event=…&id=…&retry=…`.
 fn publish_uri(args: &Args) -> anyhow::Result<http::Uri> {
-    let base = client::parse_url(&args.url)?;
+    let base = hub_client::parse_url(&args.url)?;
     let path = base.path().trim_end_matches('/');
     let path = if path.ends_with("/publish") {
         path.to_owned()

@@ -25,31 +25,32 @@
 //! ssehub soak --url http://127.0.0.1:2015 --server-pid $(pidof ssehub) --duration 3600
 //! ```
 
-use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+mod churners;
+mod crew;
+mod peak_rss;
+mod publisher;
+mod readers;
+mod report;
+mod rooms;
+mod slow_readers;
+
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use bytes::Bytes;
-use http::{Method, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use ssehub::decode::{Decoder, Item};
-
-use crate::bench::{spawn_server, Client, ServerStats};
-use crate::client::Target;
+use anyhow::{bail, Context as _};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
+
+use crate::hub_client::{Client, ServerStats, Target};
+use crate::server_process::{wait_accepting, ServerProcess};
+use churners::Churners;
+use peak_rss::PeakRss;
+use readers::Followers;
+use report::{Outcome, Report};
+use rooms::Rooms;
+use slow_readers::SlowReaders;
 
 /// Bound on any single network wait (connect, a response, the end marker).
 const WAIT: Duration = Duration::from_secs(15);
-/// Bytes of data of an event to a small room.
-const SMALL_SIZE: usize = 48;
-/// Fast readers of the bulk room.
-const BULK_READERS: usize = 2;
-const LARGE_ROOM: &str = "soak-large";
-const BULK_ROOM: &str = "soak-bulk";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -99,6 +100,7 @@ async fn connect(target: &Target) -> anyhow::Result<Client> {
     timeout("connecting", Client::connect(target.addr, &target.host)).await?
 }
 
+/// `f`, bounded by [`WAIT`]; `what` names the wait in the error.
 async fn timeout<F: std::future::Future>(what: &str, f: F) -> anyhow::Result<F::Output> {
     tokio::time::timeout(WAIT, f)
         .await
@@ -110,181 +112,10 @@ async fn stats(target: &Target) -> anyhow::Result<ServerStats> {
     timeout("GET /stats", target.stats()).await?
 }
 
-/// Resident memory of a process, in bytes, if it can be read.
-fn rss_bytes(pid: u32) -> Option<u64> {
-    crate::bench::rss_bytes(pid).ok()
-}
-
-/// What one fast reader saw.
-#[derive(Debug, Default)]
-struct ReaderReport {
-    room: usize,
-    /// `soak` events received in sequence.
-    received: u64,
-    /// Sequence numbers skipped (an event never arrived).
-    gaps: u64,
-    /// Events that arrived out of order or twice.
-    disorder: u64,
-    /// The stream ended (or failed) before the end marker.
-    cut: Option<String>,
-}
-
-/// Open a stream to `room` and wait until the server announces it (`ssehub serve` sends
-/// `status` once the connection is in its rooms).
-async fn open_reader(target: &Target, room: &str) -> anyhow::Result<(Client, Incoming, Decoder)> {
-    let mut http = connect(target).await?;
-    let path = target.path(&format!("/sse?room={room}"));
-    let res = timeout("a response", http.send(Method::GET, &path, Bytes::new())).await??;
-    if res.status() != StatusCode::OK {
-        bail!("GET {path}: {}", res.status());
-    }
-    let mut body = res.into_body();
-    let mut decoder = Decoder::new();
-    timeout(
-        "the stream's status event (the soak expects `ssehub serve`)",
-        async {
-            loop {
-                while let Some(item) = decoder.next_item()? {
-                    if matches!(item, Item::Event(e) if e.event == "status") {
-                        return Ok(());
-                    }
-                }
-                match body.frame().await {
-                    Some(Ok(f)) => {
-                        if let Some(d) = f.data_ref() {
-                            decoder.feed(d);
-                        }
-                    }
-                    Some(Err(e)) => bail!("stream failed: {e}"),
-                    None => bail!("stream ended before it was announced"),
-                }
-            }
-        },
-    )
-    .await??;
-    Ok((http, body, decoder))
-}
-
-/// Follow a stream until the end marker; count what arrived and in which order.
-async fn follow(
-    room: usize,
-    conn: (Client, Incoming, Decoder),
-    stop_waiting: Arc<AtomicBool>,
-) -> ReaderReport {
-    let (_http, mut body, mut decoder) = conn;
-    let mut report = ReaderReport {
-        room,
-        ..ReaderReport::default()
-    };
-    let mut next = 0u64;
-    loop {
-        loop {
-            let item = match decoder.next_item() {
-                Ok(Some(item)) => item,
-                Ok(None) => break,
-                Err(e) => {
-                    report.cut = Some(format!("undecodable stream: {e}"));
-                    return report;
-                }
-            };
-            let Item::Event(e) = item else { continue };
-            match e.event.as_str() {
-                "soak" => {
-                    let seq: Option<u64> = e.data.split(' ').next().and_then(|s| s.parse().ok());
-                    match seq {
-                        Some(s) if s == next => {}
-                        Some(s) if s > next => report.gaps += s - next,
-                        _ => {
-                            report.disorder += 1;
-                            continue;
-                        }
-                    }
-                    next = seq.unwrap_or(next) + 1;
-                    report.received += 1;
-                }
-                "soak-end" => return report,
-                _ => {}
-            }
-        }
-        let frame = tokio::select! {
-            f = body.frame() => f,
-            _ = wait_flag(&stop_waiting) => {
-                report.cut = Some("no end marker".into());
-                return report;
-            }
-        };
-        match frame {
-            Some(Ok(f)) => {
-                if let Some(d) = f.data_ref() {
-                    decoder.feed(d);
-                }
-            }
-            Some(Err(e)) => {
-                report.cut = Some(format!("stream failed: {e}"));
-                return report;
-            }
-            None => {
-                report.cut = Some("stream ended".into());
-                return report;
-            }
-        }
-    }
-}
-
-async fn wait_flag(flag: &AtomicBool) {
-    while !flag.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A reader that reads its response head and then nothing more. The small receive
-/// buffer makes its TCP window fill quickly.
-async fn open_slow(target: &Target, room: &str) -> anyhow::Result<TcpStream> {
-    let sock = if target.addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    sock.set_recv_buffer_size(4096)?;
-    let mut s = timeout("connecting", sock.connect(target.addr)).await??;
-    let path = target.path(&format!("/sse?room={room}"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", target.host);
-    let status = exchange(&mut s, &request).await?;
-    if status != 200 {
-        bail!("slow reader: GET {path}: {status}");
-    }
-    Ok(s)
-}
-
-/// Hold a stalled stream for `hold`, then replace it with a new one, until `deadline`.
-async fn slow_reader(
-    target: Target,
-    mut stream: TcpStream,
-    hold: Duration,
-    deadline: Instant,
-    opened: Arc<AtomicU64>,
-) {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        tokio::time::sleep(hold.min(left)).await;
-        drop(stream);
-        if Instant::now() >= deadline {
-            return;
-        }
-        stream = loop {
-            match open_slow(&target, BULK_ROOM).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    tracing::debug!(error = %e, "slow reader");
-                    if Instant::now() >= deadline {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        };
-        opened.fetch_add(1, Ordering::Relaxed);
-    }
+/// A request head for a raw socket: the request line, `Host`, then the `extra` header
+/// lines (each ending in CRLF).
+fn request_head(method: &str, path: &str, host: &str, extra: &str) -> String {
+    format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n")
 }
 
 /// Write `request` and read until a response head has arrived; its status.
@@ -309,175 +140,25 @@ async fn exchange(s: &mut TcpStream, request: &str) -> anyhow::Result<u16> {
     .await?
 }
 
-/// What the churners did.
-#[derive(Default)]
-struct Churn {
-    clean: AtomicU64,
-    reset: AtomicU64,
-    half_request: AtomicU64,
-    head: AtomicU64,
-    stats: AtomicU64,
-    errors: AtomicU64,
-}
-
-async fn churn_once(target: &Target, n: u64, rooms: u64, churn: &Churn) -> anyhow::Result<()> {
-    let room = format!("soak-{}", n % rooms);
-    let stream_req = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
-        target.path(&format!("/sse?room={room}")),
-        target.host
-    );
-    let mut s = timeout("connecting", TcpStream::connect(target.addr)).await??;
-    match n % 5 {
-        0 | 1 => {
-            let status = exchange(&mut s, &stream_req).await?;
-            anyhow::ensure!(status == 200, "stream: {status}");
-            if n.is_multiple_of(5) {
-                s.shutdown().await?;
-                churn.clean.fetch_add(1, Ordering::Relaxed);
-            } else {
-                s.set_zero_linger()?;
-                churn.reset.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        2 => {
-            let half = &stream_req[..stream_req.len() / 2];
-            s.write_all(half.as_bytes()).await?;
-            churn.half_request.fetch_add(1, Ordering::Relaxed);
-        }
-        3 => {
-            let req = format!(
-                "HEAD {} HTTP/1.1\r\nHost: {}\r\n\r\n",
-                target.path("/sse"),
-                target.host
-            );
-            let status = exchange(&mut s, &req).await?;
-            anyhow::ensure!(status == 200, "HEAD: {status}");
-            churn.head.fetch_add(1, Ordering::Relaxed);
-        }
-        _ => {
-            let req = format!(
-                "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-                target.path("/stats"),
-                target.host
-            );
-            let status = exchange(&mut s, &req).await?;
-            anyhow::ensure!(status == 200, "stats: {status}");
-            churn.stats.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    Ok(())
-}
-
-async fn churner(target: Target, id: u64, rooms: u64, deadline: Instant, churn: Arc<Churn>) {
-    let mut n = id;
-    while Instant::now() < deadline {
-        if let Err(e) = churn_once(&target, n, rooms, &churn).await {
-            churn.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(error = %e, "churn");
-        }
-        n += 1;
-        // Bounded: a few hundred connections a second in all, which the client's
-        // ephemeral ports (held in TIME_WAIT for a minute) sustain for hours.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Events published to each room, and deliveries the server reported.
-struct Published {
-    per_room: Vec<u64>,
-    deliveries: u64,
-}
-
-/// Publish round-robin over `names` at `rate` until `deadline`.
-async fn publish(
-    target: &Target,
-    names: &[String],
-    sizes: &[usize],
-    rate: u64,
-    deadline: Instant,
-) -> anyhow::Result<Published> {
-    let mut http = connect(target).await?;
-    let mut out = Published {
-        per_room: vec![0; names.len()],
-        deliveries: 0,
-    };
-    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let pads: Vec<String> = sizes.iter().map(|&s| "x".repeat(s)).collect();
-    let paths: Vec<String> = names
-        .iter()
-        .map(|name| target.path(&format!("/publish?room={name}&event=soak")))
-        .collect();
-    let mut i = 0;
-    while Instant::now() < deadline {
-        ticker.tick().await;
-        let room = i % names.len();
-        i += 1;
-        let seq = out.per_room[room];
-        let data = format!("{seq} {}", pads[room]);
-        let path = &paths[room];
-        let (status, body) = timeout(
-            "a response",
-            http.request(Method::POST, path, Bytes::from(data)),
-        )
-        .await??;
-        if !status.is_success() {
-            bail!("POST {path}: {status}: {}", String::from_utf8_lossy(&body));
-        }
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        out.deliveries += v.get("delivered").and_then(|d| d.as_u64()).unwrap_or(0);
-        out.per_room[room] += 1;
-    }
-    for (room, name) in names.iter().enumerate() {
-        let path = target.path(&format!("/publish?room={name}&event=soak-end"));
-        let count = Bytes::from(out.per_room[room].to_string());
-        let (status, _) = timeout("a response", http.request(Method::POST, &path, count)).await??;
-        if !status.is_success() {
-            bail!("POST {path}: {status}");
-        }
-    }
-    Ok(out)
-}
-
-async fn wait_accepting(target: &Target) -> anyhow::Result<()> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if TcpStream::connect(target.addr).await.is_ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the server did not accept on {} within {WAIT:?}",
-                target.addr
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let target = Target::parse(&args.url)
         .await
         .with_context(|| format!("--url {}", args.url))?;
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let mut server = if args.spawn_server {
-        Some(spawn_server(&target, "")?)
+    crate::fd_limit::raise_fd_limit();
+    let server = if args.spawn_server {
+        Some(ServerProcess::spawn(&target, "")?)
     } else {
         None
     };
-    let pid = args.server_pid.or(server.as_ref().map(Child::id));
+    let pid = args.server_pid.or(server.as_ref().map(ServerProcess::id));
     let result = async {
         if server.is_some() {
-            wait_accepting(&target).await?;
+            wait_accepting(target.addr, WAIT).await?;
         }
         soak(&args, &target, pid).await
     }
     .await;
-    if let Some(child) = server.as_mut() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(server);
     let report = result?;
     println!("{report}");
     if report.lost > 0 || report.leftover > 0 {
@@ -490,75 +171,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Report {
-    seconds: u64,
-    url: String,
-    readers: usize,
-    slow: usize,
-    published: Vec<(String, u64)>,
-    deliveries: u64,
-    received: u64,
-    dropped: u64,
-    slow_closes: u64,
-    lost: u64,
-    disorder: u64,
-    cut: usize,
-    churn: [u64; 6],
-    rss: Option<(u64, u64)>,
-    leftover: u64,
-}
-
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-        let total: u64 = self.published.iter().map(|(_, n)| n).sum();
-        let rooms: Vec<String> = self
-            .published
-            .iter()
-            .map(|(r, n)| format!("{r} {n}"))
-            .collect();
-        let c = &self.churn;
-        writeln!(f, "soak: {} s against {}", self.seconds, self.url)?;
-        writeln!(
-            f,
-            "clients: {} fast readers, {} slow readers, {} churned connections \
-             (clean {}, reset {}, half request {}, HEAD {}, stats {}; {} failed)",
-            self.readers,
-            self.slow,
-            c[0] + c[1] + c[2] + c[3] + c[4],
-            c[0],
-            c[1],
-            c[2],
-            c[3],
-            c[4],
-            c[5]
-        )?;
-        writeln!(f, "events published: {total} ({})", rooms.join(", "))?;
-        writeln!(f, "deliveries (server): {}", self.deliveries)?;
-        writeln!(f, "received by fast readers: {}", self.received)?;
-        writeln!(
-            f,
-            "dropped by policy: {} (events dropped {}, slow consumers closed {})",
-            self.dropped + self.slow_closes,
-            self.dropped,
-            self.slow_closes
-        )?;
-        writeln!(f, "lost without policy: {}", self.lost)?;
-        writeln!(f, "out of order or repeated: {}", self.disorder)?;
-        writeln!(f, "fast readers cut off: {}", self.cut)?;
-        match self.rss {
-            Some((base, peak)) => writeln!(
-                f,
-                "peak server RSS: {:.1} MiB (at start {:.1} MiB)",
-                mib(peak),
-                mib(base)
-            )?,
-            None => writeln!(f, "peak server RSS: n/a (no --server-pid)")?,
-        }
-        write!(f, "connections left open: {}", self.leftover)
-    }
-}
-
+/// The run itself: open the readers, let every role go until the deadline, then collect
+/// what each saw and what the server says.
 async fn soak(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result<Report> {
     let before = stats(target).await?;
     if before.connections != 0 {
@@ -567,163 +181,47 @@ async fn soak(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result<
             before.connections
         );
     }
-    let rss_base = pid.and_then(rss_bytes);
-    let peak = Arc::new(AtomicU64::new(rss_base.unwrap_or(0)));
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = pid.map(|pid| {
-        let peak = peak.clone();
-        let sampling = sampling.clone();
-        tokio::spawn(async move {
-            while sampling.load(Ordering::Relaxed) {
-                if let Some(b) = rss_bytes(pid) {
-                    peak.fetch_max(b, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    });
+    let memory = PeakRss::start(pid);
+    let rooms = Rooms::new(args);
+    let opened = readers::open_all(target, &rooms, &rooms.fast_readers(args)).await?;
+    let first_slow = SlowReaders::open(target, args.slow_readers).await?;
+    let followers = Followers::start(opened);
 
-    // Rooms: small ones, the large one, the bulk one.
-    let mut names: Vec<String> = (0..args.rooms).map(|k| format!("soak-{k}")).collect();
-    let mut sizes = vec![SMALL_SIZE; names.len()];
-    names.push(LARGE_ROOM.into());
-    sizes.push(args.large_size);
-    names.push(BULK_ROOM.into());
-    sizes.push(args.bulk_size);
-    // The room of each fast reader.
-    let mut plan = Vec::new();
-    for k in 0..args.rooms as usize {
-        plan.resize(plan.len() + args.readers_per_room as usize, k);
-    }
-    plan.resize(plan.len() + args.large_room as usize, names.len() - 2);
-    plan.resize(plan.len() + BULK_READERS, names.len() - 1);
-
-    let mut opened = Vec::new();
-    for &room in &plan {
-        let conn = open_reader(target, &names[room])
-            .await
-            .with_context(|| format!("opening a reader of {}", names[room]))?;
-        opened.push((room, conn));
-    }
-    let mut first_slow = Vec::new();
-    for _ in 0..args.slow_readers {
-        first_slow.push(open_slow(target, BULK_ROOM).await?);
-    }
-    let stop_waiting = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = opened
-        .into_iter()
-        .map(|(room, conn)| tokio::spawn(follow(room, conn, stop_waiting.clone())))
-        .collect();
-
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(args.duration);
-    let churn = Arc::new(Churn::default());
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
     let hold = Duration::from_secs(args.slow_hold);
-    let slow_opened = Arc::new(AtomicU64::new(first_slow.len() as u64));
-    let slow: Vec<_> = first_slow
-        .into_iter()
-        .map(|s| {
-            tokio::spawn(slow_reader(
-                target.clone(),
-                s,
-                hold,
-                deadline,
-                slow_opened.clone(),
-            ))
-        })
-        .collect();
-    let churners: Vec<_> = (0..args.churners)
-        .map(|id| {
-            tokio::spawn(churner(
-                target.clone(),
-                id,
-                args.rooms,
-                deadline,
-                churn.clone(),
-            ))
-        })
-        .collect();
-    let published = publish(target, &names, &sizes, args.rate, deadline).await;
+    let slow = SlowReaders::start(target, first_slow, hold, deadline);
+    let churners = Churners::start(target, args.churners, args.rooms, deadline);
+    let published = publisher::publish(target, &rooms, args.rate, deadline).await;
 
     // Every fast reader should now see its room's end marker (bounded: a reader still
     // waiting after that is counted as cut off).
-    let watchdog = {
-        let stop = stop_waiting.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(WAIT * 2).await;
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
-    let mut reports = Vec::new();
-    for r in readers {
-        reports.push(r.await.context("a reader task failed")?);
-    }
-    watchdog.abort();
-    for c in churners {
-        let _ = c.await;
-    }
-    for s in slow {
-        let _ = s.await;
-    }
+    let readers = followers.finish(WAIT * 2).await?;
+    let churn = churners.finish().await;
+    let slow_opened = slow.finish().await;
     let published = published?;
+    let after = stats_once_all_gone(target).await?;
+    let rss = memory.finish().await;
+    let outcome = Outcome {
+        rooms,
+        published,
+        readers,
+        slow_opened,
+        churn,
+        before,
+        after,
+        rss,
+    };
+    Ok(Report::new(args, outcome))
+}
 
-    // Every client is gone: the server should hold no connection.
+/// The server's stats once every client has gone: it should hold no connection, but
+/// may take a moment to see the last ones close (bounded by [`WAIT`]).
+async fn stats_once_all_gone(target: &Target) -> anyhow::Result<ServerStats> {
     let mut after = stats(target).await?;
     let settle = Instant::now() + WAIT;
     while after.connections > 0 && Instant::now() < settle {
         tokio::time::sleep(Duration::from_millis(100)).await;
         after = stats(target).await?;
     }
-    sampling.store(false, Ordering::Relaxed);
-    if let Some(s) = sampler {
-        let _ = s.await;
-    }
-    if let Some(b) = pid.and_then(rss_bytes) {
-        peak.fetch_max(b, Ordering::Relaxed);
-    }
-
-    let mut lost = 0;
-    let mut received = 0;
-    let mut disorder = 0;
-    let mut cut = 0;
-    for r in &reports {
-        let expected = published.per_room[r.room];
-        received += r.received;
-        disorder += r.disorder;
-        lost += expected.saturating_sub(r.received);
-        if let Some(why) = &r.cut {
-            cut += 1;
-            eprintln!("a reader of {} was cut off: {why}", names[r.room]);
-        }
-    }
-    let churn_counts = [
-        churn.clean.load(Ordering::Relaxed),
-        churn.reset.load(Ordering::Relaxed),
-        churn.half_request.load(Ordering::Relaxed),
-        churn.head.load(Ordering::Relaxed),
-        churn.stats.load(Ordering::Relaxed),
-        churn.errors.load(Ordering::Relaxed),
-    ];
-    Ok(Report {
-        seconds: args.duration,
-        url: args.url.clone(),
-        readers: reports.len(),
-        slow: slow_opened.load(Ordering::Relaxed) as usize,
-        published: names
-            .iter()
-            .cloned()
-            .zip(published.per_room.iter().copied())
-            .collect(),
-        deliveries: published.deliveries,
-        received,
-        dropped: after.dropped_events - before.dropped_events.min(after.dropped_events),
-        slow_closes: after.slow_consumer_closes
-            - before.slow_consumer_closes.min(after.slow_consumer_closes),
-        lost,
-        disorder,
-        cut,
-        churn: churn_counts,
-        rss: rss_base.map(|b| (b, peak.load(Ordering::Relaxed))),
-        leftover: after.connections,
-    })
+    Ok(after)
 }

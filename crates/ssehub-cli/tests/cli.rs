@@ -96,7 +96,7 @@ async fn bad_settings_are_clear_errors() {
 #[tokio::test]
 async fn ticks_arrive_on_the_stream() {
     let server = ServeProcess::start(&["--tick-interval", "0.1"]);
-    let mut sse = SseStream::connected(server.addr, "/sse").await;
+    let mut sse = demo_stream(server.addr, "/sse").await;
     assert!(sse.headers["cache-control"]
         .to_str()
         .unwrap()
@@ -143,9 +143,9 @@ fn parse_tick(data: &str) -> (u64, String) {
 async fn publishes_reach_their_room_only() {
     let server = ServeProcess::start(&["--tick-interval", "0"]);
     let addr = server.addr;
-    let mut a = SseStream::connected(addr, "/sse?room=a").await;
-    let mut b = SseStream::connected(addr, "/sse?room=b").await;
-    let mut ab = SseStream::connected(addr, "/sse?room=a&room=b").await;
+    let mut a = demo_stream(addr, "/sse?room=a").await;
+    let mut b = demo_stream(addr, "/sse?room=b").await;
+    let mut ab = demo_stream(addr, "/sse?room=a&room=b").await;
 
     // Query form: the body is the data, as is.
     let r = publish_query(addr, "room=a&event=chat&id=7&retry=2500", "hello\nworld").await;
@@ -210,7 +210,7 @@ async fn publishes_reach_their_room_only() {
 async fn invalid_fields_are_refused_and_nothing_is_broadcast() {
     let server = ServeProcess::start(&["--tick-interval", "0"]);
     let addr = server.addr;
-    let mut sse = SseStream::connected(addr, "/sse").await;
+    let mut sse = demo_stream(addr, "/sse").await;
 
     let cases: Vec<(Reply, Option<&str>, &str)> = vec![
         (
@@ -277,7 +277,7 @@ async fn invalid_fields_are_refused_and_nothing_is_broadcast() {
 async fn bodies_over_one_mebibyte_are_413() {
     let server = ServeProcess::start(&["--tick-interval", "0"]);
     let addr = server.addr;
-    let mut sse = SseStream::connected(addr, "/sse").await;
+    let mut sse = demo_stream(addr, "/sse").await;
 
     // Exactly the limit is fine.
     let r = post(addr, "/publish", "text/plain", vec![b'a'; MIB]).await;
@@ -384,7 +384,7 @@ async fn invalid_rooms_in_the_stream_query_are_400() {
     // The longest valid name is fine, and nobody was let in before.
     assert_eq!(stats(server.addr).await["connections_total"], 0);
     let ok = "r".repeat(128);
-    let _s = SseStream::connected(server.addr, &format!("/sse?room={ok}")).await;
+    let _s = demo_stream(server.addr, &format!("/sse?room={ok}")).await;
     assert_eq!(stats(server.addr).await["room_members"][&ok], 1);
 }
 
@@ -401,8 +401,8 @@ async fn stats_count_what_happened() {
             "connections_total": 0,
         })
     );
-    let mut a = SseStream::connected(addr, "/sse?room=a").await;
-    let mut ab = SseStream::connected(addr, "/sse?room=a&room=b").await;
+    let mut a = demo_stream(addr, "/sse?room=a").await;
+    let mut ab = demo_stream(addr, "/sse?room=a&room=b").await;
     assert_eq!(
         publish_query(addr, "room=a", "1").await.json()["delivered"],
         2
@@ -444,7 +444,7 @@ async fn stats_count_what_happened() {
 async fn publish_command_posts_and_prints_the_count() {
     let server = ServeProcess::start(&["--tick-interval", "0"]);
     let url = server.url("");
-    let mut sse = SseStream::connected(server.addr, "/sse?room=news").await;
+    let mut sse = demo_stream(server.addr, "/sse?room=news").await;
 
     let out = run_cli(
         &[
@@ -707,10 +707,10 @@ async fn listen_without_reconnect_stops_at_the_end_of_the_stream() {
 #[tokio::test]
 async fn sigterm_stops_the_server_gracefully() {
     let mut server = ServeProcess::start(&["--tick-interval", "0"]);
-    let mut sse = SseStream::connected(server.addr, "/sse").await;
+    let mut sse = demo_stream(server.addr, "/sse").await;
     server.terminate();
     // The open stream gets the farewell and ends; the process exits successfully.
-    let events = sse.until_end().await;
+    let events = sse.events_until_end().await;
     assert_eq!(
         events.last().map(|e| (e.event.as_str(), e.data.as_str())),
         Some(("status", "server shutting down"))
@@ -739,7 +739,7 @@ async fn bare_ssehub_serves_with_settings_from_the_environment() {
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.text().contains(r#"id="log""#));
     // The default ticker runs once a second.
-    let mut sse = SseStream::connected(server.addr, "/sse").await;
+    let mut sse = demo_stream(server.addr, "/sse").await;
     let tick = sse.next_of("tick").await;
     parse_tick(&tick.data);
 }
@@ -778,7 +778,7 @@ async fn connections_closing_while_the_bench_connects_do_not_fail_it() {
     let addr = server.addr;
     let mut others = Vec::new();
     for _ in 0..20 {
-        others.push(SseStream::connected(addr, "/sse?room=other").await);
+        others.push(demo_stream(addr, "/sse?room=other").await);
     }
     let total0 = stats(addr).await["connections_total"].as_u64().unwrap();
     // One handshake at a time: the bench is still connecting when the others leave.

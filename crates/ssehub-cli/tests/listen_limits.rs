@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::run_cli_async;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 const MIB: usize = 1024 * 1024;
 
@@ -48,12 +49,26 @@ async fn endless_line_server(listener: TcpListener, total: usize) -> usize {
     written
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listen_exits_with_an_error_naming_the_limit_on_an_endless_line() {
+/// [`endless_line_server`] on an ephemeral port: the stream's URL, and the task that
+/// returns what it wrote.
+async fn start_endless_line_server(total: usize) -> (String, JoinHandle<usize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(endless_line_server(listener, 8 * MIB));
-    let url = format!("http://{addr}/sse");
+    let server = tokio::spawn(endless_line_server(listener, total));
+    (format!("http://{addr}/sse"), server)
+}
+
+/// The bytes the server wrote before the client went away (bounded wait).
+async fn bytes_written(server: JoinHandle<usize>) -> usize {
+    tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("the server finishes")
+        .expect("the server task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_exits_with_an_error_naming_the_limit_on_an_endless_line() {
+    let (url, server) = start_endless_line_server(8 * MIB).await;
     // --timeout is far above what the refusal takes: a timeout means the limit failed.
     let out = run_cli_async(&["listen", &url, "--timeout", "10"], b"").await;
     assert!(!out.status.success(), "listen must fail: {out:?}");
@@ -73,10 +88,7 @@ async fn listen_exits_with_an_error_naming_the_limit_on_an_endless_line() {
     assert!(!out.stderr.contains("timed out"), "{}", out.stderr);
     println!("listen said: {}", out.stderr.trim());
     // listen hung up long before the 8 MiB were all written (socket buffers aside).
-    let written = tokio::time::timeout(Duration::from_secs(30), server)
-        .await
-        .expect("the server finishes")
-        .expect("the server task");
+    let written = bytes_written(server).await;
     println!("the server wrote {written} bytes before listen hung up");
 }
 
@@ -84,10 +96,7 @@ async fn listen_exits_with_an_error_naming_the_limit_on_an_endless_line() {
 async fn a_raised_max_data_lets_the_same_line_grow_further() {
     // With --max-data at 4 MiB, listen reads past the default limit and fails only later,
     // naming the limit it was given.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(endless_line_server(listener, 8 * MIB));
-    let url = format!("http://{addr}/sse");
+    let (url, server) = start_endless_line_server(8 * MIB).await;
     let max = 4 * MIB;
     let args = [
         "listen",
@@ -105,9 +114,6 @@ async fn a_raised_max_data_lets_the_same_line_grow_further() {
         "{}",
         out.stderr
     );
-    let written = tokio::time::timeout(Duration::from_secs(30), server)
-        .await
-        .expect("the server finishes")
-        .expect("the server task");
+    let written = bytes_written(server).await;
     assert!(written > max, "listen refused after only {written} bytes");
 }

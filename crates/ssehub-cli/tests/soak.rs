@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{stats, CliOutput, CliProcess, ServeProcess, SseStream};
+use common::{demo_stream, stats, CliOutput, CliProcess, ServeProcess};
 
 /// Run the CLI with a wait bound of `limit` (the soak runs longer than the usual WAIT).
 fn run_long(args: Vec<String>, limit: Duration) -> CliOutput {
@@ -84,7 +84,7 @@ async fn thirty_second_soak_loses_nothing_and_leaves_nothing_open() {
 async fn a_connection_left_open_fails_the_soak() {
     let server = ServeProcess::start(&["--tick-interval", "0"]);
     // A client that is not the soak's keeps its stream open throughout.
-    let _stranger = SseStream::connected(server.addr, "/sse").await;
+    let _stranger = demo_stream(server.addr, "/sse").await;
     let url = server.url("");
     let args = [
         "soak",

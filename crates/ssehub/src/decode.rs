@@ -55,10 +55,20 @@
 //! assert_eq!(d.next_item(), Err(DecodeError::LineTooLong { limit: 16 }));
 //! assert_eq!(d.buffered_len(), 0);
 //! ```
+//!
+//! # Reading a response body
+//!
+//! [`EventStream`] drives a decoder from an HTTP response body (anything that implements
+//! [`http_body::Body`], such as hyper's `Incoming`): it feeds each data frame in and
+//! yields what the decoder completes, so a client does not write the read-feed-drain loop
+//! itself.
 
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
+use http_body::Body;
 
 /// The default [`Decoder::max_data`]: 1 MiB of data per event.
 pub const DEFAULT_MAX_DATA: usize = 1024 * 1024;
@@ -371,6 +381,130 @@ impl Decoder {
     }
 }
 
+/// Why an [`EventStream`] stopped before the body's end. Either way the stream is over:
+/// [`EventStream::next`] returns `None` afterwards.
+#[derive(Debug, thiserror::Error)]
+pub enum EventStreamError<E> {
+    /// The stream crossed one of the decoder's limits; the connection should be closed.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Reading the body failed (the connection broke, the transport gave up).
+    #[error("reading the event stream's body failed")]
+    Body(#[source] E),
+}
+
+/// A [`Decoder`] reading an HTTP response body: the items of an event stream, one
+/// [`next`](EventStream::next) at a time.
+///
+/// The body must be [`Unpin`] (hyper's `Incoming` is; pin any other with `Box::pin`).
+/// Frames that carry no data (trailers) are skipped. `next` is cancel-safe: a frame
+/// already read is in the decoder, so dropping the future (in a `select!`, say) loses
+/// nothing.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use ssehub::decode::{EventStream, Item};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// // In a client, the body is the response's: `EventStream::new(res.into_body())`.
+/// let body = Full::new(Bytes::from_static(b": hi\n\nevent: tick\ndata: 1\n\n"));
+/// let mut stream = EventStream::new(body);
+/// assert_eq!(stream.next().await.unwrap().unwrap(), Item::Comment("hi".into()));
+/// let tick = stream.next_event().await.unwrap().unwrap();
+/// assert_eq!((tick.event.as_str(), tick.data.as_str()), ("tick", "1"));
+/// assert!(stream.next().await.is_none());
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct EventStream<B> {
+    body: B,
+    decoder: Decoder,
+    /// The body ended or an error was returned: nothing more comes.
+    done: bool,
+}
+
+impl<B> EventStream<B> {
+    /// Read `body` as a new stream, with the default limits.
+    pub fn new(body: B) -> EventStream<B> {
+        EventStream::with_decoder(body, Decoder::new())
+    }
+
+    /// Read `body` with `decoder`: other limits, or one made by [`Decoder::resume`] for
+    /// a reconnection.
+    pub fn with_decoder(body: B, decoder: Decoder) -> EventStream<B> {
+        EventStream {
+            body,
+            decoder,
+            done: false,
+        }
+    }
+
+    /// The decoder, for what it has seen so far ([`Decoder::last_event_id`]).
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    /// The body being read (to look at a wrapper's state, for instance).
+    pub fn get_mut(&mut self) -> &mut B {
+        &mut self.body
+    }
+}
+
+impl<B: Body + Unpin> EventStream<B> {
+    /// The next item: `None` once the body has ended (an unfinished event at its end is
+    /// dropped, as the standard says) or after an error was returned.
+    pub async fn next(&mut self) -> Option<Result<Item, EventStreamError<B::Error>>> {
+        std::future::poll_fn(|cx| self.poll_item(cx)).await
+    }
+
+    /// The next dispatched event, skipping comments and `retry` hints.
+    pub async fn next_event(&mut self) -> Option<Result<Event, EventStreamError<B::Error>>> {
+        loop {
+            match self.next().await? {
+                Ok(Item::Event(e)) => return Some(Ok(e)),
+                Ok(Item::Comment(_) | Item::Retry(_)) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    fn poll_item(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Item, EventStreamError<B::Error>>>> {
+        while !self.done {
+            match self.decoder.next_item() {
+                Ok(Some(item)) => return Poll::Ready(Some(Ok(item))),
+                Ok(None) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+            match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    if let Ok(mut data) = frame.into_data() {
+                        // A `Buf` may hold its bytes in several pieces.
+                        while data.has_remaining() {
+                            let piece = data.chunk();
+                            let n = piece.len();
+                            self.decoder.feed(piece);
+                            data.advance(n);
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(EventStreamError::Body(e))));
+                }
+                None => self.done = true,
+            }
+        }
+        Poll::Ready(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,5 +706,88 @@ mod tests {
                 limit: DEFAULT_MAX_DATA
             })
         );
+    }
+
+    mod event_stream {
+        use super::*;
+        use bytes::Bytes;
+        use futures_util::stream;
+        use http_body::Frame;
+        use http_body_util::StreamBody;
+
+        type Piece<D> = Result<Frame<D>, std::io::Error>;
+
+        fn body<D>(
+            pieces: Vec<Piece<D>>,
+        ) -> StreamBody<stream::Iter<std::vec::IntoIter<Piece<D>>>> {
+            StreamBody::new(stream::iter(pieces))
+        }
+
+        fn data(bytes: &[u8]) -> Piece<Bytes> {
+            Ok(Frame::data(Bytes::copy_from_slice(bytes)))
+        }
+
+        async fn drain<B: Body + Unpin>(s: &mut EventStream<B>) -> Vec<Item>
+        where
+            B::Error: std::fmt::Debug,
+        {
+            let mut out = Vec::new();
+            while let Some(item) = s.next().await {
+                out.push(item.expect("a stream without errors"));
+            }
+            out
+        }
+
+        #[tokio::test]
+        async fn frames_split_anywhere_give_the_items_of_the_whole() {
+            let input: &[u8] =
+                b"retry: 5\n: c\n\nid: 1\nevent: a\ndata: x\r\n\r\ndata: y\n\ndata: cut";
+            let whole = events(&[input]);
+            assert_eq!(whole.len(), 4);
+            for split in 0..=input.len() {
+                let trailers = Ok(Frame::trailers(http::HeaderMap::new()));
+                let pieces = vec![data(&input[..split]), trailers, data(&input[split..])];
+                let mut s = EventStream::new(body(pieces));
+                assert_eq!(drain(&mut s).await, whole, "split at {split}");
+                assert_eq!(s.decoder().last_event_id(), "1");
+            }
+        }
+
+        #[tokio::test]
+        async fn data_in_several_pieces_is_fed_whole() {
+            let chained = Bytes::from_static(b"data: a").chain(Bytes::from_static(b"b\n\n"));
+            let mut s = EventStream::new(body(vec![Ok(Frame::data(chained))]));
+            let e = s.next_event().await.unwrap().unwrap();
+            assert_eq!(e.data, "ab");
+        }
+
+        #[tokio::test]
+        async fn a_body_error_comes_after_the_items_before_it_then_nothing() {
+            let broken = Err(std::io::Error::other("reset"));
+            let mut s = EventStream::new(body(vec![data(b"data: a\n\n: late"), broken]));
+            assert_eq!(s.next().await.unwrap().unwrap(), ev("message", "a", ""));
+            match s.next().await {
+                Some(Err(EventStreamError::Body(e))) => assert_eq!(e.to_string(), "reset"),
+                other => panic!("{other:?}"),
+            }
+            assert!(s.next().await.is_none());
+        }
+
+        #[tokio::test]
+        async fn a_crossed_limit_is_the_decoders_error_then_nothing() {
+            let pieces = vec![data(b":ok\n:far too long\n"), data(b"data: never\n\n")];
+            let mut s = EventStream::with_decoder(body(pieces), Decoder::new().max_line(4));
+            assert_eq!(s.next().await.unwrap().unwrap(), Item::Comment("ok".into()));
+            let err = s.next().await.unwrap().unwrap_err();
+            assert!(matches!(
+                err,
+                EventStreamError::Decode(DecodeError::LineTooLong { limit: 4 })
+            ));
+            assert!(
+                err.to_string().contains("max_line limit of 4 bytes"),
+                "{err}"
+            );
+            assert!(s.next().await.is_none());
+        }
     }
 }

@@ -10,13 +10,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{eventually, stalled_client, stream_request, until_closed, within, TestServer};
+use common::{
+    eventually, stalled_client, stream_request, until_closed, within, SseClient, TestServer,
+};
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
+use http_body_util::Empty;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use ssehub::decode::{Decoder, Item};
+use ssehub::decode::Item;
 use ssehub::{Message, Server, SseOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -312,10 +313,7 @@ async fn h2_client(addr: SocketAddr) -> (SendRequest<Empty<Bytes>>, JoinHandle<(
 }
 
 /// Open an SSE stream over HTTP/2 and read its first item (the `connected` comment).
-async fn h2_stream(
-    addr: SocketAddr,
-    sender: &mut SendRequest<Empty<Bytes>>,
-) -> (Incoming, Decoder) {
+async fn h2_stream(addr: SocketAddr, sender: &mut SendRequest<Empty<Bytes>>) -> SseClient {
     let req = Request::get(format!("http://{addr}/sse"))
         .header("accept", "text/event-stream")
         .body(Empty::new())
@@ -325,32 +323,12 @@ async fn h2_stream(
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.version(), http::Version::HTTP_2);
-    let mut body = res.into_body();
-    let mut decoder = Decoder::new();
+    let mut stream = SseClient::from_response(res);
     assert_eq!(
-        next_item(&mut body, &mut decoder).await,
+        stream.next_item().await,
         Some(Item::Comment("connected".into()))
     );
-    (body, decoder)
-}
-
-async fn next_item(body: &mut Incoming, decoder: &mut Decoder) -> Option<Item> {
-    within("the next SSE item", async {
-        loop {
-            if let Some(item) = decoder.next_item().expect("a stream within limits") {
-                return Some(item);
-            }
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        decoder.feed(data);
-                    }
-                }
-                Some(Err(_)) | None => return None,
-            }
-        }
-    })
-    .await
+    stream
 }
 
 #[tokio::test]
@@ -365,7 +343,7 @@ async fn http2_peers_that_stop_answering_pings_are_dropped() {
     .await;
     // A live client with a quiet stream (no keep-alive comments), answering pings.
     let (mut sender, _task) = h2_client(srv.addr).await;
-    let (mut body, mut decoder) = h2_stream(srv.addr, &mut sender).await;
+    let mut stream = h2_stream(srv.addr, &mut sender).await;
     // A peer that sends the preface and its SETTINGS, then goes silent.
     let mut silent = within("connect", TcpStream::connect(srv.addr))
         .await
@@ -384,7 +362,7 @@ async fn http2_peers_that_stop_answering_pings_are_dropped() {
     tokio::time::sleep(interval * 10).await;
     assert_eq!(srv.hub.connection_count(), 1);
     srv.hub.broadcast("__all", &Message::new("still here"));
-    match next_item(&mut body, &mut decoder).await {
+    match stream.next_item().await {
         Some(Item::Event(e)) => assert_eq!(e.data, "still here"),
         other => panic!("{other:?}"),
     }
@@ -402,13 +380,13 @@ async fn an_http2_connection_that_opens_no_stream_is_cut_at_the_header_timeout()
     let (_idle, idle_task) = h2_client(srv.addr).await;
     // Asks in time: kept past the deadline.
     let (mut sender, _task) = h2_client(srv.addr).await;
-    let (mut body, mut decoder) = h2_stream(srv.addr, &mut sender).await;
+    let mut stream = h2_stream(srv.addr, &mut sender).await;
     within("the idle connection to be cut", idle_task)
         .await
         .unwrap();
     tokio::time::sleep(header_timeout * 2).await;
     srv.hub.broadcast("__all", &Message::new("kept"));
-    match next_item(&mut body, &mut decoder).await {
+    match stream.next_item().await {
         Some(Item::Event(e)) => assert_eq!(e.data, "kept"),
         other => panic!("{other:?}"),
     }

@@ -1,47 +1,27 @@
 //! Helpers for tests that run the real `ssehub` binary: start `ssehub serve` on an
 //! ephemeral port ([`ServeProcess`]), run the CLI with a bounded wait ([`run_cli`]), and
-//! talk HTTP and SSE to the server over TCP (hyper's client plus the library's decoder).
+//! speak the demo's API (`/publish`, `/stats`, its `status` event). The client side
+//! (bounded waits, HTTP, SSE) is `ssehub-testkit`'s, shared with the library's tests and
+//! re-exported here.
 //!
-//! Every wait is bounded by [`WAIT`]; a server process is killed when its
-//! [`ServeProcess`] is dropped, so a failing test never leaves one behind.
-#![allow(dead_code)]
+//! Every wait is bounded by [`WAIT`]; a process is killed when its [`ServeProcess`] or
+//! [`CliProcess`] is dropped, so a failing test never leaves one behind.
+#![allow(dead_code, unused_imports)]
 
 use std::ffi::OsStr;
-use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use ssehub::decode::{Decoder, Event, Item};
+use http::StatusCode;
 
-/// Upper bound on any single wait in a test: a hang fails instead of blocking CI.
-pub const WAIT: Duration = Duration::from_secs(15);
+pub use ssehub_testkit::{free_port, get, post, request, within, Reply, SseClient, WAIT};
 
 /// The binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ssehub")
-}
-
-/// Fail (instead of hanging) if `fut` takes longer than [`WAIT`].
-pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out after {WAIT:?} waiting for {what}"))
-}
-
-/// A port that was free a moment ago (bind port 0, read it, close).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 /// A running `ssehub` server process. Killed (by PID) when dropped.
@@ -126,25 +106,13 @@ impl ServeProcess {
 
     /// Wait (bounded by `limit`) for the process to exit; `None` if it has not.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the server process") {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(&mut self.child, limit)
     }
 }
 
 impl Drop for ServeProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        reap(&mut self.child);
     }
 }
 
@@ -232,17 +200,9 @@ impl CliProcess {
 
     /// Wait (bounded) for the process to exit, and collect what is left of its output.
     pub fn finish(mut self) -> CliOutput {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("poll the CLI") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("the CLI did not exit within {WAIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let Some(status) = wait_exit(&mut self.child, WAIT) else {
+            reap(&mut self.child);
+            panic!("the CLI did not exit within {WAIT:?}");
         };
         let mut stdout = self.stdout_so_far.join("\n");
         while let Ok(line) = self.lines.recv_timeout(WAIT) {
@@ -262,88 +222,30 @@ impl CliProcess {
 
 impl Drop for CliProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
+        reap(&mut self.child);
+    }
+}
+
+/// Wait (bounded by `limit`) for `child` to exit; `None` if it has not.
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the child process") {
+            return Some(status);
         }
-        let _ = self.child.wait();
-    }
-}
-
-/// A whole HTTP answer.
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Reply {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-
-    pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-}
-
-/// Send one request on a new HTTP/1.1 connection and read the whole answer.
-pub async fn request(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
-    within("an HTTP answer", async {
-        let res = send(addr, req).await;
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .expect("read the body")
-            .to_bytes();
-        Reply {
-            status,
-            headers,
-            body,
+        if Instant::now() > deadline {
+            return None;
         }
-    })
-    .await
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
-async fn send(addr: SocketAddr, mut req: Request<Full<Bytes>>) -> http::Response<Incoming> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to the server");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("HTTP handshake");
-    tokio::spawn(conn);
-    req.headers_mut()
-        .insert(http::header::HOST, addr.to_string().parse().unwrap());
-    sender.send_request(req).await.expect("send the request")
-}
-
-pub async fn get(addr: SocketAddr, path: &str) -> Reply {
-    request(addr, Request::get(path).body(Full::default()).unwrap()).await
-}
-
-pub async fn post(
-    addr: SocketAddr,
-    path: &str,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> Reply {
-    let req = Request::post(path)
-        .header(http::header::CONTENT_TYPE, content_type)
-        .body(Full::new(body.into()))
-        .unwrap();
-    request(addr, req).await
+/// Kill `child` if it still runs, and reap it: a failing test leaves no process behind.
+fn reap(child: &mut Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
 }
 
 /// `POST /publish` with a query string and a text body.
@@ -369,105 +271,11 @@ pub async fn stats(addr: SocketAddr) -> serde_json::Value {
     reply.json()
 }
 
-/// An open event stream, read with the library's decoder.
-pub struct SseStream {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    body: Incoming,
-    decoder: Decoder,
-}
-
-impl SseStream {
-    /// Open `path` and check the answer is a 200 event stream.
-    pub async fn open(addr: SocketAddr, path: &str) -> SseStream {
-        let req = Request::get(path)
-            .header(http::header::ACCEPT, "text/event-stream")
-            .body(Full::default())
-            .unwrap();
-        let res = within("the SSE handshake", send(addr, req)).await;
-        let status = res.status();
-        let headers = res.headers().clone();
-        assert_eq!(status, StatusCode::OK, "GET {path}");
-        assert!(
-            headers[http::header::CONTENT_TYPE]
-                .to_str()
-                .unwrap()
-                .starts_with("text/event-stream"),
-            "{headers:?}"
-        );
-        SseStream {
-            status,
-            headers,
-            body: res.into_body(),
-            decoder: Decoder::new(),
-        }
-    }
-
-    /// Open `path` and wait for the server's `status: connected` event, after which the
-    /// connection is in every room it asked for.
-    pub async fn connected(addr: SocketAddr, path: &str) -> SseStream {
-        let mut s = Self::open(addr, path).await;
-        let e = s.next_event().await;
-        assert_eq!((e.event.as_str(), e.data.as_str()), ("status", "connected"));
-        s
-    }
-
-    /// The next event (comments and retry hints skipped); panics at the end of the
-    /// stream or after WAIT.
-    pub async fn next_event(&mut self) -> Event {
-        within("an event", async {
-            loop {
-                match self.next_item().await {
-                    Some(Item::Event(e)) => return e,
-                    Some(_) => continue,
-                    None => panic!("the stream ended"),
-                }
-            }
-        })
-        .await
-    }
-
-    /// The next event of type `event`, skipping others (bounded by WAIT).
-    pub async fn next_of(&mut self, event: &str) -> Event {
-        within("an event of the right type", async {
-            loop {
-                let e = self.next_event().await;
-                if e.event == event {
-                    return e;
-                }
-            }
-        })
-        .await
-    }
-
-    /// The next item, or `None` when the stream ends (unbounded: wrap in `within`).
-    pub async fn next_item(&mut self) -> Option<Item> {
-        loop {
-            if let Some(item) = self.decoder.next_item().expect("a stream within limits") {
-                return Some(item);
-            }
-            match self.body.frame().await {
-                None | Some(Err(_)) => return None,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.decoder.feed(&data);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Read until the stream ends (bounded by WAIT), returning the events seen.
-    pub async fn until_end(&mut self) -> Vec<Event> {
-        within("the end of the stream", async {
-            let mut events = Vec::new();
-            while let Some(item) = self.next_item().await {
-                if let Item::Event(e) = item {
-                    events.push(e);
-                }
-            }
-            events
-        })
-        .await
-    }
+/// Open `path` on the demo server and wait for its `status: connected` event, after
+/// which the connection is in every room it asked for.
+pub async fn demo_stream(addr: SocketAddr, path: &str) -> SseClient {
+    let mut s = SseClient::open(addr, path).await;
+    let e = s.next_event().await;
+    assert_eq!((e.event.as_str(), e.data.as_str()), ("status", "connected"));
+    s
 }

@@ -1,40 +1,23 @@
-//! Helpers shared by the end-to-end tests: a real server on an ephemeral port, and a
-//! real SSE client (hyper's HTTP/1 client plus the crate's own decoder) over TCP.
-#![allow(dead_code)]
+//! Support for the library's end-to-end tests: a real server on an ephemeral port
+//! ([`TestServer`]), in this process, and what those tests need of it. The client side
+//! (bounded waits, HTTP, raw sockets, SSE) is `ssehub-testkit`'s, shared with the CLI's
+//! tests and re-exported here.
+#![allow(dead_code, unused_imports)]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use ssehub::decode::{Decoder, Event, Item};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use ssehub::decode::Item;
 use ssehub::{Hub, Server, SseOptions};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// Upper bound on any single wait in a test: a hang fails instead of blocking CI.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Poll `cond` until it holds (bounded by WAIT).
-pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    within(what, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-}
+pub use ssehub_testkit::{
+    eventually, raw_exchange, raw_request, read_until_contains, stalled_client, stream_request,
+    until_closed, within, RawHead, SseClient, WAIT,
+};
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -89,7 +72,8 @@ impl TestServer {
     }
 }
 
-/// Send one request on a fresh connection and read the whole answer.
+/// Send one request on a fresh connection and read the whole answer: its status, headers
+/// and body as text.
 pub async fn request(
     addr: SocketAddr,
     method: &str,
@@ -97,7 +81,6 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (StatusCode, http::HeaderMap, String) {
-    let mut sender = handshake(addr).await;
     let mut req = Request::builder()
         .method(method)
         .uri(path)
@@ -106,181 +89,9 @@ pub async fn request(
         req = req.header(*k, *v);
     }
     let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-    let res = within("response", sender.send_request(req)).await.unwrap();
-    let (parts, body) = res.into_parts();
-    let bytes = within("body", body.collect()).await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
-}
-
-async fn handshake<B>(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<B>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let stream = within("connect", TcpStream::connect(addr)).await.unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    sender
-}
-
-/// A real SSE client: hyper's HTTP/1 client, the crate's decoder on top.
-pub struct SseClient {
-    pub status: StatusCode,
-    pub headers: http::HeaderMap,
-    body: Incoming,
-    decoder: Decoder,
-    pub raw: Vec<u8>,
-}
-
-impl SseClient {
-    pub async fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> SseClient {
-        let mut sender = handshake(addr).await;
-        let mut req = Request::get(path)
-            .header("host", addr.to_string())
-            .header("accept", "text/event-stream");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let res: Response<Incoming> = within(
-            "SSE response head",
-            sender.send_request(req.body(Empty::<Bytes>::new()).unwrap()),
-        )
-        .await
-        .unwrap();
-        let (parts, body) = res.into_parts();
-        SseClient {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-            decoder: Decoder::new(),
-            raw: Vec::new(),
-        }
-    }
-
-    /// The next decoded item, or `None` when the stream ends.
-    pub async fn next_item(&mut self) -> Option<Item> {
-        within("next SSE item", async {
-            loop {
-                if let Some(item) = self.decoder.next_item().expect("a stream within limits") {
-                    return Some(item);
-                }
-                match self.body.frame().await {
-                    Some(Ok(frame)) => {
-                        if let Some(data) = frame.data_ref() {
-                            self.raw.extend_from_slice(data);
-                            self.decoder.feed(data);
-                        }
-                    }
-                    Some(Err(_)) | None => return None,
-                }
-            }
-        })
-        .await
-    }
-
-    /// The next dispatched event, skipping comments and retry hints.
-    pub async fn next_event(&mut self) -> Event {
-        loop {
-            match self.next_item().await {
-                Some(Item::Event(e)) => return e,
-                Some(_) => continue,
-                None => panic!("stream ended while waiting for an event"),
-            }
-        }
-    }
-
-    /// Read until the stream ends; return the items seen.
-    pub async fn until_end(&mut self) -> Vec<Item> {
-        let mut items = Vec::new();
-        while let Some(i) = self.next_item().await {
-            items.push(i);
-        }
-        items
-    }
-}
-
-/// A response head read off a raw socket with `httparse`, and the bytes that followed it.
-pub struct RawHead {
-    pub status: u16,
-    /// HTTP minor version (1 for HTTP/1.1).
-    pub version: u8,
-    pub headers: Vec<(String, String)>,
-    pub rest: Vec<u8>,
-}
-
-impl RawHead {
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Write `request` to `stream` and read until a complete response head has arrived.
-pub async fn raw_exchange(stream: &mut TcpStream, request: &str) -> RawHead {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    within("request write", stream.write_all(request.as_bytes()))
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    within("response head", async {
-        loop {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed before the response head");
-            buf.extend_from_slice(&chunk[..n]);
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut res = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(len) = res.parse(&buf).unwrap() {
-                return RawHead {
-                    status: res.code.unwrap(),
-                    version: res.version.unwrap(),
-                    headers: res
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_ascii_lowercase(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect(),
-                    rest: buf[len..].to_vec(),
-                };
-            }
-        }
-    })
-    .await
-}
-
-/// Read from `stream` into `buf` until `buf` contains `needle` (bounded by WAIT).
-pub async fn read_until_contains(stream: &mut TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
-    use tokio::io::AsyncReadExt;
-    within("expected bytes", async {
-        while !buf.windows(needle.len()).any(|w| w == needle) {
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(
-                n > 0,
-                "stream ended before {:?} arrived; got {:?}",
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(buf)
-            );
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await
+    let reply = ssehub_testkit::request(addr, req).await;
+    let text = reply.text();
+    (reply.status, reply.headers, text)
 }
 
 /// Hands the test each new stream's [`ssehub::Connection`], after its on_connect has
@@ -323,39 +134,6 @@ impl Handout {
         let conn = self.next().await;
         (client, conn)
     }
-}
-
-/// The request line and headers of a stream request for `path`, for a raw socket.
-pub fn stream_request(addr: SocketAddr, path: &str) -> String {
-    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
-}
-
-/// Open a stream at `path` on a socket with a small receive buffer, read the response
-/// head (it must be 200), and hand back the socket for the test never to read again.
-pub async fn stalled_client(addr: SocketAddr, path: &str) -> TcpStream {
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let mut stream = within("connect", sock.connect(addr)).await.unwrap();
-    let head = raw_exchange(&mut stream, &stream_request(addr, path)).await;
-    assert_eq!(head.status, 200);
-    stream
-}
-
-/// Read until the peer closes (or resets) the connection and return what arrived
-/// (bounded by WAIT; `what` names the wait in a timeout).
-pub async fn until_closed(what: &str, s: &mut TcpStream) -> Vec<u8> {
-    use tokio::io::AsyncReadExt;
-    within(what, async {
-        let mut got = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return got,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
 }
 
 /// The process's resident memory, in bytes (a test server runs in the test's process).
@@ -440,12 +218,4 @@ pub async fn assert_boom_stream_ends_without_events(srv: &TestServer) {
         !items.iter().any(|i| matches!(i, Item::Event(_))),
         "{items:?}"
     );
-}
-
-/// Connect to `addr`, write `request`, and read the response head: the socket and the
-/// head, for tests that speak raw HTTP/1.1.
-pub async fn raw_request(addr: SocketAddr, request: &str) -> (TcpStream, RawHead) {
-    let mut stream = within("connect", TcpStream::connect(addr)).await.unwrap();
-    let head = raw_exchange(&mut stream, request).await;
-    (stream, head)
 }

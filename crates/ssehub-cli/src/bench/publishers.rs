@@ -1,0 +1,127 @@
+//! The publishing side of `ssehub bench`: `--publishers` keep-alive connections that post
+//! the events, round-robin over the rooms, at `--rate` in all or as fast as they go.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::latency::event_data;
+use super::Args;
+use crate::hub_client::{Client, Target};
+
+/// What the publishers did.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// Events sent, answered or not.
+    pub count: u64,
+    /// The sum of the server's `delivered` answers: deliveries to expect.
+    pub delivered: u64,
+    /// Publishes that failed.
+    pub errors: u64,
+    /// The first failure, for the report.
+    pub first_error: Option<String>,
+    /// From `start` to the last publish (0 when nothing was to be published).
+    pub seconds: f64,
+}
+
+/// The publishers' counters, updated as they go (the progress bar reads them).
+#[derive(Default)]
+struct Tally {
+    published: AtomicU64,
+    delivered: AtomicU64,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+/// What every publisher follows: event `i` goes to room `i % rooms`, and at a rate, not
+/// before `start + i / rate`.
+struct Schedule {
+    messages: u64,
+    publishers: u64,
+    size: usize,
+    rate: Option<f64>,
+    start: Instant,
+    /// `POST /publish` path and query of each room.
+    paths: Vec<String>,
+}
+
+/// Publish `--messages` events, the schedule starting at `start`; bounded by `limit`
+/// (publishers still going then are stopped).
+pub async fn publish(
+    args: &Args,
+    target: &Target,
+    start: Instant,
+    limit: Duration,
+) -> anyhow::Result<Published> {
+    if args.messages == 0 {
+        return Ok(Published::default());
+    }
+    let schedule = Arc::new(Schedule {
+        messages: args.messages,
+        publishers: args.publishers as u64,
+        size: args.size,
+        rate: args.rate,
+        start,
+        paths: (0..args.rooms)
+            .map(|k| target.path(&format!("/publish?room=bench-{k}&event=bench")))
+            .collect(),
+    });
+    let tally = Arc::new(Tally::default());
+    let mut tasks = Vec::new();
+    for p in 0..args.publishers {
+        let client = Client::connect(target.addr, &target.host).await?;
+        let (schedule, tally) = (schedule.clone(), tally.clone());
+        tasks.push(tokio::spawn(publisher(client, p as u64, schedule, tally)));
+    }
+    let pb = super::bar(args.messages, "publishing");
+    loop {
+        pb.set_position(tally.published.load(Ordering::Relaxed));
+        if tasks.iter().all(|t| t.is_finished()) || start.elapsed() > limit {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for t in &tasks {
+        t.abort();
+    }
+    pb.finish_and_clear();
+    let first_error = tally.first_error.lock().unwrap().clone();
+    Ok(Published {
+        count: tally.published.load(Ordering::Relaxed),
+        delivered: tally.delivered.load(Ordering::Relaxed),
+        errors: tally.errors.load(Ordering::Relaxed),
+        first_error,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Publisher `first` of the schedule: events `first`, `first + publishers`, ...
+async fn publisher(mut client: Client, first: u64, schedule: Arc<Schedule>, tally: Arc<Tally>) {
+    let rooms = schedule.paths.len() as u64;
+    let mut i = first;
+    while i < schedule.messages {
+        if let Some(rate) = schedule.rate {
+            let due = schedule.start + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let path = &schedule.paths[(i % rooms) as usize];
+        let data = Bytes::from(event_data(schedule.size));
+        match client.publish(path, data).await {
+            Ok(d) => {
+                tally.delivered.fetch_add(d, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tally.errors.fetch_add(1, Ordering::Relaxed);
+                tally
+                    .first_error
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+        tally.published.fetch_add(1, Ordering::Relaxed);
+        i += schedule.publishers;
+    }
+}

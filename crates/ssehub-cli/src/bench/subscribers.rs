@@ -1,0 +1,397 @@
+//! The subscriber side of `ssehub bench`: many SSE connections, cheap to hold and to read.
+//!
+//! The load generator must cost less per delivery than the server it measures, so a
+//! subscriber is not a full client. Each worker thread runs a current-thread runtime with
+//! all its connections as local tasks; a connection owns only its socket, a small
+//! de-chunking state and the tail of an unfinished line ([`BodyParser`]). Reads go into
+//! one buffer per thread and drain the socket until it would block, so under load one
+//! syscall carries many events. Only the bench's own events are counted, and their
+//! embedded send time gives two latencies:
+//!
+//! - end to end: to the wall clock read once after the socket is drained, so it includes
+//!   the generator's own queueing (at light load, every other socket's `recv` before this
+//!   one's);
+//! - at the socket: to the kernel's receive timestamp of the read that completed the
+//!   event (see [`rx_time`]). For TCP the kernel gives the time of the latest segment the
+//!   read consumed, so an event that arrived in an earlier segment of the same read
+//!   counts as received later than it was.
+//!
+//! Both clocks are `CLOCK_REALTIME`, like the send time in the event.
+//!
+//! The response head is parsed with `httparse`. The coordinator (on the command's
+//! runtime) sees the threads through [`Subscribers`].
+
+use std::cell::RefCell;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use super::event_scan::{BodyParser, Events};
+use super::latency::{micros, now_ns, Latencies};
+use super::rx_time;
+use crate::hub_client::Target;
+
+/// Connections per client source address: below the 28k ports of the default ephemeral
+/// range, so every address has room to spare.
+const PER_SOURCE_ADDRESS: usize = 20_000;
+
+/// Size of the per-thread read buffer.
+const READ_BUF: usize = 256 * 1024;
+
+/// Counters shared by every subscriber thread and the coordinator.
+#[derive(Default)]
+pub struct Shared {
+    /// Subscribers whose response head (200, text/event-stream) has arrived.
+    pub connected: AtomicUsize,
+    /// Subscribers that failed to connect or whose stream ended early.
+    pub failed: AtomicUsize,
+    /// Bench events received, all subscribers.
+    pub received: AtomicU64,
+    /// Wall-clock nanoseconds of the latest read that carried bench events.
+    pub last_receive_ns: AtomicU64,
+    /// The first error seen, for the report.
+    pub first_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, err: anyhow::Error) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first_error.lock().unwrap();
+        if first.is_none() {
+            *first = Some(format!("{err:#}"));
+        }
+    }
+}
+
+/// What the subscribers received, all together.
+pub struct Received {
+    /// Bench events received.
+    pub count: u64,
+    /// Wall-clock ns of the latest read that carried bench events.
+    pub last_ns: u64,
+    /// Subscribers whose stream failed.
+    pub failures: usize,
+    /// The first error a subscriber met.
+    pub first_error: Option<String>,
+    pub latencies: Latencies,
+}
+
+/// The subscriber threads of one run, as the coordinator sees them. Dropping it stops
+/// the threads too (their stop signal's sender goes), without waiting for them.
+pub struct Subscribers {
+    pub shared: Arc<Shared>,
+    threads: Vec<JoinHandle<Latencies>>,
+    stop: watch::Sender<bool>,
+}
+
+impl Subscribers {
+    /// Start `threads` worker threads that open `n` subscribers to `target`, subscriber
+    /// `i` in room `bench-{i % rooms}`, with `concurrency` handshakes in flight in all.
+    pub fn start(
+        target: &Target,
+        n: usize,
+        rooms: usize,
+        threads: usize,
+        concurrency: usize,
+    ) -> Subscribers {
+        let shared = Arc::new(Shared::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let mut plans: Vec<Vec<(usize, String)>> = vec![Vec::new(); threads];
+        for i in 0..n {
+            plans[i % threads].push((i, format!("bench-{}", i % rooms)));
+        }
+        let threads = plans
+            .into_iter()
+            .map(|subscribers| {
+                let plan = Plan {
+                    server: target.addr,
+                    host: target.host.clone(),
+                    sse_path: target.path("/sse"),
+                    subscribers,
+                    concurrency: (concurrency / threads).max(1),
+                };
+                let (shared, stop) = (shared.clone(), stop_rx.clone());
+                std::thread::Builder::new()
+                    .name("bench-subscribers".into())
+                    .spawn(move || run_thread(plan, shared, stop))
+                    .expect("spawning a subscriber thread")
+            })
+            .collect();
+        Subscribers {
+            shared,
+            threads,
+            stop,
+        }
+    }
+
+    /// Wait until all `n` subscribers are connected, one has failed, or `limit` has
+    /// passed; returns how many are connected.
+    pub async fn wait_connected(&self, n: usize, limit: Duration) -> usize {
+        let start = Instant::now();
+        let pb = super::bar(n as u64, "connecting");
+        let connected = loop {
+            let c = self.shared.connected.load(Ordering::Relaxed);
+            let f = self.shared.failed.load(Ordering::Relaxed);
+            pb.set_position(c as u64);
+            if f > 0 || c >= n || start.elapsed() > limit {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        pb.finish_and_clear();
+        connected
+    }
+
+    /// Wait until `expected` deliveries have arrived, or none has for `idle` (the rest
+    /// counts as lost), or `limit` has passed.
+    pub async fn drain(&self, expected: u64, idle: Duration, limit: Duration) {
+        let pb = super::bar(expected, "receiving");
+        let start = Instant::now();
+        let mut last = (self.shared.received.load(Ordering::Relaxed), Instant::now());
+        loop {
+            let r = self.shared.received.load(Ordering::Relaxed);
+            pb.set_position(r);
+            if r >= expected || start.elapsed() > limit {
+                break;
+            }
+            if r != last.0 {
+                last = (r, Instant::now());
+            } else if last.1.elapsed() > idle {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        pb.finish_and_clear();
+    }
+
+    /// Stop every thread, closing its connections: what the subscribers received.
+    pub fn finish(self) -> Received {
+        let shared = &self.shared;
+        let count = shared.received.load(Ordering::Relaxed);
+        let last_ns = shared.last_receive_ns.load(Ordering::Relaxed);
+        let failures = shared.failed.load(Ordering::Relaxed);
+        let first_error = shared.first_error.lock().unwrap().clone();
+        Received {
+            count,
+            last_ns,
+            failures,
+            first_error,
+            latencies: self.stop(),
+        }
+    }
+
+    /// Stop every thread, closing its connections; the latencies of all together.
+    pub fn stop(self) -> Latencies {
+        let _ = self.stop.send(true);
+        let mut all = Latencies::new();
+        for t in self.threads {
+            if let Ok(l) = t.join() {
+                all.add(&l);
+            }
+        }
+        all
+    }
+}
+
+/// What one subscriber thread needs to know.
+struct Plan {
+    /// Server address.
+    server: SocketAddr,
+    /// `Host` header value.
+    host: String,
+    /// Path of the SSE endpoint, e.g. `/sse`.
+    sse_path: String,
+    /// `(subscriber index, room)` pairs this thread opens.
+    subscribers: Vec<(usize, String)>,
+    /// Handshakes in flight at once, for this thread.
+    concurrency: usize,
+}
+
+/// Run one subscriber thread until `stop` turns true; returns its latency histograms.
+fn run_thread(plan: Plan, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> Latencies {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("subscriber runtime");
+    let local = tokio::task::LocalSet::new();
+    let state = Rc::new(ThreadState {
+        latencies: RefCell::new(Latencies::new()),
+        buf: RefCell::new(vec![0u8; READ_BUF]),
+        control: RefCell::new(rx_time::control_buffer()),
+    });
+    let state2 = state.clone();
+    local.block_on(&rt, async move {
+        let gate = Rc::new(Semaphore::new(plan.concurrency.max(1)));
+        let plan = Rc::new(plan);
+        for (i, room) in plan.subscribers.iter().cloned() {
+            let (plan, shared, state, gate) =
+                (plan.clone(), shared.clone(), state2.clone(), gate.clone());
+            tokio::task::spawn_local(async move {
+                let permit = gate.acquire().await.expect("semaphore open");
+                let conn = match open(&plan, i, &room).await {
+                    Ok(c) => c,
+                    Err(e) => return shared.fail(e),
+                };
+                drop(permit);
+                shared.connected.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = conn.read_loop(&state, &shared).await {
+                    shared.fail(e);
+                }
+            });
+        }
+        // Dropping the LocalSet at the end cancels every subscriber and closes its socket.
+        let _ = stop.wait_for(|s| *s).await;
+    });
+    drop(local);
+    state.latencies.replace(Latencies::new())
+}
+
+struct ThreadState {
+    latencies: RefCell<Latencies>,
+    /// The read buffer every connection of this thread shares.
+    buf: RefCell<Vec<u8>>,
+    /// Room for one read's control messages (the receive timestamp).
+    control: RefCell<Vec<u8>>,
+}
+
+/// Source address for subscriber `i`: spread over 127.0.0.x when one address's ports
+/// would run out. `None` lets the kernel choose.
+fn source_addr(server: &SocketAddr, i: usize) -> Option<SocketAddr> {
+    let block = i / PER_SOURCE_ADDRESS;
+    match server.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() && block > 0 => {
+            let host = 1 + block as u8;
+            Some(SocketAddr::from(([127, 0, 0, host], 0)))
+        }
+        _ => None,
+    }
+}
+
+async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<Conn> {
+    let socket = match plan.server {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(src) = source_addr(&plan.server, i) {
+        socket
+            .bind(src)
+            .with_context(|| format!("binding source address {src}"))?;
+    }
+    let mut stream = socket
+        .connect(plan.server)
+        .await
+        .with_context(|| format!("connecting to {}", plan.server))?;
+    rx_time::enable(&stream);
+    let sep = if plan.sse_path.contains('?') {
+        '&'
+    } else {
+        '?'
+    };
+    let request = format!(
+        "GET {}{sep}room={room} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+        plan.sse_path, plan.host
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(512);
+    loop {
+        stream.readable().await?;
+        let mut chunk = [0u8; 4096];
+        match stream.try_read(&mut chunk) {
+            Ok(0) => bail!("connection closed before the response head"),
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&head).context("parsing the response head")? {
+            httparse::Status::Partial => {
+                if head.len() > 64 * 1024 {
+                    bail!("response head larger than 64 KiB");
+                }
+            }
+            httparse::Status::Complete(len) => {
+                let status = resp.code.unwrap_or(0);
+                if status != 200 {
+                    bail!("GET {}: status {status}", plan.sse_path);
+                }
+                let chunked = resp.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("transfer-encoding")
+                        && String::from_utf8_lossy(h.value)
+                            .to_ascii_lowercase()
+                            .contains("chunked")
+                });
+                let mut parser = BodyParser::new(chunked);
+                // Bytes after the head are body; events cannot have been published yet.
+                parser.feed(&head[len..], &mut Events::default())?;
+                return Ok(Conn { stream, parser });
+            }
+        }
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    parser: BodyParser,
+}
+
+impl Conn {
+    async fn read_loop(mut self, state: &ThreadState, shared: &Shared) -> anyhow::Result<()> {
+        let mut events = Events::default();
+        loop {
+            self.stream.readable().await?;
+            let mut closed = false;
+            {
+                let mut buf = state.buf.borrow_mut();
+                let mut control = state.control.borrow_mut();
+                // Drain the socket: under load one wake-up carries many events.
+                loop {
+                    match rx_time::read(&self.stream, &mut buf, &mut control) {
+                        Ok((0, _)) => {
+                            closed = true;
+                            break;
+                        }
+                        Ok((n, received_ns)) => {
+                            let from = events.sent_ns.len();
+                            self.parser.feed(&buf[..n], &mut events)?;
+                            if let Some(at) = received_ns {
+                                let hist = &mut state.latencies.borrow_mut().at_socket;
+                                for &sent in &events.sent_ns[from..] {
+                                    hist.saturating_record(micros(at, sent));
+                                }
+                            }
+                            if n < buf.len() {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            if !events.sent_ns.is_empty() {
+                let now = now_ns();
+                let hist = &mut state.latencies.borrow_mut().end_to_end;
+                for &sent in &events.sent_ns {
+                    hist.saturating_record(micros(now, sent));
+                }
+                shared
+                    .received
+                    .fetch_add(events.sent_ns.len() as u64, Ordering::Relaxed);
+                shared.last_receive_ns.fetch_max(now, Ordering::Relaxed);
+                events.sent_ns.clear();
+            }
+            if closed || self.parser.done() {
+                bail!("the server ended the stream");
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Talking HTTP to a running hub server, for every command but `serve`: URL checks, where
+//! the server is ([`Target`]), a pooled client for one-off requests ([`http_client`]), a
+//! keep-alive connection for many ([`Client`], with `POST /publish`), and the server's
+//! `GET /stats` ([`ServerStats`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+
+/// How long connecting may take before we give up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Parse an `http://` URL. TLS is not built in: put a TLS-terminating proxy in front, or
+/// talk to the server over plain HTTP.
+pub fn parse_url(url: &str) -> anyhow::Result<Uri> {
+    let uri: Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a valid URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => anyhow::bail!("{url}: https is not supported, use an http:// URL"),
+        Some(other) => anyhow::bail!("{url}: unsupported scheme {other:?}, use http://"),
+        None => anyhow::bail!("{url}: give a full URL such as http://127.0.0.1:2015/sse"),
+    }
+    anyhow::ensure!(uri.host().is_some(), "{url}: the URL has no host");
+    Ok(uri)
+}
+
+/// Where a server is: its address, its `Host`, and the path prefix its URL gave.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub host: String,
+    /// Path prefix from the URL, without a trailing slash.
+    pub prefix: String,
+}
+
+impl Target {
+    /// Check `url` (see [`parse_url`]) and resolve its host.
+    pub async fn parse(url: &str) -> anyhow::Result<Target> {
+        let uri = parse_url(url)?;
+        let authority = uri.authority().context("the URL has no host")?;
+        let port = authority.port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((authority.host(), port))
+            .await
+            .with_context(|| format!("resolving {}", authority.host()))?
+            .next()
+            .with_context(|| format!("{} has no address", authority.host()))?;
+        Ok(Target {
+            addr,
+            host: authority.as_str().to_owned(),
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// `p` below the URL's path prefix.
+    pub fn path(&self, p: &str) -> String {
+        format!("{}{p}", self.prefix)
+    }
+
+    /// The server's `GET /stats`, on a fresh connection.
+    pub async fn stats(&self) -> anyhow::Result<ServerStats> {
+        let path = self.path("/stats");
+        let mut client = Client::connect(self.addr, &self.host).await?;
+        let (status, body) = client.request(Method::GET, &path, Bytes::new()).await?;
+        if !status.is_success() {
+            bail!("GET {path}: {status}");
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))?;
+        let field = |name: &str| find(&value, name).and_then(|v| v.as_u64());
+        Ok(ServerStats {
+            connections: field("connections")
+                .with_context(|| format!("GET {path}: no \"connections\" count"))?,
+            connections_total: field("connections_total"),
+            dropped_events: field("dropped_events").unwrap_or(0),
+            slow_consumer_closes: field("slow_consumer_closes").unwrap_or(0),
+        })
+    }
+}
+
+/// A plain-HTTP client (HTTP/1.1, connection pool).
+pub fn http_client<B>() -> hyper_util::client::legacy::Client<HttpConnector, B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// One keep-alive HTTP/1.1 connection to the server: what the load tools publish on, and
+/// what a soak reader streams on.
+pub struct Client {
+    sender: http1::SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, host: &str) -> anyhow::Result<Client> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Client {
+            sender,
+            host: host.to_owned(),
+        })
+    }
+
+    /// Send a request; the response's body is left to stream.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> anyhow::Result<Response<Incoming>> {
+        self.sender.ready().await?;
+        let request = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(http::header::HOST, &self.host)
+            .body(Full::new(body))?;
+        Ok(self.sender.send_request(request).await?)
+    }
+
+    /// Send a request and read the whole response.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let response = self.send(method, path_and_query, body).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// `POST /publish`; returns the number of connections the server delivered to.
+    pub async fn publish(&mut self, path_and_query: &str, data: Bytes) -> anyhow::Result<u64> {
+        let (status, body) = self.request(Method::POST, path_and_query, data).await?;
+        if !status.is_success() {
+            bail!(
+                "POST {path_and_query}: {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).context("publish response is not JSON")?;
+        value
+            .get("delivered")
+            .and_then(|v| v.as_u64())
+            .context("publish response has no \"delivered\" count")
+    }
+}
+
+/// The server's counters, as `GET /stats` reports them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ServerStats {
+    pub connections: u64,
+    /// Connections accepted since the server started, if it reports that count
+    /// (`connections_total`): it only grows, unlike `connections`.
+    pub connections_total: Option<u64>,
+    pub dropped_events: u64,
+    pub slow_consumer_closes: u64,
+}
+
+/// A numeric field at the top level of a JSON object or one level down (servers may
+/// nest their hub's counters).
+fn find<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    let obj = value.as_object()?;
+    if let Some(v) = obj.get(name).filter(|v| v.is_u64()) {
+        return Some(v);
+    }
+    obj.values()
+        .find_map(|v| v.as_object()?.get(name).filter(|v| v.is_u64()))
+}
+
+/// Read at most `limit` bytes of a body (error bodies and small answers).
+pub async fn read_body<B>(body: B, limit: usize) -> anyhow::Result<Bytes>
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| anyhow::anyhow!("could not read the answer: {e}"))
+}
+
+/// The human part of an error answer: the `error` field of a JSON body, else the text.
+pub fn error_message(body: &[u8]) -> String {
+    if let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice(body) {
+        if let Some(serde_json::Value::String(e)) = obj.get("error") {
+            return e.clone();
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "(no message)".into()
+    } else {
+        text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(parse_url("http://127.0.0.1:2015/sse").is_ok());
+        assert!(parse_url("https://example.com/")
+            .unwrap_err()
+            .to_string()
+            .contains("https"));
+        assert!(parse_url("/sse").is_err());
+        assert!(parse_url("not a url").is_err());
+    }
+
+    #[test]
+    fn stats_fields_are_found_at_top_level_or_nested() {
+        let flat: serde_json::Value = serde_json::json!({"connections": 3, "rooms": 1});
+        let nested: serde_json::Value =
+            serde_json::json!({"uptime": "x", "hub": {"connections": 5}});
+        assert_eq!(find(&flat, "connections").unwrap().as_u64(), Some(3));
+        assert_eq!(find(&nested, "connections").unwrap().as_u64(), Some(5));
+        assert!(find(&flat, "missing").is_none());
+    }
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(error_message(br#"{"error":"bad event"}"#), "bad event");
+        assert_eq!(error_message(b" plain text\n"), "plain text");
+        assert_eq!(error_message(b""), "(no message)");
+    }
+}
