@@ -6,7 +6,9 @@
 //!   `?room=a&room=b` joins those rooms besides `__all`.
 //! - `POST /publish`, `GET /stats`: the library's [`HubApi`] for this hub.
 //!
-//! A ticker broadcasts event `tick` to `__all` every `--tick-interval` seconds.
+//! A ticker broadcasts event `tick` to `__all` every `--tick-interval` seconds. Every
+//! room keeps a history (`--history-size`, `--history-age`, `--no-history`), so a page
+//! that loses its connection gets what it missed when its `EventSource` reconnects.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -18,7 +20,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use ssehub::{Hub, HubApi, Message, Server, SseOptions, StaticFiles, ROOM_ALL};
+use ssehub::{
+    HistoryConfig, Hub, HubApi, HubConfig, Message, Server, SseOptions, StaticFiles, ROOM_ALL,
+};
 
 /// The demo page, compiled into the binary so `ssehub` alone has everything it serves.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
@@ -43,6 +47,15 @@ pub struct Args {
     /// Seconds a busy stream lets events gather before its next write (0 writes at once).
     #[arg(long, value_name = "SECONDS", default_value = "0.02", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub batch_window: Duration,
+    /// Events each room's history keeps for clients that reconnect (`Last-Event-ID`).
+    #[arg(long, value_name = "EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_size: u64,
+    /// Seconds an event stays in its room's history.
+    #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub history_age: Duration,
+    /// Keep no history: reconnecting clients get live events only.
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 #[derive(Parser)]
@@ -128,7 +141,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 fn sse_options(args: &Args) -> SseOptions {
     let keep_alive = (!args.keep_alive.is_zero()).then_some(args.keep_alive);
+    let history = (!args.no_history).then(|| {
+        HistoryConfig::default()
+            .max_events(usize::try_from(args.history_size).unwrap_or(usize::MAX))
+            .max_age(args.history_age)
+    });
     SseOptions::new()
+        .with_hub(Hub::with_config(HubConfig::default().history(history)))
         .keep_alive(keep_alive)
         .batch_window(args.batch_window)
         // Joined before `on_connect`: a client that has seen `status` is in its rooms.

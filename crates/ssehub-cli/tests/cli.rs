@@ -150,7 +150,11 @@ async fn publishes_reach_their_room_only() {
     // Query form: the body is the data, as is.
     let r = publish_query(addr, "room=a&event=chat&id=7&retry=2500", "hello\nworld").await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-    assert_eq!(r.json(), json!({ "delivered": 2 }));
+    assert_eq!(
+        r.json(),
+        json!({ "delivered": 2, "id": "7" }),
+        "the event keeps its id"
+    );
     for s in [&mut a, &mut ab] {
         let e = s.next_event().await;
         assert_eq!(e.event, "chat");
@@ -165,22 +169,27 @@ async fn publishes_reach_their_room_only() {
     )
     .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-    assert_eq!(r.json(), json!({ "delivered": 2 }));
+    assert_eq!(r.json()["delivered"], 2);
+    let given = r.json()["id"]
+        .as_str()
+        .expect("the history gives it an id")
+        .to_owned();
     for s in [&mut b, &mut ab] {
         let e = s.next_event().await;
         assert_eq!(
             (e.event.as_str(), e.data.as_str()),
             ("update", r#"{"n":1}"#)
         );
+        assert_eq!(e.last_event_id, given);
     }
 
     // Several rooms: a connection in both gets the event once.
     let r = publish_json(addr, json!({ "rooms": ["a", "b"], "data": "to both" })).await;
-    assert_eq!(r.json(), json!({ "delivered": 3 }));
+    assert_eq!(r.json()["delivered"], 3);
 
     // No room: `__all`, everyone.
     let r = publish_query(addr, "event=marker", "end").await;
-    assert_eq!(r.json(), json!({ "delivered": 3 }));
+    assert_eq!(r.json()["delivered"], 3);
 
     // What each one got after the first events: nothing from the other room, no
     // duplicate, in publish order.
@@ -203,7 +212,7 @@ async fn publishes_reach_their_room_only() {
 
     // A room nobody is in.
     let r = publish_query(addr, "room=empty", "x").await;
-    assert_eq!(r.json(), json!({ "delivered": 0 }));
+    assert_eq!(r.json()["delivered"], 0, "kept in its history, though");
 }
 
 #[tokio::test]
@@ -398,7 +407,10 @@ async fn stats_count_what_happened() {
         json!({
             "connections": 0, "rooms": 0, "room_members": {}, "events_published": 0,
             "deliveries": 0, "dropped_events": 0, "slow_consumer_closes": 0,
-            "connections_total": 0,
+            "connections_total": 0, "replays": 0, "replayed_events": 0,
+            "gaps": { "evicted": 0, "unknown-epoch": 0, "malformed": 0, "unknown-id": 0,
+                      "replay-limit": 0 },
+            "history_rooms": 0, "history_events": 0, "history_bytes": 0,
         })
     );
     let mut a = demo_stream(addr, "/sse?room=a").await;
@@ -421,6 +433,11 @@ async fn stats_count_what_happened() {
             "room_members": { "__all": 2, "a": 2, "b": 1 },
             "events_published": 3, "deliveries": 5, "dropped_events": 0,
             "slow_consumer_closes": 0, "connections_total": 2,
+            "replays": 0, "replayed_events": 0,
+            "gaps": { "evicted": 0, "unknown-epoch": 0, "malformed": 0, "unknown-id": 0,
+                      "replay-limit": 0 },
+            // Three events, one per room, each `id: <8 hex>-<n>\ndata: <n>\n\n`.
+            "history_rooms": 3, "history_events": 3, "history_bytes": 3 * 24,
         })
     );
     // A client that goes away leaves its rooms; an emptied room disappears.

@@ -74,6 +74,12 @@ impl SseClient {
         }
     }
 
+    /// The client's cursor: the last event id the decoder has seen (an id-only frame
+    /// moves it too), what a reconnecting `EventSource` would send.
+    pub fn last_event_id(&self) -> String {
+        self.stream.decoder().last_event_id().to_owned()
+    }
+
     /// The next dispatched event, skipping comments and retry hints; panics if the
     /// stream ends first.
     pub async fn next_event(&mut self) -> Event {

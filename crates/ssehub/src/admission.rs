@@ -124,6 +124,7 @@ mod tests {
                 policy: SlowConsumerPolicy::Close,
                 abort: None,
                 batch_window: std::time::Duration::ZERO,
+                resuming: false,
             });
             a.bind(Some(ip), &c);
             conns.push(c);

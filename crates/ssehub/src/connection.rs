@@ -18,7 +18,7 @@ pub use outbox::SlowConsumerPolicy;
 pub use send::SendError;
 
 pub(crate) use handle::{ConnectionConfig, Owner, TransportAbort};
-pub(crate) use outbox::DirectSink;
+pub(crate) use outbox::{DirectSink, Kind};
 pub(crate) use send::{Claim, Enqueued};
 pub(crate) use writer::Wire;
 

@@ -46,7 +46,7 @@ use self::keepalive::{jitter, retry_frame};
 use crate::admission::Admission;
 use crate::connection::{Connection, ConnectionConfig, TransportAbort};
 use crate::frame;
-use crate::hub::{check_room, validate_room, Hub};
+use crate::hub::{check_room, validate_room, Hub, Resume};
 
 /// The SSE endpoint as a [`tower::Service`]. Cheap to clone.
 #[derive(Clone)]
@@ -148,8 +148,12 @@ impl SseEndpoint {
             tracing::warn!(peer = ?ctx.peer_addr(), reason = refused.reason(), "stream refused");
             return unavailable(refused.reason());
         }
+        let resume = match self.resume_of(&ctx) {
+            Ok(resume) => resume,
+            Err(why) => return plain(StatusCode::BAD_REQUEST, why),
+        };
         let abort = req.extensions().get::<TransportAbort>().cloned();
-        let conn = self.open_stream(ip, abort, ctx);
+        let conn = self.open_stream(ip, abort, ctx, resume);
         self.handshake(&req, SseBody::stream(conn))
     }
 
@@ -190,6 +194,7 @@ impl SseEndpoint {
         ip: Option<std::net::IpAddr>,
         abort: Option<TransportAbort>,
         ctx: RequestContext,
+        resume: Option<Resume>,
     ) -> Connection {
         let opts = &self.inner.opts;
         self.start_keep_alive();
@@ -198,6 +203,7 @@ impl SseEndpoint {
             policy: opts.slow_consumer,
             abort,
             batch_window: opts.batch_window,
+            resuming: resume.is_some(),
         });
         self.inner.admission.bind(ip, &conn);
         let _ = conn.send_frame(self.inner.preamble.clone());
@@ -212,11 +218,20 @@ impl SseEndpoint {
                 let _ = conn.join(room);
             }
         }
+        let set_up = {
+            let (conn, hub) = (conn.clone(), opts.hub.clone());
+            move || {
+                if let Some(resume) = resume {
+                    hub.resume(&conn, &resume);
+                }
+            }
+        };
         hooks::start(
             &conn,
             ctx,
             opts.on_connect.as_ref(),
             opts.on_disconnect.as_ref(),
+            set_up,
         );
         if self.closing() {
             // Shutdown began while this stream was being set up, possibly after the
@@ -226,6 +241,25 @@ impl SseEndpoint {
         }
         tracing::debug!(conn = %conn.id(), "stream opened");
         conn
+    }
+
+    /// Where a stream resumes, when its hub keeps history: after its `Last-Event-ID`
+    /// (header, or `last_event_id` / `lastEventId` parameter; `earliest` for everything
+    /// kept), or with the newest `history=N` events. An unreadable `history` is refused.
+    fn resume_of(&self, ctx: &RequestContext) -> Result<Option<Resume>, &'static str> {
+        if !self.hub().config().keeps_history() {
+            return Ok(None);
+        }
+        if let Some(cursor) = ctx.last_event_id() {
+            return Ok(Some(Resume::After(cursor.to_owned())));
+        }
+        match ctx.query("history") {
+            None => Ok(None),
+            Some(n) => match n.parse() {
+                Ok(n) => Ok(Some(Resume::Newest(n))),
+                Err(_) => Err("invalid history: it must be a whole number of events"),
+            },
+        }
     }
 
     /// With [`SseOptions::rooms_from_query`]: why the rooms the request names are
@@ -243,7 +277,7 @@ impl SseEndpoint {
         if let Some(auto) = &opts.auto_join_room {
             distinct.insert(auto.as_str());
         }
-        let max = opts.hub.config().max_rooms_per_connection;
+        let max = opts.hub.config().rooms_per_connection();
         if distinct.len() > max {
             let asked = distinct.len() - usize::from(opts.auto_join_room.is_some());
             let left = max - usize::from(opts.auto_join_room.is_some());

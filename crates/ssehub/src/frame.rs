@@ -130,8 +130,14 @@ impl Message {
 
     /// Encode the message to its wire form, ending with the blank line that dispatches it.
     pub fn encode(&self) -> Bytes {
-        let mut buf = BytesMut::with_capacity(self.encoded_len_hint());
-        if let Some(id) = &self.id {
+        self.encode_with_id(self.id.as_deref())
+    }
+
+    /// Encode the message with `id` in place of its own (the hub's history gives ids to
+    /// messages that have none). `id` must be a valid id: the caller made it.
+    pub(crate) fn encode_with_id(&self, id: Option<&str>) -> Bytes {
+        let mut buf = BytesMut::with_capacity(self.encoded_len_hint() + id.map_or(0, str::len));
+        if let Some(id) = id {
             put_field(&mut buf, "id", id);
         }
         if let Some(event) = self.event.as_deref().filter(|e| !e.is_empty()) {

@@ -23,9 +23,14 @@
 
 mod backplane;
 mod fanout;
+mod history;
 mod rooms;
 
+pub use backplane::Published;
+pub use history::{GapReason, HistoryConfig, PublishError};
 pub use rooms::{validate_room, JoinError, MAX_ROOM_NAME_LEN, ROOM_ALL};
+
+pub(crate) use history::Resume;
 
 pub(crate) use rooms::check_room;
 
@@ -37,24 +42,93 @@ use bytes::Bytes;
 
 use self::backplane::{Backplane, InProcess};
 use self::fanout::Publication;
+use self::history::HistoryRules;
 use self::rooms::Rooms;
 use crate::connection::{Connection, ConnectionConfig, ConnectionId, Owner};
+use crate::decode::{Decoder, Event, Item};
 use crate::frame::{FrameError, Message};
 use crate::metrics::{HubStats, Metrics};
+use crate::selector::RoomSelector;
 use crate::sync::lock;
 
-/// Limits a hub enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a hub enforces and keeps: limits per connection, and which rooms keep history.
+///
+/// By default every room keeps a history ([`HistoryConfig::default`]: 1,000 events,
+/// 1 MiB, 10 minutes), all history together at most 64 MiB, and a stream that resumes
+/// from a `Last-Event-ID` gets what it missed.
+///
+/// ```
+/// use ssehub::{HistoryConfig, HubConfig};
+///
+/// let config = HubConfig::default()
+///     .max_rooms_per_connection(16)
+///     .room_history("cursors.*".parse()?, None) // live positions: no history
+///     .room_history("audit".parse()?, Some(HistoryConfig::default().max_events(100_000)));
+/// let hub = ssehub::Hub::with_config(config);
+/// # Ok::<(), ssehub::SelectorError>(())
+/// ```
+#[derive(Debug, Clone)]
 pub struct HubConfig {
-    /// The most rooms one connection may be in (256 by default).
-    pub max_rooms_per_connection: usize,
+    max_rooms_per_connection: usize,
+    history: HistoryRules,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             max_rooms_per_connection: 256,
+            history: HistoryRules::default(),
         }
+    }
+}
+
+impl HubConfig {
+    /// The most rooms one connection may be in (256 by default).
+    pub fn max_rooms_per_connection(mut self, n: usize) -> Self {
+        self.max_rooms_per_connection = n;
+        self
+    }
+
+    /// The history every room keeps unless a [`HubConfig::room_history`] rule says
+    /// otherwise; `None`: no history (events keep the caller's id, or none).
+    pub fn history(mut self, history: Option<HistoryConfig>) -> Self {
+        self.history.default = history;
+        self
+    }
+
+    /// The history of the rooms `selector` matches (`None`: none). Rules are tried in the
+    /// order they were added; the first that matches wins.
+    pub fn room_history(mut self, selector: RoomSelector, history: Option<HistoryConfig>) -> Self {
+        self.history.overrides.push((selector, history));
+        self
+    }
+
+    /// The most bytes all rooms' history may hold together (64 MiB by default); past it
+    /// the oldest events go first, whatever their room.
+    pub fn history_total_bytes(mut self, bytes: usize) -> Self {
+        self.history.total_bytes = bytes.max(1);
+        self
+    }
+
+    /// The event type of the gap signal (`ssehub.gap` by default).
+    pub fn gap_event(mut self, name: impl Into<String>) -> Self {
+        self.history.gap_event = name.into();
+        self
+    }
+
+    /// The most rooms one connection may be in.
+    pub fn rooms_per_connection(&self) -> usize {
+        self.max_rooms_per_connection
+    }
+
+    /// Whether any room keeps history.
+    pub fn keeps_history(&self) -> bool {
+        self.history.any()
+    }
+
+    /// The history `room` keeps under these rules, if any.
+    pub fn history_of(&self, room: &str) -> Option<HistoryConfig> {
+        self.history.for_room(room)
     }
 }
 
@@ -70,7 +144,7 @@ impl Default for HubConfig {
 /// // Nobody is connected yet: the broadcast reaches no one.
 /// assert_eq!(hub.broadcast(ssehub::ROOM_ALL, &Message::new("server is alive")), 0);
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Hub {
     inner: Arc<HubInner>,
 }
@@ -83,15 +157,23 @@ struct HubInner {
     backplane: Box<dyn Backplane>,
 }
 
-impl Default for HubInner {
-    fn default() -> Self {
+impl HubInner {
+    fn new(config: HubConfig) -> HubInner {
         HubInner {
-            config: HubConfig::default(),
+            backplane: Box::new(InProcess::new(config.history.clone())),
+            config,
             rooms: Rooms::default(),
             connections: Mutex::default(),
             metrics: Metrics::default(),
-            backplane: Box::new(InProcess),
         }
+    }
+}
+
+impl HubInner {
+    /// Count one publication.
+    fn count(&self, published: &Published) {
+        self.metrics.published.inc();
+        self.metrics.deliveries.add(published.delivered as u64);
     }
 }
 
@@ -111,24 +193,21 @@ impl Owner for HubInner {
 }
 
 impl Hub {
-    /// A new, empty hub.
+    /// A new, empty hub with the default configuration.
     pub fn new() -> Hub {
-        Hub::default()
+        Hub::with_config(HubConfig::default())
     }
 
-    /// A new, empty hub with these limits.
+    /// A new, empty hub with this configuration.
     pub fn with_config(config: HubConfig) -> Hub {
         Hub {
-            inner: Arc::new(HubInner {
-                config,
-                ..HubInner::default()
-            }),
+            inner: Arc::new(HubInner::new(config)),
         }
     }
 
-    /// The limits this hub enforces.
-    pub fn config(&self) -> HubConfig {
-        self.inner.config
+    /// The configuration of this hub.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
     }
 
     /// Whether `self` and `other` are clones of one hub.
@@ -314,11 +393,58 @@ impl Hub {
         self.inner.rooms.sizes()
     }
 
+    /// The events `room`'s history holds, oldest first, as a client would decode them
+    /// (for an application that serves its own backlog). Empty when it keeps none.
+    ///
+    /// ```
+    /// let hub = ssehub::Hub::new();
+    /// hub.broadcast_event("news", "headline", "hello")?;
+    /// let kept = hub.history("news");
+    /// assert_eq!(kept[0].data, "hello");
+    /// assert_eq!(kept[0].event, "headline");
+    /// # Ok::<(), ssehub::FrameError>(())
+    /// ```
+    pub fn history(&self, room: &str) -> Vec<Event> {
+        let mut decoder = Decoder::new();
+        let mut events = Vec::new();
+        for frame in self.inner.backplane.history(room) {
+            decoder.feed(&frame);
+            while let Ok(Some(item)) = decoder.next_item() {
+                if let Item::Event(e) = item {
+                    events.push(e);
+                }
+            }
+        }
+        events
+    }
+
+    /// Queue to `conn` what it missed since `resume` in the rooms it is in now, then let
+    /// it have its rooms' events live (see `backplane.rs`).
+    pub(crate) fn resume(&self, conn: &Connection, resume: &Resume) {
+        let resumed = self.inner.backplane.resume(conn, resume);
+        let m = &self.inner.metrics;
+        m.replays.inc();
+        m.replayed_events.add(resumed.replayed as u64);
+        if let Some(reason) = resumed.gap {
+            m.gaps[reason.index()].inc();
+        }
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> HubStats {
-        self.inner
+        let history = self.inner.backplane.history_size();
+        let mut stats = self
+            .inner
             .metrics
-            .snapshot(self.connection_count(), self.room_count())
+            .snapshot(self.connection_count(), self.room_count());
+        stats.history_rooms = history.rooms;
+        stats.history_events = history.events;
+        stats.history_bytes = history.bytes;
+        for reason in GapReason::ALL {
+            let n = self.inner.metrics.gaps[reason.index()].get();
+            stats.gaps.insert(reason.as_str(), n);
+        }
+        stats
     }
 }
 
@@ -355,7 +481,7 @@ pub struct Broadcast<'a> {
     unique: bool,
 }
 
-impl Broadcast<'_> {
+impl<'a> Broadcast<'a> {
     /// Skip this connection (typically the sender).
     pub fn except(mut self, conn: &Connection) -> Self {
         self.except = Some(conn.id());
@@ -376,24 +502,59 @@ impl Broadcast<'_> {
 
     /// Encode `message` once and queue it to every recipient. Returns how many
     /// connections it reached (counting duplicates unless [`Broadcast::unique`]).
+    ///
+    /// In rooms with history the event is numbered and recorded (see
+    /// [`Broadcast::publish`]). If its own id cannot be a cursor there (empty, already
+    /// in the history, or reserved), it is still delivered, not recorded, and a warning
+    /// is logged; [`Broadcast::publish`] returns the error instead.
     pub fn send(self, message: &Message) -> usize {
-        self.send_frame(message.encode())
+        let (inner, publication) = self.into_publication();
+        let published = match inner.backplane.publish(&publication, message, &inner.rooms) {
+            Ok(published) => published,
+            Err(e) => {
+                tracing::warn!(error = %e, "event delivered without being recorded in history");
+                inner
+                    .backplane
+                    .publish_unrecorded(&publication, message, &inner.rooms)
+            }
+        };
+        inner.count(&published);
+        published.delivered
     }
 
-    /// Queue an already encoded frame (crate-internal: only encoded messages and
-    /// comments may reach the wire).
-    pub(crate) fn send_frame(self, frame: Bytes) -> usize {
-        let inner = &self.hub.inner;
-        inner.metrics.published.inc();
+    /// Publish `message`: in rooms with history, give it its id (unless it has one) and
+    /// record it, then queue it to every recipient. Returns its id and how many
+    /// connections it reached. An id of its own that cannot be a cursor in a room with
+    /// history is an error, and then nothing is sent.
+    ///
+    /// ```
+    /// let hub = ssehub::Hub::new();
+    /// let published = hub.to("news").publish(&ssehub::Message::new("hello"))?;
+    /// assert!(published.id.is_some()); // `news` keeps history: the event has a cursor
+    /// # Ok::<(), ssehub::PublishError>(())
+    /// ```
+    pub fn publish(self, message: &Message) -> Result<Published, PublishError> {
+        let (inner, publication) = self.into_publication();
+        let published = inner
+            .backplane
+            .publish(&publication, message, &inner.rooms)?;
+        inner.count(&published);
+        Ok(published)
+    }
+
+    fn into_publication(self) -> (&'a HubInner, Publication) {
         let publication = Publication {
             rooms: self.rooms,
             except: self.except,
             unique: self.unique,
-            frame,
         };
-        let reached = inner.backplane.publish(&publication, &inner.rooms);
-        inner.metrics.deliveries.add(reached as u64);
-        reached
+        (&self.hub.inner, publication)
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
     }
 }
 

@@ -67,6 +67,7 @@ mod http_api;
 mod hub;
 mod metrics;
 mod respond;
+mod selector;
 mod server;
 mod shutdown;
 mod sync;
@@ -78,8 +79,12 @@ pub use endpoint::{
 };
 pub use frame::{FrameError, Message, MessageBuilder};
 pub use http_api::{ApiBody, HubApi, DEFAULT_MAX_PUBLISH_BODY};
-pub use hub::{validate_room, Broadcast, Hub, HubConfig, JoinError, MAX_ROOM_NAME_LEN, ROOM_ALL};
+pub use hub::{
+    validate_room, Broadcast, GapReason, HistoryConfig, Hub, HubConfig, JoinError, PublishError,
+    Published, MAX_ROOM_NAME_LEN, ROOM_ALL,
+};
 pub use metrics::HubStats;
+pub use selector::{RoomSelector, SelectorError};
 pub use server::{BoundServer, Server, ServerError, ServerInfo, StaticFiles};
 pub use shutdown::Shutdown;
 

@@ -6,6 +6,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// A monotonic counter.
@@ -39,10 +41,17 @@ pub(crate) struct Metrics {
     pub(crate) slow_closes: Counter,
     /// Connections opened since the hub was created.
     pub(crate) connected_total: Counter,
+    /// Streams that resumed from a cursor (each got a replay, maybe empty).
+    pub(crate) replays: Counter,
+    /// Events queued by replays.
+    pub(crate) replayed_events: Counter,
+    /// Gap signals sent, by reason (indexed as the hub's `GapReason::ALL`).
+    pub(crate) gaps: [Counter; 5],
 }
 
 /// A snapshot of a hub's counters ([`crate::Hub::stats`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct HubStats {
     /// Open connections.
     pub connections: usize,
@@ -58,10 +67,23 @@ pub struct HubStats {
     pub dropped_events: u64,
     /// Connections closed by the `Close` slow-consumer policy.
     pub slow_consumer_closes: u64,
+    /// Streams that resumed from a cursor (`Last-Event-ID`, `last_event_id`, `history`).
+    pub replays: u64,
+    /// Events those streams were given from history.
+    pub replayed_events: u64,
+    /// Gap signals sent, by reason (`evicted`, `unknown-epoch`, ...).
+    pub gaps: BTreeMap<&'static str, u64>,
+    /// Rooms whose history holds events (with or without members).
+    pub history_rooms: usize,
+    /// Events held in all rooms' history (an event in several rooms counts in each).
+    pub history_events: usize,
+    /// Bytes of encoded frames held in all rooms' history.
+    pub history_bytes: usize,
 }
 
 impl Metrics {
-    /// The counters' part of a snapshot; the caller fills in the gauges it owns.
+    /// The counters' part of a snapshot; the caller fills in the gauges it owns and
+    /// names the gap counters.
     pub(crate) fn snapshot(&self, connections: usize, rooms: usize) -> HubStats {
         HubStats {
             connections,
@@ -71,6 +93,12 @@ impl Metrics {
             deliveries: self.deliveries.get(),
             dropped_events: self.dropped_events.get(),
             slow_consumer_closes: self.slow_closes.get(),
+            replays: self.replays.get(),
+            replayed_events: self.replayed_events.get(),
+            gaps: BTreeMap::new(),
+            history_rooms: 0,
+            history_events: 0,
+            history_bytes: 0,
         }
     }
 }

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 use ssehub::decode::Item;
-use ssehub::{Connection, Message, Rejection, Server, SseOptions};
+use ssehub::{Connection, Message, Rejection, Server};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
@@ -289,7 +289,7 @@ fn html_route(
 /// A server whose `/sse` sends the corpus on connect, whose `/wire` serves [`WIRE`] as
 /// one raw response, with a page for each at `/page/corpus` and `/page/wire`.
 async fn corpus_server() -> TestServer {
-    let sse = SseOptions::new()
+    let sse = common::without_history()
         .keep_alive(None)
         .on_connect(|conn, _ctx| async move { send_steps(&conn, corpus()) });
     let corpus_page = page("/sse", &corpus_types());
@@ -323,7 +323,7 @@ async fn reconnect_server_with(first_id: &'static str, any_origin: bool) -> (Tes
     let seen: Seen = Arc::default();
     let record = seen.clone();
     let requests = AtomicUsize::new(0);
-    let sse = SseOptions::new()
+    let sse = common::without_history()
         .keep_alive(None)
         .retry(Some(RETRY))
         .allow_any_origin(any_origin)
@@ -404,7 +404,7 @@ const UNICODE_ID: &str = "ïd ✓ 7";
 async fn stop_server() -> (TestServer, Arc<AtomicUsize>) {
     let requests = Arc::new(AtomicUsize::new(0));
     let count = requests.clone();
-    let sse = SseOptions::new()
+    let sse = common::without_history()
         .keep_alive(None)
         .retry(Some(RETRY))
         .authorize(move |_ctx| {
@@ -435,9 +435,10 @@ fn hello() -> Message {
 /// A server that only serves `/page`, whose `EventSource` opens `src` (on another origin).
 async fn page_server(src: &str, types: &[&str]) -> TestServer {
     let html = page(src, types);
-    TestServer::start_with(SseOptions::new().prefix("/unused"), move |s: Server| {
-        s.route("/page", html_route(html))
-    })
+    TestServer::start_with(
+        common::without_history().prefix("/unused"),
+        move |s: Server| s.route("/page", html_route(html)),
+    )
     .await
 }
 

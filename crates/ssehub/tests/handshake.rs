@@ -59,7 +59,7 @@ async fn preamble_is_the_first_thing_on_the_stream() {
 
 #[tokio::test]
 async fn http2_prior_knowledge_has_no_connection_header() {
-    let srv = TestServer::start(SseOptions::new()).await;
+    let srv = TestServer::start(common::without_history()).await;
     let stream = TcpStream::connect(srv.addr).await.unwrap();
     let (mut sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))

@@ -110,9 +110,7 @@ async fn per_address_cap_counts_each_address_apart() {
 
 #[tokio::test]
 async fn joins_past_the_room_cap_or_with_bad_names_are_refused() {
-    let hub = Hub::with_config(HubConfig {
-        max_rooms_per_connection: 3,
-    });
+    let hub = Hub::with_config(HubConfig::default().max_rooms_per_connection(3));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let options = SseOptions::new()
         .keep_alive(None)

@@ -44,7 +44,9 @@ async fn check_stream(srv: &TestServer, mut stream: TcpStream, request: &str) {
 }
 
 fn sse_options() -> SseOptions {
-    SseOptions::new().keep_alive(None).auto_join_room("r")
+    common::without_history()
+        .keep_alive(None)
+        .auto_join_room("r")
 }
 
 #[tokio::test]

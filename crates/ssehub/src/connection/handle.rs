@@ -89,6 +89,8 @@ pub(crate) struct ConnectionConfig {
     /// After a write, how long a stream lets events gather before the next one (only
     /// transports that write through `Connection::poll_wire` batch).
     pub batch_window: Duration,
+    /// The stream resumes from a cursor: recorded events wait for its replay.
+    pub resuming: bool,
 }
 
 /// What a connection needs from whoever keeps it (the hub). Through it the connection
@@ -146,8 +148,10 @@ impl Connection {
             inner: Arc::new(Inner {
                 id: ConnectionId::random(),
                 owner,
-                config,
-                outbox: Mutex::new(Outbox::default()),
+                outbox: Mutex::new(Outbox {
+                    resuming: config.resuming,
+                    ..Outbox::default()
+                }),
                 closed: AtomicBool::new(false),
                 settled: AtomicBool::new(false),
                 closed_notify: Notify::new(),
@@ -155,6 +159,7 @@ impl Connection {
                 tags: Mutex::new(http::Extensions::new()),
                 rooms: Mutex::new(Vec::new()),
                 dropped: AtomicU64::new(0),
+                config,
             }),
         }
     }

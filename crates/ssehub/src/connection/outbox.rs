@@ -44,6 +44,9 @@ pub(super) struct Outbox {
     pub(super) parked: bool,
     /// A sender writes to the sink: the task neither writes nor ends the stream.
     pub(super) writing: bool,
+    /// The stream resumes from a cursor and its replay is not done yet: events of rooms
+    /// with history are left to the replay (which will carry them, in order).
+    pub(super) resuming: bool,
     pub(super) bytes: usize,
     pub(super) queue: VecDeque<Bytes>,
     pub(super) waker: Option<Waker>,
@@ -65,6 +68,17 @@ pub(super) enum OutboxState {
     Aborted,
 }
 
+/// What a frame is, for the outbox's rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Any frame.
+    Plain,
+    /// An event recorded in a room's history, delivered live to that room's members.
+    Recorded,
+    /// A keep-alive ping: skipped for a stream that had traffic since the last sweep.
+    KeepAlive,
+}
+
 /// Whether a frame may enter the queue ([`Outbox::admit`]).
 pub(super) enum Admit {
     /// Room for it.
@@ -75,15 +89,22 @@ pub(super) enum Admit {
     Busy,
     /// Over the bound; `first` is true the first time this outbox overflows.
     Full { first: bool },
+    /// An event of a room with history for a stream whose replay will carry it.
+    Deferred,
 }
 
 impl Outbox {
     /// Whether `len` more bytes may be queued under `limit`. A keep-alive ping is
     /// refused as `Busy` when frames were queued since the last sweep, and the slate is
-    /// wiped either way: a ping is not traffic.
-    pub(super) fn admit(&mut self, len: usize, limit: usize, keep_alive: bool) -> Admit {
+    /// wiped either way: a ping is not traffic. A recorded event waits for the replay of
+    /// a resuming stream.
+    pub(super) fn admit(&mut self, len: usize, limit: usize, kind: Kind) -> Admit {
         if self.state != OutboxState::Open {
             return Admit::Closed;
+        }
+        let keep_alive = kind == Kind::KeepAlive;
+        if kind == Kind::Recorded && self.resuming {
+            return Admit::Deferred;
         }
         if keep_alive && std::mem::take(&mut self.active) {
             return Admit::Busy;
@@ -97,8 +118,8 @@ impl Outbox {
     }
 
     /// Queue an admitted frame.
-    pub(super) fn queue(&mut self, frame: Bytes, keep_alive: bool) {
-        self.active |= !keep_alive;
+    pub(super) fn queue(&mut self, frame: Bytes, kind: Kind) {
+        self.active |= kind != Kind::KeepAlive;
         self.bytes += frame.len();
         self.queue.push_back(frame);
     }

@@ -26,7 +26,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::handle::Connection;
-use super::outbox::{Admit, DirectSink, OutboxState, SlowConsumerPolicy};
+use super::outbox::{Admit, DirectSink, Kind, OutboxState, SlowConsumerPolicy};
 use crate::frame::{self, FrameError, Message};
 use crate::sync::lock;
 
@@ -55,6 +55,8 @@ pub(crate) enum Enqueued {
     Dropped,
     /// Not a keep-alive candidate: it had traffic since the last sweep.
     Busy,
+    /// Left to the replay of a resuming stream, which will carry it.
+    Deferred,
     /// Over the bound under the `Close` policy: the caller must call `close_overflowed`
     /// once it holds no hub lock.
     Overflow,
@@ -87,7 +89,9 @@ impl Connection {
             }
             Enqueued::Closed => Err(SendError::Closed),
             Enqueued::Dropped => Err(SendError::Overflow),
-            Enqueued::Busy => unreachable!("only keep-alive pings are skipped as busy"),
+            Enqueued::Busy | Enqueued::Deferred => {
+                unreachable!("only pings are skipped as busy, recorded events deferred")
+            }
             Enqueued::Overflow => {
                 self.close_overflowed();
                 Err(SendError::Overflow)
@@ -99,22 +103,24 @@ impl Connection {
     /// recipient would cost more than it tells). `None`: never [`Enqueued::Direct`],
     /// the stream's task writes it.
     pub(crate) fn enqueue(&self, frame: Bytes, at: Option<Instant>) -> Enqueued {
-        self.push(frame, false, at)
+        self.push(frame, Kind::Plain, at)
     }
 
-    /// For the keep-alive sweep: queue `ping` unless frames were queued since the last
-    /// sweep (traffic is the keep-alive).
-    pub(crate) fn enqueue_keep_alive(&self, ping: Bytes, at: Option<Instant>) -> Enqueued {
-        self.push(ping, true, at)
+    /// Queue a frame of one of these kinds: a recorded event is deferred while the
+    /// stream's replay is pending; a keep-alive ping is skipped unless the stream was
+    /// quiet since the last sweep (traffic is the keep-alive).
+    pub(crate) fn enqueue_as(&self, frame: Bytes, kind: Kind, at: Option<Instant>) -> Enqueued {
+        self.push(frame, kind, at)
     }
 
-    fn push(&self, frame: Bytes, keep_alive: bool, at: Option<Instant>) -> Enqueued {
+    fn push(&self, frame: Bytes, kind: Kind, at: Option<Instant>) -> Enqueued {
         let config = &self.inner.config;
         let mut out = lock(&self.inner.outbox);
-        match out.admit(frame.len(), config.outbox_limit, keep_alive) {
+        match out.admit(frame.len(), config.outbox_limit, kind) {
             Admit::Yes => {}
             Admit::Closed => return Enqueued::Closed,
             Admit::Busy => return Enqueued::Busy,
+            Admit::Deferred => return Enqueued::Deferred,
             Admit::Full { first } => {
                 if config.policy == SlowConsumerPolicy::Close {
                     // Leave Open under this lock: a concurrent sender (or another room
@@ -128,7 +134,7 @@ impl Connection {
                 return Enqueued::Dropped;
             }
         }
-        out.queue(frame, keep_alive);
+        out.queue(frame, kind);
         if let Some(sink) = at.and_then(|at| out.claimable(at)) {
             out.writing = true;
             return Enqueued::Direct(Claim {
@@ -184,6 +190,18 @@ impl Connection {
             // The client is gone (reset, broken pipe): end the stream at once.
             self.abort();
         }
+    }
+
+    /// The stream's replay is queued: from now on it gets recorded events live. Called
+    /// with the history locked, right after the replay was queued, so no event falls
+    /// between the two.
+    pub(crate) fn end_resume(&self) {
+        lock(&self.inner.outbox).resuming = false;
+    }
+
+    /// The most bytes the outbox holds (its slow-consumer bound).
+    pub(crate) fn outbox_limit(&self) -> usize {
+        self.inner.config.outbox_limit
     }
 
     /// True (and cleared) if frames other than pings were queued since the last sweep.

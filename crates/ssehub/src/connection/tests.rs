@@ -21,6 +21,7 @@ fn conn(limit: usize, policy: SlowConsumerPolicy) -> Connection {
         policy,
         abort: None,
         batch_window: Duration::ZERO,
+        resuming: false,
     })
 }
 
@@ -158,6 +159,7 @@ fn direct(window: Duration) -> (Connection, Arc<Sink>, Arc<Wakes>, Waker) {
         policy: SlowConsumerPolicy::Close,
         abort: Some(TransportAbort::new()),
         batch_window: window,
+        resuming: false,
     });
     let sink = Arc::new(Sink::default());
     c.attach_sink(sink.clone());
@@ -281,7 +283,7 @@ fn a_stream_aborted_during_a_direct_write_keeps_nothing() {
 fn a_broadcast_from_a_current_thread_runtime_writes_at_once() {
     // Spawned there, the writes would wait for that runtime to run again (here:
     // never), and hold both streams meanwhile.
-    let hub = Hub::new();
+    let hub = Hub::with_config(crate::HubConfig::default().history(None));
     let mut sinks = Vec::new();
     for _ in 0..2 {
         let c = hub.connect(ConnectionConfig {
@@ -289,6 +291,7 @@ fn a_broadcast_from_a_current_thread_runtime_writes_at_once() {
             policy: SlowConsumerPolicy::Close,
             abort: None,
             batch_window: Duration::ZERO,
+            resuming: false,
         });
         let sink = Arc::new(Sink::default());
         c.attach_sink(sink.clone());

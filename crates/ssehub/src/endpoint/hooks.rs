@@ -6,6 +6,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 
@@ -56,13 +57,20 @@ pub(crate) fn spawn_hook(
     });
 }
 
+/// How long a resuming stream's replay waits for `on_connect`: rooms it joins within
+/// this time (or before it returns) are part of the replay; later joins start live.
+pub(crate) const SET_UP_DEADLINE: Duration = Duration::from_secs(1);
+
 /// Start the hooks of a new stream: `on_disconnect` when it closes (on whatever thread
-/// closes it, hence the runtime handle), `on_connect` now.
+/// closes it, hence the runtime handle), `on_connect` now. `set_up` runs once
+/// `on_connect` has returned (or after [`SET_UP_DEADLINE`], or at once without it):
+/// the stream's rooms are then known.
 pub(crate) fn start(
     conn: &Connection,
     ctx: RequestContext,
     on_connect: Option<&ConnectHook>,
     on_disconnect: Option<&DisconnectHook>,
+    set_up: impl FnOnce() + Send + 'static,
 ) {
     let rt = tokio::runtime::Handle::current();
     if let Some(hook) = on_disconnect {
@@ -72,12 +80,25 @@ pub(crate) fn start(
             spawn_hook(&rt, "on_disconnect", None, hook(c.clone()));
         });
     }
-    if let Some(hook) = on_connect {
-        spawn_hook(
-            &rt,
-            "on_connect",
-            Some(conn.clone()),
-            hook(conn.clone(), ctx),
-        );
-    }
+    let Some(hook) = on_connect else {
+        return set_up();
+    };
+    let fut = hook(conn.clone(), ctx);
+    let conn = conn.clone();
+    rt.spawn(async move {
+        let mut fut = std::pin::pin!(AssertUnwindSafe(fut).catch_unwind());
+        let early = tokio::select! {
+            done = &mut fut => Some(done),
+            _ = tokio::time::sleep(SET_UP_DEADLINE) => None,
+        };
+        set_up();
+        let done = match early {
+            Some(done) => done,
+            None => fut.await,
+        };
+        if done.is_err() {
+            tracing::error!(hook = "on_connect", "hook panicked");
+            conn.close();
+        }
+    });
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::ApiBody;
 use crate::endpoint::query_pairs;
 use crate::frame::{FrameError, Message};
-use crate::hub::{check_room, Hub, ROOM_ALL};
+use crate::hub::{check_room, Hub, PublishError as HistoryError, ROOM_ALL};
 use crate::respond::json;
 
 /// A `POST /publish` refusal: the status and a JSON body `{"error": ..., "field": ...}`.
@@ -53,6 +53,12 @@ impl PublishError {
     }
 }
 
+impl From<HistoryError> for PublishError {
+    fn from(e: HistoryError) -> Self {
+        PublishError::field("id", format!("invalid id: {e}"))
+    }
+}
+
 impl From<FrameError> for PublishError {
     fn from(e: FrameError) -> Self {
         let field = e.field();
@@ -87,7 +93,8 @@ impl PublishRequest {
     }
 }
 
-/// `POST /publish`: broadcast one event, answer `202 {"delivered": N}`.
+/// `POST /publish`: broadcast one event, answer `202 {"delivered": N, "id": ...}`
+/// (`id`: the event's id on the wire, which rooms with history assign; `null` if none).
 ///
 /// Two forms:
 /// - query: `?room=R&event=E&id=I&retry=MS`, the body is the data as is (UTF-8). `room`
@@ -108,12 +115,15 @@ where
         let mut p = publish_request(req, max_body).await?;
         let rooms = std::mem::take(&mut p.rooms);
         let message = p.message()?;
-        let delivered = hub.broadcast_many_unique(&rooms, &message);
-        tracing::debug!(?rooms, delivered, "published");
-        Ok::<_, PublishError>(delivered)
+        let published = hub.to_many(&rooms).unique().publish(&message)?;
+        tracing::debug!(?rooms, delivered = published.delivered, "published");
+        Ok::<_, PublishError>(published)
     };
     match delivered.await {
-        Ok(delivered) => json(StatusCode::ACCEPTED, &json!({ "delivered": delivered })),
+        Ok(published) => json(
+            StatusCode::ACCEPTED,
+            &json!({ "delivered": published.delivered, "id": published.id }),
+        ),
         Err(e) => e.into_response(),
     }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::rooms::{Room, Rooms};
-use crate::connection::{Claim, Connection, ConnectionId, Enqueued};
+use crate::connection::{Claim, Connection, ConnectionId, Enqueued, Kind};
 
 /// What one publication delivers, and to whom.
 #[derive(Debug, Clone)]
@@ -22,8 +22,14 @@ pub(crate) struct Publication {
     pub(crate) except: Option<ConnectionId>,
     /// At most once per connection, even for one in several of the rooms.
     pub(crate) unique: bool,
-    /// The encoded frame.
-    pub(crate) frame: Bytes,
+}
+
+/// The encoded frame of a publication, and which of its rooms recorded it in their
+/// history (there, a stream whose replay is pending gets it from the replay instead).
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    pub(crate) bytes: Bytes,
+    pub(crate) recorded_in: Vec<bool>,
 }
 
 /// The most recipients a fan-out writes directly (see `connection/send.rs`). A larger
@@ -33,13 +39,27 @@ pub(crate) struct Publication {
 /// delivery at 10,000 subscribers and the highest rate).
 const DIRECT_FANOUT: usize = 2048;
 
-/// Queue `p` to the local members of its rooms. Returns how many outboxes took it
-/// (counting duplicates unless `p.unique`).
-pub(crate) fn deliver(rooms: &Rooms, p: &Publication) -> usize {
-    let targets: Vec<Arc<Room>> = p.rooms.iter().filter_map(|n| rooms.get(n)).collect();
+/// Queue `frame` to the local members of `p`'s rooms. The returned tally is finished
+/// ([`Fanout::finish`]) once the caller holds no lock: that closes overflowed outboxes
+/// and writes idle streams.
+pub(crate) fn deliver(rooms: &Rooms, p: &Publication, frame: &Frame) -> Fanout {
+    let targets: Vec<(Arc<Room>, Kind)> = p
+        .rooms
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let recorded = frame.recorded_in.get(i).copied().unwrap_or(false);
+            let kind = if recorded {
+                Kind::Recorded
+            } else {
+                Kind::Plain
+            };
+            rooms.get(n).map(|r| (r, kind))
+        })
+        .collect();
     let mut seen = p.unique.then(HashSet::new);
-    let mut fanout = Fanout::new(targets.iter().map(|r| r.members().conns.len()).sum());
-    for room in &targets {
+    let mut fanout = Fanout::new(targets.iter().map(|(r, _)| r.members().conns.len()).sum());
+    for (room, kind) in &targets {
         let members = room.members();
         for (id, conn) in &members.conns {
             if p.except == Some(*id) {
@@ -50,33 +70,42 @@ pub(crate) fn deliver(rooms: &Rooms, p: &Publication) -> usize {
                     continue;
                 }
             }
-            fanout.push(conn, &p.frame);
+            fanout.push(conn, &frame.bytes, *kind);
         }
     }
-    fanout.finish()
+    fanout
 }
 
 /// Queue `frame` to each of `conns`, whatever their rooms (keep-alive and shutdown).
 /// `only_idle` skips connections that had traffic since the last such call.
 pub(crate) fn to_each(conns: &[Connection], frame: &Bytes, only_idle: bool) -> usize {
+    let kind = if only_idle {
+        Kind::KeepAlive
+    } else {
+        Kind::Plain
+    };
     let mut fanout = Fanout::new(conns.len());
     for c in conns {
-        let at = fanout.at;
-        let queued = if only_idle {
-            c.enqueue_keep_alive(frame.clone(), at)
-        } else {
-            c.enqueue(frame.clone(), at)
-        };
-        fanout.tally(c, queued);
+        fanout.push(c, frame, kind);
     }
     fanout.finish()
+}
+
+/// Queue `frames`, in order, to one connection (a replay).
+pub(crate) fn to_one(conn: &Connection, frames: &[Bytes]) -> Fanout {
+    let mut fanout = Fanout::new(1);
+    for f in frames {
+        fanout.push(conn, f, Kind::Plain);
+    }
+    fanout
 }
 
 /// One fan-out's tally: how many outboxes took the frame, which overflowed under the
 /// `Close` policy, and which transports the frame is to be written to directly. Both are
 /// dealt with by `finish`, once the caller holds no hub lock (closing a connection takes
 /// room locks; a room's lock is not held over socket writes).
-struct Fanout {
+#[must_use = "a fan-out is finished by `finish`: overflowed streams closed, idle ones written"]
+pub(crate) struct Fanout {
     reached: usize,
     overflowed: Vec<Connection>,
     claims: Vec<Claim>,
@@ -95,13 +124,10 @@ impl Fanout {
         }
     }
 
-    fn push(&mut self, conn: &Connection, frame: &Bytes) {
-        self.tally(conn, conn.enqueue(frame.clone(), self.at));
-    }
-
-    fn tally(&mut self, conn: &Connection, queued: Enqueued) {
-        match queued {
-            Enqueued::Yes => self.reached += 1,
+    fn push(&mut self, conn: &Connection, frame: &Bytes, kind: Kind) {
+        match conn.enqueue_as(frame.clone(), kind, self.at) {
+            // Deferred: the stream's replay will carry it.
+            Enqueued::Yes | Enqueued::Deferred => self.reached += 1,
             Enqueued::Direct(claim) => {
                 self.reached += 1;
                 self.claims.push(claim);
@@ -111,7 +137,9 @@ impl Fanout {
         }
     }
 
-    fn finish(self) -> usize {
+    /// Close the connections that overflowed, write the idle streams. Returns how many
+    /// outboxes took the frame.
+    pub(crate) fn finish(self) -> usize {
         self.overflowed
             .iter()
             .for_each(Connection::close_overflowed);

@@ -10,6 +10,7 @@ fn conn(hub: &Hub) -> Connection {
         policy: SlowConsumerPolicy::Close,
         abort: None,
         batch_window: std::time::Duration::ZERO,
+        resuming: false,
     })
 }
 
@@ -33,9 +34,7 @@ fn room_names_are_validated() {
 
 #[test]
 fn rooms_per_connection_are_capped() {
-    let hub = Hub::with_config(HubConfig {
-        max_rooms_per_connection: 3,
-    });
+    let hub = Hub::with_config(HubConfig::default().max_rooms_per_connection(3));
     let c = conn(&hub);
     for r in ["a", "b", "c"] {
         assert_eq!(hub.join(r, &c), Ok(true));
@@ -78,13 +77,17 @@ fn broadcast_counts_recipients_and_shares_one_encoding() {
     for c in [&a, &b] {
         while let Ok(Some(_)) = c.poll_outbox(&waker) {}
     }
-    let frame = Message::new("shared").encode();
-    assert_eq!(hub.to("r").send_frame(frame.clone()), 2);
-    for c in [&a, &b] {
-        let got = c.poll_outbox(&waker).unwrap().unwrap();
-        assert_eq!(got.as_ptr(), frame.as_ptr());
-        assert_eq!(got, frame);
-    }
+    let published = hub.to("r").publish(&Message::new("shared")).unwrap();
+    assert_eq!(published.delivered, 2);
+    let got: Vec<Bytes> = [&a, &b]
+        .iter()
+        .map(|c| c.poll_outbox(&waker).unwrap().unwrap())
+        .collect();
+    assert_eq!(got[0].as_ptr(), got[1].as_ptr(), "one encoding, shared");
+    let id = published
+        .id
+        .expect("`r` keeps history: the hub numbers the event");
+    assert_eq!(got[0], format!("id: {id}\ndata: shared\n\n").as_bytes());
 }
 
 #[test]
@@ -114,6 +117,7 @@ fn an_overflow_is_reported_once_even_across_rooms() {
         policy: SlowConsumerPolicy::Close,
         abort: None,
         batch_window: std::time::Duration::ZERO,
+        resuming: false,
     });
     hub.join("r1", &c).unwrap();
     hub.join("r2", &c).unwrap();

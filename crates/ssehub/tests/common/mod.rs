@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use ssehub::decode::Item;
-use ssehub::{Hub, Server, SseOptions};
+use ssehub::{Hub, HubConfig, Server, SseOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -18,6 +18,12 @@ pub use ssehub_testkit::{
     eventually, raw_exchange, raw_request, read_until_contains, stalled_client, stream_request,
     until_closed, within, RawHead, SseClient, WAIT,
 };
+
+/// Options whose hub keeps no history: events go out exactly as published (no id is
+/// added), for the tests of the wire format itself.
+pub fn without_history() -> SseOptions {
+    SseOptions::new().with_hub(Hub::with_config(HubConfig::default().history(None)))
+}
 
 pub struct TestServer {
     pub addr: SocketAddr,
