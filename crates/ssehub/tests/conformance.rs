@@ -11,8 +11,6 @@
 mod browser;
 mod common;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,9 +20,8 @@ use http::StatusCode;
 use serde_json::{json, Value};
 use ssehub::decode::Item;
 use ssehub::{Connection, Message, Rejection, Server};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdout, Command};
 
+use browser::node::{node_available, NodeClient, NODE};
 use browser::Browser;
 use common::{eventually, TestServer};
 
@@ -706,76 +703,6 @@ async fn chromium_opens_before_any_event_and_stops_on_204() {
 }
 
 // --- Node's `eventsource` package -------------------------------------------------------
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-const NODE: &str = "node and the npm package eventsource (`npm ci` at the repository root)";
-
-fn node_available() -> bool {
-    browser::which("node").is_some()
-        && repo_root()
-            .join("node_modules/eventsource/package.json")
-            .is_file()
-}
-
-/// The Node client script, running against one URL; reads its JSON lines.
-struct NodeClient {
-    child: Child,
-    lines: tokio::io::Lines<BufReader<ChildStdout>>,
-}
-
-impl NodeClient {
-    fn spawn(url: &str, config: Value) -> NodeClient {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js/eventsource_client.mjs");
-        let mut child = Command::new("node")
-            .arg(script)
-            .arg(url)
-            .arg(config.to_string())
-            .current_dir(repo_root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn node");
-        let stdout = child.stdout.take().unwrap();
-        NodeClient {
-            child,
-            lines: BufReader::new(stdout).lines(),
-        }
-    }
-
-    /// The next line the client printed, parsed (bounded wait).
-    async fn next(&mut self) -> Value {
-        let line = tokio::time::timeout(CLIENT_WAIT, self.lines.next_line())
-            .await
-            .expect("timed out waiting for the Node client")
-            .expect("read the Node client's output")
-            .expect("the Node client exited early");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
-    }
-
-    /// Read lines up to and including `{"kind":"done"}`, then wait for the exit.
-    async fn until_done(&mut self) -> Vec<Value> {
-        let mut log = Vec::new();
-        loop {
-            let v = self.next().await;
-            let done = v["kind"] == "done";
-            log.push(v);
-            if done {
-                break;
-            }
-        }
-        let status = tokio::time::timeout(CLIENT_WAIT, self.child.wait())
-            .await
-            .expect("the Node client did not exit")
-            .unwrap();
-        assert!(status.success(), "node exited with {status}; log: {log:?}");
-        log
-    }
-}
 
 #[tokio::test]
 async fn node_eventsource_reports_the_corpus_as_the_standard_says() {
