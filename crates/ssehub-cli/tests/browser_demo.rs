@@ -1,6 +1,7 @@
 //! The demo as a person sees it: headless Chromium loads the page that `ssehub serve`
 //! embeds, shows "connected", logs the `status` event, a tick, a message published through
-//! `POST /publish`, and one published with the page's own form.
+//! `POST /publish`, one published with the page's own form, and, after its "drop
+//! connection" button, every tick once: the stream resumes after its last id.
 
 #[path = "../../ssehub/tests/browser/mod.rs"]
 mod browser;
@@ -81,5 +82,38 @@ async fn demo_page_connects_and_shows_ticks_and_published_messages() {
             v.as_str().is_some_and(|s| s.starts_with("delivered to 1"))
         })
         .await;
+
+    // Drop the connection: ticks go on meanwhile; the page resumes after its last id
+    // and, with the history, shows every tick once, without a gap.
+    browser
+        .eval("document.getElementById('drop').click(); return true;")
+        .await;
+    browser
+        .poll(
+            "the resume",
+            log,
+            LIMIT,
+            log_has("[resume] reconnecting after"),
+        )
+        .await;
+    let text = browser
+        .poll("ticks after the resume", log, LIMIT, |v| {
+            v.as_str()
+                .and_then(|s| s.split("[resume]").nth(1))
+                .is_some_and(|after| after.matches("[tick] tick #").count() >= 8)
+        })
+        .await;
+    let ticks: Vec<u64> = text
+        .as_str()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("[tick] tick #"))
+        .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    let first = ticks[0];
+    let want: Vec<u64> = (first..first + ticks.len() as u64).collect();
+    assert_eq!(ticks, want, "every tick once, in order, across the drop");
+    let gap = "return document.getElementById('gap').hidden";
+    assert_eq!(browser.eval(gap).await, Value::Bool(true), "no gap signal");
     browser.quit().await;
 }

@@ -10,6 +10,8 @@
 
 mod browser;
 mod common;
+#[path = "browser/node.rs"]
+mod node;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,9 +23,9 @@ use serde_json::{json, Value};
 use ssehub::decode::Item;
 use ssehub::{Connection, Message, Rejection, Server};
 
-use browser::node::{node_available, NodeClient, NODE};
 use browser::Browser;
 use common::{eventually, TestServer};
+use node::{node_available, NodeClient, NODE};
 
 /// Upper bound on waiting for an external client (launching Chromium or Node included).
 const CLIENT_WAIT: Duration = Duration::from_secs(30);

@@ -6,6 +6,8 @@
 
 mod browser;
 mod common;
+#[path = "browser/node.rs"]
+mod node;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,9 +16,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use ssehub::{Hub, HubConfig, SseOptions};
 
-use browser::node::{node_available, NodeClient, NODE};
 use browser::Browser;
 use common::{eventually, TestServer};
+use node::{node_available, NodeClient, NODE};
 
 /// Events published in all; the last one is of type `last`.
 const EVENTS: usize = 60;

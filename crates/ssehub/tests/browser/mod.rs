@@ -4,8 +4,6 @@
 //! the `Browser` is dropped, so a failing test leaves nothing behind.
 #![allow(dead_code)]
 
-pub mod node;
-
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,7 @@
 //! Node's `eventsource` package (a WHATWG-following client), driven from the command
 //! line through `tests/js/eventsource_client.mjs`: an independent client for the tests.
+//! Included with `#[path = "browser/node.rs"] mod node;` beside `mod browser;`.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -19,7 +21,7 @@ pub fn repo_root() -> PathBuf {
 pub const NODE: &str = "node and the npm package eventsource (`npm ci` at the repository root)";
 
 pub fn node_available() -> bool {
-    super::which("node").is_some()
+    crate::browser::which("node").is_some()
         && repo_root()
             .join("node_modules/eventsource/package.json")
             .is_file()
