@@ -24,6 +24,7 @@ mod agreement;
 mod event_scan;
 mod latency;
 mod publishers;
+mod replay;
 mod report;
 mod rx_time;
 mod subscribers;
@@ -96,6 +97,11 @@ pub struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// After the run, reconnect every subscriber at once resuming N events back (their
+    /// `Last-Event-ID` is the id of the event N before the last): time until all are
+    /// live again, and server CPU per replayed event. Needs a hub with history.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub replay_back: u64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -172,7 +178,7 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
 
     let n = args.subscribers;
     let (rooms, threads) = (args.rooms, args.threads);
-    let subscribers = Subscribers::start(target, n, rooms, threads, args.connect_concurrency);
+    let subscribers = Subscribers::start(target, n, rooms, threads, args.connect_concurrency, None);
     let t_connect = Instant::now();
     let connected = subscribers.wait_connected(n, limit).await;
     if connected < n {
@@ -206,13 +212,20 @@ async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result
     let cpu1 = pid.map(cpu_seconds).transpose()?;
     let gen_cpu1 = cpu_seconds(std::process::id()).ok();
     let stats_after = target.stats().await?;
+    let received = subscribers.finish();
+    let replayed = if args.replay_back > 0 {
+        Some(replay::replay(args, target, pid, &published.ids).await?)
+    } else {
+        None
+    };
     let measured = Measured {
         connect_seconds,
         server_connections,
         stats: (stats_before, stats_after),
         start_ns,
         published,
-        received: subscribers.finish(),
+        received,
+        replayed,
         costs: Costs {
             server_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
             generator_cpu: gen_cpu0.zip(gen_cpu1).map(|(a, b)| b - a),
@@ -327,6 +340,32 @@ mod tests {
         assert!(at_socket.p50 <= latency.p50 && at_socket.max <= latency.max);
         assert!(report.server_cpu_us_per_delivery.is_some());
         assert!(report.server_rss_per_connection_bytes.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reconnecting_subscribers_get_exactly_what_they_missed() {
+        let (url, server) = start_server().await;
+        let args = bench_args(&[
+            "--url",
+            &url,
+            "--subscribers",
+            "20",
+            "--messages",
+            "50",
+            "--replay-back",
+            "30",
+            "--timeout",
+            "20",
+        ]);
+        let target = Target::parse(&args.url).await.unwrap();
+        let report = tokio::time::timeout(Duration::from_secs(60), bench(&args, &target, None))
+            .await
+            .expect("the bench finishes")
+            .expect("the bench succeeds");
+        server.abort();
+        assert_eq!(report.received_deliveries, 1000);
+        let replay = report.replay.expect("a replay phase");
+        assert_eq!((replay.back, replay.events), (30, 600));
     }
 
     #[tokio::test]

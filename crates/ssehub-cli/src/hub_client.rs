@@ -152,8 +152,13 @@ impl Client {
         Ok((status, body))
     }
 
-    /// `POST /publish`; returns the number of connections the server delivered to.
-    pub async fn publish(&mut self, path_and_query: &str, data: Bytes) -> anyhow::Result<u64> {
+    /// `POST /publish`; returns the number of connections the server delivered to, and
+    /// the event's id when the server gave one (a hub with history does).
+    pub async fn publish(
+        &mut self,
+        path_and_query: &str,
+        data: Bytes,
+    ) -> anyhow::Result<(u64, Option<String>)> {
         let (status, body) = self.request(Method::POST, path_and_query, data).await?;
         if !status.is_success() {
             bail!(
@@ -163,10 +168,12 @@ impl Client {
         }
         let value: serde_json::Value =
             serde_json::from_slice(&body).context("publish response is not JSON")?;
-        value
+        let delivered = value
             .get("delivered")
             .and_then(|v| v.as_u64())
-            .context("publish response has no \"delivered\" count")
+            .context("publish response has no \"delivered\" count")?;
+        let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+        Ok((delivered, id))
     }
 }
 

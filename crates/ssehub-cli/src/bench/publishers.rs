@@ -24,6 +24,8 @@ pub struct Published {
     pub first_error: Option<String>,
     /// From `start` to the last publish (0 when nothing was to be published).
     pub seconds: f64,
+    /// The id the server gave event `i`, by `i` (empty where it gave none).
+    pub ids: Vec<String>,
 }
 
 /// The publishers' counters, updated as they go (the progress bar reads them).
@@ -33,6 +35,7 @@ struct Tally {
     delivered: AtomicU64,
     errors: AtomicU64,
     first_error: Mutex<Option<String>>,
+    ids: Mutex<Vec<String>>,
 }
 
 /// What every publisher follows: event `i` goes to room `i % rooms`, and at a rate, not
@@ -68,7 +71,10 @@ pub async fn publish(
             .map(|k| target.path(&format!("/publish?room=bench-{k}&event=bench")))
             .collect(),
     });
-    let tally = Arc::new(Tally::default());
+    let tally = Arc::new(Tally {
+        ids: Mutex::new(vec![String::new(); args.messages as usize]),
+        ..Tally::default()
+    });
     let mut tasks = Vec::new();
     for p in 0..args.publishers {
         let client = Client::connect(target.addr, &target.host).await?;
@@ -88,12 +94,14 @@ pub async fn publish(
     }
     pb.finish_and_clear();
     let first_error = tally.first_error.lock().unwrap().clone();
+    let ids = std::mem::take(&mut *tally.ids.lock().unwrap());
     Ok(Published {
         count: tally.published.load(Ordering::Relaxed),
         delivered: tally.delivered.load(Ordering::Relaxed),
         errors: tally.errors.load(Ordering::Relaxed),
         first_error,
         seconds: start.elapsed().as_secs_f64(),
+        ids,
     })
 }
 
@@ -109,8 +117,11 @@ async fn publisher(mut client: Client, first: u64, schedule: Arc<Schedule>, tall
         let path = &schedule.paths[(i % rooms) as usize];
         let data = Bytes::from(event_data(schedule.size));
         match client.publish(path, data).await {
-            Ok(d) => {
+            Ok((d, id)) => {
                 tally.delivered.fetch_add(d, Ordering::Relaxed);
+                if let Some(id) = id {
+                    tally.ids.lock().unwrap()[i as usize] = id;
+                }
             }
             Err(e) => {
                 tally.errors.fetch_add(1, Ordering::Relaxed);

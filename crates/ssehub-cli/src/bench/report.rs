@@ -5,6 +5,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::publishers::Published;
+use super::replay::Replayed;
 use super::subscribers::Received;
 use super::Args;
 use crate::hub_client::ServerStats;
@@ -20,6 +21,7 @@ pub struct Measured {
     pub start_ns: u64,
     pub published: Published,
     pub received: Received,
+    pub replayed: Option<Replayed>,
     pub costs: Costs,
 }
 
@@ -93,6 +95,8 @@ pub struct Report {
     pub server_rss_before_bytes: Option<u64>,
     pub server_rss_idle_bytes: Option<u64>,
     pub server_rss_per_connection_bytes: Option<f64>,
+    /// The reconnect-and-replay phase (`--replay-back`).
+    pub replay: Option<Replayed>,
     pub first_error: Option<String>,
 }
 
@@ -147,6 +151,7 @@ impl Report {
                 .rss_before
                 .zip(costs.rss_idle)
                 .map(|(a, b)| (b as f64 - a as f64) / n as f64),
+            replay: m.replayed,
             first_error: m.received.first_error.or(m.published.first_error),
         }
     }
@@ -200,6 +205,17 @@ impl Report {
             }
         }
         self.print_costs();
+        if let Some(p) = &r.replay {
+            println!(
+                "replay:            {} subscribers {} events back: all live again in {:.3} s, {} events, server CPU {} per replayed event",
+                r.subscribers,
+                p.back,
+                p.seconds,
+                p.events,
+                p.server_cpu_us_per_replayed_event
+                    .map_or("n/a".into(), |us| format!("{us:.2} us")),
+            );
+        }
         if let Some(e) = &r.first_error {
             println!("first error:       {e}");
         }

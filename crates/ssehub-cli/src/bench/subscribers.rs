@@ -94,13 +94,15 @@ pub struct Subscribers {
 
 impl Subscribers {
     /// Start `threads` worker threads that open `n` subscribers to `target`, subscriber
-    /// `i` in room `bench-{i % rooms}`, with `concurrency` handshakes in flight in all.
+    /// `i` in room `bench-{i % rooms}`, with `concurrency` handshakes in flight in all;
+    /// each resumes after `last_event_id` when given (a reconnect).
     pub fn start(
         target: &Target,
         n: usize,
         rooms: usize,
         threads: usize,
         concurrency: usize,
+        last_event_id: Option<&str>,
     ) -> Subscribers {
         let shared = Arc::new(Shared::default());
         let (stop, stop_rx) = watch::channel(false);
@@ -117,6 +119,9 @@ impl Subscribers {
                     sse_path: target.path("/sse"),
                     subscribers,
                     concurrency: (concurrency / threads).max(1),
+                    extra_headers: last_event_id
+                        .map(|id| format!("Last-Event-ID: {id}\r\n"))
+                        .unwrap_or_default(),
                 };
                 let (shared, stop) = (shared.clone(), stop_rx.clone());
                 std::thread::Builder::new()
@@ -130,6 +135,16 @@ impl Subscribers {
             threads,
             stop,
         }
+    }
+
+    /// Events received so far, by all subscribers.
+    pub fn received(&self) -> u64 {
+        self.shared.received.load(Ordering::Relaxed)
+    }
+
+    /// Subscribers that failed so far.
+    pub fn failed(&self) -> usize {
+        self.shared.failed.load(Ordering::Relaxed)
     }
 
     /// Wait until all `n` subscribers are connected, one has failed, or `limit` has
@@ -213,6 +228,8 @@ struct Plan {
     subscribers: Vec<(usize, String)>,
     /// Handshakes in flight at once, for this thread.
     concurrency: usize,
+    /// Header lines added to each request (each ending in CRLF).
+    extra_headers: String,
 }
 
 /// Run one subscriber thread until `stop` turns true; returns its latency histograms.
@@ -237,7 +254,10 @@ fn run_thread(plan: Plan, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
             tokio::task::spawn_local(async move {
                 let permit = gate.acquire().await.expect("semaphore open");
                 let conn = match open(&plan, i, &room).await {
-                    Ok(c) => c,
+                    Ok((c, early)) => {
+                        shared.received.fetch_add(early, Ordering::Relaxed);
+                        c
+                    }
                     Err(e) => return shared.fail(e),
                 };
                 drop(permit);
@@ -275,7 +295,8 @@ fn source_addr(server: &SocketAddr, i: usize) -> Option<SocketAddr> {
     }
 }
 
-async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<Conn> {
+/// Connect subscriber `i`; also returns how many events came with the response head.
+async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<(Conn, u64)> {
     let socket = match plan.server {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -296,8 +317,8 @@ async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<Conn> {
         '?'
     };
     let request = format!(
-        "GET {}{sep}room={room} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
-        plan.sse_path, plan.host
+        "GET {}{sep}room={room} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{}\r\n",
+        plan.sse_path, plan.host, plan.extra_headers
     );
     stream.write_all(request.as_bytes()).await?;
     let mut head = Vec::with_capacity(512);
@@ -330,9 +351,10 @@ async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<Conn> {
                             .contains("chunked")
                 });
                 let mut parser = BodyParser::new(chunked);
-                // Bytes after the head are body; events cannot have been published yet.
-                parser.feed(&head[len..], &mut Events::default())?;
-                return Ok(Conn { stream, parser });
+                // Bytes after the head are body: events of a replay may be there already.
+                let mut early = Events::default();
+                parser.feed(&head[len..], &mut early)?;
+                return Ok((Conn { stream, parser }, early.sent_ns.len() as u64));
             }
         }
     }
