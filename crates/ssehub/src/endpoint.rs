@@ -38,6 +38,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
@@ -221,8 +222,12 @@ impl SseEndpoint {
         let set_up = {
             let (conn, hub) = (conn.clone(), opts.hub.clone());
             move || {
-                if let Some(resume) = resume {
-                    hub.resume(&conn, &resume);
+                let Some(resume) = resume else { return };
+                // In-process the replay is ready at once; a distributed history is read
+                // on its own task.
+                let mut replay = Box::pin(async move { hub.resume(&conn, resume).await });
+                if (&mut replay).now_or_never().is_none() {
+                    tokio::spawn(replay);
                 }
             }
         };

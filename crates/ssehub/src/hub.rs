@@ -26,7 +26,7 @@ mod fanout;
 mod history;
 mod rooms;
 
-pub use backplane::Published;
+pub use backplane::{BackplaneStatus, Published};
 pub use history::{GapReason, HistoryConfig, PublishError};
 pub use rooms::{validate_room, JoinError, MAX_ROOM_NAME_LEN, ROOM_ALL};
 
@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use self::backplane::{Backplane, InProcess};
-use self::fanout::Publication;
+use self::fanout::{Local, Publication};
 use self::history::HistoryRules;
 use self::rooms::Rooms;
 use crate::connection::{Connection, ConnectionConfig, ConnectionId, Owner};
@@ -151,29 +151,31 @@ pub struct Hub {
 
 struct HubInner {
     config: HubConfig,
-    rooms: Rooms,
+    /// The room table and the counters, shared with the backplane.
+    local: Arc<Local>,
     connections: Mutex<HashMap<ConnectionId, Connection>>,
-    metrics: Metrics,
     backplane: Box<dyn Backplane>,
 }
 
 impl HubInner {
-    fn new(config: HubConfig) -> HubInner {
+    fn new(config: HubConfig, local: Arc<Local>, backplane: Box<dyn Backplane>) -> HubInner {
         HubInner {
-            backplane: Box::new(InProcess::new(config.history.clone())),
+            backplane,
             config,
-            rooms: Rooms::default(),
+            local,
             connections: Mutex::default(),
-            metrics: Metrics::default(),
         }
     }
-}
 
-impl HubInner {
-    /// Count one publication.
-    fn count(&self, published: &Published) {
-        self.metrics.published.inc();
-        self.metrics.deliveries.add(published.delivered as u64);
+    fn rooms(&self) -> &Rooms {
+        &self.local.rooms
+    }
+
+    /// Take `conn` out of room `name`, telling the backplane when the room empties.
+    fn remove_member(&self, name: &str, conn: &Connection) {
+        if self.local.rooms.remove(name, conn.id()) {
+            self.backplane.room_removed(name);
+        }
     }
 }
 
@@ -182,13 +184,13 @@ impl Owner for HubInner {
     fn forget(&self, conn: &Connection) {
         let rooms = std::mem::take(&mut *lock(conn.rooms_lock()));
         for name in rooms {
-            self.rooms.remove(&name, conn.id());
+            self.remove_member(&name, conn);
         }
         lock(&self.connections).remove(&conn.id());
     }
 
     fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.local.metrics
     }
 }
 
@@ -200,8 +202,19 @@ impl Hub {
 
     /// A new, empty hub with this configuration.
     pub fn with_config(config: HubConfig) -> Hub {
+        let local = Arc::new(Local::default());
+        let backplane = InProcess::new(local.clone(), config.history.clone());
+        Hub::with_backplane(config, local, Box::new(backplane))
+    }
+
+    /// A hub whose publications go through `backplane`, which delivers through `local`.
+    pub(crate) fn with_backplane(
+        config: HubConfig,
+        local: Arc<Local>,
+        backplane: Box<dyn Backplane>,
+    ) -> Hub {
         Hub {
-            inner: Arc::new(HubInner::new(config)),
+            inner: Arc::new(HubInner::new(config, local, backplane)),
         }
     }
 
@@ -224,7 +237,7 @@ impl Hub {
     pub(crate) fn connect(&self, config: ConnectionConfig) -> Connection {
         let conn = Connection::new(self.inner.clone(), config);
         lock(&self.inner.connections).insert(conn.id(), conn.clone());
-        self.inner.metrics.connected_total.inc();
+        self.inner.local.metrics.connected_total.inc();
         conn
     }
 
@@ -247,7 +260,11 @@ impl Hub {
         if rooms_of_conn.len() >= max {
             return Err(JoinError::TooManyRooms(max));
         }
-        rooms_of_conn.push(self.inner.rooms.add(room, conn));
+        let (name, first) = self.inner.rooms().add(room, conn);
+        if first {
+            self.inner.backplane.room_added(&name);
+        }
+        rooms_of_conn.push(name);
         Ok(true)
     }
 
@@ -258,7 +275,7 @@ impl Hub {
             return false;
         };
         let name = rooms_of_conn.swap_remove(pos);
-        self.inner.rooms.remove(&name, conn.id());
+        self.inner.remove_member(&name, conn);
         true
     }
 
@@ -359,18 +376,18 @@ impl Hub {
 
     /// Rooms that have at least one member.
     pub fn room_count(&self) -> usize {
-        self.inner.rooms.count()
+        self.inner.rooms().count()
     }
 
     /// Names of the rooms that have at least one member.
     pub fn room_names(&self) -> Vec<String> {
-        self.inner.rooms.names()
+        self.inner.rooms().names()
     }
 
     /// Number of members of `room` (0 when it does not exist).
     pub fn room_size(&self, room: &str) -> usize {
         self.inner
-            .rooms
+            .rooms()
             .get(room)
             .map_or(0, |r| r.members().conns.len())
     }
@@ -378,7 +395,7 @@ impl Hub {
     /// The members of `room`.
     pub fn members(&self, room: &str) -> Vec<Connection> {
         self.inner
-            .rooms
+            .rooms()
             .get(room)
             .map_or_else(Vec::new, |r| r.members().conns.values().cloned().collect())
     }
@@ -390,24 +407,26 @@ impl Hub {
 
     /// Member count of every room.
     pub fn room_sizes(&self) -> HashMap<String, usize> {
-        self.inner.rooms.sizes()
+        self.inner.rooms().sizes()
     }
 
     /// The events `room`'s history holds, oldest first, as a client would decode them
     /// (for an application that serves its own backlog). Empty when it keeps none.
     ///
     /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ssehub::FrameError> {
     /// let hub = ssehub::Hub::new();
     /// hub.broadcast_event("news", "headline", "hello")?;
-    /// let kept = hub.history("news");
+    /// let kept = hub.history("news").await;
     /// assert_eq!(kept[0].data, "hello");
     /// assert_eq!(kept[0].event, "headline");
-    /// # Ok::<(), ssehub::FrameError>(())
+    /// # Ok(()) }
     /// ```
-    pub fn history(&self, room: &str) -> Vec<Event> {
+    pub async fn history(&self, room: &str) -> Vec<Event> {
         let mut decoder = Decoder::new();
         let mut events = Vec::new();
-        for frame in self.inner.backplane.history(room) {
+        for frame in self.inner.backplane.history(room.to_owned()).await {
             decoder.feed(&frame);
             while let Ok(Some(item)) = decoder.next_item() {
                 if let Item::Event(e) = item {
@@ -420,9 +439,9 @@ impl Hub {
 
     /// Queue to `conn` what it missed since `resume` in the rooms it is in now, then let
     /// it have its rooms' events live (see `backplane.rs`).
-    pub(crate) fn resume(&self, conn: &Connection, resume: &Resume) {
-        let resumed = self.inner.backplane.resume(conn, resume);
-        let m = &self.inner.metrics;
+    pub(crate) async fn resume(&self, conn: &Connection, resume: Resume) {
+        let resumed = self.inner.backplane.resume(conn.clone(), resume).await;
+        let m = &self.inner.local.metrics;
         m.replays.inc();
         m.replayed_events.add(resumed.replayed as u64);
         if let Some(reason) = resumed.gap {
@@ -430,18 +449,21 @@ impl Hub {
         }
     }
 
+    /// How the backplane is doing (in-process: always connected).
+    pub fn backplane_status(&self) -> BackplaneStatus {
+        self.inner.backplane.status()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> HubStats {
         let history = self.inner.backplane.history_size();
-        let mut stats = self
-            .inner
-            .metrics
-            .snapshot(self.connection_count(), self.room_count());
+        let metrics = &self.inner.local.metrics;
+        let mut stats = metrics.snapshot(self.connection_count(), self.room_count());
         stats.history_rooms = history.rooms;
         stats.history_events = history.events;
         stats.history_bytes = history.bytes;
         for reason in GapReason::ALL {
-            let n = self.inner.metrics.gaps[reason.index()].get();
+            let n = metrics.gaps[reason.index()].get();
             stats.gaps.insert(reason.as_str(), n);
         }
         stats
@@ -509,23 +531,26 @@ impl<'a> Broadcast<'a> {
     /// is logged; [`Broadcast::publish`] returns the error instead.
     pub fn send(self, message: &Message) -> usize {
         let (inner, publication) = self.into_publication();
-        let published = match inner.backplane.publish(&publication, message, &inner.rooms) {
-            Ok(published) => published,
+        inner.local.metrics.published.inc();
+        match inner.backplane.publish(&publication, message) {
+            Ok(published) => published.delivered,
             Err(e) => {
                 tracing::warn!(error = %e, "event delivered without being recorded in history");
                 inner
                     .backplane
-                    .publish_unrecorded(&publication, message, &inner.rooms)
+                    .publish_unrecorded(&publication, message)
+                    .delivered
             }
-        };
-        inner.count(&published);
-        published.delivered
+        }
     }
 
     /// Publish `message`: in rooms with history, give it its id (unless it has one) and
     /// record it, then queue it to every recipient. Returns its id and how many
     /// connections it reached. An id of its own that cannot be a cursor in a room with
     /// history is an error, and then nothing is sent.
+    ///
+    /// With a distributed backplane this does not wait for the backplane: the answer has
+    /// no id and no count yet; [`Broadcast::publish_and_wait`] waits for both.
     ///
     /// ```
     /// let hub = ssehub::Hub::new();
@@ -535,11 +560,28 @@ impl<'a> Broadcast<'a> {
     /// ```
     pub fn publish(self, message: &Message) -> Result<Published, PublishError> {
         let (inner, publication) = self.into_publication();
-        let published = inner
-            .backplane
-            .publish(&publication, message, &inner.rooms)?;
-        inner.count(&published);
+        let published = inner.backplane.publish(&publication, message)?;
+        inner.local.metrics.published.inc();
         Ok(published)
+    }
+
+    /// Publish `message` and wait until the backplane has given it its id and this node
+    /// has delivered it (at once in-process; a round trip with a distributed backplane).
+    pub fn publish_and_wait(
+        self,
+        message: &Message,
+    ) -> impl std::future::Future<Output = Result<Published, PublishError>> + Send + 'static {
+        let hub = self.hub.clone();
+        let (_, publication) = self.into_publication();
+        let fut = hub
+            .inner
+            .backplane
+            .publish_wait(publication, message.clone());
+        async move {
+            let published = fut.await?;
+            hub.inner.local.metrics.published.inc();
+            Ok(published)
+        }
     }
 
     fn into_publication(self) -> (&'a HubInner, Publication) {

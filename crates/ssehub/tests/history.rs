@@ -245,7 +245,7 @@ async fn rooms_without_history_keep_the_callers_id_or_none() {
     let e = c.next_event().await;
     assert_eq!((e.data.as_str(), e.last_event_id.as_str()), ("no id", ""));
     assert_eq!(c.next_event().await.data, "reset");
-    assert!(srv.hub.history("live.cursor").is_empty());
+    assert!(srv.hub.history("live.cursor").await.is_empty());
     srv.stop().await;
 }
 
@@ -268,7 +268,7 @@ async fn a_duplicate_id_is_refused_by_publish_and_delivered_unrecorded_by_broadc
     assert_eq!(srv.hub.broadcast("a", &own), 1);
     assert_eq!(c.next_event().await.data, "first");
     assert_eq!(c.next_event().await.data, "first");
-    assert_eq!(srv.hub.history("a").len(), 1, "recorded once");
+    assert_eq!(srv.hub.history("a").await.len(), 1, "recorded once");
     srv.stop().await;
 }
 
@@ -283,7 +283,7 @@ async fn a_room_outlives_its_members_until_its_history_expires() {
     let stats = hub.stats();
     assert_eq!((stats.history_rooms, stats.history_events), (1, 1));
     assert!(stats.history_bytes > 0);
-    assert_eq!(hub.history("news")[0].data, "hello");
+    assert_eq!(hub.history("news").await[0].data, "hello");
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert_eq!(hub.stats().history_events, 1, "30 s old: kept");
     tokio::time::sleep(Duration::from_secs(32)).await;

@@ -3,14 +3,17 @@
 //!
 //! "Publish" (give the publication its place in the order of events and its id, record
 //! it in the history, and make it reach every node that serves the hub's rooms) is kept
-//! apart from "deliver locally" (fan it out to this process's members,
-//! [`super::fanout::deliver`]). The hub calls only this trait; nothing above the seam
-//! knows which backplane is in use. Replay belongs here too: the history lives where
-//! the ids are made.
+//! apart from "deliver locally" (fan it out to this process's members through
+//! [`Local`]). The hub calls only this trait; nothing above the seam knows which
+//! backplane is in use. Replay belongs here too: the history lives where the ids are
+//! made. Room membership changes come in through [`Backplane::room_added`] and
+//! [`Backplane::room_removed`], for a backplane that listens to other nodes per room.
 //!
 //! [`InProcess`] is the embedded default: one process is the whole hub, its history is
 //! in memory, and publishing is delivering, at once and on the caller's thread.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -18,21 +21,28 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::fanout::{self, Frame, Publication};
+use super::fanout::{self, Frame, Local, Publication};
 use super::history::{GapReason, History, HistoryRules, PublishError, Resume, Size};
-use super::rooms::Rooms;
 use crate::connection::Connection;
 use crate::frame::Message;
 use crate::sync::lock;
 
+pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
 /// What a publication became.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Published {
     /// Its id on the wire: the message's own, or the one the history gave it (`None`
-    /// when it has neither: no id, and no room of it keeps history).
+    /// when it has neither: no id, and no room of it keeps history; or when the
+    /// backplane does not know it yet, see [`Published::replicated`]).
     pub id: Option<String>,
     /// How many local connections it reached (counting duplicates unless de-duplicated).
     pub delivered: usize,
+    /// Whether every node of the hub will get it: always for the in-process backplane
+    /// (this process is the hub); for a distributed one, whether the backplane accepted
+    /// it (`false`: it was delivered on this node only, the backplane being unreachable).
+    pub replicated: bool,
 }
 
 /// What a resuming stream got.
@@ -42,43 +52,66 @@ pub(crate) struct Resumed {
     pub(crate) gap: Option<GapReason>,
 }
 
+/// How the backplane is doing, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BackplaneStatus {
+    /// `in-process` or `redis`.
+    pub kind: &'static str,
+    /// Whether publications reach every node now (`false`: degraded, local only).
+    pub connected: bool,
+    /// Times the backplane was lost since start.
+    pub outages: u64,
+}
+
 /// Where publications go. Implementations keep, on every node, the order of the
 /// publications to rooms with history (one sequence), and for one publisher the order of
 /// all its publications.
 pub(crate) trait Backplane: Send + Sync {
-    /// Take `publication` of `message`: number and record it where its rooms keep
-    /// history, deliver it to the local members through `local`, reach the other nodes.
+    /// Take `publication` of `message` now, without waiting: number, record and deliver
+    /// it (in-process), or hand it on in order (distributed; then the answer knows no id
+    /// and no local count yet).
     fn publish(
         &self,
         publication: &Publication,
         message: &Message,
-        local: &Rooms,
     ) -> Result<Published, PublishError>;
 
-    /// Deliver `publication` of `message` without numbering or recording it (its own id
-    /// could not be a cursor), to the local members and the other nodes.
-    fn publish_unrecorded(
+    /// Publish and wait until the event has its id and has been delivered on this node.
+    fn publish_wait(
         &self,
-        publication: &Publication,
-        message: &Message,
-        local: &Rooms,
-    ) -> Published;
+        publication: Publication,
+        message: Message,
+    ) -> BoxFuture<Result<Published, PublishError>>;
+
+    /// Deliver `publication` of `message` without numbering or recording it (its own id
+    /// could not be a cursor).
+    fn publish_unrecorded(&self, publication: &Publication, message: &Message) -> Published;
 
     /// Queue to `conn` what it missed in its rooms since `resume`, and from then on let
     /// it have recorded events live: one step, so that nothing falls between the replay
     /// and the live stream, and nothing is in both.
-    fn resume(&self, conn: &Connection, resume: &Resume) -> Resumed;
+    fn resume(&self, conn: Connection, resume: Resume) -> BoxFuture<Resumed>;
 
     /// The frames kept for `room`, oldest first.
-    fn history(&self, room: &str) -> Vec<Bytes>;
+    fn history(&self, room: String) -> BoxFuture<Vec<Bytes>>;
 
-    /// How much history is kept.
+    /// How much history this node keeps in memory.
     fn history_size(&self) -> Size;
+
+    /// `room` got its first local member.
+    fn room_added(&self, _room: &str) {}
+
+    /// `room` lost its last local member.
+    fn room_removed(&self, _room: &str) {}
+
+    /// How the backplane is doing.
+    fn status(&self) -> BackplaneStatus;
 }
 
 /// One process, no other node: publishing is the local fan-out, and the history is in
 /// memory.
 pub(crate) struct InProcess {
+    local: Arc<Local>,
     /// `None` when no room keeps history.
     history: Option<Arc<Mutex<History>>>,
     /// The task that drops expired events runs (started with the first record).
@@ -86,8 +119,9 @@ pub(crate) struct InProcess {
 }
 
 impl InProcess {
-    pub(crate) fn new(rules: HistoryRules) -> InProcess {
+    pub(crate) fn new(local: Arc<Local>, rules: HistoryRules) -> InProcess {
         InProcess {
+            local,
             history: rules
                 .any()
                 .then(|| Arc::new(Mutex::new(History::new(rules)))),
@@ -109,6 +143,29 @@ impl InProcess {
         }
         rt.spawn(sweep(Arc::downgrade(history)));
     }
+
+    fn resume_now(&self, conn: &Connection, resume: &Resume) -> Resumed {
+        let Some(history) = &self.history else {
+            conn.end_resume();
+            return Resumed::default();
+        };
+        let h = lock(history);
+        // Held until the replay is queued: a join meanwhile would add a room whose events
+        // are deferred (the stream still resumes) but not replayed.
+        let rooms = lock(conn.rooms_lock());
+        let Some(replay) = h.replay(&rooms, resume, conn.outbox_limit() / 2) else {
+            conn.end_resume();
+            return Resumed::default();
+        };
+        let gap = replay.gap.as_ref().map(|(reason, _)| *reason);
+        let replayed = replay.frames.len();
+        let fanout = fanout::to_one(conn, &replay.into_frames());
+        conn.end_resume();
+        drop(rooms);
+        drop(h);
+        fanout.finish();
+        Resumed { replayed, gap }
+    }
 }
 
 async fn sweep(history: Weak<Mutex<History>>) {
@@ -124,19 +181,14 @@ async fn sweep(history: Weak<Mutex<History>>) {
 }
 
 impl Backplane for InProcess {
-    fn publish(
-        &self,
-        p: &Publication,
-        message: &Message,
-        local: &Rooms,
-    ) -> Result<Published, PublishError> {
+    fn publish(&self, p: &Publication, message: &Message) -> Result<Published, PublishError> {
         let Some(history) = &self.history else {
-            return Ok(deliver_unrecorded(p, message, local));
+            return Ok(deliver_unrecorded(&self.local, p, message));
         };
         let mut h = lock(history);
         let Some(recorded) = h.record(&p.rooms, message, Instant::now())? else {
             drop(h);
-            return Ok(deliver_unrecorded(p, message, local));
+            return Ok(deliver_unrecorded(&self.local, p, message));
         };
         let frame = Frame {
             bytes: recorded.frame,
@@ -148,50 +200,41 @@ impl Backplane for InProcess {
         };
         // Numbered, recorded and queued in one step under the history's lock: every
         // connection gets recorded events in sequence order (see `history.rs`).
-        let fanout = fanout::deliver(local, p, &frame);
+        let fanout = fanout::deliver(&self.local.rooms, p, &frame);
         drop(h);
         self.start_sweeper(history);
+        let delivered = fanout.finish();
+        self.local.metrics.deliveries.add(delivered as u64);
         Ok(Published {
             id: Some(recorded.id),
-            delivered: fanout.finish(),
+            delivered,
+            replicated: true,
         })
     }
 
-    fn publish_unrecorded(&self, p: &Publication, message: &Message, local: &Rooms) -> Published {
-        deliver_unrecorded(p, message, local)
+    fn publish_wait(
+        &self,
+        p: Publication,
+        message: Message,
+    ) -> BoxFuture<Result<Published, PublishError>> {
+        let published = self.publish(&p, &message);
+        Box::pin(std::future::ready(published))
     }
 
-    fn resume(&self, conn: &Connection, resume: &Resume) -> Resumed {
-        let Some(history) = &self.history else {
-            conn.end_resume();
-            return Resumed::default();
-        };
-        let h = lock(history);
-        // Held until the replay is queued: a join meanwhile would add a room whose events
-        // are deferred (the stream still resumes) but not replayed.
-        let rooms = lock(conn.rooms_lock());
-        let Some(replay) = h.replay(&rooms, resume, conn.outbox_limit() / 2) else {
-            conn.end_resume();
-            return Resumed::default();
-        };
-        let gap = replay.gap.as_ref().map(|(reason, _)| *reason);
-        let mut frames: Vec<Bytes> = Vec::with_capacity(replay.frames.len() + 2);
-        frames.extend(replay.gap.map(|(_, frame)| frame));
-        let replayed = replay.frames.len();
-        frames.extend(replay.frames);
-        frames.extend(replay.cursor);
-        let fanout = fanout::to_one(conn, &frames);
-        conn.end_resume();
-        drop(rooms);
-        drop(h);
-        fanout.finish();
-        Resumed { replayed, gap }
+    fn publish_unrecorded(&self, p: &Publication, message: &Message) -> Published {
+        deliver_unrecorded(&self.local, p, message)
     }
 
-    fn history(&self, room: &str) -> Vec<Bytes> {
-        self.history
+    fn resume(&self, conn: Connection, resume: Resume) -> BoxFuture<Resumed> {
+        Box::pin(std::future::ready(self.resume_now(&conn, &resume)))
+    }
+
+    fn history(&self, room: String) -> BoxFuture<Vec<Bytes>> {
+        let frames = self
+            .history
             .as_ref()
-            .map_or_else(Vec::new, |h| lock(h).frames(room))
+            .map_or_else(Vec::new, |h| lock(h).frames(&room));
+        Box::pin(std::future::ready(frames))
     }
 
     fn history_size(&self) -> Size {
@@ -199,16 +242,25 @@ impl Backplane for InProcess {
             .as_ref()
             .map_or_else(Size::default, |h| lock(h).size())
     }
+
+    fn status(&self) -> BackplaneStatus {
+        BackplaneStatus {
+            kind: "in-process",
+            connected: true,
+            outages: 0,
+        }
+    }
 }
 
 /// A publication no room records: encode and fan out, no lock but the rooms'.
-fn deliver_unrecorded(p: &Publication, message: &Message, local: &Rooms) -> Published {
+pub(crate) fn deliver_unrecorded(local: &Local, p: &Publication, message: &Message) -> Published {
     let frame = Frame {
         bytes: message.encode(),
         recorded_in: Vec::new(),
     };
     Published {
         id: message.id().map(str::to_owned),
-        delivered: fanout::deliver(local, p, &frame).finish(),
+        delivered: local.deliver(p, &frame),
+        replicated: true,
     }
 }

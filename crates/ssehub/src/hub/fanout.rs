@@ -13,6 +13,26 @@ use bytes::Bytes;
 
 use super::rooms::{Room, Rooms};
 use crate::connection::{Claim, Connection, ConnectionId, Enqueued, Kind};
+use crate::metrics::Metrics;
+
+/// This process's side of the hub: the room table fan-outs read, and the counters they
+/// bump. The hub and its backplane share it; the backplane delivers through it (for a
+/// distributed one, from its own task, whenever an event reaches this node).
+#[derive(Default)]
+pub(crate) struct Local {
+    pub(crate) rooms: Rooms,
+    pub(crate) metrics: Metrics,
+}
+
+impl Local {
+    /// Fan `frame` out to the local members of `p`'s rooms and count the deliveries.
+    /// Returns how many outboxes took it.
+    pub(crate) fn deliver(&self, p: &Publication, frame: &Frame) -> usize {
+        let reached = deliver(&self.rooms, p, frame).finish();
+        self.metrics.deliveries.add(reached as u64);
+        reached
+    }
+}
 
 /// What one publication delivers, and to whom.
 #[derive(Debug, Clone)]

@@ -255,6 +255,17 @@ pub(crate) struct Replay {
     pub(crate) cursor: Option<Bytes>,
 }
 
+impl Replay {
+    /// Everything, in the order the stream gets it.
+    pub(crate) fn into_frames(self) -> Vec<Bytes> {
+        let mut frames = Vec::with_capacity(self.frames.len() + 2);
+        frames.extend(self.gap.map(|(_, frame)| frame));
+        frames.extend(self.frames);
+        frames.extend(self.cursor);
+        frames
+    }
+}
+
 /// A snapshot of the history's size.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Size {

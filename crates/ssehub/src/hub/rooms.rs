@@ -91,8 +91,9 @@ impl Room {
 
 impl Rooms {
     /// Put `conn` in `room`, creating the room if needed. Returns the room's shared
-    /// name, for the connection's own room list. The caller has validated the name.
-    pub(crate) fn add(&self, room: &str, conn: &Connection) -> Arc<str> {
+    /// name, for the connection's own room list, and whether `conn` is its first member.
+    /// The caller has validated the name.
+    pub(crate) fn add(&self, room: &str, conn: &Connection) -> (Arc<str>, bool) {
         loop {
             let room_arc = self.get_or_create(room);
             let mut members = write(&room_arc.members);
@@ -102,21 +103,27 @@ impl Rooms {
                 self.remove_if_same(&room_arc);
                 continue;
             }
+            let first = members.conns.is_empty();
             members.conns.insert(conn.id(), conn.clone());
-            return room_arc.name.clone();
+            return (room_arc.name.clone(), first);
         }
     }
 
     /// Take the connection `id` out of room `name`; the room goes with its last member.
-    pub(crate) fn remove(&self, name: &str, id: ConnectionId) {
-        let Some(room) = self.get(name) else { return };
+    /// Returns whether it went.
+    pub(crate) fn remove(&self, name: &str, id: ConnectionId) -> bool {
+        let Some(room) = self.get(name) else {
+            return false;
+        };
         let mut members = write(&room.members);
         members.conns.remove(&id);
         if members.conns.is_empty() && !members.dead {
             members.dead = true;
             drop(members);
             self.remove_if_same(&room);
+            return true;
         }
+        false
     }
 
     fn get_or_create(&self, name: &str) -> Arc<Room> {
