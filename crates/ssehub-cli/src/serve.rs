@@ -21,7 +21,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use ssehub::{
-    HistoryConfig, Hub, HubApi, HubConfig, Message, Server, SseOptions, StaticFiles, ROOM_ALL,
+    HistoryConfig, Hub, HubApi, HubConfig, Message, RedisConfig, Server, SseOptions, StaticFiles,
+    ROOM_ALL,
 };
 
 /// The demo page, compiled into the binary so `ssehub` alone has everything it serves.
@@ -56,6 +57,18 @@ pub struct Args {
     /// Keep no history: reconnecting clients get live events only.
     #[arg(long)]
     pub no_history: bool,
+    /// Join the nodes that share this Redis (`redis://HOST:PORT/DB`): rooms and history
+    /// in common. Without it, this process is the whole hub.
+    #[arg(long, env = "SSEHUB_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
+    /// The prefix of every key this hub keeps in Redis (hubs sharing a Redis differ here).
+    #[arg(
+        long,
+        env = "SSEHUB_REDIS_PREFIX",
+        default_value = "ssehub",
+        value_name = "PREFIX"
+    )]
+    pub redis_prefix: String,
 }
 
 #[derive(Parser)]
@@ -89,8 +102,8 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let sse = sse_options(&args);
-    let hub = sse.hub().clone();
+    let hub = hub(&args).await?;
+    let sse = sse_options(&args).with_hub(hub.clone());
     let mut server = Server::new(SocketAddr::new(args.bind, args.port)).sse(sse);
     server = match &args.static_dir {
         Some(dir) => {
@@ -139,15 +152,40 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn sse_options(args: &Args) -> SseOptions {
-    let keep_alive = (!args.keep_alive.is_zero()).then_some(args.keep_alive);
+/// The hub: this process alone, or one node of those sharing `--redis`.
+async fn hub(args: &Args) -> anyhow::Result<Hub> {
     let history = (!args.no_history).then(|| {
         HistoryConfig::default()
             .max_events(usize::try_from(args.history_size).unwrap_or(usize::MAX))
             .max_age(args.history_age)
     });
+    let config = HubConfig::default().history(history);
+    Ok(match &args.redis {
+        None => Hub::with_config(config),
+        Some(url) => {
+            let redis = RedisConfig::new(url.as_str()).prefix(args.redis_prefix.as_str());
+            let hub = Hub::with_redis(config, redis)
+                .await
+                .map_err(|e| anyhow::anyhow!("--redis {}: {e}", redact(url)))?;
+            tracing::info!(redis = %redact(url), prefix = %args.redis_prefix, "joined the nodes sharing this Redis");
+            hub
+        }
+    })
+}
+
+/// A Redis URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn sse_options(args: &Args) -> SseOptions {
+    let keep_alive = (!args.keep_alive.is_zero()).then_some(args.keep_alive);
     SseOptions::new()
-        .with_hub(Hub::with_config(HubConfig::default().history(history)))
         .keep_alive(keep_alive)
         .batch_window(args.batch_window)
         // Joined before `on_connect`: a client that has seen `status` is in its rooms.

@@ -154,7 +154,7 @@ async fn publishes_reach_their_room_only() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
     assert_eq!(
         r.json(),
-        json!({ "delivered": 2, "id": "7" }),
+        json!({ "delivered": 2, "id": "7", "replicated": true }),
         "the event keeps its id"
     );
     for s in [&mut a, &mut ab] {
@@ -411,8 +411,9 @@ async fn stats_count_what_happened() {
             "deliveries": 0, "dropped_events": 0, "slow_consumer_closes": 0,
             "connections_total": 0, "replays": 0, "replayed_events": 0,
             "gaps": { "evicted": 0, "unknown-epoch": 0, "malformed": 0, "unknown-id": 0,
-                      "replay-limit": 0 },
+                      "replay-limit": 0, "outage": 0 },
             "history_rooms": 0, "history_events": 0, "history_bytes": 0,
+            "backplane": { "kind": "in-process", "connected": true, "outages": 0 },
         })
     );
     let mut a = demo_stream(addr, "/sse?room=a").await;
@@ -437,9 +438,10 @@ async fn stats_count_what_happened() {
             "slow_consumer_closes": 0, "connections_total": 2,
             "replays": 0, "replayed_events": 0,
             "gaps": { "evicted": 0, "unknown-epoch": 0, "malformed": 0, "unknown-id": 0,
-                      "replay-limit": 0 },
+                      "replay-limit": 0, "outage": 0 },
             // Three events, one per room, each `id: <8 hex>-<n>\ndata: <n>\n\n`.
             "history_rooms": 3, "history_events": 3, "history_bytes": 3 * 24,
+            "backplane": { "kind": "in-process", "connected": true, "outages": 0 },
         })
     );
     // A client that goes away leaves its rooms; an emptied room disappears.

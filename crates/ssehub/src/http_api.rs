@@ -34,7 +34,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
-use crate::hub::Hub;
+use crate::hub::{BackplaneStatus, Hub};
 use crate::metrics::HubStats;
 use crate::respond::{allow_only, json, text};
 
@@ -62,6 +62,7 @@ struct Stats {
     #[serde(flatten)]
     hub: HubStats,
     room_members: BTreeMap<String, usize>,
+    backplane: BackplaneStatus,
 }
 
 impl HubApi {
@@ -110,6 +111,7 @@ impl HubApi {
         let stats = Stats {
             hub: hub.stats(),
             room_members: hub.room_sizes().into_iter().collect(),
+            backplane: hub.backplane_status(),
         };
         let mut res = json(StatusCode::OK, &stats);
         res.headers_mut()

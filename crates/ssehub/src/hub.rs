@@ -24,8 +24,12 @@
 mod backplane;
 mod fanout;
 mod history;
+#[cfg(feature = "redis")]
+mod redis;
 mod rooms;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisConfig, RedisError};
 pub use backplane::{BackplaneStatus, Published};
 pub use history::{GapReason, HistoryConfig, PublishError};
 pub use rooms::{validate_room, JoinError, MAX_ROOM_NAME_LEN, ROOM_ALL};
@@ -205,6 +209,19 @@ impl Hub {
         let local = Arc::new(Local::default());
         let backplane = InProcess::new(local.clone(), config.history.clone());
         Hub::with_backplane(config, local, Box::new(backplane))
+    }
+
+    /// A hub shared by every node connected to the same Redis (and key prefix): a
+    /// publication on any node reaches the members of its rooms on every node, in one
+    /// order; the history lives in Redis, so a client resumes on any node. See the
+    /// README's "Many nodes" for what happens when Redis goes away.
+    #[cfg(feature = "redis")]
+    pub async fn with_redis(config: HubConfig, redis: RedisConfig) -> Result<Hub, RedisError> {
+        let local = Arc::new(Local::default());
+        let backplane =
+            self::redis::RedisBackplane::connect(local.clone(), config.history.clone(), redis)
+                .await?;
+        Ok(Hub::with_backplane(config, local, Box::new(backplane)))
     }
 
     /// A hub whose publications go through `backplane`, which delivers through `local`.

@@ -80,9 +80,11 @@ pub use endpoint::{
 pub use frame::{FrameError, Message, MessageBuilder};
 pub use http_api::{ApiBody, HubApi, DEFAULT_MAX_PUBLISH_BODY};
 pub use hub::{
-    validate_room, Broadcast, GapReason, HistoryConfig, Hub, HubConfig, JoinError, PublishError,
-    Published, MAX_ROOM_NAME_LEN, ROOM_ALL,
+    validate_room, BackplaneStatus, Broadcast, GapReason, HistoryConfig, Hub, HubConfig, JoinError,
+    PublishError, Published, MAX_ROOM_NAME_LEN, ROOM_ALL,
 };
+#[cfg(feature = "redis")]
+pub use hub::{RedisConfig, RedisError};
 pub use metrics::HubStats;
 pub use selector::{RoomSelector, SelectorError};
 pub use server::{BoundServer, Server, ServerError, ServerInfo, StaticFiles};

@@ -46,7 +46,7 @@ pub(crate) struct Metrics {
     /// Events queued by replays.
     pub(crate) replayed_events: Counter,
     /// Gap signals sent, by reason (indexed as the hub's `GapReason::ALL`).
-    pub(crate) gaps: [Counter; 5],
+    pub(crate) gaps: [Counter; 6],
 }
 
 /// A snapshot of a hub's counters ([`crate::Hub::stats`]).

@@ -115,14 +115,22 @@ where
         let mut p = publish_request(req, max_body).await?;
         let rooms = std::mem::take(&mut p.rooms);
         let message = p.message()?;
-        let published = hub.to_many(&rooms).unique().publish(&message)?;
+        let published = hub
+            .to_many(&rooms)
+            .unique()
+            .publish_and_wait(&message)
+            .await?;
         tracing::debug!(?rooms, delivered = published.delivered, "published");
         Ok::<_, PublishError>(published)
     };
     match delivered.await {
         Ok(published) => json(
             StatusCode::ACCEPTED,
-            &json!({ "delivered": published.delivered, "id": published.id }),
+            &json!({
+                "delivered": published.delivered,
+                "id": published.id,
+                "replicated": published.replicated,
+            }),
         ),
         Err(e) => e.into_response(),
     }

@@ -169,6 +169,8 @@ pub enum GapReason {
     /// More was missed than one replay may carry (half the outbox): the oldest part is
     /// left out.
     ReplayLimit,
+    /// The backplane was unreachable for a while: events of other nodes may be missing.
+    Outage,
 }
 
 impl GapReason {
@@ -180,6 +182,7 @@ impl GapReason {
             GapReason::Malformed => "malformed",
             GapReason::UnknownId => "unknown-id",
             GapReason::ReplayLimit => "replay-limit",
+            GapReason::Outage => "outage",
         }
     }
 
@@ -189,12 +192,13 @@ impl GapReason {
     }
 
     /// Every reason, in a fixed order (for counters).
-    pub(crate) const ALL: [GapReason; 5] = [
+    pub(crate) const ALL: [GapReason; 6] = [
         GapReason::Evicted,
         GapReason::UnknownEpoch,
         GapReason::Malformed,
         GapReason::UnknownId,
         GapReason::ReplayLimit,
+        GapReason::Outage,
     ];
 }
 
@@ -295,7 +299,7 @@ impl History {
     pub(crate) fn new(rules: HistoryRules) -> History {
         History {
             rules,
-            epoch: format!("{:08x}", rand_u32()),
+            epoch: History::fresh_epoch(),
             seq: 0,
             rings: HashMap::new(),
             order: VecDeque::new(),
@@ -304,6 +308,11 @@ impl History {
             custom_ids: HashMap::new(),
             removed_through: 0,
         }
+    }
+
+    /// A fresh epoch: 8 hex digits.
+    pub(crate) fn fresh_epoch() -> String {
+        format!("{:08x}", rand_u32())
     }
 
     pub(crate) fn rules(&self) -> &HistoryRules {
@@ -360,12 +369,7 @@ impl History {
     }
 
     fn check_custom_id(&self, id: &str) -> Result<String, PublishError> {
-        if id.is_empty() {
-            return Err(PublishError::EmptyId);
-        }
-        if id == "earliest" || hub_form(id).is_some() {
-            return Err(PublishError::ReservedId(id.to_owned()));
-        }
+        check_own_id(id)?;
         if self.custom_ids.contains_key(id) {
             return Err(PublishError::DuplicateId(id.to_owned()));
         }
@@ -566,19 +570,10 @@ impl History {
     /// report with the rooms it concerns, if the cursor cannot be honoured.
     fn locate(&self, cursor: &str, rooms: &[&str]) -> (u64, Option<(GapReason, Vec<String>)>) {
         let all_rooms = || rooms.iter().map(|r| r.to_string()).collect::<Vec<_>>();
-        if cursor == "earliest" {
-            return (0, None);
-        }
-        let after = match hub_form(cursor) {
-            Some(Ok((epoch, seq))) if epoch == self.epoch && seq <= self.seq => seq,
-            Some(Ok((epoch, _))) if epoch != self.epoch => {
-                return (0, Some((GapReason::UnknownEpoch, all_rooms())))
-            }
-            Some(_) => return (0, Some((GapReason::Malformed, all_rooms()))),
-            None => match self.custom_ids.get(cursor) {
-                Some((seq, _)) => *seq,
-                None => return (0, Some((GapReason::UnknownId, all_rooms()))),
-            },
+        let own = || self.custom_ids.get(cursor).map(|(seq, _)| *seq);
+        let after = match place(cursor, &self.epoch, self.seq, own) {
+            Ok(after) => after,
+            Err(reason) => return (0, Some((reason, all_rooms()))),
         };
         let evicted: Vec<String> = rooms
             .iter()
@@ -624,23 +619,71 @@ impl History {
         rooms: &[String],
         first: Option<String>,
     ) -> Bytes {
-        let data = json!({
-            "reason": reason.as_str(),
-            "last_event_id": cursor,
-            "rooms": rooms,
-            "first_id": first,
-        });
-        Message::builder()
-            .event(self.rules.gap_event.as_str())
-            .data(data.to_string())
-            .build()
-            .map(|m| m.encode())
-            .unwrap_or_else(|_| Message::new(data.to_string()).encode())
+        gap_frame(
+            &self.rules.gap_event,
+            reason,
+            cursor,
+            rooms,
+            first.as_deref(),
+        )
     }
 }
 
+/// Where `cursor` points: replay what follows this sequence number; or why it cannot be
+/// honoured. `epoch` and `top` are the history's (its newest sequence number); `own`
+/// looks up an id a caller gave.
+pub(crate) fn place(
+    cursor: &str,
+    epoch: &str,
+    top: u64,
+    own: impl FnOnce() -> Option<u64>,
+) -> Result<u64, GapReason> {
+    if cursor == "earliest" {
+        return Ok(0);
+    }
+    match hub_form(cursor) {
+        Some(Ok((e, seq))) if e == epoch && seq <= top => Ok(seq),
+        Some(Ok((e, _))) if e != epoch => Err(GapReason::UnknownEpoch),
+        Some(_) => Err(GapReason::Malformed),
+        None => own().ok_or(GapReason::UnknownId),
+    }
+}
+
+/// Whether a caller's own id can be a cursor (apart from being unique).
+pub(crate) fn check_own_id(id: &str) -> Result<(), PublishError> {
+    if id.is_empty() {
+        return Err(PublishError::EmptyId);
+    }
+    if id == "earliest" || hub_form(id).is_some() {
+        return Err(PublishError::ReservedId(id.to_owned()));
+    }
+    Ok(())
+}
+
+/// The gap event, named `event`: JSON `{"reason", "last_event_id", "rooms", "first_id"}`.
+pub(crate) fn gap_frame(
+    event: &str,
+    reason: GapReason,
+    cursor: Option<&str>,
+    rooms: &[String],
+    first: Option<&str>,
+) -> Bytes {
+    let data = json!({
+        "reason": reason.as_str(),
+        "last_event_id": cursor,
+        "rooms": rooms,
+        "first_id": first,
+    });
+    Message::builder()
+        .event(event)
+        .data(data.to_string())
+        .build()
+        .map(|m| m.encode())
+        .unwrap_or_else(|_| Message::new(data.to_string()).encode())
+}
+
 /// `id: <id>` alone: no event, but the client's cursor moves.
-fn id_only_frame(id: &str) -> Bytes {
+pub(crate) fn id_only_frame(id: &str) -> Bytes {
     Message::builder()
         .id(id)
         .build()
@@ -650,7 +693,7 @@ fn id_only_frame(id: &str) -> Bytes {
 
 /// `Some` if `id` has the hub's form `<8 hex digits>-<digits>`: `Ok((epoch, seq))`,
 /// or `Err(())` when the number does not fit.
-fn hub_form(id: &str) -> Option<Result<(&str, u64), ()>> {
+pub(crate) fn hub_form(id: &str) -> Option<Result<(&str, u64), ()>> {
     let (epoch, seq) = id.split_once('-')?;
     let hex = epoch.len() == 8 && epoch.bytes().all(|b| b.is_ascii_hexdigit());
     let digits = !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit());

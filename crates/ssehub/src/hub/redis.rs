@@ -1,0 +1,391 @@
+//! The Redis backplane: several nodes sharing rooms and history through one Redis.
+//!
+//! - `scripts.rs`: the keys and the two Lua scripts (publish: number, record, trim,
+//!   `PUBLISH`, atomically; fetch: read the history of some rooms at one instant).
+//! - `wire.rs`: what a node tells the others on the channel.
+//! - `subscriber.rs`: the task that listens to the channel and delivers on this node, in
+//!   sequence order; probes a silent Redis; survives outages and catches up.
+//! - `replay.rs`: a resuming stream's replay, read from Redis.
+//!
+//! ## Order
+//! Every publication gets the next number of one hub-wide sequence, inside the publish
+//! script, and reaches every node on one channel, so every node sees the same order.
+//! Nodes deliver only what comes from the channel (the publisher too, then answers
+//! with the count it delivered): no node can put its own publication before one it has
+//! not seen yet. `delivered` (the number of the newest publication delivered here) is
+//! held while a publication is delivered and while a replay switches to live: the same
+//! ordered step as the in-process history's.
+//!
+//! ## Outages
+//! Without Redis a node keeps working alone: publications are delivered here, without a
+//! number, and answered as not replicated. The subscriber reconnects with back-off and,
+//! back, delivers from the streams what it missed, or the gap signal where it cannot.
+
+mod replay;
+mod scripts;
+mod subscriber;
+mod wire;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+
+use super::backplane::{
+    deliver_unrecorded, Backplane, BackplaneStatus, BoxFuture, Published, Resumed,
+};
+use super::fanout::{Local, Publication};
+use super::history::{check_own_id, HistoryRules, PublishError, Resume, Size};
+use crate::connection::Connection;
+use crate::frame::Message;
+use crate::sync::lock;
+
+/// Where the Redis backplane connects, and how.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ssehub::RedisError> {
+/// use ssehub::{Hub, HubConfig, RedisConfig};
+///
+/// let hub = Hub::with_redis(HubConfig::default(), RedisConfig::new("redis://127.0.0.1:6379/0")).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    url: String,
+    prefix: String,
+    probe: Duration,
+}
+
+impl RedisConfig {
+    /// Connect to `url` (`redis://[user:password@]host:port/db`, or `rediss://` for TLS
+    /// when the `redis` crate is built with it), keys under the prefix `ssehub`, a probe
+    /// every second.
+    pub fn new(url: impl Into<String>) -> RedisConfig {
+        RedisConfig {
+            url: url.into(),
+            prefix: "ssehub".into(),
+            probe: Duration::from_secs(1),
+        }
+    }
+
+    /// Put every key under `prefix` (several hubs can share one Redis).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> RedisConfig {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How often a node checks that Redis answers; three missed probes are an outage.
+    pub fn probe_interval(mut self, every: Duration) -> RedisConfig {
+        self.probe = every.max(Duration::from_millis(50));
+        self
+    }
+}
+
+/// Why the Redis backplane could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("redis backplane: {0}")]
+pub struct RedisError(#[from] redis::RedisError);
+
+/// The key names, under the prefix.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn meta(&self) -> String {
+        format!("{}:meta", self.prefix)
+    }
+    fn channel(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+    fn stream(&self, room: &str) -> String {
+        format!("{}:room:{room}", self.prefix)
+    }
+    fn room_meta(&self, room: &str) -> String {
+        format!("{}:roommeta:{room}", self.prefix)
+    }
+    fn own_id(&self, id: &str) -> String {
+        format!("{}:id:{id}", self.prefix)
+    }
+}
+
+/// A local publisher waiting for its publication to come back from the channel.
+enum Waiter {
+    Waiting(oneshot::Sender<usize>),
+    /// Delivered before the publisher asked (the channel beat the script's answer).
+    Done(usize),
+}
+
+/// What the backplane's parts share.
+struct Shared {
+    local: Arc<Local>,
+    rules: HistoryRules,
+    keys: Keys,
+    /// This node's name on the channel.
+    node: String,
+    client: redis::Client,
+    conn: ConnectionManager,
+    publish: redis::Script,
+    fetch: redis::Script,
+    probe: Duration,
+    /// The number of the newest publication delivered on this node; locked while one is
+    /// delivered and while a replay switches to live.
+    delivered: Mutex<u64>,
+    /// The epoch of the history in Redis, as last read.
+    epoch: Mutex<String>,
+    waiters: Mutex<HashMap<u64, Waiter>>,
+    /// Numbers this node gives its own publications (in the header).
+    tokens: AtomicU64,
+    /// This node's publications delivered here alone because Redis did not answer in
+    /// time: if Redis ran them after all, they come back and must not be delivered
+    /// twice here. Bounded: the oldest are forgotten.
+    local_only: Mutex<std::collections::HashSet<u64>>,
+    connected: AtomicBool,
+    outages: AtomicU64,
+}
+
+/// The Redis backplane (see the module's doc).
+pub(crate) struct RedisBackplane {
+    shared: Arc<Shared>,
+    /// `publish` (which must not wait) hands its publications, in order, to a task.
+    queue: mpsc::UnboundedSender<(Publication, Message)>,
+}
+
+/// How long a publisher waits for its publication to come back from the channel.
+const ECHO_WAIT: Duration = Duration::from_secs(2);
+
+impl RedisBackplane {
+    /// Connect, read the sequence, and start listening.
+    pub(crate) async fn connect(
+        local: Arc<Local>,
+        rules: HistoryRules,
+        config: RedisConfig,
+    ) -> Result<RedisBackplane, RedisError> {
+        let client = redis::Client::open(config.url.as_str())?;
+        let manager = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2);
+        let conn = client.get_connection_manager_with_config(manager).await?;
+        let shared = Arc::new(Shared {
+            local,
+            rules,
+            keys: Keys {
+                prefix: config.prefix,
+            },
+            node: uuid::Uuid::new_v4().simple().to_string(),
+            client,
+            conn,
+            publish: scripts::publish(),
+            fetch: scripts::fetch(),
+            probe: config.probe,
+            delivered: Mutex::new(0),
+            epoch: Mutex::default(),
+            waiters: Mutex::default(),
+            tokens: AtomicU64::new(1),
+            local_only: Mutex::default(),
+            connected: AtomicBool::new(false),
+            outages: AtomicU64::new(0),
+        });
+        subscriber::start(shared.clone()).await?;
+        let (queue, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(publish_in_order(Arc::downgrade(&shared), jobs));
+        Ok(RedisBackplane { shared, queue })
+    }
+}
+
+/// The task behind `publish`: one publication after the other, in the order given.
+async fn publish_in_order(
+    shared: std::sync::Weak<Shared>,
+    mut jobs: mpsc::UnboundedReceiver<(Publication, Message)>,
+) {
+    while let Some((p, message)) = jobs.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if let Err(e) = shared.publish(p, message, false).await {
+            tracing::warn!(error = %e, "event not published");
+        }
+    }
+}
+
+impl Shared {
+    /// Publish through Redis; `wait`: until this node has delivered it too.
+    async fn publish(
+        &self,
+        p: Publication,
+        message: Message,
+        wait: bool,
+    ) -> Result<Published, PublishError> {
+        let recorded: Vec<(&String, super::history::HistoryConfig)> = p
+            .rooms
+            .iter()
+            .filter_map(|r| self.rules.for_room(r).map(|h| (r, h)))
+            .collect();
+        if !recorded.is_empty() {
+            if let Some(id) = message.id() {
+                check_own_id(id)?;
+            }
+        }
+        let own = message.id().unwrap_or("").to_owned();
+        let mut invocation = self.publish.prepare_invoke();
+        invocation.key(self.keys.meta()).key(self.keys.own_id(&own));
+        for (room, _) in &recorded {
+            invocation
+                .key(self.keys.stream(room))
+                .key(self.keys.room_meta(room));
+        }
+        let rest = message.encode_with_id(None);
+        let token = self.tokens.fetch_add(1, Ordering::Relaxed);
+        let header = wire::header(&self.node, token, p.unique, p.except, &p.rooms);
+        invocation
+            .arg(&rest[..])
+            .arg(&own)
+            .arg(format!("{:08x}", uuid::Uuid::new_v4().as_u128() as u32))
+            .arg(recorded.len())
+            .arg(header)
+            .arg(self.keys.channel());
+        for (_, h) in &recorded {
+            let age = u64::try_from(h.age().as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            invocation.arg(h.events()).arg(h.bytes()).arg(age);
+        }
+        let answer: Result<(u64, String), redis::RedisError> =
+            invocation.invoke_async(&mut self.conn.clone()).await;
+        let (seq, id) = match answer {
+            Ok(answer) => answer,
+            Err(e) if e.to_string().contains("DUPLICATE") => {
+                return Err(PublishError::DuplicateId(own));
+            }
+            Err(e) => {
+                // Redis is away: this node alone, and said so. (If Redis ran it after
+                // all, the others get it, and this node does not deliver it again.)
+                tracing::debug!(error = %e, "publish not replicated");
+                let mut local_only = lock(&self.local_only);
+                if local_only.len() > 100_000 {
+                    local_only.clear();
+                }
+                local_only.insert(token);
+                drop(local_only);
+                let mut published = deliver_unrecorded(&self.local, &p, &message);
+                published.replicated = false;
+                return Ok(published);
+            }
+        };
+        // Without the channel the echo cannot come; the catch-up delivers it here later.
+        let listening = self.connected.load(Ordering::Relaxed);
+        let delivered = if wait && listening {
+            self.echo(seq).await
+        } else {
+            0
+        };
+        Ok(Published {
+            id: (!id.is_empty()).then_some(id),
+            delivered,
+            replicated: true,
+        })
+    }
+
+    /// Wait for publication `seq` of this node to be delivered here; its count.
+    async fn echo(&self, seq: u64) -> usize {
+        let rx = {
+            let mut waiters = lock(&self.waiters);
+            if let Some(Waiter::Done(n)) = waiters.remove(&seq) {
+                return n;
+            }
+            let (tx, rx) = oneshot::channel();
+            waiters.insert(seq, Waiter::Waiting(tx));
+            rx
+        };
+        let n = tokio::time::timeout(ECHO_WAIT, rx).await;
+        lock(&self.waiters).remove(&seq);
+        n.ok().and_then(Result::ok).unwrap_or(0)
+    }
+
+    /// Publication `seq` of this node was delivered to `n` connections.
+    fn delivered_own(&self, seq: u64, n: usize) {
+        let mut waiters = lock(&self.waiters);
+        match waiters.remove(&seq) {
+            Some(Waiter::Waiting(tx)) => {
+                let _ = tx.send(n);
+            }
+            _ => {
+                // The script's answer is still on its way: keep the count for it (a
+                // publisher that gave up leaves it; the map is trimmed when large).
+                if waiters.len() > 10_000 {
+                    waiters.retain(|_, w| matches!(w, Waiter::Waiting(_)));
+                }
+                waiters.insert(seq, Waiter::Done(n));
+            }
+        }
+    }
+}
+
+impl Backplane for RedisBackplane {
+    fn publish(&self, p: &Publication, message: &Message) -> Result<Published, PublishError> {
+        let recorded = p
+            .rooms
+            .iter()
+            .any(|r| self.shared.rules.for_room(r).is_some());
+        if recorded {
+            if let Some(id) = message.id() {
+                check_own_id(id)?;
+            }
+        }
+        if self.queue.send((p.clone(), message.clone())).is_err() {
+            return Ok(deliver_unrecorded(&self.shared.local, p, message));
+        }
+        Ok(Published {
+            id: None,
+            delivered: 0,
+            replicated: true,
+        })
+    }
+
+    fn publish_wait(
+        &self,
+        p: Publication,
+        message: Message,
+    ) -> BoxFuture<Result<Published, PublishError>> {
+        let shared = self.shared.clone();
+        Box::pin(async move { shared.publish(p, message, true).await })
+    }
+
+    fn publish_unrecorded(&self, p: &Publication, message: &Message) -> Published {
+        deliver_unrecorded(&self.shared.local, p, message)
+    }
+
+    fn resume(&self, conn: Connection, resume: Resume) -> BoxFuture<Resumed> {
+        let shared = self.shared.clone();
+        Box::pin(async move { replay::resume(&shared, &conn, &resume).await })
+    }
+
+    fn history(&self, room: String) -> BoxFuture<Vec<Bytes>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            match replay::fetch(&shared, &[room], replay::From::After(0)).await {
+                Ok(read) => read.entries.into_iter().map(|(_, f)| f).collect(),
+                Err(_) => Vec::new(),
+            }
+        })
+    }
+
+    fn history_size(&self) -> Size {
+        // Kept in Redis, not counted here.
+        Size::default()
+    }
+
+    fn status(&self) -> BackplaneStatus {
+        BackplaneStatus {
+            kind: "redis",
+            connected: self.shared.connected.load(Ordering::Relaxed),
+            outages: self.shared.outages.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Several nodes, one hub, through a real Redis (started by each test on a free port):
+//! every publication reaches every node's subscribers once, in one order; a client moves
+//! to another node with its last id and misses nothing; a silent (SIGSTOP) or dead
+//! (SIGKILL) Redis leaves each node delivering its own publications, and once Redis is
+//! back every client has every event or the gap signal, never a silent loss; a node
+//! that dies leaves its clients to resume on another.
+#![cfg(feature = "redis")]
+
+mod common;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ssehub::decode::Event;
+use ssehub::{HistoryConfig, Hub, HubConfig, Message, RedisConfig, SseOptions};
+
+use common::*;
+use redis_server::RedisServer;
+
+/// A node of the hub on `redis`: its own server, its own hub.
+async fn node(redis: &RedisServer, config: HubConfig) -> TestServer {
+    let redis = RedisConfig::new(redis.url())
+        .prefix("test")
+        .probe_interval(Duration::from_millis(200));
+    let hub = Hub::with_redis(config, redis).await.expect("join the hub");
+    let sse = SseOptions::new()
+        .with_hub(hub)
+        .keep_alive(None)
+        .no_auto_join()
+        .rooms_from_query(true);
+    TestServer::start(sse).await
+}
+
+async fn publish(hub: &Hub, room: &str, data: &str) -> ssehub::Published {
+    hub.to(room)
+        .publish_and_wait(&Message::new(data))
+        .await
+        .expect("published")
+}
+
+fn seq_of(id: &str) -> u64 {
+    id.rsplit_once('-').unwrap().1.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_deliver_every_publication_once_in_one_order() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(&redis, HubConfig::default()).await);
+    }
+    let mut clients = Vec::new();
+    for n in &nodes {
+        clients.push(n.sse("/sse?room=r").await);
+        eventually("the stream", || n.hub.room_size("r") == 1).await;
+    }
+    const EACH: usize = 40;
+    let publishers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let hub = n.hub.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    let p = publish(&hub, "r", &format!("n{k}-{i}")).await;
+                    assert!(p.replicated);
+                    assert_eq!(p.delivered, 1, "its own node's subscriber, counted");
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let mut orders = Vec::new();
+    for c in &mut clients {
+        let mut got: Vec<Event> = Vec::new();
+        for _ in 0..3 * EACH {
+            got.push(c.next_event().await);
+        }
+        let datas: HashSet<&str> = got.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(datas.len(), 3 * EACH, "each publication once");
+        let seqs: Vec<u64> = got.iter().map(|e| seq_of(&e.last_event_id)).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in sequence order");
+        orders.push(got.iter().map(|e| e.data.clone()).collect::<Vec<_>>());
+    }
+    assert_eq!(orders[0], orders[1], "the same order on every node");
+    assert_eq!(orders[1], orders[2]);
+    for n in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moves_to_another_node_with_its_last_id_and_misses_nothing() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let config = HubConfig::default().history(Some(HistoryConfig::default().max_events(50)));
+    let a = node(&redis, config.clone()).await;
+    let b = node(&redis, config).await;
+    let mut c = a.sse("/sse?room=r").await;
+    eventually("the stream on A", || a.hub.room_size("r") == 1).await;
+    let first = publish(&b.hub, "r", "0").await.id.unwrap();
+    for i in 1..10 {
+        publish(&b.hub, "r", &i.to_string()).await;
+    }
+    for i in 0..10 {
+        assert_eq!(c.next_event().await.data, i.to_string());
+    }
+    let last = c.last_event_id();
+    drop(c);
+    for i in 10..20 {
+        publish(&a.hub, "r", &i.to_string()).await;
+    }
+    // On B, resuming after the last id it had: exactly what it missed, then live.
+    let mut c = SseClient::connect(b.addr, "/sse?room=r", &[("last-event-id", &last)]).await;
+    for i in 10..20 {
+        assert_eq!(c.next_event().await.data, i.to_string());
+    }
+    publish(&a.hub, "r", "live").await;
+    assert_eq!(c.next_event().await.data, "live");
+    // A cursor older than what Redis keeps gets the gap signal first.
+    for i in 21..80 {
+        publish(&a.hub, "r", &i.to_string()).await;
+    }
+    let mut old = SseClient::connect(b.addr, "/sse?room=r", &[("last-event-id", &first)]).await;
+    let gap = old.next_event().await;
+    assert_eq!(gap.event, "ssehub.gap");
+    let gap: serde_json::Value = serde_json::from_str(&gap.data).unwrap();
+    assert_eq!(gap["reason"], "evicted");
+    assert_eq!(
+        old.next_event().await.data,
+        "30",
+        "then the 50 Redis still holds"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// What one client saw: the data of its events, and how many gap signals.
+struct Seen {
+    datas: HashSet<String>,
+    gaps: usize,
+}
+
+async fn read_until(c: &mut SseClient, last: &str) -> Seen {
+    let mut seen = Seen {
+        datas: HashSet::new(),
+        gaps: 0,
+    };
+    loop {
+        let e = c.next_event().await;
+        if e.event == "ssehub.gap" {
+            seen.gaps += 1;
+            continue;
+        }
+        let done = e.data == last;
+        seen.datas.insert(e.data);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_silent_and_a_dead_redis_nothing_is_lost_silently() {
+    if !redis_server::available() {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    let a = node(&redis, HubConfig::default()).await;
+    let b = node(&redis, HubConfig::default()).await;
+    let mut ca = a.sse("/sse?room=r").await;
+    let mut cb = b.sse("/sse?room=r").await;
+    eventually("both streams", || {
+        a.hub.room_size("r") == 1 && b.hub.room_size("r") == 1
+    })
+    .await;
+    let mut sent: Vec<(usize, String, bool)> = Vec::new();
+    let round = |phase: &'static str, n: usize| {
+        let hubs = [a.hub.clone(), b.hub.clone()];
+        async move {
+            let mut out = Vec::new();
+            for i in 0..n {
+                let k = i % 2;
+                let data = format!("{phase}-{i}");
+                let p = publish(&hubs[k], "r", &data).await;
+                out.push((k, data, p.replicated));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            out
+        }
+    };
+    sent.extend(round("before", 10).await);
+    redis.pause();
+    eventually("both nodes to notice the silence", || {
+        !a.hub.backplane_status().connected && !b.hub.backplane_status().connected
+    })
+    .await;
+    let during = round("paused", 4).await;
+    assert!(
+        during.iter().all(|(_, _, replicated)| !replicated),
+        "said so"
+    );
+    sent.extend(during);
+    redis.resume();
+    eventually("both nodes back", || {
+        a.hub.backplane_status().connected && b.hub.backplane_status().connected
+    })
+    .await;
+    sent.extend(round("resumed", 10).await);
+    redis.restart();
+    eventually("both nodes to notice the loss", || {
+        a.hub.backplane_status().outages >= 2
+    })
+    .await;
+    sent.extend(round("restarted", 10).await);
+    eventually("both nodes back again", || {
+        a.hub.backplane_status().connected && b.hub.backplane_status().connected
+    })
+    .await;
+    sent.extend(round("after", 10).await);
+    let last = &sent.last().unwrap().1;
+    for (node_index, c) in [&mut ca, &mut cb].into_iter().enumerate() {
+        let seen = read_until(c, last).await;
+        for (from, data, _) in &sent {
+            if *from == node_index {
+                assert!(
+                    seen.datas.contains(data),
+                    "node {node_index}: its own {data} lost"
+                );
+            }
+        }
+        let missing: Vec<&String> = sent
+            .iter()
+            .filter(|(_, d, _)| !seen.datas.contains(d))
+            .map(|(_, d, _)| d)
+            .collect();
+        assert!(
+            missing.is_empty() || seen.gaps > 0,
+            "node {node_index} lost {missing:?} without a gap signal"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_a_node_dies_its_clients_resume_on_another() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let a = node(&redis, HubConfig::default()).await;
+    let b = Arc::new(node(&redis, HubConfig::default()).await);
+    let mut c = a.sse("/sse?room=r").await;
+    eventually("the stream on A", || a.hub.room_size("r") == 1).await;
+    for i in 0..5 {
+        publish(&b.hub, "r", &i.to_string()).await;
+    }
+    for i in 0..5 {
+        assert_eq!(c.next_event().await.data, i.to_string());
+    }
+    let last = c.last_event_id();
+    a.stop().await;
+    for i in 5..10 {
+        publish(&b.hub, "r", &i.to_string()).await;
+    }
+    let mut c = SseClient::connect(b.addr, "/sse?room=r", &[("last-event-id", &last)]).await;
+    for i in 5..10 {
+        assert_eq!(c.next_event().await.data, i.to_string());
+    }
+    let Ok(b) = Arc::try_unwrap(b) else {
+        panic!("shared")
+    };
+    b.stop().await;
+}
