@@ -20,8 +20,10 @@
 //!
 //! The run's phases are here; each phase's work is in the module named for it.
 
+mod agents;
 mod agreement;
 mod event_scan;
+mod fleet;
 mod latency;
 mod publishers;
 mod replay;
@@ -38,9 +40,13 @@ use crate::fd_limit::raise_fd_limit;
 use crate::hub_client::Target;
 use crate::procfs::{cpu_seconds, rss_bytes};
 use crate::server_process::ServerProcess;
+use agents::Agents;
+use fleet::Fleet;
 use latency::now_ns;
 use report::{Costs, Measured, Report};
 use subscribers::Subscribers;
+
+pub use agents::{run_agent, AgentArgs};
 
 /// File descriptors kept back from the open-file limit for everything but subscribers.
 const FD_RESERVE: u64 = 64;
@@ -68,9 +74,18 @@ pub struct Args {
     /// Concurrent publishing connections.
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
-    /// The server's pid, for its CPU time and memory.
+    /// The server's pid, for its CPU time and memory (repeat it for the nodes of a hub:
+    /// their figures add up).
     #[arg(long, conflicts_with = "spawn_server")]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
+    /// Subscribe to these servers instead (repeatable: the nodes of one hub; subscriber
+    /// `i` goes to the `i % n`-th); events are still published to `--url`.
+    #[arg(long = "sse-url", value_name = "URL")]
+    pub sse_urls: Vec<String>,
+    /// Spread the subscribers over this many child processes (0: all in this one), for
+    /// more connections than one process's open-file limit allows.
+    #[arg(long, default_value_t = 0)]
+    pub agents: usize,
     /// Start `ssehub serve --tick-interval 0` on the URL's address and port, pinned with
     /// `taskset -c <--server-cpus>`, and stop it at the end.
     #[arg(long)]
@@ -110,11 +125,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("--url {}", args.url))?;
     let limit = raise_fd_limit();
-    if args.subscribers as u64 + FD_RESERVE > limit {
+    if args.agents == 0 && args.subscribers as u64 + FD_RESERVE > limit {
         bail!(
             "{} subscribers need more than this process's open-file limit of {limit} \
-             (one process holds at most {}); spreading subscribers over several processes \
-             is not implemented",
+             (one process holds at most {}); spread them over child processes with --agents",
             args.subscribers,
             limit.saturating_sub(FD_RESERVE)
         );
@@ -125,8 +139,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let pid = args.server_pid.or(server.as_ref().map(ServerProcess::id));
-    let result = bench(&args, &target, pid).await;
+    let mut pids = args.server_pid.clone();
+    pids.extend(server.as_ref().map(ServerProcess::id));
+    let result = bench(&args, &target, &pids).await;
     drop(server);
     let report = result?;
     if args.json {
@@ -168,72 +183,159 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
+/// The servers' summed figure `f` over `pids` (`None` without pids).
+fn sum_of(pids: &[u32], f: impl Fn(u32) -> anyhow::Result<f64>) -> anyhow::Result<Option<f64>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    let mut total = 0.0;
+    for pid in pids {
+        total += f(*pid)?;
+    }
+    Ok(Some(total))
+}
+
+/// Where the subscribers go: `--sse-url`s, or `--url`.
+async fn sse_targets(args: &Args, target: &Target) -> anyhow::Result<Vec<Target>> {
+    if args.sse_urls.is_empty() {
+        return Ok(vec![target.clone()]);
+    }
+    let mut targets = Vec::new();
+    for url in &args.sse_urls {
+        targets.push(
+            Target::parse(url)
+                .await
+                .with_context(|| format!("--sse-url {url}"))?,
+        );
+    }
+    Ok(targets)
+}
+
+/// Start the subscribers, here or in agents.
+fn start_fleet(
+    args: &Args,
+    targets: &[Target],
+    last_event_id: Option<&str>,
+) -> anyhow::Result<Fleet> {
+    let (n, rooms, threads) = (args.subscribers, args.rooms, args.threads);
+    Ok(if args.agents == 0 {
+        Fleet::Local(Subscribers::start(
+            targets,
+            0,
+            n,
+            rooms,
+            threads,
+            args.connect_concurrency,
+            last_event_id,
+        ))
+    } else {
+        let urls: Vec<String> = if args.sse_urls.is_empty() {
+            vec![args.url.clone()]
+        } else {
+            args.sse_urls.clone()
+        };
+        Fleet::Agents(Agents::start(
+            &urls,
+            args.agents,
+            n,
+            rooms,
+            threads,
+            args.connect_concurrency,
+            last_event_id,
+        )?)
+    })
+}
+
 /// One run: connect every subscriber, publish, drain, and measure around it.
-async fn bench(args: &Args, target: &Target, pid: Option<u32>) -> anyhow::Result<Report> {
+async fn bench(args: &Args, target: &Target, pids: &[u32]) -> anyhow::Result<Report> {
     let limit = Duration::from_secs(args.timeout);
     // A server we started may still be starting; one we were pointed at must answer now.
     let patience = Duration::from_secs(if args.spawn_server { 10 } else { 0 });
-    let stats_before = agreement::before_run(target, &args.url, patience).await?;
-    let rss_before = pid.map(rss_bytes).transpose()?;
+    let targets = sse_targets(args, target).await?;
+    let mut before = Vec::new();
+    for (t, url) in targets.iter().zip(urls_of(args)) {
+        before.push(agreement::before_run(t, &url, patience).await?);
+    }
+    let rss_before = sum_of(pids, |p| rss_bytes(p).map(|b| b as f64))?;
 
     let n = args.subscribers;
-    let (rooms, threads) = (args.rooms, args.threads);
-    let subscribers = Subscribers::start(target, n, rooms, threads, args.connect_concurrency, None);
+    let fleet = start_fleet(args, &targets, None)?;
     let t_connect = Instant::now();
-    let connected = subscribers.wait_connected(n, limit).await;
+    let connected = fleet.shared().wait_connected(n, limit).await;
     if connected < n {
-        let err = subscribers.shared.first_error.lock().unwrap().clone();
-        subscribers.stop();
+        let err = fleet.shared().first_error.lock().unwrap().clone();
+        fleet.finish().await;
         bail!(
             "only {connected} of {n} subscribers connected: {}",
             err.unwrap_or_else(|| "timed out".into())
         );
     }
     let connect_seconds = t_connect.elapsed().as_secs_f64();
-    // The server must agree that everyone is connected.
-    let server_connections = match agreement::all_connected(target, &stats_before, n as u64).await {
-        Ok(c) => c,
-        Err(e) => {
-            subscribers.stop();
-            return Err(e);
+    // Every server must agree that its share of the subscribers is connected.
+    let mut server_connections = 0;
+    for (k, (t, b)) in targets.iter().zip(&before).enumerate() {
+        let share = (0..n).filter(|i| i % targets.len() == k).count() as u64;
+        match agreement::all_connected(t, b, share).await {
+            Ok(c) => server_connections += c,
+            Err(e) => {
+                fleet.finish().await;
+                return Err(e);
+            }
         }
-    };
+    }
 
     // Memory with every subscriber connected and idle.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = pid.map(rss_bytes).transpose()?;
+    let rss_idle = sum_of(pids, |p| rss_bytes(p).map(|b| b as f64))?;
 
-    let cpu0 = pid.map(cpu_seconds).transpose()?;
+    let cpu0 = sum_of(pids, cpu_seconds)?;
     let gen_cpu0 = cpu_seconds(std::process::id()).ok();
     let (start, start_ns) = (Instant::now(), now_ns());
-    let published = publishers::publish(args, target, start, limit).await?;
+    let mut published = publishers::publish(args, target, start, limit).await?;
+    if targets.len() > 1 {
+        // The publishing node counts its own clients only: expect what the plan says.
+        published.delivered = report::planned_deliveries(args.messages, args.rooms, n);
+    }
     let idle = Duration::from_secs(args.drain_idle);
-    subscribers.drain(published.delivered, idle, limit).await;
-    let cpu1 = pid.map(cpu_seconds).transpose()?;
+    fleet.shared().drain(published.delivered, idle, limit).await;
+    let cpu1 = sum_of(pids, cpu_seconds)?;
     let gen_cpu1 = cpu_seconds(std::process::id()).ok();
     let stats_after = target.stats().await?;
-    let received = subscribers.finish();
+    let received = fleet.finish().await;
     let replayed = if args.replay_back > 0 {
-        Some(replay::replay(args, target, pid, &published.ids).await?)
+        Some(replay::replay(args, &targets, pids, &published.ids).await?)
     } else {
         None
     };
     let measured = Measured {
         connect_seconds,
         server_connections,
-        stats: (stats_before, stats_after),
+        stats: (before[0], stats_after),
         start_ns,
         published,
         received,
         replayed,
         costs: Costs {
             server_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
-            generator_cpu: gen_cpu0.zip(gen_cpu1).map(|(a, b)| b - a),
-            rss_before,
-            rss_idle,
+            // With agents the generator's work is theirs, not counted here.
+            generator_cpu: gen_cpu0
+                .zip(gen_cpu1)
+                .map(|(a, b)| b - a)
+                .filter(|_| args.agents == 0),
+            rss_before: rss_before.map(|b| b as u64),
+            rss_idle: rss_idle.map(|b| b as u64),
         },
     };
     Ok(Report::new(args, measured))
+}
+
+/// The base URLs subscribers go to.
+fn urls_of(args: &Args) -> Vec<String> {
+    if args.sse_urls.is_empty() {
+        vec![args.url.clone()]
+    } else {
+        args.sse_urls.clone()
+    }
 }
 
 #[cfg(test)]
@@ -315,11 +417,10 @@ mod tests {
         ]);
         let target = Target::parse(&args.url).await.unwrap();
         let pid = std::process::id();
-        let report =
-            tokio::time::timeout(Duration::from_secs(60), bench(&args, &target, Some(pid)))
-                .await
-                .expect("the bench finishes")
-                .expect("the bench succeeds");
+        let report = tokio::time::timeout(Duration::from_secs(60), bench(&args, &target, &[pid]))
+            .await
+            .expect("the bench finishes")
+            .expect("the bench succeeds");
         server.abort();
         assert_eq!(report.server_connections, 60);
         assert_eq!(report.published, 30);
@@ -358,7 +459,7 @@ mod tests {
             "20",
         ]);
         let target = Target::parse(&args.url).await.unwrap();
-        let report = tokio::time::timeout(Duration::from_secs(60), bench(&args, &target, None))
+        let report = tokio::time::timeout(Duration::from_secs(60), bench(&args, &target, &[]))
             .await
             .expect("the bench finishes")
             .expect("the bench succeeds");

@@ -40,6 +40,9 @@ enum Command {
     Publish(publish::Args),
     /// Load-test a server: subscribers, publishes, latency and server cost.
     Bench(bench::Args),
+    /// Hold a share of `ssehub bench --agents`' subscribers (started by the bench).
+    #[command(hide = true)]
+    BenchAgent(bench::AgentArgs),
     /// Run a time-bounded abuse mix (churn, slow readers, rooms) and check nothing is lost.
     Soak(soak::Args),
 }
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
             Command::Listen(a) => listen::run(a).await,
             Command::Publish(a) => publish::run(a).await,
             Command::Bench(a) => bench::run(a).await,
+            Command::BenchAgent(a) => bench::run_agent(a).await,
             Command::Soak(a) => soak::run(a).await,
         }
     })

@@ -3,6 +3,8 @@
 //! commands run against it.
 
 mod common;
+#[path = "../../ssehub/tests/support/redis_server.rs"]
+mod redis_server;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -791,6 +793,45 @@ async fn benches_run_back_to_back_against_one_server() {
             out.stdout
         );
     }
+}
+
+#[tokio::test]
+async fn bench_agents_hold_the_subscribers_of_two_nodes_and_replay() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = redis_server::RedisServer::start();
+    let node = || ServeProcess::start(&["--tick-interval", "0", "--redis", &redis.url()]);
+    let (one, two) = (node(), node());
+    let (url1, url2) = (one.url(""), two.url(""));
+    let mut args = bench_args(&url1, 300, &["--agents", "3", "--json"]);
+    args.extend(["--sse-url", &url1, "--sse-url", &url2].map(String::from));
+    let out = tokio::task::spawn_blocking(move || run_cli(&args, b""))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["server_connections"], 300);
+    assert_eq!(report["expected_deliveries"], 1500, "the plan: 300 x 5");
+    assert_eq!(
+        report["received_deliveries"], 1500,
+        "both nodes' subscribers, all"
+    );
+    assert_eq!(stats(two.addr).await["connections_total"], 150);
+    // Agents resuming 3 events back, on both nodes: exactly 3 each.
+    let mut args = bench_args(
+        &url1,
+        100,
+        &["--agents", "2", "--json", "--replay-back", "3"],
+    );
+    args.extend(["--sse-url", &url1, "--sse-url", &url2].map(String::from));
+    let out = tokio::task::spawn_blocking(move || run_cli(&args, b""))
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["received_deliveries"], 500);
+    assert_eq!(report["replay"]["events"], 300);
 }
 
 #[tokio::test]

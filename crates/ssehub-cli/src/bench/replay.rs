@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use super::subscribers::Subscribers;
 use super::Args;
 use crate::hub_client::Target;
 use crate::procfs::cpu_seconds;
@@ -30,8 +29,8 @@ pub struct Replayed {
 /// Reconnect `--subscribers` subscribers resuming after `ids[len - back - 1]`.
 pub async fn replay(
     args: &Args,
-    target: &Target,
-    pid: Option<u32>,
+    targets: &[Target],
+    pids: &[u32],
     ids: &[String],
 ) -> anyhow::Result<Replayed> {
     let back = args.replay_back;
@@ -47,30 +46,27 @@ pub async fn replay(
     let n = args.subscribers;
     let expected = n as u64 * back;
     let limit = Duration::from_secs(args.timeout);
-    let cpu0 = pid.map(cpu_seconds).transpose()?;
+    let cpu0 = super::sum_of(pids, cpu_seconds)?;
     let start = Instant::now();
-    let again = Subscribers::start(
-        target,
-        n,
-        1,
-        args.threads,
-        args.connect_concurrency,
-        Some(cursor),
-    );
+    let again = super::start_fleet(args, targets, Some(cursor))?;
     let pb = super::bar(expected, "replaying");
     loop {
-        let got = again.received();
+        let got = again.shared().received();
         pb.set_position(got);
-        if got >= expected || start.elapsed() > limit || again.failed() > 0 {
+        let failed = again
+            .shared()
+            .failed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if got >= expected || start.elapsed() > limit || failed > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     pb.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
-    let cpu1 = pid.map(cpu_seconds).transpose()?;
-    let events = again.received();
-    let received = again.finish();
+    let cpu1 = super::sum_of(pids, cpu_seconds)?;
+    let events = again.shared().received();
+    let received = again.finish().await;
     if let Some(e) = received.first_error {
         bail!("a reconnecting subscriber failed: {e}");
     }

@@ -267,7 +267,7 @@ impl Report {
 
 /// Deliveries the room plan predicts: event `i` goes to room `i % rooms`, whose members
 /// are the subscribers `j` with `j % rooms` equal to it.
-fn planned_deliveries(messages: u64, rooms: usize, subscribers: usize) -> u64 {
+pub fn planned_deliveries(messages: u64, rooms: usize, subscribers: usize) -> u64 {
     (0..messages)
         .map(|i| {
             let room = (i % rooms as u64) as usize;

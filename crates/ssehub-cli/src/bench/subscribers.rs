@@ -62,7 +62,52 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn fail(&self, err: anyhow::Error) {
+    /// Wait until all `n` subscribers are connected, one has failed, or `limit` has
+    /// passed; returns how many are connected.
+    pub async fn wait_connected(&self, n: usize, limit: Duration) -> usize {
+        let start = Instant::now();
+        let pb = super::bar(n as u64, "connecting");
+        let connected = loop {
+            let c = self.connected.load(Ordering::Relaxed);
+            let f = self.failed.load(Ordering::Relaxed);
+            pb.set_position(c as u64);
+            if f > 0 || c >= n || start.elapsed() > limit {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        pb.finish_and_clear();
+        connected
+    }
+
+    /// Wait until `expected` deliveries have arrived, or none has for `idle` (the rest
+    /// counts as lost), or `limit` has passed.
+    pub async fn drain(&self, expected: u64, idle: Duration, limit: Duration) {
+        let pb = super::bar(expected, "receiving");
+        let start = Instant::now();
+        let mut last = (self.received.load(Ordering::Relaxed), Instant::now());
+        loop {
+            let r = self.received.load(Ordering::Relaxed);
+            pb.set_position(r);
+            if r >= expected || start.elapsed() > limit {
+                break;
+            }
+            if r != last.0 {
+                last = (r, Instant::now());
+            } else if last.1.elapsed() > idle {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        pb.finish_and_clear();
+    }
+
+    /// Events received so far, and subscribers failed so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    pub fn fail(&self, err: anyhow::Error) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         let mut first = self.first_error.lock().unwrap();
         if first.is_none() {
@@ -92,12 +137,24 @@ pub struct Subscribers {
     stop: watch::Sender<bool>,
 }
 
+/// Where one subscriber connects.
+#[derive(Clone)]
+struct Dest {
+    server: SocketAddr,
+    /// `Host` header value.
+    host: String,
+    /// Path of the SSE endpoint, e.g. `/sse`.
+    sse_path: String,
+}
+
 impl Subscribers {
-    /// Start `threads` worker threads that open `n` subscribers to `target`, subscriber
-    /// `i` in room `bench-{i % rooms}`, with `concurrency` handshakes in flight in all;
-    /// each resumes after `last_event_id` when given (a reconnect).
+    /// Start `threads` worker threads that open `n` subscribers, numbered from `first`:
+    /// subscriber `i` connects to `targets[i % targets.len()]`, in room
+    /// `bench-{i % rooms}`, with `concurrency` handshakes in flight in all; each resumes
+    /// after `last_event_id` when given (a reconnect).
     pub fn start(
-        target: &Target,
+        targets: &[Target],
+        first: usize,
         n: usize,
         rooms: usize,
         threads: usize,
@@ -106,17 +163,23 @@ impl Subscribers {
     ) -> Subscribers {
         let shared = Arc::new(Shared::default());
         let (stop, stop_rx) = watch::channel(false);
+        let dests: Vec<Dest> = targets
+            .iter()
+            .map(|t| Dest {
+                server: t.addr,
+                host: t.host.clone(),
+                sse_path: t.path("/sse"),
+            })
+            .collect();
         let mut plans: Vec<Vec<(usize, String)>> = vec![Vec::new(); threads];
-        for i in 0..n {
+        for i in first..first + n {
             plans[i % threads].push((i, format!("bench-{}", i % rooms)));
         }
         let threads = plans
             .into_iter()
             .map(|subscribers| {
                 let plan = Plan {
-                    server: target.addr,
-                    host: target.host.clone(),
-                    sse_path: target.path("/sse"),
+                    dests: dests.clone(),
                     subscribers,
                     concurrency: (concurrency / threads).max(1),
                     extra_headers: last_event_id
@@ -135,56 +198,6 @@ impl Subscribers {
             threads,
             stop,
         }
-    }
-
-    /// Events received so far, by all subscribers.
-    pub fn received(&self) -> u64 {
-        self.shared.received.load(Ordering::Relaxed)
-    }
-
-    /// Subscribers that failed so far.
-    pub fn failed(&self) -> usize {
-        self.shared.failed.load(Ordering::Relaxed)
-    }
-
-    /// Wait until all `n` subscribers are connected, one has failed, or `limit` has
-    /// passed; returns how many are connected.
-    pub async fn wait_connected(&self, n: usize, limit: Duration) -> usize {
-        let start = Instant::now();
-        let pb = super::bar(n as u64, "connecting");
-        let connected = loop {
-            let c = self.shared.connected.load(Ordering::Relaxed);
-            let f = self.shared.failed.load(Ordering::Relaxed);
-            pb.set_position(c as u64);
-            if f > 0 || c >= n || start.elapsed() > limit {
-                break c;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
-        pb.finish_and_clear();
-        connected
-    }
-
-    /// Wait until `expected` deliveries have arrived, or none has for `idle` (the rest
-    /// counts as lost), or `limit` has passed.
-    pub async fn drain(&self, expected: u64, idle: Duration, limit: Duration) {
-        let pb = super::bar(expected, "receiving");
-        let start = Instant::now();
-        let mut last = (self.shared.received.load(Ordering::Relaxed), Instant::now());
-        loop {
-            let r = self.shared.received.load(Ordering::Relaxed);
-            pb.set_position(r);
-            if r >= expected || start.elapsed() > limit {
-                break;
-            }
-            if r != last.0 {
-                last = (r, Instant::now());
-            } else if last.1.elapsed() > idle {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        pb.finish_and_clear();
     }
 
     /// Stop every thread, closing its connections: what the subscribers received.
@@ -218,12 +231,8 @@ impl Subscribers {
 
 /// What one subscriber thread needs to know.
 struct Plan {
-    /// Server address.
-    server: SocketAddr,
-    /// `Host` header value.
-    host: String,
-    /// Path of the SSE endpoint, e.g. `/sse`.
-    sse_path: String,
+    /// Where subscriber `i` connects: `dests[i % dests.len()]`.
+    dests: Vec<Dest>,
     /// `(subscriber index, room)` pairs this thread opens.
     subscribers: Vec<(usize, String)>,
     /// Handshakes in flight at once, for this thread.
@@ -297,28 +306,29 @@ fn source_addr(server: &SocketAddr, i: usize) -> Option<SocketAddr> {
 
 /// Connect subscriber `i`; also returns how many events came with the response head.
 async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<(Conn, u64)> {
-    let socket = match plan.server {
+    let dest = &plan.dests[i % plan.dests.len()];
+    let socket = match dest.server {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
-    if let Some(src) = source_addr(&plan.server, i) {
+    if let Some(src) = source_addr(&dest.server, i) {
         socket
             .bind(src)
             .with_context(|| format!("binding source address {src}"))?;
     }
     let mut stream = socket
-        .connect(plan.server)
+        .connect(dest.server)
         .await
-        .with_context(|| format!("connecting to {}", plan.server))?;
+        .with_context(|| format!("connecting to {}", dest.server))?;
     rx_time::enable(&stream);
-    let sep = if plan.sse_path.contains('?') {
+    let sep = if dest.sse_path.contains('?') {
         '&'
     } else {
         '?'
     };
     let request = format!(
         "GET {}{sep}room={room} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{}\r\n",
-        plan.sse_path, plan.host, plan.extra_headers
+        dest.sse_path, dest.host, plan.extra_headers
     );
     stream.write_all(request.as_bytes()).await?;
     let mut head = Vec::with_capacity(512);
@@ -342,7 +352,7 @@ async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<(Conn, u64)> 
             httparse::Status::Complete(len) => {
                 let status = resp.code.unwrap_or(0);
                 if status != 200 {
-                    bail!("GET {}: status {status}", plan.sse_path);
+                    bail!("GET {}: status {status}", dest.sse_path);
                 }
                 let chunked = resp.headers.iter().any(|h| {
                     h.name.eq_ignore_ascii_case("transfer-encoding")
