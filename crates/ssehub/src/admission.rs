@@ -125,6 +125,7 @@ mod tests {
                 abort: None,
                 batch_window: std::time::Duration::ZERO,
                 resuming: false,
+                adaptive: true,
             });
             a.bind(Some(ip), &c);
             conns.push(c);

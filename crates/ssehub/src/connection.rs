@@ -10,6 +10,7 @@
 
 mod handle;
 mod outbox;
+mod pace;
 mod send;
 mod writer;
 
@@ -19,6 +20,7 @@ pub use send::SendError;
 
 pub(crate) use handle::{ConnectionConfig, Owner, TransportAbort};
 pub(crate) use outbox::{DirectSink, Kind};
+pub(crate) use pace::Stamp;
 pub(crate) use send::{Claim, Enqueued};
 pub(crate) use writer::Wire;
 

@@ -205,6 +205,7 @@ impl SseEndpoint {
             abort,
             batch_window: opts.batch_window,
             resuming: resume.is_some(),
+            adaptive: opts.adaptive_batching,
         });
         self.inner.admission.bind(ip, &conn);
         let _ = conn.send_frame(self.inner.preamble.clone());

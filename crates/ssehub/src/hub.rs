@@ -362,7 +362,7 @@ impl Hub {
     /// Queue an encoded frame to every connection the hub has (used by keep-alive and
     /// shutdown). `only_idle` skips connections that had traffic since the last call.
     pub(crate) fn send_to_all(&self, frame: &Bytes, only_idle: bool) -> usize {
-        fanout::to_each(&self.connections(), frame, only_idle)
+        fanout::to_each(&self.inner.local, &self.connections(), frame, only_idle)
     }
 
     /// Queue `message` to every open connection, whatever its rooms (a shutdown notice,

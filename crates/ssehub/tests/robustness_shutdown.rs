@@ -35,7 +35,9 @@ async fn read_to_end(mut c: SseClient) -> Vec<(String, String)> {
 async fn shutdown_delivers_what_was_queued_then_the_farewell() {
     const STREAMS: usize = 10;
     const EVENTS: usize = 200;
-    let (options, mut handout) = Handout::wrap(SseOptions::new().keep_alive(None));
+    // Batching after every write: the events gather in the outboxes, unwritten.
+    let sse = SseOptions::new().keep_alive(None).adaptive_batching(false);
+    let (options, mut handout) = Handout::wrap(sse);
     let srv = TestServer::start_with(options, |s| s.shutdown_message(farewell())).await;
     let mut readers = Vec::new();
     let mut conns = Vec::new();

@@ -116,9 +116,30 @@ async fn refusals_on_the_taken_over_path_are_complete_answers() {
 }
 
 #[tokio::test]
+async fn a_stream_that_keeps_up_writes_each_event_at_once_whatever_its_window() {
+    // A window far longer than the read's bound: each event must come without it.
+    let window = std::time::Duration::from_secs(120);
+    let srv = TestServer::start(sse_options().batch_window(window)).await;
+    let mut stream = TcpStream::connect(srv.addr).await.unwrap();
+    let head = raw_exchange(&mut stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert_eq!(head.status, 200);
+    let mut buf = head.rest;
+    read_until_contains(&mut stream, &mut buf, b": connected\n\n").await;
+    eventually("joined", || srv.hub.room_size("r") == 1).await;
+    for data in ["a", "b", "c"] {
+        assert_eq!(srv.hub.broadcast("r", &Message::new(data)), 1);
+        let frame = format!("data: {data}\n\n");
+        let chunk = format!("{:x}\r\n{frame}\r\n", frame.len());
+        read_until_contains(&mut stream, &mut buf, chunk.as_bytes()).await;
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn a_busy_stream_gets_what_gathered_in_its_batching_window_in_one_write() {
     let window = std::time::Duration::from_millis(400);
-    let srv = TestServer::start(sse_options().batch_window(window)).await;
+    let options = sse_options().batch_window(window).adaptive_batching(false);
+    let srv = TestServer::start(options).await;
     let mut stream = TcpStream::connect(srv.addr).await.unwrap();
     let head = raw_exchange(&mut stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
     assert_eq!(head.status, 200);

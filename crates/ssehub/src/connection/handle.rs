@@ -91,6 +91,8 @@ pub(crate) struct ConnectionConfig {
     pub batch_window: Duration,
     /// The stream resumes from a cursor: recorded events wait for its replay.
     pub resuming: bool,
+    /// Batch only when the server falls behind (`false`: after every write).
+    pub adaptive: bool,
 }
 
 /// What a connection needs from whoever keeps it (the hub). Through it the connection

@@ -157,11 +157,13 @@ impl Outbox {
         Some(end)
     }
 
-    /// A write (the task's or a direct one) ended at `at`. The next one waits for the
-    /// batching window, unless frames are already waiting (the write was as large as a
-    /// batch may be): then waiting would only cap the stream's throughput.
-    pub(super) fn wrote(&mut self, at: Instant, window: Duration) {
-        self.next_write = self.queue.is_empty().then(|| at + window);
+    /// A write (the task's or a direct one) ended at `at`, `behind` if a later fan-out
+    /// overtook it (see `pace.rs`). Then the next write waits for the batching window,
+    /// unless frames are already waiting (the write was as large as a batch may be):
+    /// waiting would only cap the stream's throughput. While the server keeps up, the
+    /// next event is written at once.
+    pub(super) fn wrote(&mut self, at: Instant, window: Duration, behind: bool) {
+        self.next_write = (behind && self.queue.is_empty()).then(|| at + window);
     }
 
     /// The task's waker, to wake it: from now on it is busy, not parked.

@@ -27,6 +27,7 @@ use bytes::Bytes;
 
 use super::handle::Connection;
 use super::outbox::{Admit, DirectSink, Kind, OutboxState, SlowConsumerPolicy};
+use super::pace::{self, Stamp};
 use crate::frame::{self, FrameError, Message};
 use crate::sync::lock;
 
@@ -81,7 +82,7 @@ impl Connection {
 
     /// Queue an already encoded frame, and write it at once if the stream is idle.
     pub(crate) fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
-        match self.enqueue(frame, Some(Instant::now())) {
+        match self.enqueue(frame, Some(Stamp::now(&self.owner().metrics().fanouts))) {
             Enqueued::Yes => Ok(()),
             Enqueued::Direct(claim) => {
                 claim.write(&mut Vec::new());
@@ -99,21 +100,21 @@ impl Connection {
         }
     }
 
-    /// Queue `frame`, sent at `at` (taken once per broadcast: a clock read per
+    /// Queue `frame`, sent at `stamp` (taken once per broadcast: a clock read per
     /// recipient would cost more than it tells). `None`: never [`Enqueued::Direct`],
     /// the stream's task writes it.
-    pub(crate) fn enqueue(&self, frame: Bytes, at: Option<Instant>) -> Enqueued {
-        self.push(frame, Kind::Plain, at)
+    pub(crate) fn enqueue(&self, frame: Bytes, stamp: Option<Stamp>) -> Enqueued {
+        self.push(frame, Kind::Plain, stamp)
     }
 
     /// Queue a frame of one of these kinds: a recorded event is deferred while the
     /// stream's replay is pending; a keep-alive ping is skipped unless the stream was
     /// quiet since the last sweep (traffic is the keep-alive).
-    pub(crate) fn enqueue_as(&self, frame: Bytes, kind: Kind, at: Option<Instant>) -> Enqueued {
-        self.push(frame, kind, at)
+    pub(crate) fn enqueue_as(&self, frame: Bytes, kind: Kind, stamp: Option<Stamp>) -> Enqueued {
+        self.push(frame, kind, stamp)
     }
 
-    fn push(&self, frame: Bytes, kind: Kind, at: Option<Instant>) -> Enqueued {
+    fn push(&self, frame: Bytes, kind: Kind, stamp: Option<Stamp>) -> Enqueued {
         let config = &self.inner.config;
         let mut out = lock(&self.inner.outbox);
         match out.admit(frame.len(), config.outbox_limit, kind) {
@@ -135,11 +136,12 @@ impl Connection {
             }
         }
         out.queue(frame, kind);
-        if let Some(sink) = at.and_then(|at| out.claimable(at)) {
+        if let Some((sink, stamp)) = stamp.and_then(|s| out.claimable(s.at).map(|k| (k, s))) {
             out.writing = true;
             return Enqueued::Direct(Claim {
                 conn: self.clone(),
                 sink: Some(sink),
+                fanout: stamp.fanout,
             });
         }
         // During a direct write the task could do nothing: its end wakes it instead.
@@ -162,9 +164,10 @@ impl Connection {
         }
     }
 
-    /// A direct write is over (`result` from the sink, `None` if it never happened):
-    /// hand the stream back to its task, waking it if there is anything for it to do.
-    fn release(&self, result: Option<io::Result<Option<Bytes>>>) {
+    /// A direct write of frames queued by fan-out `fanout` is over (`result` from the
+    /// sink, `None` if it never happened): hand the stream back to its task, waking it
+    /// if there is anything for it to do.
+    fn release(&self, result: Option<io::Result<Option<Bytes>>>, fanout: u64) {
         let mut out = lock(&self.inner.outbox);
         out.writing = false;
         let failed = match result {
@@ -174,7 +177,9 @@ impl Connection {
                     out.bytes += rest.len();
                     out.raw = Some(rest);
                 }
-                out.wrote(Instant::now(), self.inner.config.batch_window);
+                let fanouts = &self.owner().metrics().fanouts;
+                let behind = pace::overtaken(fanouts, fanout) || !self.inner.config.adaptive;
+                out.wrote(Instant::now(), self.inner.config.batch_window, behind);
                 false
             }
             Some(Err(_)) => true,
@@ -218,6 +223,8 @@ impl Connection {
 pub(crate) struct Claim {
     conn: Connection,
     sink: Option<Arc<dyn DirectSink>>,
+    /// The fan-out whose frame won the claim.
+    fanout: u64,
 }
 
 impl Claim {
@@ -235,14 +242,14 @@ impl Claim {
         // The task may take the socket back once released: drop our handle first. (Until
         // here a panic in the sink still releases the claim, through `Drop`.)
         self.sink = None;
-        self.conn.release(Some(result));
+        self.conn.release(Some(result), self.fanout);
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         if self.sink.take().is_some() {
-            self.conn.release(None);
+            self.conn.release(None, self.fanout);
         }
     }
 }

@@ -6,10 +6,11 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::pace::Stamp;
 use super::*;
 use crate::frame::Message;
 use crate::sync::lock;
@@ -22,6 +23,7 @@ fn conn(limit: usize, policy: SlowConsumerPolicy) -> Connection {
         abort: None,
         batch_window: Duration::ZERO,
         resuming: false,
+        adaptive: true,
     })
 }
 
@@ -154,12 +156,18 @@ impl std::task::Wake for Wakes {
 
 /// A connection on a direct transport, its task parked; and the task's wake count.
 fn direct(window: Duration) -> (Connection, Arc<Sink>, Arc<Wakes>, Waker) {
+    direct_with(window, true)
+}
+
+/// [`direct`], batching after every write (not only when overtaken) unless `adaptive`.
+fn direct_with(window: Duration, adaptive: bool) -> (Connection, Arc<Sink>, Arc<Wakes>, Waker) {
     let c = Hub::new().connect(ConnectionConfig {
         outbox_limit: 1 << 20,
         policy: SlowConsumerPolicy::Close,
         abort: Some(TransportAbort::new()),
         batch_window: window,
         resuming: false,
+        adaptive,
     });
     let sink = Arc::new(Sink::default());
     c.attach_sink(sink.clone());
@@ -173,9 +181,56 @@ fn frame(data: &str) -> Bytes {
     Message::new(data).encode()
 }
 
+/// A stamp of `c`'s hub, outside any fan-out.
+fn stamp(c: &Connection) -> Stamp {
+    Stamp::now(&c.owner().metrics().fanouts)
+}
+
+#[test]
+fn while_the_server_keeps_up_every_event_is_written_at_once() {
+    let (c, sink, wakes, _waker) = direct(Duration::from_secs(3600));
+    for i in 0..3 {
+        c.send(&Message::new(i.to_string())).unwrap();
+    }
+    assert_eq!(
+        &lock(&sink.written)[..],
+        b"data: 0\n\ndata: 1\n\ndata: 2\n\n"
+    );
+    assert_eq!(
+        wakes.0.load(Ordering::SeqCst),
+        0,
+        "no task woken, no window waited"
+    );
+}
+
+#[test]
+fn a_write_overtaken_by_a_later_fan_out_lets_the_next_events_gather() {
+    let (c, sink, wakes, waker) = direct(Duration::from_secs(3600));
+    let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(stamp(&c))) else {
+        panic!("an idle stream is claimed")
+    };
+    // Another publication's fan-out begins before this write is done: behind.
+    let _later = Stamp::fanout(&c.owner().metrics().fanouts);
+    claim.write(&mut Vec::new());
+    c.send(&Message::new("2")).unwrap();
+    c.send(&Message::new("3")).unwrap();
+    assert_eq!(&lock(&sink.written)[..], b"data: 1\n\n", "2 and 3 wait");
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "for the task");
+    let mut pieces = Vec::new();
+    assert!(matches!(
+        c.poll_wire(&waker, &mut pieces),
+        Poll::Ready(Wire::Frames(Some(_)))
+    ));
+    assert_eq!(
+        pieces,
+        [frame("2"), frame("3")],
+        "one write for both, after the window"
+    );
+}
+
 #[test]
 fn an_idle_stream_is_written_by_the_sender_a_busy_one_by_its_task() {
-    let (c, sink, wakes, waker) = direct(Duration::from_secs(3600));
+    let (c, sink, wakes, waker) = direct_with(Duration::from_secs(3600), false);
     c.send(&Message::new("1")).unwrap();
     assert_eq!(&lock(&sink.written)[..], b"data: 1\n\n");
     assert_eq!(c.queued_bytes(), 0);
@@ -231,7 +286,7 @@ fn what_a_partial_write_left_goes_out_first() {
 #[test]
 fn the_task_waits_for_a_direct_write_in_flight_even_to_end() {
     let (c, sink, wakes, waker) = direct(Duration::ZERO);
-    let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(Instant::now())) else {
+    let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(stamp(&c))) else {
         panic!("an idle stream is claimed")
     };
     c.send(&Message::new("2")).unwrap();
@@ -252,7 +307,7 @@ fn the_task_waits_for_a_direct_write_in_flight_even_to_end() {
 #[test]
 fn a_claim_dropped_unwritten_leaves_the_queue_to_the_task() {
     let (c, sink, _wakes, waker) = direct(Duration::ZERO);
-    let claim = c.enqueue(frame("1"), Some(Instant::now()));
+    let claim = c.enqueue(frame("1"), Some(stamp(&c)));
     c.send(&Message::new("2")).unwrap();
     drop(claim);
     let mut pieces = Vec::new();
@@ -292,6 +347,7 @@ fn a_broadcast_from_a_current_thread_runtime_writes_at_once() {
             abort: None,
             batch_window: Duration::ZERO,
             resuming: false,
+            adaptive: true,
         });
         let sink = Arc::new(Sink::default());
         c.attach_sink(sink.clone());
@@ -316,7 +372,7 @@ fn a_broadcast_from_a_current_thread_runtime_writes_at_once() {
 fn a_panicking_transport_releases_its_claim() {
     let (c, sink, _wakes, waker) = direct(Duration::ZERO);
     sink.panic.store(true, Ordering::SeqCst);
-    let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(Instant::now())) else {
+    let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(stamp(&c))) else {
         panic!("an idle stream is claimed")
     };
     let caught = std::panic::catch_unwind(AssertUnwindSafe(|| claim.write(&mut Vec::new())));
@@ -331,7 +387,7 @@ fn a_panicking_transport_releases_its_claim() {
 
 #[test]
 fn a_close_during_the_batching_window_hands_the_socket_back() {
-    let (c, sink, _wakes, waker) = direct(Duration::from_secs(3600));
+    let (c, sink, _wakes, waker) = direct_with(Duration::from_secs(3600), false);
     c.send(&Message::new("1")).unwrap();
     c.send(&Message::new("2")).unwrap();
     let mut pieces = Vec::new();

@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::handle::Connection;
 use super::outbox::{DirectSink, End, OutboxState};
+use super::pace;
 use crate::sync::lock;
 
 /// What a transport's task writes next ([`Connection::poll_wire`]).
@@ -115,8 +116,16 @@ impl Connection {
         }
     }
 
-    /// The task wrote at `at` (see the batching rule of `Outbox::wrote`).
-    pub(crate) fn wrote(&self, at: Instant) {
-        lock(&self.inner.outbox).wrote(at, self.inner.config.batch_window);
+    /// The task wrote at `at` frames it took after fan-out `since` (see the batching
+    /// rule of `Outbox::wrote`).
+    pub(crate) fn wrote(&self, at: Instant, since: u64) {
+        let fanouts = &self.owner().metrics().fanouts;
+        let behind = pace::overtaken(fanouts, since) || !self.inner.config.adaptive;
+        lock(&self.inner.outbox).wrote(at, self.inner.config.batch_window, behind);
+    }
+
+    /// The newest fan-out now, for [`Connection::wrote`].
+    pub(crate) fn pace(&self) -> u64 {
+        self.owner().metrics().fanouts.get()
     }
 }

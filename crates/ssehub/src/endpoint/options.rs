@@ -60,6 +60,7 @@ pub struct SseOptions {
     pub(crate) rooms_from_query: bool,
     pub(crate) limits: Limits,
     pub(crate) batch_window: Duration,
+    pub(crate) adaptive_batching: bool,
 }
 
 impl Default for SseOptions {
@@ -79,6 +80,7 @@ impl Default for SseOptions {
             rooms_from_query: false,
             limits: Limits::default(),
             batch_window: Duration::from_millis(20),
+            adaptive_batching: true,
         }
     }
 }
@@ -152,20 +154,26 @@ impl SseOptions {
         self
     }
 
-    /// How long a busy stream lets events gather before its next write (20 ms by
-    /// default; `Duration::ZERO` writes every time the stream is woken). A stream that has
-    /// not written for this long writes at once, so light traffic sees no delay; a stream
-    /// receiving many events a second gets them in fewer, larger writes, which cuts the
-    /// server's CPU per event (one send system call costs more than the event in it) at
-    /// the price of at most this much latency. Under saturation a wider window lowers tail
-    /// latency too: fewer, larger writes leave the server less behind (BENCHMARKS.md:
-    /// 20 ms against 10 ms halves p99 at the highest rate). Applies to streams served on the bare
-    /// socket (HTTP/1.1, see ARCHITECTURE.md). There, an event for a stream that has not
-    /// written within the window is written by the sender at once, without waking the
-    /// stream's task (for fan-outs to at most 2,048 streams; larger ones leave the
-    /// writing to the tasks, which coalesce better under load).
+    /// How long a stream lets events gather before its next write when the server falls
+    /// behind (20 ms by default; `Duration::ZERO`: never). While the server keeps up,
+    /// every event is written at once: on the bare-socket path (HTTP/1.1, see
+    /// ARCHITECTURE.md) by the sender itself, without waking the stream's task. When a
+    /// write is overtaken by a later fan-out (events arrive faster than this process
+    /// writes them), the stream it wrote lets the next events gather for this long and
+    /// sends them in one write: fewer, larger writes cut the CPU per event (one send
+    /// system call costs more than the event in it) and let the backlog drain, so under
+    /// saturation tail latency falls too (BENCHMARKS.md). See
+    /// [`SseOptions::adaptive_batching`] to batch after every write instead.
     pub fn batch_window(mut self, window: Duration) -> Self {
         self.batch_window = window;
+        self
+    }
+
+    /// Batch only when the server falls behind (`true`, the default), or after every
+    /// write (`false`: the window of [`SseOptions::batch_window`] always applies to a
+    /// stream that wrote within it, trading latency for CPU at any load).
+    pub fn adaptive_batching(mut self, adaptive: bool) -> Self {
+        self.adaptive_batching = adaptive;
         self
     }
 
@@ -251,6 +259,7 @@ impl fmt::Debug for SseOptions {
             .field("outbox_limit", &self.outbox_limit)
             .field("slow_consumer", &self.slow_consumer)
             .field("batch_window", &self.batch_window)
+            .field("adaptive_batching", &self.adaptive_batching)
             .field("rooms_from_query", &self.rooms_from_query)
             .finish_non_exhaustive()
     }

@@ -200,7 +200,7 @@ impl Backplane for InProcess {
         };
         // Numbered, recorded and queued in one step under the history's lock: every
         // connection gets recorded events in sequence order (see `history.rs`).
-        let fanout = fanout::deliver(&self.local.rooms, p, &frame);
+        let fanout = fanout::deliver(&self.local, p, &frame);
         drop(h);
         self.start_sweeper(history);
         let delivered = fanout.finish();

@@ -7,12 +7,11 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::rooms::{Room, Rooms};
-use crate::connection::{Claim, Connection, ConnectionId, Enqueued, Kind};
+use crate::connection::{Claim, Connection, ConnectionId, Enqueued, Kind, Stamp};
 use crate::metrics::Metrics;
 
 /// This process's side of the hub: the room table fan-outs read, and the counters they
@@ -28,7 +27,7 @@ impl Local {
     /// Fan `frame` out to the local members of `p`'s rooms and count the deliveries.
     /// Returns how many outboxes took it.
     pub(crate) fn deliver(&self, p: &Publication, frame: &Frame) -> usize {
-        let reached = deliver(&self.rooms, p, frame).finish();
+        let reached = deliver(self, p, frame).finish();
         self.metrics.deliveries.add(reached as u64);
         reached
     }
@@ -62,7 +61,8 @@ const DIRECT_FANOUT: usize = 2048;
 /// Queue `frame` to the local members of `p`'s rooms. The returned tally is finished
 /// ([`Fanout::finish`]) once the caller holds no lock: that closes overflowed outboxes
 /// and writes idle streams.
-pub(crate) fn deliver(rooms: &Rooms, p: &Publication, frame: &Frame) -> Fanout {
+pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Frame) -> Fanout {
+    let rooms = &local.rooms;
     let targets: Vec<(Arc<Room>, Kind)> = p
         .rooms
         .iter()
@@ -78,7 +78,8 @@ pub(crate) fn deliver(rooms: &Rooms, p: &Publication, frame: &Frame) -> Fanout {
         })
         .collect();
     let mut seen = p.unique.then(HashSet::new);
-    let mut fanout = Fanout::new(targets.iter().map(|(r, _)| r.members().conns.len()).sum());
+    let recipients = targets.iter().map(|(r, _)| r.members().conns.len()).sum();
+    let mut fanout = Fanout::new(recipients, &local.metrics);
     for (room, kind) in &targets {
         let members = room.members();
         for (id, conn) in &members.conns {
@@ -98,13 +99,20 @@ pub(crate) fn deliver(rooms: &Rooms, p: &Publication, frame: &Frame) -> Fanout {
 
 /// Queue `frame` to each of `conns`, whatever their rooms (keep-alive and shutdown).
 /// `only_idle` skips connections that had traffic since the last such call.
-pub(crate) fn to_each(conns: &[Connection], frame: &Bytes, only_idle: bool) -> usize {
+pub(crate) fn to_each(
+    local: &Local,
+    conns: &[Connection],
+    frame: &Bytes,
+    only_idle: bool,
+) -> usize {
     let kind = if only_idle {
         Kind::KeepAlive
     } else {
         Kind::Plain
     };
-    let mut fanout = Fanout::new(conns.len());
+    // Not a publication: it overtakes no write.
+    let stamp = Stamp::now(&local.metrics.fanouts);
+    let mut fanout = Fanout::with_stamp(conns.len(), stamp);
     for c in conns {
         fanout.push(c, frame, kind);
     }
@@ -113,7 +121,7 @@ pub(crate) fn to_each(conns: &[Connection], frame: &Bytes, only_idle: bool) -> u
 
 /// Queue `frames`, in order, to one connection (a replay).
 pub(crate) fn to_one(conn: &Connection, frames: &[Bytes]) -> Fanout {
-    let mut fanout = Fanout::new(1);
+    let mut fanout = Fanout::with_stamp(1, Stamp::now(&conn.owner().metrics().fanouts));
     for f in frames {
         fanout.push(conn, f, Kind::Plain);
     }
@@ -129,23 +137,28 @@ pub(crate) struct Fanout {
     reached: usize,
     overflowed: Vec<Connection>,
     claims: Vec<Claim>,
-    /// When the fan-out began (one clock read for all recipients), if its recipients
-    /// may be written directly.
-    at: Option<Instant>,
+    /// When the fan-out began (one clock read for all recipients) and its number, if its
+    /// recipients may be written directly.
+    stamp: Option<Stamp>,
 }
 
 impl Fanout {
-    fn new(recipients: usize) -> Fanout {
+    /// A publication's fan-out: it takes the next number of its hub's count.
+    fn new(recipients: usize, metrics: &Metrics) -> Fanout {
+        Fanout::with_stamp(recipients, Stamp::fanout(&metrics.fanouts))
+    }
+
+    fn with_stamp(recipients: usize, stamp: Stamp) -> Fanout {
         Fanout {
             reached: 0,
             overflowed: Vec::new(),
             claims: Vec::new(),
-            at: (recipients <= DIRECT_FANOUT).then(Instant::now),
+            stamp: (recipients <= DIRECT_FANOUT).then_some(stamp),
         }
     }
 
     fn push(&mut self, conn: &Connection, frame: &Bytes, kind: Kind) {
-        match conn.enqueue_as(frame.clone(), kind, self.at) {
+        match conn.enqueue_as(frame.clone(), kind, self.stamp) {
             // Deferred: the stream's replay will carry it.
             Enqueued::Yes | Enqueued::Deferred => self.reached += 1,
             Enqueued::Direct(claim) => {

@@ -11,6 +11,7 @@ fn conn(hub: &Hub) -> Connection {
         abort: None,
         batch_window: std::time::Duration::ZERO,
         resuming: false,
+        adaptive: true,
     })
 }
 
@@ -118,6 +119,7 @@ fn an_overflow_is_reported_once_even_across_rooms() {
         abort: None,
         batch_window: std::time::Duration::ZERO,
         resuming: false,
+        adaptive: true,
     });
     hub.join("r1", &c).unwrap();
     hub.join("r2", &c).unwrap();

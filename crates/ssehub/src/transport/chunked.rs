@@ -170,12 +170,13 @@ async fn write_batch<T: Transport>(
             return Batch::Failed;
         }
     }
+    let since = conn.pace();
     let batch = chunk(pieces);
     pieces.clear();
     if write_or_abort(stream, &batch, abort).await.is_err() {
         return Batch::Failed;
     }
-    conn.wrote(Instant::now());
+    conn.wrote(Instant::now(), since);
     if ended.is_some() {
         Batch::Ended
     } else {

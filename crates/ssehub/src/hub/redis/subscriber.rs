@@ -152,7 +152,7 @@ fn deliver(shared: &Shared, w: &Wire) {
         *delivered = w.seq;
         return;
     }
-    let fanout = fanout::deliver(&shared.local.rooms, &publication, &frame);
+    let fanout = fanout::deliver(&shared.local, &publication, &frame);
     *delivered = w.seq;
     drop(delivered);
     let n = fanout.finish();
