@@ -15,7 +15,8 @@
 //! - The first bytes (`: connected`) are flushed with the headers so `onopen` fires at
 //!   once, not at the first event.
 //! - `HEAD` answers the handshake headers; other methods get 405 with `Allow`.
-//! - `Connection: keep-alive` is sent on HTTP/1.1 only; HTTP/2 forbids it.
+//! - `Connection: keep-alive` is sent on HTTP/1.1 only; HTTP/2 forbids it. (The server's
+//!   bare-socket path says `close` instead: it answers nothing after the stream.)
 
 mod body;
 mod hooks;

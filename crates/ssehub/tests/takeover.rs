@@ -2,7 +2,8 @@
 //! (also with `Connection: close` or bytes pipelined after the head); a stream opened on
 //! a reused keep-alive connection goes through hyper. Both paths must behave the same:
 //! handshake, delivery, chunked framing, and clean-up when the client leaves, even one
-//! that sent more than its request.
+//! that sent more than its request. A stream on the bare socket says `connection: close`:
+//! nothing after it on that connection is ever answered.
 
 mod common;
 
@@ -11,10 +12,12 @@ use ssehub::{Message, SseOptions};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-/// Open a stream with `request` on `stream`, then check delivery and clean-up.
-async fn check_stream(srv: &TestServer, mut stream: TcpStream, request: &str) {
+/// Open a stream with `request` on `stream`, then check delivery and clean-up. `connection`:
+/// the `Connection` header the answer must carry.
+async fn check_stream(srv: &TestServer, mut stream: TcpStream, request: &str, connection: &str) {
     let head = raw_exchange(&mut stream, request).await;
     assert_eq!(head.status, 200);
+    assert_eq!(head.header("connection"), Some(connection), "{request:?}");
     assert_eq!(
         head.header("content-type"),
         Some("text/event-stream; charset=utf-8")
@@ -53,7 +56,13 @@ fn sse_options() -> SseOptions {
 async fn first_request_stream_is_taken_over() {
     let srv = TestServer::start(sse_options()).await;
     let stream = TcpStream::connect(srv.addr).await.unwrap();
-    check_stream(&srv, stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    check_stream(
+        &srv,
+        stream,
+        "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n",
+        "close",
+    )
+    .await;
     srv.stop().await;
 }
 
@@ -72,7 +81,9 @@ async fn stream_on_a_reused_connection_goes_through_hyper() {
         body.extend_from_slice(&chunk[..n]);
     }
     assert_eq!(body.len(), len, "nothing beyond the 404's body");
-    check_stream(&srv, stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    // hyper can answer what follows the stream on this connection.
+    let request = "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n";
+    check_stream(&srv, stream, request, "keep-alive").await;
     srv.stop().await;
 }
 
@@ -84,6 +95,7 @@ async fn connection_close_and_pipelined_requests_are_taken_over_too() {
         &srv,
         stream,
         "GET /sse HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+        "close",
     )
     .await;
     let stream = TcpStream::connect(srv.addr).await.unwrap();
@@ -91,8 +103,32 @@ async fn connection_close_and_pipelined_requests_are_taken_over_too() {
         &srv,
         stream,
         "GET /sse HTTP/1.1\r\nhost: t\r\n\r\nGET /other HTTP/1.1\r\nhost: t\r\n\r\n",
+        // The pipelined request is never answered: no proxy may wait for it.
+        "close",
     )
     .await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_length_other_than_one_content_length_zero_goes_to_hyper() {
+    let srv = TestServer::start(sse_options()).await;
+    // hyper refuses conflicting lengths: the bare-socket path must not open a stream
+    // (and leave "hello" to be read as junk, or as a smuggled request).
+    for request in [
+        "GET /sse HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\ncontent-length: 5\r\n\r\nhello",
+        "GET /sse HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\ncontent-length: 0\r\n\r\nhello",
+    ] {
+        let (_stream, head) = raw_request(srv.addr, request).await;
+        assert_eq!(head.status, 400, "{request:?}");
+    }
+    assert_eq!(srv.hub.stats().connections_total, 0, "no stream opened");
+    // A body hyper can read: the stream opens through hyper, which can go on with the
+    // connection afterwards (so it says keep-alive, and the bare socket would not).
+    let request = "GET /sse HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nhello";
+    let (_stream, head) = raw_request(srv.addr, request).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("connection"), Some("keep-alive"));
     srv.stop().await;
 }
 

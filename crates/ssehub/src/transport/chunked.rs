@@ -11,6 +11,9 @@
 //! request pipelined after the stream's, which could never be answered anyway) are read
 //! and ignored. hyper, by contrast, stops reading after a `Connection: close` request
 //! or while pipelined bytes wait, and would notice such a client only at a later write.
+//!
+//! Every answer here says `connection: close`: nothing after the stream is ever read as
+//! a request, so a proxy must not keep the connection for another one.
 
 use std::future::poll_fn;
 use std::io::{self, Write as _};
@@ -30,16 +33,11 @@ use crate::endpoint::SseBody;
 
 /// Write the answer, then (for a stream) move the outbox to the socket until the stream
 /// ends, the client leaves, or the connection is aborted by policy.
-pub(crate) async fn serve<T: Transport>(
-    stream: T,
-    res: Response<SseBody>,
-    closes: bool,
-    abort: TransportAbort,
-) {
+pub(crate) async fn serve<T: Transport>(stream: T, res: Response<SseBody>, abort: TransportAbort) {
     let (parts, mut body) = res.into_parts();
     let Some(conn) = body.connection().cloned() else {
         // A fixed answer (a refusal, a back-off): send it whole and close.
-        let mut head = response_head(&parts, false, closes);
+        let mut head = response_head(&parts);
         let data = next_frame(&mut body).await.unwrap_or_default();
         // RFC 9110: no Content-Length on 204 and 304.
         if !matches!(parts.status.as_u16(), 204 | 304) {
@@ -52,7 +50,7 @@ pub(crate) async fn serve<T: Transport>(
         }
         return;
     };
-    let mut head = response_head(&parts, true, closes);
+    let mut head = response_head(&parts);
     head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
     if write_or_abort(&stream, &head, &abort).await.is_err() {
         return;
@@ -65,7 +63,7 @@ pub(crate) async fn serve<T: Transport>(
 }
 
 /// The status line and headers, without the framing header and the blank line.
-fn response_head(parts: &Parts, streaming: bool, closes: bool) -> Vec<u8> {
+fn response_head(parts: &Parts) -> Vec<u8> {
     let mut head = Vec::with_capacity(256);
     let _ = write!(
         head,
@@ -79,21 +77,21 @@ fn response_head(parts: &Parts, streaming: bool, closes: bool) -> Vec<u8> {
         "date: {}\r\n",
         httpdate::fmt_http_date(std::time::SystemTime::now())
     );
-    // A stream ends with the connection anyway; say so when the client asked for it.
-    if !streaming || closes {
-        head.extend_from_slice(b"connection: close\r\n");
-    }
+    // The answer ends with the connection: no request after it is read.
+    head.extend_from_slice(b"connection: close\r\n");
     for (name, value) in &parts.headers {
-        // Framing is ours to write; a stray framing header would contradict it.
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        // Framing and the connection's fate are ours to write; a stray header would
+        // contradict them.
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
             continue;
         }
-        if name != header::CONNECTION || (streaming && !closes) {
-            head.extend_from_slice(name.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
     }
     head
 }

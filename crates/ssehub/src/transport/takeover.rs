@@ -74,7 +74,6 @@ pub(crate) async fn accept(
     }
     drop(head);
     let abort = TransportAbort::new();
-    let closes = asks_to_close(&req);
     let mut req = req;
     req.extensions_mut().insert(PeerAddr(peer));
     req.extensions_mut().insert(abort.clone());
@@ -82,19 +81,10 @@ pub(crate) async fn accept(
     // Its own small task: the future that holds this connection stays small for the
     // hours it may live, whatever the accept path needed.
     tokio::spawn(async move {
-        chunked::serve(stream, res, closes, abort).await;
+        chunked::serve(stream, res, abort).await;
         drop(done);
     });
     Decision::Done
-}
-
-/// Whether the request says `Connection: close`.
-fn asks_to_close<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
 }
 
 enum Peek {
@@ -155,10 +145,16 @@ fn parse_sse_request(head: &[u8], endpoints: &[SseEndpoint]) -> Option<(Request<
         req.headers_mut().append(name, value);
     }
     let hs = req.headers();
+    // Only "no body" is ours: no length at all, or one `Content-Length: 0`. Anything else
+    // (a body, a chunked one, conflicting or repeated lengths) is hyper's to read or
+    // refuse, so the two paths never disagree on where this request ends.
+    let mut lengths = hs.get_all(header::CONTENT_LENGTH).iter();
     let has_body = hs.contains_key(header::TRANSFER_ENCODING)
-        || hs
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
+        || match (lengths.next(), lengths.next()) {
+            (None, _) => false,
+            (Some(v), None) => v.as_bytes() != b"0",
+            (Some(_), Some(_)) => true,
+        };
     let hyper_business = hs.contains_key(header::UPGRADE) || hs.contains_key(header::EXPECT);
     if has_body || hyper_business {
         return None;
@@ -192,6 +188,13 @@ mod tests {
         assert!(!take("GET /sse HTTP/1.0\r\nhost: x\r\n\r\n"));
         assert!(!take("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
         assert!(!take("GET /sse HTTP/1.1\r\ncontent-length: 3\r\n\r\n"));
+        assert!(take("GET /sse HTTP/1.1\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!take(
+            "GET /sse HTTP/1.1\r\ncontent-length: 0\r\ncontent-length: 5\r\n\r\n"
+        ));
+        assert!(!take(
+            "GET /sse HTTP/1.1\r\ncontent-length: 0\r\ncontent-length: 0\r\n\r\n"
+        ));
         assert!(!take(
             "GET /sse HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
         ));
