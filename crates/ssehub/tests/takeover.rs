@@ -244,3 +244,44 @@ async fn events_written_straight_to_a_full_socket_arrive_whole_and_in_order() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_sends_much_after_its_request_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let srv = TestServer::start(sse_options()).await;
+    let (stream, head) = raw_request(srv.addr, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert_eq!(head.status, 200);
+    let (mut rx, mut tx) = stream.into_split();
+    eventually("joined", || srv.hub.room_size("r") == 1).await;
+    // A little (a request pipelined after the stream's) is read and ignored.
+    tx.write_all(b"GET /other HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(srv.hub.broadcast("r", &Message::new("still here")), 1);
+    let mut buf = head.rest;
+    let mut rx_stream = rx.reunite(tx).unwrap();
+    read_until_contains(&mut rx_stream, &mut buf, b"data: still here\n\n").await;
+    (rx, tx) = rx_stream.into_split();
+    // Much more is not: the stream ends long before 16 MiB have been read.
+    let junk = tokio::spawn(async move {
+        let chunk = vec![b'j'; 64 * 1024];
+        let mut sent = 0usize;
+        while sent < 16 << 20 {
+            if tx.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    eventually("the stream cut off", || srv.hub.connection_count() == 0).await;
+    let mut rest = Vec::new();
+    let _ = within(
+        "the end",
+        tokio::io::AsyncReadExt::read_to_end(&mut rx, &mut rest),
+    )
+    .await;
+    let sent = within("the junk writer", junk).await.unwrap();
+    assert!(sent < 16 << 20, "the server read all {sent} bytes");
+    srv.stop().await;
+}

@@ -7,10 +7,12 @@
 //! stream's frames gather for its batching window and go out in one write.
 //!
 //! The client sends nothing once its request is made, so the task reads only to notice
-//! it leaving: 0 bytes (FIN) or an error (RST) ends the stream. Bytes it does send (a
-//! request pipelined after the stream's, which could never be answered anyway) are read
-//! and ignored. hyper, by contrast, stops reading after a `Connection: close` request
-//! or while pipelined bytes wait, and would notice such a client only at a later write.
+//! it leaving: 0 bytes (FIN) or an error (RST) ends the stream. A little it does send (a
+//! request pipelined after the stream's, which could never be answered anyway) is read
+//! and ignored; past [`MAX_UNEXPECTED`] bytes the stream is cut off, so that a client
+//! cannot make the server read for it for ever. hyper, by contrast, stops reading after
+//! a `Connection: close` request or while pipelined bytes wait, and would notice such a
+//! client only at a later write.
 //!
 //! Every answer here says `connection: close`: nothing after the stream is ever read as
 //! a request, so a proxy must not keep the connection for another one.
@@ -96,10 +98,13 @@ fn response_head(parts: &Parts) -> Vec<u8> {
     head
 }
 
+/// The most bytes a client may send after its request before its stream is cut off.
+pub(crate) const MAX_UNEXPECTED: usize = 64 * 1024;
+
 /// The stream's life on the socket, after its head.
 async fn stream_outbox<T: Transport>(stream: Arc<T>, conn: &Connection, abort: &TransportAbort) {
     conn.attach_sink(stream.clone());
-    let mut probe = [0u8; 16];
+    let mut unexpected = 0usize;
     let mut pieces: Vec<Bytes> = Vec::new();
     loop {
         tokio::select! {
@@ -121,21 +126,40 @@ async fn stream_outbox<T: Transport>(stream: Arc<T>, conn: &Connection, abort: &
                 Wire::Abort => return,
             },
             // The client sends nothing after its request: readable means it left
-            // (FIN reads as 0 bytes, RST as an error). Anything else is ignored.
+            // (FIN reads as 0 bytes, RST as an error). A little else is ignored.
             ready = stream.readable() => {
                 if ready.is_err() {
                     return;
                 }
-                match stream.try_read(&mut probe) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
+                match discard(&*stream) {
+                    Some(n) if unexpected + n <= MAX_UNEXPECTED => unexpected += n,
+                    Some(_) => {
+                        tracing::debug!(conn = %conn.id(), "client sent too much after its request");
+                        return;
+                    }
+                    None => return,
                 }
             }
             _ = abort.aborted() => return,
         }
     }
+}
+
+/// Read and drop what the client sent: how many bytes, or `None` once it is gone (FIN or
+/// an error). Stops a little past [`MAX_UNEXPECTED`]. The buffer lives on this call's
+/// stack, not in the stream's task, which stays small for the hours it may live.
+fn discard<T: Transport>(stream: &T) -> Option<usize> {
+    let mut buf = [0u8; 8 * 1024];
+    let mut read = 0;
+    while read <= MAX_UNEXPECTED {
+        match stream.try_read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return None,
+        }
+    }
+    Some(read)
 }
 
 /// How one batch went.
