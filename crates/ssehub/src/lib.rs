@@ -81,7 +81,7 @@ pub use frame::{FrameError, Message, MessageBuilder};
 pub use http_api::{ApiBody, HubApi, DEFAULT_MAX_PUBLISH_BODY};
 pub use hub::{
     validate_room, Broadcast, GapReason, HistoryConfig, Hub, HubConfig, JoinError, PublishError,
-    Published, MAX_ROOM_NAME_LEN, ROOM_ALL,
+    Published, DEFAULT_MAX_EVENT_BYTES, MAX_ROOM_NAME_LEN, ROOM_ALL,
 };
 pub use metrics::HubStats;
 pub use selector::{RoomSelector, SelectorError};

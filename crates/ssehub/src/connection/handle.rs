@@ -100,6 +100,8 @@ pub(crate) trait Owner: Any + Send + Sync {
     fn forget(&self, conn: &Connection);
     /// The counters the slow-consumer policy bumps.
     fn metrics(&self) -> &Metrics;
+    /// The most bytes one encoded event sent to a connection may take.
+    fn max_event_bytes(&self) -> usize;
 }
 
 type ClosedCallback = Box<dyn FnOnce(&Connection) + Send>;

@@ -42,6 +42,15 @@ pub enum SendError {
     /// The message could not be encoded.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// Encoded, the message is larger than the hub allows one event
+    /// ([`crate::HubConfig::max_event_bytes`]).
+    #[error("the event is {bytes} bytes encoded, over the limit of {max}")]
+    TooLarge {
+        /// Its encoded size.
+        bytes: usize,
+        /// The hub's limit.
+        max: usize,
+    },
 }
 
 /// What happened to one enqueue.
@@ -63,8 +72,13 @@ pub(crate) enum Enqueued {
 }
 
 impl Connection {
-    /// Queue a message for this client.
+    /// Queue a message for this client. A message larger, encoded, than
+    /// [`crate::HubConfig::max_event_bytes`] is refused ([`SendError::TooLarge`]).
     pub fn send(&self, message: &Message) -> Result<(), SendError> {
+        let (bytes, max) = (message.encoded_len(), self.owner().max_event_bytes());
+        if bytes > max {
+            return Err(SendError::TooLarge { bytes, max });
+        }
         self.send_frame(message.encode())
     }
 

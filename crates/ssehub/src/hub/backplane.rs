@@ -19,7 +19,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::fanout::{self, Frame, Publication};
-use super::history::{GapReason, History, HistoryRules, PublishError, Resume, Size};
+use super::history::{GapReason, History, HistoryRules, Resume, Size};
+use super::publish_error::PublishError;
 use super::rooms::Rooms;
 use crate::connection::Connection;
 use crate::frame::Message;
