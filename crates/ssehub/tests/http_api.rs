@@ -96,3 +96,34 @@ async fn an_event_over_half_the_outbox_is_413_and_readers_stay() {
     assert_eq!(stats.events_published, 2);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_bearer_token_guards_publish_and_stats() {
+    let srv = start(|hub| HubApi::new(hub).bearer_token("s3cret")).await;
+    for (method, path) in [("POST", "/publish"), ("GET", "/stats")] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("Bearer s3cretx"),
+            Some("Basic s3cret"),
+        ] {
+            let headers: Vec<(&str, &str)> =
+                auth.map(|a| ("authorization", a)).into_iter().collect();
+            let (status, h, _) = request(srv.addr, method, path, &headers, "x").await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} {auth:?}");
+            assert!(h["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer"));
+        }
+        let ok = [("authorization", "Bearer s3cret")];
+        let (status, _, text) = request(srv.addr, method, path, &ok, "x").await;
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+    }
+    assert_eq!(
+        srv.hub.stats().events_published,
+        1,
+        "only the authorised publish"
+    );
+    srv.stop().await;
+}
