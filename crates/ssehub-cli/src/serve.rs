@@ -181,6 +181,9 @@ fn sse_options(args: &Args) -> SseOptions {
         .batch_window(args.batch_window)
         // Joined before `on_connect`: a client that has seen `status` is in its rooms.
         .rooms_from_query(true)
+        // Streams for the demo's own page and for clients that are not web pages; another
+        // site's page may not open them from its visitors' browsers.
+        .allowed_origins(Vec::<String>::new())
         .on_connect(|conn, _ctx| async move {
             let _ = conn.send_event("status", "connected");
         })

@@ -382,6 +382,23 @@ async fn the_demo_listens_on_loopback_unless_told_otherwise() {
 }
 
 #[tokio::test]
+async fn another_site_s_page_may_not_open_streams() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let addr = server.addr;
+    let from = |origin: &str| {
+        http::Request::get("/sse")
+            .header("origin", origin)
+            .body(http_body_util::Full::<Bytes>::default())
+            .unwrap()
+    };
+    let evil = ssehub_testkit::send(addr, from("https://evil.example")).await;
+    assert_eq!(evil.status(), StatusCode::FORBIDDEN);
+    let own = ssehub_testkit::send(addr, from(&format!("http://{addr}"))).await;
+    assert_eq!(own.status(), StatusCode::OK);
+    assert_eq!(stats(addr).await["connections_total"], 1);
+}
+
+#[tokio::test]
 async fn a_publish_token_guards_publish_and_stats() {
     let server = ServeProcess::start(&["--tick-interval", "0", "--publish-token", "s3cret"]);
     let addr = server.addr;

@@ -52,6 +52,7 @@
 //!   `tower::Service` for publishers and operators.
 //! - `respond`: the few response builders the server and the API share.
 //! - `admission`: connection limits, in all and per client address.
+//! - `log_limit`: log lines a stranger can repeat, rate-limited per call site.
 //! - `metrics`: every counter, in one place; [`HubStats`] is its snapshot.
 //! - `shutdown`: how a process is asked to stop ([`Shutdown`]).
 //! - `sync`: lock helpers that ignore poisoning.
@@ -65,6 +66,7 @@ mod endpoint;
 mod frame;
 mod http_api;
 mod hub;
+mod log_limit;
 mod metrics;
 mod respond;
 mod selector;

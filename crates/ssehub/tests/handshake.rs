@@ -238,6 +238,80 @@ async fn cross_origin_is_opt_in() {
 }
 
 #[tokio::test]
+async fn allowed_origins_refuse_other_pages_before_any_stream() {
+    let srv = TestServer::start(
+        SseOptions::new()
+            .keep_alive(None)
+            .allowed_origins(["https://app.example"]),
+    )
+    .await;
+    let own = format!("http://{}", srv.addr);
+    // On the bare socket (a fresh connection) and through hyper (a reused one).
+    for reuse in [false, true] {
+        let mut s = TcpStream::connect(srv.addr).await.unwrap();
+        if reuse {
+            let head = raw_exchange(&mut s, "HEAD /nothing HTTP/1.1\r\nhost: t\r\n\r\n").await;
+            assert_eq!(head.status, 404);
+        }
+        let req = format!(
+            "GET /sse HTTP/1.1\r\nhost: {}\r\norigin: https://evil.example\r\n\r\n",
+            srv.addr
+        );
+        let head = raw_exchange(&mut s, &req).await;
+        assert_eq!(head.status, 403, "reused: {reuse}");
+    }
+    assert_eq!(srv.hub.stats().connections_total, 0, "no stream opened");
+
+    let listed = SseClient::connect(srv.addr, "/sse", &[("origin", "https://app.example")]).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(
+        listed.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(listed.headers["vary"], "origin");
+    let same = SseClient::connect(srv.addr, "/sse", &[("origin", own.as_str())]).await;
+    assert_eq!(same.status, StatusCode::OK);
+    assert!(same.headers.get("access-control-allow-origin").is_none());
+    let none = srv.sse("/sse").await;
+    assert_eq!(none.status, StatusCode::OK);
+    let (status, headers, _) = request(
+        srv.addr,
+        "OPTIONS",
+        "/sse",
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "GET"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(headers.get("access-control-allow-credentials").is_none());
+    assert_eq!(srv.hub.stats().connections_total, 3);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn allow_any_origin_and_allowed_origins_do_not_mix() {
+    let options = SseOptions::new()
+        .allow_any_origin(true)
+        .allowed_origins(["https://a.example"]);
+    let err = Server::new(([127, 0, 0, 1], 0))
+        .sse(options)
+        .bind()
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(ServerError::Config(ConfigError::Origins))),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn retry_hint_follows_the_preamble() {
     let base = std::time::Duration::from_millis(3000);
     let srv = TestServer::start(SseOptions::new().retry(Some(base))).await;

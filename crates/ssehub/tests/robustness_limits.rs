@@ -75,6 +75,21 @@ async fn global_cap_answers_503_and_gives_the_slot_back() {
 }
 
 #[tokio::test]
+async fn a_flood_of_refusals_logs_a_few_lines() {
+    let (logs, _guard) = common::Logs::capture();
+    let srv = TestServer::start(SseOptions::new().keep_alive(None).max_connections(Some(0))).await;
+    for _ in 0..100 {
+        let (head, _s) = open_from([127, 0, 0, 1], srv.addr).await;
+        assert_refused(&head);
+    }
+    // At most 10 per 10 s from one call site (other tests' refusals may have taken some
+    // of them: the limit is the process's).
+    let lines = logs.count("stream refused");
+    assert!(lines <= 10, "{lines} lines for 100 refusals");
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn per_address_cap_counts_each_address_apart() {
     let srv = TestServer::start(
         SseOptions::new()

@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::outbox::{Outbox, OutboxState, SlowConsumerPolicy};
+use crate::log_limit::warn_limited;
 use crate::metrics::Metrics;
 use crate::sync::lock;
 
@@ -260,7 +261,7 @@ impl Connection {
     /// The `Close` policy's end for a connection whose outbox overflowed. Called once
     /// the caller holds no hub lock (closing takes room locks).
     pub(crate) fn close_overflowed(&self) {
-        tracing::warn!(conn = %self.id(), "slow consumer: outbox full, closing connection");
+        warn_limited!(conn = %self.id(), "slow consumer: outbox full, closing connection");
         self.inner.owner.metrics().slow_closes.inc();
         self.abort();
     }

@@ -28,6 +28,7 @@ use bytes::Bytes;
 use super::handle::Connection;
 use super::outbox::{Admit, DirectSink, Kind, OutboxState, SlowConsumerPolicy};
 use crate::frame::{self, FrameError, Message};
+use crate::log_limit::warn_limited;
 use crate::sync::lock;
 
 /// Why a frame was not queued for a connection.
@@ -172,7 +173,7 @@ impl Connection {
         self.inner.dropped.fetch_add(1, Ordering::Relaxed);
         self.owner().metrics().dropped_events.inc();
         if first {
-            tracing::warn!(conn = %self.id(), "slow consumer: outbox full, dropping events");
+            warn_limited!(conn = %self.id(), "slow consumer: outbox full, dropping events");
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::hooks::{AuthorizeHook, ConnectHook, DisconnectHook};
+use super::origin::Origins;
 use super::request::{Rejection, RequestContext};
 use crate::admission::Limits;
 use crate::connection::{Connection, SlowConsumerPolicy};
@@ -24,6 +25,9 @@ pub enum ConfigError {
     /// The auto-join room name is not a valid room name.
     #[error("invalid auto-join room: {0}")]
     AutoJoinRoom(JoinError),
+    /// Both `allow_any_origin(true)` and `allowed_origins` were set.
+    #[error("allow_any_origin and allowed_origins contradict each other: set one")]
+    Origins,
 }
 
 /// Options of the SSE endpoint. Every setter has a sensible default.
@@ -50,6 +54,7 @@ pub struct SseOptions {
     pub(crate) keep_alive: Option<Duration>,
     pub(crate) auto_join_room: Option<String>,
     pub(crate) allow_any_origin: bool,
+    pub(crate) origins: Option<Origins>,
     pub(crate) retry: Option<Duration>,
     pub(crate) outbox_limit: usize,
     pub(crate) slow_consumer: SlowConsumerPolicy,
@@ -69,6 +74,7 @@ impl Default for SseOptions {
             keep_alive: Some(Duration::from_secs(15)),
             auto_join_room: Some(ROOM_ALL.into()),
             allow_any_origin: false,
+            origins: None,
             retry: None,
             outbox_limit: 1024 * 1024,
             slow_consumer: SlowConsumerPolicy::Close,
@@ -130,6 +136,27 @@ impl SseOptions {
     /// answers CORS preflight requests.
     pub fn allow_any_origin(mut self, allow: bool) -> Self {
         self.allow_any_origin = allow;
+        self
+    }
+
+    /// Let only these web pages open streams from their visitors' browsers (off by
+    /// default: any page may, and only the browser's CORS rules stand in its way). A
+    /// request whose `Origin` is neither one of these (such as `https://app.example`)
+    /// nor this server's own host is answered 403 before any stream opens; a listed one
+    /// gets `Access-Control-Allow-Origin` with its origin (and preflights are answered). A
+    /// request without `Origin` (not from a web page, or a same-origin `GET`) passes. An
+    /// empty list allows the server's own pages only. Cannot be combined with
+    /// [`SseOptions::allow_any_origin`].
+    ///
+    /// ```
+    /// let options = ssehub::SseOptions::new().allowed_origins(["https://app.example"]);
+    /// ```
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.origins = Some(Origins::new(origins));
         self
     }
 
@@ -247,6 +274,7 @@ impl fmt::Debug for SseOptions {
             .field("keep_alive", &self.keep_alive)
             .field("auto_join_room", &self.auto_join_room)
             .field("allow_any_origin", &self.allow_any_origin)
+            .field("allowed_origins", &self.origins)
             .field("retry", &self.retry)
             .field("outbox_limit", &self.outbox_limit)
             .field("slow_consumer", &self.slow_consumer)

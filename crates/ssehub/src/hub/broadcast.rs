@@ -9,6 +9,7 @@ use super::publish_error::PublishError;
 use super::{Hub, HubInner};
 use crate::connection::{Connection, ConnectionId};
 use crate::frame::Message;
+use crate::log_limit::warn_limited;
 
 /// A broadcast being set up: which rooms, whom to skip, whether to de-duplicate.
 /// Made by [`Hub::to`] and [`Hub::to_many`]; [`Broadcast::send`] performs it.
@@ -65,14 +66,14 @@ impl<'a> Broadcast<'a> {
     /// it returns 0 and logs a warning.
     pub fn send(self, message: &Message) -> usize {
         if let Err(e) = self.check(message) {
-            tracing::warn!(error = %e, "event not sent");
+            warn_limited!(error = %e, "event not sent");
             return 0;
         }
         let (inner, publication) = self.into_publication();
         let published = match inner.backplane.publish(&publication, message, &inner.rooms) {
             Ok(published) => published,
             Err(e) => {
-                tracing::warn!(error = %e, "event delivered without being recorded in history");
+                warn_limited!(error = %e, "event delivered without being recorded in history");
                 inner
                     .backplane
                     .publish_unrecorded(&publication, message, &inner.rooms)

@@ -26,6 +26,7 @@ use super::routes::App;
 use super::ServerError;
 use crate::connection::TransportAbort;
 use crate::endpoint::PeerAddr;
+use crate::log_limit::warn_limited;
 use crate::transport::{self, peek_until, Decision};
 
 /// TCP options set on every accepted socket.
@@ -168,7 +169,7 @@ pub(crate) async fn accept_until(
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of descriptors and the like: log, back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
+                    warn_limited!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
