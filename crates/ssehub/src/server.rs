@@ -5,6 +5,7 @@
 //! - `listener.rs`: the accept loop and one connection's life (socket options, the one
 //!   header deadline, the take-over look, HTTP/1-or-2 sniffing, hyper);
 //! - `routes.rs`: dispatch to endpoints, routes, static files, the fallback;
+//! - `static_files.rs`: [`StaticFiles`], what of a folder is served;
 //! - `drain.rs`: what shutdown does to the SSE streams.
 //!
 //! ```no_run
@@ -60,8 +61,9 @@ use tower::{Service, ServiceExt};
 mod drain;
 mod listener;
 mod routes;
+mod static_files;
 
-pub use routes::StaticFiles;
+pub use static_files::StaticFiles;
 
 use self::listener::{Serving, Stage, TcpOptions};
 use self::routes::{box_body, App, BoxError, Fallback, Handler};
