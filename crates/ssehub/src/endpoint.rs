@@ -5,6 +5,7 @@
 //! hyper, tower or axum application (see `examples/axum.rs`). Behind it:
 //! - `options.rs`: [`SseOptions`] and their check;
 //! - `request.rs`: what the hooks see ([`RequestContext`]) and [`Rejection`];
+//! - `client_addr.rs`: the client's address, behind trusted proxies too;
 //! - `origin.rs`: which web pages may open streams ([`SseOptions::allowed_origins`]);
 //! - `hooks.rs`: how hooks run (own task, panics contained);
 //! - `keepalive.rs`: the keep-alive sweep and `retry:` jitter;
@@ -20,6 +21,7 @@
 //!   bare-socket path says `close` instead: it answers nothing after the stream.)
 
 mod body;
+mod client_addr;
 mod hooks;
 mod keepalive;
 mod options;
@@ -136,7 +138,9 @@ impl SseEndpoint {
             warn_limited!(origin = ?req.headers().get(header::ORIGIN), "stream refused: origin not allowed");
             return plain(StatusCode::FORBIDDEN, "this origin may not open streams");
         }
-        let ctx = RequestContext::from_request(&req);
+        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+        let client = client_addr::client_ip(peer, req.headers(), &self.inner.opts.trusted_proxies);
+        let ctx = RequestContext::from_request(&req, client);
         if let Err(why) = self.check_query_rooms(&ctx) {
             return plain(StatusCode::BAD_REQUEST, &why);
         }
@@ -155,9 +159,9 @@ impl SseEndpoint {
         if self.closing() {
             return unavailable("shutting down");
         }
-        let ip = ctx.peer_addr().map(|a| a.ip());
+        let ip = ctx.client_ip();
         if let Err(refused) = self.inner.admission.admit(ip) {
-            warn_limited!(peer = ?ctx.peer_addr(), reason = refused.reason(), "stream refused");
+            warn_limited!(client = ?ip, reason = refused.reason(), "stream refused");
             return unavailable(refused.reason());
         }
         let resume = match self.resume_of(&ctx) {

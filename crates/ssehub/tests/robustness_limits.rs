@@ -123,6 +123,75 @@ async fn per_address_cap_counts_each_address_apart() {
     srv.stop().await;
 }
 
+/// A stream request from `from` with the extra header line `header`: its status.
+async fn status_from(
+    from: [u8; 4],
+    addr: SocketAddr,
+    header: &str,
+    open: &mut Vec<TcpStream>,
+) -> u16 {
+    let mut s = connect_from(from, addr).await;
+    let req = format!("GET /sse HTTP/1.1\r\nHost: {addr}\r\n{header}\r\n\r\n");
+    let head = raw_exchange(&mut s, &req).await;
+    open.push(s);
+    head.status
+}
+
+#[tokio::test]
+async fn ipv6_clients_behind_a_trusted_proxy_are_counted_per_64() {
+    // This test is the proxy (127.0.0.1): it forwards for IPv6 clients.
+    let srv = TestServer::start(
+        SseOptions::new()
+            .keep_alive(None)
+            .max_connections_per_ip(Some(1))
+            .trusted_proxies(["127.0.0.1".parse().unwrap()]),
+    )
+    .await;
+    let proxy = [127, 0, 0, 1];
+    let mut open = Vec::new();
+    let xff = |ip: &str| format!("X-Forwarded-For: 192.0.2.99, {ip}");
+    assert_eq!(
+        status_from(proxy, srv.addr, &xff("2001:db8:0:1::1"), &mut open).await,
+        200
+    );
+    // Another address of the same /64: the same client.
+    assert_eq!(
+        status_from(proxy, srv.addr, &xff("2001:db8:0:1::2"), &mut open).await,
+        503
+    );
+    assert_eq!(
+        status_from(
+            proxy,
+            srv.addr,
+            "Forwarded: for=\"[2001:db8:0:1:ffff::9]:4711\"",
+            &mut open
+        )
+        .await,
+        503
+    );
+    // Another /64, and another IPv4 client: others.
+    assert_eq!(
+        status_from(proxy, srv.addr, &xff("2001:db8:0:2::1"), &mut open).await,
+        200
+    );
+    assert_eq!(
+        status_from(proxy, srv.addr, "Forwarded: for=198.51.100.4", &mut open).await,
+        200
+    );
+    // From a peer that is not a trusted proxy the header is the client's own word, ignored.
+    let other = [127, 0, 0, 2];
+    assert_eq!(
+        status_from(other, srv.addr, &xff("2001:db8:0:3::1"), &mut open).await,
+        200
+    );
+    assert_eq!(
+        status_from(other, srv.addr, &xff("2001:db8:0:4::1"), &mut open).await,
+        503
+    );
+    assert_eq!(srv.hub.connection_count(), 4);
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn joins_past_the_room_cap_or_with_bad_names_are_refused() {
     let hub = Hub::with_config(HubConfig::default().max_rooms_per_connection(3));

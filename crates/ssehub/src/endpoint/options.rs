@@ -3,13 +3,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::hooks::{AuthorizeHook, ConnectHook, DisconnectHook};
 use super::origin::Origins;
 use super::request::{Rejection, RequestContext};
-use crate::admission::Limits;
+use crate::admission::{canonical, Limits};
 use crate::connection::{Connection, SlowConsumerPolicy};
 use crate::hub::{Hub, JoinError, ROOM_ALL};
 
@@ -64,6 +65,7 @@ pub struct SseOptions {
     pub(crate) on_disconnect: Option<DisconnectHook>,
     pub(crate) rooms_from_query: bool,
     pub(crate) limits: Limits,
+    pub(crate) trusted_proxies: Vec<IpAddr>,
     pub(crate) batch_window: Duration,
 }
 
@@ -84,6 +86,7 @@ impl Default for SseOptions {
             on_disconnect: None,
             rooms_from_query: false,
             limits: Limits::default(),
+            trusted_proxies: Vec::new(),
             batch_window: Duration::from_millis(20),
         }
     }
@@ -207,9 +210,40 @@ impl SseOptions {
     /// client gets 503 with `Retry-After`. The address comes from the [`PeerAddr`]
     /// request extension, which [`crate::Server`] sets; when the endpoint is mounted in
     /// another server, insert it (see `examples/axum.rs`), or only the total limit applies.
-    /// Behind a proxy every client shares the proxy's address.
+    /// Behind a proxy every client shares the proxy's address unless the proxy is trusted
+    /// ([`SseOptions::trusted_proxies`]). IPv6 clients are counted per /64
+    /// ([`SseOptions::ipv6_prefix`]).
     pub fn max_connections_per_ip(mut self, max: Option<usize>) -> Self {
         self.limits.per_ip = max;
+        self
+    }
+
+    /// How IPv6 clients are told apart by [`SseOptions::max_connections_per_ip`]: by the
+    /// first `bits` bits of their address (64 by default: one subscriber line usually
+    /// gets a /64, so one client could otherwise open streams from as many addresses as
+    /// it likes). 128 counts each address apart. IPv4 addresses (also IPv4-mapped IPv6
+    /// ones) are counted one by one.
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.limits.ipv6_prefix = bits.min(128);
+        self
+    }
+
+    /// Proxies trusted to say whom they forward for (off by default). When a request
+    /// comes from one of these addresses, its client is the rightmost address of its
+    /// `Forwarded: for=` (RFC 7239) or, without one, `X-Forwarded-For` header that is not
+    /// itself a trusted proxy: that is the address [`SseOptions::max_connections_per_ip`]
+    /// counts and [`RequestContext::client_ip`] gives. From any other peer these headers
+    /// are ignored (anyone can write them).
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    /// let nginx: IpAddr = "127.0.0.1".parse().unwrap();
+    /// let options = ssehub::SseOptions::new()
+    ///     .max_connections_per_ip(Some(8))
+    ///     .trusted_proxies([nginx]);
+    /// ```
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.trusted_proxies = proxies.into_iter().map(canonical).collect();
         self
     }
 
