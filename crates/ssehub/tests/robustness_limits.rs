@@ -192,6 +192,66 @@ async fn ipv6_clients_behind_a_trusted_proxy_are_counted_per_64() {
     srv.stop().await;
 }
 
+/// An unfinished request head of about 8 KB (no blank line: hyper's business, past the
+/// take-over's limit).
+fn half_head() -> String {
+    format!(
+        "GET /x HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n",
+        "p".repeat(8000)
+    )
+}
+
+/// Whether the server has closed `s` (reads EOF or an error within a moment).
+async fn closed_by_server(s: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    use tokio::io::AsyncReadExt;
+    match tokio::time::timeout(Duration::from_millis(300), s.read(&mut byte)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn connections_without_a_request_are_capped_in_all_and_per_address() {
+    let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s| {
+        s.header_timeout(Duration::from_secs(60))
+            .max_pending_connections(Some(6), Some(4))
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = connect_from([127, 0, 0, 1], srv.addr).await;
+        s.write_all(half_head().as_bytes()).await.unwrap();
+        held.push(s);
+    }
+    // A fifth from the same address is closed at once; another address still gets in.
+    let mut fifth = connect_from([127, 0, 0, 1], srv.addr).await;
+    let _ = fifth.write_all(half_head().as_bytes()).await;
+    assert!(
+        closed_by_server(&mut fifth).await,
+        "the fifth from 127.0.0.1"
+    );
+    for from in [[127, 0, 0, 2], [127, 0, 0, 3]] {
+        let mut s = connect_from(from, srv.addr).await;
+        s.write_all(half_head().as_bytes()).await.unwrap();
+        held.push(s);
+    }
+    let mut seventh = connect_from([127, 0, 0, 4], srv.addr).await;
+    assert!(closed_by_server(&mut seventh).await, "the seventh in all");
+    for s in &mut held {
+        assert!(
+            !closed_by_server(s).await,
+            "a pending connection within the limits"
+        );
+    }
+    // A connection that finishes its request no longer counts: a stream opens.
+    let first = &mut held[0];
+    first.write_all(b"\r\n").await.unwrap();
+    let (head, _s) = open_from([127, 0, 0, 1], srv.addr).await;
+    assert_eq!(head.status, 200);
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn joins_past_the_room_cap_or_with_bad_names_are_refused() {
     let hub = Hub::with_config(HubConfig::default().max_rooms_per_connection(3));

@@ -35,7 +35,13 @@ use crate::endpoint::SseBody;
 
 /// Write the answer, then (for a stream) move the outbox to the socket until the stream
 /// ends, the client leaves, or the connection is aborted by policy.
-pub(crate) async fn serve<T: Transport>(stream: T, res: Response<SseBody>, abort: TransportAbort) {
+/// `unexpected`: how many bytes the client already sent after its request.
+pub(crate) async fn serve<T: Transport>(
+    stream: T,
+    res: Response<SseBody>,
+    abort: TransportAbort,
+    unexpected: usize,
+) {
     let (parts, mut body) = res.into_parts();
     let Some(conn) = body.connection().cloned() else {
         // A fixed answer (a refusal, a back-off): send it whole and close.
@@ -60,7 +66,7 @@ pub(crate) async fn serve<T: Transport>(stream: T, res: Response<SseBody>, abort
     // The head and the response's headers are done with; a stream may last for hours.
     drop(head);
     drop(parts);
-    stream_outbox(Arc::new(stream), &conn, &abort).await;
+    stream_outbox(Arc::new(stream), &conn, &abort, unexpected).await;
     // Dropping `body` here tells the connection its transport is gone.
 }
 
@@ -102,9 +108,13 @@ fn response_head(parts: &Parts) -> Vec<u8> {
 pub(crate) const MAX_UNEXPECTED: usize = 64 * 1024;
 
 /// The stream's life on the socket, after its head.
-async fn stream_outbox<T: Transport>(stream: Arc<T>, conn: &Connection, abort: &TransportAbort) {
+async fn stream_outbox<T: Transport>(
+    stream: Arc<T>,
+    conn: &Connection,
+    abort: &TransportAbort,
+    mut unexpected: usize,
+) {
     conn.attach_sink(stream.clone());
-    let mut unexpected = 0usize;
     let mut pieces: Vec<Bytes> = Vec::new();
     loop {
         tokio::select! {
