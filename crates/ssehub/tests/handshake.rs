@@ -123,6 +123,28 @@ async fn path_matching_is_strict() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     assert_eq!(srv.hub.stats().connections_total, 4, "404s open nothing");
+    // Written as is on the wire, on a fresh connection (the bare socket's decision) and on
+    // a reused one (hyper's): no decoding, no normalising, no case folding.
+    let odd = [
+        "/%73se", "/sse%2F", "//sse", "/sse/.", "/./sse", "/SSE", "/sse/..", "/sse;x",
+    ];
+    for reuse in [false, true] {
+        for path in odd {
+            let mut s = TcpStream::connect(srv.addr).await.unwrap();
+            if reuse {
+                let head = raw_exchange(&mut s, "HEAD /nothing HTTP/1.1\r\nhost: t\r\n\r\n").await;
+                assert_eq!(head.status, 404);
+            }
+            let req = format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n");
+            let head = raw_exchange(&mut s, &req).await;
+            assert_eq!(head.status, 404, "{path} (reused: {reuse})");
+        }
+    }
+    assert_eq!(
+        srv.hub.stats().connections_total,
+        4,
+        "odd paths open nothing"
+    );
     srv.stop().await;
 }
 
@@ -210,6 +232,10 @@ async fn cross_origin_is_opt_in() {
     let open = TestServer::start(SseOptions::new().allow_any_origin(true)).await;
     let c = SseClient::connect(open.addr, "/sse", &[("origin", "http://other.example")]).await;
     assert_eq!(c.headers["access-control-allow-origin"], "*");
+    assert!(
+        c.headers.get("access-control-allow-credentials").is_none(),
+        "`*` never with credentials"
+    );
     let (status, headers, _) = request(
         open.addr,
         "OPTIONS",

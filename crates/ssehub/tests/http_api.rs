@@ -127,3 +127,35 @@ async fn a_bearer_token_guards_publish_and_stats() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn deeply_nested_json_is_a_400_not_a_crash() {
+    let srv = start(HubApi::new).await;
+    let deep = format!(
+        "{{\"data\": {}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (status, _, text) = request(
+        srv.addr,
+        "POST",
+        "/publish",
+        &[("content-type", "application/json")],
+        &deep,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("not valid JSON"), "{text}");
+    // Nesting within serde_json's limit is data like any other.
+    let nested = format!("{{\"data\": {}{}}}", "[".repeat(100), "]".repeat(100));
+    let (status, _, _) = request(
+        srv.addr,
+        "POST",
+        "/publish",
+        &[("content-type", "application/json")],
+        &nested,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    srv.stop().await;
+}

@@ -285,3 +285,84 @@ async fn a_client_that_sends_much_after_its_request_is_cut_off() {
     assert!(sent < 16 << 20, "the server read all {sent} bytes");
     srv.stop().await;
 }
+
+/// Send `request` on a fresh connection: the response head.
+async fn answer(srv: &TestServer, request: &str) -> RawHead {
+    raw_request(srv.addr, request).await.1
+}
+
+#[tokio::test]
+async fn what_the_bare_socket_does_not_take_goes_to_hyper() {
+    let srv = TestServer::start(sse_options()).await;
+    // Each of these opens a stream through hyper (which can go on with the connection
+    // afterwards, so says keep-alive) or gets hyper's own answer, never the bare socket's.
+    let big = format!(
+        "GET /sse HTTP/1.1\r\nhost: t\r\nx-pad: {}\r\n\r\n",
+        "p".repeat(9000)
+    );
+    let through_hyper = [
+        "GET /sse HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET /sse HTTP/1.1\r\nhost: t\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n",
+        "GET /sse HTTP/1.1\r\nhost: t\r\nexpect: 100-continue\r\n\r\n",
+        big.as_str(),
+    ];
+    for request in through_hyper {
+        let head = answer(&srv, request).await;
+        assert_eq!(head.status, 200, "{:.60}", request);
+        assert_eq!(
+            head.header("connection"),
+            Some("keep-alive"),
+            "{:.60}",
+            request
+        );
+    }
+    // HTTP/1.0: hyper answers in HTTP/1.0.
+    let head = answer(&srv, "GET /sse HTTP/1.0\r\nhost: t\r\n\r\n").await;
+    assert_eq!((head.status, head.version), (200, 0));
+    // HEAD: the handshake's headers, no stream.
+    let head = answer(&srv, "HEAD /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("connection"), Some("keep-alive"));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn authorize_and_admission_answer_alike_on_both_paths() {
+    let srv = TestServer::start(sse_options().max_connections(Some(1)).authorize(
+        |ctx| async move {
+            match ctx.query("token") {
+                Some("ok") => Ok(()),
+                _ => Err(ssehub::Rejection::forbidden().body("no")),
+            }
+        },
+    ))
+    .await;
+    // The same requests on a fresh connection (bare socket) and after a first request
+    // on the same connection (hyper).
+    let on = |reuse: bool, path: &'static str| {
+        let addr = srv.addr;
+        async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            if reuse {
+                let head = raw_exchange(&mut s, "HEAD /nothing HTTP/1.1\r\nhost: t\r\n\r\n").await;
+                assert_eq!(head.status, 404);
+            }
+            let head =
+                raw_exchange(&mut s, &format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n")).await;
+            (head, s)
+        }
+    };
+    for reuse in [false, true] {
+        let (refused, _s) = on(reuse, "/sse").await;
+        assert_eq!(refused.status, 403, "reused: {reuse}");
+        let (first, s) = on(reuse, "/sse?token=ok").await;
+        assert_eq!(first.status, 200, "reused: {reuse}");
+        let (full, _s) = on(reuse, "/sse?token=ok").await;
+        assert_eq!(full.status, 503, "reused: {reuse}");
+        assert_eq!(full.header("retry-after"), Some("5"));
+        drop(s);
+        eventually("the slot given back", || srv.hub.connection_count() == 0).await;
+    }
+    assert_eq!(srv.hub.stats().connections_total, 2);
+    srv.stop().await;
+}
