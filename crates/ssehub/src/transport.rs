@@ -59,7 +59,10 @@ impl Transport for TcpStream {
 }
 
 /// What the take-over tells the one that accepted a connection: its first request came
-/// (the connection's head is read; it no longer waits for one).
+/// (the connection's head is read; it no longer waits for one). Held for the stream's
+/// life only if its end must be told too (dropping it tells).
 pub(crate) trait FirstRequest: Send + Sync + 'static {
     fn requested(&self);
+    /// Whether the end of the connection matters (it counts toward a limit).
+    fn held_to_the_end(&self) -> bool;
 }

@@ -8,11 +8,12 @@
 //! (`admission::address_key`).
 //!
 //! ## Invariants (under the gate's mutex)
-//! - `open` is the number of live [`Ticket`]s, `pending` the number of those not yet
-//!   [`Ticket::requested`], `per_address` the same split by address key (entries at
-//!   zero are removed).
+//! - `open` is the number of live [`Ticket`]s (counted only while there is a limit on
+//!   it), `pending` the number of those not yet [`Ticket::requested`], `per_address` the
+//!   same split by address key (entries at zero are removed).
 //! - A ticket leaves `pending` at most once (when its first request came or when it is
-//!   dropped, whichever is first) and `open` exactly once (when it is dropped).
+//!   dropped, whichever is first) and, if counted there, `open` exactly once (when it is
+//!   dropped).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -97,13 +98,15 @@ impl Gate {
         {
             return Err(Full::PendingFromAddress);
         }
-        c.open += 1;
+        let counted = self.limits.connections.is_some();
+        c.open += usize::from(counted);
         c.pending += 1;
         *c.per_address.entry(key).or_default() += 1;
         Ok(Ticket {
             gate: self.clone(),
             key,
             pending: AtomicBool::new(true),
+            counted,
         })
     }
 
@@ -121,9 +124,17 @@ pub(crate) struct Ticket {
     gate: Arc<Gate>,
     key: IpAddr,
     pending: AtomicBool,
+    /// Counted in `open`: without a limit on all connections, nobody needs the count.
+    counted: bool,
 }
 
 impl Ticket {
+    /// Whether the connection counts toward the limit on all connections (then the
+    /// ticket must live as long as the connection).
+    pub(crate) fn counted(&self) -> bool {
+        self.counted
+    }
+
     /// Whether the connection's first request has yet to come.
     pub(crate) fn is_pending(&self) -> bool {
         self.pending.load(Ordering::Acquire)
@@ -151,7 +162,9 @@ fn leave_address(c: &mut Counts, key: IpAddr) {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.requested();
-        lock(&self.gate.counts).open -= 1;
+        if self.counted {
+            lock(&self.gate.counts).open -= 1;
+        }
     }
 }
 

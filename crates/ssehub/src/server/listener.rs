@@ -238,6 +238,10 @@ impl FirstRequest for Ticket {
     fn requested(&self) {
         Ticket::requested(self);
     }
+
+    fn held_to_the_end(&self) -> bool {
+        self.counted()
+    }
 }
 
 /// One connection, from its first byte to its end.

@@ -89,12 +89,22 @@ pub(crate) async fn accept(
     req.extensions_mut().insert(abort.clone());
     let res = endpoint.handle(req).await;
     // Its own small task: the future that holds this connection stays small for the
-    // hours it may live, whatever the accept path needed.
-    tokio::spawn(async move {
-        chunked::serve(stream, res, abort, unexpected).await;
+    // hours it may live, whatever the accept path needed; it holds `first` only if its
+    // end matters. (The stream's future is made inside the task: one made outside and
+    // awaited there would be stored twice.)
+    if first.held_to_the_end() {
+        tokio::spawn(async move {
+            chunked::serve(stream, res, abort, unexpected).await;
+            drop(first);
+            drop(done);
+        });
+    } else {
         drop(first);
-        drop(done);
-    });
+        tokio::spawn(async move {
+            chunked::serve(stream, res, abort, unexpected).await;
+            drop(done);
+        });
+    }
     Decision::Done
 }
 
