@@ -182,7 +182,7 @@ pub(crate) async fn accept_until(
         // Every wait before the first request's headers are in shares this deadline.
         let deadline = Instant::now() + serving.header_timeout;
         let ticket = match serving.gate.enter(peer.ip()) {
-            Ok(ticket) => Arc::new(ticket),
+            Ok(ticket) => ticket,
             Err(full) => {
                 // Closed at once: the client learns now, not at its header timeout.
                 warn_limited!(%peer, reason = full.reason(), "connection refused");
@@ -208,7 +208,7 @@ struct Accepted {
     stream: TcpStream,
     peer: SocketAddr,
     deadline: Instant,
-    ticket: Arc<Ticket>,
+    ticket: Ticket,
 }
 
 /// What one connection's task needs of [`Serving`].
@@ -263,11 +263,11 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
     // A new connection's first request may open an SSE stream over HTTP/1.1: then it is
     // served on the bare socket, without hyper's buffers.
     let left = deadline.saturating_duration_since(Instant::now());
-    let first = transport::accept(stream, peer, &app.sse, left, done, ticket.clone());
-    let stream = tokio::select! {
+    let first = transport::accept(stream, peer, &app.sse, left, done, ticket);
+    let (stream, ticket) = tokio::select! {
         decision = first => match decision {
             Decision::Done => return,
-            Decision::Hyper(stream) => stream,
+            Decision::Hyper(stream, ticket) => (stream, Arc::new(ticket)),
         },
         _ = reached(&mut stage, Stage::Draining) => return,
     };

@@ -35,13 +35,7 @@ use crate::endpoint::SseBody;
 
 /// Write the answer, then (for a stream) move the outbox to the socket until the stream
 /// ends, the client leaves, or the connection is aborted by policy.
-/// `unexpected`: how many bytes the client already sent after its request.
-pub(crate) async fn serve<T: Transport>(
-    stream: T,
-    res: Response<SseBody>,
-    abort: TransportAbort,
-    unexpected: usize,
-) {
+pub(crate) async fn serve<T: Transport>(stream: T, res: Response<SseBody>, abort: TransportAbort) {
     let (parts, mut body) = res.into_parts();
     let Some(conn) = body.connection().cloned() else {
         // A fixed answer (a refusal, a back-off): send it whole and close.
@@ -66,7 +60,7 @@ pub(crate) async fn serve<T: Transport>(
     // The head and the response's headers are done with; a stream may last for hours.
     drop(head);
     drop(parts);
-    stream_outbox(Arc::new(stream), &conn, &abort, unexpected).await;
+    stream_outbox(Arc::new(stream), &conn, &abort).await;
     // Dropping `body` here tells the connection its transport is gone.
 }
 
@@ -104,17 +98,14 @@ fn response_head(parts: &Parts) -> Vec<u8> {
     head
 }
 
-/// The most bytes a client may send after its request before its stream is cut off.
+/// The most bytes a client may send after its request before its stream is cut off (on
+/// top of what came with the request's head in one read, under 8 KiB).
 pub(crate) const MAX_UNEXPECTED: usize = 64 * 1024;
 
 /// The stream's life on the socket, after its head.
-async fn stream_outbox<T: Transport>(
-    stream: Arc<T>,
-    conn: &Connection,
-    abort: &TransportAbort,
-    mut unexpected: usize,
-) {
+async fn stream_outbox<T: Transport>(stream: Arc<T>, conn: &Connection, abort: &TransportAbort) {
     conn.attach_sink(stream.clone());
+    let mut unexpected = 0usize;
     let mut pieces: Vec<Bytes> = Vec::new();
     loop {
         tokio::select! {

@@ -19,7 +19,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,25 +40,27 @@ const MAX_HEADERS: usize = 48;
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What to do with a new connection.
-pub(crate) enum Decision {
+pub(crate) enum Decision<F> {
     /// The stream was served here (or the client left, or sent no request in time).
     Done,
-    /// Not ours: hyper serves the socket, with what was read of it in front.
-    Hyper(Prefixed<TcpStream>),
+    /// Not ours: hyper serves the socket, with what was read of it in front, and gets
+    /// the `first` it is to tell of the first request.
+    Hyper(Prefixed<TcpStream>, F),
 }
 
 /// Read the first request on `stream`; serve it here if it opens an SSE stream over
 /// HTTP/1.1. Waits at most `header_timeout` for a complete head (or enough to know it is
 /// hyper's). `done` is dropped when the stream served here ends (shutdown waits for
-/// every clone); so is `first`, told of the request as soon as its head is in.
-pub(crate) async fn accept(
+/// every clone); so is `first`, told of the request as soon as its head is in. (Owned,
+/// not shared: a stream keeps no allocation of its own for it.)
+pub(crate) async fn accept<F: FirstRequest>(
     stream: TcpStream,
     peer: SocketAddr,
     endpoints: &[SseEndpoint],
     header_timeout: Duration,
     done: mpsc::Sender<()>,
-    first: Arc<impl FirstRequest>,
-) -> Decision {
+    first: F,
+) -> Decision<F> {
     let (buf, look) = match tokio::time::timeout(header_timeout, read_first(&stream)).await {
         Ok(Some(read)) => read,
         Ok(None) => return Decision::Done,
@@ -72,15 +73,14 @@ pub(crate) async fn accept(
         Look::Head(len) => parse_sse_request(&buf[..len], endpoints),
         Look::More | Look::Hyper => None,
     };
-    let Some((req, head_len)) = taken else {
-        return Decision::Hyper(Prefixed::new(Bytes::from(buf), stream));
+    let Some((req, _)) = taken else {
+        return Decision::Hyper(Prefixed::new(Bytes::from(buf), stream), first);
     };
     let Some(endpoint) = endpoints.iter().find(|e| e.matches(req.uri().path())) else {
-        return Decision::Hyper(Prefixed::new(Bytes::from(buf), stream));
+        return Decision::Hyper(Prefixed::new(Bytes::from(buf), stream), first);
     };
-    // What followed the head (a pipelined request) is never answered: it counts toward
-    // what the client may send unasked. The buffer goes now, before the stream's life.
-    let unexpected = buf.len() - head_len;
+    // What followed the head (a pipelined request, under 8 KiB) is never answered; the
+    // buffer goes now, before the stream's life.
     drop(buf);
     first.requested();
     let abort = TransportAbort::new();
@@ -94,14 +94,14 @@ pub(crate) async fn accept(
     // awaited there would be stored twice.)
     if first.held_to_the_end() {
         tokio::spawn(async move {
-            chunked::serve(stream, res, abort, unexpected).await;
+            chunked::serve(stream, res, abort).await;
             drop(first);
             drop(done);
         });
     } else {
         drop(first);
         tokio::spawn(async move {
-            chunked::serve(stream, res, abort, unexpected).await;
+            chunked::serve(stream, res, abort).await;
             drop(done);
         });
     }
