@@ -28,15 +28,15 @@ async fn start(api: impl FnOnce(ssehub::Hub) -> HubApi) -> TestServer {
 }
 
 async fn publish_json(srv: &TestServer, body: &Value) -> (StatusCode, Value) {
-    let (status, _, text) = request(
-        srv.addr,
-        "POST",
-        "/publish",
-        &[("content-type", "application/json")],
-        &body.to_string(),
-    )
-    .await;
+    let (status, text) = publish_json_text(srv, &body.to_string()).await;
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// `POST /publish` with `body` as JSON (whether it is or not): the status and the text.
+async fn publish_json_text(srv: &TestServer, body: &str) -> (StatusCode, String) {
+    let json = [("content-type", "application/json")];
+    let (status, _, text) = request(srv.addr, "POST", "/publish", &json, body).await;
+    (status, text)
 }
 
 #[tokio::test]
@@ -136,26 +136,14 @@ async fn deeply_nested_json_is_a_400_not_a_crash() {
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    let (status, _, text) = request(
-        srv.addr,
-        "POST",
-        "/publish",
-        &[("content-type", "application/json")],
-        &deep,
-    )
-    .await;
+    let (status, text) = publish_json_text(&srv, &deep).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("not valid JSON"), "{text}");
     // Nesting within serde_json's limit is data like any other.
     let nested = format!("{{\"data\": {}{}}}", "[".repeat(100), "]".repeat(100));
-    let (status, _, _) = request(
-        srv.addr,
-        "POST",
-        "/publish",
-        &[("content-type", "application/json")],
-        &nested,
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        publish_json_text(&srv, &nested).await.0,
+        StatusCode::ACCEPTED
+    );
     srv.stop().await;
 }

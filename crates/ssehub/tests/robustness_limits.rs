@@ -147,47 +147,30 @@ async fn ipv6_clients_behind_a_trusted_proxy_are_counted_per_64() {
             .trusted_proxies(["127.0.0.1".parse().unwrap()]),
     )
     .await;
-    let proxy = [127, 0, 0, 1];
-    let mut open = Vec::new();
+    let (proxy, other) = ([127, 0, 0, 1], [127, 0, 0, 2]);
     let xff = |ip: &str| format!("X-Forwarded-For: 192.0.2.99, {ip}");
-    assert_eq!(
-        status_from(proxy, srv.addr, &xff("2001:db8:0:1::1"), &mut open).await,
-        200
-    );
-    // Another address of the same /64: the same client.
-    assert_eq!(
-        status_from(proxy, srv.addr, &xff("2001:db8:0:1::2"), &mut open).await,
-        503
-    );
-    assert_eq!(
-        status_from(
+    let cases = [
+        (proxy, xff("2001:db8:0:1::1"), 200),
+        // Another address of the same /64: the same client.
+        (proxy, xff("2001:db8:0:1::2"), 503),
+        (
             proxy,
-            srv.addr,
-            "Forwarded: for=\"[2001:db8:0:1:ffff::9]:4711\"",
-            &mut open
-        )
-        .await,
-        503
-    );
-    // Another /64, and another IPv4 client: others.
-    assert_eq!(
-        status_from(proxy, srv.addr, &xff("2001:db8:0:2::1"), &mut open).await,
-        200
-    );
-    assert_eq!(
-        status_from(proxy, srv.addr, "Forwarded: for=198.51.100.4", &mut open).await,
-        200
-    );
-    // From a peer that is not a trusted proxy the header is the client's own word, ignored.
-    let other = [127, 0, 0, 2];
-    assert_eq!(
-        status_from(other, srv.addr, &xff("2001:db8:0:3::1"), &mut open).await,
-        200
-    );
-    assert_eq!(
-        status_from(other, srv.addr, &xff("2001:db8:0:4::1"), &mut open).await,
-        503
-    );
+            "Forwarded: for=\"[2001:db8:0:1:ffff::9]:4711\"".into(),
+            503,
+        ),
+        // Another /64, and another IPv4 client: others.
+        (proxy, xff("2001:db8:0:2::1"), 200),
+        (proxy, "Forwarded: for=198.51.100.4".into(), 200),
+        // From a peer that is not a trusted proxy the header is the client's own word,
+        // ignored: the peer's address counts.
+        (other, xff("2001:db8:0:3::1"), 200),
+        (other, xff("2001:db8:0:4::1"), 503),
+    ];
+    let mut open = Vec::new();
+    for (from, header, expected) in cases {
+        let status = status_from(from, srv.addr, &header, &mut open).await;
+        assert_eq!(status, expected, "{from:?} {header}");
+    }
     assert_eq!(srv.hub.connection_count(), 4);
     srv.stop().await;
 }
