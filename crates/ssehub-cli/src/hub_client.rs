@@ -105,6 +105,9 @@ where
 pub struct Client {
     sender: http1::SendRequest<Full<Bytes>>,
     host: String,
+    /// `Authorization` for every request: the server's publish token, from
+    /// `SSEHUB_PUBLISH_TOKEN` (what `serve --publish-token` reads too).
+    authorization: Option<String>,
 }
 
 impl Client {
@@ -120,6 +123,10 @@ impl Client {
         Ok(Client {
             sender,
             host: host.to_owned(),
+            authorization: std::env::var("SSEHUB_PUBLISH_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(|t| format!("Bearer {t}")),
         })
     }
 
@@ -131,11 +138,14 @@ impl Client {
         body: Bytes,
     ) -> anyhow::Result<Response<Incoming>> {
         self.sender.ready().await?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path_and_query)
-            .header(http::header::HOST, &self.host)
-            .body(Full::new(body))?;
+            .header(http::header::HOST, &self.host);
+        if let Some(auth) = &self.authorization {
+            request = request.header(http::header::AUTHORIZATION, auth);
+        }
+        let request = request.body(Full::new(body))?;
         Ok(self.sender.send_request(request).await?)
     }
 

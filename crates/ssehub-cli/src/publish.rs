@@ -36,6 +36,9 @@ pub struct Args {
     /// A reconnection delay hint for the clients, in milliseconds.
     #[arg(long, value_name = "MS")]
     pub retry: Option<u64>,
+    /// The server's publish token (`serve --publish-token`), sent as a bearer token.
+    #[arg(long, env = "SSEHUB_PUBLISH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// The data; `-` reads it from standard input.
     pub data: String,
 }
@@ -52,11 +55,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.data.clone().into_bytes()
     };
     let uri = publish_uri(&args)?;
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::POST)
         .uri(uri.clone())
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(data)))?;
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+    if let Some(token) = &args.token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request.body(Full::new(Bytes::from(data)))?;
     let client = hub_client::http_client();
     let answer = async {
         let res = client
@@ -133,6 +139,7 @@ mod tests {
             event: event.map(Into::into),
             id: None,
             retry: Some(100),
+            token: None,
             data: "x".into(),
         }
     }

@@ -4,7 +4,9 @@
 //! - `/`: the demo page (embedded in the binary; `--static DIR` serves a folder instead).
 //! - `/sse`: the event stream. A new client gets event `status` with data `connected`;
 //!   `?room=a&room=b` joins those rooms besides `__all`.
-//! - `POST /publish`, `GET /stats`: the library's [`HubApi`] for this hub.
+//! - `POST /publish`, `GET /stats`: the library's [`HubApi`] for this hub; open unless
+//!   `--publish-token` is given, so the demo listens on 127.0.0.1 unless told otherwise
+//!   (`--bind 0.0.0.0`, with a warning while publishing is open).
 //!
 //! A ticker broadcasts event `tick` to `__all` every `--tick-interval` seconds. Every
 //! room keeps a history (`--history-size`, `--history-age`, `--no-history`), so a page
@@ -33,9 +35,21 @@ pub struct Args {
     /// Port to listen on.
     #[arg(long, env = "SSEHUB_PORT", default_value_t = 2015)]
     pub port: u16,
-    /// Address to bind.
-    #[arg(long, env = "SSEHUB_BIND", default_value = "0.0.0.0")]
+    /// Address to bind (`0.0.0.0` to be reachable from other machines).
+    #[arg(long, env = "SSEHUB_BIND", default_value = "127.0.0.1")]
     pub bind: IpAddr,
+    /// Require `Authorization: Bearer TOKEN` on `POST /publish` and `GET /stats`.
+    #[arg(
+        long,
+        env = "SSEHUB_PUBLISH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub publish_token: Option<String>,
+    /// The largest `POST /publish` body, in bytes (an event is also refused, with 413,
+    /// when it is over 512 KiB once encoded).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub max_publish_body: usize,
     /// Serve this folder at `/` instead of the built-in demo page.
     #[arg(long = "static", value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
@@ -114,7 +128,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .route("/", |req| async move { index(req) })
             .route("/index.html", |req| async move { index(req) }),
     };
-    let api = HubApi::new(hub.clone());
+    let api = hub_api(&args, &hub);
     let publish_api = api.clone();
     let server = server
         .shutdown_message(
@@ -141,6 +155,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         addr
     };
     tracing::info!("server started at http://{shown}/");
+    if !addr.ip().is_loopback() && args.publish_token.is_none() {
+        tracing::warn!(
+            "listening on {addr} without --publish-token: anyone who can reach it may \
+             publish to every client and read /stats (every room's name)"
+        );
+    }
 
     let ticker = (!args.tick_interval.is_zero())
         .then(|| tokio::spawn(ticker(hub.clone(), args.tick_interval)));
@@ -150,6 +170,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// `/publish` and `/stats`, with the demo's body limit and, if given, its token.
+fn hub_api(args: &Args, hub: &Hub) -> HubApi {
+    let api = HubApi::new(hub.clone()).max_publish_body(args.max_publish_body);
+    match args.publish_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(token) => api.bearer_token(token),
+        None => api,
+    }
 }
 
 /// The hub: this process alone, or one node of those sharing `--redis`.
@@ -190,6 +219,9 @@ fn sse_options(args: &Args) -> SseOptions {
         .batch_window(args.batch_window)
         // Joined before `on_connect`: a client that has seen `status` is in its rooms.
         .rooms_from_query(true)
+        // Streams for the demo's own page and for clients that are not web pages; another
+        // site's page may not open them from its visitors' browsers.
+        .allowed_origins(Vec::<String>::new())
         .on_connect(|conn, _ctx| async move {
             let _ = conn.send_event("status", "connected");
         })

@@ -287,34 +287,35 @@ async fn invalid_fields_are_refused_and_nothing_is_broadcast() {
 }
 
 #[tokio::test]
-async fn bodies_over_one_mebibyte_are_413() {
+async fn publish_bodies_over_the_limit_are_413() {
+    const LIMIT: usize = 64 * 1024;
     let server = ServeProcess::start(&["--tick-interval", "0"]);
     let addr = server.addr;
     let mut sse = demo_stream(addr, "/sse").await;
 
-    // Exactly the limit is fine.
-    let r = post(addr, "/publish", "text/plain", vec![b'a'; MIB]).await;
+    // Exactly the limit (64 KiB by default) is fine.
+    let r = post(addr, "/publish", "text/plain", vec![b'a'; LIMIT]).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
-    assert_eq!(sse.next_event().await.data.len(), MIB);
+    assert_eq!(sse.next_event().await.data.len(), LIMIT);
 
     // Declared too large: refused before reading the body.
     let head = format!(
         "POST /publish HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\n\
          Content-Length: {}\r\n\r\n",
-        2 * MIB
+        2 * LIMIT
     );
     let (status, body) = raw_exchange(addr, head.as_bytes()).await;
     assert_eq!(status, 413, "{body}");
-    assert!(body.contains("1048576"), "{body}");
+    assert!(body.contains("65536"), "{body}");
 
     // Chunked, no length given: refused once one byte past the limit has arrived.
     let mut req = format!(
         "POST /publish HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\n\
          Transfer-Encoding: chunked\r\n\r\n{:x}\r\n",
-        MIB + 1
+        LIMIT + 1
     )
     .into_bytes();
-    req.extend(std::iter::repeat_n(b'b', MIB + 1));
+    req.extend(std::iter::repeat_n(b'b', LIMIT + 1));
     req.extend_from_slice(b"\r\n");
     let (status, body) = raw_exchange(addr, &req).await;
     assert_eq!(status, 413, "{body}");
@@ -324,6 +325,116 @@ async fn bodies_over_one_mebibyte_are_413() {
         s["events_published"], 1,
         "only the first publish went out: {s}"
     );
+}
+
+#[tokio::test]
+async fn a_raised_body_limit_still_refuses_an_event_over_half_the_outbox() {
+    let server = ServeProcess::start(&["--tick-interval", "0", "--max-publish-body", "4194304"]);
+    let addr = server.addr;
+    let mut readers = Vec::new();
+    for _ in 0..5 {
+        readers.push(demo_stream(addr, "/sse").await);
+    }
+    // 1 MiB of data, or 200 KiB of line breaks (each one a `data:` line on the wire):
+    // both over 512 KiB encoded.
+    for body in [vec![b'a'; MIB], vec![b'\n'; 200 * 1024]] {
+        let r = post(addr, "/publish", "text/plain", body).await;
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text());
+    }
+    // Two large events that fit, back to back: every reader gets both, none is closed.
+    let body = vec![b'c'; 300 * 1024];
+    for _ in 0..2 {
+        let r = post(addr, "/publish", "text/plain", body.clone()).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    }
+    for r in &mut readers {
+        for _ in 0..2 {
+            assert_eq!(r.next_event().await.data.len(), body.len());
+        }
+    }
+    let s = stats(addr).await;
+    assert_eq!(s["slow_consumer_closes"], 0, "{s}");
+}
+
+/// The local address of the socket listening on `port`, from `/proc/net/tcp` (IPv4).
+fn listening_address(port: u16) -> Option<std::net::Ipv4Addr> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (ip, p) = fields.get(1)?.split_once(':')?;
+        // State 0A is LISTEN; the address is in the kernel's byte order (little endian).
+        let listening = fields.get(3) == Some(&"0A");
+        if !listening || u16::from_str_radix(p, 16).ok()? != port {
+            return None;
+        }
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        Some(std::net::Ipv4Addr::from(ip.swap_bytes()))
+    })
+}
+
+#[tokio::test]
+async fn the_demo_listens_on_loopback_unless_told_otherwise() {
+    let server = ServeProcess::spawn(|port| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["serve", "--tick-interval", "0", "--port", &port.to_string()]);
+        cmd
+    });
+    assert_eq!(
+        listening_address(server.addr.port()),
+        Some(std::net::Ipv4Addr::LOCALHOST)
+    );
+}
+
+#[tokio::test]
+async fn another_site_s_page_may_not_open_streams() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let addr = server.addr;
+    let from = |origin: &str| {
+        http::Request::get("/sse")
+            .header("origin", origin)
+            .body(http_body_util::Full::<Bytes>::default())
+            .unwrap()
+    };
+    let evil = ssehub_testkit::send(addr, from("https://evil.example")).await;
+    assert_eq!(evil.status(), StatusCode::FORBIDDEN);
+    let own = ssehub_testkit::send(addr, from(&format!("http://{addr}"))).await;
+    assert_eq!(own.status(), StatusCode::OK);
+    assert_eq!(stats(addr).await["connections_total"], 1);
+}
+
+#[tokio::test]
+async fn a_publish_token_guards_publish_and_stats() {
+    let server = ServeProcess::start(&["--tick-interval", "0", "--publish-token", "s3cret"]);
+    let addr = server.addr;
+    let mut sse = demo_stream(addr, "/sse").await;
+    for reply in [
+        publish_query(addr, "event=x", "no token").await,
+        get(addr, "/stats").await,
+    ] {
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text());
+        assert!(reply.header("www-authenticate").starts_with("Bearer"));
+    }
+    let wrong = http::Request::get("/stats")
+        .header("authorization", "Bearer s3cre")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    assert_eq!(request(addr, wrong).await.status, StatusCode::UNAUTHORIZED);
+    // The publish command sends the token it is given.
+    let url = server.url("");
+    let args = [
+        "publish", "--url", &url, "--token", "s3cret", "--event", "e", "hello",
+    ];
+    let out = run_cli_async(&args, b"").await;
+    assert!(out.status.success(), "{}", out.stderr);
+    let e = sse.next_event().await;
+    assert_eq!((e.event.as_str(), e.data.as_str()), ("e", "hello"));
+    let right = http::Request::get("/stats")
+        .header("authorization", "Bearer s3cret")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let reply = request(addr, right).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["events_published"], 1);
 }
 
 /// Write `bytes` on a new connection, then read one response (parsed with httparse):

@@ -5,6 +5,8 @@
 //! hyper, tower or axum application (see `examples/axum.rs`). Behind it:
 //! - `options.rs`: [`SseOptions`] and their check;
 //! - `request.rs`: what the hooks see ([`RequestContext`]) and [`Rejection`];
+//! - `client_addr.rs`: the client's address, behind trusted proxies too;
+//! - `origin.rs`: which web pages may open streams ([`SseOptions::allowed_origins`]);
 //! - `hooks.rs`: how hooks run (own task, panics contained);
 //! - `keepalive.rs`: the keep-alive sweep and `retry:` jitter;
 //! - `body.rs`: [`SseBody`], the outbox as a streaming response body.
@@ -15,12 +17,15 @@
 //! - The first bytes (`: connected`) are flushed with the headers so `onopen` fires at
 //!   once, not at the first event.
 //! - `HEAD` answers the handshake headers; other methods get 405 with `Allow`.
-//! - `Connection: keep-alive` is sent on HTTP/1.1 only; HTTP/2 forbids it.
+//! - `Connection: keep-alive` is sent on HTTP/1.1 only; HTTP/2 forbids it. (The server's
+//!   bare-socket path says `close` instead: it answers nothing after the stream.)
 
 mod body;
+mod client_addr;
 mod hooks;
 mod keepalive;
 mod options;
+mod origin;
 mod request;
 
 pub use body::SseBody;
@@ -44,10 +49,12 @@ use http::{Method, Request, Response, StatusCode, Version};
 
 use self::hooks::{BoxFuture, Verdict};
 use self::keepalive::{jitter, retry_frame};
+use self::origin::OriginVerdict;
 use crate::admission::Admission;
 use crate::connection::{Connection, ConnectionConfig, TransportAbort};
 use crate::frame;
 use crate::hub::{check_room, validate_room, Hub, Resume};
+use crate::log_limit::warn_limited;
 
 /// The SSE endpoint as a [`tower::Service`]. Cheap to clone.
 #[derive(Clone)]
@@ -77,6 +84,9 @@ impl SseEndpoint {
         }
         if let Some(room) = &options.auto_join_room {
             validate_room(room).map_err(ConfigError::AutoJoinRoom)?;
+        }
+        if options.allow_any_origin && options.origins.is_some() {
+            return Err(ConfigError::Origins);
         }
         Ok(SseEndpoint {
             inner: Arc::new(EndpointInner {
@@ -125,7 +135,13 @@ impl SseEndpoint {
         if let Some(answer) = self.answer_method(&req) {
             return answer;
         }
-        let ctx = RequestContext::from_request(&req);
+        if self.origin(&req) == Some(OriginVerdict::Refused) {
+            warn_limited!(origin = ?req.headers().get(header::ORIGIN), "stream refused: origin not allowed");
+            return plain(StatusCode::FORBIDDEN, "this origin may not open streams");
+        }
+        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
+        let client = client_addr::client_ip(peer, req.headers(), &self.inner.opts.trusted_proxies);
+        let ctx = RequestContext::from_request(&req, client);
         if let Err(why) = self.check_query_rooms(&ctx) {
             return plain(StatusCode::BAD_REQUEST, &why);
         }
@@ -144,9 +160,9 @@ impl SseEndpoint {
         if self.closing() {
             return unavailable("shutting down");
         }
-        let ip = ctx.peer_addr().map(|a| a.ip());
+        let ip = ctx.client_ip();
         if let Err(refused) = self.inner.admission.admit(ip) {
-            tracing::warn!(peer = ?ctx.peer_addr(), reason = refused.reason(), "stream refused");
+            warn_limited!(client = ?ip, reason = refused.reason(), "stream refused");
             return unavailable(refused.reason());
         }
         let resume = match self.resume_of(&ctx) {
@@ -165,13 +181,16 @@ impl SseEndpoint {
             return Some(plain(StatusCode::NOT_FOUND, "not found"));
         }
         let method = req.method();
-        if method == Method::OPTIONS && self.inner.opts.allow_any_origin {
+        let allowed = match self.origin(req) {
+            _ if self.inner.opts.allow_any_origin => Some(HeaderValue::from_static("*")),
+            Some(OriginVerdict::Listed(origin)) => Some(origin),
+            _ => None,
+        };
+        if let (true, Some(allowed)) = (method == Method::OPTIONS, allowed) {
             let mut res = plain(StatusCode::NO_CONTENT, "");
             let h = res.headers_mut();
-            h.insert(
-                header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                HeaderValue::from_static("*"),
-            );
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+            h.insert(header::VARY, HeaderValue::from_static("origin"));
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_METHODS,
                 HeaderValue::from_static("GET, HEAD"),
@@ -315,13 +334,23 @@ impl SseEndpoint {
         if req.version() == Version::HTTP_11 {
             h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         }
+        // Never with `Access-Control-Allow-Credentials`: `*` must not meet credentials,
+        // and an echoed origin gets no cookies either.
         if self.inner.opts.allow_any_origin {
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_ORIGIN,
                 HeaderValue::from_static("*"),
             );
+        } else if let Some(OriginVerdict::Listed(origin)) = self.origin(req) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(header::VARY, HeaderValue::from_static("origin"));
         }
         res
+    }
+
+    /// What the allowed origins say of `req` (`None`: the check is off).
+    fn origin<B>(&self, req: &Request<B>) -> Option<OriginVerdict> {
+        Some(self.inner.opts.origins.as_ref()?.verdict(req))
     }
 
     /// One task per endpoint pings idle streams; no timer per connection.

@@ -157,6 +157,35 @@ impl Message {
         buf.freeze()
     }
 
+    /// How many bytes [`Message::encode`] makes of it, counted without encoding (a
+    /// history's own id adds its `id:` line on top).
+    ///
+    /// ```
+    /// let m = ssehub::Message::builder().event("e").data("a\nb").build()?;
+    /// assert_eq!(m.encoded_len(), m.encode().len());
+    /// # Ok::<(), ssehub::FrameError>(())
+    /// ```
+    pub fn encoded_len(&self) -> usize {
+        let field =
+            |name: &str, value: &str| name.len() + 2 + value.len() + usize::from(!value.is_empty());
+        let mut len = 1;
+        if let Some(id) = &self.id {
+            len += field("id", id);
+        }
+        if let Some(event) = self.event.as_deref().filter(|e| !e.is_empty()) {
+            len += field("event", event);
+        }
+        if let Some(retry) = self.retry {
+            len += field("retry", &retry.as_millis().to_string());
+        }
+        if let Some(data) = &self.data {
+            len += Lines::new(data)
+                .map(|line| field("data", line))
+                .sum::<usize>();
+        }
+        len
+    }
+
     fn encoded_len_hint(&self) -> usize {
         let len = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len() + 8);
         len(&self.id) + len(&self.event) + len(&self.data) + 24
@@ -343,6 +372,26 @@ mod tests {
         assert_eq!(i("1\n\ndata: x"), FrameError::IdLineBreak);
         assert_eq!(i("1\0"), FrameError::IdNul);
         assert_eq!(i("1\0").field(), "id");
+    }
+
+    #[test]
+    fn encoded_len_is_the_encoding_s() {
+        let msgs = [
+            Message::new(""),
+            Message::new("a\r\nb\rc\n"),
+            Message::builder()
+                .id("")
+                .event("e")
+                .retry(Duration::from_millis(1500))
+                .data("  x")
+                .build()
+                .unwrap(),
+            Message::builder().id("7").build().unwrap(),
+            Message::new("\n".repeat(1000)),
+        ];
+        for m in msgs {
+            assert_eq!(m.encoded_len(), m.encode().len(), "{m:?}");
+        }
     }
 
     #[test]

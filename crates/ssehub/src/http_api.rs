@@ -4,6 +4,9 @@
 //! - `POST .../publish`: broadcast one event (`publish.rs` has the two request forms).
 //! - `GET .../stats`: the hub's counters and the member count of every room, as JSON.
 //!
+//! Both are open unless [`HubApi::bearer_token`] is set (`bearer.rs`): `/stats` names
+//! every room, and `/publish` reaches every client.
+//!
 //! ```
 //! use ssehub::{Hub, HubApi, Server};
 //!
@@ -21,6 +24,7 @@
 //!     });
 //! ```
 
+mod bearer;
 mod publish;
 
 use std::collections::BTreeMap;
@@ -34,6 +38,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+use self::bearer::Bearer;
 use crate::hub::{BackplaneStatus, Hub};
 use crate::metrics::HubStats;
 use crate::respond::{allow_only, json, text};
@@ -47,10 +52,12 @@ pub struct HubApi {
     inner: Arc<ApiInner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ApiInner {
     hub: Hub,
     max_body: usize,
+    /// When set, both routes need `Authorization: Bearer <token>`.
+    bearer: Option<Bearer>,
 }
 
 /// What the API's responses carry.
@@ -66,24 +73,46 @@ struct Stats {
 }
 
 impl HubApi {
-    /// The API of `hub`, with a 1 MiB limit on publish bodies.
+    /// The API of `hub`, with a 1 MiB limit on publish bodies and no credentials asked
+    /// (mount it where only trusted callers reach it, or see [`HubApi::bearer_token`]).
     pub fn new(hub: Hub) -> HubApi {
         HubApi {
             inner: Arc::new(ApiInner {
                 hub,
                 max_body: DEFAULT_MAX_PUBLISH_BODY,
+                bearer: None,
             }),
         }
     }
 
     /// The largest publish body accepted; a larger one gets 413.
     pub fn max_publish_body(self, bytes: usize) -> HubApi {
+        self.with(|inner| inner.max_body = bytes)
+    }
+
+    /// Require `Authorization: Bearer <token>` on both routes: without it, or with
+    /// another token, a request gets 401 with `WWW-Authenticate: Bearer`. The token is
+    /// compared in constant time.
+    ///
+    /// ```
+    /// let api = ssehub::HubApi::new(ssehub::Hub::new()).bearer_token("s3cret");
+    /// ```
+    pub fn bearer_token(self, token: impl AsRef<str>) -> HubApi {
+        let bearer = Bearer::new(token.as_ref());
+        self.with(|inner| inner.bearer = Some(bearer))
+    }
+
+    fn with(self, change: impl FnOnce(&mut ApiInner)) -> HubApi {
+        let mut inner = ApiInner::clone(&self.inner);
+        change(&mut inner);
         HubApi {
-            inner: Arc::new(ApiInner {
-                hub: self.inner.hub.clone(),
-                max_body: bytes,
-            }),
+            inner: Arc::new(inner),
         }
+    }
+
+    /// The 401 for `req`, if a token is required and it lacks it.
+    fn refuse<R>(&self, req: &Request<R>) -> Option<Response<ApiBody>> {
+        self.inner.bearer.as_ref()?.refuse(req)
     }
 
     /// The hub this API publishes to.
@@ -99,11 +128,17 @@ impl HubApi {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        if let Some(refused) = self.refuse(&req) {
+            return refused;
+        }
         publish::publish(&self.inner.hub, self.inner.max_body, req).await
     }
 
     /// `GET /stats` (or `HEAD`): the hub's counters and room sizes as JSON.
     pub fn stats<B>(&self, req: &Request<B>) -> Response<ApiBody> {
+        if let Some(refused) = self.refuse(req) {
+            return refused;
+        }
         if let Some(refused) = allow_only(req, &[Method::GET, Method::HEAD]) {
             return refused;
         }

@@ -1,6 +1,8 @@
 //! The hub: rooms, membership, the connection registry, publishing and statistics.
 //!
 //! [`Hub`] is the facade; behind it, one concept per file:
+//! - `config.rs`: [`HubConfig`]; `publish_error.rs`: why a publication is refused;
+//! - `broadcast.rs`: [`Broadcast`], each room named once, and its checks;
 //! - `rooms.rs`: the room table and the dead-room rule;
 //! - `fanout.rs`: queueing one frame to the members of some rooms;
 //! - `backplane.rs`: the seam between publishing and delivering locally.
@@ -22,8 +24,11 @@
 //!   connection's room-list lock.
 
 mod backplane;
+mod broadcast;
+mod config;
 mod fanout;
 mod history;
+mod publish_error;
 #[cfg(feature = "redis")]
 mod redis;
 mod rooms;
@@ -31,7 +36,10 @@ mod rooms;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisError};
 pub use backplane::{BackplaneStatus, Published};
-pub use history::{GapReason, HistoryConfig, PublishError};
+pub use broadcast::Broadcast;
+pub use config::{HubConfig, DEFAULT_MAX_EVENT_BYTES};
+pub use history::{GapReason, HistoryConfig};
+pub use publish_error::PublishError;
 pub use rooms::{validate_room, JoinError, MAX_ROOM_NAME_LEN, ROOM_ALL};
 
 pub(crate) use history::Resume;
@@ -45,96 +53,13 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use self::backplane::{Backplane, InProcess};
-use self::fanout::{Local, Publication};
-use self::history::HistoryRules;
+use self::fanout::Local;
 use self::rooms::Rooms;
 use crate::connection::{Connection, ConnectionConfig, ConnectionId, Owner};
 use crate::decode::{Decoder, Event, Item};
 use crate::frame::{FrameError, Message};
 use crate::metrics::{HubStats, Metrics};
-use crate::selector::RoomSelector;
 use crate::sync::lock;
-
-/// What a hub enforces and keeps: limits per connection, and which rooms keep history.
-///
-/// By default every room keeps a history ([`HistoryConfig::default`]: 1,000 events,
-/// 1 MiB, 10 minutes), all history together at most 64 MiB, and a stream that resumes
-/// from a `Last-Event-ID` gets what it missed.
-///
-/// ```
-/// use ssehub::{HistoryConfig, HubConfig};
-///
-/// let config = HubConfig::default()
-///     .max_rooms_per_connection(16)
-///     .room_history("cursors.*".parse()?, None) // live positions: no history
-///     .room_history("audit".parse()?, Some(HistoryConfig::default().max_events(100_000)));
-/// let hub = ssehub::Hub::with_config(config);
-/// # Ok::<(), ssehub::SelectorError>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct HubConfig {
-    max_rooms_per_connection: usize,
-    history: HistoryRules,
-}
-
-impl Default for HubConfig {
-    fn default() -> Self {
-        HubConfig {
-            max_rooms_per_connection: 256,
-            history: HistoryRules::default(),
-        }
-    }
-}
-
-impl HubConfig {
-    /// The most rooms one connection may be in (256 by default).
-    pub fn max_rooms_per_connection(mut self, n: usize) -> Self {
-        self.max_rooms_per_connection = n;
-        self
-    }
-
-    /// The history every room keeps unless a [`HubConfig::room_history`] rule says
-    /// otherwise; `None`: no history (events keep the caller's id, or none).
-    pub fn history(mut self, history: Option<HistoryConfig>) -> Self {
-        self.history.default = history;
-        self
-    }
-
-    /// The history of the rooms `selector` matches (`None`: none). Rules are tried in the
-    /// order they were added; the first that matches wins.
-    pub fn room_history(mut self, selector: RoomSelector, history: Option<HistoryConfig>) -> Self {
-        self.history.overrides.push((selector, history));
-        self
-    }
-
-    /// The most bytes all rooms' history may hold together (64 MiB by default); past it
-    /// the oldest events go first, whatever their room.
-    pub fn history_total_bytes(mut self, bytes: usize) -> Self {
-        self.history.total_bytes = bytes.max(1);
-        self
-    }
-
-    /// The event type of the gap signal (`ssehub.gap` by default).
-    pub fn gap_event(mut self, name: impl Into<String>) -> Self {
-        self.history.gap_event = name.into();
-        self
-    }
-
-    /// The most rooms one connection may be in.
-    pub fn rooms_per_connection(&self) -> usize {
-        self.max_rooms_per_connection
-    }
-
-    /// Whether any room keeps history.
-    pub fn keeps_history(&self) -> bool {
-        self.history.any()
-    }
-
-    /// The history `room` keeps under these rules, if any.
-    pub fn history_of(&self, room: &str) -> Option<HistoryConfig> {
-        self.history.for_room(room)
-    }
-}
 
 /// Rooms and connections, shared by every clone.
 ///
@@ -196,6 +121,10 @@ impl Owner for HubInner {
     fn metrics(&self) -> &Metrics {
         &self.local.metrics
     }
+
+    fn max_event_bytes(&self) -> usize {
+        self.config.event_bytes()
+    }
 }
 
 impl Hub {
@@ -207,7 +136,7 @@ impl Hub {
     /// A new, empty hub with this configuration.
     pub fn with_config(config: HubConfig) -> Hub {
         let local = Arc::new(Local::default());
-        let backplane = InProcess::new(local.clone(), config.history.clone());
+        let backplane = InProcess::new(local.clone(), config.history_rules().clone());
         Hub::with_backplane(config, local, Box::new(backplane))
     }
 
@@ -218,9 +147,12 @@ impl Hub {
     #[cfg(feature = "redis")]
     pub async fn with_redis(config: HubConfig, redis: RedisConfig) -> Result<Hub, RedisError> {
         let local = Arc::new(Local::default());
-        let backplane =
-            self::redis::RedisBackplane::connect(local.clone(), config.history.clone(), redis)
-                .await?;
+        let backplane = self::redis::RedisBackplane::connect(
+            local.clone(),
+            config.history_rules().clone(),
+            redis,
+        )
+        .await?;
         Ok(Hub::with_backplane(config, local, Box::new(backplane)))
     }
 
@@ -273,7 +205,7 @@ impl Hub {
             return Ok(false);
         }
         validate_room(room)?;
-        let max = self.inner.config.max_rooms_per_connection;
+        let max = self.inner.config.rooms_per_connection();
         if rooms_of_conn.len() >= max {
             return Err(JoinError::TooManyRooms(max));
         }
@@ -316,7 +248,11 @@ impl Hub {
     }
 
     /// Send `message` to every member of each room. As in SimpleW, a connection in several
-    /// of these rooms receives it once per room; see [`Hub::broadcast_many_unique`].
+    /// of these rooms receives it once per room; see [`Hub::broadcast_many_unique`]. A
+    /// room named twice is one room: its members get the message once for it. Past
+    /// [`HubConfig::max_rooms_per_publish`] distinct rooms, or for a message larger than
+    /// [`HubConfig::max_event_bytes`], nothing is sent, a warning is logged, and 0 is
+    /// returned ([`Broadcast::publish`] returns the error instead).
     pub fn broadcast_many<I, S>(&self, rooms: I, message: &Message) -> usize
     where
         I: IntoIterator<Item = S>,
@@ -345,18 +281,15 @@ impl Hub {
         self.to_many([room])
     }
 
-    /// A broadcast to several rooms, with options.
+    /// A broadcast to several rooms, with options. A room named more than once counts
+    /// once; past [`HubConfig::max_rooms_per_publish`] distinct rooms (256 by default)
+    /// the broadcast is refused (see [`Broadcast::publish`]).
     pub fn to_many<I, S>(&self, rooms: I) -> Broadcast<'_>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Broadcast {
-            hub: self,
-            rooms: rooms.into_iter().map(|r| r.as_ref().to_owned()).collect(),
-            except: None,
-            unique: false,
-        }
+        Broadcast::new(self, rooms)
     }
 
     /// Queue an encoded frame to every connection the hub has (used by keep-alive and
@@ -507,107 +440,6 @@ impl Connection {
     /// Leave a room of this connection's hub. See [`Hub::leave`].
     pub fn leave(&self, room: &str) -> bool {
         self.hub().leave(room, self)
-    }
-}
-
-/// A broadcast being set up: which rooms, whom to skip, whether to de-duplicate.
-/// Made by [`Hub::to`] and [`Hub::to_many`]; [`Broadcast::send`] performs it.
-#[must_use = "a broadcast does nothing until `send` is called"]
-pub struct Broadcast<'a> {
-    hub: &'a Hub,
-    rooms: Vec<String>,
-    except: Option<ConnectionId>,
-    unique: bool,
-}
-
-impl<'a> Broadcast<'a> {
-    /// Skip this connection (typically the sender).
-    pub fn except(mut self, conn: &Connection) -> Self {
-        self.except = Some(conn.id());
-        self
-    }
-
-    /// Skip the connection with this id.
-    pub fn except_id(mut self, id: ConnectionId) -> Self {
-        self.except = Some(id);
-        self
-    }
-
-    /// Deliver at most once to a connection that is in several of the rooms.
-    pub fn unique(mut self) -> Self {
-        self.unique = true;
-        self
-    }
-
-    /// Encode `message` once and queue it to every recipient. Returns how many
-    /// connections it reached (counting duplicates unless [`Broadcast::unique`]).
-    ///
-    /// In rooms with history the event is numbered and recorded (see
-    /// [`Broadcast::publish`]). If its own id cannot be a cursor there (empty, already
-    /// in the history, or reserved), it is still delivered, not recorded, and a warning
-    /// is logged; [`Broadcast::publish`] returns the error instead.
-    pub fn send(self, message: &Message) -> usize {
-        let (inner, publication) = self.into_publication();
-        inner.local.metrics.published.inc();
-        match inner.backplane.publish(&publication, message) {
-            Ok(published) => published.delivered,
-            Err(e) => {
-                tracing::warn!(error = %e, "event delivered without being recorded in history");
-                inner
-                    .backplane
-                    .publish_unrecorded(&publication, message)
-                    .delivered
-            }
-        }
-    }
-
-    /// Publish `message`: in rooms with history, give it its id (unless it has one) and
-    /// record it, then queue it to every recipient. Returns its id and how many
-    /// connections it reached. An id of its own that cannot be a cursor in a room with
-    /// history is an error, and then nothing is sent.
-    ///
-    /// With a distributed backplane this does not wait for the backplane: the answer has
-    /// no id and no count yet; [`Broadcast::publish_and_wait`] waits for both.
-    ///
-    /// ```
-    /// let hub = ssehub::Hub::new();
-    /// let published = hub.to("news").publish(&ssehub::Message::new("hello"))?;
-    /// assert!(published.id.is_some()); // `news` keeps history: the event has a cursor
-    /// # Ok::<(), ssehub::PublishError>(())
-    /// ```
-    pub fn publish(self, message: &Message) -> Result<Published, PublishError> {
-        let (inner, publication) = self.into_publication();
-        let published = inner.backplane.publish(&publication, message)?;
-        inner.local.metrics.published.inc();
-        Ok(published)
-    }
-
-    /// Publish `message` and wait until the backplane has given it its id and this node
-    /// has delivered it (at once in-process; a round trip with a distributed backplane).
-    pub fn publish_and_wait(
-        self,
-        message: &Message,
-    ) -> impl std::future::Future<Output = Result<Published, PublishError>> + Send + 'static {
-        let hub = self.hub.clone();
-        let (_, publication) = self.into_publication();
-        let fut = hub
-            .inner
-            .backplane
-            .publish_wait(publication, message.clone());
-        async move {
-            let published = fut.await?;
-            hub.inner.local.metrics.published.inc();
-            Ok(published)
-        }
-    }
-
-    fn into_publication(self) -> (&'a HubInner, Publication) {
-        let publication = Publication {
-            rooms: self.rooms,
-            except: self.except,
-            unique: self.unique,
-        };
-        (&self.hub.inner, publication)
     }
 }
 

@@ -52,6 +52,7 @@
 //!   `tower::Service` for publishers and operators.
 //! - `respond`: the few response builders the server and the API share.
 //! - `admission`: connection limits, in all and per client address.
+//! - `log_limit`: log lines a stranger can repeat, rate-limited per call site.
 //! - `metrics`: every counter, in one place; [`HubStats`] is its snapshot.
 //! - `shutdown`: how a process is asked to stop ([`Shutdown`]).
 //! - `sync`: lock helpers that ignore poisoning.
@@ -65,6 +66,7 @@ mod endpoint;
 mod frame;
 mod http_api;
 mod hub;
+mod log_limit;
 mod metrics;
 mod respond;
 mod selector;
@@ -81,7 +83,7 @@ pub use frame::{FrameError, Message, MessageBuilder};
 pub use http_api::{ApiBody, HubApi, DEFAULT_MAX_PUBLISH_BODY};
 pub use hub::{
     validate_room, BackplaneStatus, Broadcast, GapReason, HistoryConfig, Hub, HubConfig, JoinError,
-    PublishError, Published, MAX_ROOM_NAME_LEN, ROOM_ALL,
+    PublishError, Published, DEFAULT_MAX_EVENT_BYTES, MAX_ROOM_NAME_LEN, ROOM_ALL,
 };
 #[cfg(feature = "redis")]
 pub use hub::{RedisConfig, RedisError};

@@ -3,8 +3,11 @@
 //!
 //! [`Server`] is the builder and [`BoundServer`] the bound listener; behind them:
 //! - `listener.rs`: the accept loop and one connection's life (socket options, the one
-//!   header deadline, the take-over look, HTTP/1-or-2 sniffing, hyper);
+//!   header deadline, the take-over read, hyper);
+//! - `gate.rs`: connections in all, and those without a request yet, in all and per
+//!   client address; `idle.rs`: the idle timeout of connections with no request;
 //! - `routes.rs`: dispatch to endpoints, routes, static files, the fallback;
+//! - `static_files.rs`: [`StaticFiles`], what of a folder is served;
 //! - `drain.rs`: what shutdown does to the SSE streams.
 //!
 //! ```no_run
@@ -31,10 +34,17 @@
 //! streams still open then are dropped, and a warning says how many still had events
 //! queued (clients that stopped reading), so nothing is half-delivered without a trace.
 //!
+//! ## Connections that carry nothing
+//! A connection with no request in progress is closed after [`Server::idle_timeout`]
+//! (60 s): an HTTP/2 connection after its last stream, a kept-alive HTTP/1.1 one after
+//! its last answer. Connections that have not sent a request yet are capped in all and
+//! per client address ([`Server::max_pending_connections`]), and all connections by
+//! [`Server::max_connections`] if set.
+//!
 //! ## Clients that go quiet
 //! A client has [`Server::header_timeout`] from the moment it connects to send its first
-//! request's headers: one deadline, whichever wait it falls in (the look for an SSE
-//! request, the HTTP/2 sniffing, hyper's reading). A client that vanishes without a
+//! request's headers: one deadline, whichever wait it falls in (the take-over's read of
+//! the first bytes, hyper's reading). A client that vanishes without a
 //! word (cable pulled, NAT state lost) is noticed by TCP keep-alive probes and
 //! `TCP_USER_TIMEOUT` ([`Server::tcp_keepalive`], [`Server::tcp_user_timeout`]: about
 //! two minutes by default, on quiet streams too), and an HTTP/2 peer that stops
@@ -58,11 +68,15 @@ use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
 mod drain;
+mod gate;
+mod idle;
 mod listener;
 mod routes;
+mod static_files;
 
-pub use routes::StaticFiles;
+pub use static_files::StaticFiles;
 
+use self::gate::{Gate, GateLimits};
 use self::listener::{Serving, Stage, TcpOptions};
 use self::routes::{box_body, App, BoxError, Fallback, Handler};
 use crate::endpoint::{ConfigError, SseEndpoint, SseOptions};
@@ -106,6 +120,8 @@ pub struct Server {
     fallback: Option<Fallback>,
     on_started: Vec<OnStarted>,
     header_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    gate: GateLimits,
     tcp: TcpOptions,
     http2_keep_alive: Option<Duration>,
     http2_keep_alive_timeout: Duration,
@@ -124,6 +140,8 @@ impl Server {
             fallback: None,
             on_started: Vec::new(),
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(60)),
+            gate: GateLimits::default(),
             tcp: TcpOptions::default(),
             http2_keep_alive: Some(Duration::from_secs(30)),
             http2_keep_alive_timeout: Duration::from_secs(20),
@@ -198,6 +216,41 @@ impl Server {
     /// on a kept-alive HTTP/1.1 connection get this long each.
     pub fn header_timeout(mut self, timeout: Duration) -> Server {
         self.header_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may stay open with no request in progress (60 s; `None`:
+    /// for ever). An SSE stream is a request in progress for its whole life, so this
+    /// closes only connections that carry nothing: an HTTP/2 connection whose streams
+    /// have all ended (hyper would keep it, answering its pings, for as long as the client
+    /// likes), or an HTTP/1.1 connection kept alive after its last answer.
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Server {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// The most TCP connections the server holds at once, whatever they carry (`None`,
+    /// the default: as many as the process's open-file limit allows). Past it a new
+    /// connection is closed at once. Streams have their own limits
+    /// ([`SseOptions::max_connections`]); this one also counts HTTP/2 connections (which
+    /// may carry many streams, or none) and connections that have sent nothing yet.
+    pub fn max_connections(mut self, max: Option<usize>) -> Server {
+        self.gate.connections = max;
+        self
+    }
+
+    /// The most connections that have not sent their first request's head yet: in all
+    /// (1,024 by default) and from one client address (128; IPv6 per /64). Past either, a
+    /// new connection is closed at once. A client that opens many connections and sends
+    /// half a request on each (slowloris) holds at most this many until
+    /// [`Server::header_timeout`] cuts them. `None`: no limit.
+    pub fn max_pending_connections(
+        mut self,
+        total: Option<usize>,
+        per_address: Option<usize>,
+    ) -> Server {
+        self.gate.pending = total;
+        self.gate.pending_per_address = per_address;
         self
     }
 
@@ -277,6 +330,11 @@ impl Server {
                 "the HTTP/2 keep-alive interval must not be zero (None disables it)",
             ));
         }
+        if self.idle_timeout == Some(Duration::ZERO) {
+            return Err(ServerError::Invalid(
+                "the idle timeout must not be zero (None disables it)",
+            ));
+        }
         if self.http2_keep_alive_timeout.is_zero() {
             return Err(ServerError::Invalid(
                 "the HTTP/2 keep-alive timeout must not be zero",
@@ -303,6 +361,8 @@ impl Server {
                 self.http2_keep_alive_timeout,
             ),
             header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            gate: self.gate,
             tcp: self.tcp,
             grace: self.grace,
             farewell: self.farewell,
@@ -323,6 +383,8 @@ pub struct BoundServer {
     app: Arc<App>,
     hyper: auto::Builder<TokioExecutor>,
     header_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    gate: GateLimits,
     tcp: TcpOptions,
     grace: Duration,
     farewell: Option<Message>,
@@ -347,7 +409,9 @@ impl BoundServer {
         let serving = Serving {
             app: self.app.clone(),
             header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
             tcp: self.tcp,
+            gate: Gate::new(self.gate),
             hyper: self.hyper,
             graceful,
             streams_done,

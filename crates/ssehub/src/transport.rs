@@ -1,8 +1,9 @@
 //! The bare-socket path: HTTP/1.1 SSE streams served without hyper once the handshake
 //! is done, and the small [`Transport`] seam their writer runs on.
 //!
-//! - `takeover.rs`: the look at a new connection's first request, and the decision to
-//!   serve it here or hand the socket, untouched, to hyper.
+//! - `takeover.rs`: the read of a new connection's first request, and the decision to
+//!   serve it here or hand the socket to hyper;
+//! - `prefixed.rs`: the socket hyper then gets, with what was read in front of it.
 //! - `chunked.rs`: the stream's task: the response head, then the outbox as HTTP/1.1
 //!   chunks, direct writes by senders, batching, and noticing the client leave.
 //!
@@ -11,13 +12,13 @@
 //! the same cheap writer.
 
 mod chunked;
+mod prefixed;
 mod takeover;
 
 pub(crate) use takeover::{accept, Decision};
 
 use std::future::Future;
 use std::io;
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 
@@ -57,24 +58,11 @@ impl Transport for TcpStream {
     }
 }
 
-/// Peek at the bytes waiting on `stream` (none consumed) until `decide` says what they
-/// are. `decide` gets everything peeked so far and answers `Some` once it knows. `None`
-/// if the client leaves first. Unbounded: the caller puts a deadline on it.
-pub(crate) async fn peek_until<R>(
-    stream: &TcpStream,
-    buf: &mut [u8],
-    mut decide: impl FnMut(&[u8]) -> Option<R>,
-) -> Option<R> {
-    loop {
-        let n = match stream.peek(buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => n,
-        };
-        if let Some(r) = decide(&buf[..n]) {
-            return Some(r);
-        }
-        // Part of what we wait for: peek returns at once while bytes wait, so poll
-        // gently for the rest.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// What the take-over tells the one that accepted a connection: its first request came
+/// (the connection's head is read; it no longer waits for one). Held for the stream's
+/// life only if its end must be told too (dropping it tells).
+pub(crate) trait FirstRequest: Send + Sync + 'static {
+    fn requested(&self);
+    /// Whether the end of the connection matters (it counts toward a limit).
+    fn held_to_the_end(&self) -> bool;
 }

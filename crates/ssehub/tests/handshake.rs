@@ -28,7 +28,8 @@ async fn http1_handshake_headers_and_first_bytes() {
     );
     assert_eq!(head.header("cache-control"), Some("no-cache"));
     assert_eq!(head.header("x-accel-buffering"), Some("no"));
-    assert_eq!(head.header("connection"), Some("keep-alive"));
+    // Served on the bare socket, which answers nothing after the stream.
+    assert_eq!(head.header("connection"), Some("close"));
     assert_eq!(
         head.header("content-length"),
         None,
@@ -122,6 +123,28 @@ async fn path_matching_is_strict() {
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     assert_eq!(srv.hub.stats().connections_total, 4, "404s open nothing");
+    // Written as is on the wire, on a fresh connection (the bare socket's decision) and on
+    // a reused one (hyper's): no decoding, no normalising, no case folding.
+    let odd = [
+        "/%73se", "/sse%2F", "//sse", "/sse/.", "/./sse", "/SSE", "/sse/..", "/sse;x",
+    ];
+    for reuse in [false, true] {
+        for path in odd {
+            let mut s = TcpStream::connect(srv.addr).await.unwrap();
+            if reuse {
+                let head = raw_exchange(&mut s, "HEAD /nothing HTTP/1.1\r\nhost: t\r\n\r\n").await;
+                assert_eq!(head.status, 404);
+            }
+            let req = format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n");
+            let head = raw_exchange(&mut s, &req).await;
+            assert_eq!(head.status, 404, "{path} (reused: {reuse})");
+        }
+    }
+    assert_eq!(
+        srv.hub.stats().connections_total,
+        4,
+        "odd paths open nothing"
+    );
     srv.stop().await;
 }
 
@@ -209,6 +232,10 @@ async fn cross_origin_is_opt_in() {
     let open = TestServer::start(SseOptions::new().allow_any_origin(true)).await;
     let c = SseClient::connect(open.addr, "/sse", &[("origin", "http://other.example")]).await;
     assert_eq!(c.headers["access-control-allow-origin"], "*");
+    assert!(
+        c.headers.get("access-control-allow-credentials").is_none(),
+        "`*` never with credentials"
+    );
     let (status, headers, _) = request(
         open.addr,
         "OPTIONS",
@@ -234,6 +261,80 @@ async fn cross_origin_is_opt_in() {
         "a preflight opens no stream"
     );
     open.stop().await;
+}
+
+#[tokio::test]
+async fn allowed_origins_refuse_other_pages_before_any_stream() {
+    let srv = TestServer::start(
+        SseOptions::new()
+            .keep_alive(None)
+            .allowed_origins(["https://app.example"]),
+    )
+    .await;
+    let own = format!("http://{}", srv.addr);
+    // On the bare socket (a fresh connection) and through hyper (a reused one).
+    for reuse in [false, true] {
+        let mut s = TcpStream::connect(srv.addr).await.unwrap();
+        if reuse {
+            let head = raw_exchange(&mut s, "HEAD /nothing HTTP/1.1\r\nhost: t\r\n\r\n").await;
+            assert_eq!(head.status, 404);
+        }
+        let req = format!(
+            "GET /sse HTTP/1.1\r\nhost: {}\r\norigin: https://evil.example\r\n\r\n",
+            srv.addr
+        );
+        let head = raw_exchange(&mut s, &req).await;
+        assert_eq!(head.status, 403, "reused: {reuse}");
+    }
+    assert_eq!(srv.hub.stats().connections_total, 0, "no stream opened");
+
+    let listed = SseClient::connect(srv.addr, "/sse", &[("origin", "https://app.example")]).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(
+        listed.headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert_eq!(listed.headers["vary"], "origin");
+    let same = SseClient::connect(srv.addr, "/sse", &[("origin", own.as_str())]).await;
+    assert_eq!(same.status, StatusCode::OK);
+    assert!(same.headers.get("access-control-allow-origin").is_none());
+    let none = srv.sse("/sse").await;
+    assert_eq!(none.status, StatusCode::OK);
+    let (status, headers, _) = request(
+        srv.addr,
+        "OPTIONS",
+        "/sse",
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "GET"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    assert!(headers.get("access-control-allow-credentials").is_none());
+    assert_eq!(srv.hub.stats().connections_total, 3);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn allow_any_origin_and_allowed_origins_do_not_mix() {
+    let options = SseOptions::new()
+        .allow_any_origin(true)
+        .allowed_origins(["https://a.example"]);
+    let err = Server::new(([127, 0, 0, 1], 0))
+        .sse(options)
+        .bind()
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(ServerError::Config(ConfigError::Origins))),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -118,6 +118,60 @@ async fn broadcast_many_duplicates_unless_unique() {
 }
 
 #[tokio::test]
+async fn a_room_named_twice_in_one_publish_is_one_room() {
+    let (srv, mut handout) = start().await;
+    let [(mut a, _ca), (mut b, _cb), (mut c, _cc)] = open_a_b_c(&srv, &mut handout).await;
+    let hub = &srv.hub;
+    // Once per distinct room: a (r1) once, b (r1, r2) twice, c (r2) once.
+    assert_eq!(
+        hub.broadcast_many(["r1", "r2", "r1", "r1"], &msg("m", "x")),
+        4
+    );
+    let many = vec!["r1"; 10_000];
+    assert_eq!(hub.broadcast_many(&many, &msg("m", "y")), 2);
+    assert_eq!(hub.broadcast("__all", &Message::new("#1")), 3);
+    assert_eq!(
+        events_before(&mut a, "#1").await,
+        vec![ev("m", "x"), ev("m", "y")]
+    );
+    assert_eq!(
+        events_before(&mut b, "#1").await,
+        vec![ev("m", "x"), ev("m", "x"), ev("m", "y")]
+    );
+    assert_eq!(events_before(&mut c, "#1").await, vec![ev("m", "x")]);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_publish_to_more_distinct_rooms_than_the_cap_is_refused() {
+    let (srv, mut handout) = start().await;
+    let [(mut a, _ca), _, _] = open_a_b_c(&srv, &mut handout).await;
+    let hub = &srv.hub;
+    let mut rooms: Vec<String> = (0..256).map(|i| format!("x{i}")).collect();
+    rooms[0] = "r1".into();
+    assert_eq!(
+        hub.to_many(&rooms)
+            .publish(&msg("m", "256"))
+            .unwrap()
+            .delivered,
+        2
+    );
+    rooms.push("x256".into());
+    assert_eq!(
+        hub.to_many(&rooms).publish(&msg("m", "257")),
+        Err(ssehub::PublishError::TooManyRooms {
+            rooms: 257,
+            max: 256
+        })
+    );
+    // Without a way to answer an error, nothing is sent.
+    assert_eq!(hub.broadcast_many(&rooms, &msg("m", "257 too")), 0);
+    assert_eq!(hub.broadcast("__all", &Message::new("#1")), 3);
+    assert_eq!(events_before(&mut a, "#1").await, vec![ev("m", "256")]);
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn join_and_leave_over_live_streams() {
     let (srv, mut handout) = start().await;
     let (mut a, ca) = handout.open(&srv, "/sse").await;
@@ -243,5 +297,29 @@ async fn ids_reach_the_client_and_close_flushes() {
         "the stream ends after the flush"
     );
     assert_eq!(ca.send_event("x", "late"), Err(ssehub::SendError::Closed));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_larger_than_the_hub_allows_is_refused() {
+    let (srv, mut handout) = start().await;
+    let [(mut a, ca), _, _] = open_a_b_c(&srv, &mut handout).await;
+    let hub = &srv.hub;
+    let big = Message::new("x".repeat(ssehub::DEFAULT_MAX_EVENT_BYTES));
+    let bytes = big.encoded_len();
+    let max = ssehub::DEFAULT_MAX_EVENT_BYTES;
+    assert_eq!(
+        hub.to("r1").publish(&big),
+        Err(ssehub::PublishError::TooLarge { bytes, max })
+    );
+    assert_eq!(hub.broadcast("r1", &big), 0, "nothing sent");
+    assert_eq!(
+        ca.send(&big),
+        Err(ssehub::SendError::TooLarge { bytes, max })
+    );
+    let fits = Message::new("y".repeat(max - 16));
+    assert_eq!(fits.encoded_len(), max - 8);
+    assert_eq!(hub.broadcast("r1", &fits), 2);
+    assert_eq!(a.next_event().await.data.len(), max - 16);
     srv.stop().await;
 }

@@ -75,6 +75,21 @@ async fn global_cap_answers_503_and_gives_the_slot_back() {
 }
 
 #[tokio::test]
+async fn a_flood_of_refusals_logs_a_few_lines() {
+    let (logs, _guard) = common::Logs::capture();
+    let srv = TestServer::start(SseOptions::new().keep_alive(None).max_connections(Some(0))).await;
+    for _ in 0..100 {
+        let (head, _s) = open_from([127, 0, 0, 1], srv.addr).await;
+        assert_refused(&head);
+    }
+    // At most 10 per 10 s from one call site (other tests' refusals may have taken some
+    // of them: the limit is the process's).
+    let lines = logs.count("stream refused");
+    assert!(lines <= 10, "{lines} lines for 100 refusals");
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn per_address_cap_counts_each_address_apart() {
     let srv = TestServer::start(
         SseOptions::new()
@@ -105,6 +120,118 @@ async fn per_address_cap_counts_each_address_apart() {
     let (a4, _s4) = open_from([127, 0, 0, 1], srv.addr).await;
     assert_eq!(a4.status, 200);
     assert_eq!(srv.hub.stats().connections_total, 5);
+    srv.stop().await;
+}
+
+/// A stream request from `from` with the extra header line `header`: its status.
+async fn status_from(
+    from: [u8; 4],
+    addr: SocketAddr,
+    header: &str,
+    open: &mut Vec<TcpStream>,
+) -> u16 {
+    let mut s = connect_from(from, addr).await;
+    let req = format!("GET /sse HTTP/1.1\r\nHost: {addr}\r\n{header}\r\n\r\n");
+    let head = raw_exchange(&mut s, &req).await;
+    open.push(s);
+    head.status
+}
+
+#[tokio::test]
+async fn ipv6_clients_behind_a_trusted_proxy_are_counted_per_64() {
+    // This test is the proxy (127.0.0.1): it forwards for IPv6 clients.
+    let srv = TestServer::start(
+        SseOptions::new()
+            .keep_alive(None)
+            .max_connections_per_ip(Some(1))
+            .trusted_proxies(["127.0.0.1".parse().unwrap()]),
+    )
+    .await;
+    let (proxy, other) = ([127, 0, 0, 1], [127, 0, 0, 2]);
+    let xff = |ip: &str| format!("X-Forwarded-For: 192.0.2.99, {ip}");
+    let cases = [
+        (proxy, xff("2001:db8:0:1::1"), 200),
+        // Another address of the same /64: the same client.
+        (proxy, xff("2001:db8:0:1::2"), 503),
+        (
+            proxy,
+            "Forwarded: for=\"[2001:db8:0:1:ffff::9]:4711\"".into(),
+            503,
+        ),
+        // Another /64, and another IPv4 client: others.
+        (proxy, xff("2001:db8:0:2::1"), 200),
+        (proxy, "Forwarded: for=198.51.100.4".into(), 200),
+        // From a peer that is not a trusted proxy the header is the client's own word,
+        // ignored: the peer's address counts.
+        (other, xff("2001:db8:0:3::1"), 200),
+        (other, xff("2001:db8:0:4::1"), 503),
+    ];
+    let mut open = Vec::new();
+    for (from, header, expected) in cases {
+        let status = status_from(from, srv.addr, &header, &mut open).await;
+        assert_eq!(status, expected, "{from:?} {header}");
+    }
+    assert_eq!(srv.hub.connection_count(), 4);
+    srv.stop().await;
+}
+
+/// An unfinished request head of about 8 KB (no blank line: hyper's business, past the
+/// take-over's limit).
+fn half_head() -> String {
+    format!(
+        "GET /x HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n",
+        "p".repeat(8000)
+    )
+}
+
+/// Whether the server has closed `s` (reads EOF or an error within a moment).
+async fn closed_by_server(s: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    use tokio::io::AsyncReadExt;
+    match tokio::time::timeout(Duration::from_millis(300), s.read(&mut byte)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => true,
+        Ok(Ok(_)) | Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn connections_without_a_request_are_capped_in_all_and_per_address() {
+    let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s| {
+        s.header_timeout(Duration::from_secs(60))
+            .max_pending_connections(Some(6), Some(4))
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = connect_from([127, 0, 0, 1], srv.addr).await;
+        s.write_all(half_head().as_bytes()).await.unwrap();
+        held.push(s);
+    }
+    // A fifth from the same address is closed at once; another address still gets in.
+    let mut fifth = connect_from([127, 0, 0, 1], srv.addr).await;
+    let _ = fifth.write_all(half_head().as_bytes()).await;
+    assert!(
+        closed_by_server(&mut fifth).await,
+        "the fifth from 127.0.0.1"
+    );
+    for from in [[127, 0, 0, 2], [127, 0, 0, 3]] {
+        let mut s = connect_from(from, srv.addr).await;
+        s.write_all(half_head().as_bytes()).await.unwrap();
+        held.push(s);
+    }
+    let mut seventh = connect_from([127, 0, 0, 4], srv.addr).await;
+    assert!(closed_by_server(&mut seventh).await, "the seventh in all");
+    for s in &mut held {
+        assert!(
+            !closed_by_server(s).await,
+            "a pending connection within the limits"
+        );
+    }
+    // A connection that finishes its request no longer counts: a stream opens.
+    let first = &mut held[0];
+    first.write_all(b"\r\n").await.unwrap();
+    let (head, _s) = open_from([127, 0, 0, 1], srv.addr).await;
+    assert_eq!(head.status, 200);
     srv.stop().await;
 }
 

@@ -369,6 +369,15 @@ async fn http2_peers_that_stop_answering_pings_are_dropped() {
     srv.stop().await;
 }
 
+/// The server's one stream, `stream`, still gets what is broadcast.
+async fn assert_still_served(srv: &TestServer, stream: &mut SseClient) {
+    srv.hub.broadcast("__all", &Message::new("kept"));
+    match stream.next_item().await {
+        Some(Item::Event(e)) => assert_eq!(e.data, "kept"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn an_http2_connection_that_opens_no_stream_is_cut_at_the_header_timeout() {
     let header_timeout = Duration::from_millis(300);
@@ -385,10 +394,64 @@ async fn an_http2_connection_that_opens_no_stream_is_cut_at_the_header_timeout()
         .await
         .unwrap();
     tokio::time::sleep(header_timeout * 2).await;
-    srv.hub.broadcast("__all", &Message::new("kept"));
-    match stream.next_item().await {
-        Some(Item::Event(e)) => assert_eq!(e.data, "kept"),
-        other => panic!("{other:?}"),
+    assert_still_served(&srv, &mut stream).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_http2_connection_whose_streams_ended_is_closed_when_idle() {
+    let idle = Duration::from_millis(500);
+    let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s| {
+        s.idle_timeout(Some(idle))
+    })
+    .await;
+    // One request, answered; then the client keeps the connection, answering pings.
+    let (mut done_sender, done_task) = h2_client(srv.addr).await;
+    let req = Request::get(format!("http://{}/nothing", srv.addr))
+        .body(Empty::new())
+        .unwrap();
+    let res = within("the 404", done_sender.send_request(req))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    drop(res);
+    // A stream in progress keeps its connection, however long it is quiet.
+    let (mut sender, _task) = h2_client(srv.addr).await;
+    let mut stream = h2_stream(srv.addr, &mut sender).await;
+    within("the idle connection to be closed", done_task)
+        .await
+        .unwrap();
+    tokio::time::sleep(idle * 3).await;
+    assert_still_served(&srv, &mut stream).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn tcp_connections_are_capped_in_all() {
+    let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s| {
+        s.max_connections(Some(3))
+    })
+    .await;
+    // Three HTTP/2 connections, each with a stream (the stream limits would count them
+    // apart from the connections: here it is the connections that are counted).
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let (mut sender, task) = h2_client(srv.addr).await;
+        let stream = h2_stream(srv.addr, &mut sender).await;
+        held.push((sender, task, stream));
     }
+    let mut fourth = within("connect", TcpStream::connect(srv.addr))
+        .await
+        .unwrap();
+    let _ = fourth
+        .write_all(stream_request(srv.addr, "/sse").as_bytes())
+        .await;
+    let got = until_closed("the fourth connection to be closed", &mut fourth).await;
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    // One goes: its place is free again.
+    drop(held.pop());
+    eventually("a stream gone", || srv.hub.connection_count() == 2).await;
+    let (_s, head) = common::raw_request(srv.addr, &stream_request(srv.addr, "/sse")).await;
+    assert_eq!(head.status, 200);
     srv.stop().await;
 }

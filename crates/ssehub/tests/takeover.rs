@@ -2,7 +2,8 @@
 //! (also with `Connection: close` or bytes pipelined after the head); a stream opened on
 //! a reused keep-alive connection goes through hyper. Both paths must behave the same:
 //! handshake, delivery, chunked framing, and clean-up when the client leaves, even one
-//! that sent more than its request.
+//! that sent more than its request. A stream on the bare socket says `connection: close`:
+//! nothing after it on that connection is ever answered.
 
 mod common;
 
@@ -11,10 +12,12 @@ use ssehub::{Message, SseOptions};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-/// Open a stream with `request` on `stream`, then check delivery and clean-up.
-async fn check_stream(srv: &TestServer, mut stream: TcpStream, request: &str) {
+/// Open a stream with `request` on `stream`, then check delivery and clean-up. `connection`:
+/// the `Connection` header the answer must carry.
+async fn check_stream(srv: &TestServer, mut stream: TcpStream, request: &str, connection: &str) {
     let head = raw_exchange(&mut stream, request).await;
     assert_eq!(head.status, 200);
+    assert_eq!(head.header("connection"), Some(connection), "{request:?}");
     assert_eq!(
         head.header("content-type"),
         Some("text/event-stream; charset=utf-8")
@@ -53,7 +56,13 @@ fn sse_options() -> SseOptions {
 async fn first_request_stream_is_taken_over() {
     let srv = TestServer::start(sse_options()).await;
     let stream = TcpStream::connect(srv.addr).await.unwrap();
-    check_stream(&srv, stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    check_stream(
+        &srv,
+        stream,
+        "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n",
+        "close",
+    )
+    .await;
     srv.stop().await;
 }
 
@@ -72,7 +81,9 @@ async fn stream_on_a_reused_connection_goes_through_hyper() {
         body.extend_from_slice(&chunk[..n]);
     }
     assert_eq!(body.len(), len, "nothing beyond the 404's body");
-    check_stream(&srv, stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    // hyper can answer what follows the stream on this connection.
+    let request = "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n";
+    check_stream(&srv, stream, request, "keep-alive").await;
     srv.stop().await;
 }
 
@@ -84,6 +95,7 @@ async fn connection_close_and_pipelined_requests_are_taken_over_too() {
         &srv,
         stream,
         "GET /sse HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+        "close",
     )
     .await;
     let stream = TcpStream::connect(srv.addr).await.unwrap();
@@ -91,8 +103,32 @@ async fn connection_close_and_pipelined_requests_are_taken_over_too() {
         &srv,
         stream,
         "GET /sse HTTP/1.1\r\nhost: t\r\n\r\nGET /other HTTP/1.1\r\nhost: t\r\n\r\n",
+        // The pipelined request is never answered: no proxy may wait for it.
+        "close",
     )
     .await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_length_other_than_one_content_length_zero_goes_to_hyper() {
+    let srv = TestServer::start(sse_options()).await;
+    // hyper refuses conflicting lengths: the bare-socket path must not open a stream
+    // (and leave "hello" to be read as junk, or as a smuggled request).
+    for request in [
+        "GET /sse HTTP/1.1\r\nhost: t\r\ncontent-length: 0\r\ncontent-length: 5\r\n\r\nhello",
+        "GET /sse HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\ncontent-length: 0\r\n\r\nhello",
+    ] {
+        let (_stream, head) = raw_request(srv.addr, request).await;
+        assert_eq!(head.status, 400, "{request:?}");
+    }
+    assert_eq!(srv.hub.stats().connections_total, 0, "no stream opened");
+    // A body hyper can read: the stream opens through hyper, which can go on with the
+    // connection afterwards (so it says keep-alive, and the bare socket would not).
+    let request = "GET /sse HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nhello";
+    let (_stream, head) = raw_request(srv.addr, request).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("connection"), Some("keep-alive"));
     srv.stop().await;
 }
 
@@ -227,5 +263,127 @@ async fn events_written_straight_to_a_full_socket_arrive_whole_and_in_order() {
         body.len(),
         expected.len()
     );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_sends_much_after_its_request_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let srv = TestServer::start(sse_options()).await;
+    let (stream, head) = raw_request(srv.addr, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert_eq!(head.status, 200);
+    let (mut rx, mut tx) = stream.into_split();
+    eventually("joined", || srv.hub.room_size("r") == 1).await;
+    // A little (a request pipelined after the stream's) is read and ignored.
+    tx.write_all(b"GET /other HTTP/1.1\r\nhost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(srv.hub.broadcast("r", &Message::new("still here")), 1);
+    let mut buf = head.rest;
+    let mut rx_stream = rx.reunite(tx).unwrap();
+    read_until_contains(&mut rx_stream, &mut buf, b"data: still here\n\n").await;
+    (rx, tx) = rx_stream.into_split();
+    // Much more is not: the stream ends long before 16 MiB have been read.
+    let junk = tokio::spawn(async move {
+        let chunk = vec![b'j'; 64 * 1024];
+        let mut sent = 0usize;
+        while sent < 16 << 20 {
+            if tx.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    eventually("the stream cut off", || srv.hub.connection_count() == 0).await;
+    let mut rest = Vec::new();
+    let _ = within(
+        "the end",
+        tokio::io::AsyncReadExt::read_to_end(&mut rx, &mut rest),
+    )
+    .await;
+    let sent = within("the junk writer", junk).await.unwrap();
+    assert!(sent < 16 << 20, "the server read all {sent} bytes");
+    srv.stop().await;
+}
+
+/// Send `request` on a fresh connection: the response head.
+async fn answer(srv: &TestServer, request: &str) -> RawHead {
+    raw_request(srv.addr, request).await.1
+}
+
+#[tokio::test]
+async fn what_the_bare_socket_does_not_take_goes_to_hyper() {
+    let srv = TestServer::start(sse_options()).await;
+    // Each of these opens a stream through hyper (which can go on with the connection
+    // afterwards, so says keep-alive) or gets hyper's own answer, never the bare socket's.
+    let big = format!(
+        "GET /sse HTTP/1.1\r\nhost: t\r\nx-pad: {}\r\n\r\n",
+        "p".repeat(9000)
+    );
+    let through_hyper = [
+        "GET /sse HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET /sse HTTP/1.1\r\nhost: t\r\nupgrade: h2c\r\nconnection: upgrade\r\n\r\n",
+        "GET /sse HTTP/1.1\r\nhost: t\r\nexpect: 100-continue\r\n\r\n",
+        big.as_str(),
+    ];
+    for request in through_hyper {
+        let head = answer(&srv, request).await;
+        assert_eq!(head.status, 200, "{:.60}", request);
+        assert_eq!(
+            head.header("connection"),
+            Some("keep-alive"),
+            "{:.60}",
+            request
+        );
+    }
+    // HTTP/1.0: hyper answers in HTTP/1.0.
+    let head = answer(&srv, "GET /sse HTTP/1.0\r\nhost: t\r\n\r\n").await;
+    assert_eq!((head.status, head.version), (200, 0));
+    // HEAD: the handshake's headers, no stream.
+    let head = answer(&srv, "HEAD /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("connection"), Some("keep-alive"));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn authorize_and_admission_answer_alike_on_both_paths() {
+    let srv = TestServer::start(sse_options().max_connections(Some(1)).authorize(
+        |ctx| async move {
+            match ctx.query("token") {
+                Some("ok") => Ok(()),
+                _ => Err(ssehub::Rejection::forbidden().body("no")),
+            }
+        },
+    ))
+    .await;
+    // The same requests on a fresh connection (bare socket) and after a first request
+    // on the same connection (hyper).
+    let on = |reuse: bool, path: &'static str| {
+        let addr = srv.addr;
+        async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            if reuse {
+                let head = raw_exchange(&mut s, "HEAD /nothing HTTP/1.1\r\nhost: t\r\n\r\n").await;
+                assert_eq!(head.status, 404);
+            }
+            let head =
+                raw_exchange(&mut s, &format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n")).await;
+            (head, s)
+        }
+    };
+    for reuse in [false, true] {
+        let (refused, _s) = on(reuse, "/sse").await;
+        assert_eq!(refused.status, 403, "reused: {reuse}");
+        let (first, s) = on(reuse, "/sse?token=ok").await;
+        assert_eq!(first.status, 200, "reused: {reuse}");
+        let (full, _s) = on(reuse, "/sse?token=ok").await;
+        assert_eq!(full.status, 503, "reused: {reuse}");
+        assert_eq!(full.header("retry-after"), Some("5"));
+        drop(s);
+        eventually("the slot given back", || srv.hub.connection_count() == 0).await;
+    }
+    assert_eq!(srv.hub.stats().connections_total, 2);
     srv.stop().await;
 }

@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::outbox::{Outbox, OutboxState, SlowConsumerPolicy};
+use crate::log_limit::warn_limited;
 use crate::metrics::Metrics;
 use crate::sync::lock;
 
@@ -102,6 +103,8 @@ pub(crate) trait Owner: Any + Send + Sync {
     fn forget(&self, conn: &Connection);
     /// The counters the slow-consumer policy bumps.
     fn metrics(&self) -> &Metrics;
+    /// The most bytes one encoded event sent to a connection may take.
+    fn max_event_bytes(&self) -> usize;
 }
 
 type ClosedCallback = Box<dyn FnOnce(&Connection) + Send>;
@@ -260,7 +263,7 @@ impl Connection {
     /// The `Close` policy's end for a connection whose outbox overflowed. Called once
     /// the caller holds no hub lock (closing takes room locks).
     pub(crate) fn close_overflowed(&self) {
-        tracing::warn!(conn = %self.id(), "slow consumer: outbox full, closing connection");
+        warn_limited!(conn = %self.id(), "slow consumer: outbox full, closing connection");
         self.inner.owner.metrics().slow_closes.inc();
         self.abort();
     }

@@ -29,6 +29,7 @@ use super::handle::Connection;
 use super::outbox::{Admit, DirectSink, Kind, OutboxState, SlowConsumerPolicy};
 use super::pace::{self, Stamp};
 use crate::frame::{self, FrameError, Message};
+use crate::log_limit::warn_limited;
 use crate::sync::lock;
 
 /// Why a frame was not queued for a connection.
@@ -43,6 +44,15 @@ pub enum SendError {
     /// The message could not be encoded.
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// Encoded, the message is larger than the hub allows one event
+    /// ([`crate::HubConfig::max_event_bytes`]).
+    #[error("the event is {bytes} bytes encoded, over the limit of {max}")]
+    TooLarge {
+        /// Its encoded size.
+        bytes: usize,
+        /// The hub's limit.
+        max: usize,
+    },
 }
 
 /// What happened to one enqueue.
@@ -64,8 +74,13 @@ pub(crate) enum Enqueued {
 }
 
 impl Connection {
-    /// Queue a message for this client.
+    /// Queue a message for this client. A message larger, encoded, than
+    /// [`crate::HubConfig::max_event_bytes`] is refused ([`SendError::TooLarge`]).
     pub fn send(&self, message: &Message) -> Result<(), SendError> {
+        let (bytes, max) = (message.encoded_len(), self.owner().max_event_bytes());
+        if bytes > max {
+            return Err(SendError::TooLarge { bytes, max });
+        }
         self.send_frame(message.encode())
     }
 
@@ -160,7 +175,7 @@ impl Connection {
         self.inner.dropped.fetch_add(1, Ordering::Relaxed);
         self.owner().metrics().dropped_events.inc();
         if first {
-            tracing::warn!(conn = %self.id(), "slow consumer: outbox full, dropping events");
+            warn_limited!(conn = %self.id(), "slow consumer: outbox full, dropping events");
         }
     }
 

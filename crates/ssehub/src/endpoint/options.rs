@@ -3,12 +3,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::hooks::{AuthorizeHook, ConnectHook, DisconnectHook};
+use super::origin::Origins;
 use super::request::{Rejection, RequestContext};
-use crate::admission::Limits;
+use crate::admission::{canonical, Limits};
 use crate::connection::{Connection, SlowConsumerPolicy};
 use crate::hub::{Hub, JoinError, ROOM_ALL};
 
@@ -24,6 +26,9 @@ pub enum ConfigError {
     /// The auto-join room name is not a valid room name.
     #[error("invalid auto-join room: {0}")]
     AutoJoinRoom(JoinError),
+    /// Both `allow_any_origin(true)` and `allowed_origins` were set.
+    #[error("allow_any_origin and allowed_origins contradict each other: set one")]
+    Origins,
 }
 
 /// Options of the SSE endpoint. Every setter has a sensible default.
@@ -50,6 +55,7 @@ pub struct SseOptions {
     pub(crate) keep_alive: Option<Duration>,
     pub(crate) auto_join_room: Option<String>,
     pub(crate) allow_any_origin: bool,
+    pub(crate) origins: Option<Origins>,
     pub(crate) retry: Option<Duration>,
     pub(crate) outbox_limit: usize,
     pub(crate) slow_consumer: SlowConsumerPolicy,
@@ -59,6 +65,7 @@ pub struct SseOptions {
     pub(crate) on_disconnect: Option<DisconnectHook>,
     pub(crate) rooms_from_query: bool,
     pub(crate) limits: Limits,
+    pub(crate) trusted_proxies: Vec<IpAddr>,
     pub(crate) batch_window: Duration,
     pub(crate) adaptive_batching: bool,
 }
@@ -70,6 +77,7 @@ impl Default for SseOptions {
             keep_alive: Some(Duration::from_secs(15)),
             auto_join_room: Some(ROOM_ALL.into()),
             allow_any_origin: false,
+            origins: None,
             retry: None,
             outbox_limit: 1024 * 1024,
             slow_consumer: SlowConsumerPolicy::Close,
@@ -79,6 +87,7 @@ impl Default for SseOptions {
             on_disconnect: None,
             rooms_from_query: false,
             limits: Limits::default(),
+            trusted_proxies: Vec::new(),
             batch_window: Duration::from_millis(20),
             adaptive_batching: true,
         }
@@ -135,6 +144,27 @@ impl SseOptions {
         self
     }
 
+    /// Let only these web pages open streams from their visitors' browsers (off by
+    /// default: any page may, and only the browser's CORS rules stand in its way). A
+    /// request whose `Origin` is neither one of these (such as `https://app.example`)
+    /// nor this server's own host is answered 403 before any stream opens; a listed one
+    /// gets `Access-Control-Allow-Origin` with its origin (and preflights are answered). A
+    /// request without `Origin` (not from a web page, or a same-origin `GET`) passes. An
+    /// empty list allows the server's own pages only. Cannot be combined with
+    /// [`SseOptions::allow_any_origin`].
+    ///
+    /// ```
+    /// let options = ssehub::SseOptions::new().allowed_origins(["https://app.example"]);
+    /// ```
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.origins = Some(Origins::new(origins));
+        self
+    }
+
     /// A reconnection delay hint (`retry:`) written at the start of every stream. Each
     /// connection gets 80-100 % of it, at random, to spread reconnections after a restart.
     pub fn retry(mut self, retry: Option<Duration>) -> Self {
@@ -188,9 +218,40 @@ impl SseOptions {
     /// client gets 503 with `Retry-After`. The address comes from the [`PeerAddr`]
     /// request extension, which [`crate::Server`] sets; when the endpoint is mounted in
     /// another server, insert it (see `examples/axum.rs`), or only the total limit applies.
-    /// Behind a proxy every client shares the proxy's address.
+    /// Behind a proxy every client shares the proxy's address unless the proxy is trusted
+    /// ([`SseOptions::trusted_proxies`]). IPv6 clients are counted per /64
+    /// ([`SseOptions::ipv6_prefix`]).
     pub fn max_connections_per_ip(mut self, max: Option<usize>) -> Self {
         self.limits.per_ip = max;
+        self
+    }
+
+    /// How IPv6 clients are told apart by [`SseOptions::max_connections_per_ip`]: by the
+    /// first `bits` bits of their address (64 by default: one subscriber line usually
+    /// gets a /64, so one client could otherwise open streams from as many addresses as
+    /// it likes). 128 counts each address apart. IPv4 addresses (also IPv4-mapped IPv6
+    /// ones) are counted one by one.
+    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
+        self.limits.ipv6_prefix = bits.min(128);
+        self
+    }
+
+    /// Proxies trusted to say whom they forward for (off by default). When a request
+    /// comes from one of these addresses, its client is the rightmost address of its
+    /// `Forwarded: for=` (RFC 7239) or, without one, `X-Forwarded-For` header that is not
+    /// itself a trusted proxy: that is the address [`SseOptions::max_connections_per_ip`]
+    /// counts and [`RequestContext::client_ip`] gives. From any other peer these headers
+    /// are ignored (anyone can write them).
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    /// let nginx: IpAddr = "127.0.0.1".parse().unwrap();
+    /// let options = ssehub::SseOptions::new()
+    ///     .max_connections_per_ip(Some(8))
+    ///     .trusted_proxies([nginx]);
+    /// ```
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.trusted_proxies = proxies.into_iter().map(canonical).collect();
         self
     }
 
@@ -255,6 +316,7 @@ impl fmt::Debug for SseOptions {
             .field("keep_alive", &self.keep_alive)
             .field("auto_join_room", &self.auto_join_room)
             .field("allow_any_origin", &self.allow_any_origin)
+            .field("allowed_origins", &self.origins)
             .field("retry", &self.retry)
             .field("outbox_limit", &self.outbox_limit)
             .field("slow_consumer", &self.slow_consumer)

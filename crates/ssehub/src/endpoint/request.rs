@@ -1,7 +1,7 @@
 //! What a request brings to the endpoint ([`RequestContext`], [`PeerAddr`]) and what a
 //! refused one gets back ([`Rejection`]).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,11 +98,14 @@ struct ContextInner {
     headers: HeaderMap,
     query: Vec<(String, String)>,
     peer: Option<SocketAddr>,
+    client: Option<IpAddr>,
     last_event_id: Option<String>,
 }
 
 impl RequestContext {
-    pub(crate) fn from_request<B>(req: &Request<B>) -> Self {
+    /// The context of `req`, whose client is at `client` (see
+    /// [`crate::SseOptions::trusted_proxies`]).
+    pub(crate) fn from_request<B>(req: &Request<B>, client: Option<IpAddr>) -> Self {
         let query = query_pairs(req.uri());
         let last_event_id = req
             .headers()
@@ -124,6 +127,7 @@ impl RequestContext {
                 headers: req.headers().clone(),
                 query,
                 peer: req.extensions().get::<PeerAddr>().map(|p| p.0),
+                client,
                 last_event_id,
             }),
         }
@@ -180,6 +184,12 @@ impl RequestContext {
     /// The peer's address, when known (see [`PeerAddr`]).
     pub fn peer_addr(&self) -> Option<SocketAddr> {
         self.inner.peer
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted proxy
+    /// ([`crate::SseOptions::trusted_proxies`]), the one it forwards for.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.inner.client
     }
 
     /// The id the client last saw: the `Last-Event-ID` header, or the `lastEventId` /

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::ApiBody;
 use crate::endpoint::query_pairs;
 use crate::frame::{FrameError, Message};
-use crate::hub::{check_room, Hub, PublishError as HistoryError, ROOM_ALL};
+use crate::hub::{check_room, Hub, PublishError as HubRefusal, ROOM_ALL};
 use crate::respond::json;
 
 /// A `POST /publish` refusal: the status and a JSON body `{"error": ..., "field": ...}`.
@@ -53,9 +53,16 @@ impl PublishError {
     }
 }
 
-impl From<HistoryError> for PublishError {
-    fn from(e: HistoryError) -> Self {
-        PublishError::field("id", format!("invalid id: {e}"))
+impl From<HubRefusal> for PublishError {
+    fn from(e: HubRefusal) -> Self {
+        match e {
+            HubRefusal::TooManyRooms { .. } => PublishError::field("rooms", e.to_string()),
+            HubRefusal::TooLarge { .. } => PublishError {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                ..PublishError::field("data", e.to_string())
+            },
+            _ => PublishError::field("id", format!("invalid id: {e}")),
+        }
     }
 }
 
@@ -104,8 +111,11 @@ impl PublishRequest {
 ///   is, anything else serialised.
 ///
 /// Several rooms are broadcast with [`Hub::broadcast_many_unique`]: a connection in more
-/// than one of them receives the event once, and `delivered` counts connections.
-/// Nothing is broadcast when any field is invalid.
+/// than one of them receives the event once, and `delivered` counts connections. A room
+/// named twice is one room; more distinct rooms than the hub allows one publish
+/// ([`crate::HubConfig::max_rooms_per_publish`], 256) is a 400, and an event larger,
+/// encoded, than [`crate::HubConfig::max_event_bytes`] a 413. Nothing is broadcast when
+/// any field is invalid.
 pub(super) async fn publish<B>(hub: &Hub, max_body: usize, req: Request<B>) -> Response<ApiBody>
 where
     B: http_body::Body<Data = Bytes>,

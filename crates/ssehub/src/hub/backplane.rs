@@ -22,7 +22,8 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::fanout::{self, Frame, Local, Publication};
-use super::history::{GapReason, History, HistoryRules, PublishError, Resume, Size};
+use super::history::{GapReason, History, HistoryRules, Resume, Size};
+use super::publish_error::PublishError;
 use crate::connection::Connection;
 use crate::frame::Message;
 use crate::sync::lock;

@@ -34,6 +34,7 @@ use bytes::Bytes;
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::publish_error::PublishError;
 use crate::frame::Message;
 use crate::selector::RoomSelector;
 
@@ -138,20 +139,6 @@ impl HistoryRules {
     pub(crate) fn any(&self) -> bool {
         self.default.is_some() || self.overrides.iter().any(|(_, h)| h.is_some())
     }
-}
-
-/// Why a message could not be recorded in a room's history.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PublishError {
-    /// Its id is already the id of an event in the history.
-    #[error("id {0:?} is already in the history: in rooms with history an id must be unique")]
-    DuplicateId(String),
-    /// Its id is empty (which would reset the client's cursor).
-    #[error("an empty id cannot be a cursor: rooms with history need a non-empty id or none")]
-    EmptyId,
-    /// Its id has the form of the hub's own ids, or is `earliest`.
-    #[error("id {0:?} is reserved: `earliest` and ids of the form <8 hex digits>-<number> are the hub's")]
-    ReservedId(String),
 }
 
 /// Why a cursor could not be honoured: the `reason` of the gap event.

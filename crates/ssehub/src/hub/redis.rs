@@ -39,7 +39,8 @@ use super::backplane::{
     deliver_unrecorded, Backplane, BackplaneStatus, BoxFuture, Published, Resumed,
 };
 use super::fanout::{Local, Publication};
-use super::history::{check_own_id, HistoryRules, PublishError, Resume, Size};
+use super::history::{check_own_id, HistoryRules, Resume, Size};
+use super::publish_error::PublishError;
 use crate::connection::Connection;
 use crate::frame::Message;
 use crate::sync::lock;

@@ -1,5 +1,6 @@
-//! The accept loop and the life of one TCP connection: socket options, the one header
-//! deadline, the take-over look, the HTTP/1-or-2 sniffing, and hyper.
+//! The accept loop and the life of one TCP connection: the gate (`gate.rs`), socket
+//! options, the one header deadline, the take-over read, hyper, and the idle timeout
+//! (`idle.rs`).
 //!
 //! Every wait before a connection's first request shares one deadline, from the moment
 //! it connects ([`crate::Server::header_timeout`]): a client that sends nothing, half a
@@ -9,7 +10,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +22,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::routes::App;
+use super::gate::{Gate, Ticket};
+use super::idle::{Activity, Tracked};
+use super::routes::{box_body, App, Body};
 use super::ServerError;
 use crate::connection::TransportAbort;
 use crate::endpoint::PeerAddr;
-use crate::transport::{self, peek_until, Decision};
+use crate::log_limit::warn_limited;
+use crate::transport::{self, Decision, FirstRequest};
 
 /// TCP options set on every accepted socket.
 #[derive(Debug, Clone, Copy)]
@@ -124,7 +127,9 @@ async fn reached(stage: &mut watch::Receiver<Stage>, at: Stage) {
 pub(crate) struct Serving {
     pub(crate) app: Arc<App>,
     pub(crate) header_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) tcp: TcpOptions,
+    pub(crate) gate: Arc<Gate>,
     pub(crate) hyper: auto::Builder<TokioExecutor>,
     pub(crate) graceful: GracefulShutdown,
     /// Streams served on the bare socket hold a clone; shutdown waits for all to drop.
@@ -168,7 +173,7 @@ pub(crate) async fn accept_until(
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of descriptors and the like: log, back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
+                    warn_limited!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -176,59 +181,99 @@ pub(crate) async fn accept_until(
         };
         // Every wait before the first request's headers are in shares this deadline.
         let deadline = Instant::now() + serving.header_timeout;
+        let ticket = match serving.gate.enter(peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(full) => {
+                // Closed at once: the client learns now, not at its header timeout.
+                warn_limited!(%peer, reason = full.reason(), "connection refused");
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         if let Err(e) = serving.tcp.apply(&stream) {
             tracing::debug!(%peer, error = %e, "cannot set the TCP keep-alive options");
         }
-        tokio::spawn(serve_connection(
+        let conn = Accepted {
             stream,
             peer,
             deadline,
-            serving.app.clone(),
-            serving.hyper.clone(),
-            serving.graceful.watcher(),
-            serving.streams_done.clone(),
-            serving.stage.clone(),
-        ));
+            ticket,
+        };
+        tokio::spawn(serve_connection(conn, PerConnection::of(serving)));
+    }
+}
+
+/// A connection just accepted, with its place in the gate.
+struct Accepted {
+    stream: TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+    ticket: Ticket,
+}
+
+/// What one connection's task needs of [`Serving`].
+struct PerConnection {
+    app: Arc<App>,
+    idle_timeout: Option<Duration>,
+    hyper: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    done: mpsc::Sender<()>,
+    stage: watch::Receiver<Stage>,
+}
+
+impl PerConnection {
+    fn of(serving: &Serving) -> PerConnection {
+        PerConnection {
+            app: serving.app.clone(),
+            idle_timeout: serving.idle_timeout,
+            hyper: serving.hyper.clone(),
+            watcher: serving.graceful.watcher(),
+            done: serving.streams_done.clone(),
+            stage: serving.stage.clone(),
+        }
+    }
+}
+
+impl FirstRequest for Ticket {
+    fn requested(&self) {
+        Ticket::requested(self);
+    }
+
+    fn held_to_the_end(&self) -> bool {
+        self.counted()
     }
 }
 
 /// One connection, from its first byte to its end.
-#[allow(clippy::too_many_arguments)]
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    deadline: Instant,
-    app: Arc<App>,
-    hyper: auto::Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
-    done: mpsc::Sender<()>,
-    mut stage: watch::Receiver<Stage>,
-) {
+async fn serve_connection(conn: Accepted, on: PerConnection) {
+    let Accepted {
+        stream,
+        peer,
+        deadline,
+        ticket,
+    } = conn;
+    let PerConnection {
+        app,
+        idle_timeout,
+        hyper,
+        watcher,
+        done,
+        mut stage,
+    } = on;
     // A new connection's first request may open an SSE stream over HTTP/1.1: then it is
     // served on the bare socket, without hyper's buffers.
     let left = deadline.saturating_duration_since(Instant::now());
-    let first = transport::accept(stream, peer, &app.sse, left, done);
-    let stream = tokio::select! {
+    let first = transport::accept(stream, peer, &app.sse, left, done, ticket);
+    let (stream, ticket) = tokio::select! {
         decision = first => match decision {
             Decision::Done => return,
-            Decision::Hyper(stream) => stream,
+            Decision::Hyper(stream, ticket) => (stream, Arc::new(ticket)),
         },
         _ = reached(&mut stage, Stage::Draining) => return,
     };
-    // The protocol sniffing has no limit of its own: a client that connects and sends
-    // nothing (or half an HTTP/2 preface) would hold its descriptor for ever.
-    let sniffed = tokio::select! {
-        s = tokio::time::timeout_at(deadline, sniffable(&stream)) => s,
-        _ = reached(&mut stage, Stage::Draining) => return,
-    };
-    if !matches!(sniffed, Ok(true)) {
-        tracing::debug!(%peer, "no request within the header timeout");
-        return;
-    }
     let abort = TransportAbort::new();
-    let requested = Arc::new(AtomicBool::new(false));
-    let svc = service(app, peer, abort.clone(), requested.clone());
+    let activity = Activity::new();
+    let svc = service(app, peer, abort.clone(), ticket.clone(), activity.clone());
     let conn = watcher.watch(
         hyper
             .serve_connection(TokioIo::new(stream), svc)
@@ -238,7 +283,7 @@ async fn serve_connection(
     // none): hold its first request to what is left of ours.
     let no_request = async {
         tokio::time::sleep_until(deadline).await;
-        if requested.load(Ordering::Relaxed) {
+        if !ticket.is_pending() {
             std::future::pending::<()>().await;
         }
     };
@@ -248,25 +293,29 @@ async fn serve_connection(
         },
         _ = abort.aborted() => tracing::debug!(%peer, "connection aborted"),
         _ = no_request => tracing::debug!(%peer, "no request within the header timeout"),
+        _ = activity.idle(idle_timeout) => tracing::debug!(%peer, "idle connection closed"),
         _ = reached(&mut stage, Stage::Over) => {}
     }
 }
 
 /// The hyper service of one connection: notes that a request came, tags it with the
-/// peer's address and (HTTP/1) the connection's abort handle, dispatches it.
+/// peer's address and (HTTP/1) the connection's abort handle, dispatches it, and keeps
+/// the connection busy until the response's body is done.
 fn service(
     app: Arc<App>,
     peer: SocketAddr,
     abort: TransportAbort,
-    requested: Arc<AtomicBool>,
+    ticket: Arc<Ticket>,
+    activity: Activity,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
-    Response = http::Response<super::routes::Body>,
+    Response = http::Response<Body>,
     Error = Infallible,
-    Future = impl Future<Output = Result<http::Response<super::routes::Body>, Infallible>> + Send,
+    Future = impl Future<Output = Result<http::Response<Body>, Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |mut req: Request<Incoming>| {
-        requested.store(true, Ordering::Relaxed);
+        ticket.requested();
+        let in_flight = activity.begin();
         req.extensions_mut().insert(PeerAddr(peer));
         // One abort drops the whole TCP connection: right for HTTP/1.1 (one stream),
         // wrong for HTTP/2, where it would take every sibling stream with it. There a
@@ -275,20 +324,11 @@ fn service(
             req.extensions_mut().insert(abort.clone());
         }
         let app = app.clone();
-        async move { Ok::<_, Infallible>(app.dispatch(req).await) }
+        async move {
+            let res = app.dispatch(req).await;
+            Ok::<_, Infallible>(res.map(|body| box_body(Tracked::new(body, in_flight))))
+        }
     })
-}
-
-/// Wait until the first bytes tell HTTP/1 from HTTP/2: any byte that is not the start
-/// of the HTTP/2 preface, or the whole preface. False if the client closes first.
-async fn sniffable(stream: &TcpStream) -> bool {
-    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    let mut buf = [0u8; PREFACE.len()];
-    peek_until(stream, &mut buf, |peeked| {
-        (peeked.len() == PREFACE.len() || peeked != &PREFACE[..peeked.len()]).then_some(())
-    })
-    .await
-    .is_some()
 }
 
 /// Raise the open-file soft limit to the hard limit (once per process is enough, but

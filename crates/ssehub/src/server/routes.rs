@@ -1,25 +1,23 @@
-//! Where a request goes: an SSE endpoint, an exact route, the static files, the
-//! fallback service, or 404. And the few response helpers routes share.
+//! Where a request goes: an SSE endpoint, an exact route, the static files
+//! (`static_files.rs`), the fallback service, or 404. And the few response helpers
+//! routes share.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
-use tower_http::services::ServeDir;
 
-use crate::endpoint::{clean_prefix, SseEndpoint};
+use super::static_files::{Ready, StaticFiles};
+use crate::endpoint::SseEndpoint;
 use crate::respond;
 
 /// Boxed error type of response bodies.
@@ -32,51 +30,11 @@ type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxFuture<Response<Body>> + Send + Sync>;
 pub(crate) type Fallback = BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
 
-/// Static files served from a folder.
-#[derive(Debug, Clone)]
-pub struct StaticFiles {
-    path: PathBuf,
-    prefix: String,
-    max_age: Option<Duration>,
-}
-
-impl StaticFiles {
-    /// Serve the folder `path` at `/`, with `index.html` for directories and no caching.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        StaticFiles {
-            path: path.into(),
-            prefix: "/".into(),
-            max_age: None,
-        }
-    }
-
-    /// The URL prefix to serve the folder at (such as `/assets`).
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = clean_prefix(&prefix.into());
-        self
-    }
-
-    /// Send `Cache-Control: public, max-age=…` with every file.
-    pub fn max_age(mut self, max_age: Duration) -> Self {
-        self.max_age = Some(max_age);
-        self
-    }
-
-    /// The path below the prefix, if `path` is under it.
-    fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
-        if self.prefix == "/" {
-            return Some(path);
-        }
-        let rest = path.strip_prefix(&self.prefix)?;
-        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
-    }
-}
-
 /// Everything a connection's requests are dispatched to.
 pub(crate) struct App {
     pub(crate) sse: Vec<SseEndpoint>,
     pub(crate) routes: HashMap<String, Handler>,
-    pub(crate) statics: Option<(StaticFiles, ServeDir)>,
+    pub(crate) statics: Option<Ready>,
     pub(crate) fallback: Option<Fallback>,
 }
 
@@ -87,10 +45,7 @@ impl App {
         statics: Option<StaticFiles>,
         fallback: Option<Fallback>,
     ) -> App {
-        let statics = statics.map(|s| {
-            let dir = ServeDir::new(&s.path).append_index_html_on_directories(true);
-            (s, dir)
-        });
+        let statics = statics.map(StaticFiles::ready);
         App {
             sse,
             routes,
@@ -116,10 +71,10 @@ impl App {
         if let Some(handler) = self.routes.get(path) {
             return handler(req).await;
         }
-        if let Some((files, dir)) = &self.statics {
+        if let Some(files) = &self.statics {
             if let Some(rest) = files.strip(path) {
                 let rest = rest.to_owned();
-                return serve_static(files, dir, req, rest).await;
+                return files.serve(req, rest).await;
             }
         }
         if let Some(fallback) = &self.fallback {
@@ -132,38 +87,6 @@ impl App {
     }
 }
 
-async fn serve_static(
-    files: &StaticFiles,
-    dir: &ServeDir,
-    req: Request<Incoming>,
-    rest: String,
-) -> Response<Body> {
-    let (mut parts, body) = req.into_parts();
-    let rest = if rest.is_empty() { "/".into() } else { rest };
-    let pq = match parts.uri.query() {
-        Some(q) => format!("{rest}?{q}"),
-        None => rest,
-    };
-    match pq.parse() {
-        Ok(uri) => parts.uri = uri,
-        Err(_) => return text(StatusCode::BAD_REQUEST, "bad path"),
-    }
-    let req = Request::from_parts(parts, body);
-    let mut res = match dir.clone().oneshot(req).await {
-        Ok(res) => res.map(box_body),
-        Err(never) => match never {},
-    };
-    if let Some(age) = files.max_age {
-        if res.status().is_success() {
-            let v = format!("public, max-age={}", age.as_secs());
-            if let Ok(v) = HeaderValue::from_str(&v) {
-                res.headers_mut().insert(header::CACHE_CONTROL, v);
-            }
-        }
-    }
-    res
-}
-
 /// Box any body into the server's [`Body`].
 pub(crate) fn box_body<B>(body: B) -> Body
 where
@@ -174,6 +97,6 @@ where
 }
 
 /// A plain-text response.
-fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     respond::text::<Full<Bytes>>(status, body).map(box_body)
 }

@@ -7,10 +7,15 @@
 //! stream's frames gather for its batching window and go out in one write.
 //!
 //! The client sends nothing once its request is made, so the task reads only to notice
-//! it leaving: 0 bytes (FIN) or an error (RST) ends the stream. Bytes it does send (a
-//! request pipelined after the stream's, which could never be answered anyway) are read
-//! and ignored. hyper, by contrast, stops reading after a `Connection: close` request
-//! or while pipelined bytes wait, and would notice such a client only at a later write.
+//! it leaving: 0 bytes (FIN) or an error (RST) ends the stream. A little it does send (a
+//! request pipelined after the stream's, which could never be answered anyway) is read
+//! and ignored; past [`MAX_UNEXPECTED`] bytes the stream is cut off, so that a client
+//! cannot make the server read for it for ever. hyper, by contrast, stops reading after
+//! a `Connection: close` request or while pipelined bytes wait, and would notice such a
+//! client only at a later write.
+//!
+//! Every answer here says `connection: close`: nothing after the stream is ever read as
+//! a request, so a proxy must not keep the connection for another one.
 
 use std::future::poll_fn;
 use std::io::{self, Write as _};
@@ -30,16 +35,11 @@ use crate::endpoint::SseBody;
 
 /// Write the answer, then (for a stream) move the outbox to the socket until the stream
 /// ends, the client leaves, or the connection is aborted by policy.
-pub(crate) async fn serve<T: Transport>(
-    stream: T,
-    res: Response<SseBody>,
-    closes: bool,
-    abort: TransportAbort,
-) {
+pub(crate) async fn serve<T: Transport>(stream: T, res: Response<SseBody>, abort: TransportAbort) {
     let (parts, mut body) = res.into_parts();
     let Some(conn) = body.connection().cloned() else {
         // A fixed answer (a refusal, a back-off): send it whole and close.
-        let mut head = response_head(&parts, false, closes);
+        let mut head = response_head(&parts);
         let data = next_frame(&mut body).await.unwrap_or_default();
         // RFC 9110: no Content-Length on 204 and 304.
         if !matches!(parts.status.as_u16(), 204 | 304) {
@@ -52,7 +52,7 @@ pub(crate) async fn serve<T: Transport>(
         }
         return;
     };
-    let mut head = response_head(&parts, true, closes);
+    let mut head = response_head(&parts);
     head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
     if write_or_abort(&stream, &head, &abort).await.is_err() {
         return;
@@ -65,7 +65,7 @@ pub(crate) async fn serve<T: Transport>(
 }
 
 /// The status line and headers, without the framing header and the blank line.
-fn response_head(parts: &Parts, streaming: bool, closes: bool) -> Vec<u8> {
+fn response_head(parts: &Parts) -> Vec<u8> {
     let mut head = Vec::with_capacity(256);
     let _ = write!(
         head,
@@ -79,29 +79,33 @@ fn response_head(parts: &Parts, streaming: bool, closes: bool) -> Vec<u8> {
         "date: {}\r\n",
         httpdate::fmt_http_date(std::time::SystemTime::now())
     );
-    // A stream ends with the connection anyway; say so when the client asked for it.
-    if !streaming || closes {
-        head.extend_from_slice(b"connection: close\r\n");
-    }
+    // The answer ends with the connection: no request after it is read.
+    head.extend_from_slice(b"connection: close\r\n");
     for (name, value) in &parts.headers {
-        // Framing is ours to write; a stray framing header would contradict it.
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+        // Framing and the connection's fate are ours to write; a stray header would
+        // contradict them.
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
             continue;
         }
-        if name != header::CONNECTION || (streaming && !closes) {
-            head.extend_from_slice(name.as_str().as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
     }
     head
 }
 
+/// The most bytes a client may send after its request before its stream is cut off (on
+/// top of what came with the request's head in one read, under 8 KiB).
+pub(crate) const MAX_UNEXPECTED: usize = 64 * 1024;
+
 /// The stream's life on the socket, after its head.
 async fn stream_outbox<T: Transport>(stream: Arc<T>, conn: &Connection, abort: &TransportAbort) {
     conn.attach_sink(stream.clone());
-    let mut probe = [0u8; 16];
+    let mut unexpected = 0usize;
     let mut pieces: Vec<Bytes> = Vec::new();
     loop {
         tokio::select! {
@@ -123,21 +127,40 @@ async fn stream_outbox<T: Transport>(stream: Arc<T>, conn: &Connection, abort: &
                 Wire::Abort => return,
             },
             // The client sends nothing after its request: readable means it left
-            // (FIN reads as 0 bytes, RST as an error). Anything else is ignored.
+            // (FIN reads as 0 bytes, RST as an error). A little else is ignored.
             ready = stream.readable() => {
                 if ready.is_err() {
                     return;
                 }
-                match stream.try_read(&mut probe) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
+                match discard(&*stream) {
+                    Some(n) if unexpected + n <= MAX_UNEXPECTED => unexpected += n,
+                    Some(_) => {
+                        tracing::debug!(conn = %conn.id(), "client sent too much after its request");
+                        return;
+                    }
+                    None => return,
                 }
             }
             _ = abort.aborted() => return,
         }
     }
+}
+
+/// Read and drop what the client sent: how many bytes, or `None` once it is gone (FIN or
+/// an error). Stops a little past [`MAX_UNEXPECTED`]. The buffer lives on this call's
+/// stack, not in the stream's task, which stays small for the hours it may live.
+fn discard<T: Transport>(stream: &T) -> Option<usize> {
+    let mut buf = [0u8; 8 * 1024];
+    let mut read = 0;
+    while read <= MAX_UNEXPECTED {
+        match stream.try_read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return None,
+        }
+    }
+    Some(read)
 }
 
 /// How one batch went.

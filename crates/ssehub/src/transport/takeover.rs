@@ -4,27 +4,31 @@
 //! hyper keeps, for every connection, a read buffer grown to read the request head and a
 //! write buffer for the response head (about 25 KiB together, measured), for as long as
 //! the response lasts. An SSE stream lasts for hours and needs neither. So, as SimpleW's
-//! module does with `TryTakeTransportOwnership`, the server looks at the first request on
-//! each new connection before hyper does: when it is a complete HTTP/1.1 `GET` for an SSE
+//! module does with `TryTakeTransportOwnership`, the server reads the first request on
+//! each new connection before hyper does, into a buffer of its own, each time the
+//! socket is readable (never on a timer): when it is a complete HTTP/1.1 `GET` for an SSE
 //! endpoint with no body, the server parses its head (with `httparse`), answers the
 //! handshake itself and keeps only the socket, the connection and a small task
-//! (`chunked.rs`). Anything else (another path, HEAD, HTTP/1.0, HTTP/2, a request with a
-//! body, a head larger than 8 KiB, a second request on a kept-alive connection) goes to
-//! hyper untouched: nothing is consumed from the socket before the decision.
+//! (`chunked.rs`); the buffer is freed then. Anything else (another path, HEAD, HTTP/1.0,
+//! HTTP/2, a request with a body, a head larger than 8 KiB, a second request on a
+//! kept-alive connection) goes to hyper with what was read in front of the socket
+//! (`prefixed.rs`), as if nothing had been read.
 //!
 //! Measured in BENCHMARKS.md: the server's memory per idle stream, and its CPU per event
 //! (no HTTP dispatcher on the write path).
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Version};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use super::{chunked, peek_until};
+use super::prefixed::Prefixed;
+use super::{chunked, FirstRequest};
 use crate::connection::TransportAbort;
 use crate::endpoint::{PeerAddr, SseEndpoint};
 
@@ -32,99 +36,129 @@ use crate::endpoint::{PeerAddr, SseEndpoint};
 const MAX_HEAD: usize = 8 * 1024;
 /// Headers parsed at most; a request with more goes to hyper.
 const MAX_HEADERS: usize = 48;
+/// The HTTP/2 connection preface (prior knowledge): hyper's.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What to do with a new connection.
-pub(crate) enum Decision {
-    /// The stream was served here (or the client left before sending anything).
+pub(crate) enum Decision<F> {
+    /// The stream was served here (or the client left, or sent no request in time).
     Done,
-    /// Not ours: hand the socket, untouched, to hyper.
-    Hyper(TcpStream),
+    /// Not ours: hyper serves the socket, with what was read of it in front, and gets
+    /// the `first` it is to tell of the first request.
+    Hyper(Prefixed<TcpStream>, F),
 }
 
-/// Look at the first request on `stream`; serve it here if it opens an SSE stream over
-/// HTTP/1.1. Waits at most `header_timeout` for a complete head. `done` is dropped when
-/// the stream served here ends (shutdown waits for every clone).
-pub(crate) async fn accept(
+/// Read the first request on `stream`; serve it here if it opens an SSE stream over
+/// HTTP/1.1. Waits at most `header_timeout` for a complete head (or enough to know it is
+/// hyper's). `done` is dropped when the stream served here ends (shutdown waits for
+/// every clone); so is `first`, told of the request as soon as its head is in. (Owned,
+/// not shared: a stream keeps no allocation of its own for it.)
+pub(crate) async fn accept<F: FirstRequest>(
     stream: TcpStream,
     peer: SocketAddr,
     endpoints: &[SseEndpoint],
     header_timeout: Duration,
     done: mpsc::Sender<()>,
-) -> Decision {
-    let peeked = tokio::time::timeout(header_timeout, peek_head(&stream)).await;
-    let (req, head_len) = match peeked {
-        Err(_) | Ok(Peek::Gone) => {
+    first: F,
+) -> Decision<F> {
+    let (buf, look) = match tokio::time::timeout(header_timeout, read_first(&stream)).await {
+        Ok(Some(read)) => read,
+        Ok(None) => return Decision::Done,
+        Err(_) => {
             tracing::debug!(%peer, "no request within the header timeout");
             return Decision::Done;
         }
-        Ok(Peek::Other) => return Decision::Hyper(stream),
-        Ok(Peek::Head(buf)) => match parse_sse_request(&buf, endpoints) {
-            Some(parsed) => parsed,
-            None => return Decision::Hyper(stream),
-        },
+    };
+    let taken = match look {
+        Look::Head(len) => parse_sse_request(&buf[..len], endpoints),
+        Look::More | Look::Hyper => None,
+    };
+    let Some((req, _)) = taken else {
+        return Decision::Hyper(Prefixed::new(Bytes::from(buf), stream), first);
     };
     let Some(endpoint) = endpoints.iter().find(|e| e.matches(req.uri().path())) else {
-        return Decision::Hyper(stream);
+        return Decision::Hyper(Prefixed::new(Bytes::from(buf), stream), first);
     };
-    let mut stream = stream;
-    // Consume exactly the head we peeked at; whatever follows is read and ignored later.
-    let mut head = vec![0u8; head_len];
-    if stream.read_exact(&mut head).await.is_err() {
-        return Decision::Done;
-    }
-    drop(head);
+    // What followed the head (a pipelined request, under 8 KiB) is never answered; the
+    // buffer goes now, before the stream's life.
+    drop(buf);
+    first.requested();
     let abort = TransportAbort::new();
-    let closes = asks_to_close(&req);
     let mut req = req;
     req.extensions_mut().insert(PeerAddr(peer));
     req.extensions_mut().insert(abort.clone());
     let res = endpoint.handle(req).await;
     // Its own small task: the future that holds this connection stays small for the
-    // hours it may live, whatever the accept path needed.
-    tokio::spawn(async move {
-        chunked::serve(stream, res, closes, abort).await;
-        drop(done);
-    });
+    // hours it may live, whatever the accept path needed; it holds `first` only if its
+    // end matters. (The stream's future is made inside the task: one made outside and
+    // awaited there would be stored twice.)
+    if first.held_to_the_end() {
+        tokio::spawn(async move {
+            chunked::serve(stream, res, abort).await;
+            drop(first);
+            drop(done);
+        });
+    } else {
+        drop(first);
+        tokio::spawn(async move {
+            chunked::serve(stream, res, abort).await;
+            drop(done);
+        });
+    }
     Decision::Done
 }
 
-/// Whether the request says `Connection: close`.
-fn asks_to_close<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+/// What the first bytes of a connection are, so far.
+#[derive(Debug, PartialEq, Eq)]
+enum Look {
+    /// Not enough to tell.
+    More,
+    /// hyper's: not HTTP/1.x, the HTTP/2 preface, or a head larger than [`MAX_HEAD`].
+    Hyper,
+    /// A complete HTTP/1.x request head of this length.
+    Head(usize),
 }
 
-enum Peek {
-    /// A complete request head (the bytes peeked, from the head's start).
-    Head(Vec<u8>),
-    /// Not a candidate (not HTTP/1.x, or too large).
-    Other,
-    /// The client left.
-    Gone,
+fn look(buf: &[u8]) -> Look {
+    if buf.len() < PREFACE.len() && PREFACE.starts_with(buf) {
+        return Look::More;
+    }
+    if buf.starts_with(PREFACE) {
+        return Look::Hyper;
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::Request::new(&mut headers).parse(buf) {
+        Ok(httparse::Status::Complete(len)) => Look::Head(len),
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Look::Hyper,
+        Ok(httparse::Status::Partial) => Look::More,
+        Err(_) => Look::Hyper,
+    }
 }
 
-/// Peek (without consuming) until a whole request head is in the socket's buffer.
-async fn peek_head(stream: &TcpStream) -> Peek {
-    let mut buf = vec![0u8; MAX_HEAD];
-    let verdict = peek_until(stream, &mut buf, |peeked| {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        match httparse::Request::new(&mut headers).parse(peeked) {
-            Ok(httparse::Status::Complete(_)) => Some(Some(peeked.len())),
-            Err(_) => Some(None),
-            Ok(httparse::Status::Partial) if peeked.len() == MAX_HEAD => Some(None),
-            Ok(httparse::Status::Partial) => None,
+/// Read from `stream`, each time it is readable, until [`look`] can tell what the
+/// connection is: the bytes read and the verdict. `None` if the client leaves first.
+async fn read_first(stream: &TcpStream) -> Option<(Vec<u8>, Look)> {
+    // Never grown: the head is decided (taken, or hyper's) by the time it is full.
+    let mut buf = Vec::with_capacity(MAX_HEAD);
+    loop {
+        stream.readable().await.ok()?;
+        let before = buf.len();
+        match stream.try_read_buf(&mut buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
         }
-    })
-    .await;
-    match verdict {
-        None => Peek::Gone,
-        Some(None) => Peek::Other,
-        Some(Some(n)) => {
-            buf.truncate(n);
-            Peek::Head(buf)
+        // A head ends with a line break: re-parse only when one came (or the buffer is
+        // full), so that a head dripped byte by byte is not parsed once per byte.
+        let fresh = &buf[before..];
+        let may_tell =
+            buf.len() >= MAX_HEAD || buf.len() <= PREFACE.len() || fresh.contains(&b'\n');
+        if may_tell {
+            match look(&buf) {
+                Look::More => {}
+                verdict => return Some((buf, verdict)),
+            }
         }
     }
 }
@@ -155,10 +189,16 @@ fn parse_sse_request(head: &[u8], endpoints: &[SseEndpoint]) -> Option<(Request<
         req.headers_mut().append(name, value);
     }
     let hs = req.headers();
+    // Only "no body" is ours: no length at all, or one `Content-Length: 0`. Anything else
+    // (a body, a chunked one, conflicting or repeated lengths) is hyper's to read or
+    // refuse, so the two paths never disagree on where this request ends.
+    let mut lengths = hs.get_all(header::CONTENT_LENGTH).iter();
     let has_body = hs.contains_key(header::TRANSFER_ENCODING)
-        || hs
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
+        || match (lengths.next(), lengths.next()) {
+            (None, _) => false,
+            (Some(v), None) => v.as_bytes() != b"0",
+            (Some(_), Some(_)) => true,
+        };
     let hyper_business = hs.contains_key(header::UPGRADE) || hs.contains_key(header::EXPECT);
     if has_body || hyper_business {
         return None;
@@ -192,6 +232,13 @@ mod tests {
         assert!(!take("GET /sse HTTP/1.0\r\nhost: x\r\n\r\n"));
         assert!(!take("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
         assert!(!take("GET /sse HTTP/1.1\r\ncontent-length: 3\r\n\r\n"));
+        assert!(take("GET /sse HTTP/1.1\r\ncontent-length: 0\r\n\r\n"));
+        assert!(!take(
+            "GET /sse HTTP/1.1\r\ncontent-length: 0\r\ncontent-length: 5\r\n\r\n"
+        ));
+        assert!(!take(
+            "GET /sse HTTP/1.1\r\ncontent-length: 0\r\ncontent-length: 0\r\n\r\n"
+        ));
         assert!(!take(
             "GET /sse HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
         ));
@@ -200,6 +247,17 @@ mod tests {
         assert!(take("GET /sse HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"));
         assert!(!take("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
         assert!(!take("GET /sse HTTP/1.1\r\nhost: x\r\n"), "incomplete");
+    }
+
+    #[test]
+    fn the_first_bytes_tell_http1_heads_from_hyper_s_business() {
+        assert_eq!(look(b"GET /sse HTTP/1.1\r\nhost: x\r\n"), Look::More);
+        assert_eq!(look(b"GET /sse HTTP/1.1\r\n\r\nxyz"), Look::Head(21));
+        assert_eq!(look(b"PRI * HTTP/2"), Look::More, "maybe the preface");
+        assert_eq!(look(PREFACE), Look::Hyper);
+        assert_eq!(look(b"\x16\x03\x01"), Look::Hyper, "TLS: hyper answers");
+        let big = format!("GET / HTTP/1.1\r\nx: {}", "y".repeat(MAX_HEAD));
+        assert_eq!(look(&big.as_bytes()[..MAX_HEAD]), Look::Hyper);
     }
 
     #[test]

@@ -1,0 +1,93 @@
+//! The API's bearer check: `Authorization: Bearer <token>` against one configured token,
+//! compared in constant time, so that the answer's timing tells nothing of how much of a
+//! guess was right.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::respond::json;
+
+/// The one token the API accepts.
+#[derive(Clone)]
+pub(super) struct Bearer {
+    token: Box<[u8]>,
+}
+
+impl Bearer {
+    pub(super) fn new(token: &str) -> Bearer {
+        Bearer {
+            token: token.as_bytes().into(),
+        }
+    }
+
+    /// `None` if `req` carries the token; else the 401 it gets.
+    pub(super) fn refuse<B: From<Bytes>, R>(&self, req: &Request<R>) -> Option<Response<B>> {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| credentials(v.as_bytes()));
+        // `ct_eq` on slices of different lengths says no at once: only the length leaks.
+        if given.is_some_and(|g| bool::from(g.ct_eq(&self.token))) {
+            return None;
+        }
+        let mut res = json(
+            StatusCode::UNAUTHORIZED,
+            &json!({ "error": "a valid bearer token is required (Authorization: Bearer <token>)" }),
+        );
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"ssehub\""),
+        );
+        Some(res)
+    }
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(..)")
+    }
+}
+
+/// The credentials of an `Authorization: Bearer <token>` value (the scheme is
+/// case-insensitive, RFC 9110).
+fn credentials(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(auth: Option<&str>) -> Option<StatusCode> {
+        let mut req = Request::new(());
+        if let Some(a) = auth {
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
+        }
+        Bearer::new("s3cret")
+            .refuse::<http_body_util::Full<Bytes>, _>(&req)
+            .map(|r| r.status())
+    }
+
+    #[test]
+    fn only_the_token_passes() {
+        assert_eq!(answer(Some("Bearer s3cret")), None);
+        assert_eq!(answer(Some("bearer s3cret")), None);
+        for wrong in [
+            None,
+            Some("Bearer s3cre"),
+            Some("Bearer s3cretx"),
+            Some("Basic s3cret"),
+            Some("Bearer "),
+        ] {
+            assert_eq!(answer(wrong), Some(StatusCode::UNAUTHORIZED), "{wrong:?}");
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The hub's configuration: what it enforces (rooms per connection and per publish, the
+//! size of one event) and which rooms keep history.
+
+use super::history::{HistoryConfig, HistoryRules};
+use crate::selector::RoomSelector;
+
+/// What a hub enforces and keeps: limits per connection and per publish, and which rooms
+/// keep history.
+///
+/// By default every room keeps a history ([`HistoryConfig::default`]: 1,000 events,
+/// 1 MiB, 10 minutes), all history together at most 64 MiB, and a stream that resumes
+/// from a `Last-Event-ID` gets what it missed.
+///
+/// ```
+/// use ssehub::{HistoryConfig, HubConfig};
+///
+/// let config = HubConfig::default()
+///     .max_rooms_per_connection(16)
+///     .room_history("cursors.*".parse()?, None) // live positions: no history
+///     .room_history("audit".parse()?, Some(HistoryConfig::default().max_events(100_000)));
+/// let hub = ssehub::Hub::with_config(config);
+/// # Ok::<(), ssehub::SelectorError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    max_rooms_per_connection: usize,
+    max_rooms_per_publish: usize,
+    max_event_bytes: usize,
+    history: HistoryRules,
+}
+
+/// The default of [`HubConfig::max_event_bytes`]: half the default outbox bound
+/// ([`crate::SseOptions::outbox_limit`], 1 MiB).
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 512 * 1024;
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            max_rooms_per_connection: 256,
+            max_rooms_per_publish: 256,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            history: HistoryRules::default(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// The most rooms one connection may be in (256 by default).
+    pub fn max_rooms_per_connection(mut self, n: usize) -> Self {
+        self.max_rooms_per_connection = n;
+        self
+    }
+
+    /// The most distinct rooms one publish may name (256 by default, as many as a
+    /// connection may be in). A room named twice counts once. Past it the publish is
+    /// refused: [`crate::PublishError::TooManyRooms`] from [`crate::Broadcast::publish`], nothing
+    /// sent by [`crate::Broadcast::send`].
+    pub fn max_rooms_per_publish(mut self, n: usize) -> Self {
+        self.max_rooms_per_publish = n;
+        self
+    }
+
+    /// The most bytes one event may take on the wire, encoded (512 KiB by default, half
+    /// the default outbox bound). Keep it at most half of every endpoint's
+    /// [`crate::SseOptions::outbox_limit`]: then a client that reads never becomes a slow
+    /// consumer because of one event, even with another still queued before it. A larger
+    /// message is refused: [`crate::PublishError::TooLarge`] from [`crate::Broadcast::publish`],
+    /// [`crate::SendError::TooLarge`] from [`crate::Connection::send`], nothing sent by
+    /// [`crate::Broadcast::send`].
+    pub fn max_event_bytes(mut self, bytes: usize) -> Self {
+        self.max_event_bytes = bytes;
+        self
+    }
+
+    /// The history every room keeps unless a [`HubConfig::room_history`] rule says
+    /// otherwise; `None`: no history (events keep the caller's id, or none).
+    pub fn history(mut self, history: Option<HistoryConfig>) -> Self {
+        self.history.default = history;
+        self
+    }
+
+    /// The history of the rooms `selector` matches (`None`: none). Rules are tried in the
+    /// order they were added; the first that matches wins.
+    pub fn room_history(mut self, selector: RoomSelector, history: Option<HistoryConfig>) -> Self {
+        self.history.overrides.push((selector, history));
+        self
+    }
+
+    /// The most bytes all rooms' history may hold together (64 MiB by default); past it
+    /// the oldest events go first, whatever their room.
+    pub fn history_total_bytes(mut self, bytes: usize) -> Self {
+        self.history.total_bytes = bytes.max(1);
+        self
+    }
+
+    /// The event type of the gap signal (`ssehub.gap` by default).
+    pub fn gap_event(mut self, name: impl Into<String>) -> Self {
+        self.history.gap_event = name.into();
+        self
+    }
+
+    /// The most rooms one connection may be in.
+    pub fn rooms_per_connection(&self) -> usize {
+        self.max_rooms_per_connection
+    }
+
+    /// The most distinct rooms one publish may name.
+    pub fn rooms_per_publish(&self) -> usize {
+        self.max_rooms_per_publish
+    }
+
+    /// The most bytes one encoded event may take.
+    pub fn event_bytes(&self) -> usize {
+        self.max_event_bytes
+    }
+
+    pub(crate) fn history_rules(&self) -> &HistoryRules {
+        &self.history
+    }
+
+    /// Whether any room keeps history.
+    pub fn keeps_history(&self) -> bool {
+        self.history.any()
+    }
+
+    /// The history `room` keeps under these rules, if any.
+    pub fn history_of(&self, room: &str) -> Option<HistoryConfig> {
+        self.history.for_room(room)
+    }
+}
