@@ -2,7 +2,11 @@
 //! can mount (the `ssehub` command's demo does):
 //!
 //! - `POST .../publish`: broadcast one event (`publish.rs` has the two request forms).
-//! - `GET .../stats`: the hub's counters and the member count of every room, as JSON.
+//! - `GET .../stats`: the hub's counters, the process's memory, CPU time and open files,
+//!   and the member count of every room, as JSON.
+//! - `GET .../rooms`, `GET .../rooms/{room}`: the rooms, largest first, and the members
+//!   of one, paginated (`rooms.rs`).
+//! - `GET .../metrics` (feature `metrics`): the counters in the Prometheus text format.
 //!
 //! ```
 //! use ssehub::{Hub, HubApi, Server};
@@ -22,6 +26,7 @@
 //! ```
 
 mod publish;
+mod rooms;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -35,7 +40,7 @@ use http_body_util::Full;
 use serde::Serialize;
 
 use crate::hub::Hub;
-use crate::metrics::HubStats;
+use crate::metrics::{HubStats, ProcessStats};
 use crate::respond::{allow_only, json, text};
 
 /// The largest `POST /publish` body accepted by default.
@@ -61,6 +66,7 @@ pub type ApiBody = Full<Bytes>;
 struct Stats {
     #[serde(flatten)]
     hub: HubStats,
+    process: ProcessStats,
     room_members: BTreeMap<String, usize>,
 }
 
@@ -109,17 +115,72 @@ impl HubApi {
         let hub = &self.inner.hub;
         let stats = Stats {
             hub: hub.stats(),
+            process: ProcessStats::read(),
             room_members: hub.room_sizes().into_iter().collect(),
         };
-        let mut res = json(StatusCode::OK, &stats);
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        res
+        let res = json(StatusCode::OK, &stats);
+        no_store(res)
+    }
+
+    /// `GET /rooms` (or `HEAD`): every room with members, largest first, with its
+    /// history depth; `?offset=N&limit=M` pages (100 by default, 1,000 at most).
+    pub fn rooms<B>(&self, req: &Request<B>) -> Response<ApiBody> {
+        no_store(rooms::rooms(&self.inner.hub, req))
+    }
+
+    /// `GET /rooms/{room}` (or `HEAD`), `room` percent-encoded: its members (id,
+    /// identity, peer address, since, transport, queued bytes), oldest first, paged as
+    /// [`HubApi::rooms`].
+    ///
+    /// ```
+    /// # async fn f() {
+    /// let api = ssehub::HubApi::new(ssehub::Hub::new());
+    /// let req = http::Request::get("/rooms/news").body(()).unwrap();
+    /// assert_eq!(api.room(&req, "news").status(), 200);
+    /// # }
+    /// ```
+    pub fn room<B>(&self, req: &Request<B>, room: &str) -> Response<ApiBody> {
+        no_store(rooms::room(&self.inner.hub, req, room))
+    }
+
+    /// `GET /metrics` (or `HEAD`): [`crate::prometheus_text`] of this hub.
+    #[cfg(feature = "metrics")]
+    pub fn metrics<B>(&self, req: &Request<B>) -> Response<ApiBody> {
+        if let Some(refused) = allow_only(req, &[Method::GET, Method::HEAD]) {
+            return refused;
+        }
+        let text = crate::prometheus::prometheus_text(&self.inner.hub);
+        let content_type = crate::prometheus::PROMETHEUS_CONTENT_TYPE;
+        no_store(crate::respond::bytes(
+            StatusCode::OK,
+            content_type,
+            Bytes::from(text),
+        ))
     }
 }
 
-/// Mounted as a service, the API answers by the request path's last segment:
-/// `.../publish` and `.../stats`; anything else is 404.
+/// Figures are of this instant: no cache keeps them.
+fn no_store(mut res: Response<ApiBody>) -> Response<ApiBody> {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Mounted as a service, the API answers by the request path's end: `.../publish`,
+/// `.../stats`, `.../rooms`, `.../rooms/{room}` and (feature `metrics`) `.../metrics`;
+/// anything else is 404.
+impl HubApi {
+    #[cfg(feature = "metrics")]
+    fn metrics_or_404<B>(&self, req: &Request<B>) -> Response<ApiBody> {
+        self.metrics(req)
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    fn metrics_or_404<B>(&self, _: &Request<B>) -> Response<ApiBody> {
+        text(StatusCode::NOT_FOUND, "not found")
+    }
+}
+
 impl<B> tower::Service<Request<B>> for HubApi
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -143,6 +204,12 @@ where
                 api.publish(req).await
             } else if path.ends_with("/stats") {
                 api.stats(&req)
+            } else if path.ends_with("/rooms") {
+                api.rooms(&req)
+            } else if let Some(room) = rooms::room_in_path(path) {
+                api.room(&req, room)
+            } else if path.ends_with("/metrics") {
+                api.metrics_or_404(&req)
             } else {
                 text(StatusCode::NOT_FOUND, "not found")
             })

@@ -24,10 +24,13 @@
 mod backplane;
 mod fanout;
 mod history;
+mod observe;
+mod presence;
 mod rooms;
 
 pub use backplane::Published;
 pub use history::{GapReason, HistoryConfig, PublishError};
+pub use observe::{MemberInfo, RoomInfo};
 pub use rooms::{validate_room, JoinError, MAX_ROOM_NAME_LEN, ROOM_ALL};
 
 pub(crate) use history::Resume;
@@ -43,11 +46,12 @@ use bytes::Bytes;
 use self::backplane::{Backplane, InProcess};
 use self::fanout::Publication;
 use self::history::HistoryRules;
+use self::presence::{Presence, PresenceRules};
 use self::rooms::Rooms;
-use crate::connection::{Connection, ConnectionConfig, ConnectionId, Owner};
+use crate::connection::{Connection, ConnectionConfig, ConnectionId, Origin, Owner};
 use crate::decode::{Decoder, Event, Item};
 use crate::frame::{FrameError, Message};
-use crate::metrics::{HubStats, Metrics};
+use crate::metrics::{HubStats, Metrics, Sample};
 use crate::selector::RoomSelector;
 use crate::sync::lock;
 
@@ -71,6 +75,7 @@ use crate::sync::lock;
 pub struct HubConfig {
     max_rooms_per_connection: usize,
     history: HistoryRules,
+    presence: PresenceRules,
 }
 
 impl Default for HubConfig {
@@ -78,6 +83,7 @@ impl Default for HubConfig {
         HubConfig {
             max_rooms_per_connection: 256,
             history: HistoryRules::default(),
+            presence: PresenceRules::default(),
         }
     }
 }
@@ -155,12 +161,14 @@ struct HubInner {
     connections: Mutex<HashMap<ConnectionId, Connection>>,
     metrics: Metrics,
     backplane: Box<dyn Backplane>,
+    presence: Presence,
 }
 
 impl HubInner {
     fn new(config: HubConfig) -> HubInner {
         HubInner {
             backplane: Box::new(InProcess::new(config.history.clone())),
+            presence: Presence::new(config.presence.clone()),
             config,
             rooms: Rooms::default(),
             connections: Mutex::default(),
@@ -170,10 +178,14 @@ impl HubInner {
 }
 
 impl HubInner {
-    /// Count one publication.
-    fn count(&self, published: &Published) {
+    /// Count one publication (and time it, if it was `sample`d).
+    fn count(&self, published: &Published, sample: Option<Sample>) {
         self.metrics.published.inc();
         self.metrics.deliveries.add(published.delivered as u64);
+        self.metrics.delivered_bytes.add(published.bytes);
+        if let Some(sample) = sample {
+            self.metrics.fanout_seconds.observe(sample.at.elapsed());
+        }
     }
 }
 
@@ -181,10 +193,17 @@ impl Owner for HubInner {
     /// Called exactly once when a connection closes: leave every room, deregister.
     fn forget(&self, conn: &Connection) {
         let rooms = std::mem::take(&mut *lock(conn.rooms_lock()));
-        for name in rooms {
-            self.rooms.remove(&name, conn.id());
+        for name in &rooms {
+            self.rooms.remove(name, conn.id());
+        }
+        if self.presence.any() {
+            let hub = conn.hub();
+            rooms
+                .iter()
+                .for_each(|name| self.presence.left(&hub, name, conn));
         }
         lock(&self.connections).remove(&conn.id());
+        self.metrics.open[conn.transport().index()].dec();
     }
 
     fn metrics(&self) -> &Metrics {
@@ -220,9 +239,17 @@ impl Hub {
         std::ptr::addr_eq(Arc::as_ptr(conn.owner()), Arc::as_ptr(&self.inner))
     }
 
-    /// Create and register a connection (the endpoint does this for each stream).
+    /// Create and register a connection of no known origin (for tests).
+    #[cfg(test)]
     pub(crate) fn connect(&self, config: ConnectionConfig) -> Connection {
-        let conn = Connection::new(self.inner.clone(), config);
+        self.connect_from(config, Origin::default())
+    }
+
+    /// Create and register a connection (the endpoint does this for each stream).
+    pub(crate) fn connect_from(&self, config: ConnectionConfig, origin: Origin) -> Connection {
+        let transport = origin.transport;
+        let conn = Connection::with_origin(self.inner.clone(), config, origin);
+        self.inner.metrics.open[transport.index()].inc();
         lock(&self.inner.connections).insert(conn.id(), conn.clone());
         self.inner.metrics.connected_total.inc();
         conn
@@ -248,6 +275,8 @@ impl Hub {
             return Err(JoinError::TooManyRooms(max));
         }
         rooms_of_conn.push(self.inner.rooms.add(room, conn));
+        drop(rooms_of_conn);
+        self.inner.presence.joined(self, room, conn);
         Ok(true)
     }
 
@@ -259,6 +288,8 @@ impl Hub {
         };
         let name = rooms_of_conn.swap_remove(pos);
         self.inner.rooms.remove(&name, conn.id());
+        drop(rooms_of_conn);
+        self.inner.presence.left(self, room, conn);
         true
     }
 
@@ -440,6 +471,7 @@ impl Hub {
         stats.history_rooms = history.rooms;
         stats.history_events = history.events;
         stats.history_bytes = history.bytes;
+        stats.outbox_bytes = self.outbox_bytes();
         for reason in GapReason::ALL {
             let n = self.inner.metrics.gaps[reason.index()].get();
             stats.gaps.insert(reason.as_str(), n);
@@ -509,6 +541,7 @@ impl<'a> Broadcast<'a> {
     /// is logged; [`Broadcast::publish`] returns the error instead.
     pub fn send(self, message: &Message) -> usize {
         let (inner, publication) = self.into_publication();
+        let sample = publication.sample;
         let published = match inner.backplane.publish(&publication, message, &inner.rooms) {
             Ok(published) => published,
             Err(e) => {
@@ -518,7 +551,7 @@ impl<'a> Broadcast<'a> {
                     .publish_unrecorded(&publication, message, &inner.rooms)
             }
         };
-        inner.count(&published);
+        inner.count(&published, sample);
         published.delivered
     }
 
@@ -538,7 +571,7 @@ impl<'a> Broadcast<'a> {
         let published = inner
             .backplane
             .publish(&publication, message, &inner.rooms)?;
-        inner.count(&published);
+        inner.count(&published, publication.sample);
         Ok(published)
     }
 
@@ -547,6 +580,7 @@ impl<'a> Broadcast<'a> {
             rooms: self.rooms,
             except: self.except,
             unique: self.unique,
+            sample: crate::metrics::sample(),
         };
         (&self.hub.inner, publication)
     }

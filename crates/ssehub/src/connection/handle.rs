@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::origin::Origin;
 use super::outbox::{Outbox, OutboxState, SlowConsumerPolicy};
 use crate::metrics::Metrics;
 use crate::sync::lock;
@@ -140,10 +141,17 @@ pub(super) struct Inner {
     /// against close (see the invariants above).
     rooms: Mutex<Vec<Arc<str>>>,
     pub(super) dropped: AtomicU64,
+    /// Last: never touched by a fan-out.
+    pub(super) origin: Origin,
 }
 
 impl Connection {
-    pub(crate) fn new(owner: Arc<dyn Owner>, config: ConnectionConfig) -> Connection {
+    /// A connection its owner keeps, from `origin`.
+    pub(crate) fn with_origin(
+        owner: Arc<dyn Owner>,
+        config: ConnectionConfig,
+        origin: Origin,
+    ) -> Connection {
         Connection {
             inner: Arc::new(Inner {
                 id: ConnectionId::random(),
@@ -159,6 +167,7 @@ impl Connection {
                 tags: Mutex::new(http::Extensions::new()),
                 rooms: Mutex::new(Vec::new()),
                 dropped: AtomicU64::new(0),
+                origin,
                 config,
             }),
         }

@@ -33,6 +33,8 @@ pub struct Published {
     pub id: Option<String>,
     /// How many local connections it reached (counting duplicates unless de-duplicated).
     pub delivered: usize,
+    /// The bytes queued for them: `delivered` times the length of its frame.
+    pub bytes: u64,
 }
 
 /// What a resuming stream got.
@@ -74,6 +76,11 @@ pub(crate) trait Backplane: Send + Sync {
 
     /// How much history is kept.
     fn history_size(&self) -> Size;
+
+    /// How many events each of `rooms` keeps, in order (for `GET /rooms`).
+    fn history_depths(&self, rooms: &[&str]) -> Vec<usize> {
+        rooms.iter().map(|r| self.history(r).len()).collect()
+    }
 }
 
 /// One process, no other node: publishing is the local fan-out, and the history is in
@@ -151,9 +158,11 @@ impl Backplane for InProcess {
         let fanout = fanout::deliver(local, p, &frame);
         drop(h);
         self.start_sweeper(history);
+        let delivered = fanout.finish();
         Ok(Published {
             id: Some(recorded.id),
-            delivered: fanout.finish(),
+            delivered,
+            bytes: (delivered * frame.bytes.len()) as u64,
         })
     }
 
@@ -199,6 +208,16 @@ impl Backplane for InProcess {
             .as_ref()
             .map_or_else(Size::default, |h| lock(h).size())
     }
+
+    fn history_depths(&self, rooms: &[&str]) -> Vec<usize> {
+        match &self.history {
+            None => vec![0; rooms.len()],
+            Some(h) => {
+                let h = lock(h);
+                rooms.iter().map(|r| h.depth(r)).collect()
+            }
+        }
+    }
 }
 
 /// A publication no room records: encode and fan out, no lock but the rooms'.
@@ -207,8 +226,10 @@ fn deliver_unrecorded(p: &Publication, message: &Message, local: &Rooms) -> Publ
         bytes: message.encode(),
         recorded_in: Vec::new(),
     };
+    let delivered = fanout::deliver(local, p, &frame).finish();
     Published {
         id: message.id().map(str::to_owned),
-        delivered: fanout::deliver(local, p, &frame).finish(),
+        delivered,
+        bytes: (delivered * frame.bytes.len()) as u64,
     }
 }

@@ -13,15 +13,19 @@ use bytes::Bytes;
 
 use super::rooms::{Room, Rooms};
 use crate::connection::{Claim, Connection, ConnectionId, Enqueued, Kind};
+use crate::metrics::Sample;
 
 /// What one publication delivers, and to whom.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Publication {
     pub(crate) rooms: Vec<String>,
     /// A connection to skip (typically the sender).
     pub(crate) except: Option<ConnectionId>,
     /// At most once per connection, even for one in several of the rooms.
     pub(crate) unique: bool,
+    /// Timed (one in so many, `metrics/histogram.rs`): one recipient's frame carries a
+    /// probe to its socket.
+    pub(crate) sample: Option<Sample>,
 }
 
 /// The encoded frame of a publication, and which of its rooms recorded it in their
@@ -58,7 +62,11 @@ pub(crate) fn deliver(rooms: &Rooms, p: &Publication, frame: &Frame) -> Fanout {
         })
         .collect();
     let mut seen = p.unique.then(HashSet::new);
-    let mut fanout = Fanout::new(targets.iter().map(|(r, _)| r.members().conns.len()).sum());
+    let recipients = targets.iter().map(|(r, _)| r.members().conns.len()).sum();
+    let mut fanout = Fanout::new(recipients);
+    if let Some(sample) = p.sample.filter(|_| recipients > 0) {
+        fanout.probe = Some((sample.seed as usize % recipients, sample.at));
+    }
     for (room, kind) in &targets {
         let members = room.members();
         for (id, conn) in &members.conns {
@@ -112,6 +120,9 @@ pub(crate) struct Fanout {
     /// When the fan-out began (one clock read for all recipients), if its recipients
     /// may be written directly.
     at: Option<Instant>,
+    /// A timed publication: how many recipients to skip before the one that carries
+    /// the probe, and when the publication began.
+    probe: Option<(usize, Instant)>,
 }
 
 impl Fanout {
@@ -121,11 +132,24 @@ impl Fanout {
             overflowed: Vec::new(),
             claims: Vec::new(),
             at: (recipients <= DIRECT_FANOUT).then(Instant::now),
+            probe: None,
         }
     }
 
     fn push(&mut self, conn: &Connection, frame: &Bytes, kind: Kind) {
-        match conn.enqueue_as(frame.clone(), kind, self.at) {
+        let enqueued = match &mut self.probe {
+            None => conn.enqueue_as(frame.clone(), kind, self.at),
+            Some((0, timed)) => {
+                let timed = *timed;
+                self.probe = None;
+                conn.enqueue_timed(frame.clone(), kind, self.at, timed)
+            }
+            Some((skip, _)) => {
+                *skip -= 1;
+                conn.enqueue_as(frame.clone(), kind, self.at)
+            }
+        };
+        match enqueued {
             // Deferred: the stream's replay will carry it.
             Enqueued::Yes | Enqueued::Deferred => self.reached += 1,
             Enqueued::Direct(claim) => {
