@@ -5,10 +5,16 @@
 //! - `/sse`: the event stream. A new client gets event `status` with data `connected`;
 //!   `?room=a&room=b` joins those rooms besides `__all`.
 //! - `POST /publish`, `GET /stats`: the library's [`HubApi`] for this hub.
+//! - `/metrics`, `/rooms`, `/rooms/{room}`, `/dashboard`: what an operator watches the
+//!   hub with (`observe.rs`).
 //!
 //! A ticker broadcasts event `tick` to `__all` every `--tick-interval` seconds. Every
 //! room keeps a history (`--history-size`, `--history-age`, `--no-history`), so a page
 //! that loses its connection gets what it missed when its `EventSource` reconnects.
+
+mod dashboard;
+mod observe;
+mod page;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -16,8 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use ssehub::{
@@ -56,6 +61,8 @@ pub struct Args {
     /// Keep no history: reconnecting clients get live events only.
     #[arg(long)]
     pub no_history: bool,
+    #[command(flatten)]
+    pub observe: observe::ObserveArgs,
 }
 
 #[derive(Parser)]
@@ -115,12 +122,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let api = publish_api.clone();
             async move { api.publish(req).await }
         })
-        .route("/stats", move |req| {
+        .route("/stats", {
             let api = api.clone();
-            async move { api.stats(&req) }
-        })
-        .bind()
-        .await?;
+            move |req| {
+                let api = api.clone();
+                async move { api.stats(&req) }
+            }
+        });
+    let (server, feed) = observe::mount(server, &api, &args.observe)?;
+    let server = server.bind().await?;
     let addr = server.local_addr();
     let shown = if addr.ip().is_unspecified() {
         SocketAddr::new(IpAddr::from([127, 0, 0, 1]), addr.port())
@@ -135,6 +145,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(t) = ticker {
         t.abort();
     }
+    drop(feed);
     tracing::info!("server stopped");
     Ok(())
 }
@@ -147,7 +158,10 @@ fn sse_options(args: &Args) -> SseOptions {
             .max_age(args.history_age)
     });
     SseOptions::new()
-        .with_hub(Hub::with_config(HubConfig::default().history(history)))
+        .with_hub(Hub::with_config(
+            args.observe
+                .hub_config(HubConfig::default().history(history)),
+        ))
         .keep_alive(keep_alive)
         .batch_window(args.batch_window)
         // Joined before `on_connect`: a client that has seen `status` is in its rooms.
@@ -187,25 +201,7 @@ fn now_rfc3339() -> String {
 
 /// The demo page (`GET` or `HEAD`; anything else is 405).
 fn index(req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from_static(INDEX_HTML.as_bytes())));
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-        *res.body_mut() = Full::new(Bytes::from_static(b"method not allowed"));
-        let h = res.headers_mut();
-        h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        return res;
-    }
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    res
+    page::html(&req, INDEX_HTML)
 }
 
 #[cfg(test)]
