@@ -6,6 +6,7 @@
 //! - `ssehub publish`: post one event to a running server.
 //! - `ssehub bench`: a load generator that reports deliveries, latency and server cost.
 //! - `ssehub soak`: a time-bounded abuse run that checks nothing is lost or left open.
+//! - `ssehub top`: a running hub at a glance, refreshed every second.
 
 mod bench;
 mod fd_limit;
@@ -16,6 +17,7 @@ mod publish;
 mod serve;
 mod server_process;
 mod soak;
+mod top;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +44,8 @@ enum Command {
     Bench(bench::Args),
     /// Run a time-bounded abuse mix (churn, slow readers, rooms) and check nothing is lost.
     Soak(soak::Args),
+    /// Watch a running server: connections, rates, largest rooms, drops (like `top`).
+    Top(top::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             Command::Publish(a) => publish::run(a).await,
             Command::Bench(a) => bench::run(a).await,
             Command::Soak(a) => soak::run(a).await,
+            Command::Top(a) => top::run(a).await,
         }
     })
 }
