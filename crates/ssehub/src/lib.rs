@@ -99,7 +99,8 @@ pub use selector::{RoomSelector, SelectorError};
 pub use server::{BoundServer, Server, ServerError, ServerInfo, StaticFiles};
 pub use shutdown::Shutdown;
 
-/// The README's Rust examples, compiled and run as doctests.
+/// The README's Rust examples, compiled and run as doctests (one serves `/metrics`,
+/// hence the feature; `cargo test --workspace` turns it on).
 #[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "metrics"))]
 pub struct ReadmeDoctests;

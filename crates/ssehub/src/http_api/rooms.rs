@@ -76,12 +76,12 @@ pub(super) fn rooms<B>(hub: &Hub, req: &Request<B>) -> Response<ApiBody> {
         Ok(page) => page,
         Err(why) => return bad_request(why),
     };
-    let all = hub.rooms_overview();
+    let (total, rooms) = hub.rooms_page(page.offset, page.limit);
     let list = RoomList {
-        total: all.len(),
+        total,
         offset: page.offset,
         limit: page.limit,
-        rooms: all.into_iter().skip(page.offset).take(page.limit).collect(),
+        rooms,
     };
     json(StatusCode::OK, &list)
 }

@@ -77,7 +77,7 @@ pub(crate) trait Backplane: Send + Sync {
     /// How much history is kept.
     fn history_size(&self) -> Size;
 
-    /// How many events each of `rooms` keeps, in order (for `GET /rooms`).
+    /// How many events each of `rooms` keeps, in order (for a page of `GET /rooms`).
     fn history_depths(&self, rooms: &[&str]) -> Vec<usize> {
         rooms.iter().map(|r| self.history(r).len()).collect()
     }
@@ -214,7 +214,7 @@ impl Backplane for InProcess {
             None => vec![0; rooms.len()],
             Some(h) => {
                 let h = lock(h);
-                rooms.iter().map(|r| h.depth(r)).collect()
+                rooms.iter().map(|r| h.frames(r).len()).collect()
             }
         }
     }

@@ -476,11 +476,6 @@ impl History {
         }
     }
 
-    /// How many events `room` keeps.
-    pub(crate) fn depth(&self, room: &str) -> usize {
-        self.rings.get(room).map_or(0, |r| r.slots.len())
-    }
-
     /// The frames kept for `room`, oldest first.
     pub(crate) fn frames(&self, room: &str) -> Vec<Bytes> {
         self.rings.get(room).map_or_else(Vec::new, |r| {

@@ -14,7 +14,7 @@ use crate::connection::{Connection, ConnectionId};
 use crate::metrics::Metrics;
 use crate::metrics::{Refusal, TransportKind};
 
-/// One room, as [`Hub::rooms_overview`] lists it.
+/// One room, as [`Hub::rooms_page`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct RoomInfo {
@@ -79,18 +79,23 @@ impl MemberInfo {
 }
 
 impl Hub {
-    /// Every room with members, largest first (then by name), with its history depth.
+    /// The rooms with members, largest first (then by name): from `offset`, at most
+    /// `limit`, each with its history depth (looked up for the page only); and how many
+    /// rooms there are in all.
     ///
     /// ```
     /// let hub = ssehub::Hub::new();
-    /// assert!(hub.rooms_overview().is_empty());
+    /// let (total, page) = hub.rooms_page(0, 10);
+    /// assert_eq!((total, page.len()), (0, 0));
     /// ```
-    pub fn rooms_overview(&self) -> Vec<RoomInfo> {
+    pub fn rooms_page(&self, offset: usize, limit: usize) -> (usize, Vec<RoomInfo>) {
         let mut sizes: Vec<(String, usize)> = self.room_sizes().into_iter().collect();
         sizes.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let names: Vec<&str> = sizes.iter().map(|(n, _)| n.as_str()).collect();
+        let total = sizes.len();
+        let page: Vec<(String, usize)> = sizes.into_iter().skip(offset).take(limit).collect();
+        let names: Vec<&str> = page.iter().map(|(n, _)| n.as_str()).collect();
         let depths = self.inner.backplane.history_depths(&names);
-        sizes
+        let rooms = page
             .into_iter()
             .zip(depths)
             .map(|((room, members), history)| RoomInfo {
@@ -98,7 +103,8 @@ impl Hub {
                 members,
                 history,
             })
-            .collect()
+            .collect();
+        (total, rooms)
     }
 
     /// The members of `room`, oldest connection first, from `offset`, at most `limit`;
