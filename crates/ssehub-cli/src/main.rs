@@ -1,7 +1,8 @@
 //! `ssehub`: the demo server and the everyday tools around it.
 //!
 //! - `ssehub serve` (the default): the demo of the seed: page at `/`, `/sse`, a ticker,
-//!   `POST /publish` and `GET /stats`, on port 2015.
+//!   `POST /publish` and `GET /stats`, on port 2015; for its operator `/metrics`,
+//!   `/rooms`, `/rooms/{room}` and the live `/dashboard`.
 //! - `ssehub listen URL`: a terminal SSE client.
 //! - `ssehub publish`: post one event to a running server.
 //! - `ssehub bench`: a load generator that reports deliveries, latency and server cost.
