@@ -7,10 +7,16 @@
 //! - `POST /publish`, `GET /stats`: the library's [`HubApi`] for this hub; open unless
 //!   `--publish-token` is given, so the demo listens on 127.0.0.1 unless told otherwise
 //!   (`--bind 0.0.0.0`, with a warning while publishing is open).
+//! - `/metrics`, `/rooms`, `/rooms/{room}`, `/dashboard`: what an operator watches the
+//!   hub with (`observe.rs`), behind the same token.
 //!
 //! A ticker broadcasts event `tick` to `__all` every `--tick-interval` seconds. Every
 //! room keeps a history (`--history-size`, `--history-age`, `--no-history`), so a page
 //! that loses its connection gets what it missed when its `EventSource` reconnects.
+
+mod dashboard;
+mod observe;
+mod page;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -18,8 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use ssehub::{
@@ -38,7 +43,9 @@ pub struct Args {
     /// Address to bind (`0.0.0.0` to be reachable from other machines).
     #[arg(long, env = "SSEHUB_BIND", default_value = "127.0.0.1")]
     pub bind: IpAddr,
-    /// Require `Authorization: Bearer TOKEN` on `POST /publish` and `GET /stats`.
+    /// Require `Authorization: Bearer TOKEN` on `POST /publish`, `GET /stats` and the
+    /// operator's routes (`/metrics`, `/rooms`, `/rooms/{room}`; the dashboard takes it
+    /// as `?token=TOKEN` too, for a browser).
     #[arg(
         long,
         env = "SSEHUB_PUBLISH_TOKEN",
@@ -83,6 +90,8 @@ pub struct Args {
         value_name = "PREFIX"
     )]
     pub redis_prefix: String,
+    #[command(flatten)]
+    pub observe: observe::ObserveArgs,
 }
 
 #[derive(Parser)]
@@ -142,12 +151,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let api = publish_api.clone();
             async move { api.publish(req).await }
         })
-        .route("/stats", move |req| {
+        .route("/stats", {
             let api = api.clone();
-            async move { api.stats(&req) }
-        })
-        .bind()
-        .await?;
+            move |req| {
+                let api = api.clone();
+                async move { api.stats(&req) }
+            }
+        });
+    let (server, feed) = observe::mount(server, &api, &args.observe)?;
+    let server = server.bind().await?;
     let addr = server.local_addr();
     let shown = if addr.ip().is_unspecified() {
         SocketAddr::new(IpAddr::from([127, 0, 0, 1]), addr.port())
@@ -158,7 +170,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() && args.publish_token.is_none() {
         tracing::warn!(
             "listening on {addr} without --publish-token: anyone who can reach it may \
-             publish to every client and read /stats (every room's name)"
+             publish to every client and read /stats, /rooms and the dashboard (every \
+             room's name, every client's address)"
         );
     }
 
@@ -168,6 +181,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(t) = ticker {
         t.abort();
     }
+    drop(feed);
     tracing::info!("server stopped");
     Ok(())
 }
@@ -188,7 +202,9 @@ async fn hub(args: &Args) -> anyhow::Result<Hub> {
             .max_events(usize::try_from(args.history_size).unwrap_or(usize::MAX))
             .max_age(args.history_age)
     });
-    let config = HubConfig::default().history(history);
+    let config = args
+        .observe
+        .hub_config(HubConfig::default().history(history));
     Ok(match &args.redis {
         None => Hub::with_config(config),
         Some(url) => {
@@ -257,25 +273,7 @@ fn now_rfc3339() -> String {
 
 /// The demo page (`GET` or `HEAD`; anything else is 405).
 fn index(req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from_static(INDEX_HTML.as_bytes())));
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-        *res.body_mut() = Full::new(Bytes::from_static(b"method not allowed"));
-        let h = res.headers_mut();
-        h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        return res;
-    }
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    res
+    page::html(&req, INDEX_HTML)
 }
 
 #[cfg(test)]

@@ -119,17 +119,35 @@ impl Connection {
     /// recipient would cost more than it tells). `None`: never [`Enqueued::Direct`],
     /// the stream's task writes it.
     pub(crate) fn enqueue(&self, frame: Bytes, stamp: Option<Stamp>) -> Enqueued {
-        self.push(frame, Kind::Plain, stamp)
+        self.push(frame, Kind::Plain, stamp, None)
     }
 
     /// Queue a frame of one of these kinds: a recorded event is deferred while the
     /// stream's replay is pending; a keep-alive ping is skipped unless the stream was
     /// quiet since the last sweep (traffic is the keep-alive).
     pub(crate) fn enqueue_as(&self, frame: Bytes, kind: Kind, stamp: Option<Stamp>) -> Enqueued {
-        self.push(frame, kind, stamp)
+        self.push(frame, kind, stamp, None)
     }
 
-    fn push(&self, frame: Bytes, kind: Kind, stamp: Option<Stamp>) -> Enqueued {
+    /// [`Connection::enqueue_as`] for the recipient a timed publication (fanned out
+    /// from `timed`) measures its latency on.
+    pub(crate) fn enqueue_timed(
+        &self,
+        frame: Bytes,
+        kind: Kind,
+        stamp: Option<Stamp>,
+        timed: Instant,
+    ) -> Enqueued {
+        self.push(frame, kind, stamp, Some(timed))
+    }
+
+    fn push(
+        &self,
+        frame: Bytes,
+        kind: Kind,
+        stamp: Option<Stamp>,
+        timed: Option<Instant>,
+    ) -> Enqueued {
         let config = &self.inner.config;
         let mut out = lock(&self.inner.outbox);
         match out.admit(frame.len(), config.outbox_limit, kind) {
@@ -151,6 +169,9 @@ impl Connection {
             }
         }
         out.queue(frame, kind);
+        if let Some(timed) = timed {
+            out.probe_last(timed);
+        }
         if let Some((sink, stamp)) = stamp.and_then(|s| out.claimable(s.at).map(|k| (k, s))) {
             out.writing = true;
             return Enqueued::Direct(Claim {
@@ -247,7 +268,8 @@ impl Claim {
     /// scratch space, left empty.
     pub(crate) fn write(mut self, pieces: &mut Vec<Bytes>) {
         let Some(sink) = &self.sink else { return };
-        lock(&self.conn.inner.outbox).take_into(pieces);
+        let timed = lock(&self.conn.inner.outbox).take_into(pieces);
+        self.conn.record_latency(timed);
         let result = if pieces.is_empty() {
             Ok(None)
         } else {

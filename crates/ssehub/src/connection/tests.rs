@@ -341,14 +341,7 @@ fn a_broadcast_from_a_current_thread_runtime_writes_at_once() {
     let hub = Hub::with_config(crate::HubConfig::default().history(None));
     let mut sinks = Vec::new();
     for _ in 0..2 {
-        let c = hub.connect(ConnectionConfig {
-            outbox_limit: 1 << 20,
-            policy: SlowConsumerPolicy::Close,
-            abort: None,
-            batch_window: Duration::ZERO,
-            resuming: false,
-            adaptive: true,
-        });
+        let c = hub.connect(ConnectionConfig::for_tests());
         let sink = Arc::new(Sink::default());
         c.attach_sink(sink.clone());
         let waker = futures_util::task::noop_waker();
