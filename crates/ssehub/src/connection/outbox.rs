@@ -157,13 +157,13 @@ impl Outbox {
         Some(end)
     }
 
-    /// A write (the task's or a direct one) ended at `at`, `behind` if a later fan-out
+    /// A write (the task's or a direct one) ended now, `behind` if later fan-outs
     /// overtook it (see `pace.rs`). Then the next write waits for the batching window,
     /// unless frames are already waiting (the write was as large as a batch may be):
     /// waiting would only cap the stream's throughput. While the server keeps up, the
-    /// next event is written at once.
-    pub(super) fn wrote(&mut self, at: Instant, window: Duration, behind: bool) {
-        self.next_write = (behind && self.queue.is_empty()).then(|| at + window);
+    /// next event is written at once (and the clock is not even read).
+    pub(super) fn wrote(&mut self, window: Duration, behind: bool) {
+        self.next_write = (behind && self.queue.is_empty()).then(|| Instant::now() + window);
     }
 
     /// The task's waker, to wake it: from now on it is busy, not parked.

@@ -21,7 +21,6 @@ use std::fmt;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -194,7 +193,7 @@ impl Connection {
                 }
                 let fanouts = &self.owner().metrics().fanouts;
                 let behind = pace::overtaken(fanouts, fanout) || !self.inner.config.adaptive;
-                out.wrote(Instant::now(), self.inner.config.batch_window, behind);
+                out.wrote(self.inner.config.batch_window, behind);
                 false
             }
             Some(Err(_)) => true,

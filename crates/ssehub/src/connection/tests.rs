@@ -209,7 +209,9 @@ fn a_write_overtaken_by_a_later_fan_out_lets_the_next_events_gather() {
     let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(stamp(&c))) else {
         panic!("an idle stream is claimed")
     };
-    // Another publication's fan-out begins before this write is done: behind.
+    // Two more publications' fan-outs begin before this write is done: behind. (One
+    // would be an overlap.)
+    let _later = Stamp::fanout(&c.owner().metrics().fanouts);
     let _later = Stamp::fanout(&c.owner().metrics().fanouts);
     claim.write(&mut Vec::new());
     c.send(&Message::new("2")).unwrap();

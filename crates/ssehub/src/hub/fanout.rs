@@ -77,7 +77,8 @@ pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Frame) -> Fanout {
             rooms.get(n).map(|r| (r, kind))
         })
         .collect();
-    let mut seen = p.unique.then(HashSet::new);
+    // One room (names are distinct): nobody can be reached twice.
+    let mut seen = (p.unique && targets.len() > 1).then(HashSet::new);
     let recipients = targets.iter().map(|(r, _)| r.members().conns.len()).sum();
     let mut fanout = Fanout::new(recipients, &local.metrics);
     for (room, kind) in &targets {
@@ -149,11 +150,12 @@ impl Fanout {
     }
 
     fn with_stamp(recipients: usize, stamp: Stamp) -> Fanout {
+        let direct = recipients <= DIRECT_FANOUT;
         Fanout {
             reached: 0,
             overflowed: Vec::new(),
-            claims: Vec::new(),
-            stamp: (recipients <= DIRECT_FANOUT).then_some(stamp),
+            claims: Vec::with_capacity(if direct { recipients } else { 0 }),
+            stamp: direct.then_some(stamp),
         }
     }
 
