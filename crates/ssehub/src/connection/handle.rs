@@ -162,6 +162,8 @@ pub(super) struct Inner {
     /// against close (see the invariants above).
     rooms: Mutex<Vec<Arc<str>>>,
     pub(super) dropped: AtomicU64,
+    /// Frames were queued behind a direct write in flight (see `send.rs`).
+    pub(super) queued_behind: AtomicBool,
     /// Last: never touched by a fan-out.
     pub(super) origin: Origin,
 }
@@ -188,6 +190,7 @@ impl Connection {
                 tags: Mutex::new(http::Extensions::new()),
                 rooms: Mutex::new(Vec::new()),
                 dropped: AtomicU64::new(0),
+                queued_behind: AtomicBool::new(false),
                 origin,
                 config,
             }),

@@ -134,14 +134,25 @@ impl Outbox {
         self.queue.push_back(frame);
     }
 
-    /// Time the frame just queued, from `at` to the moment a writer takes it (one probe
-    /// at a time: an older one still waiting is kept).
-    pub(super) fn probe_last(&mut self, at: Instant) {
-        if self.probe.is_none() {
+    /// If the frame just queued is timed (its publication began at `timed`), time it to
+    /// the moment a writer takes it (one probe at a time: an older one still waiting is
+    /// kept).
+    pub(super) fn probe_last_if(&mut self, timed: Option<Instant>) {
+        if let (Some(at), None) = (timed, &self.probe) {
             self.probe = Some(Probe {
                 at,
                 position: self.queue.len(),
             });
+        }
+    }
+
+    /// Put `frame`, which a direct write took and did not write, back first in the
+    /// queue (a probe waiting behind it moves one place back).
+    pub(super) fn put_back(&mut self, frame: Bytes) {
+        self.bytes += frame.len();
+        self.queue.push_front(frame);
+        if let Some(probe) = &mut self.probe {
+            probe.position += 1;
         }
     }
 
@@ -179,13 +190,13 @@ impl Outbox {
         Some(end)
     }
 
-    /// A write (the task's or a direct one) ended at `at`, `behind` if a later fan-out
+    /// A write (the task's or a direct one) ended now, `behind` if later fan-outs
     /// overtook it (see `pace.rs`). Then the next write waits for the batching window,
     /// unless frames are already waiting (the write was as large as a batch may be):
     /// waiting would only cap the stream's throughput. While the server keeps up, the
-    /// next event is written at once.
-    pub(super) fn wrote(&mut self, at: Instant, window: Duration, behind: bool) {
-        self.next_write = (behind && self.queue.is_empty()).then(|| at + window);
+    /// next event is written at once (and the clock is not even read).
+    pub(super) fn wrote(&mut self, window: Duration, behind: bool) {
+        self.next_write = (behind && self.queue.is_empty()).then(|| Instant::now() + window);
     }
 
     /// The task's waker, to wake it: from now on it is busy, not parked.

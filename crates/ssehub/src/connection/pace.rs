@@ -2,7 +2,7 @@
 //! letting events gather.
 //!
 //! Every fan-out takes the next number of its hub's count. A write that ends
-//! after a later fan-out has begun was overtaken: events arrive faster than this process
+//! after two later fan-outs have begun was overtaken: events arrive faster than this process
 //! writes them, and the stream it wrote lets the next ones gather for its batching
 //! window (fewer, larger writes: less CPU per event, and the backlog drains). A write
 //! that ends before the next fan-out leaves the stream ready to be written at once
@@ -38,7 +38,10 @@ impl Stamp {
     }
 }
 
-/// Whether a write of frames taken after fan-out `since` was overtaken by a later one.
+/// Whether a write of frames taken after fan-out `since` was overtaken by later ones:
+/// by two at least, since one fan-out beginning while the previous one's last writes go
+/// out is only an overlap (at a moderate rate the tail of a large fan-out meets the next
+/// event), while two mean the writes fall behind the events.
 pub(crate) fn overtaken(fanouts: &Counter, since: u64) -> bool {
-    fanouts.get() > since
+    fanouts.get() > since + 1
 }

@@ -168,20 +168,32 @@ impl Connection {
                 return Enqueued::Dropped;
             }
         }
-        out.queue(frame, kind);
-        if let Some(timed) = timed {
-            out.probe_last(timed);
-        }
         if let Some((sink, stamp)) = stamp.and_then(|s| out.claimable(s.at).map(|k| (k, s))) {
             out.writing = true;
+            // An idle stream's queue is empty: the frame goes straight into the claim,
+            // and the queue is not touched (nor locked again to write it). A timed
+            // frame (one recipient of one publication in 64) still goes through the
+            // queue, where its probe follows it to the write.
+            let own = if out.queue.is_empty() && timed.is_none() {
+                out.active |= kind != Kind::KeepAlive;
+                Some(frame)
+            } else {
+                out.queue(frame, kind);
+                out.probe_last_if(timed);
+                None
+            };
             return Enqueued::Direct(Claim {
                 conn: self.clone(),
                 sink: Some(sink),
                 fanout: stamp.fanout,
+                own,
             });
         }
+        out.queue(frame, kind);
+        out.probe_last_if(timed);
         // During a direct write the task could do nothing: its end wakes it instead.
         if out.writing {
+            self.inner.queued_behind.store(true, Ordering::Release);
             return Enqueued::Yes;
         }
         if let Some(w) = out.wake() {
@@ -203,9 +215,18 @@ impl Connection {
     /// A direct write of frames queued by fan-out `fanout` is over (`result` from the
     /// sink, `None` if it never happened): hand the stream back to its task, waking it
     /// if there is anything for it to do.
-    fn release(&self, result: Option<io::Result<Option<Bytes>>>, fanout: u64) {
+    fn release(
+        &self,
+        result: Option<io::Result<Option<Bytes>>>,
+        fanout: u64,
+        unsent: Option<Bytes>,
+    ) {
         let mut out = lock(&self.inner.outbox);
         out.writing = false;
+        if let Some(frame) = unsent.filter(|_| out.state != OutboxState::Aborted) {
+            // A claim dropped unwritten: its frame goes first, before what queued behind.
+            out.put_back(frame);
+        }
         let failed = match result {
             Some(Ok(rest)) => {
                 // An aborted stream keeps nothing (its transport is being dropped).
@@ -215,7 +236,7 @@ impl Connection {
                 }
                 let fanouts = &self.owner().metrics().fanouts;
                 let behind = pace::overtaken(fanouts, fanout) || !self.inner.config.adaptive;
-                out.wrote(Instant::now(), self.inner.config.batch_window, behind);
+                out.wrote(self.inner.config.batch_window, behind);
                 false
             }
             Some(Err(_)) => true,
@@ -261,6 +282,8 @@ pub(crate) struct Claim {
     sink: Option<Arc<dyn DirectSink>>,
     /// The fan-out whose frame won the claim.
     fanout: u64,
+    /// That frame, when the queue was empty: it never entered it.
+    own: Option<Bytes>,
 }
 
 impl Claim {
@@ -268,8 +291,17 @@ impl Claim {
     /// scratch space, left empty.
     pub(crate) fn write(mut self, pieces: &mut Vec<Bytes>) {
         let Some(sink) = &self.sink else { return };
-        let timed = lock(&self.conn.inner.outbox).take_into(pieces);
-        self.conn.record_latency(timed);
+        let own = self.own.take();
+        let alone = own.is_some();
+        pieces.extend(own);
+        // Frames queued behind the claim go out in the same write; the lock is taken only
+        // when some did (else `release` would find them and wake the task). A timed
+        // frame is never the claim's own: it is among those.
+        let behind = self.conn.inner.queued_behind.swap(false, Ordering::Acquire);
+        if !alone || behind {
+            let timed = lock(&self.conn.inner.outbox).take_into(pieces);
+            self.conn.record_latency(timed);
+        }
         let result = if pieces.is_empty() {
             Ok(None)
         } else {
@@ -279,14 +311,14 @@ impl Claim {
         // The task may take the socket back once released: drop our handle first. (Until
         // here a panic in the sink still releases the claim, through `Drop`.)
         self.sink = None;
-        self.conn.release(Some(result), self.fanout);
+        self.conn.release(Some(result), self.fanout, None);
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         if self.sink.take().is_some() {
-            self.conn.release(None, self.fanout);
+            self.conn.release(None, self.fanout, self.own.take());
         }
     }
 }

@@ -132,12 +132,12 @@ impl Connection {
         }
     }
 
-    /// The task wrote at `at` frames it took after fan-out `since` (see the batching
-    /// rule of `Outbox::wrote`).
-    pub(crate) fn wrote(&self, at: Instant, since: u64) {
+    /// The task wrote frames it took after fan-out `since` (see the batching rule of
+    /// `Outbox::wrote`).
+    pub(crate) fn wrote(&self, since: u64) {
         let fanouts = &self.owner().metrics().fanouts;
         let behind = pace::overtaken(fanouts, since) || !self.inner.config.adaptive;
-        lock(&self.inner.outbox).wrote(at, self.inner.config.batch_window, behind);
+        lock(&self.inner.outbox).wrote(self.inner.config.batch_window, behind);
     }
 
     /// The newest fan-out now, for [`Connection::wrote`].

@@ -94,7 +94,8 @@ pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Frame) -> Fanout {
             rooms.get(n).map(|r| (r, kind))
         })
         .collect();
-    let mut seen = p.unique.then(HashSet::new);
+    // One room (names are distinct): nobody can be reached twice.
+    let mut seen = (p.unique && targets.len() > 1).then(HashSet::new);
     let recipients = targets.iter().map(|(r, _)| r.members().conns.len()).sum();
     let mut fanout = Fanout::new(recipients, &local.metrics);
     if let Some(sample) = p.sample.filter(|_| recipients > 0) {
@@ -172,11 +173,12 @@ impl Fanout {
     }
 
     fn with_stamp(recipients: usize, stamp: Stamp) -> Fanout {
+        let direct = recipients <= DIRECT_FANOUT;
         Fanout {
             reached: 0,
             overflowed: Vec::new(),
-            claims: Vec::new(),
-            stamp: (recipients <= DIRECT_FANOUT).then_some(stamp),
+            claims: Vec::with_capacity(if direct { recipients } else { 0 }),
+            stamp: direct.then_some(stamp),
             probe: None,
         }
     }
