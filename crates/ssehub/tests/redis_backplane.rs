@@ -380,3 +380,63 @@ async fn every_node_shows_what_it_delivered_and_the_backplane_state() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Resume after `cursor` on `server`: the gap reason if the first event was the gap
+/// signal, then the data of the replayed events up to (and without) the `marker` event
+/// published live afterwards.
+async fn resume(server: &TestServer, cursor: &str, marker: &str) -> (Option<String>, Vec<String>) {
+    let mut c = SseClient::connect(server.addr, "/sse?room=r", &[("last-event-id", cursor)]).await;
+    eventually("the resumed stream", || server.hub.room_size("r") == 1).await;
+    publish(&server.hub, "r", marker).await;
+    let mut gap = None;
+    let mut data = Vec::new();
+    loop {
+        let e = c.next_event().await;
+        if e.event == "ssehub.gap" {
+            let v: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+            gap = Some(v["reason"].as_str().unwrap().to_string());
+        } else if e.data == marker {
+            return (gap, data);
+        } else {
+            data.push(e.data);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_history_is_trimmed_by_bytes_and_by_age() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    // Each event is about 120 bytes on the wire: 1 KiB holds a few, never all 30.
+    let by_bytes = HistoryConfig::default().max_bytes(1024);
+    let a = node(&redis, HubConfig::default().history(Some(by_bytes))).await;
+    let data = |i: usize| format!("{i:03}{}", "x".repeat(100));
+    let first = publish(&a.hub, "r", &data(0)).await.id.unwrap();
+    for i in 1..30 {
+        publish(&a.hub, "r", &data(i)).await;
+    }
+    let (gap, kept) = resume(&a, &first, "live-1").await;
+    assert_eq!(gap.as_deref(), Some("evicted"));
+    let n = kept.len();
+    assert!(
+        (2..20).contains(&n),
+        "a byte-bounded suffix, got {n} events"
+    );
+    let newest: Vec<String> = (30 - n..30).map(data).collect();
+    assert_eq!(kept, newest, "the newest events, in order, none skipped");
+    a.stop().await;
+
+    // By age: what is older than the bound is gone, what is younger is kept.
+    let by_age = HistoryConfig::default().max_age(Duration::from_millis(400));
+    let b = node(&redis, HubConfig::default().history(Some(by_age))).await;
+    let first = publish(&b.hub, "r", "old-0").await.id.unwrap();
+    publish(&b.hub, "r", "old-1").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    publish(&b.hub, "r", "young").await;
+    let (gap, kept) = resume(&b, &first, "live-2").await;
+    assert_eq!(gap.as_deref(), Some("evicted"));
+    assert_eq!(kept, vec!["young".to_string()]);
+    b.stop().await;
+}
