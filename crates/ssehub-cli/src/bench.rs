@@ -200,15 +200,7 @@ async fn sse_targets(args: &Args, target: &Target) -> anyhow::Result<Vec<Target>
     if args.sse_urls.is_empty() {
         return Ok(vec![target.clone()]);
     }
-    let mut targets = Vec::new();
-    for url in &args.sse_urls {
-        targets.push(
-            Target::parse(url)
-                .await
-                .with_context(|| format!("--sse-url {url}"))?,
-        );
-    }
-    Ok(targets)
+    Target::parse_each(&args.sse_urls).await
 }
 
 /// Start the subscribers, here or in agents.

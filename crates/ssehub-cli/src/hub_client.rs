@@ -45,6 +45,19 @@ pub struct Target {
 }
 
 impl Target {
+    /// Every URL of a repeated `--sse-url`, parsed (an error names the one that failed).
+    pub async fn parse_each(urls: &[String]) -> anyhow::Result<Vec<Target>> {
+        let mut targets = Vec::with_capacity(urls.len());
+        for url in urls {
+            targets.push(
+                Target::parse(url)
+                    .await
+                    .with_context(|| format!("--sse-url {url}"))?,
+            );
+        }
+        Ok(targets)
+    }
+
     /// Check `url` (see [`parse_url`]) and resolve its host.
     pub async fn parse(url: &str) -> anyhow::Result<Target> {
         let uri = parse_url(url)?;

@@ -64,14 +64,7 @@ pub struct AgentArgs {
 /// Run as an agent until standard input closes.
 pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     crate::fd_limit::raise_fd_limit();
-    let mut targets = Vec::new();
-    for url in &args.sse_urls {
-        targets.push(
-            Target::parse(url)
-                .await
-                .with_context(|| format!("--sse-url {url}"))?,
-        );
-    }
+    let targets = Target::parse_each(&args.sse_urls).await?;
     let subs = Subscribers::start(
         &targets,
         args.first,
