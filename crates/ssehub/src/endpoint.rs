@@ -22,6 +22,7 @@
 
 mod body;
 mod client_addr;
+mod guard;
 mod hooks;
 mod keepalive;
 mod options;
@@ -145,9 +146,14 @@ impl SseEndpoint {
         if let Err(why) = self.check_query_rooms(&ctx) {
             return plain(StatusCode::BAD_REQUEST, &why);
         }
+        let mut ctx = match guard::admit(&self.inner.opts, ctx) {
+            Ok(ctx) => ctx,
+            Err(denied) => return guard::refusal(&denied),
+        };
         if let Some(hook) = &self.inner.opts.authorize {
             match hooks::run_authorize(hook, ctx.clone()).await {
-                Verdict::Admit => {}
+                Verdict::Admit(id) if id.is_anonymous() => {}
+                Verdict::Admit(id) => ctx = ctx.with_identity(id),
                 Verdict::Refuse(rejection) => return self.reject(&req, rejection),
                 Verdict::Panicked => {
                     return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -251,6 +257,7 @@ impl SseEndpoint {
                 }
             }
         };
+        guard::end_at_expiry(&conn, &ctx);
         hooks::start(
             &conn,
             ctx,

@@ -4,8 +4,8 @@
 //! - `POST .../publish`: broadcast one event (`publish.rs` has the two request forms).
 //! - `GET .../stats`: the hub's counters and the member count of every room, as JSON.
 //!
-//! Both are open unless [`HubApi::bearer_token`] is set (`bearer.rs`): `/stats` names
-//! every room, and `/publish` reaches every client.
+//! Both are open unless [`HubApi::bearer_token`] (`bearer.rs`) or [`HubApi::auth`]
+//! (`guard.rs`) is set: `/stats` names every room, and `/publish` reaches every client.
 //!
 //! ```
 //! use ssehub::{Hub, HubApi, Server};
@@ -25,6 +25,7 @@
 //! ```
 
 mod bearer;
+mod guard;
 mod publish;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,8 @@ use http_body_util::Full;
 use serde::Serialize;
 
 use self::bearer::Bearer;
+use self::guard::{access, Need};
+use crate::auth::Auth;
 use crate::hub::{BackplaneStatus, Hub};
 use crate::metrics::HubStats;
 use crate::respond::{allow_only, json, text};
@@ -58,6 +61,8 @@ struct ApiInner {
     max_body: usize,
     /// When set, both routes need `Authorization: Bearer <token>`.
     bearer: Option<Bearer>,
+    /// When set, publishers need rights on their rooms, operators an admin credential.
+    auth: Option<Auth>,
 }
 
 /// What the API's responses carry.
@@ -81,6 +86,7 @@ impl HubApi {
                 hub,
                 max_body: DEFAULT_MAX_PUBLISH_BODY,
                 bearer: None,
+                auth: None,
             }),
         }
     }
@@ -102,17 +108,39 @@ impl HubApi {
         self.with(|inner| inner.bearer = Some(bearer))
     }
 
+    /// Check publishers and operators with `auth` (see [`Auth`]): `POST /publish` needs
+    /// a token whose `publish` selectors grant every target room (403 naming the room;
+    /// no token: 401, unless anonymous publishing is allowed); `GET /stats` needs a token
+    /// with `"admin": true` or [`Auth::admin_token`]. The static
+    /// [`HubApi::bearer_token`], if also set, still grants both.
+    ///
+    /// ```
+    /// let auth = ssehub::Auth::without_tokens().admin_token("operator-secret");
+    /// let api = ssehub::HubApi::new(ssehub::Hub::new()).auth(auth);
+    /// ```
+    pub fn auth(self, auth: Auth) -> HubApi {
+        self.with(|inner| inner.auth = Some(auth))
+    }
+
+    /// The 401 or 403 for `req` on an operator's route (`/stats`, and any other a server
+    /// adds for its operator), if it lacks the credential; `None`: go on.
+    pub fn refuse_operator<R>(&self, req: &Request<R>) -> Option<Response<ApiBody>> {
+        let inner = &self.inner;
+        let refused = access(
+            inner.bearer.as_ref(),
+            inner.auth.as_ref(),
+            req,
+            Need::Operator,
+        );
+        refused.err().map(|res| *res)
+    }
+
     fn with(self, change: impl FnOnce(&mut ApiInner)) -> HubApi {
         let mut inner = ApiInner::clone(&self.inner);
         change(&mut inner);
         HubApi {
             inner: Arc::new(inner),
         }
-    }
-
-    /// The 401 for `req`, if a token is required and it lacks it.
-    fn refuse<R>(&self, req: &Request<R>) -> Option<Response<ApiBody>> {
-        self.inner.bearer.as_ref()?.refuse(req)
     }
 
     /// The hub this API publishes to.
@@ -128,15 +156,21 @@ impl HubApi {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if let Some(refused) = self.refuse(&req) {
-            return refused;
+        let inner = &self.inner;
+        match access(
+            inner.bearer.as_ref(),
+            inner.auth.as_ref(),
+            &req,
+            Need::Publish,
+        ) {
+            Ok(granted) => publish::publish(&inner.hub, inner.max_body, &granted, req).await,
+            Err(refused) => *refused,
         }
-        publish::publish(&self.inner.hub, self.inner.max_body, req).await
     }
 
     /// `GET /stats` (or `HEAD`): the hub's counters and room sizes as JSON.
     pub fn stats<B>(&self, req: &Request<B>) -> Response<ApiBody> {
-        if let Some(refused) = self.refuse(req) {
+        if let Some(refused) = self.refuse_operator(req) {
             return refused;
         }
         if let Some(refused) = allow_only(req, &[Method::GET, Method::HEAD]) {

@@ -50,6 +50,9 @@
 //!   shutdown.
 //! - `http_api` (`publish`): [`HubApi`], `POST /publish` and `GET /stats` as a
 //!   `tower::Service` for publishers and operators.
+//! - `auth` (`policy`, `claims`, `jwt`): who a request is ([`Identity`]), what it may
+//!   subscribe to, publish to and operate ([`Auth`]), and the JSON Web Token verifier
+//!   (feature `jwt`).
 //! - `respond`: the few response builders the server and the API share.
 //! - `admission`: connection limits, in all and per client address.
 //! - `log_limit`: log lines a stranger can repeat, rate-limited per call site.
@@ -60,6 +63,7 @@
 #![deny(missing_docs)]
 
 mod admission;
+mod auth;
 mod connection;
 pub mod decode;
 mod endpoint;
@@ -75,6 +79,9 @@ mod shutdown;
 mod sync;
 mod transport;
 
+pub use auth::{Auth, AuthError, Identity, TokenVerifier};
+#[cfg(feature = "jwt")]
+pub use auth::{JwtAlgorithm, JwtKeyError, JwtVerifier};
 pub use connection::{Connection, ConnectionId, SendError, SlowConsumerPolicy};
 pub use endpoint::{
     ConfigError, PeerAddr, Rejection, RequestContext, SseBody, SseEndpoint, SseOptions,
