@@ -197,6 +197,7 @@ impl SseEndpoint {
             let h = res.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
             h.insert(header::VARY, HeaderValue::from_static("origin"));
+            self.credentials(h);
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_METHODS,
                 HeaderValue::from_static("GET, HEAD"),
@@ -351,8 +352,21 @@ impl SseEndpoint {
         } else if let Some(OriginVerdict::Listed(origin)) = self.origin(req) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             h.insert(header::VARY, HeaderValue::from_static("origin"));
+            self.credentials(h);
         }
         res
+    }
+
+    /// `Access-Control-Allow-Credentials` for an echoed origin, when allowed (never with
+    /// `*`).
+    fn credentials(&self, h: &mut http::HeaderMap) {
+        let opts = &self.inner.opts;
+        if opts.allow_credentials && !opts.allow_any_origin {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
     }
 
     /// What the allowed origins say of `req` (`None`: the check is off).

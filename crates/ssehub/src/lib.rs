@@ -96,7 +96,9 @@ pub use hub::{
 pub use hub::{RedisConfig, RedisError};
 pub use metrics::HubStats;
 pub use selector::{RoomSelector, SelectorError};
-pub use server::{BoundServer, Server, ServerError, ServerInfo, StaticFiles};
+pub use server::{BoundServer, ListenerInfo, Server, ServerError, ServerInfo, StaticFiles};
+#[cfg(feature = "tls")]
+pub use server::{TlsConfig, TlsError};
 pub use shutdown::Shutdown;
 
 /// The README's Rust examples, compiled and run as doctests.

@@ -45,6 +45,12 @@ impl ServeProcess {
     /// wait until it accepts connections on 127.0.0.1:`port`. Another process may grab
     /// the free port first; then a few other ports are tried.
     pub fn spawn(make: impl Fn(u16) -> Command) -> ServeProcess {
+        Self::spawn_with_stderr(make, Stdio::inherit)
+    }
+
+    /// [`ServeProcess::spawn`], with its stderr as `stderr` makes it (piped, to read
+    /// its log lines).
+    pub fn spawn_with_stderr(make: impl Fn(u16) -> Command, stderr: fn() -> Stdio) -> ServeProcess {
         let mut last_failure = String::new();
         for _ in 0..3 {
             let port = free_port();
@@ -55,7 +61,7 @@ impl ServeProcess {
             let child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
+                .stderr(stderr())
                 .spawn()
                 .expect("start the ssehub binary");
             let mut server = ServeProcess {

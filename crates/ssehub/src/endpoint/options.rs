@@ -57,6 +57,7 @@ pub struct SseOptions {
     pub(crate) auto_join_room: Option<String>,
     pub(crate) allow_any_origin: bool,
     pub(crate) origins: Option<Origins>,
+    pub(crate) allow_credentials: bool,
     pub(crate) retry: Option<Duration>,
     pub(crate) outbox_limit: usize,
     pub(crate) slow_consumer: SlowConsumerPolicy,
@@ -79,6 +80,7 @@ impl Default for SseOptions {
             keep_alive: Some(Duration::from_secs(15)),
             auto_join_room: Some(ROOM_ALL.into()),
             allow_any_origin: false,
+            allow_credentials: false,
             origins: None,
             retry: None,
             outbox_limit: 1024 * 1024,
@@ -165,6 +167,15 @@ impl SseOptions {
         S: Into<String>,
     {
         self.origins = Some(Origins::new(origins));
+        self
+    }
+
+    /// Let the pages of [`SseOptions::allowed_origins`] send cookies with their streams
+    /// (`new EventSource(url, { withCredentials: true })`, for a token in a cookie):
+    /// their answers carry `Access-Control-Allow-Credentials: true`. Never with
+    /// [`SseOptions::allow_any_origin`], which browsers refuse credentials for.
+    pub fn allow_credentials(mut self, allow: bool) -> Self {
+        self.allow_credentials = allow;
         self
     }
 
@@ -351,6 +362,7 @@ impl fmt::Debug for SseOptions {
             .field("keep_alive", &self.keep_alive)
             .field("auto_join_room", &self.auto_join_room)
             .field("allow_any_origin", &self.allow_any_origin)
+            .field("allow_credentials", &self.allow_credentials)
             .field("allowed_origins", &self.origins)
             .field("retry", &self.retry)
             .field("outbox_limit", &self.outbox_limit)
