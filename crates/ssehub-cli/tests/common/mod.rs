@@ -55,7 +55,8 @@ impl ServeProcess {
         for _ in 0..3 {
             let port = free_port();
             let mut cmd = make(port);
-            if std::env::var_os("RUST_LOG").is_none() {
+            let set_here = cmd.get_envs().any(|(k, _)| k == "RUST_LOG");
+            if std::env::var_os("RUST_LOG").is_none() && !set_here {
                 cmd.env("RUST_LOG", "warn");
             }
             let child = cmd
