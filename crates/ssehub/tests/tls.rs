@@ -205,3 +205,30 @@ async fn http2_over_tls_says_no_connection_header() {
     assert!(res.headers().get("connection").is_none());
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_drains_tls_streams_with_the_farewell() {
+    let cert = SelfSigned::new();
+    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let farewell = ssehub::Message::builder()
+        .event("bye")
+        .data("shutting down")
+        .build()
+        .unwrap();
+    let srv = TestServer::start_with(SseOptions::new(), |s: Server| {
+        s.tls(tls).shutdown_message(farewell)
+    })
+    .await;
+    let (mut h2, _) = open(&srv, &[&cert.cert], &[b"h2"]).await;
+    let (mut h1, _) = open(&srv, &[&cert.cert], &[b"http/1.1"]).await;
+    eventually("both streams joined", || srv.hub.connection_count() == 2).await;
+    let ((), h2_events, h1_events) =
+        tokio::join!(srv.stop(), h2.events_until_end(), h1.events_until_end());
+    for events in [h2_events, h1_events] {
+        assert_eq!(
+            events.last().map(|e| (e.event.as_str(), e.data.as_str())),
+            Some(("bye", "shutting down")),
+            "{events:?}"
+        );
+    }
+}

@@ -83,6 +83,12 @@ pub struct Browser {
 impl Browser {
     /// Start chromedriver and a headless Chromium session with a fresh profile.
     pub async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// [`Browser::start`], with these Chromium flags too (`--ignore-certificate-errors`
+    /// for a self-signed test server, say).
+    pub async fn start_with(extra_args: &[&str]) -> Browser {
         let driver_bin = which("chromedriver").expect("chromedriver on PATH");
         let chromium = chromium_binary().expect("a Chromium binary");
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -143,7 +149,7 @@ impl Browser {
                         "--disable-crash-reporter",
                         "--disable-breakpad",
                         format!("--user-data-dir={}", browser.profile.join("data").display()),
-                    ],
+                    ].into_iter().chain(extra_args.iter().map(|a| a.to_string())).collect::<Vec<String>>(),
                 },
             }},
         });
