@@ -304,3 +304,57 @@ async fn tls_self_signed_serves_http2_and_http1_and_says_its_urls() {
     let mut stream = SseClient::open(([127, 0, 0, 1], plain).into(), "/sse").await;
     assert_eq!(stream.next_of("status").await.data, "connected");
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_and_open_streams_stay() {
+    let first = ssehub_testkit::tls::SelfSigned::new();
+    let cert = TempFile::new("cert.pem", &first.cert);
+    let key = TempFile::new("key.pem", &first.key);
+    let config = TempFile::new(
+        "hup.toml",
+        &format!(
+            "[tls]\ncert = \"{}\"\nkey = \"{}\"\nwatch_interval = 0\n[demo]\ntick_interval = 0.1\n",
+            cert.path(),
+            key.path()
+        ),
+    );
+    let server = ServeProcess::spawn(|port| {
+        let mut cmd = Command::new(bin());
+        cmd.args([
+            "serve",
+            "--config",
+            config.path(),
+            "--port",
+            &port.to_string(),
+        ]);
+        cmd
+    });
+    let addr = server.addr;
+    let trusts = |pem: &str| ssehub_testkit::tls::client_config(&[pem], &[b"h2"]);
+    let req = || Request::get("/sse").body(Empty::<Bytes>::new()).unwrap();
+    let (res, _) = send_tls(addr, trusts(&first.cert), req()).await;
+    let mut stream = SseClient::from_response(res);
+    assert_eq!(stream.next_of("status").await.data, "connected");
+
+    let second = ssehub_testkit::tls::SelfSigned::new();
+    std::fs::write(&cert.0, &second.cert).unwrap();
+    std::fs::write(&key.0, &second.key).unwrap();
+    let connect = ssehub_testkit::tls::connect_tls;
+    // With no watch, nothing changes until the signal.
+    assert!(connect(addr, trusts(&first.cert)).await.is_ok());
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(hup.success());
+    ssehub_testkit::within("the reload", async {
+        while connect(addr, trusts(&second.cert)).await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // The stream opened with the old certificate still gets its ticks.
+    let before = stream.next_of("tick").await.data;
+    let after = stream.next_of("tick").await.data;
+    assert_ne!(before, after);
+}

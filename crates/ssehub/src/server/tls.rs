@@ -228,9 +228,11 @@ impl Tls {
             return None;
         };
         let this = self.clone();
+        // Registered before the server accepts anything: a SIGHUP that comes once it
+        // serves must reload, not stop the process (the signal's default).
+        let mut hangup = hangup();
         Some(tokio::spawn(async move {
             let mut loaded = this.loaded.clone();
-            let mut hangup = hangup();
             loop {
                 let tick = async {
                     match this.config.watch {

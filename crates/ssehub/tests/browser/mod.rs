@@ -131,25 +131,32 @@ impl Browser {
             session: String::new(),
             profile,
         };
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--disable-crash-reporter",
+            "--disable-breakpad",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!(
+            "--user-data-dir={}",
+            browser.profile.join("data").display()
+        ));
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let caps = json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
                 "goog:chromeOptions": {
                     "binary": chromium,
-                    "args": [
-                        "--headless",
-                        "--no-sandbox",
-                        "--disable-gpu",
-                        "--disable-quic",
-                        "--no-first-run",
-                        "--disable-background-networking",
-                        "--disable-component-update",
-                        "--disable-sync",
-                        "--disable-dev-shm-usage",
-                        "--disable-crash-reporter",
-                        "--disable-breakpad",
-                        format!("--user-data-dir={}", browser.profile.join("data").display()),
-                    ].into_iter().chain(extra_args.iter().map(|a| a.to_string())).collect::<Vec<String>>(),
+                    "args": args,
                 },
             }},
         });
