@@ -37,9 +37,10 @@ async fn call(server: &ServeProcess, method: &str, path: &str, origin: &str) -> 
         .uri(path)
         .header("origin", origin);
     if method == "OPTIONS" {
-        req = req
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization, content-type");
+        req = req.header("access-control-request-method", "POST").header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        );
     }
     request(server.addr, req.body(Full::new(Bytes::new())).unwrap()).await
 }
@@ -70,9 +71,13 @@ async fn listed_origins_with_credentials() {
     assert!(preflight.status.is_success(), "{preflight:?}");
     assert_eq!(preflight.header("access-control-allow-origin"), APP);
     assert_eq!(preflight.header("access-control-allow-credentials"), "true");
-    let methods = preflight.header("access-control-allow-methods").to_ascii_uppercase();
+    let methods = preflight
+        .header("access-control-allow-methods")
+        .to_ascii_uppercase();
     assert!(methods.contains("POST"), "{methods}");
-    let headers = preflight.header("access-control-allow-headers").to_ascii_lowercase();
+    let headers = preflight
+        .header("access-control-allow-headers")
+        .to_ascii_lowercase();
     assert!(headers.contains("authorization") && headers.contains("content-type"));
 
     let published = call(&server, "POST", "/publish?room=a", APP).await;
