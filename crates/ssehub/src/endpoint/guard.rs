@@ -30,7 +30,10 @@ pub(super) fn admit(opts: &SseOptions, ctx: RequestContext) -> Result<RequestCon
         .chain(asked.into_iter().flatten());
     let verdict = auth.admit_stream(ctx.headers(), ctx.uri(), rooms);
     match verdict {
-        Ok(Some(identity)) => Ok(ctx.with_identity(identity)),
+        Ok(Some(identity)) => {
+            tracing::debug!(sub = identity.subject(), client = ?ctx.client_ip(), "stream admitted");
+            Ok(ctx.with_identity(identity))
+        }
         Ok(None) => Ok(ctx),
         Err(denied) => {
             warn_limited!(client = ?ctx.client_ip(), status = denied.status().as_u16(), reason = %denied.message(), "stream refused");
