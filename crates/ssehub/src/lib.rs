@@ -39,17 +39,19 @@
 //! - `connection` (`handle`, `outbox`, `send`, `writer`): one client. Identity, typed
 //!   tags, the closed notification that fires exactly once, the bounded outbox every
 //!   write goes through, and the direct writes of idle streams.
-//! - `endpoint` (`options`, `request`, `hooks`, `keepalive`, `body`): the HTTP side of
-//!   SSE. [`SseOptions`], strict path match, handshake, hooks, keep-alive, and
+//! - `endpoint` (`options`, `request`, `hooks`, `guard`, `keepalive`, `body`): the HTTP
+//!   side of SSE. [`SseOptions`], strict path match, handshake, hooks, keep-alive, and
 //!   [`SseBody`], which turns an outbox into a streaming response. [`SseEndpoint`] is a
 //!   `tower::Service`, so it mounts in axum or any tower stack.
 //! - `transport` (`takeover`, `chunked`): HTTP/1.1 streams served on the bare socket
 //!   after the handshake, and the `Transport` seam their writer runs on.
-//! - `server` (`listener`, `routes`, `drain`): a small server for SimpleW's "new server,
-//!   add modules, run" feel: listener, static files, extra routes, lifecycle, graceful
+//! - `server` (`listener`, `routes`, `drain`, `tls`): a small server for SimpleW's "new
+//!   server, add modules, run" feel: listeners (plain, or TLS with HTTP/2 by ALPN and
+//!   certificate reload, feature `tls`), static files, extra routes, lifecycle, graceful
 //!   shutdown.
-//! - `http_api` (`publish`): [`HubApi`], `POST /publish` and `GET /stats` as a
-//!   `tower::Service` for publishers and operators.
+//! - `http_api` (`publish`, `bearer`, `guard`): [`HubApi`], `POST /publish` and
+//!   `GET /stats` as a `tower::Service` for publishers and operators, guarded by a static
+//!   token or by [`Auth`].
 //! - `auth` (`policy`, `claims`, `jwt`): who a request is ([`Identity`]), what it may
 //!   subscribe to, publish to and operate ([`Auth`]), and the JSON Web Token verifier
 //!   (feature `jwt`).

@@ -232,3 +232,47 @@ async fn shutdown_drains_tls_streams_with_the_farewell() {
         );
     }
 }
+
+/// An HTTP/2 client over TLS that stops reading: its stream's flow-control window
+/// fills, then its outbox, and the slow-consumer policy closes that stream only.
+#[tokio::test]
+async fn a_tls_client_that_stops_reading_meets_the_outbox_bound() {
+    let cert = SelfSigned::new();
+    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let options = SseOptions::new().outbox_limit(64 * 1024);
+    let srv = TestServer::start_with(options, |s: Server| s.tls(tls)).await;
+    let (stalled, _) = open(&srv, &[&cert.cert], &[b"h2"]).await;
+    let (mut reader, _) = open(&srv, &[&cert.cert], &[b"http/1.1"]).await;
+    eventually("both streams joined", || srv.hub.connection_count() == 2).await;
+    let chunk = "x".repeat(8 * 1024);
+    // At most 4 MiB: far more than the window and the outbox together.
+    for n in 0..512 {
+        srv.hub
+            .broadcast_event(ssehub::ROOM_ALL, "big", &chunk)
+            .unwrap();
+        assert_eq!(
+            reader.next_of("big").await.data.len(),
+            chunk.len(),
+            "event {n}"
+        );
+        if srv.hub.stats().slow_consumer_closes > 0 {
+            break;
+        }
+    }
+    let stats = srv.hub.stats();
+    assert_eq!(stats.slow_consumer_closes, 1, "{stats:?}");
+    eventually("the stalled stream is gone", || {
+        srv.hub.connection_count() == 1
+    })
+    .await;
+    srv.hub
+        .broadcast_event(ssehub::ROOM_ALL, "after", "1")
+        .unwrap();
+    assert_eq!(
+        reader.next_of("after").await.data,
+        "1",
+        "the reader goes on"
+    );
+    drop(stalled);
+    srv.stop().await;
+}
