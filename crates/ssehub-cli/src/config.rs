@@ -33,6 +33,7 @@ pub struct Config {
     pub history: HistorySection,
     pub redis: RedisSection,
     pub demo: DemoSection,
+    pub observe: ObserveSection,
     pub log: LogSection,
 }
 
@@ -321,6 +322,29 @@ impl Default for DemoSection {
             page: true,
             tick_interval: Duration::from_secs(1),
             static_dir: None,
+        }
+    }
+}
+
+/// What an operator watches the hub with (all behind the operator's credential).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObserveSection {
+    /// Prometheus metrics ("": off).
+    pub metrics_path: String,
+    /// The live dashboard, its feed at PATH/events ("": off).
+    pub dashboard_path: String,
+    /// Rooms whose members get `ssehub.join` / `ssehub.leave` events.
+    #[serde(with = "units::list")]
+    pub presence: Vec<RoomSelector>,
+}
+
+impl Default for ObserveSection {
+    fn default() -> Self {
+        ObserveSection {
+            metrics_path: "/metrics".into(),
+            dashboard_path: "/dashboard".into(),
+            presence: Vec::new(),
         }
     }
 }

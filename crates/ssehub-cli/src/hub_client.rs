@@ -130,6 +130,15 @@ impl Client {
         })
     }
 
+    /// Send `Authorization: Bearer TOKEN` from now on (`None`: keep what the
+    /// environment gave).
+    pub fn token(mut self, token: Option<&str>) -> Client {
+        if let Some(t) = token.filter(|t| !t.is_empty()) {
+            self.authorization = Some(format!("Bearer {t}"));
+        }
+        self
+    }
+
     /// Send a request; the response's body is left to stream.
     pub async fn send(
         &mut self,

@@ -2,13 +2,15 @@
 //!
 //! - `ssehub serve` (the default): the demo of the seed: page at `/`, `/sse`, a ticker,
 //!   `POST /publish` and `GET /stats`, on 127.0.0.1:2015 (`--bind 0.0.0.0` to expose it,
-//!   `--publish-token` to guard it).
+//!   `--publish-token` to guard it); for its operator `/metrics`, `/rooms`,
+//!   `/rooms/{room}` and the live `/dashboard` (behind the same credential).
 //!   `ssehub serve --config FILE` reads a TOML configuration (`config.rs`).
 //! - `ssehub check-config FILE`: check a configuration and print it as `serve` would run.
 //! - `ssehub listen URL`: a terminal SSE client.
 //! - `ssehub publish`: post one event to a running server.
 //! - `ssehub bench`: a load generator that reports deliveries, latency and server cost.
 //! - `ssehub soak`: a time-bounded abuse run that checks nothing is lost or left open.
+//! - `ssehub top`: a running hub at a glance, refreshed every second.
 
 mod bench;
 mod config;
@@ -20,6 +22,7 @@ mod publish;
 mod serve;
 mod server_process;
 mod soak;
+mod top;
 
 use clap::{Parser, Subcommand};
 
@@ -55,6 +58,8 @@ enum Command {
     BenchAgent(bench::AgentArgs),
     /// Run a time-bounded abuse mix (churn, slow readers, rooms) and check nothing is lost.
     Soak(soak::Args),
+    /// Watch a running server: connections, rates, largest rooms, drops (like `top`).
+    Top(top::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -95,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(a) => bench::run(a).await,
             Command::BenchAgent(a) => bench::run_agent(a).await,
             Command::Soak(a) => soak::run(a).await,
+            Command::Top(a) => top::run(a).await,
         }
     })
 }

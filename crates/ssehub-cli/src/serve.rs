@@ -9,6 +9,8 @@
 //! - `POST /publish`, `GET /stats`: the library's [`HubApi`] for this hub; open unless a
 //!   token is configured (`serve/auth.rs`), so the demo listens on 127.0.0.1 unless told
 //!   otherwise (with a warning while publishing is open).
+//! - `/metrics`, `/rooms`, `/rooms/{room}`, `/dashboard`: what an operator watches the
+//!   hub with (`serve/observe.rs`), behind the same credential as `/stats`.
 //!
 //! The flags are `serve/args.rs`; TLS `serve/tls.rs`; cross-origin pages `serve/cors.rs`.
 //! A ticker broadcasts event `tick` to `__all` every `demo.tick_interval`. Every room
@@ -18,13 +20,15 @@
 mod args;
 mod auth;
 mod cors;
+mod dashboard;
+mod observe;
+mod page;
 mod tls;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use ssehub::{
@@ -44,7 +48,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let sse = sse_options(&config, stream_auth.clone()).with_hub(hub.clone());
     let server = listeners(&config)?.sse(sse);
     let server = pages(server, &config)?;
-    let server = api_routes(server, &config, &hub, stream_auth.as_ref())?;
+    let api = HubApi::new(hub.clone()).max_publish_body(config.limits.max_publish_body);
+    let api = auth::guard_api(api, &config.auth, stream_auth.as_ref())?;
+    let server = api_routes(server, &config, &api)?;
+    let (server, feed) = observe::mount(server, &api, &config.observe)?;
     let server = server
         .header_timeout(config.server.header_timeout)
         .idle_timeout((!config.server.idle_timeout.is_zero()).then_some(config.server.idle_timeout))
@@ -68,6 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(t) = ticker {
         t.abort();
     }
+    drop(feed);
     tracing::info!("server stopped");
     Ok(())
 }
@@ -98,15 +106,9 @@ fn pages(server: Server, c: &Config) -> anyhow::Result<Server> {
     })
 }
 
-/// `/publish` and `/stats`, guarded as `[auth]` says, under `[cors]`'s layer.
-fn api_routes(
-    server: Server,
-    c: &Config,
-    hub: &Hub,
-    streams: Option<&Auth>,
-) -> anyhow::Result<Server> {
-    let api = HubApi::new(hub.clone()).max_publish_body(c.limits.max_publish_body);
-    let api = auth::guard_api(api, &c.auth, streams)?;
+/// `/publish` and `/stats` of `api`, under `[cors]`'s layer.
+fn api_routes(server: Server, c: &Config, api: &HubApi) -> anyhow::Result<Server> {
+    let api = api.clone();
     let layer = cors::api_layer(&c.cors)?;
     let publish_api = api.clone();
     let publish = cors::wrap(layer.clone(), move |req| {
@@ -139,7 +141,10 @@ fn announce(listeners: &[ListenerInfo], c: &Config) {
         .collect();
     if !exposed.is_empty() && auth::publishing_is_open(&c.auth) {
         tracing::warn!(
-            "listening on {} with publishing open: anyone who can reach it may publish to              every client and read /stats (every room's name); set --publish-token, or              --jwt-secret / --jwt-public-key",
+            "listening on {} with publishing open: anyone who can reach it may publish to \
+             every client and read /stats, /rooms and the dashboard (every room's name, \
+             every client's address); set --publish-token, or --jwt-secret / \
+             --jwt-public-key",
             exposed.join(", ")
         );
     }
@@ -154,7 +159,7 @@ async fn hub(c: &Config) -> anyhow::Result<Hub> {
             .max_bytes(h.max_bytes)
             .max_age(h.max_age)
     });
-    let config = HubConfig::default()
+    let config = observe::hub_config(&c.observe, HubConfig::default())
         .history(history)
         .history_total_bytes(h.total_bytes)
         .max_rooms_per_connection(c.limits.max_rooms_per_connection);
@@ -237,23 +242,5 @@ fn now_rfc3339() -> String {
 
 /// The demo page (`GET` or `HEAD`; anything else is 405).
 fn index(req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let mut res = Response::new(Full::new(Bytes::from_static(INDEX_HTML.as_bytes())));
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-        *res.body_mut() = Full::new(Bytes::from_static(b"method not allowed"));
-        let h = res.headers_mut();
-        h.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        return res;
-    }
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    res
+    page::html(&req, INDEX_HTML)
 }

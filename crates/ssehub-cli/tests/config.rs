@@ -194,10 +194,43 @@ async fn a_config_with_a_jwt_secret_turns_auth_on() {
         let req = Request::get("/stats").header("authorization", format!("Bearer {t}"));
         request(addr, req.body(Full::default()).unwrap())
     };
-    assert_eq!(stats(user).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(stats(user.clone()).await.status, StatusCode::FORBIDDEN);
     let admin =
         token(serde_json::json!({ "sub": "ops", "exp": exp(), "ssehub": { "admin": true } }));
-    assert_eq!(stats(admin).await.status, StatusCode::OK);
+    assert_eq!(stats(admin.clone()).await.status, StatusCode::OK);
+    // Every operator's route asks for the admin claim, as /stats does.
+    let operator = |path: &'static str, t: Option<String>| {
+        let mut req = Request::get(path);
+        if let Some(t) = t {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        request(addr, req.body(Full::default()).unwrap())
+    };
+    for path in ["/metrics", "/rooms", "/rooms/orders.1"] {
+        let none = operator(path, None).await;
+        assert_eq!(none.status, StatusCode::UNAUTHORIZED, "{path}");
+        let user_reply = operator(path, Some(user.clone())).await;
+        assert_eq!(user_reply.status, StatusCode::FORBIDDEN, "{path}");
+        let admin_reply = operator(path, Some(admin.clone())).await;
+        assert_eq!(
+            admin_reply.status,
+            StatusCode::OK,
+            "{path}: {}",
+            admin_reply.text()
+        );
+    }
+    // The members of a room are named by their token's subject.
+    let members = operator("/rooms/orders.1", Some(admin.clone()))
+        .await
+        .text();
+    assert!(members.contains("\"alice\""), "{members}");
+    // The dashboard, which a browser opens without headers, takes the token in the URL.
+    let page = |t: &str| {
+        let req = Request::get(format!("/dashboard?token={t}"));
+        request(addr, req.body(Full::default()).unwrap())
+    };
+    assert_eq!(page(&user).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(page(&admin).await.status, StatusCode::OK);
 }
 
 #[tokio::test]

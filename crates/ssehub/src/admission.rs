@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 use crate::connection::Connection;
+use crate::metrics::Refusal;
 use crate::sync::lock;
 
 /// Connection limits of an endpoint.
@@ -76,6 +77,14 @@ impl Refused {
         match self {
             Refused::Total => "too many connections",
             Refused::PerIp => "too many connections from this address",
+        }
+    }
+
+    /// Its label in `ssehub_refused_total`.
+    pub(crate) fn counted_as(self) -> Refusal {
+        match self {
+            Refused::Total => Refusal::MaxConnections,
+            Refused::PerIp => Refusal::MaxConnectionsPerIp,
         }
     }
 }

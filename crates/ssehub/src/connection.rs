@@ -2,6 +2,8 @@
 //!
 //! - `handle.rs`: [`Connection`] itself: id, typed tags, close-once, callbacks, and the
 //!   `Owner` seam through which its hub cleans up (the connection knows no rooms).
+//! - `origin.rs`: where it came from and who it is (peer, since, transport, identity),
+//!   for observers.
 //! - `outbox.rs`: the bounded queue of encoded frames and the flags that decide who
 //!   writes next; [`SlowConsumerPolicy`].
 //! - `send.rs`: every frame enters here; direct writes ([`Claim`]) of idle streams.
@@ -9,6 +11,7 @@
 //!   takes out.
 
 mod handle;
+mod origin;
 mod outbox;
 mod pace;
 mod send;
@@ -19,6 +22,7 @@ pub use outbox::SlowConsumerPolicy;
 pub use send::SendError;
 
 pub(crate) use handle::{ConnectionConfig, Owner, TransportAbort};
+pub(crate) use origin::Origin;
 pub(crate) use outbox::{DirectSink, Kind};
 pub(crate) use pace::Stamp;
 pub(crate) use send::{Claim, Enqueued};

@@ -52,10 +52,11 @@ use self::hooks::{BoxFuture, Verdict};
 use self::keepalive::{jitter, retry_frame};
 use self::origin::OriginVerdict;
 use crate::admission::Admission;
-use crate::connection::{Connection, ConnectionConfig, TransportAbort};
+use crate::connection::{Connection, ConnectionConfig, Origin, TransportAbort};
 use crate::frame;
 use crate::hub::{check_room, validate_room, Hub, Resume};
 use crate::log_limit::warn_limited;
+use crate::metrics::{Refusal, TransportKind};
 
 /// The SSE endpoint as a [`tower::Service`]. Cheap to clone.
 #[derive(Clone)]
@@ -136,27 +137,37 @@ impl SseEndpoint {
         if let Some(answer) = self.answer_method(&req) {
             return answer;
         }
+        let refused = |why| self.hub().count_refusal(why);
         if self.origin(&req) == Some(OriginVerdict::Refused) {
             warn_limited!(origin = ?req.headers().get(header::ORIGIN), "stream refused: origin not allowed");
+            refused(Refusal::Origin);
             return plain(StatusCode::FORBIDDEN, "this origin may not open streams");
         }
         let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
         let client = client_addr::client_ip(peer, req.headers(), &self.inner.opts.trusted_proxies);
         let ctx = RequestContext::from_request(&req, client);
         if let Err(why) = self.check_query_rooms(&ctx) {
+            refused(Refusal::BadRequest);
             return plain(StatusCode::BAD_REQUEST, &why);
         }
         let mut ctx = match guard::admit(&self.inner.opts, ctx) {
             Ok(ctx) => ctx,
-            Err(denied) => return guard::refusal(&denied),
+            Err(denied) => {
+                refused(Refusal::Auth);
+                return guard::refusal(&denied);
+            }
         };
         if let Some(hook) = &self.inner.opts.authorize {
             match hooks::run_authorize(hook, ctx.clone()).await {
                 Verdict::Admit(id) if id.is_anonymous() => {}
                 Verdict::Admit(id) => ctx = ctx.with_identity(id),
-                Verdict::Refuse(rejection) => return self.reject(&req, rejection),
+                Verdict::Refuse(rejection) => {
+                    refused(Refusal::Authorize);
+                    return self.reject(&req, rejection);
+                }
                 Verdict::Panicked => {
-                    return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                    refused(Refusal::Authorize);
+                    return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
                 }
             }
         }
@@ -164,19 +175,32 @@ impl SseEndpoint {
             return self.handshake(&req, SseBody::empty());
         }
         if self.closing() {
+            refused(Refusal::ShuttingDown);
             return unavailable("shutting down");
         }
         let ip = ctx.client_ip();
-        if let Err(refused) = self.inner.admission.admit(ip) {
-            warn_limited!(client = ?ip, reason = refused.reason(), "stream refused");
-            return unavailable(refused.reason());
+        if let Err(refusal) = self.inner.admission.admit(ip) {
+            warn_limited!(client = ?ip, reason = refusal.reason(), "stream refused");
+            refused(refusal.counted_as());
+            return unavailable(refusal.reason());
         }
         let resume = match self.resume_of(&ctx) {
             Ok(resume) => resume,
-            Err(why) => return plain(StatusCode::BAD_REQUEST, why),
+            Err(why) => {
+                refused(Refusal::BadRequest);
+                return plain(StatusCode::BAD_REQUEST, why);
+            }
         };
         let abort = req.extensions().get::<TransportAbort>().cloned();
-        let conn = self.open_stream(ip, abort, ctx, resume);
+        // The server says which transport carries the request; mounted elsewhere, it is
+        // hyper's (or the host server's), by HTTP version.
+        let transport = req.extensions().get::<TransportKind>().copied();
+        let origin = Origin::new(
+            ctx.peer_addr(),
+            ip,
+            transport.unwrap_or_else(|| TransportKind::of_hyper(req.version())),
+        );
+        let conn = self.open_stream(ip, abort, ctx, resume, origin);
         self.handshake(&req, SseBody::stream(conn))
     }
 
@@ -222,17 +246,21 @@ impl SseEndpoint {
         abort: Option<TransportAbort>,
         ctx: RequestContext,
         resume: Option<Resume>,
+        origin: Origin,
     ) -> Connection {
         let opts = &self.inner.opts;
         self.start_keep_alive();
-        let conn = opts.hub.connect(ConnectionConfig {
+        let config = ConnectionConfig {
             outbox_limit: opts.outbox_limit,
             policy: opts.slow_consumer,
             abort,
             batch_window: opts.batch_window,
             resuming: resume.is_some(),
             adaptive: opts.adaptive_batching,
-        });
+        };
+        let conn = opts.hub.connect_from(config, origin);
+        // Before its first join: presence and `/rooms` show who it is from the start.
+        guard::name(&conn, &ctx);
         self.inner.admission.bind(ip, &conn);
         let _ = conn.send_frame(self.inner.preamble.clone());
         if let Some(retry) = opts.retry {

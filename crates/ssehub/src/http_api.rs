@@ -2,10 +2,15 @@
 //! can mount (the `ssehub` command's demo does):
 //!
 //! - `POST .../publish`: broadcast one event (`publish.rs` has the two request forms).
-//! - `GET .../stats`: the hub's counters and the member count of every room, as JSON.
+//! - `GET .../stats`: the hub's counters, the process's memory, CPU time and open files,
+//!   and the member count of every room, as JSON.
+//! - `GET .../rooms`, `GET .../rooms/{room}`: the rooms, largest first, and the members
+//!   of one, paginated (`rooms.rs`).
+//! - `GET .../metrics` (feature `metrics`): the counters in the Prometheus text format.
 //!
-//! Both are open unless [`HubApi::bearer_token`] (`bearer.rs`) or [`HubApi::auth`]
-//! (`guard.rs`) is set: `/stats` names every room, and `/publish` reaches every client.
+//! All are open unless [`HubApi::bearer_token`] (`bearer.rs`) or [`HubApi::auth`]
+//! (`guard.rs`) is set: `/stats` and `/rooms` name every room, `/rooms/{room}` every
+//! member's address, and `/publish` reaches every client.
 //!
 //! ```
 //! use ssehub::{Hub, HubApi, Server};
@@ -27,9 +32,11 @@
 mod bearer;
 mod guard;
 mod publish;
+mod rooms;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -43,7 +50,7 @@ use self::bearer::Bearer;
 use self::guard::{access, Need};
 use crate::auth::Auth;
 use crate::hub::{BackplaneStatus, Hub};
-use crate::metrics::HubStats;
+use crate::metrics::{HubStats, ProcessStats};
 use crate::respond::{allow_only, json, text};
 
 /// The largest `POST /publish` body accepted by default.
@@ -59,7 +66,7 @@ pub struct HubApi {
 struct ApiInner {
     hub: Hub,
     max_body: usize,
-    /// When set, both routes need `Authorization: Bearer <token>`.
+    /// When set, every route needs `Authorization: Bearer <token>`.
     bearer: Option<Bearer>,
     /// When set, publishers need rights on their rooms, operators an admin credential.
     auth: Option<Auth>,
@@ -73,6 +80,7 @@ pub type ApiBody = Full<Bytes>;
 struct Stats {
     #[serde(flatten)]
     hub: HubStats,
+    process: ProcessStats,
     room_members: BTreeMap<String, usize>,
     backplane: BackplaneStatus,
 }
@@ -96,9 +104,10 @@ impl HubApi {
         self.with(|inner| inner.max_body = bytes)
     }
 
-    /// Require `Authorization: Bearer <token>` on both routes: without it, or with
-    /// another token, a request gets 401 with `WWW-Authenticate: Bearer`. The token is
-    /// compared in constant time.
+    /// Require `Authorization: Bearer <token>` on every route (`/publish`, `/stats`,
+    /// `/rooms`, `/rooms/{room}`, `/metrics`): without it, or with another token, a
+    /// request gets 401 with `WWW-Authenticate: Bearer`. The token is compared in
+    /// constant time.
     ///
     /// ```
     /// let api = ssehub::HubApi::new(ssehub::Hub::new()).bearer_token("s3cret");
@@ -143,6 +152,40 @@ impl HubApi {
         }
     }
 
+    /// Whether `token` opens the operator's routes: the [`HubApi::bearer_token`], or,
+    /// with [`HubApi::auth`], its admin token or a token whose claims say
+    /// `"admin": true` (any token does when nothing is required). Compared in constant
+    /// time: for routes of your own that take the token elsewhere than in
+    /// `Authorization` (a page a browser opens, an `EventSource`, which cannot set
+    /// headers).
+    ///
+    /// ```
+    /// let api = ssehub::HubApi::new(ssehub::Hub::new()).bearer_token("s3cret");
+    /// assert!(api.accepts_token("s3cret"));
+    /// assert!(!api.accepts_token("guess"));
+    /// ```
+    pub fn accepts_token(&self, token: &str) -> bool {
+        let inner = &self.inner;
+        if !self.requires_token() {
+            return true;
+        }
+        let by_bearer = inner
+            .bearer
+            .as_ref()
+            .is_some_and(|b| b.accepts(token.as_bytes()));
+        by_bearer
+            || inner
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.is_operator_token(token))
+    }
+
+    /// Whether the operator's routes need a credential ([`HubApi::bearer_token`] or
+    /// [`HubApi::auth`]).
+    pub fn requires_token(&self) -> bool {
+        self.inner.bearer.is_some() || self.inner.auth.is_some()
+    }
+
     /// The hub this API publishes to.
     pub fn hub(&self) -> &Hub {
         &self.inner.hub
@@ -179,18 +222,99 @@ impl HubApi {
         let hub = &self.inner.hub;
         let stats = Stats {
             hub: hub.stats(),
+            process: ProcessStats::read(),
             room_members: hub.room_sizes().into_iter().collect(),
             backplane: hub.backplane_status(),
         };
-        let mut res = json(StatusCode::OK, &stats);
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        res
+        let res = json(StatusCode::OK, &stats);
+        no_store(res)
+    }
+
+    /// `GET /rooms` (or `HEAD`): every room with members, largest first, with its
+    /// history depth; `?offset=N&limit=M` pages (100 by default, 1,000 at most). The
+    /// request is read at once: the future borrows nothing of it.
+    pub fn rooms<B>(
+        &self,
+        req: &Request<B>,
+    ) -> impl Future<Output = Response<ApiBody>> + Send + 'static {
+        let refused = self.refuse_operator(req);
+        let answer = rooms::rooms(&self.inner.hub, req);
+        async move {
+            match refused {
+                Some(refused) => refused,
+                None => no_store(answer.await),
+            }
+        }
+    }
+
+    /// `GET /rooms/{room}` (or `HEAD`), `room` percent-encoded: its members (id,
+    /// identity, peer address, since, transport, queued bytes), oldest first, paged as
+    /// [`HubApi::rooms`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let api = ssehub::HubApi::new(ssehub::Hub::new());
+    /// let req = http::Request::get("/rooms/news").body(()).unwrap();
+    /// assert_eq!(api.room(&req, "news").await.status(), 200);
+    /// # }
+    /// ```
+    pub fn room<B>(
+        &self,
+        req: &Request<B>,
+        room: &str,
+    ) -> impl Future<Output = Response<ApiBody>> + Send + 'static {
+        let refused = self.refuse_operator(req);
+        let answer = rooms::room(&self.inner.hub, req, room);
+        async move {
+            match refused {
+                Some(refused) => refused,
+                None => no_store(answer.await),
+            }
+        }
+    }
+
+    /// `GET /metrics` (or `HEAD`): [`crate::prometheus_text`] of this hub.
+    #[cfg(feature = "metrics")]
+    pub fn metrics<B>(&self, req: &Request<B>) -> Response<ApiBody> {
+        if let Some(refused) = self.refuse_operator(req) {
+            return refused;
+        }
+        if let Some(refused) = allow_only(req, &[Method::GET, Method::HEAD]) {
+            return refused;
+        }
+        let text = crate::prometheus::prometheus_text(&self.inner.hub);
+        let content_type = crate::prometheus::PROMETHEUS_CONTENT_TYPE;
+        no_store(crate::respond::bytes(
+            StatusCode::OK,
+            content_type,
+            Bytes::from(text),
+        ))
     }
 }
 
-/// Mounted as a service, the API answers by the request path's last segment:
-/// `.../publish` and `.../stats`; anything else is 404.
+/// Figures are of this instant: no cache keeps them.
+fn no_store(mut res: Response<ApiBody>) -> Response<ApiBody> {
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Mounted as a service, the API answers by the request path's end: `.../publish`,
+/// `.../stats`, `.../rooms`, `.../rooms/{room}` and (feature `metrics`) `.../metrics`;
+/// anything else is 404.
+impl HubApi {
+    #[cfg(feature = "metrics")]
+    fn metrics_or_404<B>(&self, req: &Request<B>) -> Response<ApiBody> {
+        self.metrics(req)
+    }
+
+    #[cfg(not(feature = "metrics"))]
+    fn metrics_or_404<B>(&self, _: &Request<B>) -> Response<ApiBody> {
+        text(StatusCode::NOT_FOUND, "not found")
+    }
+}
+
 impl<B> tower::Service<Request<B>> for HubApi
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -214,6 +338,12 @@ where
                 api.publish(req).await
             } else if path.ends_with("/stats") {
                 api.stats(&req)
+            } else if path.ends_with("/rooms") {
+                api.rooms(&req).await
+            } else if let Some(room) = rooms::room_in_path(path) {
+                api.room(&req, room).await
+            } else if path.ends_with("/metrics") {
+                api.metrics_or_404(&req)
             } else {
                 text(StatusCode::NOT_FOUND, "not found")
             })

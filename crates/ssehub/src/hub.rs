@@ -4,8 +4,11 @@
 //! - `config.rs`: [`HubConfig`]; `publish_error.rs`: why a publication is refused;
 //! - `broadcast.rs`: [`Broadcast`], each room named once, and its checks;
 //! - `rooms.rs`: the room table and the dead-room rule;
-//! - `fanout.rs`: queueing one frame to the members of some rooms;
-//! - `backplane.rs`: the seam between publishing and delivering locally.
+//! - `fanout.rs`: queueing one frame to the members of some rooms, and counting it;
+//! - `backplane.rs`: the seam between publishing and delivering locally; `history.rs`
+//!   the in-process history, `redis.rs` the Redis backplane (feature `redis`);
+//! - `presence.rs`: `ssehub.join` / `ssehub.leave` for the rooms that opt in;
+//! - `observe.rs`: what watchers see ([`RoomInfo`], [`MemberInfo`], refusal counts).
 //!
 //! An event's way: [`Broadcast::send`] encodes the message once, the backplane gives the
 //! publication its place and hands it to the local fan-out, which queues the same bytes
@@ -28,6 +31,8 @@ mod broadcast;
 mod config;
 mod fanout;
 mod history;
+mod observe;
+mod presence;
 mod publish_error;
 #[cfg(feature = "redis")]
 mod redis;
@@ -39,6 +44,7 @@ pub use backplane::{BackplaneStatus, Published};
 pub use broadcast::Broadcast;
 pub use config::{HubConfig, DEFAULT_MAX_EVENT_BYTES};
 pub use history::{GapReason, HistoryConfig};
+pub use observe::{MemberInfo, RoomInfo};
 pub use publish_error::PublishError;
 pub use rooms::{validate_room, JoinError, MAX_ROOM_NAME_LEN, ROOM_ALL};
 
@@ -54,8 +60,9 @@ use bytes::Bytes;
 
 use self::backplane::{Backplane, InProcess};
 use self::fanout::Local;
+use self::presence::Presence;
 use self::rooms::Rooms;
-use crate::connection::{Connection, ConnectionConfig, ConnectionId, Owner};
+use crate::connection::{Connection, ConnectionConfig, ConnectionId, Origin, Owner};
 use crate::decode::{Decoder, Event, Item};
 use crate::frame::{FrameError, Message};
 use crate::metrics::{HubStats, Metrics};
@@ -84,12 +91,14 @@ struct HubInner {
     local: Arc<Local>,
     connections: Mutex<HashMap<ConnectionId, Connection>>,
     backplane: Box<dyn Backplane>,
+    presence: Presence,
 }
 
 impl HubInner {
     fn new(config: HubConfig, local: Arc<Local>, backplane: Box<dyn Backplane>) -> HubInner {
         HubInner {
             backplane,
+            presence: Presence::new(config.presence_rules().clone()),
             config,
             local,
             connections: Mutex::default(),
@@ -112,10 +121,17 @@ impl Owner for HubInner {
     /// Called exactly once when a connection closes: leave every room, deregister.
     fn forget(&self, conn: &Connection) {
         let rooms = std::mem::take(&mut *lock(conn.rooms_lock()));
-        for name in rooms {
-            self.remove_member(&name, conn);
+        for name in &rooms {
+            self.remove_member(name, conn);
+        }
+        if self.presence.any() {
+            let hub = conn.hub();
+            rooms
+                .iter()
+                .for_each(|name| self.presence.left(&hub, name, conn));
         }
         lock(&self.connections).remove(&conn.id());
+        self.local.metrics.open[conn.transport().index()].dec();
     }
 
     fn metrics(&self) -> &Metrics {
@@ -182,9 +198,17 @@ impl Hub {
         std::ptr::addr_eq(Arc::as_ptr(conn.owner()), Arc::as_ptr(&self.inner))
     }
 
-    /// Create and register a connection (the endpoint does this for each stream).
+    /// Create and register a connection of no known origin (for tests).
+    #[cfg(test)]
     pub(crate) fn connect(&self, config: ConnectionConfig) -> Connection {
-        let conn = Connection::new(self.inner.clone(), config);
+        self.connect_from(config, Origin::default())
+    }
+
+    /// Create and register a connection (the endpoint does this for each stream).
+    pub(crate) fn connect_from(&self, config: ConnectionConfig, origin: Origin) -> Connection {
+        let transport = origin.transport;
+        let conn = Connection::with_origin(self.inner.clone(), config, origin);
+        self.inner.local.metrics.open[transport.index()].inc();
         lock(&self.inner.connections).insert(conn.id(), conn.clone());
         self.inner.local.metrics.connected_total.inc();
         conn
@@ -214,6 +238,8 @@ impl Hub {
             self.inner.backplane.room_added(&name);
         }
         rooms_of_conn.push(name);
+        drop(rooms_of_conn);
+        self.inner.presence.joined(self, room, conn);
         Ok(true)
     }
 
@@ -225,6 +251,8 @@ impl Hub {
         };
         let name = rooms_of_conn.swap_remove(pos);
         self.inner.remove_member(&name, conn);
+        drop(rooms_of_conn);
+        self.inner.presence.left(self, room, conn);
         true
     }
 
@@ -412,6 +440,7 @@ impl Hub {
         stats.history_rooms = history.rooms;
         stats.history_events = history.events;
         stats.history_bytes = history.bytes;
+        stats.outbox_bytes = self.outbox_bytes();
         for reason in GapReason::ALL {
             let n = metrics.gaps[reason.index()].get();
             stats.gaps.insert(reason.as_str(), n);

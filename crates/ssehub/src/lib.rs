@@ -33,10 +33,12 @@
 //!   No I/O.
 //! - [`decode`]: the client side of the wire format, an incremental decoder that follows
 //!   the HTML standard's parsing algorithm. Used by the CLI and the tests.
-//! - `hub` (`rooms`, `fanout`, `backplane`): rooms and membership, publishing, the
-//!   fan-out that queues one frame to every member, and the seam between publishing and
-//!   delivering locally. Never waits on a socket.
-//! - `connection` (`handle`, `outbox`, `send`, `writer`): one client. Identity, typed
+//! - `hub` (`config`, `broadcast`, `rooms`, `fanout`, `backplane`, `history`, `redis`,
+//!   `presence`, `observe`): rooms and membership, publishing, the fan-out that queues
+//!   one frame to every member, the seam between publishing and delivering locally (in
+//!   process, or through Redis), presence events, and what the hub shows those who watch
+//!   it ([`RoomInfo`], [`MemberInfo`]). Never waits on a socket.
+//! - `connection` (`handle`, `origin`, `outbox`, `pace`, `send`, `writer`): one client. Identity, typed
 //!   tags, the closed notification that fires exactly once, the bounded outbox every
 //!   write goes through, and the direct writes of idle streams.
 //! - `endpoint` (`options`, `request`, `hooks`, `guard`, `keepalive`, `body`): the HTTP
@@ -49,16 +51,21 @@
 //!   server, add modules, run" feel: listeners (plain, or TLS with HTTP/2 by ALPN and
 //!   certificate reload, feature `tls`), static files, extra routes, lifecycle, graceful
 //!   shutdown.
-//! - `http_api` (`publish`, `bearer`, `guard`): [`HubApi`], `POST /publish` and
-//!   `GET /stats` as a `tower::Service` for publishers and operators, guarded by a static
-//!   token or by [`Auth`].
+//! - `http_api` (`publish`, `rooms`, `bearer`, `guard`): [`HubApi`], `POST /publish`,
+//!   `GET /stats`, `GET /rooms`, `GET /rooms/{room}` and (feature `metrics`)
+//!   `GET /metrics` as a `tower::Service` for publishers and operators, guarded by a
+//!   static token or by [`Auth`].
 //! - `auth` (`policy`, `claims`, `jwt`): who a request is ([`Identity`]), what it may
 //!   subscribe to, publish to and operate ([`Auth`]), and the JSON Web Token verifier
 //!   (feature `jwt`).
 //! - `respond`: the few response builders the server and the API share.
 //! - `admission`: connection limits, in all and per client address.
 //! - `log_limit`: log lines a stranger can repeat, rate-limited per call site.
-//! - `metrics`: every counter, in one place; [`HubStats`] is its snapshot.
+//! - `metrics` (`labels`, `histogram`, `process`): every counter, in one place;
+//!   [`HubStats`] is its snapshot; timing histograms of sampled publications; the
+//!   process's own figures from `/proc`.
+//! - `prometheus` (feature `metrics`): [`prometheus_text`] and [`MetricsCollector`],
+//!   the counters in the Prometheus text format, read at scrape time.
 //! - `shutdown`: how a process is asked to stop ([`Shutdown`]).
 //! - `sync`: lock helpers that ignore poisoning.
 #![forbid(unsafe_code)]
@@ -74,6 +81,8 @@ mod http_api;
 mod hub;
 mod log_limit;
 mod metrics;
+#[cfg(feature = "metrics")]
+mod prometheus;
 mod respond;
 mod selector;
 mod server;
@@ -94,16 +103,20 @@ pub use hub::{
     validate_room, BackplaneStatus, Broadcast, GapReason, HistoryConfig, Hub, HubConfig, JoinError,
     PublishError, Published, DEFAULT_MAX_EVENT_BYTES, MAX_ROOM_NAME_LEN, ROOM_ALL,
 };
+pub use hub::{MemberInfo, RoomInfo};
 #[cfg(feature = "redis")]
 pub use hub::{RedisConfig, RedisError};
-pub use metrics::HubStats;
+pub use metrics::{HubStats, TransportKind};
+#[cfg(feature = "metrics")]
+pub use prometheus::{prometheus_text, MetricsCollector, PROMETHEUS_CONTENT_TYPE};
 pub use selector::{RoomSelector, SelectorError};
 pub use server::{BoundServer, ListenerInfo, Server, ServerError, ServerInfo, StaticFiles};
 #[cfg(feature = "tls")]
 pub use server::{TlsConfig, TlsError};
 pub use shutdown::Shutdown;
 
-/// The README's Rust examples, compiled and run as doctests.
+/// The README's Rust examples, compiled and run as doctests (one serves `/metrics`,
+/// hence the feature; `cargo test --workspace` turns it on).
 #[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "metrics"))]
 pub struct ReadmeDoctests;

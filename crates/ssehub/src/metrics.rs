@@ -2,9 +2,26 @@
 //!
 //! Counters are plain relaxed atomics bumped on the paths that already do the work (a
 //! fan-out adds its recipients once, not once per recipient). Nothing here is read on a
-//! hot path: readers take a snapshot ([`HubStats`]) when they ask.
+//! hot path: readers take a snapshot ([`HubStats`]) when they ask, and the Prometheus
+//! exposition (`prometheus.rs`) reads the same atomics at scrape time.
+//!
+//! - `labels.rs`: the few values metrics are split by ([`TransportKind`], refusals);
+//! - `histogram.rs`: timing histograms, and which publications are timed;
+//! - `process.rs`: the process's memory, CPU time and open files, from `/proc`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod histogram;
+mod labels;
+mod process;
+
+pub use labels::TransportKind;
+
+#[cfg(feature = "metrics")]
+pub(crate) use histogram::HistogramSnapshot;
+pub(crate) use histogram::{sample, Histogram, Sample};
+pub(crate) use labels::Refusal;
+pub(crate) use process::ProcessStats;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use std::collections::BTreeMap;
 
@@ -24,6 +41,24 @@ impl Counter {
     }
 
     pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down (open streams of one transport).
+#[derive(Default)]
+pub(crate) struct Gauge(AtomicUsize);
+
+impl Gauge {
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> usize {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -49,6 +84,17 @@ pub(crate) struct Metrics {
     pub(crate) replayed_events: Counter,
     /// Gap signals sent, by reason (indexed as the hub's `GapReason::ALL`).
     pub(crate) gaps: [Counter; 6],
+    /// Bytes queued to connections by publications (deliveries times frame lengths).
+    pub(crate) delivered_bytes: Counter,
+    /// Streams the endpoint refused, by reason (indexed as `Refusal::ALL`).
+    pub(crate) refused: [Counter; Refusal::ALL.len()],
+    /// Open connections, by transport (indexed as `TransportKind::ALL`).
+    pub(crate) open: [Gauge; TransportKind::ALL.len()],
+    /// How long a sampled publication took to be queued to every local member.
+    pub(crate) fanout_seconds: Histogram,
+    /// From a sampled publication's fan-out to the moment one of its recipients' writer
+    /// took its frame for the socket.
+    pub(crate) latency_seconds: Histogram,
 }
 
 /// A snapshot of a hub's counters ([`crate::Hub::stats`]).
@@ -81,6 +127,14 @@ pub struct HubStats {
     pub history_events: usize,
     /// Bytes of encoded frames held in all rooms' history.
     pub history_bytes: usize,
+    /// Bytes queued to connections by broadcasts (each delivery counts its frame).
+    pub delivered_bytes: u64,
+    /// Bytes waiting in all connections' outboxes.
+    pub outbox_bytes: usize,
+    /// Open connections by transport (`h1`, `h1_hyper`, `h2`).
+    pub connections_by_transport: BTreeMap<&'static str, usize>,
+    /// Streams refused, by reason (`max_connections`, `authorize`, `bad_request`, ...).
+    pub refused: BTreeMap<&'static str, u64>,
 }
 
 impl Metrics {
@@ -101,6 +155,16 @@ impl Metrics {
             history_rooms: 0,
             history_events: 0,
             history_bytes: 0,
+            delivered_bytes: self.delivered_bytes.get(),
+            outbox_bytes: 0,
+            connections_by_transport: TransportKind::ALL
+                .iter()
+                .map(|t| (t.as_str(), self.open[t.index()].get()))
+                .collect(),
+            refused: Refusal::ALL
+                .iter()
+                .map(|r| (r.as_str(), self.refused[r.index()].get()))
+                .collect(),
         }
     }
 }

@@ -298,3 +298,24 @@ async fn a_room_outlives_its_members_until_its_history_expires() {
         "expired and gone"
     );
 }
+
+#[tokio::test]
+async fn a_cursor_into_a_history_that_expired_whole_gets_the_gap_signal() {
+    let config = HubConfig::default().history(Some(
+        HistoryConfig::default().max_age(Duration::from_millis(300)),
+    ));
+    let srv = TestServer::start(options(config)).await;
+    let first = publish(&srv.hub, &["r"], "old-0");
+    publish(&srv.hub, &["r"], "old-1");
+    // Both expire, the room's history with them; then the room records again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    eventually("the history to expire", || {
+        srv.hub.stats().history_events == 0
+    })
+    .await;
+    publish(&srv.hub, &["r"], "young");
+    let mut c = resume(&srv, "/sse?room=r", &first).await;
+    assert_eq!(gap(&c.next_event().await)["reason"], "evicted");
+    assert_eq!(c.next_event().await.data, "young");
+    srv.stop().await;
+}

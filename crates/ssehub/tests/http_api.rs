@@ -1,5 +1,6 @@
-//! The hub's HTTP API (`POST /publish`, `GET /stats`) mounted on a real server: what it
-//! refuses before anything is sent.
+//! The hub's HTTP API (`POST /publish`, `GET /stats`, and as the fallback `/rooms`,
+//! `/rooms/{room}`, `/metrics`) mounted on a real server: what it refuses before
+//! anything is sent.
 
 mod common;
 
@@ -8,19 +9,21 @@ use http::StatusCode;
 use serde_json::{json, Value};
 use ssehub::{HubApi, SseOptions};
 
-/// A server with `/publish` and `/stats` from `api(hub)`.
+/// A server with `/publish` and `/stats` from `api(hub)`, and the API as its fallback.
 async fn start(api: impl FnOnce(ssehub::Hub) -> HubApi) -> TestServer {
     let options = SseOptions::new().keep_alive(None).rooms_from_query(true);
     let api = api(options.hub().clone());
     TestServer::start_with(options, move |server| {
         let publish = api.clone();
+        let stats = api.clone();
         server
+            .fallback(api)
             .route("/publish", move |req| {
                 let api = publish.clone();
                 async move { api.publish(req).await }
             })
             .route("/stats", move |req| {
-                let api = api.clone();
+                let api = stats.clone();
                 async move { api.stats(&req) }
             })
     })
@@ -98,9 +101,18 @@ async fn an_event_over_half_the_outbox_is_413_and_readers_stay() {
 }
 
 #[tokio::test]
-async fn a_bearer_token_guards_publish_and_stats() {
+async fn a_bearer_token_guards_every_route() {
     let srv = start(|hub| HubApi::new(hub).bearer_token("s3cret")).await;
-    for (method, path) in [("POST", "/publish"), ("GET", "/stats")] {
+    let mut routes = vec![
+        ("POST", "/publish"),
+        ("GET", "/stats"),
+        ("GET", "/rooms"),
+        ("GET", "/rooms/r"),
+    ];
+    if cfg!(feature = "metrics") {
+        routes.push(("GET", "/metrics"));
+    }
+    for (method, path) in routes {
         for auth in [
             None,
             Some("Bearer wrong"),

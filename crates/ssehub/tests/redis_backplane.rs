@@ -145,6 +145,23 @@ async fn a_client_moves_to_another_node_with_its_last_id_and_misses_nothing() {
     b.stop().await;
 }
 
+async fn two_nodes(redis: &RedisServer) -> (TestServer, TestServer) {
+    let a = node(redis, HubConfig::default()).await;
+    let b = node(redis, HubConfig::default()).await;
+    (a, b)
+}
+
+/// A subscriber to room `r` on each of `a` and `b`, in it once this returns.
+async fn one_subscriber_each(a: &TestServer, b: &TestServer) -> (SseClient, SseClient) {
+    let ca = a.sse("/sse?room=r").await;
+    let cb = b.sse("/sse?room=r").await;
+    eventually("both streams", || {
+        a.hub.room_size("r") == 1 && b.hub.room_size("r") == 1
+    })
+    .await;
+    (ca, cb)
+}
+
 /// What one client saw: the data of its events, and how many gap signals.
 struct Seen {
     datas: HashSet<String>,
@@ -176,14 +193,8 @@ async fn through_a_silent_and_a_dead_redis_nothing_is_lost_silently() {
         return;
     }
     let mut redis = RedisServer::start();
-    let a = node(&redis, HubConfig::default()).await;
-    let b = node(&redis, HubConfig::default()).await;
-    let mut ca = a.sse("/sse?room=r").await;
-    let mut cb = b.sse("/sse?room=r").await;
-    eventually("both streams", || {
-        a.hub.room_size("r") == 1 && b.hub.room_size("r") == 1
-    })
-    .await;
+    let (a, b) = two_nodes(&redis).await;
+    let (mut ca, mut cb) = one_subscriber_each(&a, &b).await;
     let mut sent: Vec<(usize, String, bool)> = Vec::new();
     let round = |phase: &'static str, n: usize| {
         let hubs = [a.hub.clone(), b.hub.clone()];
@@ -281,5 +292,151 @@ async fn when_a_node_dies_its_clients_resume_on_another() {
     let Ok(b) = Arc::try_unwrap(b) else {
         panic!("shared")
     };
+    b.stop().await;
+}
+
+/// The value of one series of `hub`'s `/metrics`.
+#[cfg(feature = "metrics")]
+fn series(hub: &Hub, name: &str) -> f64 {
+    let text = ssehub::prometheus_text(hub);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {name} in:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// What each node shows of a hub shared through Redis: deliveries and their bytes where
+/// they happen (the publisher's node, and the others, from the channel), history depths
+/// read from Redis, and the backplane's state in `/metrics` through an outage.
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_shows_what_it_delivered_and_the_backplane_state() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let (mut ca, mut cb) = one_subscriber_each(&a, &b).await;
+    let mut frame_bytes = 0;
+    for i in 0..3 {
+        let data = format!("e{i}");
+        let p = publish(&a.hub, "r", &data).await;
+        let id = p.id.clone().unwrap();
+        let frame = format!("id: {id}\n").len() + Message::new(data.as_str()).encode().len();
+        assert_eq!((p.delivered, p.bytes), (1, frame as u64), "{p:?}");
+        frame_bytes += frame as u64;
+        assert_eq!(ca.next_event().await.data, data);
+        assert_eq!(cb.next_event().await.data, data);
+    }
+    for (name, n, published) in [("A", &a, 3), ("B", &b, 0)] {
+        let stats = n.hub.stats();
+        assert_eq!(stats.events_published, published, "{name}");
+        assert_eq!(stats.deliveries, 3, "{name}: its own subscriber's");
+        assert_eq!(stats.delivered_bytes, frame_bytes, "{name}");
+        let (total, rooms) = n.hub.rooms_page(0, 10).await;
+        assert_eq!(total, 1, "{name}");
+        assert_eq!(
+            (rooms[0].members, rooms[0].history),
+            (1, 3),
+            "{name}: {rooms:?}"
+        );
+        assert_eq!(n.hub.history_depth("r").await, 3, "{name}");
+        assert_eq!(n.hub.history_depth("nothing").await, 0, "{name}");
+        assert_eq!(
+            series(&n.hub, "ssehub_backplane_connected{backplane=\"redis\"}"),
+            1.0
+        );
+    }
+    redis.pause();
+    eventually("A notices the silence", || {
+        !a.hub.backplane_status().connected
+    })
+    .await;
+    assert_eq!(
+        series(&a.hub, "ssehub_backplane_connected{backplane=\"redis\"}"),
+        0.0
+    );
+    assert_eq!(
+        series(
+            &a.hub,
+            "ssehub_backplane_outages_total{backplane=\"redis\"}"
+        ),
+        1.0
+    );
+    redis.resume();
+    eventually("A back", || a.hub.backplane_status().connected).await;
+    assert_eq!(
+        series(&a.hub, "ssehub_backplane_connected{backplane=\"redis\"}"),
+        1.0
+    );
+    assert_eq!(
+        series(
+            &a.hub,
+            "ssehub_backplane_outages_total{backplane=\"redis\"}"
+        ),
+        1.0
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Resume after `cursor` on `server`: the gap reason if the first event was the gap
+/// signal, then the data of the replayed events up to (and without) the `marker` event
+/// published live afterwards.
+async fn resume(server: &TestServer, cursor: &str, marker: &str) -> (Option<String>, Vec<String>) {
+    let mut c = SseClient::connect(server.addr, "/sse?room=r", &[("last-event-id", cursor)]).await;
+    eventually("the resumed stream", || server.hub.room_size("r") == 1).await;
+    publish(&server.hub, "r", marker).await;
+    let mut gap = None;
+    let mut data = Vec::new();
+    loop {
+        let e = c.next_event().await;
+        if e.event == "ssehub.gap" {
+            let v: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+            gap = Some(v["reason"].as_str().unwrap().to_string());
+        } else if e.data == marker {
+            return (gap, data);
+        } else {
+            data.push(e.data);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_history_is_trimmed_by_bytes_and_by_age() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    // Each event is about 120 bytes on the wire: 1 KiB holds a few, never all 30.
+    let by_bytes = HistoryConfig::default().max_bytes(1024);
+    let a = node(&redis, HubConfig::default().history(Some(by_bytes))).await;
+    let data = |i: usize| format!("{i:03}{}", "x".repeat(100));
+    let first = publish(&a.hub, "r", &data(0)).await.id.unwrap();
+    for i in 1..30 {
+        publish(&a.hub, "r", &data(i)).await;
+    }
+    let (gap, kept) = resume(&a, &first, "live-1").await;
+    assert_eq!(gap.as_deref(), Some("evicted"));
+    let n = kept.len();
+    assert!(
+        (2..20).contains(&n),
+        "a byte-bounded suffix, got {n} events"
+    );
+    let newest: Vec<String> = (30 - n..30).map(data).collect();
+    assert_eq!(kept, newest, "the newest events, in order, none skipped");
+    a.stop().await;
+
+    // By age: what is older than the bound is gone, what is younger is kept.
+    let by_age = HistoryConfig::default().max_age(Duration::from_millis(400));
+    let b = node(&redis, HubConfig::default().history(Some(by_age))).await;
+    let first = publish(&b.hub, "r", "old-0").await.id.unwrap();
+    publish(&b.hub, "r", "old-1").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    publish(&b.hub, "r", "young").await;
+    let (gap, kept) = resume(&b, &first, "live-2").await;
+    assert_eq!(gap.as_deref(), Some("evicted"));
+    assert_eq!(kept, vec!["young".to_string()]);
     b.stop().await;
 }

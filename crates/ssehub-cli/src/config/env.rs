@@ -14,7 +14,7 @@ use super::Config;
 
 const PREFIX: &str = "SSEHUB_";
 const SECTIONS: &[&str] = &[
-    "server", "tls", "auth", "cors", "sse", "limits", "history", "redis", "demo", "log",
+    "server", "tls", "auth", "cors", "sse", "limits", "history", "redis", "demo", "observe", "log",
 ];
 
 /// Set in `table` what the variables `vars` override.

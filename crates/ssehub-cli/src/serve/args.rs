@@ -91,6 +91,8 @@ pub struct Args {
     /// Accept publishes without a token when auth is on.
     #[arg(long)]
     pub allow_anonymous_publish: bool,
+    #[command(flatten)]
+    pub observe: super::observe::ObserveArgs,
 }
 
 #[derive(Parser)]
@@ -145,6 +147,7 @@ impl Args {
             .allow_anonymous_subscribe
             .extend(self.allow_anonymous_subscribe.iter().cloned());
         c.auth.allow_anonymous_publish |= self.allow_anonymous_publish;
+        self.observe.apply(&mut c.observe);
     }
 }
 

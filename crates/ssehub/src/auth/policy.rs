@@ -186,17 +186,23 @@ impl Auth {
     /// Who the request is: `Ok(None)` without a token, an error for a token that is not
     /// valid.
     pub fn identify(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<Identity>, AuthError> {
-        let Some(token) = self.token(headers, uri) else {
-            return Ok(None);
-        };
+        match self.token(headers, uri) {
+            Some(token) => self.identity_of(&token).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The identity `token` stands for: the operator's, for the admin token; else the
+    /// verifier's.
+    fn identity_of(&self, token: &str) -> Result<Identity, AuthError> {
         if let Some(admin) = &self.admin_token {
             // Different lengths say no at once: only the length leaks.
             if bool::from(token.as_bytes().ct_eq(admin)) {
-                return Ok(Some(Identity::new("admin").admin(true)));
+                return Ok(Identity::new("admin").admin(true));
             }
         }
         match &self.verifier {
-            Some(v) => v.verify(&token).map(Some),
+            Some(v) => v.verify(token),
             None => Err(AuthError::NotAccepted),
         }
     }
@@ -248,6 +254,13 @@ impl Auth {
             Ok(None) => Err(Denied::Unauthorized(AuthError::Missing)),
             Err(e) => Err(Denied::Unauthorized(e)),
         }
+    }
+
+    /// Whether `token` alone opens the operator's endpoints (the admin token, or a valid
+    /// token with `"admin": true`), for a token that came by another way than the
+    /// request's usual sources.
+    pub(crate) fn is_operator_token(&self, token: &str) -> bool {
+        self.identity_of(token).is_ok_and(|id| id.is_admin())
     }
 
     /// `Ok` if the request may use the operator's endpoints.

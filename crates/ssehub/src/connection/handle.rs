@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::origin::Origin;
 use super::outbox::{Outbox, OutboxState, SlowConsumerPolicy};
 use crate::log_limit::warn_limited;
 use crate::metrics::Metrics;
@@ -96,6 +97,22 @@ pub(crate) struct ConnectionConfig {
     pub adaptive: bool,
 }
 
+#[cfg(test)]
+impl ConnectionConfig {
+    /// What unit tests connect with: a 1 MiB outbox closed when full, no transport to
+    /// abort, no batching window, not resuming, adaptive.
+    pub(crate) fn for_tests() -> ConnectionConfig {
+        ConnectionConfig {
+            outbox_limit: 1 << 20,
+            policy: SlowConsumerPolicy::Close,
+            abort: None,
+            batch_window: Duration::ZERO,
+            resuming: false,
+            adaptive: true,
+        }
+    }
+}
+
 /// What a connection needs from whoever keeps it (the hub). Through it the connection
 /// knows nothing of rooms, and this module imports nothing of the hub.
 pub(crate) trait Owner: Any + Send + Sync {
@@ -147,10 +164,17 @@ pub(super) struct Inner {
     pub(super) dropped: AtomicU64,
     /// Frames were queued behind a direct write in flight (see `send.rs`).
     pub(super) queued_behind: AtomicBool,
+    /// Last: never touched by a fan-out.
+    pub(super) origin: Origin,
 }
 
 impl Connection {
-    pub(crate) fn new(owner: Arc<dyn Owner>, config: ConnectionConfig) -> Connection {
+    /// A connection its owner keeps, from `origin`.
+    pub(crate) fn with_origin(
+        owner: Arc<dyn Owner>,
+        config: ConnectionConfig,
+        origin: Origin,
+    ) -> Connection {
         Connection {
             inner: Arc::new(Inner {
                 id: ConnectionId::random(),
@@ -167,6 +191,7 @@ impl Connection {
                 rooms: Mutex::new(Vec::new()),
                 dropped: AtomicU64::new(0),
                 queued_behind: AtomicBool::new(false),
+                origin,
                 config,
             }),
         }

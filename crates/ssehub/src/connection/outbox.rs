@@ -56,6 +56,16 @@ pub(super) struct Outbox {
     pub(super) raw: Option<Bytes>,
     /// No write before this (batching); `None`: at once.
     pub(super) next_write: Option<Instant>,
+    /// A timed publication's frame waits in the queue (last: rarely set).
+    pub(super) probe: Option<Probe>,
+}
+
+/// A frame of a timed publication (see `metrics/histogram.rs`): when the publication's
+/// fan-out began, and the frame's place in the queue, counted from the front (1: next).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Probe {
+    pub(super) at: Instant,
+    pub(super) position: usize,
 }
 
 #[derive(Default, PartialEq, Eq, Clone, Copy, Debug)]
@@ -124,6 +134,28 @@ impl Outbox {
         self.queue.push_back(frame);
     }
 
+    /// If the frame just queued is timed (its publication began at `timed`), time it to
+    /// the moment a writer takes it (one probe at a time: an older one still waiting is
+    /// kept).
+    pub(super) fn probe_last_if(&mut self, timed: Option<Instant>) {
+        if let (Some(at), None) = (timed, &self.probe) {
+            self.probe = Some(Probe {
+                at,
+                position: self.queue.len(),
+            });
+        }
+    }
+
+    /// Put `frame`, which a direct write took and did not write, back first in the
+    /// queue (a probe waiting behind it moves one place back).
+    pub(super) fn put_back(&mut self, frame: Bytes) {
+        self.bytes += frame.len();
+        self.queue.push_front(frame);
+        if let Some(probe) = &mut self.probe {
+            probe.position += 1;
+        }
+    }
+
     /// Closed by policy or by the transport: drop what is queued, end at once.
     pub(super) fn abort(&mut self) {
         self.state = OutboxState::Aborted;
@@ -131,6 +163,7 @@ impl Outbox {
         self.raw = None;
         self.bytes = 0;
         self.sink = None;
+        self.probe = None;
     }
 
     /// Whether the sender that queues a frame at `at` may write the queue out itself:
@@ -181,8 +214,10 @@ impl Outbox {
     }
 
     /// Move queued frames to `pieces`, up to [`MAX_WRITE`] bytes in all (or one larger
-    /// frame).
-    pub(super) fn take_into(&mut self, pieces: &mut Vec<Bytes>) {
+    /// frame). Returns when the timed frame among them, if one is, was published.
+    #[must_use = "a timed frame's latency is to be recorded"]
+    pub(super) fn take_into(&mut self, pieces: &mut Vec<Bytes>) -> Option<Instant> {
+        let before = self.queue.len();
         let mut total: usize = pieces.iter().map(Bytes::len).sum();
         while let Some(f) = self.queue.front() {
             if !pieces.is_empty() && total + f.len() > MAX_WRITE {
@@ -196,6 +231,13 @@ impl Outbox {
         if self.queue.is_empty() && self.queue.capacity() > 64 {
             self.queue = VecDeque::new();
         }
+        let probe = self.probe.as_mut()?;
+        let taken = before - self.queue.len();
+        if probe.position > taken {
+            probe.position -= taken;
+            return None;
+        }
+        self.probe.take().map(|p| p.at)
     }
 }
 

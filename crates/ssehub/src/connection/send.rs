@@ -21,6 +21,7 @@ use std::fmt;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -118,17 +119,35 @@ impl Connection {
     /// recipient would cost more than it tells). `None`: never [`Enqueued::Direct`],
     /// the stream's task writes it.
     pub(crate) fn enqueue(&self, frame: Bytes, stamp: Option<Stamp>) -> Enqueued {
-        self.push(frame, Kind::Plain, stamp)
+        self.push(frame, Kind::Plain, stamp, None)
     }
 
     /// Queue a frame of one of these kinds: a recorded event is deferred while the
     /// stream's replay is pending; a keep-alive ping is skipped unless the stream was
     /// quiet since the last sweep (traffic is the keep-alive).
     pub(crate) fn enqueue_as(&self, frame: Bytes, kind: Kind, stamp: Option<Stamp>) -> Enqueued {
-        self.push(frame, kind, stamp)
+        self.push(frame, kind, stamp, None)
     }
 
-    fn push(&self, frame: Bytes, kind: Kind, stamp: Option<Stamp>) -> Enqueued {
+    /// [`Connection::enqueue_as`] for the recipient a timed publication (fanned out
+    /// from `timed`) measures its latency on.
+    pub(crate) fn enqueue_timed(
+        &self,
+        frame: Bytes,
+        kind: Kind,
+        stamp: Option<Stamp>,
+        timed: Instant,
+    ) -> Enqueued {
+        self.push(frame, kind, stamp, Some(timed))
+    }
+
+    fn push(
+        &self,
+        frame: Bytes,
+        kind: Kind,
+        stamp: Option<Stamp>,
+        timed: Option<Instant>,
+    ) -> Enqueued {
         let config = &self.inner.config;
         let mut out = lock(&self.inner.outbox);
         match out.admit(frame.len(), config.outbox_limit, kind) {
@@ -152,12 +171,15 @@ impl Connection {
         if let Some((sink, stamp)) = stamp.and_then(|s| out.claimable(s.at).map(|k| (k, s))) {
             out.writing = true;
             // An idle stream's queue is empty: the frame goes straight into the claim,
-            // and the queue is not touched (nor locked again to write it).
-            let own = if out.queue.is_empty() {
+            // and the queue is not touched (nor locked again to write it). A timed
+            // frame (one recipient of one publication in 64) still goes through the
+            // queue, where its probe follows it to the write.
+            let own = if out.queue.is_empty() && timed.is_none() {
                 out.active |= kind != Kind::KeepAlive;
                 Some(frame)
             } else {
                 out.queue(frame, kind);
+                out.probe_last_if(timed);
                 None
             };
             return Enqueued::Direct(Claim {
@@ -168,6 +190,7 @@ impl Connection {
             });
         }
         out.queue(frame, kind);
+        out.probe_last_if(timed);
         // During a direct write the task could do nothing: its end wakes it instead.
         if out.writing {
             self.inner.queued_behind.store(true, Ordering::Release);
@@ -202,8 +225,7 @@ impl Connection {
         out.writing = false;
         if let Some(frame) = unsent.filter(|_| out.state != OutboxState::Aborted) {
             // A claim dropped unwritten: its frame goes first, before what queued behind.
-            out.bytes += frame.len();
-            out.queue.push_front(frame);
+            out.put_back(frame);
         }
         let failed = match result {
             Some(Ok(rest)) => {
@@ -273,10 +295,12 @@ impl Claim {
         let alone = own.is_some();
         pieces.extend(own);
         // Frames queued behind the claim go out in the same write; the lock is taken only
-        // when some did (else `release` would find them and wake the task).
+        // when some did (else `release` would find them and wake the task). A timed
+        // frame is never the claim's own: it is among those.
         let behind = self.conn.inner.queued_behind.swap(false, Ordering::Acquire);
         if !alone || behind {
-            lock(&self.conn.inner.outbox).take_into(pieces);
+            let timed = lock(&self.conn.inner.outbox).take_into(pieces);
+            self.conn.record_latency(timed);
         }
         let result = if pieces.is_empty() {
             Ok(None)

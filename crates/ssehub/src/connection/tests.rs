@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -321,6 +321,53 @@ fn a_claim_dropped_unwritten_leaves_the_queue_to_the_task() {
     assert!(lock(&sink.written).is_empty());
 }
 
+/// How many publish-to-socket latencies `c`'s hub has recorded.
+fn latencies(c: &Connection) -> u64 {
+    c.owner().metrics().latency_seconds.snapshot().count
+}
+
+#[test]
+fn a_timed_frame_written_directly_records_its_latency_once() {
+    let (c, sink, wakes, _waker) = direct(Duration::ZERO);
+    let timed = c.enqueue_timed(frame("1"), Kind::Plain, Some(stamp(&c)), Instant::now());
+    let Enqueued::Direct(claim) = timed else {
+        panic!("an idle stream is claimed")
+    };
+    claim.write(&mut Vec::new());
+    assert_eq!(&lock(&sink.written)[..], b"data: 1\n\n");
+    assert_eq!(latencies(&c), 1);
+    c.send(&Message::new("2")).unwrap();
+    assert_eq!(&lock(&sink.written)[..], b"data: 1\n\ndata: 2\n\n");
+    assert_eq!(latencies(&c), 1, "an untimed frame records nothing");
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "both written directly");
+}
+
+#[test]
+fn a_timed_frame_behind_a_claim_dropped_unwritten_is_timed_when_taken() {
+    let (c, sink, _wakes, waker) = direct(Duration::ZERO);
+    // The claim's own frame is larger than a write: the task takes it alone, first.
+    let large = Bytes::from(format!("data: {}\n\n", "x".repeat(outbox::MAX_WRITE)));
+    let claim = c.enqueue(large.clone(), Some(stamp(&c)));
+    let behind = c.enqueue_timed(frame("2"), Kind::Plain, Some(stamp(&c)), Instant::now());
+    assert!(matches!(behind, Enqueued::Yes), "queued behind the claim");
+    drop(claim);
+    let mut pieces = Vec::new();
+    assert!(matches!(
+        c.poll_wire(&waker, &mut pieces),
+        Poll::Ready(Wire::Frames(_))
+    ));
+    assert_eq!(pieces, [large]);
+    assert_eq!(latencies(&c), 0, "the timed frame is still queued");
+    pieces.clear();
+    assert!(matches!(
+        c.poll_wire(&waker, &mut pieces),
+        Poll::Ready(Wire::Frames(_))
+    ));
+    assert_eq!(pieces, [frame("2")]);
+    assert_eq!(latencies(&c), 1);
+    assert!(lock(&sink.written).is_empty());
+}
+
 #[test]
 fn a_stream_aborted_during_a_direct_write_keeps_nothing() {
     let (c, sink, _wakes, waker) = direct(Duration::ZERO);
@@ -343,14 +390,7 @@ fn a_broadcast_from_a_current_thread_runtime_writes_at_once() {
     let hub = Hub::with_config(crate::HubConfig::default().history(None));
     let mut sinks = Vec::new();
     for _ in 0..2 {
-        let c = hub.connect(ConnectionConfig {
-            outbox_limit: 1 << 20,
-            policy: SlowConsumerPolicy::Close,
-            abort: None,
-            batch_window: Duration::ZERO,
-            resuming: false,
-            adaptive: true,
-        });
+        let c = hub.connect(ConnectionConfig::for_tests());
         let sink = Arc::new(Sink::default());
         c.attach_sink(sink.clone());
         let waker = futures_util::task::noop_waker();

@@ -49,7 +49,9 @@ impl Connection {
         let mut out = lock(&self.inner.outbox);
         if !out.queue.is_empty() {
             let mut pieces = Vec::new();
-            out.take_into(&mut pieces);
+            let timed = out.take_into(&mut pieces);
+            drop(out);
+            self.record_latency(timed);
             return Ok(Some(match <[Bytes; 1]>::try_from(pieces) {
                 Ok([one]) => one,
                 Err(pieces) => Bytes::from(pieces.concat()),
@@ -91,8 +93,11 @@ impl Connection {
             }
             if !out.queue.is_empty() {
                 out.parked = false;
-                out.take_into(pieces);
-                return Poll::Ready(Wire::Frames(out.next_write));
+                let timed = out.take_into(pieces);
+                let next_write = out.next_write;
+                drop(out);
+                self.record_latency(timed);
+                return Poll::Ready(Wire::Frames(next_write));
             }
             if let Some(end) = out.end() {
                 return Poll::Ready(end.into());
@@ -108,11 +113,22 @@ impl Connection {
     /// [`Connection::poll_wire`] does. `Some` if the stream has ended behind them.
     pub(crate) fn take_more(&self, pieces: &mut Vec<Bytes>) -> Option<Wire> {
         let mut out = lock(&self.inner.outbox);
-        out.take_into(pieces);
-        if out.queue.is_empty() {
+        let timed = out.take_into(pieces);
+        let wire = if out.queue.is_empty() {
             out.end().map(Wire::from)
         } else {
             None
+        };
+        drop(out);
+        self.record_latency(timed);
+        wire
+    }
+
+    /// A timed frame (published at `at`) was just taken for the socket.
+    pub(super) fn record_latency(&self, at: Option<Instant>) {
+        if let Some(at) = at {
+            let latency = &self.owner().metrics().latency_seconds;
+            latency.observe(at.elapsed());
         }
     }
 

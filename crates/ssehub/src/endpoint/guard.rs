@@ -50,6 +50,14 @@ pub(super) fn refusal(denied: &Denied) -> Response<SseBody> {
     res
 }
 
+/// Give `conn` the subject of `ctx`'s identity (a token's `sub`), for presence events,
+/// `/rooms/{room}` and the logs.
+pub(super) fn name(conn: &Connection, ctx: &RequestContext) {
+    if let Some(subject) = ctx.identity().and_then(Identity::subject) {
+        conn.set_identity(subject);
+    }
+}
+
 /// When `ctx`'s identity expires, send `conn` the [`EXPIRED_EVENT`] and close it (what it
 /// has queued goes first). The watch ends with the stream.
 pub(super) fn end_at_expiry(conn: &Connection, ctx: &RequestContext) {

@@ -24,14 +24,19 @@ impl Bearer {
         }
     }
 
+    /// Whether `given` is the token.
+    pub(super) fn accepts(&self, given: &[u8]) -> bool {
+        // `ct_eq` on slices of different lengths says no at once: only the length leaks.
+        bool::from(given.ct_eq(&self.token))
+    }
+
     /// `None` if `req` carries the token; else the 401 it gets.
     pub(super) fn refuse<B: From<Bytes>, R>(&self, req: &Request<R>) -> Option<Response<B>> {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| bearer(v.as_bytes()));
-        // `ct_eq` on slices of different lengths says no at once: only the length leaks.
-        if given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(&self.token))) {
+        if given.is_some_and(|g| self.accepts(g.as_bytes())) {
             return None;
         }
         let mut res = json(

@@ -40,6 +40,9 @@ pub struct Published {
     pub id: Option<String>,
     /// How many local connections it reached (counting duplicates unless de-duplicated).
     pub delivered: usize,
+    /// The bytes queued for them: `delivered` times the length of its frame (0 while
+    /// the count is not known, as `delivered`).
+    pub bytes: u64,
     /// Whether every node of the hub will get it: always for the in-process backplane
     /// (this process is the hub); for a distributed one, whether the backplane accepted
     /// it (`false`: it was delivered on this node only, the backplane being unreachable).
@@ -98,6 +101,17 @@ pub(crate) trait Backplane: Send + Sync {
 
     /// How much history this node keeps in memory.
     fn history_size(&self) -> Size;
+
+    /// How many events each of `rooms` keeps, in order (for a page of `GET /rooms`).
+    /// By default their histories are read; a backplane that can count without reading
+    /// says so (Redis: `XLEN`).
+    fn history_depths(&self, rooms: Vec<String>) -> BoxFuture<Vec<usize>> {
+        let reads: Vec<_> = rooms.into_iter().map(|r| self.history(r)).collect();
+        Box::pin(async move {
+            let kept = futures_util::future::join_all(reads).await;
+            kept.iter().map(Vec::len).collect()
+        })
+    }
 
     /// `room` got its first local member.
     fn room_added(&self, _room: &str) {}
@@ -204,11 +218,11 @@ impl Backplane for InProcess {
         let fanout = fanout::deliver(&self.local, p, &frame);
         drop(h);
         self.start_sweeper(history);
-        let delivered = fanout.finish();
-        self.local.metrics.deliveries.add(delivered as u64);
+        let delivered = self.local.finish(fanout, p, &frame);
         Ok(Published {
             id: Some(recorded.id),
             delivered,
+            bytes: (delivered * frame.bytes.len()) as u64,
             replicated: true,
         })
     }
@@ -259,9 +273,11 @@ pub(crate) fn deliver_unrecorded(local: &Local, p: &Publication, message: &Messa
         bytes: message.encode(),
         recorded_in: Vec::new(),
     };
+    let delivered = local.deliver(p, &frame);
     Published {
         id: message.id().map(str::to_owned),
-        delivered: local.deliver(p, &frame),
+        delivered,
+        bytes: (delivered * frame.bytes.len()) as u64,
         replicated: true,
     }
 }

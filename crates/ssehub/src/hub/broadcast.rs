@@ -149,6 +149,7 @@ impl<'a> Broadcast<'a> {
             rooms: self.rooms,
             except: self.except,
             unique: self.unique,
+            sample: crate::metrics::sample(),
         };
         (&self.hub.inner, publication)
     }

@@ -1,7 +1,9 @@
 //! The hub's configuration: what it enforces (rooms per connection and per publish, the
-//! size of one event) and which rooms keep history.
+//! size of one event), which rooms keep history, and which have presence (its options
+//! are in `presence.rs`).
 
 use super::history::{HistoryConfig, HistoryRules};
+use super::presence::PresenceRules;
 use crate::selector::RoomSelector;
 
 /// What a hub enforces and keeps: limits per connection and per publish, and which rooms
@@ -27,6 +29,8 @@ pub struct HubConfig {
     max_rooms_per_publish: usize,
     max_event_bytes: usize,
     history: HistoryRules,
+    /// Set by [`HubConfig::presence`] and [`HubConfig::presence_window`].
+    pub(super) presence: PresenceRules,
 }
 
 /// The default of [`HubConfig::max_event_bytes`]: half the default outbox bound
@@ -40,6 +44,7 @@ impl Default for HubConfig {
             max_rooms_per_publish: 256,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             history: HistoryRules::default(),
+            presence: PresenceRules::default(),
         }
     }
 }
@@ -116,6 +121,10 @@ impl HubConfig {
 
     pub(crate) fn history_rules(&self) -> &HistoryRules {
         &self.history
+    }
+
+    pub(crate) fn presence_rules(&self) -> &PresenceRules {
+        &self.presence
     }
 
     /// Whether any room keeps history.

@@ -7,12 +7,13 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::rooms::{Room, Rooms};
 use crate::connection::{Claim, Connection, ConnectionId, Enqueued, Kind, Stamp};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Sample};
 
 /// This process's side of the hub: the room table fan-outs read, and the counters they
 /// bump. The hub and its backplane share it; the backplane delivers through it (for a
@@ -27,20 +28,36 @@ impl Local {
     /// Fan `frame` out to the local members of `p`'s rooms and count the deliveries.
     /// Returns how many outboxes took it.
     pub(crate) fn deliver(&self, p: &Publication, frame: &Frame) -> usize {
-        let reached = deliver(self, p, frame).finish();
-        self.metrics.deliveries.add(reached as u64);
+        self.finish(deliver(self, p, frame), p, frame)
+    }
+
+    /// Finish `fanout`, of `p`'s `frame` ([`Fanout::finish`]), and count it: the
+    /// deliveries, their bytes and, for a timed publication, how long it took to be
+    /// queued. Once per publication, never per recipient. Returns how many outboxes
+    /// took it.
+    pub(crate) fn finish(&self, fanout: Fanout, p: &Publication, frame: &Frame) -> usize {
+        let reached = fanout.finish();
+        let m = &self.metrics;
+        m.deliveries.add(reached as u64);
+        m.delivered_bytes.add((reached * frame.bytes.len()) as u64);
+        if let Some(sample) = p.sample {
+            m.fanout_seconds.observe(sample.at.elapsed());
+        }
         reached
     }
 }
 
 /// What one publication delivers, and to whom.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Publication {
     pub(crate) rooms: Vec<String>,
     /// A connection to skip (typically the sender).
     pub(crate) except: Option<ConnectionId>,
     /// At most once per connection, even for one in several of the rooms.
     pub(crate) unique: bool,
+    /// Timed (one in so many, `metrics/histogram.rs`): one recipient's frame carries a
+    /// probe to its socket.
+    pub(crate) sample: Option<Sample>,
 }
 
 /// The encoded frame of a publication, and which of its rooms recorded it in their
@@ -81,6 +98,9 @@ pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Frame) -> Fanout {
     let mut seen = (p.unique && targets.len() > 1).then(HashSet::new);
     let recipients = targets.iter().map(|(r, _)| r.members().conns.len()).sum();
     let mut fanout = Fanout::new(recipients, &local.metrics);
+    if let Some(sample) = p.sample.filter(|_| recipients > 0) {
+        fanout.probe = Some((sample.seed as usize % recipients, sample.at));
+    }
     for (room, kind) in &targets {
         let members = room.members();
         for (id, conn) in &members.conns {
@@ -141,6 +161,9 @@ pub(crate) struct Fanout {
     /// When the fan-out began (one clock read for all recipients) and its number, if its
     /// recipients may be written directly.
     stamp: Option<Stamp>,
+    /// A timed publication: how many recipients to skip before the one that carries
+    /// the probe, and when the publication began.
+    probe: Option<(usize, Instant)>,
 }
 
 impl Fanout {
@@ -156,11 +179,24 @@ impl Fanout {
             overflowed: Vec::new(),
             claims: Vec::with_capacity(if direct { recipients } else { 0 }),
             stamp: direct.then_some(stamp),
+            probe: None,
         }
     }
 
     fn push(&mut self, conn: &Connection, frame: &Bytes, kind: Kind) {
-        match conn.enqueue_as(frame.clone(), kind, self.stamp) {
+        let enqueued = match &mut self.probe {
+            None => conn.enqueue_as(frame.clone(), kind, self.stamp),
+            Some((0, timed)) => {
+                let timed = *timed;
+                self.probe = None;
+                conn.enqueue_timed(frame.clone(), kind, self.stamp, timed)
+            }
+            Some((skip, _)) => {
+                *skip -= 1;
+                conn.enqueue_as(frame.clone(), kind, self.stamp)
+            }
+        };
+        match enqueued {
             // Deferred: the stream's replay will carry it.
             Enqueued::Yes | Enqueued::Deferred => self.reached += 1,
             Enqueued::Direct(claim) => {

@@ -286,9 +286,12 @@ impl Shared {
         } else {
             0
         };
+        // The frame every node delivers: the id line the script put before the rest.
+        let frame_len = rest.len() + if id.is_empty() { 0 } else { id.len() + 5 };
         Ok(Published {
             id: (!id.is_empty()).then_some(id),
             delivered,
+            bytes: (delivered * frame_len) as u64,
             replicated: true,
         })
     }
@@ -345,6 +348,7 @@ impl Backplane for RedisBackplane {
         Ok(Published {
             id: None,
             delivered: 0,
+            bytes: 0,
             replicated: true,
         })
     }
@@ -380,6 +384,22 @@ impl Backplane for RedisBackplane {
     fn history_size(&self) -> Size {
         // Kept in Redis, not counted here.
         Size::default()
+    }
+
+    fn history_depths(&self, rooms: Vec<String>) -> BoxFuture<Vec<usize>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            if rooms.is_empty() {
+                return Vec::new();
+            }
+            let mut pipe = redis::pipe();
+            for room in &rooms {
+                pipe.xlen(shared.keys.stream(room));
+            }
+            let depths: Result<Vec<usize>, _> = pipe.query_async(&mut shared.conn.clone()).await;
+            // Redis away: no depth to tell, as no history to read.
+            depths.unwrap_or_else(|_| vec![0; rooms.len()])
+        })
     }
 
     fn status(&self) -> BackplaneStatus {

@@ -5,14 +5,7 @@ use super::*;
 use crate::SlowConsumerPolicy;
 
 fn conn(hub: &Hub) -> Connection {
-    hub.connect(ConnectionConfig {
-        outbox_limit: 1 << 20,
-        policy: SlowConsumerPolicy::Close,
-        abort: None,
-        batch_window: std::time::Duration::ZERO,
-        resuming: false,
-        adaptive: true,
-    })
+    hub.connect(ConnectionConfig::for_tests())
 }
 
 #[test]

@@ -31,6 +31,7 @@ use super::prefixed::Prefixed;
 use super::{chunked, FirstRequest};
 use crate::connection::TransportAbort;
 use crate::endpoint::{PeerAddr, SseEndpoint};
+use crate::metrics::TransportKind;
 
 /// The largest request head considered for take-over; a larger one goes to hyper.
 const MAX_HEAD: usize = 8 * 1024;
@@ -87,6 +88,7 @@ pub(crate) async fn accept<F: FirstRequest>(
     let mut req = req;
     req.extensions_mut().insert(PeerAddr(peer));
     req.extensions_mut().insert(abort.clone());
+    req.extensions_mut().insert(TransportKind::Http1);
     let res = endpoint.handle(req).await;
     // Its own small task: the future that holds this connection stays small for the
     // hours it may live, whatever the accept path needed; it holds `first` only if its

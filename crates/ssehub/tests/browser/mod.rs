@@ -223,6 +223,25 @@ impl Browser {
         }
     }
 
+    /// Resize the window (the page is laid out again).
+    pub async fn window_size(&self, width: u32, height: u32) {
+        let path = format!("/session/{}/window/rect", self.session);
+        let body = json!({ "width": width, "height": height });
+        self.command(Method::POST, &path, Some(body), COMMAND_WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("resize the window: {e}"));
+    }
+
+    /// A screenshot of the window, as WebDriver gives it: a PNG, base64-encoded.
+    pub async fn screenshot_base64(&self) -> String {
+        let path = format!("/session/{}/screenshot", self.session);
+        let v = self
+            .command(Method::GET, &path, None, COMMAND_WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("take a screenshot: {e}"));
+        v.as_str().expect("a base64 string").to_owned()
+    }
+
     /// End the session (Chromium exits), then stop chromedriver.
     pub async fn quit(self) {
         let path = format!("/session/{}", self.session);

@@ -56,19 +56,31 @@ if n > 0 then
     local max_bytes = tonumber(ARGV[5 + 3 * i])
     local max_age = tonumber(ARGV[6 + 3 * i])
     if max_age > longest then longest = max_age end
+    local len = redis.call('XLEN', stream)
+    if len == 0 then
+      -- The stream expired whole (its newest event grew too old) or never was: what the
+      -- room had is gone, through its last event, and so are its bytes.
+      local last = redis.call('HGET', rmeta, 'last')
+      if last then redis.call('HSET', rmeta, 'dropped', last, 'bytes', 0) end
+    end
     redis.call('XADD', stream, seq .. '-1', 'f', frame, 't', now, 'c', own, 'h', header)
     local bytes = redis.call('HINCRBY', rmeta, 'bytes', #frame)
     redis.call('HSET', rmeta, 'last', seq)
-    local len = redis.call('XLEN', stream)
+    len = len + 1
     while len > 0 do
       local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)[1]
       local f, ts = first[2][2], tonumber(first[2][4])
-      local over = len > max_events or (bytes > max_bytes and len > 1) or (now - ts > max_age)
+      local old = now - ts > max_age
+      local over = len > max_events or (bytes > max_bytes and len > 1) or old
       if not over then break end
       redis.call('XDEL', stream, first[1])
       bytes = redis.call('HINCRBY', rmeta, 'bytes', -#f)
       redis.call('HSET', rmeta, 'dropped', string.match(first[1], '^(%d+)'))
       len = len - 1
+      -- Entries are in time order: the next one is younger than this one. If this one
+      -- went for the count or the bytes only, the next is not too old, and once those
+      -- bounds are met there is nothing to look at (an XRANGE saved per publish).
+      if not old and len <= max_events and not (bytes > max_bytes and len > 1) then break end
     end
     redis.call('PEXPIRE', stream, max_age)
     redis.call('PEXPIRE', rmeta, max_age + 86400000)

@@ -134,6 +134,8 @@ fn deliver(shared: &Shared, w: &Wire) {
         rooms: w.rooms.clone(),
         except: w.except.filter(|_| w.node == shared.node),
         unique: w.unique,
+        // Timed from its arrival on this node (one in so many, as at a publisher).
+        sample: crate::metrics::sample(),
     };
     let frame = Frame {
         bytes: w.frame.clone(),
@@ -155,8 +157,7 @@ fn deliver(shared: &Shared, w: &Wire) {
     let fanout = fanout::deliver(&shared.local, &publication, &frame);
     *delivered = w.seq;
     drop(delivered);
-    let n = fanout.finish();
-    shared.local.metrics.deliveries.add(n as u64);
+    let n = shared.local.finish(fanout, &publication, &frame);
     if w.node == shared.node {
         shared.delivered_own(w.seq, n);
     }

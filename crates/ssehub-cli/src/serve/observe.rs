@@ -1,0 +1,146 @@
+//! What an operator gets from `ssehub serve` besides the demo: `/metrics` for
+//! Prometheus, the stats API (`/rooms`, `/rooms/{room}`), the live `/dashboard` and the
+//! presence rooms (`--presence`).
+//!
+//! Every route is added here, in one place, and every one is guarded like `/stats`: by
+//! the API's token (`--publish-token`) when there is one, and, with auth on, by an admin
+//! token or a token whose claims say `"admin": true` (`serve/auth.rs`). The API's own
+//! routes ask for `Authorization: Bearer TOKEN`; the dashboard's page and feed, which a
+//! browser opens without headers, take it as `?token=TOKEN` too (see [`token_of`]).
+
+use std::convert::Infallible;
+
+use http::{Request, StatusCode};
+use hyper::body::Incoming;
+use ssehub::{HubApi, HubConfig, RoomSelector, Server};
+
+use super::dashboard::{self, Feed};
+use super::page;
+use crate::config::ObserveSection;
+
+/// The flags of the operator's routes; each overrides its key of `[observe]`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ObserveArgs {
+    /// Where Prometheus scrapes the hub's metrics (an empty path turns them off)
+    /// [default: /metrics].
+    #[arg(long, value_name = "PATH")]
+    pub metrics_path: Option<String>,
+    /// Where the live dashboard is served (an empty path turns it off); its event stream
+    /// is PATH/events [default: /dashboard].
+    #[arg(long, value_name = "PATH")]
+    pub dashboard_path: Option<String>,
+    /// Rooms whose members get `ssehub.join` / `ssehub.leave` events when others join or
+    /// leave: a name, `*`, or a prefix such as `chat.*` (repeatable).
+    #[arg(long, value_name = "ROOMS")]
+    pub presence: Vec<RoomSelector>,
+}
+
+impl ObserveArgs {
+    /// Set in `c` what these flags say.
+    pub fn apply(&self, c: &mut ObserveSection) {
+        if let Some(p) = &self.metrics_path {
+            c.metrics_path.clone_from(p);
+        }
+        if let Some(p) = &self.dashboard_path {
+            c.dashboard_path.clone_from(p);
+        }
+        c.presence.extend(self.presence.iter().cloned());
+    }
+}
+
+/// The hub's configuration with the presence rooms of `c`.
+pub fn hub_config(c: &ObserveSection, config: HubConfig) -> HubConfig {
+    c.presence
+        .iter()
+        .fold(config, |config, rooms| config.presence(rooms.clone()))
+}
+
+/// Add the operator's routes to `server` for the hub of `api`. The dashboard's feed,
+/// if any, runs until it is dropped.
+pub fn mount(
+    server: Server,
+    api: &HubApi,
+    args: &ObserveSection,
+) -> anyhow::Result<(Server, Option<Feed>)> {
+    let rooms = api.clone();
+    let room = api.clone();
+    let mut server = server
+        .route("/rooms", move |req| rooms.rooms(&req))
+        // `/rooms/{room}`: no exact route can hold it; what nothing else matched comes
+        // here, and only that path is answered.
+        .fallback(tower::service_fn(move |req: Request<Incoming>| {
+            let answer = room_path(req.uri().path()).map(|name| room.room(&req, name));
+            async move {
+                Ok::<_, Infallible>(match answer {
+                    Some(answer) => answer.await,
+                    None => page::plain(StatusCode::NOT_FOUND, "not found"),
+                })
+            }
+        }));
+    if !args.metrics_path.is_empty() {
+        let metrics = api.clone();
+        server = server.route(&args.metrics_path, move |req: Request<Incoming>| {
+            let api = metrics.clone();
+            async move { api.metrics(&req) }
+        });
+    }
+    if args.dashboard_path.is_empty() {
+        return Ok((server, None));
+    }
+    let (server, feed) = dashboard::mount(server, api, &args.dashboard_path)?;
+    Ok((server, Some(feed)))
+}
+
+/// The room of a `/rooms/{room}` path, still percent-encoded.
+fn room_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/rooms/")
+        .filter(|room| !room.is_empty() && !room.contains('/'))
+}
+
+/// The token a request carries: `Authorization: Bearer TOKEN`, else `?token=TOKEN`
+/// (what a browser can give a page it opens and an `EventSource`).
+pub fn token_of<B>(req: &Request<B>) -> Option<String> {
+    bearer(req.headers()).or_else(|| {
+        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    })
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header.
+pub fn bearer(headers: &http::HeaderMap) -> Option<String> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_paths_and_tokens() {
+        assert_eq!(room_path("/rooms/a%2Fb"), Some("a%2Fb"));
+        assert_eq!(room_path("/rooms/"), None);
+        assert_eq!(room_path("/rooms/a/b"), None);
+        assert_eq!(room_path("/x/rooms/a"), None);
+        let req = |uri: &str, auth: Option<&str>| {
+            let mut r = Request::get(uri);
+            if let Some(a) = auth {
+                r = r.header(http::header::AUTHORIZATION, a);
+            }
+            r.body(()).unwrap()
+        };
+        assert_eq!(
+            token_of(&req("/d?token=a%20b", None)).as_deref(),
+            Some("a b")
+        );
+        let both = req("/d?token=q", Some("Bearer h"));
+        assert_eq!(token_of(&both).as_deref(), Some("h"));
+        assert_eq!(token_of(&req("/d", Some("Basic x"))), None);
+        assert_eq!(token_of(&req("/d", None)), None);
+    }
+}
