@@ -492,3 +492,47 @@ fn es256_pair() -> (String, String) {
 fn es256_public_key_pem() -> String {
     es256_pair().1
 }
+
+#[tokio::test]
+async fn after_expiry_a_fresh_token_and_the_last_id_miss_nothing() {
+    let srv = server(auth()).await;
+    let short = with(|c| c["exp"] = json!(now() + 2));
+    let bearer = format!("Bearer {short}");
+    let mut first =
+        SseClient::connect(srv.addr, "/sse?room=news", &[("authorization", &bearer)]).await;
+    assert_eq!(first.status, StatusCode::OK);
+    first.next_of("welcome").await;
+    srv.hub
+        .to("news")
+        .publish(&ssehub::Message::new("before"))
+        .unwrap();
+    assert_eq!(first.next_event().await.data, "before");
+    let events = first.events_until_end().await;
+    assert_eq!(
+        events.last().map(|e| e.event.as_str()),
+        Some("ssehub.expired")
+    );
+    let cursor = first.last_event_id();
+    assert!(
+        !cursor.is_empty(),
+        "the expiry event leaves the cursor where it was"
+    );
+    // Published while the client has no stream.
+    srv.hub
+        .to("news")
+        .publish(&ssehub::Message::new("while away"))
+        .unwrap();
+    let fresh = format!("Bearer {}", signed(claims()));
+    let mut second = SseClient::connect(
+        srv.addr,
+        "/sse?room=news",
+        &[("authorization", &fresh), ("last-event-id", &cursor)],
+    )
+    .await;
+    assert_eq!(second.status, StatusCode::OK);
+    second.next_of("welcome").await;
+    // The replay comes at the end of the stream's set-up, after on_connect's welcome.
+    let missed = second.next_event().await;
+    assert_eq!(missed.data, "while away", "{missed:?}");
+    srv.stop().await;
+}
