@@ -379,6 +379,17 @@ async fn anonymous_publishing_only_when_allowed() {
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // A valid token does not narrow what anyone may do.
+    let bearer = format!("Bearer {}", signed(claims()));
+    let (status, _, body) = request(
+        srv.addr,
+        "POST",
+        "/publish?room=news",
+        &[("authorization", &bearer)],
+        "x",
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     srv.stop().await;
 }
 

@@ -246,11 +246,12 @@ impl Auth {
     /// The identity a publish is made as (the rooms are checked with
     /// [`Identity::may_publish`] once known), or why there is none.
     pub(crate) fn publisher(&self, headers: &HeaderMap, uri: &Uri) -> Result<Identity, Denied> {
+        // What anyone may do, a token holder may do too (as with subscribing): a valid
+        // token never narrows open publishing; an invalid one is still refused.
+        let open = || self.anonymous_publish.then(RoomSelector::any);
         match self.identify(headers, uri) {
-            Ok(Some(id)) => Ok(id),
-            Ok(None) if self.anonymous_publish => {
-                Ok(Identity::anonymous().publish([RoomSelector::any()]))
-            }
+            Ok(Some(id)) => Ok(id.publish(open())),
+            Ok(None) if self.anonymous_publish => Ok(Identity::anonymous().publish(open())),
             Ok(None) => Err(Denied::Unauthorized(AuthError::Missing)),
             Err(e) => Err(Denied::Unauthorized(e)),
         }
