@@ -134,20 +134,27 @@ fn announce(listeners: &[ListenerInfo], c: &Config) {
         };
         tracing::info!("listening on {}{what}", l.url());
     }
+    if let Some(warning) = open_warning(listeners, c) {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// The warning for publishing open to anyone on a listener beyond this machine.
+fn open_warning(listeners: &[ListenerInfo], c: &Config) -> Option<String> {
     let exposed: Vec<String> = listeners
         .iter()
         .filter(|l| !l.addr.ip().is_loopback())
         .map(|l| l.addr.to_string())
         .collect();
-    if !exposed.is_empty() && auth::publishing_is_open(&c.auth) {
-        tracing::warn!(
+    (!exposed.is_empty() && auth::publishing_is_open(&c.auth)).then(|| {
+        format!(
             "listening on {} with publishing open: anyone who can reach it may publish to \
              every client and read /stats, /rooms and the dashboard (every room's name, \
              every client's address); set --publish-token, or --jwt-secret / \
              --jwt-public-key",
             exposed.join(", ")
-        );
-    }
+        )
+    })
 }
 
 /// The hub: this process alone, or one node of those sharing `redis.url`.
@@ -243,4 +250,32 @@ fn now_rfc3339() -> String {
 /// The demo page (`GET` or `HEAD`; anything else is 405).
 fn index(req: Request<Incoming>) -> Response<Full<Bytes>> {
     page::html(&req, INDEX_HTML)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_publishing_is_warned_of_beyond_loopback_only() {
+        let on = |addr: &str| ListenerInfo {
+            addr: addr.parse().unwrap(),
+            tls: false,
+        };
+        let demo = Config::default();
+        assert_eq!(open_warning(&[on("127.0.0.1:2015")], &demo), None);
+        let warned = open_warning(&[on("127.0.0.1:80"), on("0.0.0.0:443")], &demo).unwrap();
+        assert!(
+            warned.contains("0.0.0.0:443") && !warned.contains(":80"),
+            "{warned}"
+        );
+        let mut guarded = Config::default();
+        guarded.auth.publish_token = Some("t".into());
+        assert_eq!(open_warning(&[on("0.0.0.0:443")], &guarded), None);
+        let mut jwt = Config::default();
+        jwt.auth.jwt_secret = Some("s".into());
+        assert_eq!(open_warning(&[on("0.0.0.0:443")], &jwt), None);
+        jwt.auth.allow_anonymous_publish = true;
+        assert!(open_warning(&[on("0.0.0.0:443")], &jwt).is_some());
+    }
 }
