@@ -1,14 +1,7 @@
 //! Per-room history: bounded rings of published events that outlive their rooms'
-//! members, the ids that are cursors into them, and what a stream that resumes from a
-//! cursor is owed.
-//!
-//! ## Ids
-//! One hub-wide sequence numbers every event recorded in any room's history. An event
-//! without an id of its own gets `<epoch>-<seq>`: `epoch` is 8 hex digits drawn at
-//! random when the history is created (so a cursor from before a restart is recognised
-//! as such), `seq` the decimal sequence number. Clients treat ids as opaque. An event that
-//! brings its own id keeps it; the id must then be unique within the history, non-empty,
-//! not `earliest`, and not of the hub's own form.
+//! members, and what a stream that resumes from a cursor is owed. How much each room
+//! keeps is in `history/config.rs`; the ids, cursors and the gap signal in
+//! `history/cursor.rs`.
 //!
 //! ## Concurrency
 //! All of it sits behind one mutex, which the in-process backplane also holds while it
@@ -28,175 +21,20 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::json;
 use tokio::time::Instant;
+
+mod config;
+mod cursor;
+
+pub use config::HistoryConfig;
+pub(crate) use config::HistoryRules;
+pub use cursor::GapReason;
+pub(crate) use cursor::{check_own_id, gap_frame, hub_form, id_only_frame, place, Resume};
 
 use super::publish_error::PublishError;
 use crate::frame::Message;
-use crate::selector::RoomSelector;
-
-/// How much history a room keeps: at most this many events, this many bytes (of encoded
-/// frames) and this old, whichever bound is reached first.
-///
-/// ```
-/// use std::time::Duration;
-/// use ssehub::HistoryConfig;
-///
-/// let audit = HistoryConfig::default()
-///     .max_events(100_000)
-///     .max_bytes(32 << 20)
-///     .max_age(Duration::from_secs(24 * 3600));
-/// assert_eq!(audit.events(), 100_000);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryConfig {
-    max_events: usize,
-    max_bytes: usize,
-    max_age: Duration,
-}
-
-impl Default for HistoryConfig {
-    /// 1,000 events, 1 MiB, 10 minutes.
-    fn default() -> Self {
-        HistoryConfig {
-            max_events: 1000,
-            max_bytes: 1024 * 1024,
-            max_age: Duration::from_secs(600),
-        }
-    }
-}
-
-impl HistoryConfig {
-    /// At most this many events (at least 1).
-    pub fn max_events(mut self, n: usize) -> Self {
-        self.max_events = n.max(1);
-        self
-    }
-
-    /// At most this many bytes of encoded frames. A single larger event is still kept
-    /// (alone), as an outbox keeps one larger frame.
-    pub fn max_bytes(mut self, bytes: usize) -> Self {
-        self.max_bytes = bytes.max(1);
-        self
-    }
-
-    /// Events older than this are dropped.
-    pub fn max_age(mut self, age: Duration) -> Self {
-        self.max_age = age;
-        self
-    }
-
-    /// The most events kept.
-    pub fn events(&self) -> usize {
-        self.max_events
-    }
-
-    /// The most bytes kept.
-    pub fn bytes(&self) -> usize {
-        self.max_bytes
-    }
-
-    /// The oldest an event may be.
-    pub fn age(&self) -> Duration {
-        self.max_age
-    }
-}
-
-/// Which rooms keep history, and how much: a default, overrides by room selector (the
-/// first that matches wins), a cap on all history, the name of the gap event.
-#[derive(Debug, Clone)]
-pub(crate) struct HistoryRules {
-    pub(crate) default: Option<HistoryConfig>,
-    pub(crate) overrides: Vec<(RoomSelector, Option<HistoryConfig>)>,
-    pub(crate) total_bytes: usize,
-    pub(crate) gap_event: String,
-}
-
-impl Default for HistoryRules {
-    fn default() -> Self {
-        HistoryRules {
-            default: Some(HistoryConfig::default()),
-            overrides: Vec::new(),
-            total_bytes: 64 * 1024 * 1024,
-            gap_event: "ssehub.gap".into(),
-        }
-    }
-}
-
-impl HistoryRules {
-    /// The history `room` keeps, if any.
-    pub(crate) fn for_room(&self, room: &str) -> Option<HistoryConfig> {
-        self.overrides
-            .iter()
-            .find(|(s, _)| s.matches(room))
-            .map_or(self.default, |(_, h)| *h)
-    }
-
-    /// Whether any room keeps history.
-    pub(crate) fn any(&self) -> bool {
-        self.default.is_some() || self.overrides.iter().any(|(_, h)| h.is_some())
-    }
-}
-
-/// Why a cursor could not be honoured: the `reason` of the gap event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GapReason {
-    /// Events after the cursor were dropped from the history (limits or age).
-    Evicted,
-    /// The cursor is from another epoch of the history (before a restart).
-    UnknownEpoch,
-    /// The cursor has the hub's form but cannot be read, or points past the newest event.
-    Malformed,
-    /// The cursor is an id of the caller's that the history does not hold (never seen,
-    /// or dropped).
-    UnknownId,
-    /// More was missed than one replay may carry (half the outbox): the oldest part is
-    /// left out.
-    ReplayLimit,
-    /// The backplane was unreachable for a while: events of other nodes may be missing.
-    Outage,
-}
-
-impl GapReason {
-    /// The reason as the gap event's JSON says it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GapReason::Evicted => "evicted",
-            GapReason::UnknownEpoch => "unknown-epoch",
-            GapReason::Malformed => "malformed",
-            GapReason::UnknownId => "unknown-id",
-            GapReason::ReplayLimit => "replay-limit",
-            GapReason::Outage => "outage",
-        }
-    }
-
-    /// Its place in [`GapReason::ALL`].
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Every reason, in a fixed order (for counters).
-    pub(crate) const ALL: [GapReason; 6] = [
-        GapReason::Evicted,
-        GapReason::UnknownEpoch,
-        GapReason::Malformed,
-        GapReason::UnknownId,
-        GapReason::ReplayLimit,
-        GapReason::Outage,
-    ];
-}
-
-/// Where a resuming stream starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Resume {
-    /// After the event bearing this id (the `Last-Event-ID`), or `earliest`.
-    After(String),
-    /// The newest `n` events (`?history=n`), for a first connection.
-    Newest(usize),
-}
 
 /// One recorded event of one room.
 #[derive(Debug, Clone)]
@@ -390,9 +228,9 @@ impl History {
             let Some(front) = ring.slots.front() else {
                 return;
             };
-            let over = ring.slots.len() > ring.limits.max_events
-                || (ring.bytes > ring.limits.max_bytes && ring.slots.len() > 1)
-                || now.saturating_duration_since(front.at) > ring.limits.max_age;
+            let over = ring.slots.len() > ring.limits.events()
+                || (ring.bytes > ring.limits.bytes() && ring.slots.len() > 1)
+                || now.saturating_duration_since(front.at) > ring.limits.age();
             if !over {
                 return;
             }
@@ -614,80 +452,6 @@ impl History {
             first.as_deref(),
         )
     }
-}
-
-/// Where `cursor` points: replay what follows this sequence number; or why it cannot be
-/// honoured. `epoch` and `top` are the history's (its newest sequence number); `own`
-/// looks up an id a caller gave.
-pub(crate) fn place(
-    cursor: &str,
-    epoch: &str,
-    top: u64,
-    own: impl FnOnce() -> Option<u64>,
-) -> Result<u64, GapReason> {
-    if cursor == "earliest" {
-        return Ok(0);
-    }
-    match hub_form(cursor) {
-        Some(Ok((e, seq))) if e == epoch && seq <= top => Ok(seq),
-        Some(Ok((e, _))) if e != epoch => Err(GapReason::UnknownEpoch),
-        Some(_) => Err(GapReason::Malformed),
-        None => own().ok_or(GapReason::UnknownId),
-    }
-}
-
-/// Whether a caller's own id can be a cursor (apart from being unique).
-pub(crate) fn check_own_id(id: &str) -> Result<(), PublishError> {
-    if id.is_empty() {
-        return Err(PublishError::EmptyId);
-    }
-    if id == "earliest" || hub_form(id).is_some() {
-        return Err(PublishError::ReservedId(id.to_owned()));
-    }
-    Ok(())
-}
-
-/// The gap event, named `event`: JSON `{"reason", "last_event_id", "rooms", "first_id"}`.
-pub(crate) fn gap_frame(
-    event: &str,
-    reason: GapReason,
-    cursor: Option<&str>,
-    rooms: &[String],
-    first: Option<&str>,
-) -> Bytes {
-    let data = json!({
-        "reason": reason.as_str(),
-        "last_event_id": cursor,
-        "rooms": rooms,
-        "first_id": first,
-    });
-    Message::builder()
-        .event(event)
-        .data(data.to_string())
-        .build()
-        .map(|m| m.encode())
-        .unwrap_or_else(|_| Message::new(data.to_string()).encode())
-}
-
-/// `id: <id>` alone: no event, but the client's cursor moves.
-pub(crate) fn id_only_frame(id: &str) -> Bytes {
-    Message::builder()
-        .id(id)
-        .build()
-        .expect("the hub's ids are valid")
-        .encode()
-}
-
-/// `Some` if `id` has the hub's form `<8 hex digits>-<digits>`: `Ok((epoch, seq))`,
-/// or `Err(())` when the number does not fit.
-pub(crate) fn hub_form(id: &str) -> Option<Result<(&str, u64), ()>> {
-    let (epoch, seq) = id.split_once('-')?;
-    let hex = epoch.len() == 8 && epoch.bytes().all(|b| b.is_ascii_hexdigit());
-    let digits = !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit());
-    if !hex || !digits {
-        return None;
-    }
-    Some(seq.parse().map(|n| (epoch, n)).map_err(|_| ()))
 }
 
 /// A random number for the epoch (from a fresh v4 UUID's random bits).

@@ -1,0 +1,148 @@
+//! Ids as cursors into the history, and the gap signal for a cursor that cannot be
+//! honoured.
+//!
+//! ## Ids
+//! One hub-wide sequence numbers every event recorded in any room's history. An event
+//! without an id of its own gets `<epoch>-<seq>`: `epoch` is 8 hex digits drawn at
+//! random when the history is created (so a cursor from before a restart is recognised
+//! as such), `seq` the decimal sequence number. Clients treat ids as opaque. An event that
+//! brings its own id keeps it; the id must then be unique within the history, non-empty,
+//! not `earliest`, and not of the hub's own form.
+//!
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::frame::Message;
+use crate::hub::publish_error::PublishError;
+
+/// Why a cursor could not be honoured: the `reason` of the gap event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GapReason {
+    /// Events after the cursor were dropped from the history (limits or age).
+    Evicted,
+    /// The cursor is from another epoch of the history (before a restart).
+    UnknownEpoch,
+    /// The cursor has the hub's form but cannot be read, or points past the newest event.
+    Malformed,
+    /// The cursor is an id of the caller's that the history does not hold (never seen,
+    /// or dropped).
+    UnknownId,
+    /// More was missed than one replay may carry (half the outbox): the oldest part is
+    /// left out.
+    ReplayLimit,
+    /// The backplane was unreachable for a while: events of other nodes may be missing.
+    Outage,
+}
+
+impl GapReason {
+    /// The reason as the gap event's JSON says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GapReason::Evicted => "evicted",
+            GapReason::UnknownEpoch => "unknown-epoch",
+            GapReason::Malformed => "malformed",
+            GapReason::UnknownId => "unknown-id",
+            GapReason::ReplayLimit => "replay-limit",
+            GapReason::Outage => "outage",
+        }
+    }
+
+    /// Its place in [`GapReason::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Every reason, in a fixed order (for counters).
+    pub(crate) const ALL: [GapReason; 6] = [
+        GapReason::Evicted,
+        GapReason::UnknownEpoch,
+        GapReason::Malformed,
+        GapReason::UnknownId,
+        GapReason::ReplayLimit,
+        GapReason::Outage,
+    ];
+}
+
+/// Where a resuming stream starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// After the event bearing this id (the `Last-Event-ID`), or `earliest`.
+    After(String),
+    /// The newest `n` events (`?history=n`), for a first connection.
+    Newest(usize),
+}
+
+/// Where `cursor` points: replay what follows this sequence number; or why it cannot be
+/// honoured. `epoch` and `top` are the history's (its newest sequence number); `own`
+/// looks up an id a caller gave.
+pub(crate) fn place(
+    cursor: &str,
+    epoch: &str,
+    top: u64,
+    own: impl FnOnce() -> Option<u64>,
+) -> Result<u64, GapReason> {
+    if cursor == "earliest" {
+        return Ok(0);
+    }
+    match hub_form(cursor) {
+        Some(Ok((e, seq))) if e == epoch && seq <= top => Ok(seq),
+        Some(Ok((e, _))) if e != epoch => Err(GapReason::UnknownEpoch),
+        Some(_) => Err(GapReason::Malformed),
+        None => own().ok_or(GapReason::UnknownId),
+    }
+}
+
+/// Whether a caller's own id can be a cursor (apart from being unique).
+pub(crate) fn check_own_id(id: &str) -> Result<(), PublishError> {
+    if id.is_empty() {
+        return Err(PublishError::EmptyId);
+    }
+    if id == "earliest" || hub_form(id).is_some() {
+        return Err(PublishError::ReservedId(id.to_owned()));
+    }
+    Ok(())
+}
+
+/// The gap event, named `event`: JSON `{"reason", "last_event_id", "rooms", "first_id"}`.
+pub(crate) fn gap_frame(
+    event: &str,
+    reason: GapReason,
+    cursor: Option<&str>,
+    rooms: &[String],
+    first: Option<&str>,
+) -> Bytes {
+    let data = json!({
+        "reason": reason.as_str(),
+        "last_event_id": cursor,
+        "rooms": rooms,
+        "first_id": first,
+    });
+    Message::builder()
+        .event(event)
+        .data(data.to_string())
+        .build()
+        .map(|m| m.encode())
+        .unwrap_or_else(|_| Message::new(data.to_string()).encode())
+}
+
+/// `id: <id>` alone: no event, but the client's cursor moves.
+pub(crate) fn id_only_frame(id: &str) -> Bytes {
+    Message::builder()
+        .id(id)
+        .build()
+        .expect("the hub's ids are valid")
+        .encode()
+}
+
+/// `Some` if `id` has the hub's form `<8 hex digits>-<digits>`: `Ok((epoch, seq))`,
+/// or `Err(())` when the number does not fit.
+pub(crate) fn hub_form(id: &str) -> Option<Result<(&str, u64), ()>> {
+    let (epoch, seq) = id.split_once('-')?;
+    let hex = epoch.len() == 8 && epoch.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit());
+    if !hex || !digits {
+        return None;
+    }
+    Some(seq.parse().map(|n| (epoch, n)).map_err(|_| ()))
+}
