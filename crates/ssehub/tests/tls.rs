@@ -276,3 +276,22 @@ async fn a_tls_client_that_stops_reading_meets_the_outbox_bound() {
     drop(stalled);
     srv.stop().await;
 }
+
+/// A client that opens TCP and never starts the TLS handshake (or stops half-way) is cut
+/// at the header timeout, as a plain client that sends no request is.
+#[tokio::test]
+async fn a_handshake_that_never_comes_is_cut_at_the_header_timeout() {
+    let cert = SelfSigned::new();
+    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let srv = TestServer::start_with(SseOptions::new(), |s: Server| {
+        s.tls(tls).header_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let got = ssehub_testkit::until_closed("the silent client is cut", &mut silent).await;
+    assert!(
+        got.is_empty(),
+        "nothing is sent to a client that said nothing"
+    );
+    srv.stop().await;
+}
