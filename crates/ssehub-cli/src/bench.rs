@@ -373,7 +373,7 @@ mod tests {
         let args = ServeCli::try_parse_from(argv)
             .expect("valid serve arguments")
             .args;
-        let task = tokio::spawn(crate::serve::run(args));
+        let task = tokio::spawn(crate::serve::run(args.config().expect("a valid config")));
         let url = format!("http://127.0.0.1:{port}");
         let target = Target::parse(&url).await.unwrap();
         tokio::time::timeout(Duration::from_secs(10), async {

@@ -3,7 +3,9 @@
 //! - `ssehub serve` (the default): the demo of the seed: page at `/`, `/sse`, a ticker,
 //!   `POST /publish` and `GET /stats`, on 127.0.0.1:2015 (`--bind 0.0.0.0` to expose it,
 //!   `--publish-token` to guard it); for its operator `/metrics`, `/rooms`,
-//!   `/rooms/{room}` and the live `/dashboard` (behind the same token).
+//!   `/rooms/{room}` and the live `/dashboard` (behind the same credential).
+//!   `ssehub serve --config FILE` reads a TOML configuration (`config.rs`).
+//! - `ssehub check-config FILE`: check a configuration and print it as `serve` would run.
 //! - `ssehub listen URL`: a terminal SSE client.
 //! - `ssehub publish`: post one event to a running server.
 //! - `ssehub bench`: a load generator that reports deliveries, latency and server cost.
@@ -11,6 +13,7 @@
 //! - `ssehub top`: a running hub at a glance, refreshed every second.
 
 mod bench;
+mod config;
 mod fd_limit;
 mod hub_client;
 mod listen;
@@ -38,6 +41,12 @@ struct Cli {
 enum Command {
     /// Run the demo server (the default when no command is given).
     Serve(serve::Args),
+    /// Check a configuration file (with the environment's overrides) and print the
+    /// effective configuration, secrets hidden.
+    CheckConfig {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
     /// Connect to an SSE endpoint and print its events.
     Listen(listen::Args),
     /// Publish one event through a server's POST /publish.
@@ -55,24 +64,37 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let command = match cli.command {
         Some(c) => c,
         // `ssehub` alone serves the demo; flags still come from the environment.
         None => Command::Serve(serve::Args::from_env()?),
     };
+    // The configuration is read before logging starts: it says the log level.
+    let config = match &command {
+        Command::Serve(a) => Some(a.config()?),
+        Command::CheckConfig { file } => {
+            let config = config::Config::load(Some(file))?;
+            config.validate()?;
+            print!("{}", config.to_redacted_toml());
+            return Ok(());
+        }
+        _ => None,
+    };
+    let level = config.as_ref().map_or("info", |c| c.log.level.as_str());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
         match command {
-            Command::Serve(a) => serve::run(a).await,
+            Command::Serve(_) => serve::run(config.expect("read above")).await,
+            Command::CheckConfig { .. } => unreachable!("answered above"),
             Command::Listen(a) => listen::run(a).await,
             Command::Publish(a) => publish::run(a).await,
             Command::Bench(a) => bench::run(a).await,

@@ -1,145 +1,64 @@
-//! `ssehub serve`: the demo server of the seed, and a small hub you can publish to.
+//! `ssehub serve`: the demo server of the seed, and a hub you can put on the internet
+//! with one config file (`config.rs`).
 //!
 //! Routes:
-//! - `/`: the demo page (embedded in the binary; `--static DIR` serves a folder instead).
+//! - `/`: the demo page (embedded in the binary; `--static DIR` serves a folder instead,
+//!   `demo.page = false` neither).
 //! - `/sse`: the event stream. A new client gets event `status` with data `connected`;
 //!   `?room=a&room=b` joins those rooms besides `__all`.
-//! - `POST /publish`, `GET /stats`: the library's [`HubApi`] for this hub; open unless
-//!   `--publish-token` is given, so the demo listens on 127.0.0.1 unless told otherwise
-//!   (`--bind 0.0.0.0`, with a warning while publishing is open).
+//! - `POST /publish`, `GET /stats`: the library's [`HubApi`] for this hub; open unless a
+//!   token is configured (`serve/auth.rs`), so the demo listens on 127.0.0.1 unless told
+//!   otherwise (with a warning while publishing is open).
 //! - `/metrics`, `/rooms`, `/rooms/{room}`, `/dashboard`: what an operator watches the
-//!   hub with (`observe.rs`), behind the same token.
+//!   hub with (`serve/observe.rs`), behind the same credential as `/stats`.
 //!
-//! A ticker broadcasts event `tick` to `__all` every `--tick-interval` seconds. Every
-//! room keeps a history (`--history-size`, `--history-age`, `--no-history`), so a page
-//! that loses its connection gets what it missed when its `EventSource` reconnects.
+//! The flags are `serve/args.rs`; TLS `serve/tls.rs`; cross-origin pages `serve/cors.rs`.
+//! A ticker broadcasts event `tick` to `__all` every `demo.tick_interval`. Every room
+//! keeps a history unless `history.enabled = false`, so a page that loses its
+//! connection gets what it missed when its `EventSource` reconnects.
 
+mod args;
+mod auth;
+mod cors;
 mod dashboard;
 mod observe;
 mod page;
+mod tls;
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use clap::Parser;
 use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use ssehub::{
-    HistoryConfig, Hub, HubApi, HubConfig, Message, RedisConfig, Server, SseOptions, StaticFiles,
-    ROOM_ALL,
+    Auth, HistoryConfig, Hub, HubApi, HubConfig, ListenerInfo, Message, RedisConfig, Server,
+    SlowConsumerPolicy, SseOptions, StaticFiles, ROOM_ALL,
 };
+
+pub use self::args::Args;
+use crate::config::{redact_url, Config, SlowConsumer};
 
 /// The demo page, compiled into the binary so `ssehub` alone has everything it serves.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// Port to listen on.
-    #[arg(long, env = "SSEHUB_PORT", default_value_t = 2015)]
-    pub port: u16,
-    /// Address to bind (`0.0.0.0` to be reachable from other machines).
-    #[arg(long, env = "SSEHUB_BIND", default_value = "127.0.0.1")]
-    pub bind: IpAddr,
-    /// Require `Authorization: Bearer TOKEN` on `POST /publish`, `GET /stats` and the
-    /// operator's routes (`/metrics`, `/rooms`, `/rooms/{room}`; the dashboard takes it
-    /// as `?token=TOKEN` too, for a browser).
-    #[arg(
-        long,
-        env = "SSEHUB_PUBLISH_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub publish_token: Option<String>,
-    /// The largest `POST /publish` body, in bytes (an event is also refused, with 413,
-    /// when it is over 512 KiB once encoded).
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
-    pub max_publish_body: usize,
-    /// Serve this folder at `/` instead of the built-in demo page.
-    #[arg(long = "static", value_name = "DIR")]
-    pub static_dir: Option<PathBuf>,
-    /// Seconds between `tick` events to `__all` (fractions allowed; 0 turns the ticker off).
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds, allow_negative_numbers = true)]
-    pub tick_interval: Duration,
-    /// Seconds between `: ping` comments on idle streams (0 turns keep-alive off).
-    #[arg(long, value_name = "SECONDS", default_value = "15", value_parser = parse_seconds, allow_negative_numbers = true)]
-    pub keep_alive: Duration,
-    /// Seconds a busy stream lets events gather before its next write (0 writes at once).
-    #[arg(long, value_name = "SECONDS", default_value = "0.02", value_parser = parse_seconds, allow_negative_numbers = true)]
-    pub batch_window: Duration,
-    /// Events each room's history keeps for clients that reconnect (`Last-Event-ID`).
-    #[arg(long, value_name = "EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub history_size: u64,
-    /// Seconds an event stays in its room's history.
-    #[arg(long, value_name = "SECONDS", default_value = "600", value_parser = parse_seconds, allow_negative_numbers = true)]
-    pub history_age: Duration,
-    /// Keep no history: reconnecting clients get live events only.
-    #[arg(long)]
-    pub no_history: bool,
-    /// Join the nodes that share this Redis (`redis://HOST:PORT/DB`): rooms and history
-    /// in common. Without it, this process is the whole hub.
-    #[arg(long, env = "SSEHUB_REDIS_URL", value_name = "URL")]
-    pub redis: Option<String>,
-    /// The prefix of every key this hub keeps in Redis (hubs sharing a Redis differ here).
-    #[arg(
-        long,
-        env = "SSEHUB_REDIS_PREFIX",
-        default_value = "ssehub",
-        value_name = "PREFIX"
-    )]
-    pub redis_prefix: String,
-    #[command(flatten)]
-    pub observe: observe::ObserveArgs,
-}
-
-#[derive(Parser)]
-struct Standalone {
-    #[command(flatten)]
-    args: Args,
-}
-
-impl Args {
-    /// The arguments of a bare `ssehub`: defaults, overridden by environment variables.
-    pub fn from_env() -> anyhow::Result<Args> {
-        Ok(Standalone::try_parse_from(["ssehub"])?.args)
-    }
-}
-
-/// A duration in seconds, fractions allowed: `0` (off), or at least one millisecond.
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!(
-            "{s:?} must be a finite number of seconds, 0 or more"
-        ));
-    }
-    if secs > 0.0 && secs < 0.001 {
-        return Err(format!("{s:?} is too short: use 0 (off) or at least 0.001"));
-    }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
-}
-
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    let hub = hub(&args).await?;
-    let sse = sse_options(&args).with_hub(hub.clone());
-    let mut server = Server::new(SocketAddr::new(args.bind, args.port)).sse(sse);
-    server = match &args.static_dir {
-        Some(dir) => {
-            anyhow::ensure!(dir.is_dir(), "--static {}: not a directory", dir.display());
-            server.static_files(StaticFiles::new(dir))
-        }
-        None => server
-            .route("/", |req| async move { index(req) })
-            .route("/index.html", |req| async move { index(req) }),
-    };
-    let api = hub_api(&args, &hub);
-    let publish_api = api.clone();
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let hub = hub(&config).await?;
+    let stream_auth = auth::stream_auth(&config.auth)?;
+    let sse = sse_options(&config, stream_auth.clone()).with_hub(hub.clone());
+    let server = listeners(&config)?.sse(sse);
+    let server = pages(server, &config)?;
+    let api = HubApi::new(hub.clone()).max_publish_body(config.limits.max_publish_body);
+    let api = auth::guard_api(api, &config.auth, stream_auth.as_ref())?;
+    let server = api_routes(server, &config, &api)?;
+    let (server, feed) = observe::mount(server, &api, &config.observe)?;
     let server = server
+        .header_timeout(config.server.header_timeout)
+        .idle_timeout((!config.server.idle_timeout.is_zero()).then_some(config.server.idle_timeout))
+        .max_connections(
+            (config.limits.max_connections > 0).then_some(config.limits.max_connections),
+        )
+        .grace(config.server.grace)
         .shutdown_message(
             Message::builder()
                 .event("status")
@@ -147,36 +66,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .build()
                 .expect("a fixed, valid message"),
         )
-        .route("/publish", move |req| {
-            let api = publish_api.clone();
-            async move { api.publish(req).await }
-        })
-        .route("/stats", {
-            let api = api.clone();
-            move |req| {
-                let api = api.clone();
-                async move { api.stats(&req) }
-            }
-        });
-    let (server, feed) = observe::mount(server, &api, &args.observe)?;
-    let server = server.bind().await?;
-    let addr = server.local_addr();
-    let shown = if addr.ip().is_unspecified() {
-        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), addr.port())
-    } else {
-        addr
-    };
-    tracing::info!("server started at http://{shown}/");
-    if !addr.ip().is_loopback() && args.publish_token.is_none() {
-        tracing::warn!(
-            "listening on {addr} without --publish-token: anyone who can reach it may \
-             publish to every client and read /stats, /rooms and the dashboard (every \
-             room's name, every client's address)"
-        );
-    }
-
-    let ticker = (!args.tick_interval.is_zero())
-        .then(|| tokio::spawn(ticker(hub.clone(), args.tick_interval)));
+        .bind()
+        .await?;
+    announce(&server.listeners(), &config);
+    let every = config.demo.tick_interval;
+    let ticker = (!every.is_zero()).then(|| tokio::spawn(ticker(hub.clone(), every)));
     server.run().await;
     if let Some(t) = ticker {
         t.abort();
@@ -186,61 +80,143 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `/publish` and `/stats`, with the demo's body limit and, if given, its token.
-fn hub_api(args: &Args, hub: &Hub) -> HubApi {
-    let api = HubApi::new(hub.clone()).max_publish_body(args.max_publish_body);
-    match args.publish_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(token) => api.bearer_token(token),
-        None => api,
+/// The listeners: the main one (TLS when configured) and the optional plain one.
+fn listeners(c: &Config) -> anyhow::Result<Server> {
+    let mut server = Server::new(c.server.listen);
+    if let Some(tls) = tls::tls_config(&c.tls)? {
+        server = server.tls(tls);
+    }
+    if let Some(addr) = c.server.also_listen {
+        server = server.also_listen(addr);
+    }
+    Ok(server)
+}
+
+/// The demo page, a static folder, or neither.
+fn pages(server: Server, c: &Config) -> anyhow::Result<Server> {
+    Ok(match &c.demo.static_dir {
+        Some(dir) => {
+            anyhow::ensure!(dir.is_dir(), "--static {}: not a directory", dir.display());
+            server.static_files(StaticFiles::new(dir))
+        }
+        None if c.demo.page => server
+            .route("/", |req| async move { index(req) })
+            .route("/index.html", |req| async move { index(req) }),
+        None => server,
+    })
+}
+
+/// `/publish` and `/stats` of `api`, under `[cors]`'s layer.
+fn api_routes(server: Server, c: &Config, api: &HubApi) -> anyhow::Result<Server> {
+    let api = api.clone();
+    let layer = cors::api_layer(&c.cors)?;
+    let publish_api = api.clone();
+    let publish = cors::wrap(layer.clone(), move |req| {
+        let api = publish_api.clone();
+        async move { api.publish(req).await }
+    });
+    let stats = cors::wrap(layer, move |req| {
+        let api = api.clone();
+        async move { api.stats(&req) }
+    });
+    Ok(server
+        .route("/publish", move |req| publish(req))
+        .route("/stats", move |req| stats(req)))
+}
+
+/// One line per listener, and a warning for publishing open beyond this machine.
+fn announce(listeners: &[ListenerInfo], c: &Config) {
+    for l in listeners {
+        let what = if l.tls {
+            " (TLS: HTTP/2 and HTTP/1.1)"
+        } else {
+            ""
+        };
+        tracing::info!("listening on {}{what}", l.url());
+    }
+    if let Some(warning) = open_warning(listeners, c) {
+        tracing::warn!("{warning}");
     }
 }
 
-/// The hub: this process alone, or one node of those sharing `--redis`.
-async fn hub(args: &Args) -> anyhow::Result<Hub> {
-    let history = (!args.no_history).then(|| {
+/// The warning for publishing open to anyone on a listener beyond this machine.
+fn open_warning(listeners: &[ListenerInfo], c: &Config) -> Option<String> {
+    let exposed: Vec<String> = listeners
+        .iter()
+        .filter(|l| !l.addr.ip().is_loopback())
+        .map(|l| l.addr.to_string())
+        .collect();
+    (!exposed.is_empty() && auth::publishing_is_open(&c.auth)).then(|| {
+        format!(
+            "listening on {} with publishing open: anyone who can reach it may publish to \
+             every client and read /stats, /rooms and the dashboard (every room's name, \
+             every client's address); set --publish-token, or --jwt-secret / \
+             --jwt-public-key",
+            exposed.join(", ")
+        )
+    })
+}
+
+/// The hub: this process alone, or one node of those sharing `redis.url`.
+async fn hub(c: &Config) -> anyhow::Result<Hub> {
+    let h = &c.history;
+    let history = h.enabled.then(|| {
         HistoryConfig::default()
-            .max_events(usize::try_from(args.history_size).unwrap_or(usize::MAX))
-            .max_age(args.history_age)
+            .max_events(h.max_events)
+            .max_bytes(h.max_bytes)
+            .max_age(h.max_age)
     });
-    let config = args
-        .observe
-        .hub_config(HubConfig::default().history(history));
-    Ok(match &args.redis {
+    let config = observe::hub_config(&c.observe, HubConfig::default())
+        .history(history)
+        .history_total_bytes(h.total_bytes)
+        .max_rooms_per_connection(c.limits.max_rooms_per_connection);
+    Ok(match &c.redis.url {
         None => Hub::with_config(config),
         Some(url) => {
-            let redis = RedisConfig::new(url.as_str()).prefix(args.redis_prefix.as_str());
+            let redis = RedisConfig::new(url.as_str()).prefix(c.redis.prefix.as_str());
             let hub = Hub::with_redis(config, redis)
                 .await
-                .map_err(|e| anyhow::anyhow!("--redis {}: {e}", redact(url)))?;
-            tracing::info!(redis = %redact(url), prefix = %args.redis_prefix, "joined the nodes sharing this Redis");
+                .map_err(|e| anyhow::anyhow!("--redis {}: {e}", redact_url(url)))?;
+            tracing::info!(redis = %redact_url(url), prefix = %c.redis.prefix, "joined the nodes sharing this Redis");
             hub
         }
     })
 }
 
-/// A Redis URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-fn sse_options(args: &Args) -> SseOptions {
-    let keep_alive = (!args.keep_alive.is_zero()).then_some(args.keep_alive);
-    SseOptions::new()
-        .keep_alive(keep_alive)
-        .batch_window(args.batch_window)
+fn sse_options(c: &Config, auth: Option<Auth>) -> SseOptions {
+    let s = &c.sse;
+    let off = |d: Duration| (!d.is_zero()).then_some(d);
+    let limit = |n: usize| (n > 0).then_some(n);
+    let mut options = SseOptions::new()
+        .prefix(s.prefix.as_str())
+        .keep_alive(off(s.keep_alive))
+        .retry(off(s.retry))
+        .outbox_limit(s.outbox_limit)
+        .slow_consumer(match s.slow_consumer {
+            SlowConsumer::Close => SlowConsumerPolicy::Close,
+            SlowConsumer::DropEvent => SlowConsumerPolicy::DropEvent,
+        })
+        .batch_window(s.batch_window)
+        .adaptive_batching(s.adaptive_batching)
         // Joined before `on_connect`: a client that has seen `status` is in its rooms.
-        .rooms_from_query(true)
-        // Streams for the demo's own page and for clients that are not web pages; another
-        // site's page may not open them from its visitors' browsers.
-        .allowed_origins(Vec::<String>::new())
+        .rooms_from_query(s.rooms_from_query)
+        .max_connections(limit(c.limits.max_streams))
+        .max_connections_per_ip(limit(c.limits.max_streams_per_ip))
+        .trusted_proxies(c.limits.trusted_proxies.iter().copied())
         .on_connect(|conn, _ctx| async move {
             let _ = conn.send_event("status", "connected");
-        })
+        });
+    options = if s.auto_join_room.is_empty() {
+        options.no_auto_join()
+    } else {
+        options.auto_join_room(s.auto_join_room.as_str())
+    };
+    if let Some(auth) = auth {
+        options = options.auth(auth);
+    }
+    // Streams for the hub's own pages and for clients that are not web pages, unless
+    // `[cors]` lets other pages in.
+    cors::sse_origins(options, &c.cors)
 }
 
 async fn ticker(hub: Hub, every: Duration) {
@@ -281,14 +257,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seconds_parse_fractions_and_refuse_nonsense() {
-        assert_eq!(parse_seconds("1").unwrap(), Duration::from_secs(1));
-        assert_eq!(parse_seconds("0.25").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_seconds("0").unwrap(), Duration::ZERO);
-        assert!(parse_seconds("-1").is_err());
-        assert!(parse_seconds("abc").is_err());
-        assert!(parse_seconds("inf").is_err());
-        assert!(parse_seconds("NaN").is_err());
-        assert!(parse_seconds("0.0000001").is_err());
+    fn open_publishing_is_warned_of_beyond_loopback_only() {
+        let on = |addr: &str| ListenerInfo {
+            addr: addr.parse().unwrap(),
+            tls: false,
+        };
+        let demo = Config::default();
+        assert_eq!(open_warning(&[on("127.0.0.1:2015")], &demo), None);
+        let warned = open_warning(&[on("127.0.0.1:80"), on("0.0.0.0:443")], &demo).unwrap();
+        assert!(
+            warned.contains("0.0.0.0:443") && !warned.contains(":80"),
+            "{warned}"
+        );
+        let mut guarded = Config::default();
+        guarded.auth.publish_token = Some("t".into());
+        assert_eq!(open_warning(&[on("0.0.0.0:443")], &guarded), None);
+        let mut jwt = Config::default();
+        jwt.auth.jwt_secret = Some("s".into());
+        assert_eq!(open_warning(&[on("0.0.0.0:443")], &jwt), None);
+        jwt.auth.allow_anonymous_publish = true;
+        assert!(open_warning(&[on("0.0.0.0:443")], &jwt).is_some());
     }
 }

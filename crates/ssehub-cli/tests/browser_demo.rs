@@ -1,7 +1,8 @@
 //! The demo as a person sees it: headless Chromium loads the page that `ssehub serve`
 //! embeds, shows "connected", logs the `status` event, a tick, a message published through
 //! `POST /publish`, one published with the page's own form, and, after its "drop
-//! connection" button, every tick once: the stream resumes after its last id.
+//! connection" button, every tick once: the stream resumes after its last id. And the
+//! same page over TLS (`--tls-self-signed`), on HTTP/2.
 
 #[path = "../../ssehub/tests/browser/mod.rs"]
 mod browser;
@@ -115,5 +116,49 @@ async fn demo_page_connects_and_shows_ticks_and_published_messages() {
     assert_eq!(ticks, want, "every tick once, in order, across the drop");
     let gap = "return document.getElementById('gap').hidden";
     assert_eq!(browser.eval(gap).await, Value::Bool(true), "no gap signal");
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn demo_page_works_over_tls_on_http2() {
+    if !browser::require("chromium and chromedriver", browser::available()) {
+        return;
+    }
+    let server = ServeProcess::start(&["--tls-self-signed", "--tick-interval", "0.2"]);
+    // The certificate is made at start and trusted by nobody: for this test only.
+    let browser = Browser::start_with(&["--ignore-certificate-errors"]).await;
+    browser
+        .goto(&format!(
+            "https://127.0.0.1:{}/?room=lobby",
+            server.addr.port()
+        ))
+        .await;
+    let status = "return document.querySelector('#status span').textContent";
+    browser
+        .poll("the status line", status, LIMIT, |v| v == "connected")
+        .await;
+    let log = "return document.getElementById('log').textContent";
+    browser
+        .poll("a tick", log, LIMIT, log_has("[tick] tick #"))
+        .await;
+    let protocol = "return performance.getEntriesByType('navigation')[0].nextHopProtocol";
+    assert_eq!(
+        browser.eval(protocol).await,
+        Value::from("h2"),
+        "the page came over HTTP/2"
+    );
+    // The page's own form publishes over the same HTTP/2 connection.
+    browser
+        .eval(
+            "document.getElementById('publish-room').value = 'lobby';
+             document.getElementById('publish-event').value = 'chat';
+             document.getElementById('publish-data').value = 'over h2';
+             document.getElementById('publish').requestSubmit();
+             return true;",
+        )
+        .await;
+    browser
+        .poll("the form's message", log, LIMIT, log_has("[chat] over h2"))
+        .await;
     browser.quit().await;
 }

@@ -6,6 +6,8 @@
 //!   [`get`], [`post`]) and its whole answer ([`Reply`]); [`free_port`].
 //! - [`raw`]: HTTP/1.1 written and read by hand on a socket, for what a well-behaved
 //!   client cannot send or would hide: [`raw_request`], [`RawHead`], stalled readers.
+//! - [`tls`]: certificates made for the test ([`tls::SelfSigned`]) and one request
+//!   over TLS, HTTP/2 or HTTP/1.1 by ALPN ([`tls::send_tls`]).
 //! - [`sse`]: [`SseClient`], an event-stream client (hyper's HTTP/1 client and the
 //!   library's [`ssehub::decode::EventStream`]).
 //!
@@ -16,6 +18,7 @@
 pub mod http;
 pub mod raw;
 pub mod sse;
+pub mod tls;
 pub mod wait;
 
 pub use http::{free_port, get, post, request, send, Reply};

@@ -22,6 +22,7 @@
 
 mod body;
 mod client_addr;
+mod guard;
 mod hooks;
 mod keepalive;
 mod options;
@@ -149,9 +150,17 @@ impl SseEndpoint {
             refused(Refusal::BadRequest);
             return plain(StatusCode::BAD_REQUEST, &why);
         }
+        let mut ctx = match guard::admit(&self.inner.opts, ctx) {
+            Ok(ctx) => ctx,
+            Err(denied) => {
+                refused(Refusal::Auth);
+                return guard::refusal(&denied);
+            }
+        };
         if let Some(hook) = &self.inner.opts.authorize {
             match hooks::run_authorize(hook, ctx.clone()).await {
-                Verdict::Admit => {}
+                Verdict::Admit(id) if id.is_anonymous() => {}
+                Verdict::Admit(id) => ctx = ctx.with_identity(id),
                 Verdict::Refuse(rejection) => {
                     refused(Refusal::Authorize);
                     return self.reject(&req, rejection);
@@ -212,6 +221,7 @@ impl SseEndpoint {
             let h = res.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
             h.insert(header::VARY, HeaderValue::from_static("origin"));
+            self.credentials(h);
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_METHODS,
                 HeaderValue::from_static("GET, HEAD"),
@@ -249,6 +259,8 @@ impl SseEndpoint {
             adaptive: opts.adaptive_batching,
         };
         let conn = opts.hub.connect_from(config, origin);
+        // Before its first join: presence and `/rooms` show who it is from the start.
+        guard::name(&conn, &ctx);
         self.inner.admission.bind(ip, &conn);
         let _ = conn.send_frame(self.inner.preamble.clone());
         if let Some(retry) = opts.retry {
@@ -274,6 +286,7 @@ impl SseEndpoint {
                 }
             }
         };
+        guard::end_at_expiry(&conn, &ctx);
         hooks::start(
             &conn,
             ctx,
@@ -367,8 +380,21 @@ impl SseEndpoint {
         } else if let Some(OriginVerdict::Listed(origin)) = self.origin(req) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             h.insert(header::VARY, HeaderValue::from_static("origin"));
+            self.credentials(h);
         }
         res
+    }
+
+    /// `Access-Control-Allow-Credentials` for an echoed origin, when allowed (never with
+    /// `*`).
+    fn credentials(&self, h: &mut http::HeaderMap) {
+        let opts = &self.inner.opts;
+        if opts.allow_credentials && !opts.allow_any_origin {
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
     }
 
     /// What the allowed origins say of `req` (`None`: the check is off).

@@ -8,9 +8,9 @@
 //!   of one, paginated (`rooms.rs`).
 //! - `GET .../metrics` (feature `metrics`): the counters in the Prometheus text format.
 //!
-//! All are open unless [`HubApi::bearer_token`] is set (`bearer.rs`): `/stats` and
-//! `/rooms` name every room, `/rooms/{room}` every member's address, and `/publish`
-//! reaches every client.
+//! All are open unless [`HubApi::bearer_token`] (`bearer.rs`) or [`HubApi::auth`]
+//! (`guard.rs`) is set: `/stats` and `/rooms` name every room, `/rooms/{room}` every
+//! member's address, and `/publish` reaches every client.
 //!
 //! ```
 //! use ssehub::{Hub, HubApi, Server};
@@ -30,6 +30,7 @@
 //! ```
 
 mod bearer;
+mod guard;
 mod publish;
 mod rooms;
 
@@ -46,6 +47,8 @@ use http_body_util::Full;
 use serde::Serialize;
 
 use self::bearer::Bearer;
+use self::guard::{access, Need};
+use crate::auth::Auth;
 use crate::hub::{BackplaneStatus, Hub};
 use crate::metrics::{HubStats, ProcessStats};
 use crate::respond::{allow_only, json, text};
@@ -65,6 +68,8 @@ struct ApiInner {
     max_body: usize,
     /// When set, every route needs `Authorization: Bearer <token>`.
     bearer: Option<Bearer>,
+    /// When set, publishers need rights on their rooms, operators an admin credential.
+    auth: Option<Auth>,
 }
 
 /// What the API's responses carry.
@@ -89,6 +94,7 @@ impl HubApi {
                 hub,
                 max_body: DEFAULT_MAX_PUBLISH_BODY,
                 bearer: None,
+                auth: None,
             }),
         }
     }
@@ -111,6 +117,33 @@ impl HubApi {
         self.with(|inner| inner.bearer = Some(bearer))
     }
 
+    /// Check publishers and operators with `auth` (see [`Auth`]): `POST /publish` needs
+    /// a token whose `publish` selectors grant every target room (403 naming the room;
+    /// no token: 401, unless anonymous publishing is allowed); `GET /stats` needs a token
+    /// with `"admin": true` or [`Auth::admin_token`]. The static
+    /// [`HubApi::bearer_token`], if also set, still grants both.
+    ///
+    /// ```
+    /// let auth = ssehub::Auth::without_tokens().admin_token("operator-secret");
+    /// let api = ssehub::HubApi::new(ssehub::Hub::new()).auth(auth);
+    /// ```
+    pub fn auth(self, auth: Auth) -> HubApi {
+        self.with(|inner| inner.auth = Some(auth))
+    }
+
+    /// The 401 or 403 for `req` on an operator's route (`/stats`, and any other a server
+    /// adds for its operator), if it lacks the credential; `None`: go on.
+    pub fn refuse_operator<R>(&self, req: &Request<R>) -> Option<Response<ApiBody>> {
+        let inner = &self.inner;
+        let refused = access(
+            inner.bearer.as_ref(),
+            inner.auth.as_ref(),
+            req,
+            Need::Operator,
+        );
+        refused.err().map(|res| *res)
+    }
+
     fn with(self, change: impl FnOnce(&mut ApiInner)) -> HubApi {
         let mut inner = ApiInner::clone(&self.inner);
         change(&mut inner);
@@ -119,10 +152,12 @@ impl HubApi {
         }
     }
 
-    /// Whether `token` is the one [`HubApi::bearer_token`] requires (any is, when none
-    /// is required), compared in constant time: for routes of your own that take the
-    /// token elsewhere than in `Authorization` (a page a browser opens, an
-    /// `EventSource`, which cannot set headers).
+    /// Whether `token` opens the operator's routes: the [`HubApi::bearer_token`], or,
+    /// with [`HubApi::auth`], its admin token or a token whose claims say
+    /// `"admin": true` (any token does when nothing is required). Compared in constant
+    /// time: for routes of your own that take the token elsewhere than in
+    /// `Authorization` (a page a browser opens, an `EventSource`, which cannot set
+    /// headers).
     ///
     /// ```
     /// let api = ssehub::HubApi::new(ssehub::Hub::new()).bearer_token("s3cret");
@@ -130,20 +165,25 @@ impl HubApi {
     /// assert!(!api.accepts_token("guess"));
     /// ```
     pub fn accepts_token(&self, token: &str) -> bool {
-        self.inner
+        let inner = &self.inner;
+        if !self.requires_token() {
+            return true;
+        }
+        let by_bearer = inner
             .bearer
             .as_ref()
-            .is_none_or(|b| b.accepts(token.as_bytes()))
+            .is_some_and(|b| b.accepts(token.as_bytes()));
+        by_bearer
+            || inner
+                .auth
+                .as_ref()
+                .is_some_and(|a| a.is_operator_token(token))
     }
 
-    /// Whether a token is required ([`HubApi::bearer_token`]).
+    /// Whether the operator's routes need a credential ([`HubApi::bearer_token`] or
+    /// [`HubApi::auth`]).
     pub fn requires_token(&self) -> bool {
-        self.inner.bearer.is_some()
-    }
-
-    /// The 401 for `req`, if a token is required and it lacks it.
-    fn refuse<R>(&self, req: &Request<R>) -> Option<Response<ApiBody>> {
-        self.inner.bearer.as_ref()?.refuse(req)
+        self.inner.bearer.is_some() || self.inner.auth.is_some()
     }
 
     /// The hub this API publishes to.
@@ -159,15 +199,21 @@ impl HubApi {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        if let Some(refused) = self.refuse(&req) {
-            return refused;
+        let inner = &self.inner;
+        match access(
+            inner.bearer.as_ref(),
+            inner.auth.as_ref(),
+            &req,
+            Need::Publish,
+        ) {
+            Ok(granted) => publish::publish(&inner.hub, inner.max_body, &granted, req).await,
+            Err(refused) => *refused,
         }
-        publish::publish(&self.inner.hub, self.inner.max_body, req).await
     }
 
     /// `GET /stats` (or `HEAD`): the hub's counters and room sizes as JSON.
     pub fn stats<B>(&self, req: &Request<B>) -> Response<ApiBody> {
-        if let Some(refused) = self.refuse(req) {
+        if let Some(refused) = self.refuse_operator(req) {
             return refused;
         }
         if let Some(refused) = allow_only(req, &[Method::GET, Method::HEAD]) {
@@ -191,7 +237,7 @@ impl HubApi {
         &self,
         req: &Request<B>,
     ) -> impl Future<Output = Response<ApiBody>> + Send + 'static {
-        let refused = self.refuse(req);
+        let refused = self.refuse_operator(req);
         let answer = rooms::rooms(&self.inner.hub, req);
         async move {
             match refused {
@@ -218,7 +264,7 @@ impl HubApi {
         req: &Request<B>,
         room: &str,
     ) -> impl Future<Output = Response<ApiBody>> + Send + 'static {
-        let refused = self.refuse(req);
+        let refused = self.refuse_operator(req);
         let answer = rooms::room(&self.inner.hub, req, room);
         async move {
             match refused {
@@ -231,7 +277,7 @@ impl HubApi {
     /// `GET /metrics` (or `HEAD`): [`crate::prometheus_text`] of this hub.
     #[cfg(feature = "metrics")]
     pub fn metrics<B>(&self, req: &Request<B>) -> Response<ApiBody> {
-        if let Some(refused) = self.refuse(req) {
+        if let Some(refused) = self.refuse_operator(req) {
             return refused;
         }
         if let Some(refused) = allow_only(req, &[Method::GET, Method::HEAD]) {

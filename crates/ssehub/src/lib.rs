@@ -41,18 +41,23 @@
 //! - `connection` (`handle`, `origin`, `outbox`, `pace`, `send`, `writer`): one client. Identity, typed
 //!   tags, the closed notification that fires exactly once, the bounded outbox every
 //!   write goes through, and the direct writes of idle streams.
-//! - `endpoint` (`options`, `request`, `hooks`, `keepalive`, `body`): the HTTP side of
-//!   SSE. [`SseOptions`], strict path match, handshake, hooks, keep-alive, and
+//! - `endpoint` (`options`, `request`, `hooks`, `guard`, `keepalive`, `body`): the HTTP
+//!   side of SSE. [`SseOptions`], strict path match, handshake, hooks, keep-alive, and
 //!   [`SseBody`], which turns an outbox into a streaming response. [`SseEndpoint`] is a
 //!   `tower::Service`, so it mounts in axum or any tower stack.
 //! - `transport` (`takeover`, `chunked`): HTTP/1.1 streams served on the bare socket
 //!   after the handshake, and the `Transport` seam their writer runs on.
-//! - `server` (`listener`, `routes`, `drain`): a small server for SimpleW's "new server,
-//!   add modules, run" feel: listener, static files, extra routes, lifecycle, graceful
+//! - `server` (`listener`, `routes`, `drain`, `tls`): a small server for SimpleW's "new
+//!   server, add modules, run" feel: listeners (plain, or TLS with HTTP/2 by ALPN and
+//!   certificate reload, feature `tls`), static files, extra routes, lifecycle, graceful
 //!   shutdown.
-//! - `http_api` (`publish`, `rooms`, `bearer`): [`HubApi`], `POST /publish`, `GET /stats`,
-//!   `GET /rooms`, `GET /rooms/{room}` and (feature `metrics`) `GET /metrics` as a
-//!   `tower::Service` for publishers and operators.
+//! - `http_api` (`publish`, `rooms`, `bearer`, `guard`): [`HubApi`], `POST /publish`,
+//!   `GET /stats`, `GET /rooms`, `GET /rooms/{room}` and (feature `metrics`)
+//!   `GET /metrics` as a `tower::Service` for publishers and operators, guarded by a
+//!   static token or by [`Auth`].
+//! - `auth` (`policy`, `claims`, `jwt`): who a request is ([`Identity`]), what it may
+//!   subscribe to, publish to and operate ([`Auth`]), and the JSON Web Token verifier
+//!   (feature `jwt`).
 //! - `respond`: the few response builders the server and the API share.
 //! - `admission`: connection limits, in all and per client address.
 //! - `log_limit`: log lines a stranger can repeat, rate-limited per call site.
@@ -67,6 +72,7 @@
 #![deny(missing_docs)]
 
 mod admission;
+mod auth;
 mod connection;
 pub mod decode;
 mod endpoint;
@@ -84,6 +90,9 @@ mod shutdown;
 mod sync;
 mod transport;
 
+pub use auth::{Auth, AuthError, Identity, TokenVerifier};
+#[cfg(feature = "jwt")]
+pub use auth::{JwtAlgorithm, JwtKeyError, JwtVerifier};
 pub use connection::{Connection, ConnectionId, SendError, SlowConsumerPolicy};
 pub use endpoint::{
     ConfigError, PeerAddr, Rejection, RequestContext, SseBody, SseEndpoint, SseOptions,
@@ -101,7 +110,9 @@ pub use metrics::{HubStats, TransportKind};
 #[cfg(feature = "metrics")]
 pub use prometheus::{prometheus_text, MetricsCollector, PROMETHEUS_CONTENT_TYPE};
 pub use selector::{RoomSelector, SelectorError};
-pub use server::{BoundServer, Server, ServerError, ServerInfo, StaticFiles};
+pub use server::{BoundServer, ListenerInfo, Server, ServerError, ServerInfo, StaticFiles};
+#[cfg(feature = "tls")]
+pub use server::{TlsConfig, TlsError};
 pub use shutdown::Shutdown;
 
 /// The README's Rust examples, compiled and run as doctests (one serves `/metrics`,

@@ -63,7 +63,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
@@ -73,11 +72,15 @@ mod idle;
 mod listener;
 mod routes;
 mod static_files;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use static_files::StaticFiles;
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsError};
 
 use self::gate::{Gate, GateLimits};
-use self::listener::{Serving, Stage, TcpOptions};
+use self::listener::{Bound, Listen, Serving, Stage, TcpOptions};
 use self::routes::{box_body, App, BoxError, Fallback, Handler};
 use crate::endpoint::{ConfigError, SseEndpoint, SseOptions};
 use crate::frame::Message;
@@ -94,6 +97,10 @@ pub enum ServerError {
     /// A server option is out of range.
     #[error("invalid server option: {0}")]
     Invalid(&'static str),
+    /// A TLS listener's certificate or key could not be loaded.
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// Binding the listener failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -107,13 +114,36 @@ pub enum ServerError {
 /// What [`Server::on_started`] callbacks learn.
 #[derive(Debug, Clone)]
 pub struct ServerInfo {
-    /// The address the server listens on (with the real port when 0 was asked for).
+    /// The address the server listens on (with the real port when 0 was asked for); the
+    /// first of [`ServerInfo::listeners`].
     pub local_addr: SocketAddr,
+    /// Every listener, in the order they were given.
+    pub listeners: Vec<ListenerInfo>,
+}
+
+/// One listener of a bound server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerInfo {
+    /// Its address (with the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    /// Whether it speaks TLS.
+    pub tls: bool,
+}
+
+impl ListenerInfo {
+    /// `http://ADDR/` or `https://ADDR/` (an unspecified address shown as loopback).
+    pub fn url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("{}://{addr}/", if self.tls { "https" } else { "http" })
+    }
 }
 
 /// The server builder.
 pub struct Server {
-    addr: SocketAddr,
+    listen: Vec<Listen>,
     sse: Vec<Result<SseEndpoint, ConfigError>>,
     static_files: Option<StaticFiles>,
     routes: HashMap<String, Handler>,
@@ -133,7 +163,7 @@ impl Server {
     /// A server that will listen on `addr`.
     pub fn new(addr: impl Into<SocketAddr>) -> Server {
         Server {
-            addr: addr.into(),
+            listen: vec![Listen::plain(addr.into())],
             sse: Vec::new(),
             static_files: None,
             routes: HashMap::new(),
@@ -148,6 +178,30 @@ impl Server {
             grace: Duration::from_secs(2),
             farewell: None,
         }
+    }
+
+    /// Listen on `addr` too (plain HTTP), besides the address of [`Server::new`]: say,
+    /// port 80 beside a TLS listener on 443.
+    pub fn also_listen(mut self, addr: impl Into<SocketAddr>) -> Server {
+        self.listen.push(Listen::plain(addr.into()));
+        self
+    }
+
+    /// Speak TLS on the address of [`Server::new`] (feature `tls`): HTTP/2 or HTTP/1.1
+    /// by ALPN, the certificate from `config`, reloaded when it changes.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: TlsConfig) -> Server {
+        self.listen[0].tls = Some(config);
+        self
+    }
+
+    /// Listen on `addr` too, speaking TLS with `config` (feature `tls`).
+    #[cfg(feature = "tls")]
+    pub fn also_listen_tls(mut self, addr: impl Into<SocketAddr>, config: TlsConfig) -> Server {
+        let mut listen = Listen::plain(addr.into());
+        listen.tls = Some(config);
+        self.listen.push(listen);
+        self
     }
 
     /// Add an SSE endpoint. Option mistakes are reported by [`Server::bind`].
@@ -341,19 +395,16 @@ impl Server {
             ));
         }
         listener::raise_fd_limit();
-        let bind_error = |source| ServerError::Bind {
-            addr: self.addr,
-            source,
+        let listeners = listener::bind_all(self.listen).await?;
+        let info = ServerInfo {
+            local_addr: listeners[0].info.addr,
+            listeners: listeners.iter().map(|l| l.info).collect(),
         };
-        let listener = TcpListener::bind(self.addr).await.map_err(bind_error)?;
-        let local_addr = listener.local_addr().map_err(bind_error)?;
-        let info = ServerInfo { local_addr };
         for f in self.on_started {
             f(&info);
         }
         Ok(BoundServer {
-            listener,
-            local_addr,
+            listeners,
             app: Arc::new(App::new(sse, self.routes, self.static_files, self.fallback)),
             hyper: listener::hyper_builder(
                 self.header_timeout,
@@ -378,8 +429,7 @@ impl Server {
 
 /// A server whose listener is bound: ask it its address, then run it.
 pub struct BoundServer {
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    listeners: Vec<Bound>,
     app: Arc<App>,
     hyper: auto::Builder<TokioExecutor>,
     header_timeout: Duration,
@@ -391,9 +441,14 @@ pub struct BoundServer {
 }
 
 impl BoundServer {
-    /// The address the server listens on.
+    /// The address the server listens on (its first listener's).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listeners[0].info.addr
+    }
+
+    /// Every listener, in the order they were given.
+    pub fn listeners(&self) -> Vec<ListenerInfo> {
+        self.listeners.iter().map(|l| l.info).collect()
     }
 
     /// Serve until Ctrl-C or SIGTERM.
@@ -417,9 +472,11 @@ impl BoundServer {
             streams_done,
             stage,
         };
-        listener::accept_until(&self.listener, &serving, signal).await;
+        let reloaders = listener::spawn_reloaders(&self.listeners);
+        listener::accept_until(&self.listeners, &serving, signal).await;
         tracing::info!("shutting down");
-        drop(self.listener);
+        drop(self.listeners);
+        reloaders.into_iter().for_each(|r| r.abort());
         let _ = stage_tx.send(Stage::Draining);
         let drain = drain::begin(&self.app.sse, self.farewell.as_ref());
         let Serving {

@@ -135,7 +135,8 @@ async fn a_body_length_other_than_one_content_length_zero_goes_to_hyper() {
 #[tokio::test]
 async fn refusals_on_the_taken_over_path_are_complete_answers() {
     let srv = TestServer::start(
-        sse_options().authorize(|_| async { Err(ssehub::Rejection::forbidden().body("no")) }),
+        sse_options()
+            .authorize(|_| async { Err::<(), _>(ssehub::Rejection::forbidden().body("no")) }),
     )
     .await;
     let (mut stream, head) = raw_request(srv.addr, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
@@ -198,9 +199,10 @@ async fn a_busy_stream_gets_what_gathered_in_its_batching_window_in_one_write() 
 
 #[tokio::test]
 async fn a_204_on_the_taken_over_path_has_no_content_length() {
-    let srv =
-        TestServer::start(sse_options().authorize(|_| async { Err(ssehub::Rejection::stop()) }))
-            .await;
+    let srv = TestServer::start(
+        sse_options().authorize(|_| async { Err::<(), _>(ssehub::Rejection::stop()) }),
+    )
+    .await;
     let mut stream = TcpStream::connect(srv.addr).await.unwrap();
     let head = raw_exchange(&mut stream, "GET /sse HTTP/1.1\r\nhost: t\r\n\r\n").await;
     assert_eq!(head.status, 204);

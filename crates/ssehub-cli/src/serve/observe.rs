@@ -2,10 +2,11 @@
 //! Prometheus, the stats API (`/rooms`, `/rooms/{room}`), the live `/dashboard` and the
 //! presence rooms (`--presence`).
 //!
-//! Every route is added here, in one place, and every one is guarded by the API's token
-//! (`--publish-token`) when there is one: the API's own routes ask for
-//! `Authorization: Bearer TOKEN`; the dashboard's page and feed, which a browser opens
-//! without headers, take it as `?token=TOKEN` too (see [`token_of`]).
+//! Every route is added here, in one place, and every one is guarded like `/stats`: by
+//! the API's token (`--publish-token`) when there is one, and, with auth on, by an admin
+//! token or a token whose claims say `"admin": true` (`serve/auth.rs`). The API's own
+//! routes ask for `Authorization: Bearer TOKEN`; the dashboard's page and feed, which a
+//! browser opens without headers, take it as `?token=TOKEN` too (see [`token_of`]).
 
 use std::convert::Infallible;
 
@@ -15,16 +16,19 @@ use ssehub::{HubApi, HubConfig, RoomSelector, Server};
 
 use super::dashboard::{self, Feed};
 use super::page;
+use crate::config::ObserveSection;
 
-#[derive(clap::Args, Debug, Clone)]
+/// The flags of the operator's routes; each overrides its key of `[observe]`.
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct ObserveArgs {
-    /// Where Prometheus scrapes the hub's metrics (an empty path turns them off).
-    #[arg(long, value_name = "PATH", default_value = "/metrics")]
-    pub metrics_path: String,
+    /// Where Prometheus scrapes the hub's metrics (an empty path turns them off)
+    /// [default: /metrics].
+    #[arg(long, value_name = "PATH")]
+    pub metrics_path: Option<String>,
     /// Where the live dashboard is served (an empty path turns it off); its event stream
-    /// is PATH/events.
-    #[arg(long, value_name = "PATH", default_value = "/dashboard")]
-    pub dashboard_path: String,
+    /// is PATH/events [default: /dashboard].
+    #[arg(long, value_name = "PATH")]
+    pub dashboard_path: Option<String>,
     /// Rooms whose members get `ssehub.join` / `ssehub.leave` events when others join or
     /// leave: a name, `*`, or a prefix such as `chat.*` (repeatable).
     #[arg(long, value_name = "ROOMS")]
@@ -32,12 +36,23 @@ pub struct ObserveArgs {
 }
 
 impl ObserveArgs {
-    /// The hub's configuration with these presence rooms.
-    pub fn hub_config(&self, config: HubConfig) -> HubConfig {
-        self.presence
-            .iter()
-            .fold(config, |c, rooms| c.presence(rooms.clone()))
+    /// Set in `c` what these flags say.
+    pub fn apply(&self, c: &mut ObserveSection) {
+        if let Some(p) = &self.metrics_path {
+            c.metrics_path.clone_from(p);
+        }
+        if let Some(p) = &self.dashboard_path {
+            c.dashboard_path.clone_from(p);
+        }
+        c.presence.extend(self.presence.iter().cloned());
     }
+}
+
+/// The hub's configuration with the presence rooms of `c`.
+pub fn hub_config(c: &ObserveSection, config: HubConfig) -> HubConfig {
+    c.presence
+        .iter()
+        .fold(config, |config, rooms| config.presence(rooms.clone()))
 }
 
 /// Add the operator's routes to `server` for the hub of `api`. The dashboard's feed,
@@ -45,7 +60,7 @@ impl ObserveArgs {
 pub fn mount(
     server: Server,
     api: &HubApi,
-    args: &ObserveArgs,
+    args: &ObserveSection,
 ) -> anyhow::Result<(Server, Option<Feed>)> {
     let rooms = api.clone();
     let room = api.clone();

@@ -45,17 +45,24 @@ impl ServeProcess {
     /// wait until it accepts connections on 127.0.0.1:`port`. Another process may grab
     /// the free port first; then a few other ports are tried.
     pub fn spawn(make: impl Fn(u16) -> Command) -> ServeProcess {
+        Self::spawn_with_stderr(make, Stdio::inherit)
+    }
+
+    /// [`ServeProcess::spawn`], with its stderr as `stderr` makes it (piped, to read
+    /// its log lines).
+    pub fn spawn_with_stderr(make: impl Fn(u16) -> Command, stderr: fn() -> Stdio) -> ServeProcess {
         let mut last_failure = String::new();
         for _ in 0..3 {
             let port = free_port();
             let mut cmd = make(port);
-            if std::env::var_os("RUST_LOG").is_none() {
+            let set_here = cmd.get_envs().any(|(k, _)| k == "RUST_LOG");
+            if std::env::var_os("RUST_LOG").is_none() && !set_here {
                 cmd.env("RUST_LOG", "warn");
             }
             let child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
+                .stderr(stderr())
                 .spawn()
                 .expect("start the ssehub binary");
             let mut server = ServeProcess {

@@ -19,8 +19,8 @@ pub(crate) struct Origin {
     pub(crate) client: Option<IpAddr>,
     pub(crate) transport: TransportKind,
     pub(crate) since: SystemTime,
-    /// Set by the application (`authorize`'s caller, `on_connect`); the hub's own token
-    /// checks will set it from the token's subject when they come.
+    /// The subject of the stream's identity (`SseOptions::auth`'s token, or what
+    /// `authorize` returned), or what the application sets (`on_connect`).
     identity: Mutex<Option<Arc<str>>>,
 }
 

@@ -11,18 +11,20 @@ use std::time::Duration;
 use futures_util::FutureExt;
 
 use super::request::{Rejection, RequestContext};
+use crate::auth::Identity;
 use crate::connection::Connection;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) type AuthorizeHook =
-    Arc<dyn Fn(RequestContext) -> BoxFuture<Result<(), Rejection>> + Send + Sync>;
+    Arc<dyn Fn(RequestContext) -> BoxFuture<Result<Identity, Rejection>> + Send + Sync>;
 pub(crate) type ConnectHook =
     Arc<dyn Fn(Connection, RequestContext) -> BoxFuture<()> + Send + Sync>;
 pub(crate) type DisconnectHook = Arc<dyn Fn(Connection) -> BoxFuture<()> + Send + Sync>;
 
 /// What `authorize` decided.
 pub(crate) enum Verdict {
-    Admit,
+    /// Admitted as this identity (anonymous: the hook did not say who).
+    Admit(Identity),
     Refuse(Rejection),
     /// The hook panicked (answered 500).
     Panicked,
@@ -31,7 +33,7 @@ pub(crate) enum Verdict {
 /// Run `authorize` on `ctx`, turning a panic into a verdict.
 pub(crate) async fn run_authorize(hook: &AuthorizeHook, ctx: RequestContext) -> Verdict {
     match AssertUnwindSafe(hook(ctx.clone())).catch_unwind().await {
-        Ok(Ok(())) => Verdict::Admit,
+        Ok(Ok(identity)) => Verdict::Admit(identity),
         Ok(Err(rejection)) => Verdict::Refuse(rejection),
         Err(_) => {
             tracing::error!(path = ctx.path(), "authorize hook panicked");

@@ -11,6 +11,7 @@ use super::hooks::{AuthorizeHook, ConnectHook, DisconnectHook};
 use super::origin::Origins;
 use super::request::{Rejection, RequestContext};
 use crate::admission::{canonical, Limits};
+use crate::auth::{Auth, Identity};
 use crate::connection::{Connection, SlowConsumerPolicy};
 use crate::hub::{Hub, JoinError, ROOM_ALL};
 
@@ -56,6 +57,7 @@ pub struct SseOptions {
     pub(crate) auto_join_room: Option<String>,
     pub(crate) allow_any_origin: bool,
     pub(crate) origins: Option<Origins>,
+    pub(crate) allow_credentials: bool,
     pub(crate) retry: Option<Duration>,
     pub(crate) outbox_limit: usize,
     pub(crate) slow_consumer: SlowConsumerPolicy,
@@ -68,6 +70,7 @@ pub struct SseOptions {
     pub(crate) trusted_proxies: Vec<IpAddr>,
     pub(crate) batch_window: Duration,
     pub(crate) adaptive_batching: bool,
+    pub(crate) auth: Option<Auth>,
 }
 
 impl Default for SseOptions {
@@ -77,6 +80,7 @@ impl Default for SseOptions {
             keep_alive: Some(Duration::from_secs(15)),
             auto_join_room: Some(ROOM_ALL.into()),
             allow_any_origin: false,
+            allow_credentials: false,
             origins: None,
             retry: None,
             outbox_limit: 1024 * 1024,
@@ -90,6 +94,7 @@ impl Default for SseOptions {
             trusted_proxies: Vec::new(),
             batch_window: Duration::from_millis(20),
             adaptive_batching: true,
+            auth: None,
         }
     }
 }
@@ -162,6 +167,15 @@ impl SseOptions {
         S: Into<String>,
     {
         self.origins = Some(Origins::new(origins));
+        self
+    }
+
+    /// Let the pages of [`SseOptions::allowed_origins`] send cookies with their streams
+    /// (`new EventSource(url, { withCredentials: true })`, for a token in a cookie):
+    /// their answers carry `Access-Control-Allow-Credentials: true`. Never with
+    /// [`SseOptions::allow_any_origin`], which browsers refuse credentials for.
+    pub fn allow_credentials(mut self, allow: bool) -> Self {
+        self.allow_credentials = allow;
         self
     }
 
@@ -266,25 +280,57 @@ impl SseOptions {
         &self.hub
     }
 
-    /// Decide, before the handshake, whether a request may open a stream.
+    /// Decide, before the handshake, whether a request may open a stream, and who it is:
+    /// return `Ok(identity)` (an [`Identity`], which `on_connect` reads from
+    /// [`RequestContext::identity`]), `Ok(())` to admit without saying who (an identity
+    /// [`SseOptions::auth`] found stays), or the [`Rejection`] the client gets. It runs
+    /// after [`SseOptions::auth`], whose identity it can read from the context.
     ///
     /// ```
-    /// use ssehub::{Rejection, SseOptions};
+    /// use ssehub::{Identity, Rejection, SseOptions};
     ///
-    /// let options = SseOptions::new().authorize(|ctx| async move {
-    ///     match ctx.query("token") {
-    ///         Some("secret") => Ok(()),
-    ///         Some(_) => Err(Rejection::forbidden()),
-    ///         None => Err(Rejection::unauthorized()),
-    ///     }
-    /// });
+    /// let options = SseOptions::new()
+    ///     .authorize(|ctx| async move {
+    ///         match ctx.query("token") {
+    ///             Some("secret") => Ok(Identity::new("alice")),
+    ///             Some(_) => Err(Rejection::forbidden()),
+    ///             None => Err(Rejection::unauthorized()),
+    ///         }
+    ///     })
+    ///     .on_connect(|conn, ctx| async move {
+    ///         let who = ctx.identity().and_then(|i| i.subject()).unwrap_or("nobody");
+    ///         let _ = conn.send_event("welcome", who);
+    ///     });
     /// ```
-    pub fn authorize<F, Fut>(mut self, f: F) -> Self
+    pub fn authorize<F, Fut, I>(mut self, f: F) -> Self
     where
         F: Fn(RequestContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), Rejection>> + Send + 'static,
+        Fut: Future<Output = Result<I, Rejection>> + Send + 'static,
+        I: Into<Identity> + 'static,
     {
-        self.authorize = Some(Arc::new(move |ctx| Box::pin(f(ctx))));
+        self.authorize = Some(Arc::new(move |ctx| {
+            let fut = f(ctx);
+            Box::pin(async move { fut.await.map(Into::into) })
+        }));
+        self
+    }
+
+    /// Check every stream's token and rooms with `auth` (see [`Auth`]): before the
+    /// handshake, each room the stream asks for (the auto-join room, and its `?room=`s
+    /// with [`SseOptions::rooms_from_query`]) must be granted, or the client gets 401 or
+    /// 403 and no stream. A stream whose identity expires gets an event
+    /// `ssehub.expired` and is closed then; with history, its client resumes from its
+    /// `Last-Event-ID` with a fresh token and misses nothing.
+    ///
+    /// ```
+    /// use ssehub::{Auth, SseOptions};
+    ///
+    /// let auth = Auth::without_tokens().allow_anonymous_subscribe(["news".parse()?]);
+    /// let options = SseOptions::new().auto_join_room("news").auth(auth);
+    /// # Ok::<(), ssehub::SelectorError>(())
+    /// ```
+    pub fn auth(mut self, auth: Auth) -> Self {
+        self.auth = Some(auth);
         self
     }
 
@@ -316,6 +362,7 @@ impl fmt::Debug for SseOptions {
             .field("keep_alive", &self.keep_alive)
             .field("auto_join_room", &self.auto_join_room)
             .field("allow_any_origin", &self.allow_any_origin)
+            .field("allow_credentials", &self.allow_credentials)
             .field("allowed_origins", &self.origins)
             .field("retry", &self.retry)
             .field("outbox_limit", &self.outbox_limit)
@@ -323,6 +370,7 @@ impl fmt::Debug for SseOptions {
             .field("batch_window", &self.batch_window)
             .field("adaptive_batching", &self.adaptive_batching)
             .field("rooms_from_query", &self.rooms_from_query)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }

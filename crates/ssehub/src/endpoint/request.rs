@@ -1,12 +1,15 @@
 //! What a request brings to the endpoint ([`RequestContext`], [`PeerAddr`]) and what a
 //! refused one gets back ([`Rejection`]).
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
+
+use crate::auth::Identity;
 
 /// The peer's socket address, as a request extension. [`crate::Server`] inserts it; when
 /// mounting the endpoint elsewhere, insert it yourself to see it in [`RequestContext`].
@@ -84,13 +87,14 @@ impl Rejection {
     }
 }
 
-/// What the hooks see of the request that opened a stream. Cheap to clone.
-#[derive(Clone, Debug)]
+/// What the hooks see of the request that opened a stream. Cheap to clone. Its `Debug`
+/// leaves out the headers and the query, which may carry tokens.
+#[derive(Clone)]
 pub struct RequestContext {
     inner: Arc<ContextInner>,
 }
 
-#[derive(Debug)]
+#[derive(Clone)]
 struct ContextInner {
     method: Method,
     uri: Uri,
@@ -100,6 +104,8 @@ struct ContextInner {
     peer: Option<SocketAddr>,
     client: Option<IpAddr>,
     last_event_id: Option<String>,
+    /// Who the request is, once known (auth, then `authorize`).
+    identity: OnceLock<Identity>,
 }
 
 impl RequestContext {
@@ -129,7 +135,24 @@ impl RequestContext {
                 peer: req.extensions().get::<PeerAddr>().map(|p| p.0),
                 client,
                 last_event_id,
+                identity: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Record who the request is. The first identity is kept in place; a later one (an
+    /// `authorize` hook's, after auth's) makes a new context, so a clone handed out
+    /// before keeps what it saw.
+    pub(crate) fn with_identity(self, identity: Identity) -> RequestContext {
+        match self.inner.identity.set(identity) {
+            Ok(()) => self,
+            Err(identity) => {
+                let mut inner = ContextInner::clone(&self.inner);
+                inner.identity = OnceLock::from(identity);
+                RequestContext {
+                    inner: Arc::new(inner),
+                }
+            }
         }
     }
 
@@ -196,5 +219,26 @@ impl RequestContext {
     /// `last_event_id` query parameter for clients that cannot set headers.
     pub fn last_event_id(&self) -> Option<&str> {
         self.inner.last_event_id.as_deref()
+    }
+
+    /// Who the request is: the identity [`crate::SseOptions::auth`] verified, or the one
+    /// an `authorize` hook returned; `None` for an anonymous request.
+    pub fn identity(&self) -> Option<&Identity> {
+        self.inner.identity.get()
+    }
+}
+
+impl fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("RequestContext")
+            .field("method", &i.method)
+            .field("path", &i.uri.path())
+            .field("version", &i.version)
+            .field("peer", &i.peer)
+            .field("client", &i.client)
+            .field("last_event_id", &i.last_event_id)
+            .field("subject", &self.identity().and_then(Identity::subject))
+            .finish_non_exhaustive()
     }
 }

@@ -8,6 +8,7 @@ use http::{Request, Response, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::auth::bearer;
 use crate::respond::json;
 
 /// The one token the API accepts.
@@ -34,8 +35,8 @@ impl Bearer {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| credentials(v.as_bytes()));
-        if given.is_some_and(|g| self.accepts(g)) {
+            .and_then(|v| bearer(v.as_bytes()));
+        if given.is_some_and(|g| self.accepts(g.as_bytes())) {
             return None;
         }
         let mut res = json(
@@ -54,16 +55,6 @@ impl std::fmt::Debug for Bearer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Bearer(..)")
     }
-}
-
-/// The credentials of an `Authorization: Bearer <token>` value (the scheme is
-/// case-insensitive, RFC 9110).
-fn credentials(value: &[u8]) -> Option<&[u8]> {
-    let (scheme, rest) = value.split_at_checked(7)?;
-    scheme
-        .eq_ignore_ascii_case(b"bearer ")
-        .then(|| rest.trim_ascii())
-        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

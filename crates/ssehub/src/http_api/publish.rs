@@ -9,6 +9,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Map, Value};
 
+use super::guard::Access;
 use super::ApiBody;
 use crate::endpoint::query_pairs;
 use crate::frame::{FrameError, Message};
@@ -48,6 +49,12 @@ impl PublishError {
         if self.status == StatusCode::METHOD_NOT_ALLOWED {
             res.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        if self.status == StatusCode::FORBIDDEN {
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"ssehub\", error=\"insufficient_scope\""),
+            );
         }
         res
     }
@@ -116,7 +123,12 @@ impl PublishRequest {
 /// ([`crate::HubConfig::max_rooms_per_publish`], 256) is a 400, and an event larger,
 /// encoded, than [`crate::HubConfig::max_event_bytes`] a 413. Nothing is broadcast when
 /// any field is invalid.
-pub(super) async fn publish<B>(hub: &Hub, max_body: usize, req: Request<B>) -> Response<ApiBody>
+pub(super) async fn publish<B>(
+    hub: &Hub,
+    max_body: usize,
+    access: &Access,
+    req: Request<B>,
+) -> Response<ApiBody>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -124,6 +136,12 @@ where
     let delivered = async {
         let mut p = publish_request(req, max_body).await?;
         let rooms = std::mem::take(&mut p.rooms);
+        if let Some(denied) = rooms.iter().find_map(|r| access.refuse_room(r)) {
+            return Err(PublishError {
+                status: denied.status(),
+                ..PublishError::field("room", denied.message())
+            });
+        }
         let message = p.message()?;
         let published = hub
             .to_many(&rooms)

@@ -31,7 +31,10 @@ mod cursor;
 pub use config::HistoryConfig;
 pub(crate) use config::HistoryRules;
 pub use cursor::GapReason;
-pub(crate) use cursor::{check_own_id, gap_frame, hub_form, id_only_frame, place, Resume};
+pub(crate) use cursor::{check_own_id, gap_frame, id_only_frame, place, Resume};
+// Read by the Redis replay (and the tests) only.
+#[cfg(any(feature = "redis", test))]
+pub(crate) use cursor::hub_form;
 
 use super::publish_error::PublishError;
 use crate::frame::Message;

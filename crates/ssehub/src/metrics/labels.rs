@@ -70,8 +70,8 @@ pub(crate) enum Refusal {
     MaxConnectionsPerIp,
     /// The application's `authorize` hook refused (or panicked).
     Authorize,
-    /// A token that does not check out. Kept at 0 until the hub checks tokens itself
-    /// (the auth work); listed now so that dashboards need not change then.
+    /// `SseOptions::auth` refused: no token, one that does not check out, or rooms it
+    /// does not grant (401 or 403).
     Auth,
     /// An `Origin` the endpoint does not allow (`SseOptions::allowed_origins`).
     Origin,

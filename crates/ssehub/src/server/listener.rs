@@ -25,7 +25,9 @@ use tokio::time::Instant;
 use super::gate::{Gate, Ticket};
 use super::idle::{Activity, Tracked};
 use super::routes::{box_body, App, Body};
-use super::ServerError;
+#[cfg(feature = "tls")]
+use super::tls::{Tls, TlsConfig};
+use super::{ListenerInfo, ServerError};
 use crate::connection::TransportAbort;
 use crate::endpoint::PeerAddr;
 use crate::log_limit::warn_limited;
@@ -107,6 +109,78 @@ impl TcpOptions {
     }
 }
 
+/// A listener to bind: its address, and its TLS side, if any.
+pub(crate) struct Listen {
+    addr: SocketAddr,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<TlsConfig>,
+}
+
+impl Listen {
+    pub(crate) fn plain(addr: SocketAddr) -> Listen {
+        Listen {
+            addr,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+}
+
+/// A bound listener.
+pub(crate) struct Bound {
+    listener: TcpListener,
+    pub(crate) info: ListenerInfo,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<Tls>>,
+}
+
+/// Bind every listener (certificates are loaded first: a bad one binds nothing).
+pub(crate) async fn bind_all(listen: Vec<Listen>) -> Result<Vec<Bound>, ServerError> {
+    let mut bound = Vec::with_capacity(listen.len());
+    for l in listen {
+        #[cfg(feature = "tls")]
+        let tls = l
+            .tls
+            .as_ref()
+            .map(TlsConfig::load)
+            .transpose()?
+            .map(Arc::new);
+        let bind_error = |source| ServerError::Bind {
+            addr: l.addr,
+            source,
+        };
+        let listener = TcpListener::bind(l.addr).await.map_err(bind_error)?;
+        let info = ListenerInfo {
+            addr: listener.local_addr().map_err(bind_error)?,
+            #[cfg(feature = "tls")]
+            tls: tls.is_some(),
+            #[cfg(not(feature = "tls"))]
+            tls: false,
+        };
+        bound.push(Bound {
+            listener,
+            info,
+            #[cfg(feature = "tls")]
+            tls,
+        });
+    }
+    Ok(bound)
+}
+
+/// The tasks that keep the TLS listeners' certificates fresh (aborted at shutdown).
+pub(crate) fn spawn_reloaders(bound: &[Bound]) -> Vec<tokio::task::JoinHandle<()>> {
+    #[cfg(feature = "tls")]
+    return bound
+        .iter()
+        .filter_map(|b| b.tls.as_ref()?.spawn_reloader())
+        .collect();
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = bound;
+        Vec::new()
+    }
+}
+
 /// Where the server is in its life, as connection tasks see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Stage {
@@ -159,16 +233,24 @@ pub(crate) fn hyper_builder(
     builder
 }
 
-/// Accept connections until `signal` completes, each on its own task.
+/// Accept connections on every listener until `signal` completes, each on its own task.
 pub(crate) async fn accept_until(
-    listener: &TcpListener,
+    listeners: &[Bound],
     serving: &Serving,
     signal: impl Future<Output = ()> + Send,
 ) {
-    tokio::pin!(signal);
+    let loops = futures_util::future::join_all(listeners.iter().map(|l| accept(l, serving)));
+    tokio::select! {
+        _ = signal => {}
+        _ = loops => {}
+    }
+}
+
+/// Accept connections on one listener, for ever.
+async fn accept(bound: &Bound, serving: &Serving) {
+    let listener = &bound.listener;
     loop {
         let (stream, peer) = tokio::select! {
-            _ = &mut signal => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -198,6 +280,8 @@ pub(crate) async fn accept_until(
             peer,
             deadline,
             ticket,
+            #[cfg(feature = "tls")]
+            tls: bound.tls.clone(),
         };
         tokio::spawn(serve_connection(conn, PerConnection::of(serving)));
     }
@@ -209,6 +293,8 @@ struct Accepted {
     peer: SocketAddr,
     deadline: Instant,
     ticket: Ticket,
+    #[cfg(feature = "tls")]
+    tls: Option<Arc<Tls>>,
 }
 
 /// What one connection's task needs of [`Serving`].
@@ -251,19 +337,26 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
         peer,
         deadline,
         ticket,
+        ..
     } = conn;
-    let PerConnection {
-        app,
-        idle_timeout,
-        hyper,
-        watcher,
-        done,
-        mut stage,
-    } = on;
+    let mut stage = on.stage.clone();
+    #[cfg(feature = "tls")]
+    if let Some(tls) = conn.tls {
+        // TLS streams are hyper's (HTTP/2 or HTTP/1.1 by ALPN): the handshake shares the
+        // header deadline.
+        let stream = tokio::select! {
+            accepted = tls.accept(stream, deadline) => match accepted {
+                Some(stream) => stream,
+                None => return,
+            },
+            _ = reached(&mut stage, Stage::Draining) => return,
+        };
+        return serve_hyper(stream, peer, deadline, Arc::new(ticket), on).await;
+    }
     // A new connection's first request may open an SSE stream over HTTP/1.1: then it is
     // served on the bare socket, without hyper's buffers.
     let left = deadline.saturating_duration_since(Instant::now());
-    let first = transport::accept(stream, peer, &app.sse, left, done, ticket);
+    let first = transport::accept(stream, peer, &on.app.sse, left, on.done.clone(), ticket);
     let (stream, ticket) = tokio::select! {
         decision = first => match decision {
             Decision::Done => return,
@@ -271,14 +364,31 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
         },
         _ = reached(&mut stage, Stage::Draining) => return,
     };
+    serve_hyper(stream, peer, deadline, ticket, on).await
+}
+
+/// A connection hyper serves, until it ends, is aborted, idles or the server stops.
+async fn serve_hyper<I>(
+    io: I,
+    peer: SocketAddr,
+    deadline: Instant,
+    ticket: Arc<Ticket>,
+    on: PerConnection,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let PerConnection {
+        app,
+        idle_timeout,
+        hyper,
+        watcher,
+        mut stage,
+        ..
+    } = on;
     let abort = TransportAbort::new();
     let activity = Activity::new();
     let svc = service(app, peer, abort.clone(), ticket.clone(), activity.clone());
-    let conn = watcher.watch(
-        hyper
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned(),
-    );
+    let conn = watcher.watch(hyper.serve_connection(TokioIo::new(io), svc).into_owned());
     // hyper's header timeout starts afresh when it gets the connection (and HTTP/2 has
     // none): hold its first request to what is left of ours.
     let no_request = async {

@@ -83,6 +83,12 @@ pub struct Browser {
 impl Browser {
     /// Start chromedriver and a headless Chromium session with a fresh profile.
     pub async fn start() -> Browser {
+        Browser::start_with(&[]).await
+    }
+
+    /// [`Browser::start`], with these Chromium flags too (`--ignore-certificate-errors`
+    /// for a self-signed test server, say).
+    pub async fn start_with(extra_args: &[&str]) -> Browser {
         let driver_bin = which("chromedriver").expect("chromedriver on PATH");
         let chromium = chromium_binary().expect("a Chromium binary");
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -125,25 +131,32 @@ impl Browser {
             session: String::new(),
             profile,
         };
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--disable-crash-reporter",
+            "--disable-breakpad",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!(
+            "--user-data-dir={}",
+            browser.profile.join("data").display()
+        ));
+        args.extend(extra_args.iter().map(|a| a.to_string()));
         let caps = json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
                 "goog:chromeOptions": {
                     "binary": chromium,
-                    "args": [
-                        "--headless",
-                        "--no-sandbox",
-                        "--disable-gpu",
-                        "--disable-quic",
-                        "--no-first-run",
-                        "--disable-background-networking",
-                        "--disable-component-update",
-                        "--disable-sync",
-                        "--disable-dev-shm-usage",
-                        "--disable-crash-reporter",
-                        "--disable-breakpad",
-                        format!("--user-data-dir={}", browser.profile.join("data").display()),
-                    ],
+                    "args": args,
                 },
             }},
         });

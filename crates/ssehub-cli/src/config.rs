@@ -1,0 +1,466 @@
+//! `ssehub serve`'s configuration: a TOML file (`--config FILE`, `SSEHUB_CONFIG`), then
+//! the environment (`SSEHUB_<SECTION>_<KEY>`, `env.rs`), then the flags (`serve.rs`).
+//!
+//! Every key has a default, so an empty file (or none) is today's zero-configuration
+//! demo on loopback. `ssehub.example.toml` at the repository's root documents every key;
+//! a test parses it. A key this program does not know is an error (never ignored: a typo
+//! in `allow_anonymous_publish` must not leave publishing open), and so is a value that
+//! does not fit; the message names the key, the value and why.
+
+mod env;
+mod units;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use ssehub::RoomSelector;
+
+pub use units::parse_seconds;
+
+/// The whole configuration, section by section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerSection,
+    pub tls: TlsSection,
+    pub auth: AuthSection,
+    pub cors: CorsSection,
+    pub sse: SseSection,
+    pub limits: LimitsSection,
+    pub history: HistorySection,
+    pub redis: RedisSection,
+    pub demo: DemoSection,
+    pub observe: ObserveSection,
+    pub log: LogSection,
+}
+
+/// Listeners and connection timeouts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// The main listener; it speaks TLS when `[tls]` has a certificate.
+    pub listen: SocketAddr,
+    /// A second listener, plain HTTP (say `0.0.0.0:80` beside TLS on 443).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub also_listen: Option<SocketAddr>,
+    #[serde(with = "units::seconds")]
+    pub header_timeout: Duration,
+    /// 0: never.
+    #[serde(with = "units::seconds")]
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for streams to flush.
+    #[serde(with = "units::seconds")]
+    pub grace: Duration,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2015)),
+            also_listen: None,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The main listener's certificate.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    /// PEM chain, leaf first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// A certificate for `localhost` made at start (development only).
+    pub self_signed: bool,
+    /// How often the files are checked for a change (0: on SIGHUP only).
+    #[serde(with = "units::seconds")]
+    pub watch_interval: Duration,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert: None,
+            key: None,
+            self_signed: false,
+            watch_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Who may subscribe, publish and operate. Auth is on when a JWT key is given.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// HMAC secret (HS256 unless `jwt_algorithm` says HS384 or HS512).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file (RS256, ES256 or EdDSA by the key's type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Another algorithm of the key's family (HS384, RS512, PS256, ES384, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_algorithm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    #[serde(with = "units::seconds")]
+    pub leeway: Duration,
+    pub require_exp: bool,
+    /// "" reads no cookie.
+    pub cookie: String,
+    /// "" reads no query parameter.
+    pub query_parameter: String,
+    #[serde(with = "units::list")]
+    pub allow_anonymous_subscribe: Vec<String>,
+    pub allow_anonymous_publish: bool,
+    /// A static token for the operator's endpoints (`/stats`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
+    /// A static token for `/publish` and the operator's endpoints (the demo's
+    /// `--publish-token`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_token: Option<String>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_algorithm: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(5),
+            require_exp: true,
+            cookie: "ssehub_token".into(),
+            query_parameter: "access_token".into(),
+            allow_anonymous_subscribe: Vec::new(),
+            allow_anonymous_publish: false,
+            admin_token: None,
+            publish_token: None,
+        }
+    }
+}
+
+impl AuthSection {
+    /// Whether tokens are checked (a JWT key is configured).
+    pub fn enabled(&self) -> bool {
+        self.jwt_secret.is_some() || self.jwt_public_key.is_some()
+    }
+}
+
+/// Which web pages may use the hub from their visitors' browsers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsSection {
+    /// Origins (`https://app.example`), or `["*"]` for any page (then without
+    /// credentials). Empty: the hub's own pages only.
+    #[serde(with = "units::list")]
+    pub allowed_origins: Vec<String>,
+    /// Let listed pages send cookies (cookie tokens from another origin).
+    pub allow_credentials: bool,
+    /// How long a browser may cache a preflight's answer.
+    #[serde(with = "units::seconds")]
+    pub max_age: Duration,
+}
+
+impl Default for CorsSection {
+    fn default() -> Self {
+        CorsSection {
+            allowed_origins: Vec::new(),
+            allow_credentials: false,
+            max_age: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the slow-consumer policy does.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SlowConsumer {
+    Close,
+    DropEvent,
+}
+
+/// The SSE endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SseSection {
+    pub prefix: String,
+    /// 0: off.
+    #[serde(with = "units::seconds")]
+    pub keep_alive: Duration,
+    /// The reconnection delay hint at the start of each stream (0: none).
+    #[serde(with = "units::seconds")]
+    pub retry: Duration,
+    /// "": none.
+    pub auto_join_room: String,
+    pub rooms_from_query: bool,
+    pub outbox_limit: usize,
+    pub slow_consumer: SlowConsumer,
+    #[serde(with = "units::seconds")]
+    pub batch_window: Duration,
+    pub adaptive_batching: bool,
+}
+
+impl Default for SseSection {
+    fn default() -> Self {
+        SseSection {
+            prefix: "/sse".into(),
+            keep_alive: Duration::from_secs(15),
+            retry: Duration::ZERO,
+            auto_join_room: ssehub::ROOM_ALL.into(),
+            rooms_from_query: true,
+            outbox_limit: 1024 * 1024,
+            slow_consumer: SlowConsumer::Close,
+            batch_window: Duration::from_millis(20),
+            adaptive_batching: true,
+        }
+    }
+}
+
+/// Limits (0: none, where a limit can be off).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// TCP connections in all, whatever they carry.
+    pub max_connections: usize,
+    /// Streams in all.
+    pub max_streams: usize,
+    /// Streams per client address (IPv6 per /64).
+    pub max_streams_per_ip: usize,
+    pub max_rooms_per_connection: usize,
+    pub max_publish_body: usize,
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` name the client.
+    #[serde(with = "units::list")]
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_connections: 0,
+            max_streams: 0,
+            max_streams_per_ip: 0,
+            max_rooms_per_connection: 256,
+            max_publish_body: 64 * 1024,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Each room's history, for clients that reconnect with `Last-Event-ID`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySection {
+    pub enabled: bool,
+    pub max_events: usize,
+    pub max_bytes: usize,
+    #[serde(with = "units::seconds")]
+    pub max_age: Duration,
+    /// All rooms' histories together, oldest first.
+    pub total_bytes: usize,
+}
+
+impl Default for HistorySection {
+    fn default() -> Self {
+        HistorySection {
+            enabled: true,
+            max_events: 1000,
+            max_bytes: 1024 * 1024,
+            max_age: Duration::from_secs(600),
+            total_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Several nodes sharing rooms and history.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisSection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub prefix: String,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        RedisSection {
+            url: None,
+            prefix: "ssehub".into(),
+        }
+    }
+}
+
+/// The demo's page and ticker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoSection {
+    /// Serve the built-in page at `/`.
+    pub page: bool,
+    /// Seconds between `tick` events to `__all` (0: off).
+    #[serde(with = "units::seconds")]
+    pub tick_interval: Duration,
+    /// Serve this folder at `/` instead of the page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_dir: Option<PathBuf>,
+}
+
+impl Default for DemoSection {
+    fn default() -> Self {
+        DemoSection {
+            page: true,
+            tick_interval: Duration::from_secs(1),
+            static_dir: None,
+        }
+    }
+}
+
+/// What an operator watches the hub with (all behind the operator's credential).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObserveSection {
+    /// Prometheus metrics ("": off).
+    pub metrics_path: String,
+    /// The live dashboard, its feed at PATH/events ("": off).
+    pub dashboard_path: String,
+    /// Rooms whose members get `ssehub.join` / `ssehub.leave` events.
+    #[serde(with = "units::list")]
+    pub presence: Vec<RoomSelector>,
+}
+
+impl Default for ObserveSection {
+    fn default() -> Self {
+        ObserveSection {
+            metrics_path: "/metrics".into(),
+            dashboard_path: "/dashboard".into(),
+            presence: Vec::new(),
+        }
+    }
+}
+
+/// Logging (`RUST_LOG`, when set, wins).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// A `tracing` filter: `info`, `warn`, `ssehub=debug,info`, ...
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// The file at `path` (if any) with the environment's overrides, checked.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let mut table = match path {
+            Some(p) => file_table(p)?,
+            None => toml::Table::new(),
+        };
+        env::apply(&mut table, std::env::vars())?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .context("the configuration")?;
+        Ok(config)
+    }
+
+    /// Refuse values that parse but cannot work together, naming the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for s in &self.auth.allow_anonymous_subscribe {
+            s.parse::<RoomSelector>()
+                .with_context(|| format!("auth.allow_anonymous_subscribe = {s:?}"))?;
+        }
+        if let Some(alg) = &self.auth.jwt_algorithm {
+            if alg.parse::<ssehub::JwtAlgorithm>().is_err() {
+                bail!("auth.jwt_algorithm = {alg:?}: not a JWT algorithm (HS256, RS256, ES256, EdDSA, ...)");
+            }
+        }
+        if self.auth.jwt_secret.is_some() && self.auth.jwt_public_key.is_some() {
+            bail!("auth.jwt_secret and auth.jwt_public_key: give one key, not both");
+        }
+        if self.auth.jwt_secret.as_deref() == Some("") {
+            bail!("auth.jwt_secret = \"\": an empty secret would accept forged tokens");
+        }
+        if self.auth.admin_token.as_deref() == Some("") {
+            bail!("auth.admin_token = \"\": give a long random token, or leave the key out");
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            bail!("tls.cert and tls.key: give both files, or neither");
+        }
+        if self.tls.self_signed && self.tls.cert.is_some() {
+            bail!("tls.self_signed = true and tls.cert: choose one");
+        }
+        let any = self.cors.allowed_origins.iter().any(|o| o == "*");
+        if any && self.cors.allowed_origins.len() > 1 {
+            bail!("cors.allowed_origins: \"*\" stands alone");
+        }
+        if any && self.cors.allow_credentials {
+            bail!("cors.allow_credentials = true with allowed_origins = [\"*\"]: browsers refuse credentials for any origin; list the origins");
+        }
+        if self.sse.prefix.trim_matches('/').is_empty() {
+            bail!(
+                "sse.prefix = {:?}: the stream needs a path of its own",
+                self.sse.prefix
+            );
+        }
+        if self.history.max_events == 0 {
+            bail!("history.max_events = 0: use history.enabled = false");
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML, secrets hidden (what `check-config` prints).
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        let hide = |s: &mut Option<String>| {
+            if s.is_some() {
+                *s = Some("(hidden)".into());
+            }
+        };
+        hide(&mut shown.auth.jwt_secret);
+        hide(&mut shown.auth.admin_token);
+        hide(&mut shown.auth.publish_token);
+        if let Some(url) = &shown.redis.url {
+            shown.redis.url = Some(redact_url(url));
+        }
+        toml::to_string(&shown).expect("a config serializes")
+    }
+}
+
+/// A file's top-level table; unreadable or not TOML is an error naming the file.
+fn file_table(path: &Path) -> anyhow::Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    // Deserialized into `Config` from the text first: toml then names the line, the key
+    // and why (an unknown key, a bad value), which a table no longer could.
+    toml::from_str::<Config>(&text).with_context(|| format!("in {}", path.display()))?;
+    Ok(toml::from_str(&text).expect("parsed once already"))
+}
+
+/// A URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

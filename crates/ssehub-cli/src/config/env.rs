@@ -1,0 +1,142 @@
+//! Overrides from the environment: `SSEHUB_<SECTION>_<KEY>=VALUE` sets `KEY` of
+//! `[SECTION]` (`SSEHUB_SERVER_LISTEN=0.0.0.0:2015`, `SSEHUB_AUTH_JWT_SECRET=...`).
+//!
+//! A value is read as TOML when it is one (`true`, `15`, `["a", "b"]`), else as a
+//! string, so that addresses and secrets need no quotes. Only variables whose first word
+//! names a section are read (`SSEHUB_PORT` and `SSEHUB_CONFIG` are flags' variables);
+//! an unknown key in a known section, or a value that does not fit, is an error naming
+//! the variable.
+
+use anyhow::{bail, Context};
+use toml::{Table, Value};
+
+use super::Config;
+
+const PREFIX: &str = "SSEHUB_";
+const SECTIONS: &[&str] = &[
+    "server", "tls", "auth", "cors", "sse", "limits", "history", "redis", "demo", "observe", "log",
+];
+
+/// Set in `table` what the variables `vars` override.
+pub fn apply(
+    table: &mut Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    let mut overrides: Vec<(String, String, String, String)> = vars
+        .filter_map(|(name, raw)| {
+            let rest = name.strip_prefix(PREFIX)?.to_ascii_lowercase();
+            let (section, key) = rest.split_once('_')?;
+            SECTIONS
+                .contains(&section)
+                .then(|| (name.clone(), section.to_owned(), key.to_owned(), raw))
+        })
+        .collect();
+    overrides.sort();
+    for (name, section, key, raw) in overrides {
+        let value = value_for(&section, &key, &raw)
+            .with_context(|| format!("{name}={}", shown(&key, &raw)))?;
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
+        let Some(t) = entry.as_table_mut() else {
+            bail!("[{section}] in the config file is not a table");
+        };
+        t.insert(key, value);
+    }
+    Ok(())
+}
+
+/// The value `raw` stands for at `[section] key`: TOML if that fits the key, else the
+/// string itself.
+fn value_for(section: &str, key: &str, raw: &str) -> anyhow::Result<Value> {
+    let as_toml = toml::from_str::<Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"));
+    let mut last = None;
+    for candidate in as_toml.into_iter().chain([Value::String(raw.to_owned())]) {
+        match fits(section, key, candidate.clone()) {
+            Ok(()) => return Ok(candidate),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("one candidate at least"))
+}
+
+/// Whether `value` alone at `[section] key` makes a valid configuration.
+fn fits(section: &str, key: &str, value: Value) -> anyhow::Result<()> {
+    let mut inner = Table::new();
+    inner.insert(key.to_owned(), value);
+    let mut outer = Table::new();
+    outer.insert(section.to_owned(), Value::Table(inner));
+    Value::Table(outer).try_into::<Config>()?;
+    Ok(())
+}
+
+/// The value as a message may show it: secrets hidden.
+fn shown(key: &str, raw: &str) -> String {
+    if key.contains("secret") || key.contains("token") || key == "url" {
+        "(hidden)".into()
+    } else {
+        raw.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn load(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let mut table = Table::new();
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        apply(&mut table, vars)?;
+        Ok(Value::Table(table).try_into()?)
+    }
+
+    #[test]
+    fn variables_set_keys_of_their_section() {
+        let c = load(&[
+            ("SSEHUB_SERVER_LISTEN", "0.0.0.0:8080"),
+            ("SSEHUB_SSE_KEEP_ALIVE", "2.5"),
+            ("SSEHUB_AUTH_JWT_SECRET", "12345"),
+            ("SSEHUB_AUTH_ALLOW_ANONYMOUS_SUBSCRIBE", "public.*,news"),
+            ("SSEHUB_AUTH_ALLOW_ANONYMOUS_PUBLISH", "true"),
+            ("SSEHUB_PORT", "1"),
+            ("SSEHUB_CONFIG", "x.toml"),
+            ("HOME", "/root"),
+        ])
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.sse.keep_alive, Duration::from_millis(2500));
+        assert_eq!(
+            c.auth.jwt_secret.as_deref(),
+            Some("12345"),
+            "a number stays a string"
+        );
+        assert_eq!(c.auth.allow_anonymous_subscribe, ["public.*", "news"]);
+        assert!(c.auth.allow_anonymous_publish);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_variable() {
+        let e = format!("{:#}", load(&[("SSEHUB_SERVER_LISTENN", "x")]).unwrap_err());
+        assert!(
+            e.contains("SSEHUB_SERVER_LISTENN") && e.contains("listenn"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            load(&[("SSEHUB_SSE_OUTBOX_LIMIT", "lots")]).unwrap_err()
+        );
+        assert!(e.contains("SSEHUB_SSE_OUTBOX_LIMIT=lots"), "{e}");
+        let e = format!(
+            "{:#}",
+            load(&[("SSEHUB_AUTH_ADMIN_TOKEN", "[")])
+                .unwrap_or_default()
+                .auth
+                .admin_token
+                .unwrap_or_default()
+        );
+        assert_eq!(e, "[");
+    }
+}
