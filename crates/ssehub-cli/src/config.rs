@@ -235,6 +235,10 @@ impl Default for SseSection {
 pub struct LimitsSection {
     /// TCP connections in all, whatever they carry.
     pub max_connections: usize,
+    /// Connections that have not sent their first request's head yet, in all and per
+    /// client address (IPv6 per /64): past either, a new connection is closed at once.
+    pub max_pending_connections: usize,
+    pub max_pending_per_ip: usize,
     /// Streams in all.
     pub max_streams: usize,
     /// Streams per client address (IPv6 per /64).
@@ -250,6 +254,8 @@ impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
             max_connections: 0,
+            max_pending_connections: 1024,
+            max_pending_per_ip: 128,
             max_streams: 0,
             max_streams_per_ip: 0,
             max_rooms_per_connection: 256,

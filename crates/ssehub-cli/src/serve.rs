@@ -55,8 +55,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let server = server
         .header_timeout(config.server.header_timeout)
         .idle_timeout((!config.server.idle_timeout.is_zero()).then_some(config.server.idle_timeout))
-        .max_connections(
-            (config.limits.max_connections > 0).then_some(config.limits.max_connections),
+        .max_connections(limit(config.limits.max_connections))
+        .max_pending_connections(
+            limit(config.limits.max_pending_connections),
+            limit(config.limits.max_pending_per_ip),
         )
         .grace(config.server.grace)
         .shutdown_message(
@@ -186,7 +188,6 @@ async fn hub(c: &Config) -> anyhow::Result<Hub> {
 fn sse_options(c: &Config, auth: Option<Auth>) -> SseOptions {
     let s = &c.sse;
     let off = |d: Duration| (!d.is_zero()).then_some(d);
-    let limit = |n: usize| (n > 0).then_some(n);
     let mut options = SseOptions::new()
         .prefix(s.prefix.as_str())
         .keep_alive(off(s.keep_alive))
@@ -250,6 +251,11 @@ fn now_rfc3339() -> String {
 /// The demo page (`GET` or `HEAD`; anything else is 405).
 fn index(req: Request<Incoming>) -> Response<Full<Bytes>> {
     page::html(&req, INDEX_HTML)
+}
+
+/// A limit of the config, where 0 means none.
+fn limit(n: usize) -> Option<usize> {
+    (n > 0).then_some(n)
 }
 
 #[cfg(test)]

@@ -5,16 +5,19 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use common::{bin, free_port, request, run_cli, ServeProcess, SseClient, WAIT};
+use common::{bin, free_port, request, run_cli, within, ServeProcess, SseClient, WAIT};
 use http::{Request, StatusCode};
 use http_body_util::{Empty, Full};
 use ssehub_testkit::tls::{insecure_client_config, send_tls};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ssehub.example.toml");
 const SECRET: &str = "a secret for the config tests, long enough";
@@ -390,4 +393,69 @@ async fn sighup_reloads_the_certificate_and_open_streams_stay() {
     let before = stream.next_of("tick").await.data;
     let after = stream.next_of("tick").await.data;
     assert_ne!(before, after);
+}
+
+/// A connection from `source` that has sent `bytes` (of a request, or half of one).
+async fn from_address(addr: SocketAddr, source: [u8; 4], bytes: &[u8]) -> TcpStream {
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.bind((source, 0).into()).unwrap();
+    let mut s = within("connect", sock.connect(addr)).await.unwrap();
+    // The write may fail on a connection the server has already closed.
+    let _ = s.write_all(bytes).await;
+    s
+}
+
+/// What a read of `s` sees within `wait`: the bytes (none: closed), or `None` if the
+/// connection stayed open and silent.
+async fn read_within(s: &mut TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(wait, s.read(&mut buf)).await {
+        Ok(Ok(n)) => Some(buf[..n].to_vec()),
+        Ok(Err(_)) => Some(Vec::new()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn the_pending_connection_caps_come_from_the_config() {
+    let server = ServeProcess::spawn(|port| {
+        let mut c = Command::new(bin());
+        c.args(["serve", "--bind", "127.0.0.1", "--tick-interval", "0"])
+            .args(["--port", &port.to_string()])
+            .env("SSEHUB_LIMITS_MAX_PENDING_PER_IP", "2");
+        c
+    });
+    let half = b"GET /sse HTTP/1.1\r\nHost: x\r\n";
+    // From an address of their own: the readiness probe from 127.0.0.1 is not theirs.
+    let source = [127, 0, 0, 3];
+    let mut held = vec![
+        from_address(server.addr, source, half).await,
+        from_address(server.addr, source, half).await,
+    ];
+    let mut third = from_address(server.addr, source, half).await;
+    // At once: well before the 10 s header timeout would cut any of them.
+    let closed = read_within(&mut third, Duration::from_secs(3)).await;
+    assert_eq!(
+        closed,
+        Some(Vec::new()),
+        "a third from one address is closed at once"
+    );
+    for s in &mut held {
+        let still = read_within(s, Duration::from_millis(300)).await;
+        assert_eq!(still, None, "the first two wait for the rest of their head");
+    }
+    // Another address is not counted with them; once they go, theirs is free again.
+    let _other = from_address(server.addr, [127, 0, 0, 4], half).await;
+    drop(held);
+    let request = ssehub_testkit::stream_request(server.addr, "/sse");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut s = from_address(server.addr, source, request.as_bytes()).await;
+        let head = read_within(&mut s, WAIT).await.unwrap_or_default();
+        if head.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the address stayed refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
