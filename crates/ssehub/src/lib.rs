@@ -64,7 +64,7 @@
 //! - `metrics` (`labels`, `histogram`, `process`): every counter, in one place;
 //!   [`HubStats`] is its snapshot; timing histograms of sampled publications; the
 //!   process's own figures from `/proc`.
-//! - `prometheus` (feature `metrics`): [`prometheus_text`] and [`MetricsCollector`],
+//! - `prometheus` (feature `metrics`): `prometheus_text` and `MetricsCollector`,
 //!   the counters in the Prometheus text format, read at scrape time.
 //! - `shutdown`: how a process is asked to stop ([`Shutdown`]).
 //! - `sync`: lock helpers that ignore poisoning.

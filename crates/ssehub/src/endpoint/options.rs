@@ -108,7 +108,7 @@ impl SseOptions {
     }
 
     /// The endpoint's path. A leading slash is added and a trailing one removed; `/` is
-    /// refused by [`SseEndpoint::new`].
+    /// refused by [`SseEndpoint::new`](crate::SseEndpoint::new).
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -229,7 +229,7 @@ impl SseOptions {
     }
 
     /// The most streams from one client IP address (`None` by default). Past it the
-    /// client gets 503 with `Retry-After`. The address comes from the [`PeerAddr`]
+    /// client gets 503 with `Retry-After`. The address comes from the [`PeerAddr`](crate::PeerAddr)
     /// request extension, which [`crate::Server`] sets; when the endpoint is mounted in
     /// another server, insert it (see `examples/axum.rs`), or only the total limit applies.
     /// Behind a proxy every client shares the proxy's address unless the proxy is trusted
