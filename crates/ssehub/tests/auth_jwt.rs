@@ -599,3 +599,20 @@ async fn without_require_exp_an_expired_token_is_still_refused() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn an_exp_no_time_can_hold_is_a_401_not_a_dropped_connection() {
+    let srv = server(auth()).await;
+    let bearer = format!("Bearer {}", with(|c| c["exp"] = json!(u64::MAX)));
+    let headers = [("authorization", bearer.as_str())];
+    let (status, h, body) =
+        request(srv.addr, "POST", "/publish?room=orders.1", &headers, "x").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "publish: {body}");
+    assert_eq!(
+        reason(h["www-authenticate"].to_str().unwrap()),
+        "invalid-claim"
+    );
+    let client = SseClient::connect(srv.addr, "/sse?room=news", &headers).await;
+    assert_eq!(client.status, StatusCode::UNAUTHORIZED);
+    srv.stop().await;
+}
