@@ -547,3 +547,72 @@ async fn after_expiry_a_fresh_token_and_the_last_id_miss_nothing() {
     assert_eq!(missed.data, "while away", "{missed:?}");
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn without_require_exp_an_expired_token_is_still_refused() {
+    let jwt = JwtVerifier::hmac(JwtAlgorithm::HS256, SECRET)
+        .unwrap()
+        .leeway(Duration::ZERO)
+        .audience(AUDIENCE)
+        .require_exp(false);
+    let srv = server(Auth::new(jwt)).await;
+    let no_exp = with(|c| {
+        c.as_object_mut().unwrap().remove("exp");
+    });
+    let expired = with(|c| {
+        c["exp"] = json!(now() - 60);
+        c["ssehub"]["admin"] = json!(true);
+    });
+    let publish = |token: &str| format!("Bearer {token}");
+    // `exp` not required: a token without one publishes.
+    let (status, _, body) = request(
+        srv.addr,
+        "POST",
+        "/publish?room=orders.1",
+        &[("authorization", &publish(&no_exp))],
+        "x",
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // But one whose `exp` is past is refused everywhere.
+    let bearer = publish(&expired);
+    let (status, h, body) = request(
+        srv.addr,
+        "POST",
+        "/publish?room=orders.1",
+        &[("authorization", &bearer)],
+        "x",
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "publish: {body}");
+    assert_eq!(reason(h["www-authenticate"].to_str().unwrap()), "expired");
+    let (status, _, body) =
+        request(srv.addr, "GET", "/stats", &[("authorization", &bearer)], "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "stats: {body}");
+    let client =
+        SseClient::connect(srv.addr, "/sse?room=news", &[("authorization", &bearer)]).await;
+    assert_eq!(client.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        srv.hub.stats().events_published,
+        1,
+        "only the valid publish"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_exp_no_time_can_hold_is_a_401_not_a_dropped_connection() {
+    let srv = server(auth()).await;
+    let bearer = format!("Bearer {}", with(|c| c["exp"] = json!(u64::MAX)));
+    let headers = [("authorization", bearer.as_str())];
+    let (status, h, body) =
+        request(srv.addr, "POST", "/publish?room=orders.1", &headers, "x").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "publish: {body}");
+    assert_eq!(
+        reason(h["www-authenticate"].to_str().unwrap()),
+        "invalid-claim"
+    );
+    let client = SseClient::connect(srv.addr, "/sse?room=news", &headers).await;
+    assert_eq!(client.status, StatusCode::UNAUTHORIZED);
+    srv.stop().await;
+}

@@ -34,11 +34,13 @@ pub fn guard_api(api: HubApi, c: &AuthSection, streams: Option<&Auth>) -> anyhow
         (None, Some(admin)) => {
             // Without tokens, publishing stays as open as the demo's (or the publish
             // token's); only the operator's endpoints need the admin token.
+            // (After `sources`, which would set `allow_anonymous_publish` as if tokens
+            // were checked.)
             let open = publishing_is_open(c);
-            let auth = Auth::without_tokens()
+            let auth = sources(Auth::without_tokens(), c)
                 .allow_anonymous_publish(open)
                 .admin_token(admin);
-            api.auth(sources(auth, c))
+            api.auth(auth)
         }
         (None, None) => api,
     })
@@ -95,4 +97,38 @@ fn sources(auth: Auth, c: &AuthSection) -> Auth {
         .query_parameter(name(&c.query_parameter).as_deref())
         .allow_anonymous_subscribe(rooms)
         .allow_anonymous_publish(c.allow_anonymous_publish)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    /// The status of a `POST /publish` without a credential to `api`.
+    async fn anonymous_publish(api: &HubApi) -> u16 {
+        let req = http::Request::post("/publish?room=a")
+            .body(Full::new(Bytes::from_static(b"x")))
+            .unwrap();
+        api.publish(req).await.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn an_admin_token_leaves_publishing_as_open_as_the_demos() {
+        let hub = ssehub::Hub::new();
+        let mut c = AuthSection {
+            admin_token: Some("operator".into()),
+            ..AuthSection::default()
+        };
+        // No publish token: the demo's open publishing (which the startup warning says).
+        assert!(publishing_is_open(&c));
+        let api = guard_api(HubApi::new(hub.clone()), &c, None).unwrap();
+        assert_eq!(anonymous_publish(&api).await, 202);
+        // A publish token closes it, whatever allow_anonymous_publish says without a key.
+        c.publish_token = Some("publisher".into());
+        c.allow_anonymous_publish = true;
+        assert!(!publishing_is_open(&c));
+        let api = guard_api(HubApi::new(hub), &c, None).unwrap();
+        assert_eq!(anonymous_publish(&api).await, 401);
+    }
 }

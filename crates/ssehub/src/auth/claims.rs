@@ -45,7 +45,9 @@ impl Identity {
             None | Some(Value::Null) => None,
             Some(v) => {
                 let secs = v.as_u64().ok_or_else(|| invalid("exp"))?;
-                Some(UNIX_EPOCH + Duration::from_secs(secs))
+                // A time past what `SystemTime` holds would panic the request's task.
+                let at = UNIX_EPOCH.checked_add(Duration::from_secs(secs));
+                Some(at.ok_or_else(|| invalid("exp"))?)
             }
         };
         let mut identity = Identity {
@@ -107,6 +109,17 @@ mod tests {
         assert!(!id.may_subscribe("b") && id.may_publish("anything") && !id.is_admin());
         let nothing = Identity::from_claims(json!({ "sub": "bob" })).unwrap();
         assert!(!nothing.may_subscribe("a") && !nothing.may_publish("a"));
+    }
+
+    #[test]
+    fn an_exp_past_what_a_time_can_hold_is_refused_not_a_panic() {
+        for exp in [u64::MAX, i64::MAX as u64 + 1] {
+            assert_eq!(
+                Identity::from_claims(json!({ "sub": "alice", "exp": exp })),
+                Err(AuthError::InvalidClaim("exp".into())),
+                "{exp}"
+            );
+        }
     }
 
     #[test]

@@ -140,14 +140,13 @@ impl JwtVerifier {
     }
 
     /// Whether a token must have an `exp` (yes by default: a token that never expires
-    /// cannot be withdrawn).
+    /// cannot be withdrawn). Either way, a token whose `exp` is past is refused.
     pub fn require_exp(mut self, required: bool) -> JwtVerifier {
         if required {
             self.validation.required_spec_claims.insert("exp".into());
         } else {
             self.validation.required_spec_claims.remove("exp");
         }
-        self.validation.validate_exp = required;
         self
     }
 }
