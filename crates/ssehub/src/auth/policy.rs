@@ -196,8 +196,9 @@ impl Auth {
     /// verifier's.
     fn identity_of(&self, token: &str) -> Result<Identity, AuthError> {
         if let Some(admin) = &self.admin_token {
-            // Different lengths say no at once: only the length leaks.
-            if bool::from(token.as_bytes().ct_eq(admin)) {
+            // Different lengths say no at once: only the length leaks. An empty token
+            // is no credential, even against an empty admin token.
+            if !token.is_empty() && bool::from(token.as_bytes().ct_eq(admin)) {
                 return Ok(Identity::new("admin").admin(true));
             }
         }
@@ -346,6 +347,15 @@ mod tests {
                 .as_deref(),
             Some("x")
         );
+    }
+
+    #[test]
+    fn an_empty_admin_token_opens_nothing() {
+        let auth = Auth::without_tokens().admin_token("");
+        assert!(!auth.is_operator_token(""));
+        let uri: Uri = "/stats?token=".parse().unwrap();
+        let empty = headers(&[("authorization", "Bearer ")]);
+        assert!(auth.operator(&empty, &uri).is_err());
     }
 
     #[test]

@@ -24,10 +24,11 @@ impl Bearer {
         }
     }
 
-    /// Whether `given` is the token.
+    /// Whether `given` is the token. An empty token is no credential, even if the
+    /// configured one is empty too.
     pub(super) fn accepts(&self, given: &[u8]) -> bool {
         // `ct_eq` on slices of different lengths says no at once: only the length leaks.
-        bool::from(given.ct_eq(&self.token))
+        !given.is_empty() && bool::from(given.ct_eq(&self.token))
     }
 
     /// `None` if `req` carries the token; else the 401 it gets.
@@ -85,5 +86,13 @@ mod tests {
         ] {
             assert_eq!(answer(wrong), Some(StatusCode::UNAUTHORIZED), "{wrong:?}");
         }
+    }
+
+    #[test]
+    fn an_empty_token_opens_nothing() {
+        let empty = Bearer::new("");
+        assert!(!empty.accepts(b""));
+        assert!(!empty.accepts(b"x"));
+        assert!(!Bearer::new("s3cret").accepts(b""));
     }
 }
