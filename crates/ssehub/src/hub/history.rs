@@ -214,7 +214,14 @@ impl History {
         };
         let len = slot.frame.len();
         self.order.push_back((slot.seq, key.clone()));
-        let ring = self.rings.entry(key).or_insert_with(|| Ring::new(limits));
+        // A ring made afresh for a room whose ring was removed inherits what that removal
+        // dropped, as an absent ring does (`locate`): else a cursor from before the
+        // removal would resume with no gap over the events it never got.
+        let removed_through = self.removed_through;
+        let ring = self.rings.entry(key).or_insert_with(|| Ring {
+            dropped_through: removed_through,
+            ..Ring::new(limits)
+        });
         ring.bytes += len;
         ring.slots.push_back(slot);
         self.total_bytes += len;

@@ -281,3 +281,39 @@ fn a_replay_larger_than_its_budget_keeps_the_newest_and_says_so() {
     assert_eq!(gap_json(&r)["reason"], "replay-limit");
     assert_eq!(gap_json(&r)["first_id"], format!("{}-8", h.epoch));
 }
+
+#[test]
+fn a_room_whose_history_was_emptied_and_refilled_still_reports_what_it_lost() {
+    // The cap on all history empties room `a`'s ring; a later event starts a new one.
+    // A client of `a` that had only event 1 missed event 2: the replay must say so.
+    let mut h = History::new(HistoryRules {
+        total_bytes: 300,
+        ..HistoryRules::default()
+    });
+    let now = Instant::now();
+    let had = publish(&mut h, &["a"], "a1", now);
+    publish(&mut h, &["a"], "a2", now);
+    publish(&mut h, &["b"], &"x".repeat(400), now);
+    assert!(h.frames("a").is_empty(), "`a`'s ring is gone");
+    publish(&mut h, &["a"], "a4", now);
+    let r = h
+        .replay(&arcs(&["a"]), &Resume::After(had.clone()), usize::MAX)
+        .unwrap();
+    assert_eq!(datas(&r), ["a4"]);
+    let gap = gap_json(&r);
+    assert_eq!(gap["reason"], "evicted", "a2 was lost");
+    assert_eq!(gap["rooms"], serde_json::json!(["a"]));
+    // The same through the age limit and the sweep.
+    let limits = HistoryConfig::default().max_age(Duration::from_secs(10));
+    let mut h = History::new(rules(limits));
+    let t0 = Instant::now();
+    let had = publish(&mut h, &["a"], "a1", t0);
+    publish(&mut h, &["a"], "a2", t0);
+    assert!(!h.expire(t0 + Duration::from_secs(11)));
+    publish(&mut h, &["a"], "a3", t0 + Duration::from_secs(12));
+    let r = h
+        .replay(&arcs(&["a"]), &Resume::After(had), usize::MAX)
+        .unwrap();
+    assert_eq!(datas(&r), ["a3"]);
+    assert_eq!(gap_json(&r)["reason"], "evicted", "a2 expired unseen");
+}
