@@ -334,14 +334,16 @@ where
         let api = self.clone();
         Box::pin(async move {
             let path = req.uri().path();
-            Ok(if path.ends_with("/publish") {
+            // `.../rooms/{room}` first: a room's name is a client's, and may be `rooms`,
+            // `stats`, `publish` or `metrics`.
+            Ok(if let Some(room) = rooms::room_in_path(path) {
+                api.room(&req, room).await
+            } else if path.ends_with("/publish") {
                 api.publish(req).await
             } else if path.ends_with("/stats") {
                 api.stats(&req)
             } else if path.ends_with("/rooms") {
                 api.rooms(&req).await
-            } else if let Some(room) = rooms::room_in_path(path) {
-                api.room(&req, room).await
             } else if path.ends_with("/metrics") {
                 api.metrics_or_404(&req)
             } else {

@@ -141,3 +141,30 @@ async fn a_member_behind_a_trusted_proxy_shows_its_client() {
     }
     srv.stop().await;
 }
+
+/// Room names are the clients' (`?room=`): a room named like one of the API's routes is
+/// still a room at `/rooms/{room}`, not that route.
+#[tokio::test]
+async fn a_room_named_like_a_route_is_still_a_room() {
+    let options = without_history()
+        .keep_alive(None)
+        .rooms_from_query(true)
+        .no_auto_join()
+        .on_connect(|conn, _| async move {
+            let _ = conn.send_event("ready", "");
+        });
+    let api = HubApi::new(options.hub().clone());
+    let srv = TestServer::start_with(options, |s| s.fallback(api)).await;
+    let mut clients = Vec::new();
+    for room in ["rooms", "stats", "metrics", "publish"] {
+        let mut c = srv.sse(&format!("/sse?room={room}")).await;
+        c.next_of("ready").await;
+        clients.push(c);
+    }
+    for room in ["rooms", "stats", "metrics", "publish"] {
+        let page = get_json(&srv, &format!("/rooms/{room}")).await;
+        assert_eq!(page["room"], room, "/rooms/{room}: {page}");
+        assert_eq!(page["members"], 1, "/rooms/{room}");
+    }
+    srv.stop().await;
+}
