@@ -341,7 +341,7 @@ impl SseEndpoint {
         let max = opts.hub.config().rooms_per_connection();
         if distinct.len() > max {
             let asked = distinct.len() - usize::from(opts.auto_join_room.is_some());
-            let left = max - usize::from(opts.auto_join_room.is_some());
+            let left = max.saturating_sub(usize::from(opts.auto_join_room.is_some()));
             return Err(format!("too many rooms: {asked} asked for, at most {left}"));
         }
         Ok(())

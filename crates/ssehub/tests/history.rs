@@ -77,6 +77,21 @@ async fn a_reconnect_gets_what_it_missed_then_live_events() {
 }
 
 #[tokio::test]
+async fn an_empty_last_event_id_is_a_first_connection() {
+    let srv = TestServer::start(options(HubConfig::default())).await;
+    publish(&srv.hub, &["a"], "old");
+    let mut by_header = resume(&srv, "/sse?room=a", "").await;
+    let mut by_query = SseClient::open(srv.addr, "/sse?room=a&last_event_id=").await;
+    connected(&srv, 2).await;
+    publish(&srv.hub, &["a"], "new");
+    // No replay and no gap signal: the next event is the live one.
+    assert_eq!(by_header.next_event().await.data, "new");
+    assert_eq!(by_query.next_event().await.data, "new");
+    assert_eq!(srv.hub.stats().replays, 0);
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn across_three_rooms_each_missed_event_comes_once_in_order() {
     let srv = TestServer::start(options(HubConfig::default())).await;
     let first = publish(&srv.hub, &["a"], "a1");

@@ -326,3 +326,18 @@ async fn slow_headers_are_cut_by_the_header_timeout() {
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn no_rooms_allowed_and_an_auto_join_room_refuse_streams_plainly() {
+    // A cap of 0 rooms per connection leaves none for the auto-join room: every stream
+    // naming rooms is a 400 that says so (the count once went below zero).
+    let hub = Hub::with_config(HubConfig::default().max_rooms_per_connection(0));
+    let options = SseOptions::new()
+        .keep_alive(None)
+        .rooms_from_query(true)
+        .with_hub(hub);
+    let srv = TestServer::start(options).await;
+    let client = srv.sse("/sse?room=a").await;
+    assert_eq!(client.status, StatusCode::BAD_REQUEST);
+    srv.stop().await;
+}

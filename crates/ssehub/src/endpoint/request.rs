@@ -124,7 +124,9 @@ impl RequestContext {
                     .iter()
                     .find(|(k, _)| k == "lastEventId" || k == "last_event_id")
                     .map(|(_, v)| v.clone())
-            });
+            })
+            // An empty id is no id (a browser sends none then): a first connection.
+            .filter(|id| !id.is_empty());
         RequestContext {
             inner: Arc::new(ContextInner {
                 method: req.method().clone(),
@@ -216,7 +218,8 @@ impl RequestContext {
     }
 
     /// The id the client last saw: the `Last-Event-ID` header, or the `lastEventId` /
-    /// `last_event_id` query parameter for clients that cannot set headers.
+    /// `last_event_id` query parameter for clients that cannot set headers. An empty
+    /// one is `None`, as on a first connection.
     pub fn last_event_id(&self) -> Option<&str> {
         self.inner.last_event_id.as_deref()
     }
