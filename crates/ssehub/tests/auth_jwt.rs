@@ -241,6 +241,16 @@ fn reason(challenge: &str) -> &str {
         .unwrap_or("")
 }
 
+/// `POST /publish?room=ROOM` of `x` with `Authorization: BEARER`.
+async fn publish_as(
+    srv: &TestServer,
+    room: &str,
+    bearer: &str,
+) -> (StatusCode, http::HeaderMap, String) {
+    let path = format!("/publish?room={room}");
+    request(srv.addr, "POST", &path, &[("authorization", bearer)], "x").await
+}
+
 #[tokio::test]
 async fn subscribing_follows_the_token_table_through_every_source() {
     let srv = server(auth()).await;
@@ -370,25 +380,11 @@ async fn anonymous_publishing_only_when_allowed() {
     let (status, _, body) = request(srv.addr, "POST", "/publish?room=any", &[], "x").await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     // A token that is there but bad is still refused.
-    let (status, _, _) = request(
-        srv.addr,
-        "POST",
-        "/publish?room=any",
-        &[("authorization", "Bearer garbage")],
-        "x",
-    )
-    .await;
+    let (status, _, _) = publish_as(&srv, "any", "Bearer garbage").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     // A valid token does not narrow what anyone may do.
     let bearer = format!("Bearer {}", signed(claims()));
-    let (status, _, body) = request(
-        srv.addr,
-        "POST",
-        "/publish?room=news",
-        &[("authorization", &bearer)],
-        "x",
-    )
-    .await;
+    let (status, _, body) = publish_as(&srv, "news", &bearer).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     srv.stop().await;
 }
@@ -565,25 +561,11 @@ async fn without_require_exp_an_expired_token_is_still_refused() {
     });
     let publish = |token: &str| format!("Bearer {token}");
     // `exp` not required: a token without one publishes.
-    let (status, _, body) = request(
-        srv.addr,
-        "POST",
-        "/publish?room=orders.1",
-        &[("authorization", &publish(&no_exp))],
-        "x",
-    )
-    .await;
+    let (status, _, body) = publish_as(&srv, "orders.1", &publish(&no_exp)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     // But one whose `exp` is past is refused everywhere.
     let bearer = publish(&expired);
-    let (status, h, body) = request(
-        srv.addr,
-        "POST",
-        "/publish?room=orders.1",
-        &[("authorization", &bearer)],
-        "x",
-    )
-    .await;
+    let (status, h, body) = publish_as(&srv, "orders.1", &bearer).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "publish: {body}");
     assert_eq!(reason(h["www-authenticate"].to_str().unwrap()), "expired");
     let (status, _, body) =
@@ -605,8 +587,7 @@ async fn an_exp_no_time_can_hold_is_a_401_not_a_dropped_connection() {
     let srv = server(auth()).await;
     let bearer = format!("Bearer {}", with(|c| c["exp"] = json!(u64::MAX)));
     let headers = [("authorization", bearer.as_str())];
-    let (status, h, body) =
-        request(srv.addr, "POST", "/publish?room=orders.1", &headers, "x").await;
+    let (status, h, body) = publish_as(&srv, "orders.1", &bearer).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "publish: {body}");
     assert_eq!(
         reason(h["www-authenticate"].to_str().unwrap()),
