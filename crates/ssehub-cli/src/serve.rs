@@ -233,8 +233,10 @@ async fn ticker(hub: Hub, every: Duration) {
             .data(format!("tick #{n} @ {}", now_rfc3339()))
             .build()
             .expect("a tick has no line break in its event name");
-        let reached = hub.broadcast(ROOM_ALL, &message);
-        tracing::trace!(n, reached, "tick");
+        match hub.to(ROOM_ALL).publish(&message) {
+            Ok(p) => tracing::trace!(n, reached = p.delivered, "tick"),
+            Err(e) => tracing::warn!(error = %e, "tick not sent"),
+        }
     }
 }
 

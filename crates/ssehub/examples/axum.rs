@@ -20,7 +20,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use ssehub::{ConfigError, Hub, PeerAddr, SseEndpoint, SseOptions};
+use ssehub::{ConfigError, Hub, Message, PeerAddr, SseEndpoint, SseOptions};
 
 /// The application: the SSE endpoint, a broadcast handler, the peer-address middleware.
 pub fn app(options: SseOptions) -> Result<Router, ConfigError> {
@@ -51,8 +51,15 @@ async fn broadcast(
     body: String,
 ) -> (StatusCode, String) {
     let room = q.get("room").map_or("__all", String::as_str);
-    match hub.broadcast_event(room, q.get("event").map_or("", String::as_str), &body) {
-        Ok(n) => (StatusCode::OK, format!("reached {n}\n")),
+    let event = q.get("event").map_or("", String::as_str);
+    let published = Message::builder()
+        .event(event)
+        .data(body)
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|m| hub.to(room).publish(&m).map_err(|e| e.to_string()));
+    match published {
+        Ok(p) => (StatusCode::OK, format!("reached {}\n", p.delivered)),
         Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
     }
 }
@@ -61,7 +68,7 @@ async fn broadcast(
 pub fn options() -> SseOptions {
     SseOptions::new().on_connect(|conn, ctx| async move {
         for room in ctx.query_all("room") {
-            let _ = conn.join(room);
+            let _ = ctx.hub().join(room, &conn);
         }
         let peer = ctx
             .peer_addr()

@@ -20,15 +20,20 @@ static HUB: OnceLock<Hub> = OnceLock::new();
 
 /// Any function, anywhere in the program.
 fn announce(text: &str) -> usize {
-    match HUB.get() {
-        Some(hub) => hub
-            .broadcast_event(ssehub::ROOM_ALL, "notice", text)
-            .unwrap_or_else(|e| {
-                eprintln!("not sent: {e}");
-                0
-            }),
-        None => 0,
+    let Some(hub) = HUB.get() else { return 0 };
+    match notice(hub, text) {
+        Ok(reached) => reached,
+        Err(e) => {
+            eprintln!("not sent: {e}");
+            0
+        }
     }
+}
+
+/// Publish `text` as a `notice` event to everyone. Returns how many it reached.
+fn notice(hub: &Hub, text: &str) -> Result<usize, Box<dyn std::error::Error>> {
+    let message = Message::builder().event("notice").data(text).build()?;
+    Ok(hub.to(ssehub::ROOM_ALL).publish(&message)?.delivered)
 }
 
 #[tokio::main]
@@ -43,7 +48,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     HUB.set(hub.clone()).expect("set once");
 
     // Broadcasting works before the server starts; nobody is connected yet.
-    assert_eq!(hub.broadcast("__all", &Message::new("too early")), 0);
+    let early = hub.to("__all").publish(&Message::new("too early"))?;
+    assert_eq!(early.delivered, 0);
 
     // A background task.
     let ticker = hub.clone();
@@ -58,7 +64,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .data(n.to_string())
                 .build()
                 .expect("a valid message");
-            ticker.broadcast("__all", &m);
+            if let Err(e) = ticker.to("__all").publish(&m) {
+                eprintln!("tick not sent: {e}");
+            }
         }
     });
 
@@ -82,7 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let Ok(body) = String::from_utf8(body.to_vec()) else {
                     return text(StatusCode::BAD_REQUEST, "the body must be UTF-8");
                 };
-                match hub.broadcast_event(ssehub::ROOM_ALL, "notice", &body) {
+                match notice(&hub, &body) {
                     Ok(n) => text(StatusCode::OK, format!("reached {n} clients\n")),
                     Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
                 }

@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .on_connect(|conn, ctx| async move {
             // `/sse?room=blue&room=green` joins both rooms (and `__all`, by default).
             for room in ctx.query_all("room") {
-                if let Err(e) = conn.join(room) {
+                if let Err(e) = ctx.hub().join(room, &conn) {
                     let _ = conn.send_event("error", &format!("cannot join {room:?}: {e}"));
                 }
             }
@@ -53,14 +53,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             n += 1;
-            ticker.broadcast(
-                "__all",
-                &Message::builder()
-                    .event("tick")
-                    .data(n.to_string())
-                    .build()
-                    .expect("a valid message"),
-            );
+            let tick = Message::builder()
+                .event("tick")
+                .data(n.to_string())
+                .build()
+                .expect("a valid message");
+            if let Err(e) = ticker.to("__all").publish(&tick) {
+                eprintln!("tick not sent: {e}");
+            }
         }
     });
 
@@ -88,8 +88,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let Ok(body) = std::str::from_utf8(&body) else {
                     return text(StatusCode::BAD_REQUEST, "the body must be UTF-8");
                 };
-                match hub.broadcast_event(&room, "", body) {
-                    Ok(n) => text(StatusCode::OK, format!("{n} clients in {room:?}\n")),
+                match hub.to(&room).publish(&Message::new(body)) {
+                    Ok(p) => text(
+                        StatusCode::OK,
+                        format!("{} clients in {room:?}\n", p.delivered),
+                    ),
                     Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
                 }
             }

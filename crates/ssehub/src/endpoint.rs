@@ -145,7 +145,7 @@ impl SseEndpoint {
         }
         let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
         let client = client_addr::client_ip(peer, req.headers(), &self.inner.opts.trusted_proxies);
-        let ctx = RequestContext::from_request(&req, client);
+        let ctx = RequestContext::from_request(&req, client, self.hub());
         if let Err(why) = self.check_query_rooms(&ctx) {
             refused(Refusal::BadRequest);
             return plain(StatusCode::BAD_REQUEST, &why);
@@ -267,11 +267,11 @@ impl SseEndpoint {
             let _ = conn.send_frame(retry_frame(jitter(retry, conn.id())));
         }
         if let Some(room) = &opts.auto_join_room {
-            let _ = conn.join(room);
+            let _ = opts.hub.join(room, &conn);
         }
         if opts.rooms_from_query {
             for room in ctx.query_all("room") {
-                let _ = conn.join(room);
+                let _ = opts.hub.join(room, &conn);
             }
         }
         let set_up = {

@@ -41,7 +41,7 @@ mod rooms;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisError};
 pub use backplane::{BackplaneStatus, Published};
-pub use broadcast::Broadcast;
+pub use broadcast::{Broadcast, IntoRooms};
 pub use config::{HubConfig, DEFAULT_MAX_EVENT_BYTES};
 pub use history::{GapReason, HistoryConfig};
 pub use observe::{MemberInfo, RoomInfo};
@@ -52,9 +52,8 @@ pub(crate) use history::Resume;
 
 pub(crate) use rooms::check_room;
 
-use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
 
@@ -64,7 +63,6 @@ use self::presence::Presence;
 use self::rooms::Rooms;
 use crate::connection::{Connection, ConnectionConfig, ConnectionId, Origin, Owner};
 use crate::decode::{Decoder, Event, Item};
-use crate::frame::{FrameError, Message};
 use crate::metrics::{HubStats, Metrics};
 use crate::sync::lock;
 
@@ -78,7 +76,9 @@ use crate::sync::lock;
 ///
 /// let hub = Hub::new();
 /// // Nobody is connected yet: the broadcast reaches no one.
-/// assert_eq!(hub.broadcast(ssehub::ROOM_ALL, &Message::new("server is alive")), 0);
+/// let published = hub.to(ssehub::ROOM_ALL).publish(&Message::new("server is alive"))?;
+/// assert_eq!(published.delivered, 0);
+/// # Ok::<(), ssehub::PublishError>(())
 /// ```
 #[derive(Clone)]
 pub struct Hub {
@@ -92,16 +92,25 @@ struct HubInner {
     connections: Mutex<HashMap<ConnectionId, Connection>>,
     backplane: Box<dyn Backplane>,
     presence: Presence,
+    /// The hub itself, for what a connection's close publishes (presence): the
+    /// connection holds its hub only as its `Owner`, which names no hub.
+    me: Weak<HubInner>,
 }
 
 impl HubInner {
-    fn new(config: HubConfig, local: Arc<Local>, backplane: Box<dyn Backplane>) -> HubInner {
+    fn new(
+        config: HubConfig,
+        local: Arc<Local>,
+        backplane: Box<dyn Backplane>,
+        me: Weak<HubInner>,
+    ) -> HubInner {
         HubInner {
             backplane,
             presence: Presence::new(config.presence_rules().clone()),
             config,
             local,
             connections: Mutex::default(),
+            me,
         }
     }
 
@@ -124,8 +133,8 @@ impl Owner for HubInner {
         for name in &rooms {
             self.remove_member(name, conn);
         }
-        if self.presence.any() {
-            let hub = conn.hub();
+        if let Some(inner) = self.me.upgrade().filter(|_| self.presence.any()) {
+            let hub = Hub { inner };
             rooms
                 .iter()
                 .for_each(|name| self.presence.left(&hub, name, conn));
@@ -179,7 +188,7 @@ impl Hub {
         backplane: Box<dyn Backplane>,
     ) -> Hub {
         Hub {
-            inner: Arc::new(HubInner::new(config, local, backplane)),
+            inner: Arc::new_cyclic(|me| HubInner::new(config, local, backplane, me.clone())),
         }
     }
 
@@ -256,67 +265,19 @@ impl Hub {
         true
     }
 
-    /// Send `message` to every member of `room`. Returns how many connections it reached.
-    ///
-    /// The message is encoded once; every member's outbox gets the same shared bytes.
-    pub fn broadcast(&self, room: &str, message: &Message) -> usize {
-        self.to(room).send(message)
-    }
-
-    /// Send an event named `event` (empty: `message`) with `data` to every member of
-    /// `room`: [`Connection::send_event`] for a room. Returns how many it reached.
-    pub fn broadcast_event(
-        &self,
-        room: &str,
-        event: &str,
-        data: &str,
-    ) -> Result<usize, FrameError> {
-        let message = Message::builder().event(event).data(data).build()?;
-        Ok(self.broadcast(room, &message))
-    }
-
-    /// Send `message` to every member of each room. As in SimpleW, a connection in several
-    /// of these rooms receives it once per room; see [`Hub::broadcast_many_unique`]. A
-    /// room named twice is one room: its members get the message once for it. Past
-    /// [`HubConfig::max_rooms_per_publish`] distinct rooms, or for a message larger than
-    /// [`HubConfig::max_event_bytes`], nothing is sent, a warning is logged, and 0 is
-    /// returned ([`Broadcast::publish`] returns the error instead).
-    pub fn broadcast_many<I, S>(&self, rooms: I, message: &Message) -> usize
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.to_many(rooms).send(message)
-    }
-
-    /// Like [`Hub::broadcast_many`], but a connection in several rooms receives it once.
-    pub fn broadcast_many_unique<I, S>(&self, rooms: I, message: &Message) -> usize
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.to_many(rooms).unique().send(message)
-    }
-
-    /// A broadcast to one room, with options.
+    /// A publication to `rooms`: one name, or several (see [`IntoRooms`]). Finish it
+    /// with [`Broadcast::publish`]; before that, [`Broadcast::except`] skips a
+    /// connection and [`Broadcast::unique`] delivers once to a member of several rooms.
     ///
     /// ```
-    /// # fn f(hub: &ssehub::Hub, sender: &ssehub::Connection) {
-    /// let reached = hub.to("chat").except(sender).send(&ssehub::Message::new("hi"));
-    /// # }
+    /// # fn f(hub: &ssehub::Hub, sender: &ssehub::Connection) -> Result<(), ssehub::PublishError> {
+    /// let published = hub.to("chat").except(sender).publish(&ssehub::Message::new("hi"))?;
+    /// println!("reached {} connections", published.delivered);
+    /// # Ok(()) }
     /// ```
-    pub fn to(&self, room: &str) -> Broadcast<'_> {
-        self.to_many([room])
-    }
-
-    /// A broadcast to several rooms, with options. A room named more than once counts
-    /// once; past [`HubConfig::max_rooms_per_publish`] distinct rooms (256 by default)
-    /// the broadcast is refused (see [`Broadcast::publish`]).
-    pub fn to_many<I, S>(&self, rooms: I) -> Broadcast<'_>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
+    #[doc(alias = "broadcast")]
+    #[doc(alias = "broadcast_many")]
+    pub fn to(&self, rooms: impl IntoRooms) -> Broadcast<'_> {
         Broadcast::new(self, rooms)
     }
 
@@ -324,12 +285,6 @@ impl Hub {
     /// shutdown). `only_idle` skips connections that had traffic since the last call.
     pub(crate) fn send_to_all(&self, frame: &Bytes, only_idle: bool) -> usize {
         fanout::to_each(&self.inner.local, &self.connections(), frame, only_idle)
-    }
-
-    /// Queue `message` to every open connection, whatever its rooms (a shutdown notice,
-    /// say). Returns how many it reached.
-    pub fn send_to_everyone(&self, message: &Message) -> usize {
-        self.send_to_all(&message.encode(), false)
     }
 
     /// Close every connection (each still flushes what it has queued).
@@ -378,11 +333,6 @@ impl Hub {
             .map_or_else(Vec::new, |r| r.members().conns.values().cloned().collect())
     }
 
-    /// The rooms `conn` is in.
-    pub fn rooms_of(&self, conn: &Connection) -> Vec<String> {
-        conn.rooms()
-    }
-
     /// Member count of every room.
     pub fn room_sizes(&self) -> HashMap<String, usize> {
         self.inner.rooms().sizes()
@@ -393,9 +343,10 @@ impl Hub {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), ssehub::FrameError> {
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let hub = ssehub::Hub::new();
-    /// hub.broadcast_event("news", "headline", "hello")?;
+    /// let m = ssehub::Message::builder().event("headline").data("hello").build()?;
+    /// hub.to("news").publish(&m)?;
     /// let kept = hub.history("news").await;
     /// assert_eq!(kept[0].data, "hello");
     /// assert_eq!(kept[0].event, "headline");
@@ -446,29 +397,6 @@ impl Hub {
             stats.gaps.insert(reason.as_str(), n);
         }
         stats
-    }
-}
-
-/// Room membership from the connection's side.
-impl Connection {
-    /// The hub this connection belongs to.
-    pub fn hub(&self) -> Hub {
-        let owner: Arc<dyn Any + Send + Sync> = self.owner().clone();
-        Hub {
-            inner: owner
-                .downcast::<HubInner>()
-                .expect("every connection is made by a hub"),
-        }
-    }
-
-    /// Join a room of this connection's hub. See [`Hub::join`].
-    pub fn join(&self, room: &str) -> Result<bool, JoinError> {
-        self.hub().join(room, self)
-    }
-
-    /// Leave a room of this connection's hub. See [`Hub::leave`].
-    pub fn leave(&self, room: &str) -> bool {
-        self.hub().leave(room, self)
     }
 }
 

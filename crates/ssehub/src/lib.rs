@@ -17,7 +17,9 @@
 //!     tokio::spawn(async move {
 //!         loop {
 //!             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-//!             hub.broadcast(ROOM_ALL, &Message::new("server is alive"));
+//!             if let Err(e) = hub.to(ROOM_ALL).publish(&Message::new("server is alive")) {
+//!                 tracing::warn!(error = %e, "not sent");
+//!             }
 //!         }
 //!     });
 //!     Server::new(([0, 0, 0, 0], 2015)).sse(sse).run().await

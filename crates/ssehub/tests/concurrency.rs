@@ -166,17 +166,17 @@ async fn joins_racing_with_last_leave_leave_no_stranded_member() {
         let start = Barrier::new(2);
         std::thread::scope(|scope| {
             for (k, conn) in [&ca, &cb].into_iter().enumerate() {
-                let start = &start;
+                let (start, hub) = (&start, &srv.hub);
                 scope.spawn(move || {
                     start.wait();
                     // Different patterns per thread and per iteration.
                     for op in 0..OPS {
                         if (op + k + iteration) % 3 == 0 {
-                            let _ = conn.leave("race");
+                            let _ = hub.leave("race", conn);
                         } else if (op * (k + 1) + iteration) % 2 == 0 {
-                            conn.join("race").unwrap();
+                            hub.join("race", conn).unwrap();
                         } else {
-                            let _ = conn.leave("race");
+                            let _ = hub.leave("race", conn);
                         }
                     }
                 });
@@ -199,13 +199,17 @@ async fn joins_racing_with_last_leave_leave_no_stranded_member() {
             "iteration {iteration}: an empty room does not exist"
         );
         assert_eq!(
-            srv.hub.broadcast("race", &ssehub::Message::new("x")),
+            srv.hub
+                .to("race")
+                .publish(&ssehub::Message::new("x"))
+                .unwrap()
+                .delivered,
             believers
         );
         // Start the next iteration from a random-ish state, sometimes empty.
         if iteration % 2 == 0 {
-            ca.leave("race");
-            cb.leave("race");
+            srv.hub.leave("race", &ca);
+            srv.hub.leave("race", &cb);
             assert_eq!(srv.hub.room_count(), 0);
         }
     }
@@ -217,7 +221,7 @@ async fn joins_racing_with_close_leave_no_trace() {
     const CONNECTIONS: usize = 40;
     let (srv, mut handout) = start_without_auto_join().await;
     let (_keeper, keeper) = handout.open(&srv, "/sse").await;
-    keeper.join("shared").unwrap();
+    srv.hub.join("shared", &keeper).unwrap();
     for n in 0..CONNECTIONS {
         let (client, conn) = handout.open(&srv, "/sse").await;
         let start = Barrier::new(2);
@@ -225,10 +229,10 @@ async fn joins_racing_with_close_leave_no_trace() {
             scope.spawn(|| {
                 start.wait();
                 for r in 0..30 {
-                    let _ = conn.join(&format!("room-{}", r % 7));
-                    let _ = conn.join("shared");
+                    let _ = srv.hub.join(&format!("room-{}", r % 7), &conn);
+                    let _ = srv.hub.join("shared", &conn);
                     if r % 4 == 0 {
-                        conn.leave("shared");
+                        srv.hub.leave("shared", &conn);
                     }
                 }
             });
@@ -264,7 +268,12 @@ async fn many_clients_many_broadcasts_all_delivered_in_order() {
     let hub = srv.hub.clone();
     let publisher = std::thread::spawn(move || {
         (0..EVENTS)
-            .map(|i| hub.broadcast("__all", &ssehub::Message::new(i.to_string())))
+            .map(|i| {
+                hub.to("__all")
+                    .publish(&ssehub::Message::new(i.to_string()))
+                    .unwrap()
+                    .delivered
+            })
             .sum::<usize>()
     });
     let readers: Vec<_> = clients

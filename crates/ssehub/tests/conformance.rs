@@ -667,7 +667,10 @@ async fn chromium_opens_before_any_event_and_stops_on_204() {
     assert_eq!(log, json!([{"kind": "open", "readyState": 1}]));
     assert_eq!(server.hub.connection_count(), 1);
 
-    assert_eq!(server.hub.broadcast("__all", &hello()), 1);
+    assert_eq!(
+        server.hub.to("__all").publish(&hello()).unwrap().delivered,
+        1
+    );
     let log = browser
         .poll("the event after open", LOG, CLIENT_WAIT, |v| {
             has_event(v, "hello")
@@ -780,7 +783,10 @@ async fn node_eventsource_opens_before_any_event_and_stops_on_204() {
     })
     .await;
 
-    assert_eq!(server.hub.broadcast("__all", &hello()), 1);
+    assert_eq!(
+        server.hub.to("__all").publish(&hello()).unwrap().delivered,
+        1
+    );
     assert_eq!(
         client.next().await,
         json!({"kind": "event", "type": "hello", "data": "after open", "lastEventId": ""})

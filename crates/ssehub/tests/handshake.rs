@@ -94,7 +94,10 @@ async fn http2_prior_knowledge_has_no_connection_header() {
         Some(&b": connected\n\n"[..])
     );
     eventually("h2 stream registered", || srv.hub.connection_count() == 1).await;
-    srv.hub.broadcast("__all", &ssehub::Message::new("over h2"));
+    srv.hub
+        .to("__all")
+        .publish(&ssehub::Message::new("over h2"))
+        .unwrap();
     let frame = within("h2 event", body.frame()).await.unwrap().unwrap();
     assert_eq!(
         frame.data_ref().map(|b| &b[..]),

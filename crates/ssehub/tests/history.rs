@@ -23,7 +23,7 @@ fn options(config: HubConfig) -> SseOptions {
 
 /// Publish `data` to `rooms`; its id.
 fn publish(hub: &Hub, rooms: &[&str], data: &str) -> String {
-    hub.to_many(rooms)
+    hub.to(rooms)
         .unique()
         .publish(&Message::new(data))
         .unwrap()
@@ -227,9 +227,9 @@ async fn a_replay_larger_than_the_outbox_is_capped_and_the_client_stays() {
 async fn rooms_joined_in_on_connect_are_part_of_the_replay() {
     let sse = options(HubConfig::default())
         .no_auto_join()
-        .on_connect(|conn, _ctx| async move {
+        .on_connect(|conn, ctx| async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            conn.join("late").unwrap();
+            ctx.hub().join("late", &conn).unwrap();
         });
     let srv = TestServer::start(sse).await;
     let first = publish(&srv.hub, &["late"], "1");
@@ -250,10 +250,13 @@ async fn rooms_without_history_keep_the_callers_id_or_none() {
     let srv = TestServer::start(options(config)).await;
     let mut c = srv.sse("/sse?room=live.cursor").await;
     connected(&srv, 1).await;
-    srv.hub.broadcast("live.cursor", &Message::new("no id"));
+    srv.hub
+        .to("live.cursor")
+        .publish(&Message::new("no id"))
+        .unwrap();
     let own = Message::builder().id("").data("reset").build().unwrap();
     assert_eq!(
-        srv.hub.broadcast("live.cursor", &own),
+        srv.hub.to("live.cursor").publish(&own).unwrap().delivered,
         1,
         "an empty id is fine here"
     );
@@ -265,7 +268,7 @@ async fn rooms_without_history_keep_the_callers_id_or_none() {
 }
 
 #[tokio::test]
-async fn a_duplicate_id_is_refused_by_publish_and_delivered_unrecorded_by_broadcast() {
+async fn a_duplicate_id_is_refused_and_nothing_is_sent() {
     let srv = TestServer::start(options(HubConfig::default())).await;
     let mut c = srv.sse("/sse?room=a").await;
     connected(&srv, 1).await;
@@ -280,10 +283,15 @@ async fn a_duplicate_id_is_refused_by_publish_and_delivered_unrecorded_by_broadc
         again,
         Err(ssehub::PublishError::DuplicateId("order-1".into()))
     );
-    assert_eq!(srv.hub.broadcast("a", &own), 1);
+    // No silent fallback: the refused event reached nobody.
+    srv.hub.to("a").publish(&Message::new("marker")).unwrap();
     assert_eq!(c.next_event().await.data, "first");
-    assert_eq!(c.next_event().await.data, "first");
-    assert_eq!(srv.hub.history("a").await.len(), 1, "recorded once");
+    assert_eq!(c.next_event().await.data, "marker");
+    assert_eq!(
+        srv.hub.history("a").await.len(),
+        2,
+        "recorded once, and the marker"
+    );
     srv.stop().await;
 }
 
@@ -293,7 +301,16 @@ async fn a_room_outlives_its_members_until_its_history_expires() {
         HistoryConfig::default().max_age(Duration::from_secs(60)),
     ));
     let hub = Hub::with_config(config);
-    hub.broadcast_event("news", "headline", "hello").unwrap();
+    hub.to("news")
+        .publish(
+            &ssehub::Message::builder()
+                .event("headline")
+                .data("hello")
+                .build()
+                .unwrap(),
+        )
+        .map(|p| p.delivered)
+        .unwrap();
     assert_eq!(hub.room_count(), 0, "no member: not in the room table");
     let stats = hub.stats();
     assert_eq!((stats.history_rooms, stats.history_events), (1, 1));

@@ -68,9 +68,10 @@ async fn publisher(hub: Hub, k: usize, seed: u64) -> Vec<String> {
     for n in 0..PER_PUBLISHER {
         let rooms = rng.rooms();
         let data = format!("p{k}-{n}|{}", rooms.join(","));
-        hub.to_many(&rooms)
+        hub.to(&rooms)
             .unique()
-            .send(&Message::new(data.clone()));
+            .publish(&Message::new(data.clone()))
+            .unwrap();
         sent.push(data);
         if rng.below(4) == 0 {
             tokio::task::yield_now().await;

@@ -116,7 +116,9 @@ async fn panicking_authorize_gives_500_and_the_server_keeps_serving() {
     assert_eq!(c.status, StatusCode::OK);
     assert_eq!(c.next_item().await, Some(Item::Comment("connected".into())));
     srv.hub
-        .broadcast("__all", &ssehub::Message::new("still alive"));
+        .to("__all")
+        .publish(&ssehub::Message::new("still alive"))
+        .unwrap();
     assert_eq!(c.next_event().await.data, "still alive");
     assert_eq!(connects.load(Ordering::SeqCst), 1);
     srv.stop().await;

@@ -48,15 +48,49 @@ async fn broadcast_reaches_exactly_the_room() {
     let [(mut a, _ca), (mut b, cb), (mut c, _cc)] = open_a_b_c(&srv, &mut handout).await;
     let hub = &srv.hub;
 
-    assert_eq!(hub.broadcast("r1", &msg("m", "to r1")), 2);
-    assert_eq!(hub.broadcast("r2", &msg("m", "to r2")), 2);
-    assert_eq!(hub.broadcast("nobody", &msg("m", "lost")), 0);
-    assert_eq!(hub.to("r1").except(&cb).send(&msg("m", "r1 but b")), 1);
     assert_eq!(
-        hub.broadcast_event("__all", "notice", "hello all").unwrap(),
+        hub.to("r1").publish(&msg("m", "to r1")).unwrap().delivered,
+        2
+    );
+    assert_eq!(
+        hub.to("r2").publish(&msg("m", "to r2")).unwrap().delivered,
+        2
+    );
+    assert_eq!(
+        hub.to("nobody")
+            .publish(&msg("m", "lost"))
+            .unwrap()
+            .delivered,
+        0
+    );
+    assert_eq!(
+        hub.to("r1")
+            .except(&cb)
+            .publish(&msg("m", "r1 but b"))
+            .unwrap()
+            .delivered,
+        1
+    );
+    assert_eq!(
+        hub.to("__all")
+            .publish(
+                &ssehub::Message::builder()
+                    .event("notice")
+                    .data("hello all")
+                    .build()
+                    .unwrap()
+            )
+            .map(|p| p.delivered)
+            .unwrap(),
         3
     );
-    assert_eq!(hub.broadcast("__all", &Message::new("#1")), 3);
+    assert_eq!(
+        hub.to("__all")
+            .publish(&Message::new("#1"))
+            .unwrap()
+            .delivered,
+        3
+    );
 
     assert_eq!(
         events_before(&mut a, "#1").await,
@@ -87,19 +121,37 @@ async fn broadcast_many_duplicates_unless_unique() {
     let [(mut a, _ca), (mut b, cb), (mut c, _cc)] = open_a_b_c(&srv, &mut handout).await;
     let hub = &srv.hub;
 
-    assert_eq!(hub.broadcast_many(["r1", "r2"], &msg("m", "dup")), 4);
     assert_eq!(
-        hub.broadcast_many_unique(["r1", "r2"], &msg("m", "once")),
+        hub.to(["r1", "r2"])
+            .publish(&msg("m", "dup"))
+            .unwrap()
+            .delivered,
+        4
+    );
+    assert_eq!(
+        hub.to(["r1", "r2"])
+            .unique()
+            .publish(&msg("m", "once"))
+            .unwrap()
+            .delivered,
         3
     );
     assert_eq!(
-        hub.to_many(["r1", "r2"])
+        hub.to(["r1", "r2"])
             .unique()
             .except(&cb)
-            .send(&msg("m", "once but b")),
+            .publish(&msg("m", "once but b"))
+            .unwrap()
+            .delivered,
         2
     );
-    assert_eq!(hub.broadcast("__all", &Message::new("#1")), 3);
+    assert_eq!(
+        hub.to("__all")
+            .publish(&Message::new("#1"))
+            .unwrap()
+            .delivered,
+        3
+    );
 
     assert_eq!(
         events_before(&mut a, "#1").await,
@@ -124,12 +176,21 @@ async fn a_room_named_twice_in_one_publish_is_one_room() {
     let hub = &srv.hub;
     // Once per distinct room: a (r1) once, b (r1, r2) twice, c (r2) once.
     assert_eq!(
-        hub.broadcast_many(["r1", "r2", "r1", "r1"], &msg("m", "x")),
+        hub.to(["r1", "r2", "r1", "r1"])
+            .publish(&msg("m", "x"))
+            .unwrap()
+            .delivered,
         4
     );
     let many = vec!["r1"; 10_000];
-    assert_eq!(hub.broadcast_many(&many, &msg("m", "y")), 2);
-    assert_eq!(hub.broadcast("__all", &Message::new("#1")), 3);
+    assert_eq!(hub.to(&many).publish(&msg("m", "y")).unwrap().delivered, 2);
+    assert_eq!(
+        hub.to("__all")
+            .publish(&Message::new("#1"))
+            .unwrap()
+            .delivered,
+        3
+    );
     assert_eq!(
         events_before(&mut a, "#1").await,
         vec![ev("m", "x"), ev("m", "y")]
@@ -150,23 +211,26 @@ async fn a_publish_to_more_distinct_rooms_than_the_cap_is_refused() {
     let mut rooms: Vec<String> = (0..256).map(|i| format!("x{i}")).collect();
     rooms[0] = "r1".into();
     assert_eq!(
-        hub.to_many(&rooms)
-            .publish(&msg("m", "256"))
-            .unwrap()
-            .delivered,
+        hub.to(&rooms).publish(&msg("m", "256")).unwrap().delivered,
         2
     );
     rooms.push("x256".into());
     assert_eq!(
-        hub.to_many(&rooms).publish(&msg("m", "257")),
+        hub.to(&rooms).publish(&msg("m", "257")),
         Err(ssehub::PublishError::TooManyRooms {
             rooms: 257,
             max: 256
         })
     );
-    // Without a way to answer an error, nothing is sent.
-    assert_eq!(hub.broadcast_many(&rooms, &msg("m", "257 too")), 0);
-    assert_eq!(hub.broadcast("__all", &Message::new("#1")), 3);
+    // Nothing is sent when the publication is refused.
+    assert!(hub.to(&rooms).publish(&msg("m", "257 too")).is_err());
+    assert_eq!(
+        hub.to("__all")
+            .publish(&Message::new("#1"))
+            .unwrap()
+            .delivered,
+        3
+    );
     assert_eq!(events_before(&mut a, "#1").await, vec![ev("m", "256")]);
     srv.stop().await;
 }
@@ -178,37 +242,67 @@ async fn join_and_leave_over_live_streams() {
     let (mut b, cb) = handout.open(&srv, "/sse").await;
     let hub = &srv.hub;
 
-    assert_eq!(ca.join("chat"), Ok(true));
-    assert_eq!(ca.join("chat"), Ok(false), "already a member");
+    assert_eq!(hub.join("chat", &ca), Ok(true));
+    assert_eq!(hub.join("chat", &ca), Ok(false), "already a member");
     assert_eq!(hub.join("chat", &cb), Ok(true));
-    assert_eq!(hub.broadcast("chat", &Message::new("both")), 2);
+    assert_eq!(
+        hub.to("chat")
+            .publish(&Message::new("both"))
+            .unwrap()
+            .delivered,
+        2
+    );
 
-    assert!(cb.leave("chat"));
-    assert!(!cb.leave("chat"), "leave is idempotent");
+    assert!(hub.leave("chat", &cb));
+    assert!(!hub.leave("chat", &cb), "leave is idempotent");
     assert!(!hub.leave("chat", &cb));
     assert!(!hub.leave("never-joined", &cb));
-    assert_eq!(hub.broadcast("chat", &Message::new("only a")), 1);
+    assert_eq!(
+        hub.to("chat")
+            .publish(&Message::new("only a"))
+            .unwrap()
+            .delivered,
+        1
+    );
 
     assert!(hub.leave("chat", &ca));
     assert!(
         !hub.room_names().contains(&"chat".to_owned()),
         "the emptied room is gone"
     );
-    assert_eq!(hub.broadcast("chat", &Message::new("nobody")), 0);
+    assert_eq!(
+        hub.to("chat")
+            .publish(&Message::new("nobody"))
+            .unwrap()
+            .delivered,
+        0
+    );
     // A room comes back on the next join.
-    assert_eq!(cb.join("chat"), Ok(true));
-    assert_eq!(hub.broadcast("chat", &Message::new("b again")), 1);
+    assert_eq!(hub.join("chat", &cb), Ok(true));
+    assert_eq!(
+        hub.to("chat")
+            .publish(&Message::new("b again"))
+            .unwrap()
+            .delivered,
+        1
+    );
 
-    assert_eq!(hub.broadcast("__all", &Message::new("#1")), 2);
+    assert_eq!(
+        hub.to("__all")
+            .publish(&Message::new("#1"))
+            .unwrap()
+            .delivered,
+        2
+    );
     let data = |v: Vec<(String, String)>| v.into_iter().map(|(_, d)| d).collect::<Vec<_>>();
     assert_eq!(data(events_before(&mut a, "#1").await), ["both", "only a"]);
     assert_eq!(data(events_before(&mut b, "#1").await), ["both", "b again"]);
 
     assert_eq!(
-        ca.join("bad\nroom"),
+        hub.join("bad\nroom", &ca),
         Err(JoinError::InvalidRoom("it contains a control character"))
     );
-    assert!(matches!(ca.join(""), Err(JoinError::InvalidRoom(_))));
+    assert!(matches!(hub.join("", &ca), Err(JoinError::InvalidRoom(_))));
     let other = ssehub::Hub::new();
     assert_eq!(other.join("x", &ca), Err(JoinError::OtherHub));
     srv.stop().await;
@@ -228,7 +322,7 @@ async fn statistics_follow_the_streams() {
     assert_eq!(hub.room_size("r1"), 2);
     assert_eq!(hub.room_size("r2"), 1);
     assert_eq!(hub.room_size("none"), 0);
-    let mut rooms = hub.rooms_of(&cb);
+    let mut rooms = cb.rooms();
     rooms.sort();
     assert_eq!(rooms, ["__all", "r1", "r2"]);
     let mut names = hub.room_names();
@@ -241,7 +335,13 @@ async fn statistics_follow_the_streams() {
     assert_eq!(members, vec![cb.clone()]);
 
     let before = hub.stats();
-    assert_eq!(hub.broadcast_many(["r1", "r2"], &Message::new("x")), 3);
+    assert_eq!(
+        hub.to(["r1", "r2"])
+            .publish(&Message::new("x"))
+            .unwrap()
+            .delivered,
+        3
+    );
     let after = hub.stats();
     assert_eq!(after.events_published, before.events_published + 1);
     assert_eq!(after.deliveries, before.deliveries + 3);
@@ -256,7 +356,7 @@ async fn statistics_follow_the_streams() {
     assert_eq!(hub.room_count(), 2);
     assert_eq!(hub.connection(cb.id()), None);
     assert_eq!(
-        cb.join("r1"),
+        hub.join("r1", &cb),
         Err(JoinError::Closed),
         "a closed connection cannot join"
     );
@@ -279,7 +379,7 @@ async fn ids_reach_the_client_and_close_flushes() {
         .data("line one\nline two")
         .build()
         .unwrap();
-    assert_eq!(srv.hub.broadcast("__all", &m), 1);
+    assert_eq!(srv.hub.to("__all").publish(&m).unwrap().delivered, 1);
     ca.send_event("", "last words").unwrap();
     ca.close();
     let e = a.next_event().await;
@@ -312,14 +412,17 @@ async fn a_message_larger_than_the_hub_allows_is_refused() {
         hub.to("r1").publish(&big),
         Err(ssehub::PublishError::TooLarge { bytes, max })
     );
-    assert_eq!(hub.broadcast("r1", &big), 0, "nothing sent");
+    assert!(
+        hub.to(["r1", "r2"]).publish(&big).is_err(),
+        "refused to several rooms too: nothing sent"
+    );
     assert_eq!(
         ca.send(&big),
         Err(ssehub::SendError::TooLarge { bytes, max })
     );
     let fits = Message::new("y".repeat(max - 16));
     assert_eq!(fits.encoded_len(), max - 8);
-    assert_eq!(hub.broadcast("r1", &fits), 2);
+    assert_eq!(hub.to("r1").publish(&fits).unwrap().delivered, 2);
     assert_eq!(a.next_event().await.data.len(), max - 16);
     srv.stop().await;
 }

@@ -129,7 +129,11 @@ async fn keep_alive_none_sends_no_pings() {
     }
     // Anything the quiet stream got meanwhile comes before this marker.
     assert_eq!(
-        srv.hub.broadcast("__all", &ssehub::Message::new("marker")),
+        srv.hub
+            .to("__all")
+            .publish(&ssehub::Message::new("marker"))
+            .unwrap()
+            .delivered,
         1
     );
     match q.next_item().await.unwrap() {

@@ -80,7 +80,17 @@ async fn rooms_without_presence_hear_nothing() {
     other.next_of("ready").await;
     drop(other);
     tokio::time::sleep(Duration::from_millis(400)).await;
-    srv.hub.broadcast_event("news", "marker", "after").unwrap();
+    srv.hub
+        .to("news")
+        .publish(
+            &ssehub::Message::builder()
+                .event("marker")
+                .data("after")
+                .build()
+                .unwrap(),
+        )
+        .map(|p| p.delivered)
+        .unwrap();
     let next = quiet.next_event().await;
     assert_eq!(next.event, "marker", "no presence event came first");
     srv.stop().await;

@@ -66,7 +66,15 @@ async fn publish_with_cuts(srv: &TestServer, clients: usize) {
     let hub = srv.hub.clone();
     for n in 0..EVENTS {
         let event = if n + 1 == EVENTS { "last" } else { "tick" };
-        hub.broadcast_event(ssehub::ROOM_ALL, event, &n.to_string())
+        hub.to(ssehub::ROOM_ALL)
+            .publish(
+                &ssehub::Message::builder()
+                    .event(event)
+                    .data(n.to_string())
+                    .build()
+                    .unwrap(),
+            )
+            .map(|p| p.delivered)
             .unwrap();
         if CUTS.contains(&n) {
             hub.close_all();

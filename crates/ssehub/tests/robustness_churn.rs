@@ -87,7 +87,7 @@ async fn churn_leaves_nothing_behind() {
         .keep_alive(Some(Duration::from_millis(50)))
         .on_connect(|conn, ctx| async move {
             for room in ctx.query_all("room") {
-                let _ = conn.join(room);
+                let _ = ctx.hub().join(room, &conn);
             }
         })
         .on_disconnect(move |_| {
@@ -108,8 +108,8 @@ async fn churn_leaves_nothing_behind() {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) && n < 100_000 {
                 let m = Message::new(format!("event {n}"));
-                hub.broadcast("__all", &m);
-                hub.broadcast(&format!("churn-{}", n % 7), &m);
+                hub.to("__all").publish(&m).unwrap();
+                hub.to(format!("churn-{}", n % 7)).publish(&m).unwrap();
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -158,7 +158,10 @@ async fn churn_leaves_nothing_behind() {
     // Still serving.
     let mut c = srv.sse("/sse").await;
     assert_eq!(c.next_item().await, Some(Item::Comment("connected".into())));
-    srv.hub.broadcast("__all", &Message::new("after the storm"));
+    srv.hub
+        .to("__all")
+        .publish(&Message::new("after the storm"))
+        .unwrap();
     assert_eq!(c.next_event().await.data, "after the storm");
     srv.stop().await;
 }

@@ -102,7 +102,9 @@ async fn out_of_descriptors_is_logged_survived_and_not_spun_on() {
     assert_eq!(c.status, StatusCode::OK);
     assert_eq!(c.next_item().await, Some(Item::Comment("connected".into())));
     srv.hub
-        .broadcast("__all", &Message::new("back in business"));
+        .to("__all")
+        .publish(&Message::new("back in business"))
+        .unwrap();
     assert_eq!(c.next_event().await.data, "back in business");
 
     drop(keep);

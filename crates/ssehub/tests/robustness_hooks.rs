@@ -52,7 +52,9 @@ async fn panicking_hooks_leave_the_other_streams_running() {
     // The streams open all along still receive, in order.
     for n in 0..20 {
         srv.hub
-            .broadcast("__all", &Message::new(format!("still here {n}")));
+            .to("__all")
+            .publish(&Message::new(format!("still here {n}")))
+            .unwrap();
     }
     for c in &mut streams {
         for n in 0..20 {

@@ -57,7 +57,10 @@ async fn global_cap_answers_503_and_gives_the_slot_back() {
     assert_eq!(stats.connections_total, 3, "refusals opened no stream");
     assert_eq!(stats.connections, 3);
     // The open streams are untouched by the refusals.
-    srv.hub.broadcast("__all", &Message::new("to the three"));
+    srv.hub
+        .to("__all")
+        .publish(&Message::new("to the three"))
+        .unwrap();
     for s in &mut open {
         let mut buf = Vec::new();
         common::read_until_contains(s, &mut buf, b"data: to the three").await;
@@ -246,7 +249,10 @@ async fn joins_past_the_room_cap_or_with_bad_names_are_refused() {
         .on_connect(move |conn, ctx| {
             let tx = tx.clone();
             async move {
-                let results: Vec<_> = ctx.query_all("room").map(|r| conn.join(r)).collect();
+                let results: Vec<_> = ctx
+                    .query_all("room")
+                    .map(|r| ctx.hub().join(r, &conn))
+                    .collect();
                 let _ = tx.send((conn, results));
             }
         });
@@ -278,9 +284,9 @@ async fn joins_past_the_room_cap_or_with_bad_names_are_refused() {
     assert_eq!(rooms, ["a", "b", "c"]);
     assert_eq!(srv.hub.room_count(), 3);
     // Leaving one makes room for another.
-    assert!(conn.leave("a"));
-    assert_eq!(conn.join("d"), Ok(true));
-    srv.hub.broadcast("d", &Message::new("in d"));
+    assert!(srv.hub.leave("a", &conn));
+    assert_eq!(srv.hub.join("d", &conn), Ok(true));
+    srv.hub.to("d").publish(&Message::new("in d")).unwrap();
     assert_eq!(client.next_event().await.data, "in d");
     srv.stop().await;
 }

@@ -277,7 +277,7 @@ async fn the_user_timeout_drops_a_peer_that_acknowledges_nothing() {
         // 256 KiB: more than the stalled client's window, far less than the outbox.
         let event = Message::new("x".repeat(4096));
         for _ in 0..64 {
-            srv.hub.broadcast("__all", &event);
+            srv.hub.to("__all").publish(&event).unwrap();
         }
     }
     eventually("the kernel to give up on the stalled peer", || {
@@ -361,7 +361,10 @@ async fn http2_peers_that_stop_answering_pings_are_dropped() {
     // Several more rounds of pings later, the live stream is still there.
     tokio::time::sleep(interval * 10).await;
     assert_eq!(srv.hub.connection_count(), 1);
-    srv.hub.broadcast("__all", &Message::new("still here"));
+    srv.hub
+        .to("__all")
+        .publish(&Message::new("still here"))
+        .unwrap();
     match stream.next_item().await {
         Some(Item::Event(e)) => assert_eq!(e.data, "still here"),
         other => panic!("{other:?}"),
@@ -371,7 +374,7 @@ async fn http2_peers_that_stop_answering_pings_are_dropped() {
 
 /// The server's one stream, `stream`, still gets what is broadcast.
 async fn assert_still_served(srv: &TestServer, stream: &mut SseClient) {
-    srv.hub.broadcast("__all", &Message::new("kept"));
+    srv.hub.to("__all").publish(&Message::new("kept")).unwrap();
     match stream.next_item().await {
         Some(Item::Event(e)) => assert_eq!(e.data, "kept"),
         other => panic!("{other:?}"),

@@ -53,7 +53,7 @@ async fn shutdown_delivers_what_was_queued_then_the_farewell() {
             .data(format!("{n} {payload}"))
             .build()
             .unwrap();
-        assert_eq!(srv.hub.broadcast("__all", &m), STREAMS);
+        assert_eq!(srv.hub.to("__all").publish(&m).unwrap().delivered, STREAMS);
     }
     // Nothing has been written yet (this runtime has one thread and the readers have
     // not run): every stream has its events queued when the shutdown starts.
@@ -109,7 +109,7 @@ async fn a_client_that_does_not_read_cannot_hold_the_shutdown() {
                 .data(format!("{sent} {payload}"))
                 .build()
                 .unwrap();
-            assert_eq!(srv.hub.broadcast("__all", &m), 2);
+            assert_eq!(srv.hub.to("__all").publish(&m).unwrap().delivered, 2);
             sent += 1;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }

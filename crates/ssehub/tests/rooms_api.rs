@@ -41,7 +41,17 @@ async fn rooms_and_their_members() {
         c.next_of("ready").await;
         clients.push(c);
     }
-    srv.hub.broadcast_event("big", "news", "kept").unwrap();
+    srv.hub
+        .to("big")
+        .publish(
+            &ssehub::Message::builder()
+                .event("news")
+                .data("kept")
+                .build()
+                .unwrap(),
+        )
+        .map(|p| p.delivered)
+        .unwrap();
 
     let rooms = get_json(&srv, "/rooms").await;
     assert_eq!(rooms["total"], 2);

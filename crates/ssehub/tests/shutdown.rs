@@ -33,7 +33,13 @@ async fn stop_ends_every_open_stream() {
         conns.push(conn);
     }
     // Queued but not yet read when the stop comes: still delivered.
-    assert_eq!(hub.broadcast("r0", &Message::new("before stop")), 3);
+    assert_eq!(
+        hub.to("r0")
+            .publish(&Message::new("before stop"))
+            .unwrap()
+            .delivered,
+        3
+    );
     srv.stop().await;
 
     for (i, c) in clients.iter_mut().enumerate() {

@@ -33,7 +33,7 @@ async fn check_stream(srv: &TestServer, mut stream: TcpStream, request: &str, co
         .data("one\ntwo!!")
         .build()
         .unwrap();
-    assert_eq!(srv.hub.broadcast("r", &m), 1);
+    assert_eq!(srv.hub.to("r").publish(&m).unwrap().delivered, 1);
     // One chunk: its size line, the frame, CRLF.
     // The frame is 32 (0x20) bytes, a size with no hex letters: hyper writes chunk sizes
     // in upper case, the bare-socket path in lower case (both are valid).
@@ -164,7 +164,14 @@ async fn a_stream_that_keeps_up_writes_each_event_at_once_whatever_its_window() 
     read_until_contains(&mut stream, &mut buf, b": connected\n\n").await;
     eventually("joined", || srv.hub.room_size("r") == 1).await;
     for data in ["a", "b", "c"] {
-        assert_eq!(srv.hub.broadcast("r", &Message::new(data)), 1);
+        assert_eq!(
+            srv.hub
+                .to("r")
+                .publish(&Message::new(data))
+                .unwrap()
+                .delivered,
+            1
+        );
         let frame = format!("data: {data}\n\n");
         let chunk = format!("{:x}\r\n{frame}\r\n", frame.len());
         read_until_contains(&mut stream, &mut buf, chunk.as_bytes()).await;
@@ -183,14 +190,35 @@ async fn a_busy_stream_gets_what_gathered_in_its_batching_window_in_one_write() 
     let mut buf = head.rest;
     read_until_contains(&mut stream, &mut buf, b": connected\n\n").await;
     eventually("joined", || srv.hub.room_size("r") == 1).await;
-    assert_eq!(srv.hub.broadcast("r", &Message::new("a")), 1);
+    assert_eq!(
+        srv.hub
+            .to("r")
+            .publish(&Message::new("a"))
+            .unwrap()
+            .delivered,
+        1
+    );
     read_until_contains(&mut stream, &mut buf, b"data: a\n\n").await;
     // The stream has just written: `b` waits for the window to pass, and `c`, sent a
     // moment later, joins it in the same write. Without a window, `b` would have gone
     // out alone, before `c` was sent.
-    assert_eq!(srv.hub.broadcast("r", &Message::new("b")), 1);
+    assert_eq!(
+        srv.hub
+            .to("r")
+            .publish(&Message::new("b"))
+            .unwrap()
+            .delivered,
+        1
+    );
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    assert_eq!(srv.hub.broadcast("r", &Message::new("c")), 1);
+    assert_eq!(
+        srv.hub
+            .to("r")
+            .publish(&Message::new("c"))
+            .unwrap()
+            .delivered,
+        1
+    );
     let frames = "data: b\n\ndata: c\n\n";
     let chunk = format!("{:x}\r\n{frames}\r\n", frames.len());
     read_until_contains(&mut stream, &mut buf, chunk.as_bytes()).await;
@@ -244,7 +272,7 @@ async fn events_written_straight_to_a_full_socket_arrive_whole_and_in_order() {
     for i in 0..1500 {
         let m = Message::new(format!("{i} {pad}"));
         expected.extend_from_slice(&m.encode());
-        assert_eq!(srv.hub.broadcast("r", &m), 1);
+        assert_eq!(srv.hub.to("r").publish(&m).unwrap().delivered, 1);
         if i % 10 == 0 {
             // Let the stream's task run: it parks again once it has caught up.
             tokio::task::yield_now().await;
@@ -280,7 +308,14 @@ async fn a_client_that_sends_much_after_its_request_is_cut_off() {
     tx.write_all(b"GET /other HTTP/1.1\r\nhost: t\r\n\r\n")
         .await
         .unwrap();
-    assert_eq!(srv.hub.broadcast("r", &Message::new("still here")), 1);
+    assert_eq!(
+        srv.hub
+            .to("r")
+            .publish(&Message::new("still here"))
+            .unwrap()
+            .delivered,
+        1
+    );
     let mut buf = head.rest;
     let mut rx_stream = rx.reunite(tx).unwrap();
     read_until_contains(&mut rx_stream, &mut buf, b"data: still here\n\n").await;

@@ -47,7 +47,15 @@ async fn http1_and_http2_clients_receive_events_over_tls() {
     eventually("both streams joined", || srv.hub.connection_count() == 2).await;
     for n in 0..3 {
         srv.hub
-            .broadcast_event(ssehub::ROOM_ALL, "n", &n.to_string())
+            .to(ssehub::ROOM_ALL)
+            .publish(
+                &ssehub::Message::builder()
+                    .event("n")
+                    .data(n.to_string())
+                    .build()
+                    .unwrap(),
+            )
+            .map(|p| p.delivered)
             .unwrap();
         assert_eq!(h2.next_of("n").await.data, n.to_string());
         assert_eq!(h1.next_of("n").await.data, n.to_string());
@@ -62,7 +70,17 @@ async fn a_client_without_alpn_gets_http1() {
     let (mut client, alpn) = open(&srv, &[&cert.cert], &[]).await;
     assert!(alpn.is_empty());
     eventually("joined", || srv.hub.connection_count() == 1).await;
-    srv.hub.broadcast_event(ssehub::ROOM_ALL, "x", "1").unwrap();
+    srv.hub
+        .to(ssehub::ROOM_ALL)
+        .publish(
+            &ssehub::Message::builder()
+                .event("x")
+                .data("1")
+                .build()
+                .unwrap(),
+        )
+        .map(|p| p.delivered)
+        .unwrap();
     assert_eq!(client.next_of("x").await.data, "1");
     srv.stop().await;
 }
@@ -140,7 +158,15 @@ async fn a_certificate_reload_keeps_open_streams_open() {
     // The streams opened before go on.
     assert_eq!(srv.hub.connection_count(), 2);
     srv.hub
-        .broadcast_event(ssehub::ROOM_ALL, "after", "reload")
+        .to(ssehub::ROOM_ALL)
+        .publish(
+            &ssehub::Message::builder()
+                .event("after")
+                .data("reload")
+                .build()
+                .unwrap(),
+        )
+        .map(|p| p.delivered)
         .unwrap();
     assert_eq!(h2.next_of("after").await.data, "reload");
     assert_eq!(h1.next_of("after").await.data, "reload");
@@ -248,7 +274,15 @@ async fn a_tls_client_that_stops_reading_meets_the_outbox_bound() {
     // At most 4 MiB: far more than the window and the outbox together.
     for n in 0..512 {
         srv.hub
-            .broadcast_event(ssehub::ROOM_ALL, "big", &chunk)
+            .to(ssehub::ROOM_ALL)
+            .publish(
+                &ssehub::Message::builder()
+                    .event("big")
+                    .data(&chunk)
+                    .build()
+                    .unwrap(),
+            )
+            .map(|p| p.delivered)
             .unwrap();
         assert_eq!(
             reader.next_of("big").await.data.len(),
@@ -266,7 +300,15 @@ async fn a_tls_client_that_stops_reading_meets_the_outbox_bound() {
     })
     .await;
     srv.hub
-        .broadcast_event(ssehub::ROOM_ALL, "after", "1")
+        .to(ssehub::ROOM_ALL)
+        .publish(
+            &ssehub::Message::builder()
+                .event("after")
+                .data("1")
+                .build()
+                .unwrap(),
+        )
+        .map(|p| p.delivered)
         .unwrap();
     assert_eq!(
         reader.next_of("after").await.data,

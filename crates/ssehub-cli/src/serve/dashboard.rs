@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::Request;
 use hyper::body::Incoming;
 use serde_json::{json, Value};
-use ssehub::{HistoryConfig, Hub, HubApi, HubConfig, Rejection, Server, SseOptions};
+use ssehub::{HistoryConfig, Hub, HubApi, HubConfig, Message, Rejection, Server, SseOptions};
 use tokio::task::JoinHandle;
 
 use super::observe::{bearer, token_of};
@@ -98,7 +98,11 @@ async fn feed(hub: Hub, feed: Hub) {
     loop {
         every.tick().await;
         let sample = sample(&hub).await.to_string();
-        if let Err(e) = feed.broadcast_event(ROOM, "sample", &sample) {
+        let message = Message::builder().event("sample").data(sample).build();
+        if let Err(e) = message
+            .map_err(|e| e.to_string())
+            .and_then(|m| feed.to(ROOM).publish(&m).map_err(|e| e.to_string()))
+        {
             tracing::warn!(error = %e, "dashboard sample not sent");
         }
     }

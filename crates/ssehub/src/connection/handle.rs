@@ -11,7 +11,6 @@
 //!   connection's room-list lock, and close sets the flag before its owner takes that
 //!   lock to leave the rooms.
 
-use std::any::Any;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +39,12 @@ impl ConnectionId {
     /// A number drawn from the id's random bits (for jitter: stable per connection).
     pub(crate) fn spread(self) -> u128 {
         self.0.as_u128()
+    }
+}
+
+impl From<&Connection> for ConnectionId {
+    fn from(conn: &Connection) -> ConnectionId {
+        conn.id()
     }
 }
 
@@ -115,7 +120,7 @@ impl ConnectionConfig {
 
 /// What a connection needs from whoever keeps it (the hub). Through it the connection
 /// knows nothing of rooms, and this module imports nothing of the hub.
-pub(crate) trait Owner: Any + Send + Sync {
+pub(crate) trait Owner: Send + Sync {
     /// `conn` has closed: leave its rooms, forget it. Called exactly once per connection.
     fn forget(&self, conn: &Connection);
     /// The counters the slow-consumer policy bumps.

@@ -17,7 +17,11 @@ use crate::sync::lock;
 use crate::Hub;
 
 fn conn(limit: usize, policy: SlowConsumerPolicy) -> Connection {
-    Hub::new().connect(ConnectionConfig {
+    conn_of(&Hub::new(), limit, policy)
+}
+
+fn conn_of(hub: &Hub, limit: usize, policy: SlowConsumerPolicy) -> Connection {
+    hub.connect(ConnectionConfig {
         outbox_limit: limit,
         policy,
         abort: None,
@@ -54,13 +58,14 @@ fn frames_are_coalesced_in_order() {
 
 #[test]
 fn overflow_closes_by_default() {
-    let c = conn(100, SlowConsumerPolicy::Close);
+    let hub = Hub::new();
+    let c = conn_of(&hub, 100, SlowConsumerPolicy::Close);
     c.send_event("e", &"x".repeat(60)).unwrap();
     assert_eq!(c.send_event("e", &"x".repeat(60)), Err(SendError::Overflow));
     assert!(c.is_closed());
     assert_eq!(c.send_event("e", "y"), Err(SendError::Closed));
     assert!(drain(&c).is_empty(), "aborted: queue dropped");
-    assert_eq!(c.hub().stats().slow_consumer_closes, 1);
+    assert_eq!(hub.stats().slow_consumer_closes, 1);
 }
 
 #[test]
@@ -395,14 +400,14 @@ fn a_broadcast_from_a_current_thread_runtime_writes_at_once() {
         c.attach_sink(sink.clone());
         let waker = futures_util::task::noop_waker();
         assert!(c.poll_wire(&waker, &mut Vec::new()).is_pending());
-        c.join("r").unwrap();
+        hub.join("r", &c).unwrap();
         sinks.push((c, sink));
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     assert_eq!(
-        rt.block_on(async { hub.broadcast("r", &Message::new("x")) }),
+        rt.block_on(async { hub.to("r").publish(&Message::new("x")).unwrap().delivered }),
         2
     );
     for (_, sink) in &sinks {

@@ -10,6 +10,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 
 use crate::auth::Identity;
+use crate::hub::Hub;
 
 /// The peer's socket address, as a request extension. [`crate::Server`] inserts it; when
 /// mounting the endpoint elsewhere, insert it yourself to see it in [`RequestContext`].
@@ -106,12 +107,13 @@ struct ContextInner {
     last_event_id: Option<String>,
     /// Who the request is, once known (auth, then `authorize`).
     identity: OnceLock<Identity>,
+    hub: Hub,
 }
 
 impl RequestContext {
-    /// The context of `req`, whose client is at `client` (see
+    /// The context of `req` to the endpoint of `hub`, whose client is at `client` (see
     /// [`crate::SseOptions::trusted_proxies`]).
-    pub(crate) fn from_request<B>(req: &Request<B>, client: Option<IpAddr>) -> Self {
+    pub(crate) fn from_request<B>(req: &Request<B>, client: Option<IpAddr>, hub: &Hub) -> Self {
         let query = query_pairs(req.uri());
         let last_event_id = req
             .headers()
@@ -138,6 +140,7 @@ impl RequestContext {
                 client,
                 last_event_id,
                 identity: OnceLock::new(),
+                hub: hub.clone(),
             }),
         }
     }
@@ -156,6 +159,17 @@ impl RequestContext {
                 }
             }
         }
+    }
+
+    /// The hub of the endpoint the request came to: where a stream joins its rooms.
+    ///
+    /// ```
+    /// let options = ssehub::SseOptions::new().on_connect(|conn, ctx| async move {
+    ///     let _ = ctx.hub().join("chat", &conn);
+    /// });
+    /// ```
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
     }
 
     /// The request method.

@@ -117,7 +117,7 @@ impl PublishRequest {
 ///   "event", "id", "retry", "data"}`. `data` may be any JSON value: a string is sent as
 ///   is, anything else serialised.
 ///
-/// Several rooms are broadcast with [`Hub::broadcast_many_unique`]: a connection in more
+/// Several rooms are published to with [`crate::Broadcast::unique`]: a connection in more
 /// than one of them receives the event once, and `delivered` counts connections. A room
 /// named twice is one room; more distinct rooms than the hub allows one publish
 /// ([`crate::HubConfig::max_rooms_per_publish`], 256) is a 400, and an event larger,
@@ -143,11 +143,7 @@ where
             });
         }
         let message = p.message()?;
-        let published = hub
-            .to_many(&rooms)
-            .unique()
-            .publish_and_wait(&message)
-            .await?;
+        let published = hub.to(&rooms).unique().publish_and_wait(&message).await?;
         tracing::debug!(?rooms, delivered = published.delivered, "published");
         Ok::<_, PublishError>(published)
     };

@@ -1,4 +1,4 @@
-//! A broadcast being set up ([`Broadcast`]): its rooms, each named once, whom to skip,
+//! A publication being set up ([`Broadcast`]) and the rooms it goes to ([`IntoRooms`]): its rooms, each named once, whom to skip,
 //! whether to de-duplicate; and the checks a publication passes before anything is sent.
 
 use std::collections::HashSet;
@@ -7,13 +7,26 @@ use super::backplane::Published;
 use super::fanout::Publication;
 use super::publish_error::PublishError;
 use super::{Hub, HubInner};
-use crate::connection::{Connection, ConnectionId};
+use crate::connection::ConnectionId;
 use crate::frame::Message;
-use crate::log_limit::warn_limited;
 
-/// A broadcast being set up: which rooms, whom to skip, whether to de-duplicate.
-/// Made by [`Hub::to`] and [`Hub::to_many`]; [`Broadcast::send`] performs it.
-#[must_use = "a broadcast does nothing until `send` is called"]
+/// A publication being set up: which rooms, whom to skip, whether to de-duplicate.
+/// Made by [`Hub::to`]; [`Broadcast::publish`] performs it. This is the one way to send
+/// an event to rooms (SimpleW's `BroadcastAsync`, `BroadcastManyAsync` and their
+/// variants are all `hub.to(rooms)...publish(&message)`).
+///
+/// ```
+/// # fn demo(hub: &ssehub::Hub, sender: &ssehub::Connection) -> Result<(), ssehub::PublishError> {
+/// use ssehub::Message;
+///
+/// let m = Message::new("hi all");
+/// hub.to("chat").publish(&m)?;                   // one room
+/// hub.to(["r1", "r2"]).publish(&m)?;             // a member of both gets it twice (as SimpleW)
+/// hub.to(["r1", "r2"]).unique().publish(&m)?;    // ...or once
+/// hub.to("chat").except(sender).publish(&m)?;    // skip the sender
+/// # Ok(()) }
+/// ```
+#[must_use = "a broadcast does nothing until `publish` is called"]
 pub struct Broadcast<'a> {
     hub: &'a Hub,
     rooms: Vec<String>,
@@ -21,73 +34,83 @@ pub struct Broadcast<'a> {
     unique: bool,
 }
 
+/// The rooms of a publication: one name (`&str`, `String`), or several (an array, a
+/// slice or a `Vec` of names). A room named twice is one room.
+///
+/// Implemented for the standard types only; collect any other iterator into a `Vec`.
+pub trait IntoRooms: sealed::Sealed {
+    /// The names, each once, in the order first named.
+    #[doc(hidden)]
+    fn into_rooms(self) -> Vec<String>;
+}
+
+mod sealed {
+    /// Keeps [`super::IntoRooms`] implemented here only, so that it can grow.
+    pub trait Sealed {}
+}
+
+macro_rules! one_room {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl IntoRooms for $t {
+            fn into_rooms(self) -> Vec<String> {
+                vec![AsRef::<str>::as_ref(&self).to_owned()]
+            }
+        }
+    )*};
+}
+one_room!(&str, String, &String);
+
+macro_rules! many_rooms {
+    ($([$($g:tt)*] $t:ty),*) => {$(
+        impl<$($g)*> sealed::Sealed for $t {}
+        impl<$($g)*> IntoRooms for $t {
+            fn into_rooms(self) -> Vec<String> {
+                distinct(self)
+            }
+        }
+    )*};
+}
+many_rooms!(
+    [S: AsRef<str>] Vec<S>,
+    ['a, S: AsRef<str>] &'a Vec<S>,
+    ['a, S: AsRef<str>] &'a [S],
+    [S: AsRef<str>, const N: usize] [S; N],
+    ['a, S: AsRef<str>, const N: usize] &'a [S; N]
+);
+
 impl<'a> Broadcast<'a> {
-    pub(super) fn new<I, S>(hub: &'a Hub, rooms: I) -> Broadcast<'a>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
+    pub(super) fn new(hub: &'a Hub, rooms: impl IntoRooms) -> Broadcast<'a> {
         Broadcast {
             hub,
-            rooms: distinct(rooms),
+            rooms: rooms.into_rooms(),
             except: None,
             unique: false,
         }
     }
 
-    /// Skip this connection (typically the sender).
-    pub fn except(mut self, conn: &Connection) -> Self {
-        self.except = Some(conn.id());
+    /// Skip this connection (typically the sender): a [`crate::Connection`] or its
+    /// [`ConnectionId`].
+    pub fn except(mut self, conn: impl Into<ConnectionId>) -> Self {
+        self.except = Some(conn.into());
         self
     }
 
-    /// Skip the connection with this id.
-    pub fn except_id(mut self, id: ConnectionId) -> Self {
-        self.except = Some(id);
-        self
-    }
-
-    /// Deliver at most once to a connection that is in several of the rooms.
+    /// Deliver at most once to a connection that is in several of the rooms. Without it
+    /// such a connection gets the event once per room, as in SimpleW.
     pub fn unique(mut self) -> Self {
         self.unique = true;
         self
     }
 
-    /// Encode `message` once and queue it to every recipient. Returns how many
-    /// connections it reached (counting duplicates unless [`Broadcast::unique`]).
-    ///
-    /// In rooms with history the event is numbered and recorded (see
-    /// [`Broadcast::publish`]). If its own id cannot be a cursor there (empty, already
-    /// in the history, or reserved), it is still delivered, not recorded, and a warning
-    /// is logged; [`Broadcast::publish`] returns the error instead.
-    ///
-    /// A broadcast to more distinct rooms than [`crate::HubConfig::max_rooms_per_publish`],
-    /// or of a message larger than [`crate::HubConfig::max_event_bytes`], sends nothing:
-    /// it returns 0 and logs a warning.
-    pub fn send(self, message: &Message) -> usize {
-        if let Err(e) = self.check(message) {
-            warn_limited!(error = %e, "event not sent");
-            return 0;
-        }
-        let (inner, publication) = self.into_publication();
-        inner.local.metrics.published.inc();
-        match inner.backplane.publish(&publication, message) {
-            Ok(published) => published.delivered,
-            Err(e) => {
-                warn_limited!(error = %e, "event delivered without being recorded in history");
-                inner
-                    .backplane
-                    .publish_unrecorded(&publication, message)
-                    .delivered
-            }
-        }
-    }
-
     /// Publish `message`: in rooms with history, give it its id (unless it has one) and
-    /// record it, then queue it to every recipient. Returns its id and how many
-    /// connections it reached. An id of its own that cannot be a cursor in a room with
-    /// history is an error, and then nothing is sent; so are more distinct rooms than
-    /// [`crate::HubConfig::max_rooms_per_publish`] and a message larger than
+    /// record it, then queue it to every recipient (encoded once; every outbox gets the
+    /// same bytes; nothing waits on a socket). Returns its id and how many connections it
+    /// reached (counting duplicates unless [`Broadcast::unique`]).
+    ///
+    /// Refused, with nothing sent: an id of its own that cannot be a cursor in a room
+    /// with history (empty, reserved, or already in the history), more distinct rooms
+    /// than [`crate::HubConfig::max_rooms_per_publish`], a message larger than
     /// [`crate::HubConfig::max_event_bytes`].
     ///
     /// With a distributed backplane this does not wait for the backplane: the answer has
@@ -97,8 +120,11 @@ impl<'a> Broadcast<'a> {
     /// let hub = ssehub::Hub::new();
     /// let published = hub.to("news").publish(&ssehub::Message::new("hello"))?;
     /// assert!(published.id.is_some()); // `news` keeps history: the event has a cursor
+    /// assert_eq!(published.delivered, 0); // nobody is connected yet
     /// # Ok::<(), ssehub::PublishError>(())
     /// ```
+    #[doc(alias = "broadcast")]
+    #[doc(alias = "send")]
     pub fn publish(self, message: &Message) -> Result<Published, PublishError> {
         self.check(message)?;
         let (inner, publication) = self.into_publication();
@@ -109,7 +135,8 @@ impl<'a> Broadcast<'a> {
 
     /// Publish `message` and wait until the backplane has given it its id and this node
     /// has delivered it (at once in-process; a round trip with a distributed backplane).
-    /// Refused as [`Broadcast::publish`] refuses.
+    /// Refused as [`Broadcast::publish`] refuses. Counted as published, as `publish`
+    /// counts, once the backplane took it.
     pub fn publish_and_wait(
         self,
         message: &Message,
@@ -157,11 +184,7 @@ impl<'a> Broadcast<'a> {
 
 /// `rooms`, each once, in the order first named. A short list is searched as it grows;
 /// a long one (a hostile `/publish`, say) through a set, so that the cost stays linear.
-fn distinct<I, S>(rooms: I) -> Vec<String>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
+fn distinct<S: AsRef<str>>(rooms: impl IntoIterator<Item = S>) -> Vec<String> {
     const SHORT: usize = 16;
     let mut out: Vec<String> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();

@@ -215,7 +215,7 @@ mod tests {
     fn without_a_runtime_changes_are_told_at_once() {
         let hub = hub();
         let a = connect(&hub);
-        a.join("r").unwrap();
+        hub.join("r", &a).unwrap();
         assert!(a.queued_bytes() > 0, "its own join, at once");
     }
 
@@ -223,12 +223,12 @@ mod tests {
     async fn who_came_and_went_within_a_window_is_not_told() {
         let hub = hub();
         let a = connect(&hub);
-        a.join("r").unwrap();
+        hub.join("r", &a).unwrap();
         tokio::time::sleep(Duration::from_millis(150)).await;
         let told = a.queued_bytes();
         assert!(told > 0);
         let b = connect(&hub);
-        b.join("r").unwrap();
+        hub.join("r", &b).unwrap();
         b.close();
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(a.queued_bytes(), told);

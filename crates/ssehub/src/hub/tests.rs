@@ -2,7 +2,7 @@
 //! keep-alive, and join racing with the last leave.
 
 use super::*;
-use crate::SlowConsumerPolicy;
+use crate::{Message, SlowConsumerPolicy};
 
 fn conn(hub: &Hub) -> Connection {
     hub.connect(ConnectionConfig::for_tests())
@@ -61,11 +61,14 @@ fn broadcast_counts_recipients_and_shares_one_encoding() {
     hub.join("r", &b).unwrap();
     hub.join("s", &b).unwrap();
     let m = Message::new("x");
-    assert_eq!(hub.broadcast("r", &m), 2);
-    assert_eq!(hub.to("r").except(&a).send(&m), 1);
-    assert_eq!(hub.broadcast_many(["r", "s"], &m), 3);
-    assert_eq!(hub.broadcast_many_unique(["r", "s"], &m), 2);
-    assert_eq!(hub.broadcast("nobody", &m), 0);
+    assert_eq!(hub.to("r").publish(&m).unwrap().delivered, 2);
+    assert_eq!(hub.to("r").except(&a).publish(&m).unwrap().delivered, 1);
+    assert_eq!(hub.to(["r", "s"]).publish(&m).unwrap().delivered, 3);
+    assert_eq!(
+        hub.to(["r", "s"]).unique().publish(&m).unwrap().delivered,
+        2
+    );
+    assert_eq!(hub.to("nobody").publish(&m).unwrap().delivered, 0);
     // Every recipient gets the same allocation, not a copy.
     let waker = futures_util::task::noop_waker();
     for c in [&a, &b] {
@@ -116,8 +119,20 @@ fn an_overflow_is_reported_once_even_across_rooms() {
     });
     hub.join("r1", &c).unwrap();
     hub.join("r2", &c).unwrap();
-    assert_eq!(hub.broadcast("r1", &Message::new("fills the outbox")), 1);
-    assert_eq!(hub.broadcast_many(["r1", "r2"], &Message::new("x")), 0);
+    assert_eq!(
+        hub.to("r1")
+            .publish(&Message::new("fills the outbox"))
+            .unwrap()
+            .delivered,
+        1
+    );
+    assert_eq!(
+        hub.to(["r1", "r2"])
+            .publish(&Message::new("x"))
+            .unwrap()
+            .delivered,
+        0
+    );
     assert!(c.is_closed());
     assert_eq!(hub.stats().slow_consumer_closes, 1);
 }
@@ -144,7 +159,10 @@ fn join_racing_with_last_leave_never_strands_a_member() {
         t.join().unwrap();
     }
     assert_eq!(hub.room_size("hot"), 4);
-    assert_eq!(hub.broadcast("hot", &Message::new("x")), 4);
+    assert_eq!(
+        hub.to("hot").publish(&Message::new("x")).unwrap().delivered,
+        4
+    );
     for c in &conns {
         c.close();
     }

@@ -114,7 +114,7 @@ impl Handout {
             let tx = tx.clone();
             async move {
                 for room in ctx.query_all("room") {
-                    conn.join(room).expect("join");
+                    ctx.hub().join(room, &conn).expect("join");
                 }
                 let _ = tx.send(conn);
             }
