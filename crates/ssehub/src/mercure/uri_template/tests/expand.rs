@@ -152,9 +152,8 @@ fn encode(s: &str, reserved: bool) -> String {
     while i < bytes.len() {
         let c = s[i..].chars().next().expect("inside the string");
         let hex = |j: usize| bytes.get(j).is_some_and(u8::is_ascii_hexdigit);
-        if c.is_ascii_alphanumeric() || "-._~".contains(c) {
-            out.push(c);
-        } else if reserved && ":/?#[]@!$&'()*+,;=".contains(c) {
+        let unreserved = c.is_ascii_alphanumeric() || "-._~".contains(c);
+        if unreserved || (reserved && ":/?#[]@!$&'()*+,;=".contains(c)) {
             out.push(c);
         } else if reserved && c == '%' && hex(i + 1) && hex(i + 2) {
             out.push_str(&s[i..i + 3]);
