@@ -44,27 +44,31 @@
 //! - for `;`, `?` and `&` a string is `name=value`, an empty string `name` (`;`) or
 //!   `name=` (`?`, `&`); unexploded lists and associative arrays are comma-separated
 //!   after `name=`; exploded ones repeat the name, or an associative array's keys (any
-//!   key: `{?params*}` matches any query), with the separator between them;
+//!   key: `{?params*}` matches any query of `key=value` pairs), with the separator between them;
 //! - for the other operators an exploded list joins its members with the separator, an
 //!   exploded associative array its `key=value` pairs.
 //!
 //! # Approximations
 //!
-//! Matching is exact but for these, each of which errs towards matching:
+//! Matching is exact but for these:
 //!
-//! - A prefix modifier counts the value's characters after encoding: an unreserved or
-//!   reserved character is one, and so is a pct-encoded triplet possibly followed by up
-//!   to three triplets of UTF-8 continuation bytes (`%C3%A9`, one `é`). That is the RFC's
-//!   count of Unicode characters for every value an expander can encode, and it also
-//!   lets `+` and `#` keep a value's own triplets whole, as the RFC asks (section 2.4.1).
-//!   Bytes are not checked to be valid UTF-8 beyond that shape.
-//! - A prefix longer than [`MAX_COUNTED_PREFIX`] matches as if there were none: counting
-//!   characters costs the pattern a copy of a character's pattern per character, and so
-//!   long a prefix is a bound no value in a topic meets in practice.
-//! - Pct-encoded triplets are not checked to be the ones an expander would write: `%41`
-//!   matches where an expander writes `A`, and `%2F` where it writes `/` (for `+`).
-//! - A prefix applies to a string only (RFC 6570 section 2.4.1), so `{var:3}` matches no
-//!   list or associative array; this errs towards not matching, as the RFC does.
+//! - (Errs towards matching, a little.) A prefix modifier counts the value's characters
+//!   after encoding: an unreserved or reserved character is one, and so is a
+//!   pct-encoded triplet possibly followed by up to three triplets of UTF-8 continuation
+//!   bytes (`%C3%A9`, one `é`). That is the RFC's count of Unicode characters for every
+//!   value an expander can encode, and it also lets `+` and `#` keep a value's own
+//!   triplets whole, as the RFC asks (section 2.4.1). Bytes are not checked to be valid
+//!   UTF-8 beyond that shape.
+//! - (Errs towards matching.) A prefix longer than [`MAX_COUNTED_PREFIX`] matches as if
+//!   there were none: counting characters costs the pattern a copy of a character's
+//!   pattern per character, and so long a prefix is a bound no value in a topic meets in
+//!   practice.
+//! - (Errs towards matching.) Pct-encoded triplets are not checked to be the ones an
+//!   expander would write: `%41` matches where an expander writes `A`, and `%2F` where it
+//!   writes `/` (for `+`).
+//! - (Errs towards not matching, as the RFC does.) A prefix applies to a string only
+//!   (RFC 6570 section 2.4.1), so `{var:3}` matches no list or associative array, where
+//!   some expanders would expand one whole.
 
 use regex::RegexBuilder;
 
@@ -87,8 +91,9 @@ pub(crate) const MAX_COUNTED_PREFIX: u16 = 64;
 
 /// The most memory a template's compiled pattern may take, in bytes (the `regex`
 /// crate's `size_limit`). Matching time grows with the pattern too, so this bounds both.
-/// A template of [`MAX_EXPRESSIONS`] simple expressions takes about 40 KiB; counting a
-/// prefix of [`MAX_COUNTED_PREFIX`] characters about 80 KiB.
+/// A simple expression takes about 1.2 KiB, an exploded one about 2 KiB, so that
+/// [`MAX_EXPRESSIONS`] of them fit; counting a prefix of [`MAX_COUNTED_PREFIX`]
+/// characters takes about 80 KiB, so that about a dozen do.
 pub(crate) const MAX_COMPILED_BYTES: usize = 1 << 20;
 
 /// A URI template (RFC 6570, level 4), compiled to match the topics it can expand to.
@@ -222,10 +227,10 @@ impl UriTemplate {
     ///
     /// RFC 6570 has no escape for a literal brace, and no expansion produces one (a
     /// brace is neither unreserved nor reserved), so no template matches a topic that
-    /// contains a brace. Such a topic is still selected by its own spelling, as Mercure
-    /// compares a selector with the topic for equality before reading it as a template;
-    /// callers do that first, and may treat a selector with a `{` that fails to parse as
-    /// an exact topic that way only.
+    /// contains a brace. Callers compare a selector with the topic for equality first
+    /// (Mercure's exact match) and only then read it as a template, so such a topic is
+    /// still selected by its own spelling; a selector with a `{` that does not parse can
+    /// then select only that way.
     pub(crate) fn is_template(selector: &str) -> bool {
         selector.contains('{')
     }
