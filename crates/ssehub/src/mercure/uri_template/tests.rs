@@ -61,6 +61,16 @@ fn rfc_vars() -> Vars {
 /// RFC 6570 section 3.2's examples, one operator at a time: each template with what it
 /// expands to under [`rfc_vars`], worked out from the RFC's rules.
 const RFC_EXAMPLES: &[(&str, &str)] = &[
+    // 3.2.1, variable expansion: one list, every way.
+    ("{count}", "one,two,three"),
+    ("{count*}", "one,two,three"),
+    ("{/count}", "/one,two,three"),
+    ("{/count*}", "/one/two/three"),
+    ("{;count}", ";count=one,two,three"),
+    ("{;count*}", ";count=one;count=two;count=three"),
+    ("{?count}", "?count=one,two,three"),
+    ("{?count*}", "?count=one&count=two&count=three"),
+    ("{&count*}", "&count=one&count=two&count=three"),
     // 3.2.2, simple string expansion.
     ("{var}", "value"),
     ("{hello}", "Hello%20World%21"),
