@@ -217,7 +217,8 @@ impl UriTemplate {
     }
 
     /// Whether some values of the template's variables expand it to exactly `topic`.
-    /// Linear in `topic`'s length.
+    /// Takes time linear in `topic`'s length, times at most the pattern's size (which
+    /// [`MAX_COMPILED_BYTES`] bounds); never backtracks.
     pub(crate) fn matches(&self, topic: &str) -> bool {
         self.regex.is_match(topic)
     }
