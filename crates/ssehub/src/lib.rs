@@ -62,6 +62,8 @@
 //!   (feature `jwt`).
 //! - `respond`: the few response builders the server and the API share.
 //! - `admission`: connection limits, in all and per client address.
+//! - `mercure` (`uri_template`, feature `mercure`): the Mercure protocol mode, in the
+//!   making; so far the RFC 6570 URI templates its subscribers select topics with.
 //! - `log_limit`: log lines a stranger can repeat, rate-limited per call site.
 //! - `metrics` (`labels`, `histogram`, `process`): every counter, in one place;
 //!   [`HubStats`] is its snapshot; timing histograms of sampled publications; the
@@ -82,6 +84,8 @@ mod frame;
 mod http_api;
 mod hub;
 mod log_limit;
+#[cfg(feature = "mercure")]
+mod mercure;
 mod metrics;
 #[cfg(feature = "metrics")]
 mod prometheus;
