@@ -24,7 +24,7 @@ pub use send::SendError;
 pub(crate) use handle::{ConnectionConfig, Owner, TransportAbort};
 pub(crate) use origin::Origin;
 pub(crate) use outbox::{DirectSink, Kind};
-pub(crate) use pace::Stamp;
+pub(crate) use pace::{Clock, Stamp};
 pub(crate) use send::{Claim, Enqueued};
 pub(crate) use writer::Wire;
 

@@ -22,19 +22,16 @@
 
 mod body;
 mod client_addr;
-mod guard;
+mod cors;
 mod hooks;
 mod keepalive;
 mod options;
-mod origin;
 mod request;
+mod stream_auth;
 
 pub use body::SseBody;
 pub use options::{ConfigError, SseOptions};
 pub use request::{PeerAddr, Rejection, RequestContext};
-
-pub(crate) use options::clean_prefix;
-pub(crate) use request::query_pairs;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -48,14 +45,14 @@ use futures_util::FutureExt;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
+use self::cors::OriginVerdict;
 use self::hooks::{BoxFuture, Verdict};
 use self::keepalive::{jitter, retry_frame};
-use self::origin::OriginVerdict;
 use crate::admission::Admission;
 use crate::connection::{Connection, ConnectionConfig, Origin, TransportAbort};
-use crate::frame;
 use crate::hub::{check_room, validate_room, Hub, Resume};
 use crate::log_limit::warn_limited;
+use crate::message;
 use crate::metrics::{Refusal, TransportKind};
 
 /// The SSE endpoint as a [`tower::Service`]. Cheap to clone.
@@ -94,7 +91,7 @@ impl SseEndpoint {
             inner: Arc::new(EndpointInner {
                 admission: Admission::new(options.limits),
                 opts: options,
-                preamble: frame::comment("connected"),
+                preamble: message::comment("connected"),
                 keep_alive_started: Once::new(),
                 closing: AtomicBool::new(false),
             }),
@@ -150,11 +147,11 @@ impl SseEndpoint {
             refused(Refusal::BadRequest);
             return plain(StatusCode::BAD_REQUEST, &why);
         }
-        let mut ctx = match guard::admit(&self.inner.opts, ctx) {
+        let mut ctx = match stream_auth::admit(&self.inner.opts, ctx) {
             Ok(ctx) => ctx,
             Err(denied) => {
                 refused(Refusal::Auth);
-                return guard::refusal(&denied);
+                return stream_auth::refusal(&denied);
             }
         };
         if let Some(hook) = &self.inner.opts.authorize {
@@ -260,7 +257,7 @@ impl SseEndpoint {
         };
         let conn = opts.hub.connect_from(config, origin);
         // Before its first join: presence and `/rooms` show who it is from the start.
-        guard::name(&conn, &ctx);
+        stream_auth::name(&conn, &ctx);
         self.inner.admission.bind(ip, &conn);
         let _ = conn.send_frame(self.inner.preamble.clone());
         if let Some(retry) = opts.retry {
@@ -286,7 +283,7 @@ impl SseEndpoint {
                 }
             }
         };
-        guard::end_at_expiry(&conn, &ctx);
+        stream_auth::end_at_expiry(&conn, &ctx);
         hooks::start(
             &conn,
             ctx,
@@ -349,7 +346,7 @@ impl SseEndpoint {
 
     fn reject<B>(&self, req: &Request<B>, rejection: Rejection) -> Response<SseBody> {
         if let Some(delay) = rejection.back_off {
-            let mut body = frame::comment("back off").to_vec();
+            let mut body = message::comment("back off").to_vec();
             body.extend_from_slice(&retry_frame(delay));
             return self.handshake(req, SseBody::full(Bytes::from(body)));
         }

@@ -29,8 +29,8 @@
 //!     });
 //! ```
 
+mod access;
 mod bearer;
-mod guard;
 mod publish;
 mod rooms;
 
@@ -46,8 +46,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 
+use self::access::{access, Need};
 use self::bearer::Bearer;
-use self::guard::{access, Need};
 use crate::auth::Auth;
 use crate::hub::{BackplaneStatus, Hub};
 use crate::metrics::{HubStats, ProcessStats};

@@ -61,7 +61,7 @@ use self::backplane::{Backplane, InProcess};
 use self::fanout::Local;
 use self::presence::Presence;
 use self::rooms::Rooms;
-use crate::connection::{Connection, ConnectionConfig, ConnectionId, Origin, Owner};
+use crate::connection::{Clock, Connection, ConnectionConfig, ConnectionId, Origin, Owner};
 use crate::decode::{Decoder, Event, Item};
 use crate::metrics::{HubStats, Metrics};
 use crate::sync::lock;
@@ -145,6 +145,10 @@ impl Owner for HubInner {
 
     fn metrics(&self) -> &Metrics {
         &self.local.metrics
+    }
+
+    fn clock(&self) -> &Clock {
+        &self.local.clock
     }
 
     fn max_event_bytes(&self) -> usize {

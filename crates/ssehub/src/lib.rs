@@ -80,12 +80,12 @@ mod auth;
 mod connection;
 pub mod decode;
 mod endpoint;
-mod frame;
 mod http_api;
 mod hub;
 mod log_limit;
 #[cfg(feature = "mercure")]
 mod mercure;
+mod message;
 mod metrics;
 #[cfg(feature = "metrics")]
 mod prometheus;
@@ -95,6 +95,7 @@ mod server;
 mod shutdown;
 mod sync;
 mod transport;
+mod uri;
 
 pub use auth::{Auth, AuthError, Identity, TokenVerifier};
 #[cfg(feature = "jwt")]
@@ -103,7 +104,6 @@ pub use connection::{Connection, ConnectionId, SendError, SlowConsumerPolicy};
 pub use endpoint::{
     ConfigError, PeerAddr, Rejection, RequestContext, SseBody, SseEndpoint, SseOptions,
 };
-pub use frame::{FrameError, Message, MessageBuilder};
 pub use http_api::{ApiBody, HubApi, DEFAULT_MAX_PUBLISH_BODY};
 pub use hub::{
     validate_room, BackplaneStatus, Broadcast, GapReason, HistoryConfig, Hub, HubConfig, JoinError,
@@ -112,6 +112,7 @@ pub use hub::{
 pub use hub::{MemberInfo, RoomInfo};
 #[cfg(feature = "redis")]
 pub use hub::{RedisConfig, RedisError};
+pub use message::{FrameError, Message, MessageBuilder};
 pub use metrics::{HubStats, TransportKind};
 #[cfg(feature = "metrics")]
 pub use prometheus::{prometheus_text, MetricsCollector, PROMETHEUS_CONTENT_TYPE};

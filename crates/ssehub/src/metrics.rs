@@ -76,8 +76,6 @@ pub(crate) struct Metrics {
     pub(crate) slow_closes: Counter,
     /// Connections opened since the hub was created.
     pub(crate) connected_total: Counter,
-    /// Fan-outs begun: the pace the writers compare against (`connection/pace.rs`).
-    pub(crate) fanouts: Counter,
     /// Streams that resumed from a cursor (each got a replay, maybe empty).
     pub(crate) replays: Counter,
     /// Events queued by replays.

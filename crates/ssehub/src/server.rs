@@ -66,6 +66,7 @@ use hyper_util::server::conn::auto;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
+mod body;
 mod drain;
 mod gate;
 mod idle;
@@ -79,11 +80,12 @@ pub use static_files::StaticFiles;
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsError};
 
+use self::body::{box_body, BoxError};
 use self::gate::{Gate, GateLimits};
 use self::listener::{Bound, Listen, Serving, Stage, TcpOptions};
-use self::routes::{box_body, App, BoxError, Fallback, Handler};
+use self::routes::{App, Fallback, Handler};
 use crate::endpoint::{ConfigError, SseEndpoint, SseOptions};
-use crate::frame::Message;
+use crate::message::Message;
 use crate::shutdown::Shutdown;
 
 type OnStarted = Box<dyn FnOnce(&ServerInfo) + Send>;

@@ -12,18 +12,21 @@
 //!   lock to leave the rooms.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::origin::Origin;
 use super::outbox::{Outbox, OutboxState, SlowConsumerPolicy};
+use super::pace::Clock;
 use crate::log_limit::warn_limited;
 use crate::metrics::Metrics;
+use crate::metrics::TransportKind;
 use crate::sync::lock;
 
 /// A connection's unique id: random, so it can be shown to clients without revealing
@@ -125,6 +128,8 @@ pub(crate) trait Owner: Send + Sync {
     fn forget(&self, conn: &Connection);
     /// The counters the slow-consumer policy bumps.
     fn metrics(&self) -> &Metrics;
+    /// The count of fan-outs begun, which pacing compares against (`pace.rs`).
+    fn clock(&self) -> &Clock;
     /// The most bytes one encoded event sent to a connection may take.
     fn max_event_bytes(&self) -> usize;
 }
@@ -334,6 +339,53 @@ impl Connection {
         }
         self.inner.settled.store(true, Ordering::Release);
         self.inner.closed_notify.notify_waiters();
+    }
+}
+
+/// Where the connection came from and who it is (`origin.rs`), for observers.
+impl Connection {
+    /// The client's address, when the server knew it (see [`crate::PeerAddr`]).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.inner.origin.peer
+    }
+
+    /// The client's address: the peer's, or, when the peer is a trusted proxy
+    /// ([`crate::SseOptions::trusted_proxies`]), the one it forwards for.
+    pub fn client_ip(&self) -> Option<IpAddr> {
+        self.inner.origin.client
+    }
+
+    /// When the stream opened.
+    pub fn connected_at(&self) -> SystemTime {
+        self.inner.origin.since
+    }
+
+    /// What carries the stream: the bare socket, hyper's HTTP/1 or HTTP/2.
+    pub fn transport(&self) -> TransportKind {
+        self.inner.origin.transport
+    }
+
+    /// Name who is on the other end (a user id, a device): shown by `GET /rooms/{room}`,
+    /// the dashboard and presence events. The application sets it, typically in
+    /// `on_connect` from what `authorize` checked.
+    ///
+    /// ```
+    /// use ssehub::SseOptions;
+    ///
+    /// let options = SseOptions::new().on_connect(|conn, ctx| async move {
+    ///     if let Some(user) = ctx.query("user") {
+    ///         conn.set_identity(user);
+    ///     }
+    /// });
+    /// ```
+    pub fn set_identity(&self, identity: impl Into<String>) {
+        let identity: String = identity.into();
+        *lock(&self.inner.origin.identity) = Some(Arc::from(identity));
+    }
+
+    /// The identity the application gave this connection, if any.
+    pub fn identity(&self) -> Option<Arc<str>> {
+        lock(&self.inner.origin.identity).clone()
     }
 }
 

@@ -28,8 +28,8 @@ use bytes::Bytes;
 use super::handle::Connection;
 use super::outbox::{Admit, DirectSink, Kind, OutboxState, SlowConsumerPolicy};
 use super::pace::{self, Stamp};
-use crate::frame::{self, FrameError, Message};
 use crate::log_limit::warn_limited;
+use crate::message::{self, FrameError, Message};
 use crate::sync::lock;
 
 /// Why a frame was not queued for a connection.
@@ -92,12 +92,12 @@ impl Connection {
 
     /// Queue a comment (ignored by clients; useful as an application-level ping).
     pub fn send_comment(&self, text: &str) -> Result<(), SendError> {
-        self.send_frame(frame::comment(text))
+        self.send_frame(message::comment(text))
     }
 
     /// Queue an already encoded frame, and write it at once if the stream is idle.
     pub(crate) fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
-        match self.enqueue(frame, Some(Stamp::now(&self.owner().metrics().fanouts))) {
+        match self.enqueue(frame, Some(Stamp::now(self.owner().clock()))) {
             Enqueued::Yes => Ok(()),
             Enqueued::Direct(claim) => {
                 claim.write(&mut Vec::new());
@@ -234,8 +234,8 @@ impl Connection {
                     out.bytes += rest.len();
                     out.raw = Some(rest);
                 }
-                let fanouts = &self.owner().metrics().fanouts;
-                let behind = pace::overtaken(fanouts, fanout) || !self.inner.config.adaptive;
+                let behind =
+                    pace::overtaken(self.owner().clock(), fanout) || !self.inner.config.adaptive;
                 out.wrote(self.inner.config.batch_window, behind);
                 false
             }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::pace::Stamp;
 use super::*;
-use crate::frame::Message;
+use crate::message::Message;
 use crate::sync::lock;
 use crate::Hub;
 
@@ -188,7 +188,7 @@ fn frame(data: &str) -> Bytes {
 
 /// A stamp of `c`'s hub, outside any fan-out.
 fn stamp(c: &Connection) -> Stamp {
-    Stamp::now(&c.owner().metrics().fanouts)
+    Stamp::now(c.owner().clock())
 }
 
 #[test]
@@ -216,8 +216,8 @@ fn a_write_overtaken_by_a_later_fan_out_lets_the_next_events_gather() {
     };
     // Two more publications' fan-outs begin before this write is done: behind. (One
     // would be an overlap.)
-    let _later = Stamp::fanout(&c.owner().metrics().fanouts);
-    let _later = Stamp::fanout(&c.owner().metrics().fanouts);
+    let _later = Stamp::fanout(c.owner().clock());
+    let _later = Stamp::fanout(c.owner().clock());
     claim.write(&mut Vec::new());
     c.send(&Message::new("2")).unwrap();
     c.send(&Message::new("3")).unwrap();

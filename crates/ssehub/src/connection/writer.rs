@@ -135,13 +135,12 @@ impl Connection {
     /// The task wrote frames it took after fan-out `since` (see the batching rule of
     /// `Outbox::wrote`).
     pub(crate) fn wrote(&self, since: u64) {
-        let fanouts = &self.owner().metrics().fanouts;
-        let behind = pace::overtaken(fanouts, since) || !self.inner.config.adaptive;
+        let behind = pace::overtaken(self.owner().clock(), since) || !self.inner.config.adaptive;
         lock(&self.inner.outbox).wrote(self.inner.config.batch_window, behind);
     }
 
     /// The newest fan-out now, for [`Connection::wrote`].
     pub(crate) fn pace(&self) -> u64 {
-        self.owner().metrics().fanouts.get()
+        self.owner().clock().now()
     }
 }

@@ -8,13 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::connection::ConnectionId;
-use crate::frame::{self, Message};
 use crate::hub::Hub;
+use crate::message::{self, Message};
 
 /// Every `interval`, ping the streams of `hub` that had no traffic since the last
 /// sweep. Ends when the endpoint (whatever `alive` points at) is gone.
 pub(crate) async fn sweep<T: Send + Sync + 'static>(alive: Weak<T>, hub: Hub, interval: Duration) {
-    let ping = frame::comment("ping");
+    let ping = message::comment("ping");
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is immediate

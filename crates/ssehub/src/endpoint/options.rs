@@ -7,13 +7,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::cors::Origins;
 use super::hooks::{AuthorizeHook, ConnectHook, DisconnectHook};
-use super::origin::Origins;
 use super::request::{Rejection, RequestContext};
 use crate::admission::{canonical, Limits};
 use crate::auth::{Auth, Identity};
 use crate::connection::{Connection, SlowConsumerPolicy};
 use crate::hub::{Hub, JoinError, ROOM_ALL};
+use crate::uri::clean_prefix;
 
 /// A set-up mistake, reported before anything is served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -372,16 +373,6 @@ impl fmt::Debug for SseOptions {
             .field("rooms_from_query", &self.rooms_from_query)
             .field("auth", &self.auth)
             .finish_non_exhaustive()
-    }
-}
-
-/// A path prefix in one form: a leading slash, no trailing one (`/` stays `/`).
-pub(crate) fn clean_prefix(prefix: &str) -> String {
-    let trimmed = prefix.trim().trim_end_matches('/');
-    if trimmed.starts_with('/') {
-        trimmed.to_owned()
-    } else {
-        format!("/{trimmed}")
     }
 }
 

@@ -11,18 +11,12 @@ use http::{Method, Request, StatusCode, Uri, Version};
 
 use crate::auth::Identity;
 use crate::hub::Hub;
+use crate::uri::query_pairs;
 
 /// The peer's socket address, as a request extension. [`crate::Server`] inserts it; when
 /// mounting the endpoint elsewhere, insert it yourself to see it in [`RequestContext`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
-
-/// The decoded query parameters of `uri`, in order.
-pub(crate) fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
-    uri.query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
-}
 
 /// Why a request may not open a stream: the answer the client gets instead.
 #[derive(Debug, Clone)]

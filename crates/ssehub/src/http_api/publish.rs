@@ -9,12 +9,12 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Map, Value};
 
-use super::guard::Access;
+use super::access::Access;
 use super::ApiBody;
-use crate::endpoint::query_pairs;
-use crate::frame::{FrameError, Message};
 use crate::hub::{check_room, Hub, PublishError as HubRefusal, ROOM_ALL};
+use crate::message::{FrameError, Message};
 use crate::respond::json;
+use crate::uri::query_pairs;
 
 /// A `POST /publish` refusal: the status and a JSON body `{"error": ..., "field": ...}`.
 #[derive(Debug)]

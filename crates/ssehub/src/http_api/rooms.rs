@@ -9,9 +9,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::ApiBody;
-use crate::endpoint::query_pairs;
 use crate::hub::{check_room, Hub, MemberInfo, RoomInfo};
 use crate::respond::{allow_only, json};
+use crate::uri::query_pairs;
 
 /// A page when the request names none.
 const DEFAULT_LIMIT: usize = 100;

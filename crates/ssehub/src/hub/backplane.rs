@@ -21,11 +21,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::fanout::{self, Frame, Local, Publication};
+use super::fanout::{self, Encoded, Local, Publication};
 use super::history::{GapReason, History, HistoryRules, Resume, Size};
 use super::publish_error::PublishError;
 use crate::connection::Connection;
-use crate::frame::Message;
+use crate::message::Message;
 use crate::sync::lock;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -205,7 +205,7 @@ impl Backplane for InProcess {
             drop(h);
             return Ok(deliver_unrecorded(&self.local, p, message));
         };
-        let frame = Frame {
+        let frame = Encoded {
             bytes: recorded.frame,
             recorded_in: p
                 .rooms
@@ -269,7 +269,7 @@ impl Backplane for InProcess {
 
 /// A publication no room records: encode and fan out, no lock but the rooms'.
 pub(crate) fn deliver_unrecorded(local: &Local, p: &Publication, message: &Message) -> Published {
-    let frame = Frame {
+    let frame = Encoded {
         bytes: message.encode(),
         recorded_in: Vec::new(),
     };

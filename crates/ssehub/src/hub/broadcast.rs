@@ -8,7 +8,7 @@ use super::fanout::Publication;
 use super::publish_error::PublishError;
 use super::{Hub, HubInner};
 use crate::connection::ConnectionId;
-use crate::frame::Message;
+use crate::message::Message;
 
 /// A publication being set up: which rooms, whom to skip, whether to de-duplicate.
 /// Made by [`Hub::to`]; [`Broadcast::publish`] performs it. This is the one way to send

@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::rooms::{Room, Rooms};
-use crate::connection::{Claim, Connection, ConnectionId, Enqueued, Kind, Stamp};
+use crate::connection::{Claim, Clock, Connection, ConnectionId, Enqueued, Kind, Stamp};
 use crate::metrics::{Metrics, Sample};
 
 /// This process's side of the hub: the room table fan-outs read, and the counters they
@@ -22,12 +22,14 @@ use crate::metrics::{Metrics, Sample};
 pub(crate) struct Local {
     pub(crate) rooms: Rooms,
     pub(crate) metrics: Metrics,
+    /// Fan-outs begun: what pacing compares a write against (`connection/pace.rs`).
+    pub(crate) clock: Clock,
 }
 
 impl Local {
     /// Fan `frame` out to the local members of `p`'s rooms and count the deliveries.
     /// Returns how many outboxes took it.
-    pub(crate) fn deliver(&self, p: &Publication, frame: &Frame) -> usize {
+    pub(crate) fn deliver(&self, p: &Publication, frame: &Encoded) -> usize {
         self.finish(deliver(self, p, frame), p, frame)
     }
 
@@ -35,7 +37,7 @@ impl Local {
     /// deliveries, their bytes and, for a timed publication, how long it took to be
     /// queued. Once per publication, never per recipient. Returns how many outboxes
     /// took it.
-    pub(crate) fn finish(&self, fanout: Fanout, p: &Publication, frame: &Frame) -> usize {
+    pub(crate) fn finish(&self, fanout: Fanout, p: &Publication, frame: &Encoded) -> usize {
         let reached = fanout.finish();
         let m = &self.metrics;
         m.deliveries.add(reached as u64);
@@ -63,7 +65,7 @@ pub(crate) struct Publication {
 /// The encoded frame of a publication, and which of its rooms recorded it in their
 /// history (there, a stream whose replay is pending gets it from the replay instead).
 #[derive(Debug, Clone)]
-pub(crate) struct Frame {
+pub(crate) struct Encoded {
     pub(crate) bytes: Bytes,
     pub(crate) recorded_in: Vec<bool>,
 }
@@ -78,7 +80,7 @@ const DIRECT_FANOUT: usize = 2048;
 /// Queue `frame` to the local members of `p`'s rooms. The returned tally is finished
 /// ([`Fanout::finish`]) once the caller holds no lock: that closes overflowed outboxes
 /// and writes idle streams.
-pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Frame) -> Fanout {
+pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Encoded) -> Fanout {
     let rooms = &local.rooms;
     let targets: Vec<(Arc<Room>, Kind)> = p
         .rooms
@@ -97,7 +99,7 @@ pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Frame) -> Fanout {
     // One room (names are distinct): nobody can be reached twice.
     let mut seen = (p.unique && targets.len() > 1).then(HashSet::new);
     let recipients = targets.iter().map(|(r, _)| r.members().conns.len()).sum();
-    let mut fanout = Fanout::new(recipients, &local.metrics);
+    let mut fanout = Fanout::new(recipients, &local.clock);
     if let Some(sample) = p.sample.filter(|_| recipients > 0) {
         fanout.probe = Some((sample.seed as usize % recipients, sample.at));
     }
@@ -132,7 +134,7 @@ pub(crate) fn to_each(
         Kind::Plain
     };
     // Not a publication: it overtakes no write.
-    let stamp = Stamp::now(&local.metrics.fanouts);
+    let stamp = Stamp::now(&local.clock);
     let mut fanout = Fanout::with_stamp(conns.len(), stamp);
     for c in conns {
         fanout.push(c, frame, kind);
@@ -142,7 +144,7 @@ pub(crate) fn to_each(
 
 /// Queue `frames`, in order, to one connection (a replay).
 pub(crate) fn to_one(conn: &Connection, frames: &[Bytes]) -> Fanout {
-    let mut fanout = Fanout::with_stamp(1, Stamp::now(&conn.owner().metrics().fanouts));
+    let mut fanout = Fanout::with_stamp(1, Stamp::now(conn.owner().clock()));
     for f in frames {
         fanout.push(conn, f, Kind::Plain);
     }
@@ -168,8 +170,8 @@ pub(crate) struct Fanout {
 
 impl Fanout {
     /// A publication's fan-out: it takes the next number of its hub's count.
-    fn new(recipients: usize, metrics: &Metrics) -> Fanout {
-        Fanout::with_stamp(recipients, Stamp::fanout(&metrics.fanouts))
+    fn new(recipients: usize, clock: &Clock) -> Fanout {
+        Fanout::with_stamp(recipients, Stamp::fanout(clock))
     }
 
     fn with_stamp(recipients: usize, stamp: Stamp) -> Fanout {

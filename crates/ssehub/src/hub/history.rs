@@ -37,7 +37,7 @@ pub(crate) use cursor::{check_own_id, gap_frame, id_only_frame, place, Resume};
 pub(crate) use cursor::hub_form;
 
 use super::publish_error::PublishError;
-use crate::frame::Message;
+use crate::message::Message;
 
 /// One recorded event of one room.
 #[derive(Debug, Clone)]

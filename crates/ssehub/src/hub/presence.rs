@@ -30,7 +30,7 @@ use serde_json::json;
 use super::fanout::Publication;
 use super::{Hub, HubConfig};
 use crate::connection::{Connection, ConnectionId};
-use crate::frame::Message;
+use crate::message::Message;
 use crate::selector::RoomSelector;
 use crate::sync::lock;
 

@@ -42,7 +42,7 @@ use super::fanout::{Local, Publication};
 use super::history::{check_own_id, HistoryRules, Resume, Size};
 use super::publish_error::PublishError;
 use crate::connection::Connection;
-use crate::frame::Message;
+use crate::message::Message;
 use crate::sync::lock;
 
 /// Where the Redis backplane connects, and how.
@@ -374,7 +374,7 @@ impl Backplane for RedisBackplane {
     fn history(&self, room: String) -> BoxFuture<Vec<Bytes>> {
         let shared = self.shared.clone();
         Box::pin(async move {
-            match replay::fetch(&shared, &[room], replay::From::After(0)).await {
+            match replay::fetch(&shared, &[room], replay::Start::After(0)).await {
                 Ok(read) => read.entries.into_iter().map(|(_, f)| f).collect(),
                 Err(_) => Vec::new(),
             }

@@ -92,7 +92,7 @@ fn keep_alive_pings_an_idle_stream_every_sweep_and_a_busy_one_never() {
     let hub = Hub::new();
     let idle = conn(&hub);
     let busy = conn(&hub);
-    let ping = crate::frame::comment("ping");
+    let ping = crate::message::comment("ping");
     for _ in 0..3 {
         busy.send_comment("traffic").unwrap();
         assert_eq!(hub.send_to_all(&ping, true), 1, "only the idle stream");

@@ -5,7 +5,7 @@
 
 use crate::connection::Connection;
 use crate::endpoint::SseEndpoint;
-use crate::frame::Message;
+use crate::message::Message;
 
 /// The streams being drained.
 pub(crate) struct Drain<'a> {

@@ -22,9 +22,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::body::{box_body, Body};
 use super::gate::{Gate, Ticket};
 use super::idle::{Activity, Tracked};
-use super::routes::{box_body, App, Body};
+use super::routes::App;
 #[cfg(feature = "tls")]
 use super::tls::{Tls, TlsConfig};
 use super::{ListenerInfo, ServerError};

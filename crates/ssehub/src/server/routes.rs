@@ -8,23 +8,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
 
+use super::body::{box_body, text, Body};
 use super::static_files::{Ready, StaticFiles};
 use crate::endpoint::SseEndpoint;
-use crate::respond;
-
-/// Boxed error type of response bodies.
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// The response body every route of the server answers with.
-pub(crate) type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxFuture<Response<Body>> + Send + Sync>;
@@ -85,18 +76,4 @@ impl App {
         }
         text(StatusCode::NOT_FOUND, "not found")
     }
-}
-
-/// Box any body into the server's [`Body`].
-pub(crate) fn box_body<B>(body: B) -> Body
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    body.map_err(Into::into).boxed_unsync()
-}
-
-/// A plain-text response.
-pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
-    respond::text::<Full<Bytes>>(status, body).map(box_body)
 }

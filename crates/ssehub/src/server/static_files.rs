@@ -18,8 +18,8 @@ use percent_encoding::percent_decode_str;
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
-use super::routes::{box_body, text, Body};
-use crate::endpoint::clean_prefix;
+use super::body::{box_body, text, Body};
+use crate::uri::clean_prefix;
 
 /// Static files served from a folder.
 #[derive(Debug, Clone)]

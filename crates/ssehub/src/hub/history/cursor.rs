@@ -13,8 +13,8 @@
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::frame::Message;
 use crate::hub::publish_error::PublishError;
+use crate::message::Message;
 
 /// Why a cursor could not be honoured: the `reason` of the gap event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -22,7 +22,7 @@ use crate::sync::lock;
 
 /// Where a read starts.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum From {
+pub(super) enum Start {
     /// After this sequence number.
     After(u64),
     /// The newest this many events of each room.
@@ -69,7 +69,7 @@ type RawRoom = (String, String, u8, Vec<(String, Vec<u8>, String)>);
 pub(super) async fn fetch(
     shared: &Shared,
     rooms: &[impl AsRef<str>],
-    from: From,
+    from: Start,
 ) -> redis::RedisResult<Read> {
     let mut invocation = shared.fetch.prepare_invoke();
     invocation.key(shared.keys.meta());
@@ -80,8 +80,8 @@ pub(super) async fn fetch(
             .key(shared.keys.room_meta(room));
     }
     match from {
-        From::After(seq) => invocation.arg(seq).arg("after"),
-        From::Newest(n) => invocation.arg(n.max(1)).arg("newest"),
+        Start::After(seq) => invocation.arg(seq).arg("after"),
+        Start::Newest(n) => invocation.arg(n.max(1)).arg("newest"),
     };
     let answer: Vec<redis::Value> = invocation.invoke_async(&mut shared.conn.clone()).await?;
     let mut answer = answer.into_iter();
@@ -128,12 +128,15 @@ fn recorded_rooms(shared: &Shared, rooms: &[Arc<str>]) -> Vec<Arc<str>> {
 }
 
 /// Where the replay starts, and the gap to report, if any.
-async fn locate(shared: &Shared, resume: &Resume) -> redis::RedisResult<(From, Option<GapReason>)> {
+async fn locate(
+    shared: &Shared,
+    resume: &Resume,
+) -> redis::RedisResult<(Start, Option<GapReason>)> {
     let cursor = match resume {
-        Resume::Newest(n) => return Ok((From::Newest(*n), None)),
+        Resume::Newest(n) => return Ok((Start::Newest(*n), None)),
         Resume::After(cursor) => cursor,
     };
-    let meta = fetch(shared, &[] as &[&str], From::After(0)).await?;
+    let meta = fetch(shared, &[] as &[&str], Start::After(0)).await?;
     let own = if hub_form(cursor).is_none() && cursor != "earliest" {
         let seq: Option<u64> = shared.conn.clone().get(shared.keys.own_id(cursor)).await?;
         seq
@@ -141,8 +144,8 @@ async fn locate(shared: &Shared, resume: &Resume) -> redis::RedisResult<(From, O
         None
     };
     Ok(match place(cursor, &meta.epoch, meta.seq, || own) {
-        Ok(after) => (From::After(after), None),
-        Err(reason) => (From::After(0), Some(reason)),
+        Ok(after) => (Start::After(after), None),
+        Err(reason) => (Start::After(0), Some(reason)),
     })
 }
 
@@ -196,7 +199,7 @@ fn switch(
     conn: &Connection,
     resume: &Resume,
     rooms: &[Arc<str>],
-    from: From,
+    from: Start,
     mut gap: Option<GapReason>,
     read: Read,
 ) -> Option<Resumed> {
@@ -208,7 +211,7 @@ fn switch(
     let top = *delivered;
     let mut entries: Vec<&(u64, Bytes)> = read.entries.iter().filter(|(n, _)| *n <= top).collect();
     let mut gap_rooms: Vec<String> = Vec::new();
-    if let From::After(after) = from {
+    if let Start::After(after) = from {
         if gap.is_none() {
             gap_rooms = read
                 .rooms
@@ -221,7 +224,7 @@ fn switch(
             }
         }
     }
-    if let From::Newest(n) = from {
+    if let Start::Newest(n) = from {
         let skip = entries.len().saturating_sub(n);
         entries.drain(..skip);
     }

@@ -12,11 +12,11 @@ use redis::aio::{PubSubSink, PubSubStream};
 use redis::AsyncCommands;
 use tokio::time::Instant;
 
-use super::replay::{self, From};
+use super::replay::{self, Start};
 use super::wire::{self, Incoming, Wire};
 use super::{RedisError, Shared};
 use crate::connection::{Connection, ConnectionId};
-use crate::hub::fanout::{self, Frame, Publication};
+use crate::hub::fanout::{self, Encoded, Publication};
 use crate::hub::history::{gap_frame, GapReason};
 use crate::sync::lock;
 
@@ -48,7 +48,7 @@ async fn connect(shared: &Shared) -> Result<(PubSubSink, PubSubStream, u64, Stri
     tokio::time::timeout(STEP, sink.subscribe(shared.keys.channel()))
         .await
         .map_err(timed)??;
-    let read = tokio::time::timeout(STEP, replay::fetch(shared, &[] as &[&str], From::After(0)))
+    let read = tokio::time::timeout(STEP, replay::fetch(shared, &[] as &[&str], Start::After(0)))
         .await
         .map_err(timed)??;
     Ok((sink, stream, read.seq, read.epoch))
@@ -137,7 +137,7 @@ fn deliver(shared: &Shared, w: &Wire) {
         // Timed from its arrival on this node (one in so many, as at a publisher).
         sample: crate::metrics::sample(),
     };
-    let frame = Frame {
+    let frame = Encoded {
         bytes: w.frame.clone(),
         recorded_in: w
             .rooms
@@ -186,7 +186,7 @@ async fn catch_up(shared: &Shared, seq: u64, epoch: String) {
 /// node did not get; signal a gap to the rooms that may have missed some.
 async fn fill(shared: &Shared, from: u64, to: u64) {
     let recorded = local_rooms(shared, true);
-    let read = replay::fetch(shared, &recorded, From::After(from)).await;
+    let read = replay::fetch(shared, &recorded, Start::After(from)).await;
     let Ok(read) = read else {
         // Not even the streams answer: everyone here may have missed something.
         gap_to_rooms(shared, GapReason::Outage, &local_rooms(shared, false));

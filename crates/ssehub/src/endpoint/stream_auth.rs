@@ -11,8 +11,8 @@ use super::options::SseOptions;
 use super::request::RequestContext;
 use crate::auth::{Denied, Identity};
 use crate::connection::Connection;
-use crate::frame::Message;
 use crate::log_limit::warn_limited;
+use crate::message::Message;
 
 /// The event a stream gets when its identity expires, just before it is closed.
 pub(crate) const EXPIRED_EVENT: &str = "ssehub.expired";
