@@ -161,7 +161,7 @@ impl Hub {
             .sum()
     }
 
-    /// The endpoint refused a stream for `why`.
+    /// The endpoint refused a stream, or the server a connection, for `why`.
     pub(crate) fn count_refusal(&self, why: Refusal) {
         self.inner.local.metrics.refused[why.index()].inc();
     }
