@@ -219,7 +219,10 @@ async fn connections_without_a_request_are_capped_in_all_and_per_address() {
         s.write_all(half_head().as_bytes()).await.unwrap();
         held.push(s);
     }
+    // Half a head counts at its first read (one that sends nothing would, after a
+    // second: silent_connections_are_capped_once_their_grace_is_over).
     let mut seventh = connect_from([127, 0, 0, 4], srv.addr).await;
+    let _ = seventh.write_all(half_head().as_bytes()).await;
     assert!(closed_by_server(&mut seventh).await, "the seventh in all");
     for s in &mut held {
         assert!(
