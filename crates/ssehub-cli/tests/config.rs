@@ -444,10 +444,17 @@ async fn the_pending_connection_caps_come_from_the_config() {
         let still = read_within(s, Duration::from_millis(300)).await;
         assert_eq!(still, None, "the first two wait for the rest of their head");
     }
+    // The refusal is counted by its reason.
+    let refused = &common::stats(server.addr).await["refused"];
+    assert_eq!(refused["max_pending_per_ip"], 1, "{refused}");
+    // A complete request is no slow head: from the same address, it is served now.
+    let request = ssehub_testkit::stream_request(server.addr, "/sse");
+    let mut quick = from_address(server.addr, source, request.as_bytes()).await;
+    let head = read_within(&mut quick, WAIT).await.unwrap_or_default();
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
     // Another address is not counted with them; once they go, theirs is free again.
     let _other = from_address(server.addr, [127, 0, 0, 4], half).await;
     drop(held);
-    let request = ssehub_testkit::stream_request(server.addr, "/sse");
     let deadline = Instant::now() + WAIT;
     loop {
         let mut s = from_address(server.addr, source, request.as_bytes()).await;
