@@ -419,7 +419,9 @@ impl Server {
             ));
         }
         if self.listen_backlog == Some(0) {
-            return Err(ServerError::Invalid("the listen backlog must be at least 1"));
+            return Err(ServerError::Invalid(
+                "the listen backlog must be at least 1",
+            ));
         }
         listener::raise_fd_limit();
         let backlog = self.listen_backlog.unwrap_or_else(listener::system_backlog);

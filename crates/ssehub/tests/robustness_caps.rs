@@ -92,8 +92,7 @@ async fn served(s: &mut TcpStream) -> bool {
     let mut buf = Vec::new();
     let read = async {
         loop {
-            if buf.starts_with(b"HTTP/1.1 200") && buf.windows(12).any(|w| w == b": connected\n")
-            {
+            if buf.starts_with(b"HTTP/1.1 200") && buf.windows(12).any(|w| w == b": connected\n") {
                 return true;
             }
             let mut chunk = [0u8; 1024];
@@ -231,10 +230,8 @@ async fn connections_past_max_connections_are_closed_and_counted() {
 #[tokio::test]
 async fn connections_cut_by_the_header_timeout_are_counted() {
     let options = SseOptions::new().keep_alive(None);
-    let srv = TestServer::start_with(options, |s| {
-        s.header_timeout(Duration::from_millis(300))
-    })
-    .await;
+    let srv =
+        TestServer::start_with(options, |s| s.header_timeout(Duration::from_millis(300))).await;
     // Half a head, and nothing at all (cut before its grace is over).
     let mut half = send_from([127, 0, 0, 10], srv.addr, HALF).await;
     let mut silent = connect_from([127, 0, 0, 11], srv.addr).await;

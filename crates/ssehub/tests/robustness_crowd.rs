@@ -42,8 +42,7 @@ async fn served(s: &mut TcpStream) -> bool {
     let mut buf = Vec::new();
     let read = async {
         loop {
-            if buf.starts_with(b"HTTP/1.1 200") && buf.windows(12).any(|w| w == b": connected\n")
-            {
+            if buf.starts_with(b"HTTP/1.1 200") && buf.windows(12).any(|w| w == b": connected\n") {
                 return true;
             }
             let mut chunk = [0u8; 1024];

@@ -314,8 +314,7 @@ async fn tls_stream_on(
             .await
             .ok()?;
         let mut got = Vec::new();
-        while !(got.starts_with(b"HTTP/1.1 200") && got.windows(11).any(|w| w == b": connected"))
-        {
+        while !(got.starts_with(b"HTTP/1.1 200") && got.windows(11).any(|w| w == b": connected")) {
             let mut chunk = [0u8; 1024];
             match tls.read(&mut chunk).await {
                 Ok(0) | Err(_) => return None,

@@ -235,9 +235,9 @@ impl Ticket {
         }
         // Under the mutex: the counts rise only with the state's move to PENDING, which
         // fails if the request came meanwhile.
-        let moved = self
-            .state
-            .compare_exchange(FRESH, PENDING, Ordering::AcqRel, Ordering::Acquire);
+        let moved =
+            self.state
+                .compare_exchange(FRESH, PENDING, Ordering::AcqRel, Ordering::Acquire);
         if moved.is_ok() {
             c.pending += 1;
             *c.per_address.entry(self.key).or_default() += 1;
@@ -313,7 +313,11 @@ mod tests {
         assert_eq!(gate.counts(), (3, 2, 2), "counted once");
         let t4 = gate.enter(a2).unwrap();
         assert_eq!(t4.slow().unwrap_err(), Full::PendingFromAddress, "one /64");
-        assert_eq!(refused(&hub, "max_pending_per_ip"), 1, "counted once per hub");
+        assert_eq!(
+            refused(&hub, "max_pending_per_ip"),
+            1,
+            "counted once per hub"
+        );
         let t5 = gate.enter(b).unwrap();
         t5.slow().unwrap();
         assert_eq!(gate.enter(b).unwrap_err(), Full::Connections);

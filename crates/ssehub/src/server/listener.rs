@@ -167,10 +167,7 @@ fn listen_on(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 
 /// Bind every listener with `backlog` (certificates are loaded first: a bad one binds
 /// nothing).
-pub(crate) async fn bind_all(
-    listen: Vec<Listen>,
-    backlog: u32,
-) -> Result<Vec<Bound>, ServerError> {
+pub(crate) async fn bind_all(listen: Vec<Listen>, backlog: u32) -> Result<Vec<Bound>, ServerError> {
     let mut bound = Vec::with_capacity(listen.len());
     for l in listen {
         #[cfg(feature = "tls")]
