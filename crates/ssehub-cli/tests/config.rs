@@ -458,11 +458,17 @@ async fn the_pending_connection_caps_come_from_the_config() {
     assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
     // Another address is not counted with them; once they go, theirs is free again.
     let mut other = from_address(server.addr, [127, 0, 0, 4], half).await;
-    assert_eq!(read_within(&mut other, Duration::from_millis(300)).await, None);
+    assert_eq!(
+        read_within(&mut other, Duration::from_millis(300)).await,
+        None
+    );
     drop(held);
     loop {
         let mut s = from_address(server.addr, source, half).await;
-        if read_within(&mut s, Duration::from_millis(300)).await.is_none() {
+        if read_within(&mut s, Duration::from_millis(300))
+            .await
+            .is_none()
+        {
             break;
         }
         assert!(Instant::now() < deadline, "the address stayed refused");

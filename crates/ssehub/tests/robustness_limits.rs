@@ -257,7 +257,10 @@ async fn connections_without_a_request_are_capped_in_all_and_per_address() {
     // half head from its address is held in its place.
     assert_eq!(raw_exchange(&mut held[0], "\r\n").await.status, 404);
     let mut again = half_heads_from([127, 0, 0, 1], srv.addr, 1).await;
-    assert!(!closed_by_server(&mut again[0]).await, "held in the freed place");
+    assert!(
+        !closed_by_server(&mut again[0]).await,
+        "held in the freed place"
+    );
     assert_eq!(srv.hub.stats().refused["max_pending_per_ip"], 1);
     // A complete request is never a slow one: from the capped address, served.
     let (head, _s) = open_from([127, 0, 0, 1], srv.addr).await;
