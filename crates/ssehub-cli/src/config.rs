@@ -54,6 +54,9 @@ pub struct ServerSection {
     /// How long shutdown waits for streams to flush.
     #[serde(with = "units::seconds")]
     pub grace: Duration,
+    /// Connections the kernel queues before the server accepts them (0: the system's
+    /// maximum, `net.core.somaxconn`).
+    pub listen_backlog: u32,
 }
 
 impl Default for ServerSection {
@@ -64,6 +67,7 @@ impl Default for ServerSection {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             grace: Duration::from_secs(2),
+            listen_backlog: 0,
         }
     }
 }
@@ -235,8 +239,9 @@ impl Default for SseSection {
 pub struct LimitsSection {
     /// TCP connections in all, whatever they carry.
     pub max_connections: usize,
-    /// Connections that have not sent their first request's head yet, in all and per
-    /// client address (IPv6 per /64): past either, a new connection is closed at once.
+    /// Connections slow to send their first request's head (half a head in their first
+    /// read, or silent for a second), in all and per client address (IPv6 per /64): past
+    /// either, such a connection is closed at once. Complete heads never count.
     pub max_pending_connections: usize,
     pub max_pending_per_ip: usize,
     /// Streams in all.

@@ -85,6 +85,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// The listeners: the main one (TLS when configured) and the optional plain one.
 fn listeners(c: &Config) -> anyhow::Result<Server> {
     let mut server = Server::new(c.server.listen);
+    if c.server.listen_backlog != 0 {
+        server = server.listen_backlog(c.server.listen_backlog);
+    }
     if let Some(tls) = tls::tls_config(&c.tls)? {
         server = server.tls(tls);
     }

@@ -534,7 +534,9 @@ async fn stats_count_what_happened() {
             "delivered_bytes": 0, "outbox_bytes": 0,
             "connections_by_transport": { "h1": 0, "h1_hyper": 0, "h2": 0 },
             "refused": { "max_connections": 0, "max_connections_per_ip": 0, "authorize": 0,
-                         "auth": 0, "origin": 0, "bad_request": 0, "shutting_down": 0 },
+                         "auth": 0, "origin": 0, "bad_request": 0, "shutting_down": 0,
+                         "server_max_connections": 0, "max_pending_connections": 0,
+                         "max_pending_per_ip": 0, "header_timeout": 0 },
             "backplane": { "kind": "in-process", "connected": true, "outages": 0 },
         })
     );
@@ -569,7 +571,9 @@ async fn stats_count_what_happened() {
             "delivered_bytes": 5 * 24, "outbox_bytes": 0,
             "connections_by_transport": { "h1": 2, "h1_hyper": 0, "h2": 0 },
             "refused": { "max_connections": 0, "max_connections_per_ip": 0, "authorize": 0,
-                         "auth": 0, "origin": 0, "bad_request": 0, "shutting_down": 0 },
+                         "auth": 0, "origin": 0, "bad_request": 0, "shutting_down": 0,
+                         "server_max_connections": 0, "max_pending_connections": 0,
+                         "max_pending_per_ip": 0, "header_timeout": 0 },
             "backplane": { "kind": "in-process", "connected": true, "outages": 0 },
         })
     );

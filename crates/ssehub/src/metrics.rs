@@ -84,7 +84,8 @@ pub(crate) struct Metrics {
     pub(crate) gaps: [Counter; 6],
     /// Bytes queued to connections by publications (deliveries times frame lengths).
     pub(crate) delivered_bytes: Counter,
-    /// Streams the endpoint refused, by reason (indexed as `Refusal::ALL`).
+    /// Streams the endpoint refused, and connections the server closed before their
+    /// first request, by reason (indexed as `Refusal::ALL`).
     pub(crate) refused: [Counter; Refusal::ALL.len()],
     /// Open connections, by transport (indexed as `TransportKind::ALL`).
     pub(crate) open: [Gauge; TransportKind::ALL.len()],
@@ -131,7 +132,10 @@ pub struct HubStats {
     pub outbox_bytes: usize,
     /// Open connections by transport (`h1`, `h1_hyper`, `h2`).
     pub connections_by_transport: BTreeMap<&'static str, usize>,
-    /// Streams refused, by reason (`max_connections`, `authorize`, `bad_request`, ...).
+    /// Streams refused, by reason (`max_connections`, `authorize`, `bad_request`, ...),
+    /// and connections the server closed before their first request
+    /// (`server_max_connections`, `max_pending_connections`, `max_pending_per_ip`,
+    /// `header_timeout`), counted in the hub of each of its SSE endpoints.
     pub refused: BTreeMap<&'static str, u64>,
 }
 

@@ -172,7 +172,7 @@ fn connections(f: &mut Families, s: &HubStats) -> Result<(), std::fmt::Error> {
     f.labelled(
         (
             "ssehub_refused",
-            "Streams the endpoint refused, by reason.",
+            "Streams the endpoint refused, and connections the server closed before their first request, by reason.",
             MetricType::Counter,
         ),
         "reason",

@@ -2,10 +2,12 @@
 //! files and a few routes, run. HTTP/1.1 and HTTP/2 (prior knowledge) through hyper.
 //!
 //! [`Server`] is the builder and [`BoundServer`] the bound listener; behind them:
-//! - `listener.rs`: the accept loop and one connection's life (socket options, the one
-//!   header deadline, the take-over read, hyper);
-//! - `gate.rs`: connections in all, and those without a request yet, in all and per
-//!   client address; `idle.rs`: the idle timeout of connections with no request;
+//! - `listener.rs`: the listening sockets (their backlog), the accept loop and one
+//!   connection's life (socket options, the one header deadline, the take-over read,
+//!   hyper);
+//! - `gate.rs`: connections in all, and those slow to send a request, in all and per
+//!   client address, and the count of the connections it refuses; `idle.rs`: the idle
+//!   timeout of connections with no request;
 //! - `routes.rs`: dispatch to endpoints, routes, static files, the fallback;
 //! - `static_files.rs`: [`StaticFiles`], what of a folder is served;
 //! - `drain.rs`: what shutdown does to the SSE streams.
@@ -37,9 +39,12 @@
 //! ## Connections that carry nothing
 //! A connection with no request in progress is closed after [`Server::idle_timeout`]
 //! (60 s): an HTTP/2 connection after its last stream, a kept-alive HTTP/1.1 one after
-//! its last answer. Connections that have not sent a request yet are capped in all and
-//! per client address ([`Server::max_pending_connections`]), and all connections by
-//! [`Server::max_connections`] if set.
+//! its last answer. Connections slow to send their first request (half a head in their
+//! first read, or silent for a second) are capped in all and per client address
+//! ([`Server::max_pending_connections`]); a crowd that sends complete requests at once is
+//! not, however many come from one address. All connections are capped by
+//! [`Server::max_connections`] if set. Every connection closed by a cap or the header
+//! timeout is counted in the hubs' refusals (`/stats`, `/metrics`).
 //!
 //! ## Clients that go quiet
 //! A client has [`Server::header_timeout`] from the moment it connects to send its first
@@ -154,6 +159,7 @@ pub struct Server {
     header_timeout: Duration,
     idle_timeout: Option<Duration>,
     gate: GateLimits,
+    listen_backlog: Option<u32>,
     tcp: TcpOptions,
     http2_keep_alive: Option<Duration>,
     http2_keep_alive_timeout: Duration,
@@ -174,6 +180,7 @@ impl Server {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(60)),
             gate: GateLimits::default(),
+            listen_backlog: None,
             tcp: TcpOptions::default(),
             http2_keep_alive: Some(Duration::from_secs(30)),
             http2_keep_alive_timeout: Duration::from_secs(20),
@@ -295,11 +302,17 @@ impl Server {
         self
     }
 
-    /// The most connections that have not sent their first request's head yet: in all
-    /// (1,024 by default) and from one client address (128; IPv6 per /64). Past either, a
-    /// new connection is closed at once. A client that opens many connections and sends
-    /// half a request on each (slowloris) holds at most this many until
-    /// [`Server::header_timeout`] cuts them. `None`: no limit.
+    /// The most connections that are slow to send their first request's head: in all
+    /// (1,024 by default) and from one client address (128; IPv6 per /64). A connection
+    /// is slow if its first read (as soon as it is readable) is not a complete HTTP/1.x
+    /// head, or if it sends nothing for a second; over TLS, if it has made no request a
+    /// second after the server first looked at it. Past either cap, such a connection is
+    /// closed at once (counted in `/stats` as `max_pending_connections` or
+    /// `max_pending_per_ip`). So a client that opens many connections and sends half a
+    /// request on each (slowloris), or nothing, holds at most this many until
+    /// [`Server::header_timeout`] cuts them, while a crowd sending whole requests at once
+    /// (a reconnect storm behind a proxy, all from the proxy's address) is never
+    /// refused by these caps. `None`: no limit.
     pub fn max_pending_connections(
         mut self,
         total: Option<usize>,
@@ -307,6 +320,17 @@ impl Server {
     ) -> Server {
         self.gate.pending = total;
         self.gate.pending_per_address = per_address;
+        self
+    }
+
+    /// The listen backlog of every listener: how many connections the kernel completes
+    /// and queues before the server accepts them. By default the system's maximum
+    /// (`/proc/sys/net/core/somaxconn` on Linux, 4096 since 5.4; 4096 where it cannot be
+    /// read); a larger value is capped by the system. Too small a queue (std's 128)
+    /// overflows when a crowd connects at once, and each dropped SYN costs its client a
+    /// one-second retry. At least 1.
+    pub fn listen_backlog(mut self, backlog: u32) -> Server {
+        self.listen_backlog = Some(backlog);
         self
     }
 
@@ -396,8 +420,14 @@ impl Server {
                 "the HTTP/2 keep-alive timeout must not be zero",
             ));
         }
+        if self.listen_backlog == Some(0) {
+            return Err(ServerError::Invalid(
+                "the listen backlog must be at least 1",
+            ));
+        }
         listener::raise_fd_limit();
-        let listeners = listener::bind_all(self.listen).await?;
+        let backlog = self.listen_backlog.unwrap_or_else(listener::system_backlog);
+        let listeners = listener::bind_all(self.listen, backlog).await?;
         let info = ServerInfo {
             local_addr: listeners[0].info.addr,
             listeners: listeners.iter().map(|l| l.info).collect(),
@@ -468,7 +498,8 @@ impl BoundServer {
             header_timeout: self.header_timeout,
             idle_timeout: self.idle_timeout,
             tcp: self.tcp,
-            gate: Gate::new(self.gate),
+            // The server's refusals are counted where its endpoints' are: in their hubs.
+            gate: Gate::new(self.gate, self.app.sse.iter().map(|e| e.hub().clone())),
             hyper: self.hyper,
             graceful,
             streams_done,

@@ -15,7 +15,7 @@ mod chunked;
 mod prefixed;
 mod takeover;
 
-pub(crate) use takeover::{accept, Decision};
+pub(crate) use takeover::{accept, Decision, Waits};
 
 use std::future::Future;
 use std::io;
@@ -59,10 +59,16 @@ impl Transport for TcpStream {
 }
 
 /// What the take-over tells the one that accepted a connection: its first request came
-/// (the connection's head is read; it no longer waits for one). Held for the stream's
-/// life only if its end must be told too (dropping it tells).
+/// (the connection's head is read; it no longer waits for one), it is slow to send it,
+/// or it ran out of time. Held for the stream's life only if its end must be told too
+/// (dropping it tells).
 pub(crate) trait FirstRequest: Send + Sync + 'static {
     fn requested(&self);
+    /// Its first read was not a complete head, or it sent nothing for a while: `false`
+    /// if it must be closed at once (too many such connections).
+    fn slow(&self) -> bool;
+    /// No complete head within the header timeout: the connection is closed.
+    fn timed_out(&self);
     /// Whether the end of the connection matters (it counts toward a limit).
     fn held_to_the_end(&self) -> bool;
 }

@@ -197,6 +197,39 @@ async fn closed_by_server(s: &mut TcpStream) -> bool {
     }
 }
 
+/// Half heads from `from`, each on a connection of its own.
+async fn half_heads_from(from: [u8; 4], addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let mut s = connect_from(from, addr).await;
+        s.write_all(half_head().as_bytes()).await.unwrap();
+        conns.push(s);
+    }
+    conns
+}
+
+/// Wait until the hub has counted `n` refusals for `reason`, then sort `conns`: those
+/// the server closed (how many), and those it holds. Which ones were closed depends on
+/// the order the server read them in, not on the order they connected.
+async fn once_refused(
+    srv: &TestServer,
+    reason: &str,
+    n: u64,
+    conns: Vec<TcpStream>,
+) -> (usize, Vec<TcpStream>) {
+    eventually(reason, || srv.hub.stats().refused[reason] >= n).await;
+    let mut held = Vec::new();
+    let mut closed = 0;
+    for mut s in conns {
+        if closed_by_server(&mut s).await {
+            closed += 1;
+        } else {
+            held.push(s);
+        }
+    }
+    (closed, held)
+}
+
 #[tokio::test]
 async fn connections_without_a_request_are_capped_in_all_and_per_address() {
     let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s| {
@@ -204,35 +237,35 @@ async fn connections_without_a_request_are_capped_in_all_and_per_address() {
             .max_pending_connections(Some(6), Some(4))
     })
     .await;
-    let mut held = Vec::new();
-    for _ in 0..4 {
-        let mut s = connect_from([127, 0, 0, 1], srv.addr).await;
-        s.write_all(half_head().as_bytes()).await.unwrap();
-        held.push(s);
+    // Five half heads from one address: four held, one closed at once.
+    let from_one = half_heads_from([127, 0, 0, 1], srv.addr, 5).await;
+    let (closed, mut held) = once_refused(&srv, "max_pending_per_ip", 1, from_one).await;
+    assert_eq!((closed, held.len()), (1, 4), "closed, held from 127.0.0.1");
+    // Other addresses still get in, up to six in all. (Half a head counts at its first
+    // read; one that sends nothing would, after a second:
+    // silent_connections_are_capped_once_their_grace_is_over.)
+    let mut others = Vec::new();
+    for from in [[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]] {
+        others.extend(half_heads_from(from, srv.addr, 1).await);
     }
-    // A fifth from the same address is closed at once; another address still gets in.
-    let mut fifth = connect_from([127, 0, 0, 1], srv.addr).await;
-    let _ = fifth.write_all(half_head().as_bytes()).await;
-    assert!(
-        closed_by_server(&mut fifth).await,
-        "the fifth from 127.0.0.1"
-    );
-    for from in [[127, 0, 0, 2], [127, 0, 0, 3]] {
-        let mut s = connect_from(from, srv.addr).await;
-        s.write_all(half_head().as_bytes()).await.unwrap();
-        held.push(s);
-    }
-    let mut seventh = connect_from([127, 0, 0, 4], srv.addr).await;
-    assert!(closed_by_server(&mut seventh).await, "the seventh in all");
+    let (closed, others) = once_refused(&srv, "max_pending_connections", 1, others).await;
+    assert_eq!((closed, others.len()), (1, 2), "closed, held in all");
     for s in &mut held {
         assert!(
             !closed_by_server(s).await,
             "a pending connection within the limits"
         );
     }
-    // A connection that finishes its request no longer counts: a stream opens.
-    let first = &mut held[0];
-    first.write_all(b"\r\n").await.unwrap();
+    // A connection that finishes its request (answered: 404) no longer counts: another
+    // half head from its address is held in its place.
+    assert_eq!(raw_exchange(&mut held[0], "\r\n").await.status, 404);
+    let mut again = half_heads_from([127, 0, 0, 1], srv.addr, 1).await;
+    assert!(
+        !closed_by_server(&mut again[0]).await,
+        "held in the freed place"
+    );
+    assert_eq!(srv.hub.stats().refused["max_pending_per_ip"], 1);
+    // A complete request is never a slow one: from the capped address, served.
     let (head, _s) = open_from([127, 0, 0, 1], srv.addr).await;
     assert_eq!(head.status, 200);
     srv.stop().await;

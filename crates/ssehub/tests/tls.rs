@@ -337,3 +337,128 @@ async fn a_handshake_that_never_comes_is_cut_at_the_header_timeout() {
     );
     srv.stop().await;
 }
+
+/// Over TLS, on `tcp` (connected already): the handshake (ALPN http/1.1), then a stream
+/// request. Whether it got 200 and the stream's first bytes; the connection, to keep.
+async fn tls_stream_on(
+    tcp: tokio::net::TcpStream,
+    cert: &SelfSigned,
+) -> (bool, Option<impl Sized>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let config = client_config(&[&cert.cert], &[b"http/1.1"]);
+    let attempt = async {
+        let mut tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .ok()?;
+        tls.write_all(b"GET /sse HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .ok()?;
+        let mut got = Vec::new();
+        while !(got.starts_with(b"HTTP/1.1 200") && got.windows(11).any(|w| w == b": connected")) {
+            let mut chunk = [0u8; 1024];
+            match tls.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
+        }
+        Some(tls)
+    };
+    let tls = tokio::time::timeout(ssehub_testkit::WAIT, attempt)
+        .await
+        .ok()
+        .flatten();
+    (tls.is_some(), tls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_tls_clients_from_one_address_is_served() {
+    // Handshakes in progress are not slow heads: a crowd far past the per-address cap,
+    // all handshaking at once, is served.
+    const CLIENTS: usize = 64;
+    let cert = SelfSigned::new();
+    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s: Server| {
+        s.tls(tls).max_pending_connections(Some(100), Some(4))
+    })
+    .await;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (addr, cert) = (srv.addr, cert.clone());
+            tokio::spawn(async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                tls_stream_on(tcp, &cert).await
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    let mut served = 0;
+    for c in clients {
+        let (ok, tls) = c.await.unwrap();
+        served += usize::from(ok);
+        held.push(tls);
+    }
+    let refused = srv.hub.stats().refused;
+    assert_eq!(served, CLIENTS, "refused: {refused:?}");
+    assert_eq!(refused.values().sum::<u64>(), 0, "{refused:?}");
+    drop(held);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn stalled_tls_handshakes_are_capped_once_their_grace_is_over() {
+    const CAP: usize = 2;
+    const EXTRA: usize = 2;
+    let cert = SelfSigned::new();
+    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s: Server| {
+        s.tls(tls)
+            .header_timeout(Duration::from_secs(60))
+            .max_pending_connections(Some(100), Some(CAP))
+    })
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..CAP + EXTRA {
+        stalled.push(tokio::net::TcpStream::connect(srv.addr).await.unwrap());
+    }
+    // No handshake: each counts as pending after its grace (a second), and past the
+    // cap is closed then.
+    ssehub_testkit::within("the refusals", async {
+        while srv.hub.stats().refused["max_pending_per_ip"] < EXTRA as u64 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // The held ones were only waiting: their handshakes and streams go through.
+    let mut served = 0;
+    let mut held = Vec::new();
+    for tcp in stalled {
+        let (ok, tls) = tls_stream_on(tcp, &cert).await;
+        served += usize::from(ok);
+        held.push(tls);
+    }
+    assert_eq!(served, CAP);
+    let refused = srv.hub.stats().refused;
+    assert_eq!(refused["max_pending_per_ip"], EXTRA as u64, "{refused:?}");
+    assert_eq!(refused["header_timeout"], 0, "{refused:?}");
+    drop(held);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_handshake_cut_by_the_header_timeout_is_counted() {
+    let cert = SelfSigned::new();
+    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let srv = TestServer::start_with(SseOptions::new(), |s: Server| {
+        s.tls(tls).header_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    ssehub_testkit::until_closed("the silent client is cut", &mut silent).await;
+    eventually("the timeout counted", || {
+        srv.hub.stats().refused["header_timeout"] == 1
+    })
+    .await;
+    srv.stop().await;
+}

@@ -97,6 +97,7 @@ mod tests {
     fn variables_set_keys_of_their_section() {
         let c = load(&[
             ("SSEHUB_SERVER_LISTEN", "0.0.0.0:8080"),
+            ("SSEHUB_SERVER_LISTEN_BACKLOG", "8192"),
             ("SSEHUB_SSE_KEEP_ALIVE", "2.5"),
             ("SSEHUB_AUTH_JWT_SECRET", "12345"),
             ("SSEHUB_AUTH_ALLOW_ANONYMOUS_SUBSCRIBE", "public.*,news"),
@@ -107,6 +108,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.server.listen_backlog, 8192, "a key with an underscore");
         assert_eq!(c.sse.keep_alive, Duration::from_millis(2500));
         assert_eq!(
             c.auth.jwt_secret.as_deref(),

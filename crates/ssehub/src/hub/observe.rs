@@ -1,6 +1,7 @@
 //! What the hub shows those who watch it: the rooms with their sizes and history, the
 //! members of a room with where they came from, the bytes waiting in outboxes, and the
-//! counters the endpoint bumps for refused streams. Everything here is read on demand
+//! counters the endpoint bumps for refused streams (and the server for connections it
+//! closed before their first request). Everything here is read on demand
 //! (an API call, a scrape, the dashboard's second); nothing runs per event.
 
 use std::net::{IpAddr, SocketAddr};
@@ -161,7 +162,7 @@ impl Hub {
             .sum()
     }
 
-    /// The endpoint refused a stream for `why`.
+    /// The endpoint refused a stream, or the server a connection, for `why`.
     pub(crate) fn count_refusal(&self, why: Refusal) {
         self.inner.local.metrics.refused[why.index()].inc();
     }

@@ -1,5 +1,5 @@
 //! The values a metric is split by: which transport carries a stream, and why a stream
-//! was refused. Few and fixed, so that a scrape stays small whatever the traffic (no
+//! or a connection was refused. Few and fixed, so that a scrape stays small whatever the traffic (no
 //! label is ever a room, an address or an identity).
 
 use std::fmt;
@@ -61,7 +61,8 @@ impl fmt::Display for TransportKind {
     }
 }
 
-/// Why the endpoint refused to open a stream: the label of `ssehub_refused_total`.
+/// Why the endpoint refused to open a stream, or the server closed a connection before
+/// its first request (`server/gate.rs`): the label of `ssehub_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// Past `SseOptions::max_connections`.
@@ -79,10 +80,19 @@ pub(crate) enum Refusal {
     BadRequest,
     /// The server is shutting down.
     ShuttingDown,
+    /// A new connection past `Server::max_connections` (all TCP connections).
+    ServerMaxConnections,
+    /// A slow connection (no complete head in its first read, or silent) past the cap
+    /// on such connections in all (`Server::max_pending_connections`).
+    MaxPendingConnections,
+    /// The same, past the cap per client address.
+    MaxPendingPerIp,
+    /// No complete first request head within `Server::header_timeout`.
+    HeaderTimeout,
 }
 
 impl Refusal {
-    pub(crate) const ALL: [Refusal; 7] = [
+    pub(crate) const ALL: [Refusal; 11] = [
         Refusal::MaxConnections,
         Refusal::MaxConnectionsPerIp,
         Refusal::Authorize,
@@ -90,6 +100,10 @@ impl Refusal {
         Refusal::Origin,
         Refusal::BadRequest,
         Refusal::ShuttingDown,
+        Refusal::ServerMaxConnections,
+        Refusal::MaxPendingConnections,
+        Refusal::MaxPendingPerIp,
+        Refusal::HeaderTimeout,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -101,6 +115,10 @@ impl Refusal {
             Refusal::Origin => "origin",
             Refusal::BadRequest => "bad_request",
             Refusal::ShuttingDown => "shutting_down",
+            Refusal::ServerMaxConnections => "server_max_connections",
+            Refusal::MaxPendingConnections => "max_pending_connections",
+            Refusal::MaxPendingPerIp => "max_pending_per_ip",
+            Refusal::HeaderTimeout => "header_timeout",
         }
     }
 

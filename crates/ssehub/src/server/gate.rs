@@ -1,27 +1,63 @@
 //! The accept gate: how many TCP connections the server holds, in all, and how many of
-//! them have not finished their first request, in all and per client address.
+//! them are slow to send their first request, in all and per client address; and the
+//! count, by reason, of every connection it closes for that.
 //!
 //! A connection that has sent no complete request yet costs a descriptor, a task and a
 //! buffer, and proves nothing: a client that opens hundreds and sends half a request on
-//! each must not crowd out the others until the header timeout cuts them. Past a limit, a
-//! new connection is closed at once. Per address, IPv6 counts per /64
-//! (`admission::address_key`).
+//! each must not crowd out the others until the header timeout cuts them. But a crowd
+//! of clients that send their whole request at once (a load generator, a reconnect
+//! storm behind a proxy, where every client has the proxy's address) must not be taken
+//! for that attacker: the server, not the client, is the one behind when hundreds of
+//! complete heads wait to be read.
+//!
+//! So a connection is let in at accept (only the cap on all connections applies there)
+//! and counts as *pending* only once it shows itself slow ([`Ticket::slow`]):
+//! - its first read, when the socket first becomes readable, is not a complete HTTP/1.x
+//!   head (half a head, the HTTP/2 preface, a head larger than the take-over reads);
+//! - or it sent nothing for [`SLOW_AFTER`] from the moment its task first looked at it
+//!   (measured from there, not from accept, so that a server busy with a crowd does not
+//!   charge its own delay to the client);
+//! - a TLS connection cannot show a head in its first read (the handshake comes first):
+//!   it gets the same [`SLOW_AFTER`] for its handshake and first request.
+//!
+//! Past a cap on pending connections, in all or from the address, the connection that
+//! shows itself slow is closed at once. An attacker that sends half a head is counted on
+//! its first read, one that sends nothing a second later, one that stalls a TLS
+//! handshake a second later: each holds at most the caps' worth of connections until
+//! [`crate::Server::header_timeout`] cuts them, plus, for at most [`SLOW_AFTER`] each,
+//! those it opens faster than they are judged (bounded by `max_connections` if set).
+//! Per address, IPv6 counts per /64 (`admission::address_key`).
+//!
+//! Every refusal is counted in the hubs of the server's SSE endpoints (`/stats` and
+//! `/metrics`), by reason ([`Refusal`]): the cap on all connections, on pending ones in
+//! all or per address, and the header timeout.
 //!
 //! ## Invariants (under the gate's mutex)
 //! - `open` is the number of live [`Ticket`]s (counted only while there is a limit on
-//!   it), `pending` the number of those not yet [`Ticket::requested`], `per_address` the
-//!   same split by address key (entries at zero are removed).
-//! - A ticket leaves `pending` at most once (when its first request came or when it is
-//!   dropped, whichever is first) and, if counted there, `open` exactly once (when it is
-//!   dropped).
+//!   it); `pending` the number of tickets in the `PENDING` state, `per_address` the same
+//!   split by address key (entries at zero are removed).
+//! - A ticket's state only moves forward: `FRESH` → `PENDING` (under the mutex, with
+//!   the counts raised in the same critical section) → `REQUESTED`, or `FRESH` →
+//!   `REQUESTED`. It leaves `pending` exactly once if it entered it (the swap to
+//!   `REQUESTED` returns `PENDING` once), and `open` exactly once if counted there
+//!   (when dropped).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::admission::{address_key, DEFAULT_IPV6_PREFIX};
+use crate::hub::Hub;
+use crate::metrics::Refusal;
 use crate::sync::lock;
+
+/// How long a connection may stay silent (or, over TLS, without a request) before it
+/// counts as pending. An honest client sends its head right after connecting (over TLS,
+/// a round trip or two later); one that has not is counted, not closed: it is refused
+/// only if the caps are already full of such connections.
+pub(crate) const SLOW_AFTER: Duration = Duration::from_secs(1);
 
 /// The gate's limits (`None`: no limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,16 +89,28 @@ impl Full {
     pub(crate) fn reason(self) -> &'static str {
         match self {
             Full::Connections => "too many connections",
-            Full::Pending => "too many connections without a request",
-            Full::PendingFromAddress => "too many connections without a request from this address",
+            Full::Pending => "too many slow connections without a request",
+            Full::PendingFromAddress => {
+                "too many slow connections without a request from this address"
+            }
+        }
+    }
+
+    fn refusal(self) -> Refusal {
+        match self {
+            Full::Connections => Refusal::ServerMaxConnections,
+            Full::Pending => Refusal::MaxPendingConnections,
+            Full::PendingFromAddress => Refusal::MaxPendingPerIp,
         }
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Gate {
     limits: GateLimits,
     counts: Mutex<Counts>,
+    /// Where refusals are counted: each distinct hub of the server's endpoints.
+    hubs: Vec<Hub>,
 }
 
 #[derive(Debug, Default)]
@@ -72,48 +120,60 @@ struct Counts {
     per_address: HashMap<IpAddr, usize>,
 }
 
+/// A ticket's states (see the invariants).
+const FRESH: u8 = 0;
+const PENDING: u8 = 1;
+const REQUESTED: u8 = 2;
+
 impl Gate {
-    pub(crate) fn new(limits: GateLimits) -> Arc<Gate> {
+    /// A gate with `limits` that counts its refusals in `hubs` (each once).
+    pub(crate) fn new(limits: GateLimits, hubs: impl IntoIterator<Item = Hub>) -> Arc<Gate> {
+        let mut distinct: Vec<Hub> = Vec::new();
+        for hub in hubs {
+            if !distinct.iter().any(|h| h.same_as(&hub)) {
+                distinct.push(hub);
+            }
+        }
         Arc::new(Gate {
             limits,
             counts: Mutex::default(),
+            hubs: distinct,
         })
     }
 
-    /// Let a connection from `ip` in, pending until its first request.
+    /// Let a connection from `ip` in, if there is room for one more connection. It is
+    /// not pending (yet): see [`Ticket::slow`].
     pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr) -> Result<Ticket, Full> {
         let key = address_key(ip, DEFAULT_IPV6_PREFIX);
-        let mut c = lock(&self.counts);
-        if self.limits.connections.is_some_and(|max| c.open >= max) {
-            return Err(Full::Connections);
-        }
-        if self.limits.pending.is_some_and(|max| c.pending >= max) {
-            return Err(Full::Pending);
-        }
-        let from_here = c.per_address.get(&key).copied().unwrap_or(0);
-        if self
-            .limits
-            .pending_per_address
-            .is_some_and(|max| from_here >= max)
-        {
-            return Err(Full::PendingFromAddress);
-        }
         let counted = self.limits.connections.is_some();
-        c.open += usize::from(counted);
-        c.pending += 1;
-        *c.per_address.entry(key).or_default() += 1;
+        {
+            let mut c = lock(&self.counts);
+            if self.limits.connections.is_some_and(|max| c.open >= max) {
+                drop(c);
+                self.count(Refusal::ServerMaxConnections);
+                return Err(Full::Connections);
+            }
+            c.open += usize::from(counted);
+        }
         Ok(Ticket {
             gate: self.clone(),
             key,
-            pending: AtomicBool::new(true),
+            state: AtomicU8::new(FRESH),
             counted,
         })
     }
 
+    /// Count a refusal in every hub.
+    fn count(&self, why: Refusal) {
+        for hub in &self.hubs {
+            hub.count_refusal(why);
+        }
+    }
+
     #[cfg(test)]
-    fn counts(&self) -> (usize, usize) {
+    fn counts(&self) -> (usize, usize, usize) {
         let c = lock(&self.counts);
-        (c.open, c.pending)
+        (c.open, c.pending, c.per_address.values().sum())
     }
 }
 
@@ -123,7 +183,8 @@ impl Gate {
 pub(crate) struct Ticket {
     gate: Arc<Gate>,
     key: IpAddr,
-    pending: AtomicBool,
+    /// `FRESH`, `PENDING` or `REQUESTED`.
+    state: AtomicU8,
     /// Counted in `open`: without a limit on all connections, nobody needs the count.
     counted: bool,
 }
@@ -135,17 +196,69 @@ impl Ticket {
         self.counted
     }
 
-    /// Whether the connection's first request has yet to come.
-    pub(crate) fn is_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
+    /// The client's address as the gate counts it (IPv6: its /64).
+    pub(crate) fn address(&self) -> IpAddr {
+        self.key
+    }
+
+    /// Whether the connection's first request has come.
+    pub(crate) fn has_requested(&self) -> bool {
+        self.state.load(Ordering::Acquire) == REQUESTED
+    }
+
+    /// The connection showed itself slow (see the module's header): it counts as
+    /// pending from now until its first request, or is refused (and the refusal
+    /// counted) if the caps on pending connections are full. Does nothing, and lets it
+    /// go on, if it already counts or has made its request.
+    pub(crate) fn slow(&self) -> Result<(), Full> {
+        let gate = &self.gate;
+        let mut c = lock(&gate.counts);
+        if self.state.load(Ordering::Acquire) != FRESH {
+            return Ok(());
+        }
+        let from_here = c.per_address.get(&self.key).copied().unwrap_or(0);
+        let full = if gate.limits.pending.is_some_and(|max| c.pending >= max) {
+            Some(Full::Pending)
+        } else if gate
+            .limits
+            .pending_per_address
+            .is_some_and(|max| from_here >= max)
+        {
+            Some(Full::PendingFromAddress)
+        } else {
+            None
+        };
+        if let Some(full) = full {
+            drop(c);
+            gate.count(full.refusal());
+            return Err(full);
+        }
+        // Under the mutex: the counts rise only with the state's move to PENDING, which
+        // fails if the request came meanwhile.
+        let moved =
+            self.state
+                .compare_exchange(FRESH, PENDING, Ordering::AcqRel, Ordering::Acquire);
+        if moved.is_ok() {
+            c.pending += 1;
+            *c.per_address.entry(self.key).or_default() += 1;
+        }
+        Ok(())
     }
 
     /// The connection's first request has come: it no longer counts as pending.
     pub(crate) fn requested(&self) {
-        if self.pending.swap(false, Ordering::AcqRel) {
+        if self.state.swap(REQUESTED, Ordering::AcqRel) == PENDING {
             let mut c = lock(&self.gate.counts);
             c.pending -= 1;
             leave_address(&mut c, self.key);
+        }
+    }
+
+    /// The connection is closed because its first request's head did not come within
+    /// the header timeout: counted as a refusal.
+    pub(crate) fn timed_out(&self) {
+        if !self.has_requested() {
+            self.gate.count(Refusal::HeaderTimeout);
         }
     }
 }
@@ -172,33 +285,59 @@ impl Drop for Ticket {
 mod tests {
     use super::*;
 
+    fn refused(hub: &Hub, why: &str) -> u64 {
+        hub.stats().refused[why]
+    }
+
     #[test]
-    fn pending_connections_are_capped_in_all_and_per_address() {
-        let gate = Gate::new(GateLimits {
-            connections: Some(4),
-            pending: Some(3),
-            pending_per_address: Some(2),
-        });
+    fn only_slow_connections_are_capped_in_all_and_per_address() {
+        let hub = Hub::new();
+        let gate = Gate::new(
+            GateLimits {
+                connections: Some(5),
+                pending: Some(3),
+                pending_per_address: Some(2),
+            },
+            [hub.clone(), hub.clone()],
+        );
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let a2: IpAddr = "2001:db8::2".parse().unwrap();
         let b: IpAddr = "192.0.2.1".parse().unwrap();
-        let t1 = gate.enter(a).unwrap();
-        let t2 = gate.enter(a2).unwrap();
+        // Let in without counting as pending: a crowd from one address is not refused.
+        let fresh: Vec<Ticket> = (0..3).map(|_| gate.enter(a).unwrap()).collect();
+        assert_eq!(gate.counts(), (3, 0, 0));
+        // Each that shows itself slow counts, up to the cap of its /64.
+        fresh[0].slow().unwrap();
+        fresh[1].slow().unwrap();
+        fresh[1].slow().unwrap();
+        assert_eq!(gate.counts(), (3, 2, 2), "counted once");
+        let t4 = gate.enter(a2).unwrap();
+        assert_eq!(t4.slow().unwrap_err(), Full::PendingFromAddress, "one /64");
         assert_eq!(
-            gate.enter(a).unwrap_err(),
-            Full::PendingFromAddress,
-            "one /64"
+            refused(&hub, "max_pending_per_ip"),
+            1,
+            "counted once per hub"
         );
-        let t3 = gate.enter(b).unwrap();
-        assert_eq!(gate.enter(b).unwrap_err(), Full::Pending);
-        t1.requested();
-        t1.requested();
-        assert_eq!(gate.counts(), (3, 2));
-        let t4 = gate.enter(a).unwrap();
+        let t5 = gate.enter(b).unwrap();
+        t5.slow().unwrap();
         assert_eq!(gate.enter(b).unwrap_err(), Full::Connections);
-        drop((t2, t3, t4));
-        assert_eq!(gate.counts(), (1, 0));
-        drop(t1);
-        assert_eq!(gate.counts(), (0, 0));
+        assert_eq!(refused(&hub, "server_max_connections"), 1);
+        drop(t4);
+        let t6 = gate.enter(b).unwrap();
+        assert_eq!(t6.slow().unwrap_err(), Full::Pending, "3 pending in all");
+        assert_eq!(refused(&hub, "max_pending_connections"), 1);
+        // A request frees its place; a ticket that requested is never slow again.
+        fresh[0].requested();
+        fresh[0].requested();
+        fresh[0].slow().unwrap();
+        assert_eq!(gate.counts(), (5, 2, 2));
+        t6.slow().unwrap();
+        assert_eq!(gate.counts(), (5, 3, 3));
+        // A header timeout counts only for a connection still without a request.
+        fresh[0].timed_out();
+        t6.timed_out();
+        assert_eq!(refused(&hub, "header_timeout"), 1);
+        drop((fresh, t5, t6));
+        assert_eq!(gate.counts(), (0, 0, 0));
     }
 }

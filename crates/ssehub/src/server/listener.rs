@@ -1,10 +1,16 @@
-//! The accept loop and the life of one TCP connection: the gate (`gate.rs`), socket
-//! options, the one header deadline, the take-over read, hyper, and the idle timeout
-//! (`idle.rs`).
+//! The listening sockets, the accept loop and the life of one TCP connection: the gate
+//! (`gate.rs`), socket options, the one header deadline, the take-over read, hyper, and
+//! the idle timeout (`idle.rs`).
 //!
 //! Every wait before a connection's first request shares one deadline, from the moment
 //! it connects ([`crate::Server::header_timeout`]): a client that sends nothing, half a
 //! head, or half an HTTP/2 preface is cut at the same time, whichever wait it falls in.
+//! Meanwhile the gate learns whether the client is slow (its first read for plain TCP,
+//! [`SLOW_AFTER`] for silence and TLS handshakes) and may close it then.
+//!
+//! The listen backlog is the system's maximum (`somaxconn`) unless configured: with
+//! std's 128, a crowd connecting at once overflows the accept queue, and every SYN the
+//! kernel drops costs that client a one-second retry.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -23,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::body::{box_body, Body};
-use super::gate::{Gate, Ticket};
+use super::gate::{Gate, Ticket, SLOW_AFTER};
 use super::idle::{Activity, Tracked};
 use super::routes::App;
 #[cfg(feature = "tls")]
@@ -32,7 +38,7 @@ use super::{ListenerInfo, ServerError};
 use crate::connection::TransportAbort;
 use crate::endpoint::PeerAddr;
 use crate::log_limit::warn_limited;
-use crate::transport::{self, Decision, FirstRequest};
+use crate::transport::{self, Decision, FirstRequest, Waits};
 
 /// TCP options set on every accepted socket.
 #[derive(Debug, Clone, Copy)]
@@ -135,8 +141,34 @@ pub(crate) struct Bound {
     tls: Option<Arc<Tls>>,
 }
 
-/// Bind every listener (certificates are loaded first: a bad one binds nothing).
-pub(crate) async fn bind_all(listen: Vec<Listen>) -> Result<Vec<Bound>, ServerError> {
+/// The listen backlog when none is configured: the system's maximum, which the kernel
+/// would cap a larger one to anyway (Linux: `net.core.somaxconn`, 4096 since 5.4); 4096
+/// where it cannot be read (there, too, the system caps it).
+pub(crate) fn system_backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(4096)
+}
+
+/// A listening socket on `addr` with `backlog` (std's and tokio's `bind` fix it at 128).
+fn listen_on(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // As std does: a restarted server binds again at once despite its old connections
+    // in TIME_WAIT. (On Windows it would let another process take the port.)
+    #[cfg(not(windows))]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Bind every listener with `backlog` (certificates are loaded first: a bad one binds
+/// nothing).
+pub(crate) async fn bind_all(listen: Vec<Listen>, backlog: u32) -> Result<Vec<Bound>, ServerError> {
     let mut bound = Vec::with_capacity(listen.len());
     for l in listen {
         #[cfg(feature = "tls")]
@@ -150,7 +182,8 @@ pub(crate) async fn bind_all(listen: Vec<Listen>) -> Result<Vec<Bound>, ServerEr
             addr: l.addr,
             source,
         };
-        let listener = TcpListener::bind(l.addr).await.map_err(bind_error)?;
+        let listener = listen_on(l.addr, backlog).map_err(bind_error)?;
+        tracing::debug!(addr = %l.addr, backlog, "listening");
         let info = ListenerInfo {
             addr: listener.local_addr().map_err(bind_error)?,
             #[cfg(feature = "tls")]
@@ -264,10 +297,13 @@ async fn accept(bound: &Bound, serving: &Serving) {
         };
         // Every wait before the first request's headers are in shares this deadline.
         let deadline = Instant::now() + serving.header_timeout;
+        // Only the cap on all connections applies here: whether the client is slow to
+        // send its request is for its first read to tell (`gate.rs`).
         let ticket = match serving.gate.enter(peer.ip()) {
             Ok(ticket) => ticket,
             Err(full) => {
-                // Closed at once: the client learns now, not at its header timeout.
+                // Closed at once (and counted): the client learns now, not at its header
+                // timeout.
                 warn_limited!(%peer, reason = full.reason(), "connection refused");
                 continue;
             }
@@ -326,8 +362,37 @@ impl FirstRequest for Ticket {
         Ticket::requested(self);
     }
 
+    fn slow(&self) -> bool {
+        admit_slow(self)
+    }
+
+    fn timed_out(&self) {
+        Ticket::timed_out(self);
+    }
+
     fn held_to_the_end(&self) -> bool {
         self.counted()
+    }
+}
+
+/// Tell the gate `ticket`'s client is slow: `false` (logged; the gate counted it) if it
+/// must be closed now.
+fn admit_slow(ticket: &Ticket) -> bool {
+    match ticket.slow() {
+        Ok(()) => true,
+        Err(full) => {
+            warn_limited!(address = %ticket.address(), reason = full.reason(), "connection refused");
+            false
+        }
+    }
+}
+
+/// Completes if, at `at`, the connection has made no request and the gate refuses it as
+/// slow; otherwise never (it counts as pending, or has made its request).
+async fn refused_as_slow(ticket: &Ticket, at: Instant) {
+    tokio::time::sleep_until(at).await;
+    if ticket.has_requested() || admit_slow(ticket) {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -344,20 +409,34 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
     #[cfg(feature = "tls")]
     if let Some(tls) = conn.tls {
         // TLS streams are hyper's (HTTP/2 or HTTP/1.1 by ALPN): the handshake shares the
-        // header deadline.
+        // header deadline. Its first read cannot hold a head, so the gate judges it by
+        // time: no request within the grace (from this first look), and it is slow.
+        let slow_at = Instant::now() + SLOW_AFTER;
         let stream = tokio::select! {
-            accepted = tls.accept(stream, deadline) => match accepted {
+            // The handshake first: bytes that are there win over a timer that fired in
+            // the same turn.
+            biased;
+            accepted = tls.accept(stream) => match accepted {
                 Some(stream) => stream,
                 None => return,
             },
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::debug!(%peer, "no TLS handshake within the header timeout");
+                ticket.timed_out();
+                return;
+            }
+            () = refused_as_slow(&ticket, slow_at) => return,
             _ = reached(&mut stage, Stage::Draining) => return,
         };
-        return serve_hyper(stream, peer, deadline, Arc::new(ticket), on).await;
+        return serve_hyper(stream, peer, deadline, Some(slow_at), Arc::new(ticket), on).await;
     }
     // A new connection's first request may open an SSE stream over HTTP/1.1: then it is
     // served on the bare socket, without hyper's buffers.
-    let left = deadline.saturating_duration_since(Instant::now());
-    let first = transport::accept(stream, peer, &on.app.sse, left, on.done.clone(), ticket);
+    let waits = Waits {
+        header_timeout: deadline.saturating_duration_since(Instant::now()),
+        slow_after: SLOW_AFTER,
+    };
+    let first = transport::accept(stream, peer, &on.app.sse, waits, on.done.clone(), ticket);
     let (stream, ticket) = tokio::select! {
         decision = first => match decision {
             Decision::Done => return,
@@ -365,14 +444,18 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
         },
         _ = reached(&mut stage, Stage::Draining) => return,
     };
-    serve_hyper(stream, peer, deadline, ticket, on).await
+    // Judged already (its first read), or proven by a complete head.
+    serve_hyper(stream, peer, deadline, None, ticket, on).await
 }
 
-/// A connection hyper serves, until it ends, is aborted, idles or the server stops.
+/// A connection hyper serves, until it ends, is aborted, idles or the server stops; or,
+/// before its first request, until its header deadline, or until it is refused as slow
+/// at `slow_at` (a TLS connection; plain ones were judged by their first read).
 async fn serve_hyper<I>(
     io: I,
     peer: SocketAddr,
     deadline: Instant,
+    slow_at: Option<Instant>,
     ticket: Arc<Ticket>,
     on: PerConnection,
 ) where
@@ -394,16 +477,29 @@ async fn serve_hyper<I>(
     // none): hold its first request to what is left of ours.
     let no_request = async {
         tokio::time::sleep_until(deadline).await;
-        if !ticket.is_pending() {
+        if ticket.has_requested() {
             std::future::pending::<()>().await;
         }
     };
+    let slow = async {
+        match slow_at {
+            Some(at) => refused_as_slow(&ticket, at).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
+        // The connection first: a request it can read now is in before a timer that
+        // fired in the same turn judges it.
+        biased;
         res = conn => if let Err(e) = res {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         },
         _ = abort.aborted() => tracing::debug!(%peer, "connection aborted"),
-        _ = no_request => tracing::debug!(%peer, "no request within the header timeout"),
+        _ = no_request => {
+            tracing::debug!(%peer, "no request within the header timeout");
+            ticket.timed_out();
+        }
+        _ = slow => tracing::debug!(%peer, "slow connection refused"),
         _ = activity.idle(idle_timeout) => tracing::debug!(%peer, "idle connection closed"),
         _ = reached(&mut stage, Stage::Over) => {}
     }

@@ -26,7 +26,6 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -201,21 +200,13 @@ pub(crate) struct Tls {
 }
 
 impl Tls {
-    /// The handshake of a new connection, by `deadline` (what is left of its header
-    /// timeout); `None` if it fails or is late.
-    pub(crate) async fn accept(
-        &self,
-        stream: TcpStream,
-        deadline: Instant,
-    ) -> Option<TlsStream<TcpStream>> {
-        match tokio::time::timeout_at(deadline, self.acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => Some(tls),
-            Ok(Err(e)) => {
+    /// The handshake of a new connection; `None` if it fails. (The caller holds it to
+    /// the header deadline and the gate's grace, `listener.rs`.)
+    pub(crate) async fn accept(&self, stream: TcpStream) -> Option<TlsStream<TcpStream>> {
+        match self.acceptor.accept(stream).await {
+            Ok(tls) => Some(tls),
+            Err(e) => {
                 tracing::debug!(error = %e, "TLS handshake failed");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("no TLS handshake within the header timeout");
                 None
             }
         }

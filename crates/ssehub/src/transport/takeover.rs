@@ -16,6 +16,11 @@
 //!
 //! Measured in BENCHMARKS.md: the server's memory per idle stream, and its CPU per event
 //! (no HTTP dispatcher on the write path).
+//!
+//! The first read also tells the gate (`server/gate.rs`) whether the client is slow: a
+//! complete HTTP/1.x head in it proves it is not; anything else (half a head, the HTTP/2
+//! preface, a head larger than the take-over reads), or no byte at all for the gate's
+//! grace, counts it as pending, or closes it at once past the caps.
 
 use std::io;
 use std::net::SocketAddr;
@@ -49,24 +54,36 @@ pub(crate) enum Decision<F> {
     Hyper(Prefixed<TcpStream>, F),
 }
 
+/// The times [`accept`] keeps to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waits {
+    /// What is left of the header timeout: the most it waits for a complete head (or
+    /// enough to know it is hyper's).
+    pub(crate) header_timeout: Duration,
+    /// How long the client may send nothing before it is told slow ([`FirstRequest::slow`]).
+    pub(crate) slow_after: Duration,
+}
+
 /// Read the first request on `stream`; serve it here if it opens an SSE stream over
-/// HTTP/1.1. Waits at most `header_timeout` for a complete head (or enough to know it is
-/// hyper's). `done` is dropped when the stream served here ends (shutdown waits for
-/// every clone); so is `first`, told of the request as soon as its head is in. (Owned,
-/// not shared: a stream keeps no allocation of its own for it.)
+/// HTTP/1.1. `done` is dropped when the stream served here ends (shutdown waits for
+/// every clone); so is `first`, told of the request as soon as its head is in, and told
+/// if the client is slow or late. (Owned, not shared: a stream keeps no allocation of
+/// its own for it.)
 pub(crate) async fn accept<F: FirstRequest>(
     stream: TcpStream,
     peer: SocketAddr,
     endpoints: &[SseEndpoint],
-    header_timeout: Duration,
+    waits: Waits,
     done: mpsc::Sender<()>,
     first: F,
 ) -> Decision<F> {
-    let (buf, look) = match tokio::time::timeout(header_timeout, read_first(&stream)).await {
+    let read = read_first(&stream, &first, waits.slow_after);
+    let (buf, look) = match tokio::time::timeout(waits.header_timeout, read).await {
         Ok(Some(read)) => read,
         Ok(None) => return Decision::Done,
         Err(_) => {
             tracing::debug!(%peer, "no request within the header timeout");
+            first.timed_out();
             return Decision::Done;
         }
     };
@@ -138,12 +155,38 @@ fn look(buf: &[u8]) -> Look {
 }
 
 /// Read from `stream`, each time it is readable, until [`look`] can tell what the
-/// connection is: the bytes read and the verdict. `None` if the client leaves first.
-async fn read_first(stream: &TcpStream) -> Option<(Vec<u8>, Look)> {
+/// connection is: the bytes read and the verdict. Tells `first` the client is slow if
+/// its first read is not a complete HTTP/1.x head, or if nothing came for `slow_after`.
+/// `None` if the client leaves first, or is closed as slow.
+async fn read_first<F: FirstRequest>(
+    stream: &TcpStream,
+    first: &F,
+    slow_after: Duration,
+) -> Option<(Vec<u8>, Look)> {
     // Never grown: the head is decided (taken, or hyper's) by the time it is full.
     let mut buf = Vec::with_capacity(MAX_HEAD);
+    // Counted from this first look, not from accept: a server that takes its time to get
+    // to a connection (a crowd arriving at once) must not blame the client for it.
+    let silent = tokio::time::sleep(slow_after);
+    tokio::pin!(silent);
+    let mut judged = false;
     loop {
-        stream.readable().await.ok()?;
+        if judged {
+            stream.readable().await.ok()?;
+        } else {
+            tokio::select! {
+                // Bytes that are there win over a timer that fired in the same turn.
+                biased;
+                ready = stream.readable() => ready.ok()?,
+                () = &mut silent => {
+                    judged = true;
+                    if !first.slow() {
+                        return None;
+                    }
+                    continue;
+                }
+            }
+        }
         let before = buf.len();
         match stream.try_read_buf(&mut buf) {
             Ok(0) => return None,
@@ -156,11 +199,17 @@ async fn read_first(stream: &TcpStream) -> Option<(Vec<u8>, Look)> {
         let fresh = &buf[before..];
         let may_tell =
             buf.len() >= MAX_HEAD || buf.len() <= PREFACE.len() || fresh.contains(&b'\n');
-        if may_tell {
-            match look(&buf) {
-                Look::More => {}
-                verdict => return Some((buf, verdict)),
+        let verdict = if may_tell { look(&buf) } else { Look::More };
+        if !judged {
+            // One read takes all the socket holds: a client that sent its whole head at
+            // once has it here. Anything else is slow, or at least not provably quick.
+            judged = true;
+            if !matches!(verdict, Look::Head(_)) && !first.slow() {
+                return None;
             }
+        }
+        if verdict != Look::More {
+            return Some((buf, verdict));
         }
     }
 }
