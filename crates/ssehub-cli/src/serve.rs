@@ -24,6 +24,7 @@ mod dashboard;
 mod observe;
 mod page;
 mod tls;
+mod token;
 
 use std::time::Duration;
 

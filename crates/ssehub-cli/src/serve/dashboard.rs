@@ -24,8 +24,8 @@ use serde_json::{json, Value};
 use ssehub::{HistoryConfig, Hub, HubApi, HubConfig, Rejection, Server, SseOptions};
 use tokio::task::JoinHandle;
 
-use super::observe::{bearer, token_of};
 use super::page;
+use super::token::{bearer, token_of};
 use crate::procfs;
 
 /// The page, compiled into the binary.

@@ -6,7 +6,7 @@
 //! the API's token (`--publish-token`) when there is one, and, with auth on, by an admin
 //! token or a token whose claims say `"admin": true` (`serve/auth.rs`). The API's own
 //! routes ask for `Authorization: Bearer TOKEN`; the dashboard's page and feed, which a
-//! browser opens without headers, take it as `?token=TOKEN` too (see [`token_of`]).
+//! browser opens without headers, take it as `?token=TOKEN` too (`serve/token.rs`).
 
 use std::convert::Infallible;
 
@@ -97,50 +97,15 @@ fn room_path(path: &str) -> Option<&str> {
         .filter(|room| !room.is_empty() && !room.contains('/'))
 }
 
-/// The token a request carries: `Authorization: Bearer TOKEN`, else `?token=TOKEN`
-/// (what a browser can give a page it opens and an `EventSource`).
-pub fn token_of<B>(req: &Request<B>) -> Option<String> {
-    bearer(req.headers()).or_else(|| {
-        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    })
-}
-
-/// The token of an `Authorization: Bearer TOKEN` header.
-pub fn bearer(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn room_paths_and_tokens() {
+    fn room_paths() {
         assert_eq!(room_path("/rooms/a%2Fb"), Some("a%2Fb"));
         assert_eq!(room_path("/rooms/"), None);
         assert_eq!(room_path("/rooms/a/b"), None);
         assert_eq!(room_path("/x/rooms/a"), None);
-        let req = |uri: &str, auth: Option<&str>| {
-            let mut r = Request::get(uri);
-            if let Some(a) = auth {
-                r = r.header(http::header::AUTHORIZATION, a);
-            }
-            r.body(()).unwrap()
-        };
-        assert_eq!(
-            token_of(&req("/d?token=a%20b", None)).as_deref(),
-            Some("a b")
-        );
-        let both = req("/d?token=q", Some("Bearer h"));
-        assert_eq!(token_of(&both).as_deref(), Some("h"));
-        assert_eq!(token_of(&req("/d", Some("Basic x"))), None);
-        assert_eq!(token_of(&req("/d", None)), None);
     }
 }
