@@ -47,13 +47,13 @@ use publishers::Published;
 use report::{Costs, Measured, Report};
 use subscribers::Subscribers;
 
-pub use agents::{run_agent, AgentArgs};
+pub(crate) use agents::{run_agent, AgentArgs};
 
 /// File descriptors kept back from the open-file limit for everything but subscribers.
 const FD_RESERVE: u64 = 64;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Server base URL; the bench uses its /sse, /publish and /stats.
     #[arg(long, default_value = "http://127.0.0.1:2015")]
     pub url: String,
@@ -120,7 +120,7 @@ pub struct Args {
     pub replay_back: u64,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     check(&args)?;
     let target = Target::parse(&args.url)
         .await

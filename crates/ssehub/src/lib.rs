@@ -70,6 +70,9 @@
 //! - `sync`: lock helpers that ignore poisoning.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// TODO(lead): remove after the API reshape. The workspace warns on `pub` items no one
+// outside can reach (`unreachable_pub`); the library's are its own to settle.
+#![allow(unreachable_pub)]
 // On docs.rs only (Cargo.toml's `package.metadata.docs.rs`): each feature-gated item
 // says which feature it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -38,7 +38,7 @@ const KEPT: usize = 300;
 const TOP_ROOMS: usize = 10;
 
 /// The task that feeds the dashboard; it stops when this is dropped.
-pub struct Feed(JoinHandle<()>);
+pub(super) struct Feed(JoinHandle<()>);
 
 impl Drop for Feed {
     fn drop(&mut self) {
@@ -48,7 +48,7 @@ impl Drop for Feed {
 
 /// Serve the dashboard of `api`'s hub at `path` (and its feed at `path/events`),
 /// guarded by `api`'s token, if it has one.
-pub fn mount(server: Server, api: &HubApi, path: &str) -> anyhow::Result<(Server, Feed)> {
+pub(super) fn mount(server: Server, api: &HubApi, path: &str) -> anyhow::Result<(Server, Feed)> {
     let path = path.trim_end_matches('/');
     anyhow::ensure!(
         path.starts_with('/'),

@@ -20,7 +20,7 @@ use crate::config::ObserveSection;
 
 /// The flags of the operator's routes; each overrides its key of `[observe]`.
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct ObserveArgs {
+pub(crate) struct ObserveArgs {
     /// Where Prometheus scrapes the hub's metrics (an empty path turns them off)
     /// [default: /metrics].
     #[arg(long, value_name = "PATH")]
@@ -37,7 +37,7 @@ pub struct ObserveArgs {
 
 impl ObserveArgs {
     /// Set in `c` what these flags say.
-    pub fn apply(&self, c: &mut ObserveSection) {
+    pub(crate) fn apply(&self, c: &mut ObserveSection) {
         if let Some(p) = &self.metrics_path {
             c.metrics_path.clone_from(p);
         }
@@ -49,7 +49,7 @@ impl ObserveArgs {
 }
 
 /// The hub's configuration with the presence rooms of `c`.
-pub fn hub_config(c: &ObserveSection, config: HubConfig) -> HubConfig {
+pub(super) fn hub_config(c: &ObserveSection, config: HubConfig) -> HubConfig {
     c.presence
         .iter()
         .fold(config, |config, rooms| config.presence(rooms.clone()))
@@ -57,7 +57,7 @@ pub fn hub_config(c: &ObserveSection, config: HubConfig) -> HubConfig {
 
 /// Add the operator's routes to `server` for the hub of `api`. The dashboard's feed,
 /// if any, runs until it is dropped.
-pub fn mount(
+pub(super) fn mount(
     server: Server,
     api: &HubApi,
     args: &ObserveSection,

@@ -6,7 +6,7 @@ use http::Request;
 
 /// The token a request carries: `Authorization: Bearer TOKEN`, else `?token=TOKEN`
 /// (what a browser can give a page it opens and an `EventSource`).
-pub fn token_of<B>(req: &Request<B>) -> Option<String> {
+pub(super) fn token_of<B>(req: &Request<B>) -> Option<String> {
     bearer(req.headers()).or_else(|| {
         form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
             .find(|(k, _)| k == "token")
@@ -15,7 +15,7 @@ pub fn token_of<B>(req: &Request<B>) -> Option<String> {
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header.
-pub fn bearer(headers: &http::HeaderMap) -> Option<String> {
+pub(super) fn bearer(headers: &http::HeaderMap) -> Option<String> {
     headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
