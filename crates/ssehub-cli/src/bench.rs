@@ -37,22 +37,23 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::fd_limit::raise_fd_limit;
-use crate::hub_client::Target;
+use crate::hub_client::{ServerStats, Target};
 use crate::procfs::{cpu_seconds, rss_bytes};
 use crate::server_process::ServerProcess;
 use agents::Agents;
 use fleet::Fleet;
 use latency::now_ns;
+use publishers::Published;
 use report::{Costs, Measured, Report};
 use subscribers::Subscribers;
 
-pub use agents::{run_agent, AgentArgs};
+pub(crate) use agents::{run_agent, AgentArgs};
 
 /// File descriptors kept back from the open-file limit for everything but subscribers.
 const FD_RESERVE: u64 = 64;
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Server base URL; the bench uses its /sse, /publish and /stats.
     #[arg(long, default_value = "http://127.0.0.1:2015")]
     pub url: String,
@@ -119,7 +120,7 @@ pub struct Args {
     pub replay_back: u64,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     check(&args)?;
     let target = Target::parse(&args.url)
         .await
@@ -241,17 +242,73 @@ fn start_fleet(
 /// One run: connect every subscriber, publish, drain, and measure around it.
 async fn bench(args: &Args, target: &Target, pids: &[u32]) -> anyhow::Result<Report> {
     let limit = Duration::from_secs(args.timeout);
+    let targets = sse_targets(args, target).await?;
+    let before = before_run(args, &targets).await?;
+    let rss_before = server_rss(pids)?;
+    let connected = connect(args, &targets, &before, limit).await?;
+    // Memory with every subscriber connected and idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_idle = server_rss(pids)?;
+    let delivery = publish_and_drain(args, target, &targets, &connected.fleet, pids, limit).await?;
+    let received = connected.fleet.finish().await;
+    let replayed = if args.replay_back > 0 {
+        Some(replay::replay(args, &targets, pids, &delivery.published.ids).await?)
+    } else {
+        None
+    };
+    let measured = Measured {
+        connect_seconds: connected.seconds,
+        server_connections: connected.server_connections,
+        stats: (before[0], delivery.stats_after),
+        start_ns: delivery.start_ns,
+        published: delivery.published,
+        received,
+        replayed,
+        costs: Costs {
+            server_cpu: delivery.server_cpu,
+            generator_cpu: delivery.generator_cpu,
+            rss_before: rss_before.map(|b| b as u64),
+            rss_idle: rss_idle.map(|b| b as u64),
+        },
+    };
+    Ok(Report::new(args, measured))
+}
+
+/// Every server's stats before the run, once it answers.
+async fn before_run(args: &Args, targets: &[Target]) -> anyhow::Result<Vec<ServerStats>> {
     // A server we started may still be starting; one we were pointed at must answer now.
     let patience = Duration::from_secs(if args.spawn_server { 10 } else { 0 });
-    let targets = sse_targets(args, target).await?;
     let mut before = Vec::new();
     for (t, url) in targets.iter().zip(urls_of(args)) {
         before.push(agreement::before_run(t, &url, patience).await?);
     }
-    let rss_before = sum_of(pids, |p| rss_bytes(p).map(|b| b as f64))?;
+    Ok(before)
+}
 
+/// The servers' summed resident memory, in bytes (`None` without pids).
+fn server_rss(pids: &[u32]) -> anyhow::Result<Option<f64>> {
+    sum_of(pids, |p| rss_bytes(p).map(|b| b as f64))
+}
+
+/// The subscribers, all connected, and what connecting them measured.
+struct Connected {
+    fleet: Fleet,
+    /// Seconds from starting the subscribers until the last one was connected.
+    seconds: f64,
+    /// The servers' open connections once they counted every subscriber.
+    server_connections: u64,
+}
+
+/// Start every subscriber and wait until each is connected and every server agrees;
+/// on failure the subscribers are stopped before the error is returned.
+async fn connect(
+    args: &Args,
+    targets: &[Target],
+    before: &[ServerStats],
+    limit: Duration,
+) -> anyhow::Result<Connected> {
     let n = args.subscribers;
-    let fleet = start_fleet(args, &targets, None)?;
+    let fleet = start_fleet(args, targets, None)?;
     let t_connect = Instant::now();
     let connected = fleet.shared().wait_connected(n, limit).await;
     if connected < n {
@@ -262,10 +319,10 @@ async fn bench(args: &Args, target: &Target, pids: &[u32]) -> anyhow::Result<Rep
             err.unwrap_or_else(|| "timed out".into())
         );
     }
-    let connect_seconds = t_connect.elapsed().as_secs_f64();
+    let seconds = t_connect.elapsed().as_secs_f64();
     // Every server must agree that its share of the subscribers is connected.
     let mut server_connections = 0;
-    for (k, (t, b)) in targets.iter().zip(&before).enumerate() {
+    for (k, (t, b)) in targets.iter().zip(before).enumerate() {
         let share = (0..n).filter(|i| i % targets.len() == k).count() as u64;
         match agreement::all_connected(t, b, share).await {
             Ok(c) => server_connections += c,
@@ -275,50 +332,61 @@ async fn bench(args: &Args, target: &Target, pids: &[u32]) -> anyhow::Result<Rep
             }
         }
     }
+    Ok(Connected {
+        fleet,
+        seconds,
+        server_connections,
+    })
+}
 
-    // Memory with every subscriber connected and idle.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = sum_of(pids, |p| rss_bytes(p).map(|b| b as f64))?;
+/// What publishing and draining measured.
+struct Delivery {
+    /// Wall-clock ns of the first publish.
+    start_ns: u64,
+    published: Published,
+    /// CPU seconds the servers used while publishing and draining.
+    server_cpu: Option<f64>,
+    /// The same for this process, the generator (`None` with agents).
+    generator_cpu: Option<f64>,
+    /// The publishing server's stats after the drain.
+    stats_after: ServerStats,
+}
 
+/// Publish every event and wait until the subscribers received them (or stopped
+/// receiving), with the CPU time of the servers and of this process around it.
+async fn publish_and_drain(
+    args: &Args,
+    target: &Target,
+    targets: &[Target],
+    fleet: &Fleet,
+    pids: &[u32],
+    limit: Duration,
+) -> anyhow::Result<Delivery> {
     let cpu0 = sum_of(pids, cpu_seconds)?;
     let gen_cpu0 = cpu_seconds(std::process::id()).ok();
     let (start, start_ns) = (Instant::now(), now_ns());
     let mut published = publishers::publish(args, target, start, limit).await?;
     if targets.len() > 1 {
         // The publishing node counts its own clients only: expect what the plan says.
-        published.delivered = report::planned_deliveries(args.messages, args.rooms, n);
+        published.delivered =
+            report::planned_deliveries(args.messages, args.rooms, args.subscribers);
     }
     let idle = Duration::from_secs(args.drain_idle);
     fleet.shared().drain(published.delivered, idle, limit).await;
     let cpu1 = sum_of(pids, cpu_seconds)?;
     let gen_cpu1 = cpu_seconds(std::process::id()).ok();
     let stats_after = target.stats().await?;
-    let received = fleet.finish().await;
-    let replayed = if args.replay_back > 0 {
-        Some(replay::replay(args, &targets, pids, &published.ids).await?)
-    } else {
-        None
-    };
-    let measured = Measured {
-        connect_seconds,
-        server_connections,
-        stats: (before[0], stats_after),
+    Ok(Delivery {
         start_ns,
         published,
-        received,
-        replayed,
-        costs: Costs {
-            server_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
-            // With agents the generator's work is theirs, not counted here.
-            generator_cpu: gen_cpu0
-                .zip(gen_cpu1)
-                .map(|(a, b)| b - a)
-                .filter(|_| args.agents == 0),
-            rss_before: rss_before.map(|b| b as u64),
-            rss_idle: rss_idle.map(|b| b as u64),
-        },
-    };
-    Ok(Report::new(args, measured))
+        server_cpu: cpu0.zip(cpu1).map(|(a, b)| b - a),
+        // With agents the generator's work is theirs, not counted here.
+        generator_cpu: gen_cpu0
+            .zip(gen_cpu1)
+            .map(|(a, b)| b - a)
+            .filter(|_| args.agents == 0),
+        stats_after,
+    })
 }
 
 /// The base URLs subscribers go to.

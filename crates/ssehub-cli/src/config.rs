@@ -18,12 +18,12 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use ssehub::RoomSelector;
 
-pub use units::parse_seconds;
+pub(crate) use units::parse_seconds;
 
 /// The whole configuration, section by section.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub(crate) struct Config {
     pub server: ServerSection,
     pub tls: TlsSection,
     pub auth: AuthSection,
@@ -40,7 +40,7 @@ pub struct Config {
 /// Listeners and connection timeouts.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct ServerSection {
+pub(crate) struct ServerSection {
     /// The main listener; it speaks TLS when `[tls]` has a certificate.
     pub listen: SocketAddr,
     /// A second listener, plain HTTP (say `0.0.0.0:80` beside TLS on 443).
@@ -75,7 +75,7 @@ impl Default for ServerSection {
 /// The main listener's certificate.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct TlsSection {
+pub(crate) struct TlsSection {
     /// PEM chain, leaf first.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cert: Option<PathBuf>,
@@ -103,7 +103,7 @@ impl Default for TlsSection {
 /// Who may subscribe, publish and operate. Auth is on when a JWT key is given.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct AuthSection {
+pub(crate) struct AuthSection {
     /// HMAC secret (HS256 unless `jwt_algorithm` says HS384 or HS512).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
@@ -158,7 +158,7 @@ impl Default for AuthSection {
 
 impl AuthSection {
     /// Whether tokens are checked (a JWT key is configured).
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.jwt_secret.is_some() || self.jwt_public_key.is_some()
     }
 }
@@ -166,7 +166,7 @@ impl AuthSection {
 /// Which web pages may use the hub from their visitors' browsers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct CorsSection {
+pub(crate) struct CorsSection {
     /// Origins (`https://app.example`), or `["*"]` for any page (then without
     /// credentials). Empty: the hub's own pages only.
     #[serde(with = "units::list")]
@@ -191,7 +191,7 @@ impl Default for CorsSection {
 /// What the slow-consumer policy does.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
-pub enum SlowConsumer {
+pub(crate) enum SlowConsumer {
     Close,
     DropEvent,
 }
@@ -199,7 +199,7 @@ pub enum SlowConsumer {
 /// The SSE endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct SseSection {
+pub(crate) struct SseSection {
     pub prefix: String,
     /// 0: off.
     #[serde(with = "units::seconds")]
@@ -236,7 +236,7 @@ impl Default for SseSection {
 /// Limits (0: none, where a limit can be off).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct LimitsSection {
+pub(crate) struct LimitsSection {
     /// TCP connections in all, whatever they carry.
     pub max_connections: usize,
     /// Connections slow to send their first request's head (half a head in their first
@@ -273,7 +273,7 @@ impl Default for LimitsSection {
 /// Each room's history, for clients that reconnect with `Last-Event-ID`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct HistorySection {
+pub(crate) struct HistorySection {
     pub enabled: bool,
     pub max_events: usize,
     pub max_bytes: usize,
@@ -298,7 +298,7 @@ impl Default for HistorySection {
 /// Several nodes sharing rooms and history.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct RedisSection {
+pub(crate) struct RedisSection {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     pub prefix: String,
@@ -316,7 +316,7 @@ impl Default for RedisSection {
 /// The demo's page and ticker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct DemoSection {
+pub(crate) struct DemoSection {
     /// Serve the built-in page at `/`.
     pub page: bool,
     /// Seconds between `tick` events to `__all` (0: off).
@@ -340,7 +340,7 @@ impl Default for DemoSection {
 /// What an operator watches the hub with (all behind the operator's credential).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct ObserveSection {
+pub(crate) struct ObserveSection {
     /// Prometheus metrics ("": off).
     pub metrics_path: String,
     /// The live dashboard, its feed at PATH/events ("": off).
@@ -363,7 +363,7 @@ impl Default for ObserveSection {
 /// Logging (`RUST_LOG`, when set, wins).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct LogSection {
+pub(crate) struct LogSection {
     /// A `tracing` filter: `info`, `warn`, `ssehub=debug,info`, ...
     pub level: String,
 }
@@ -378,7 +378,7 @@ impl Default for LogSection {
 
 impl Config {
     /// The file at `path` (if any) with the environment's overrides, checked.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         let mut table = match path {
             Some(p) => file_table(p)?,
             None => toml::Table::new(),
@@ -391,7 +391,7 @@ impl Config {
     }
 
     /// Refuse values that parse but cannot work together, naming the key.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
         for s in &self.auth.allow_anonymous_subscribe {
             s.parse::<RoomSelector>()
                 .with_context(|| format!("auth.allow_anonymous_subscribe = {s:?}"))?;
@@ -436,7 +436,7 @@ impl Config {
     }
 
     /// The configuration as TOML, secrets hidden (what `check-config` prints).
-    pub fn to_redacted_toml(&self) -> String {
+    pub(crate) fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         let hide = |s: &mut Option<String>| {
             if s.is_some() {
@@ -464,7 +464,7 @@ fn file_table(path: &Path) -> anyhow::Result<toml::Table> {
 }
 
 /// A URL without its password, for messages.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             format!("{}***{}", &url[..scheme + 3], &url[at..])

@@ -6,6 +6,6 @@
 
 /// Raise the soft open-file limit to the hard one; returns the limit in force (1024, the
 /// usual default, if it cannot be read or raised).
-pub fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024)
 }

@@ -17,11 +17,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
 /// How long connecting may take before we give up.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Parse an `http://` URL. TLS is not built in: put a TLS-terminating proxy in front, or
 /// talk to the server over plain HTTP.
-pub fn parse_url(url: &str) -> anyhow::Result<Uri> {
+pub(crate) fn parse_url(url: &str) -> anyhow::Result<Uri> {
     let uri: Uri = url
         .parse()
         .with_context(|| format!("{url:?} is not a valid URL"))?;
@@ -37,7 +37,7 @@ pub fn parse_url(url: &str) -> anyhow::Result<Uri> {
 
 /// Where a server is: its address, its `Host`, and the path prefix its URL gave.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub(crate) struct Target {
     pub addr: SocketAddr,
     pub host: String,
     /// Path prefix from the URL, without a trailing slash.
@@ -46,7 +46,7 @@ pub struct Target {
 
 impl Target {
     /// Every URL of a repeated `--sse-url`, parsed (an error names the one that failed).
-    pub async fn parse_each(urls: &[String]) -> anyhow::Result<Vec<Target>> {
+    pub(crate) async fn parse_each(urls: &[String]) -> anyhow::Result<Vec<Target>> {
         let mut targets = Vec::with_capacity(urls.len());
         for url in urls {
             targets.push(
@@ -59,7 +59,7 @@ impl Target {
     }
 
     /// Check `url` (see [`parse_url`]) and resolve its host.
-    pub async fn parse(url: &str) -> anyhow::Result<Target> {
+    pub(crate) async fn parse(url: &str) -> anyhow::Result<Target> {
         let uri = parse_url(url)?;
         let authority = uri.authority().context("the URL has no host")?;
         let port = authority.port_u16().unwrap_or(80);
@@ -76,12 +76,12 @@ impl Target {
     }
 
     /// `p` below the URL's path prefix.
-    pub fn path(&self, p: &str) -> String {
+    pub(crate) fn path(&self, p: &str) -> String {
         format!("{}{p}", self.prefix)
     }
 
     /// The server's `GET /stats`, on a fresh connection.
-    pub async fn stats(&self) -> anyhow::Result<ServerStats> {
+    pub(crate) async fn stats(&self) -> anyhow::Result<ServerStats> {
         let path = self.path("/stats");
         let mut client = Client::connect(self.addr, &self.host).await?;
         let (status, body) = client.request(Method::GET, &path, Bytes::new()).await?;
@@ -102,7 +102,7 @@ impl Target {
 }
 
 /// A plain-HTTP client (HTTP/1.1, connection pool).
-pub fn http_client<B>() -> hyper_util::client::legacy::Client<HttpConnector, B>
+pub(crate) fn http_client<B>() -> hyper_util::client::legacy::Client<HttpConnector, B>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
@@ -115,7 +115,7 @@ where
 
 /// One keep-alive HTTP/1.1 connection to the server: what the load tools publish on, and
 /// what a soak reader streams on.
-pub struct Client {
+pub(crate) struct Client {
     sender: http1::SendRequest<Full<Bytes>>,
     host: String,
     /// `Authorization` for every request: the server's publish token, from
@@ -124,7 +124,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(addr: SocketAddr, host: &str) -> anyhow::Result<Client> {
+    pub(crate) async fn connect(addr: SocketAddr, host: &str) -> anyhow::Result<Client> {
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
@@ -145,7 +145,7 @@ impl Client {
 
     /// Send `Authorization: Bearer TOKEN` from now on (`None`: keep what the
     /// environment gave).
-    pub fn token(mut self, token: Option<&str>) -> Client {
+    pub(crate) fn token(mut self, token: Option<&str>) -> Client {
         if let Some(t) = token.filter(|t| !t.is_empty()) {
             self.authorization = Some(format!("Bearer {t}"));
         }
@@ -153,7 +153,7 @@ impl Client {
     }
 
     /// Send a request; the response's body is left to stream.
-    pub async fn send(
+    pub(crate) async fn send(
         &mut self,
         method: Method,
         path_and_query: &str,
@@ -172,7 +172,7 @@ impl Client {
     }
 
     /// Send a request and read the whole response.
-    pub async fn request(
+    pub(crate) async fn request(
         &mut self,
         method: Method,
         path_and_query: &str,
@@ -186,7 +186,7 @@ impl Client {
 
     /// `POST /publish`; returns the number of connections the server delivered to, and
     /// the event's id when the server gave one (a hub with history does).
-    pub async fn publish(
+    pub(crate) async fn publish(
         &mut self,
         path_and_query: &str,
         data: Bytes,
@@ -211,7 +211,7 @@ impl Client {
 
 /// The server's counters, as `GET /stats` reports them.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ServerStats {
+pub(crate) struct ServerStats {
     pub connections: u64,
     /// Connections accepted since the server started, if it reports that count
     /// (`connections_total`): it only grows, unlike `connections`.
@@ -232,7 +232,7 @@ fn find<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::
 }
 
 /// Read at most `limit` bytes of a body (error bodies and small answers).
-pub async fn read_body<B>(body: B, limit: usize) -> anyhow::Result<Bytes>
+pub(crate) async fn read_body<B>(body: B, limit: usize) -> anyhow::Result<Bytes>
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -245,7 +245,7 @@ where
 }
 
 /// The human part of an error answer: the `error` field of a JSON body, else the text.
-pub fn error_message(body: &[u8]) -> String {
+pub(crate) fn error_message(body: &[u8]) -> String {
     if let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice(body) {
         if let Some(serde_json::Value::String(e)) = obj.get("error") {
             return e.clone();

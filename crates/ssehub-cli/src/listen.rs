@@ -33,7 +33,7 @@ use crate::hub_client;
 const DEFAULT_RETRY: Duration = Duration::from_secs(3);
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The stream's URL, such as http://127.0.0.1:2015/sse?room=chat.
     pub url: String,
     /// Print one JSON object per event: {"event": ..., "data": ..., "id": ...}.
@@ -66,7 +66,7 @@ pub struct Args {
 /// How much longer than `--max-data` a line may be: room for its field name.
 const FIELD_NAME_ROOM: usize = DEFAULT_MAX_LINE - DEFAULT_MAX_DATA;
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let uri = hub_client::parse_url(&args.url)?;
     match args.timeout {
         None => listen(&args, uri).await,

@@ -11,6 +11,8 @@
 //! - `ssehub bench`: a load generator that reports deliveries, latency and server cost.
 //! - `ssehub soak`: a time-bounded abuse run that checks nothing is lost or left open.
 //! - `ssehub top`: a running hub at a glance, refreshed every second.
+// The workspace only denies unsafe code (a library test needs it); what ships forbids it.
+#![forbid(unsafe_code)]
 
 mod bench;
 mod config;

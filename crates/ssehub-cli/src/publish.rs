@@ -19,7 +19,7 @@ use crate::hub_client;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The server's base URL (`/publish` is appended unless the URL already ends with it).
     #[arg(long, env = "SSEHUB_URL", default_value = "http://127.0.0.1:2015")]
     pub url: String,
@@ -43,7 +43,7 @@ pub struct Args {
     pub data: String,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let data = if args.data == "-" {
         tokio::task::spawn_blocking(|| {
             let mut buf = Vec::new();

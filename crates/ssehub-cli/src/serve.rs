@@ -24,6 +24,7 @@ mod dashboard;
 mod observe;
 mod page;
 mod tls;
+mod token;
 
 use std::time::Duration;
 
@@ -36,13 +37,13 @@ use ssehub::{
     SlowConsumerPolicy, SseOptions, StaticFiles, ROOM_ALL,
 };
 
-pub use self::args::Args;
+pub(crate) use self::args::Args;
 use crate::config::{redact_url, Config, SlowConsumer};
 
 /// The demo page, compiled into the binary so `ssehub` alone has everything it serves.
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let hub = hub(&config).await?;
     let stream_auth = auth::stream_auth(&config.auth)?;
     let sse = sse_options(&config, stream_auth.clone()).with_hub(hub.clone());

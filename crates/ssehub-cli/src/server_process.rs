@@ -12,12 +12,12 @@ use crate::hub_client::Target;
 
 /// A running `ssehub serve` child process; killed and reaped when dropped, so an error
 /// anywhere in a run does not leave it behind.
-pub struct ServerProcess(Child);
+pub(crate) struct ServerProcess(Child);
 
 impl ServerProcess {
     /// Start `ssehub serve --tick-interval 0` on `target`'s address, pinned with
     /// `taskset -c <cpus>` unless `cpus` is empty.
-    pub fn spawn(target: &Target, cpus: &str) -> anyhow::Result<ServerProcess> {
+    pub(crate) fn spawn(target: &Target, cpus: &str) -> anyhow::Result<ServerProcess> {
         let exe = std::env::current_exe().context("locating the ssehub executable")?;
         let port = target.addr.port().to_string();
         let bind = target.addr.ip().to_string();
@@ -53,7 +53,7 @@ impl ServerProcess {
     }
 
     /// The process id (of `taskset`, which becomes the server: it execs it).
-    pub fn id(&self) -> u32 {
+    pub(crate) fn id(&self) -> u32 {
         self.0.id()
     }
 }
@@ -66,7 +66,7 @@ impl Drop for ServerProcess {
 }
 
 /// Wait until something accepts connections on `addr`, for at most `patience`.
-pub async fn wait_accepting(addr: SocketAddr, patience: Duration) -> anyhow::Result<()> {
+pub(crate) async fn wait_accepting(addr: SocketAddr, patience: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + patience;
     loop {
         if TcpStream::connect(addr).await.is_ok() {

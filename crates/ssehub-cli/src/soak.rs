@@ -53,7 +53,7 @@ use slow_readers::SlowReaders;
 const WAIT: Duration = Duration::from_secs(15);
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Server base URL: its /sse, /publish and /stats are used.
     #[arg(long, default_value = "http://127.0.0.1:2015")]
     pub url: String,
@@ -140,7 +140,7 @@ async fn exchange(s: &mut TcpStream, request: &str) -> anyhow::Result<u16> {
     .await?
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let target = Target::parse(&args.url)
         .await
         .with_context(|| format!("--url {}", args.url))?;

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::hub_client::{Client, Target};
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// The server's base URL (where `/stats` and `/rooms` are).
     #[arg(long, env = "SSEHUB_URL", default_value = "http://127.0.0.1:2015")]
     pub url: String,
@@ -67,7 +67,7 @@ struct View {
     top_rooms: Value,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.interval.is_finite() && args.interval >= 0.05,
         "--interval must be at least 0.05 seconds"

@@ -19,7 +19,7 @@ use ssehub_testkit::tls::{insecure_client_config, send_tls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ssehub.example.toml");
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/ssehub.example.toml");
 const SECRET: &str = "a secret for the config tests, long enough";
 
 /// A file of its own for one test, removed at the end.

@@ -51,8 +51,11 @@ where
 /// A whole HTTP answer.
 #[derive(Debug)]
 pub struct Reply {
+    /// The status code.
     pub status: StatusCode,
+    /// The response's headers.
     pub headers: HeaderMap,
+    /// The whole body.
     pub body: Bytes,
 }
 

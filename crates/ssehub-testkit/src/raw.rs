@@ -10,10 +10,13 @@ use crate::within;
 
 /// A response head read off a raw socket with `httparse`, and the bytes that followed it.
 pub struct RawHead {
+    /// The status code.
     pub status: u16,
     /// HTTP minor version (1 for HTTP/1.1).
     pub version: u8,
+    /// The headers, names and values as sent.
     pub headers: Vec<(String, String)>,
+    /// The bytes read after the head (the start of the body).
     pub rest: Vec<u8>,
 }
 

@@ -16,7 +16,9 @@ use crate::{send, within};
 
 /// An open event stream.
 pub struct SseClient {
+    /// The response's status code.
     pub status: StatusCode,
+    /// The response's headers.
     pub headers: HeaderMap,
     stream: EventStream<Recorded<Incoming>>,
     /// Every body byte read so far, as the server framed it (tests may clear it).

@@ -20,11 +20,14 @@ use crate::within;
 /// A self-signed certificate for `localhost` and `127.0.0.1`, and its key, as PEM.
 #[derive(Clone)]
 pub struct SelfSigned {
+    /// The certificate, PEM.
     pub cert: String,
+    /// Its private key, PEM.
     pub key: String,
 }
 
 impl SelfSigned {
+    /// A new certificate and key.
     pub fn new() -> SelfSigned {
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         let made = rcgen::generate_simple_self_signed(names).expect("a self-signed certificate");

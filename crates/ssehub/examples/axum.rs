@@ -23,7 +23,7 @@ use axum::Router;
 use ssehub::{ConfigError, Hub, Message, PeerAddr, SseEndpoint, SseOptions};
 
 /// The application: the SSE endpoint, a broadcast handler, the peer-address middleware.
-pub fn app(options: SseOptions) -> Result<Router, ConfigError> {
+pub(crate) fn app(options: SseOptions) -> Result<Router, ConfigError> {
     let hub = options.hub().clone();
     let endpoint = SseEndpoint::new(options)?;
     Ok(Router::new()
@@ -65,7 +65,7 @@ async fn broadcast(
 }
 
 /// The options of this example: join the rooms named by `?room=`, say hello.
-pub fn options() -> SseOptions {
+pub(crate) fn options() -> SseOptions {
     SseOptions::new().on_connect(|conn, ctx| async move {
         for room in ctx.query_all("room") {
             let _ = ctx.hub().join(room, &conn);

@@ -143,6 +143,7 @@ struct SocketOptions {
 /// process: its socket is the one among our descriptors whose addresses mirror the
 /// client's.
 #[cfg(target_os = "linux")]
+#[allow(unsafe_code)] // the workspace denies it; see the SAFETY note below
 fn server_end(client: &TcpStream) -> SocketOptions {
     use std::os::fd::{BorrowedFd, RawFd};
     let (peer, local) = (client.local_addr().unwrap(), client.peer_addr().unwrap());

@@ -42,7 +42,7 @@ struct Line {
 
 /// What `ssehub bench-agent` is told.
 #[derive(clap::Args, Debug)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// SSE servers' base URLs; subscriber `i` connects to the `i % len`-th.
     #[arg(long = "sse-url", required = true)]
     pub sse_urls: Vec<String>,
@@ -62,7 +62,7 @@ pub struct AgentArgs {
 }
 
 /// Run as an agent until standard input closes.
-pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+pub(crate) async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     crate::fd_limit::raise_fd_limit();
     let targets = Target::parse_each(&args.sse_urls).await?;
     let subs = Subscribers::start(
@@ -116,7 +116,7 @@ fn pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
 }
 
 /// The children of one run, as the coordinator sees them.
-pub struct Agents {
+pub(super) struct Agents {
     pub shared: Arc<Shared>,
     children: Vec<(Child, ChildStdin)>,
     /// Each agent's latest line.
@@ -127,7 +127,7 @@ pub struct Agents {
 impl Agents {
     /// Start `agents` children sharing `n` subscribers to `sse_urls`.
     #[allow(clippy::too_many_arguments)]
-    pub fn start(
+    pub(super) fn start(
         sse_urls: &[String],
         agents: usize,
         n: usize,
@@ -199,7 +199,7 @@ impl Agents {
     }
 
     /// Close every agent's input, collect their final lines.
-    pub async fn finish(self) -> Received {
+    pub(super) async fn finish(self) -> Received {
         // Closing their input is what tells them to stop (dropping it closes the pipe).
         let mut children: Vec<Child> = self.children.into_iter().map(|(c, _)| c).collect();
         for r in self.readers {

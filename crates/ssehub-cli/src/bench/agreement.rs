@@ -9,7 +9,7 @@ use crate::hub_client::{ServerStats, Target};
 
 /// The server's stats before the run: the server at `url` must answer at once, or
 /// within `patience` when it was just started; then see [`settled`].
-pub async fn before_run(
+pub(super) async fn before_run(
     target: &Target,
     url: &str,
     patience: Duration,
@@ -29,7 +29,11 @@ pub async fn before_run(
 
 /// Wait (a few seconds at most) until the server counts all `n` subscribers, `before`
 /// being its stats from before the first one connected; its open connections then.
-pub async fn all_connected(target: &Target, before: &ServerStats, n: u64) -> anyhow::Result<u64> {
+pub(super) async fn all_connected(
+    target: &Target,
+    before: &ServerStats,
+    n: u64,
+) -> anyhow::Result<u64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let s = target.stats().await?;

@@ -23,7 +23,7 @@ enum Body {
 }
 
 /// De-chunks a response body and scans it for bench events.
-pub struct BodyParser {
+pub(super) struct BodyParser {
     body: Body,
     /// Raw bytes of a chunk-size line split across reads.
     stash: Vec<u8>,
@@ -33,13 +33,13 @@ pub struct BodyParser {
 
 /// Events found in one batch of reads.
 #[derive(Default)]
-pub struct Events {
+pub(super) struct Events {
     /// Send times (ns since the epoch) of the bench events.
     pub sent_ns: Vec<u64>,
 }
 
 impl BodyParser {
-    pub fn new(chunked: bool) -> BodyParser {
+    pub(super) fn new(chunked: bool) -> BodyParser {
         BodyParser {
             body: if chunked {
                 Body::ChunkSize
@@ -52,12 +52,12 @@ impl BodyParser {
     }
 
     /// Whether the body's last chunk has arrived.
-    pub fn done(&self) -> bool {
+    pub(super) fn done(&self) -> bool {
         self.body == Body::Done
     }
 
     /// Feed raw body bytes: de-chunk them, then scan complete lines.
-    pub fn feed(&mut self, input: &[u8], events: &mut Events) -> anyhow::Result<()> {
+    pub(super) fn feed(&mut self, input: &[u8], events: &mut Events) -> anyhow::Result<()> {
         if self.stash.is_empty() {
             self.dechunk(input)?;
         } else {

@@ -6,13 +6,13 @@
 use super::agents::Agents;
 use super::subscribers::{Received, Shared, Subscribers};
 
-pub enum Fleet {
+pub(super) enum Fleet {
     Local(Subscribers),
     Agents(Agents),
 }
 
 impl Fleet {
-    pub fn shared(&self) -> &Shared {
+    pub(super) fn shared(&self) -> &Shared {
         match self {
             Fleet::Local(s) => &s.shared,
             Fleet::Agents(a) => &a.shared,
@@ -20,7 +20,7 @@ impl Fleet {
     }
 
     /// Stop every subscriber, closing its connection: what they received.
-    pub async fn finish(self) -> Received {
+    pub(super) async fn finish(self) -> Received {
         match self {
             Fleet::Local(s) => s.finish(),
             Fleet::Agents(a) => a.finish().await,

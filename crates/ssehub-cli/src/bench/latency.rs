@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Wall-clock time in nanoseconds since the Unix epoch: the clock both the publisher
 /// (possibly another process) and the subscribers read.
-pub fn now_ns() -> u64 {
+pub(super) fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -17,7 +17,7 @@ pub fn now_ns() -> u64 {
 }
 
 /// The data of bench event: `~<send time in ns>` then padding, `size` bytes in all.
-pub fn event_data(size: usize) -> String {
+pub(super) fn event_data(size: usize) -> String {
     let mut data = format!("~{}", now_ns());
     if data.len() < size {
         data.push(' ');
@@ -27,7 +27,7 @@ pub fn event_data(size: usize) -> String {
 }
 
 /// Microseconds from `sent` to `at` (both ns since the epoch), at least 1.
-pub fn micros(at: u64, sent: u64) -> u64 {
+pub(super) fn micros(at: u64, sent: u64) -> u64 {
     (at.saturating_sub(sent) / 1000).max(1)
 }
 
@@ -37,7 +37,7 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 /// Latency histograms, in microseconds, of one subscriber thread or of all together.
-pub struct Latencies {
+pub(super) struct Latencies {
     /// Send time to the wall clock after the socket was drained.
     pub end_to_end: Histogram<u64>,
     /// Send time to the kernel's receive timestamp of the read (empty where the kernel
@@ -46,14 +46,14 @@ pub struct Latencies {
 }
 
 impl Latencies {
-    pub fn new() -> Latencies {
+    pub(super) fn new() -> Latencies {
         Latencies {
             end_to_end: new_histogram(),
             at_socket: new_histogram(),
         }
     }
 
-    pub fn add(&mut self, other: &Latencies) {
+    pub(super) fn add(&mut self, other: &Latencies) {
         // Same bounds on both sides: adding cannot fail.
         let _ = self.end_to_end.add(&other.end_to_end);
         let _ = self.at_socket.add(&other.at_socket);

@@ -13,7 +13,7 @@ use crate::hub_client::{Client, Target};
 
 /// What the publishers did.
 #[derive(Debug, Default)]
-pub struct Published {
+pub(super) struct Published {
     /// Events sent, answered or not.
     pub count: u64,
     /// The sum of the server's `delivered` answers: deliveries to expect.
@@ -52,7 +52,7 @@ struct Schedule {
 
 /// Publish `--messages` events, the schedule starting at `start`; bounded by `limit`
 /// (publishers still going then are stopped).
-pub async fn publish(
+pub(super) async fn publish(
     args: &Args,
     target: &Target,
     start: Instant,

@@ -15,7 +15,7 @@ use crate::procfs::cpu_seconds;
 
 /// What the replay phase measured.
 #[derive(Debug, Serialize)]
-pub struct Replayed {
+pub(super) struct Replayed {
     /// Events each subscriber had missed.
     pub back: u64,
     /// From the first reconnect to the last missed event received.
@@ -27,7 +27,7 @@ pub struct Replayed {
 }
 
 /// Reconnect `--subscribers` subscribers resuming after `ids[len - back - 1]`.
-pub async fn replay(
+pub(super) async fn replay(
     args: &Args,
     targets: &[Target],
     pids: &[u32],

@@ -11,7 +11,7 @@ use super::Args;
 use crate::hub_client::ServerStats;
 
 /// What one run measured, before any figure is derived from it.
-pub struct Measured {
+pub(super) struct Measured {
     pub connect_seconds: f64,
     /// The server's open connections once it counted every subscriber.
     pub server_connections: u64,
@@ -26,7 +26,7 @@ pub struct Measured {
 }
 
 /// What the run cost, where it could be read.
-pub struct Costs {
+pub(super) struct Costs {
     /// CPU seconds the server used while publishing and draining.
     pub server_cpu: Option<f64>,
     /// The same for this process, the generator.
@@ -38,7 +38,7 @@ pub struct Costs {
 
 /// Latency percentiles, in microseconds.
 #[derive(Debug, Serialize)]
-pub struct Latency {
+pub(super) struct Latency {
     pub p50: u64,
     pub p99: u64,
     pub p999: u64,
@@ -59,7 +59,7 @@ impl Latency {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub(super) struct Report {
     pub label: Option<String>,
     pub subscribers: usize,
     pub rooms: usize,
@@ -101,7 +101,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(args: &Args, m: Measured) -> Report {
+    pub(super) fn new(args: &Args, m: Measured) -> Report {
         let n = args.subscribers;
         let received = m.received.count;
         let expected = m.published.delivered;
@@ -157,7 +157,7 @@ impl Report {
     }
 
     /// Print the report for a reader.
-    pub fn print(&self) {
+    pub(super) fn print(&self) {
         let r = self;
         if let Some(label) = &r.label {
             println!("server:            {label}");
@@ -259,7 +259,7 @@ impl Report {
 
     /// Deliveries lost although the server reports no overflow (which would explain
     /// them): a fault of the server or of the bench.
-    pub fn unexplained_loss(&self) -> Option<u64> {
+    pub(super) fn unexplained_loss(&self) -> Option<u64> {
         let explained = self.dropped_events > 0 || self.slow_consumer_closes > 0;
         (self.lost_deliveries > 0 && !explained).then_some(self.lost_deliveries)
     }
@@ -267,7 +267,7 @@ impl Report {
 
 /// Deliveries the room plan predicts: event `i` goes to room `i % rooms`, whose members
 /// are the subscribers `j` with `j % rooms` equal to it.
-pub fn planned_deliveries(messages: u64, rooms: usize, subscribers: usize) -> u64 {
+pub(super) fn planned_deliveries(messages: u64, rooms: usize, subscribers: usize) -> u64 {
     (0..messages)
         .map(|i| {
             let room = (i % rooms as u64) as usize;

@@ -3,7 +3,7 @@
 //! (`CLOCK_REALTIME`; for TCP, the time the latest segment consumed by the read arrived).
 //! Elsewhere than on Linux, plain reads without a timestamp.
 
-pub use imp::{control_buffer, enable, read};
+pub(super) use imp::{control_buffer, enable, read};
 
 #[cfg(target_os = "linux")]
 mod imp {
@@ -16,18 +16,18 @@ mod imp {
 
     /// Ask the kernel to stamp what this socket receives (if it refuses, reads carry no
     /// timestamp).
-    pub fn enable(stream: &TcpStream) {
+    pub(crate) fn enable(stream: &TcpStream) {
         let _ = setsockopt(stream, sockopt::ReceiveTimestampns, &true);
     }
 
     /// Room for one `SCM_TIMESTAMPNS` control message.
-    pub fn control_buffer() -> Vec<u8> {
+    pub(crate) fn control_buffer() -> Vec<u8> {
         nix::cmsg_space!(nix::sys::time::TimeSpec)
     }
 
     /// One non-blocking read: the bytes read, and when the kernel received them (ns since
     /// the epoch) if it said.
-    pub fn read(
+    pub(crate) fn read(
         stream: &TcpStream,
         buf: &mut [u8],
         control: &mut [u8],

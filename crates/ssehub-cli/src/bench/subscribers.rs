@@ -48,7 +48,7 @@ const READ_BUF: usize = 256 * 1024;
 
 /// Counters shared by every subscriber thread and the coordinator.
 #[derive(Default)]
-pub struct Shared {
+pub(super) struct Shared {
     /// Subscribers whose response head (200, text/event-stream) has arrived.
     pub connected: AtomicUsize,
     /// Subscribers that failed to connect or whose stream ended early.
@@ -64,7 +64,7 @@ pub struct Shared {
 impl Shared {
     /// Wait until all `n` subscribers are connected, one has failed, or `limit` has
     /// passed; returns how many are connected.
-    pub async fn wait_connected(&self, n: usize, limit: Duration) -> usize {
+    pub(super) async fn wait_connected(&self, n: usize, limit: Duration) -> usize {
         let start = Instant::now();
         let pb = super::bar(n as u64, "connecting");
         let connected = loop {
@@ -82,7 +82,7 @@ impl Shared {
 
     /// Wait until `expected` deliveries have arrived, or none has for `idle` (the rest
     /// counts as lost), or `limit` has passed.
-    pub async fn drain(&self, expected: u64, idle: Duration, limit: Duration) {
+    pub(super) async fn drain(&self, expected: u64, idle: Duration, limit: Duration) {
         let pb = super::bar(expected, "receiving");
         let start = Instant::now();
         let mut last = (self.received.load(Ordering::Relaxed), Instant::now());
@@ -103,11 +103,11 @@ impl Shared {
     }
 
     /// Events received so far, and subscribers failed so far.
-    pub fn received(&self) -> u64 {
+    pub(super) fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
     }
 
-    pub fn fail(&self, err: anyhow::Error) {
+    pub(super) fn fail(&self, err: anyhow::Error) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         let mut first = self.first_error.lock().unwrap();
         if first.is_none() {
@@ -117,7 +117,7 @@ impl Shared {
 }
 
 /// What the subscribers received, all together.
-pub struct Received {
+pub(super) struct Received {
     /// Bench events received.
     pub count: u64,
     /// Wall-clock ns of the latest read that carried bench events.
@@ -131,7 +131,7 @@ pub struct Received {
 
 /// The subscriber threads of one run, as the coordinator sees them. Dropping it stops
 /// the threads too (their stop signal's sender goes), without waiting for them.
-pub struct Subscribers {
+pub(super) struct Subscribers {
     pub shared: Arc<Shared>,
     threads: Vec<JoinHandle<Latencies>>,
     stop: watch::Sender<bool>,
@@ -152,7 +152,7 @@ impl Subscribers {
     /// subscriber `i` connects to `targets[i % targets.len()]`, in room
     /// `bench-{i % rooms}`, with `concurrency` handshakes in flight in all; each resumes
     /// after `last_event_id` when given (a reconnect).
-    pub fn start(
+    pub(super) fn start(
         targets: &[Target],
         first: usize,
         n: usize,
@@ -201,7 +201,7 @@ impl Subscribers {
     }
 
     /// Stop every thread, closing its connections: what the subscribers received.
-    pub fn finish(self) -> Received {
+    pub(super) fn finish(self) -> Received {
         let shared = &self.shared;
         let count = shared.received.load(Ordering::Relaxed);
         let last_ns = shared.last_receive_ns.load(Ordering::Relaxed);
@@ -217,7 +217,7 @@ impl Subscribers {
     }
 
     /// Stop every thread, closing its connections; the latencies of all together.
-    pub fn stop(self) -> Latencies {
+    pub(super) fn stop(self) -> Latencies {
         let _ = self.stop.send(true);
         let mut all = Latencies::new();
         for t in self.threads {

@@ -18,7 +18,7 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// Set in `table` what the variables `vars` override.
-pub fn apply(
+pub(super) fn apply(
     table: &mut Table,
     vars: impl Iterator<Item = (String, String)>,
 ) -> anyhow::Result<()> {

@@ -15,7 +15,7 @@ fn an_empty_file_is_the_demo() {
 
 #[test]
 fn the_example_file_parses_and_says_the_defaults() {
-    let text = include_str!("../../../../ssehub.example.toml");
+    let text = include_str!("../../ssehub.example.toml");
     let example = from(text).expect("the example parses");
     assert_eq!(example, Config::default(), "the example shows the defaults");
     // Every key of the effective configuration is in the example (commented out
@@ -31,7 +31,7 @@ fn the_example_file_parses_and_says_the_defaults() {
 
 #[test]
 fn the_examples_commented_keys_parse_too() {
-    let text = include_str!("../../../../ssehub.example.toml");
+    let text = include_str!("../../ssehub.example.toml");
     let mut uncommented = String::new();
     let mut n = 0;
     for line in text.lines() {

@@ -15,7 +15,7 @@ use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserializer, Serializer};
 
 /// Seconds as the CLI and the config file take them: `0`, or at least one millisecond.
-pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .trim()
         .parse()
@@ -34,10 +34,10 @@ fn seconds_from_f64(secs: f64) -> Result<Duration, &'static str> {
 }
 
 /// `#[serde(with = "units::seconds")]`.
-pub mod seconds {
+pub(super) mod seconds {
     use super::*;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         let secs = d.as_secs_f64();
         if secs.fract() == 0.0 && secs < 1e15 {
             s.serialize_u64(d.as_secs())
@@ -46,7 +46,7 @@ pub mod seconds {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         d.deserialize_any(SecondsVisitor)
     }
 }
@@ -81,14 +81,17 @@ impl Visitor<'_> for SecondsVisitor {
 
 /// `#[serde(with = "units::list")]`: a TOML array, or one comma-separated string, of
 /// anything that parses from a string.
-pub mod list {
+pub(super) mod list {
     use super::*;
 
-    pub fn serialize<T: fmt::Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<T: fmt::Display, S: Serializer>(
+        v: &[T],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.collect_seq(v.iter().map(ToString::to_string))
     }
 
-    pub fn deserialize<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    pub(crate) fn deserialize<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
     where
         D: Deserializer<'de>,
         T: FromStr,

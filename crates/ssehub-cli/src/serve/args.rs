@@ -11,7 +11,7 @@ use clap::Parser;
 use crate::config::{parse_seconds, Config};
 
 #[derive(clap::Args, Debug, Default)]
-pub struct Args {
+pub(crate) struct Args {
     /// A TOML configuration file (see ssehub.example.toml); flags override it.
     #[arg(long, env = "SSEHUB_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -103,12 +103,12 @@ struct Standalone {
 
 impl Args {
     /// The arguments of a bare `ssehub`: none, but those of the environment.
-    pub fn from_env() -> anyhow::Result<Args> {
+    pub(crate) fn from_env() -> anyhow::Result<Args> {
         Ok(Standalone::try_parse_from(["ssehub"])?.args)
     }
 
     /// The effective configuration: the file, the environment, then these flags.
-    pub fn config(&self) -> anyhow::Result<Config> {
+    pub(crate) fn config(&self) -> anyhow::Result<Config> {
         let mut c = Config::load(self.config.as_deref())?;
         self.apply(&mut c);
         c.validate()?;

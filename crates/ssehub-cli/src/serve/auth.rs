@@ -12,7 +12,7 @@ use ssehub::{Auth, HubApi, JwtAlgorithm, JwtVerifier, RoomSelector};
 use crate::config::AuthSection;
 
 /// The policy streams are checked with (`None`: auth is off).
-pub fn stream_auth(c: &AuthSection) -> anyhow::Result<Option<Auth>> {
+pub(super) fn stream_auth(c: &AuthSection) -> anyhow::Result<Option<Auth>> {
     if !c.enabled() {
         return Ok(None);
     }
@@ -24,7 +24,11 @@ pub fn stream_auth(c: &AuthSection) -> anyhow::Result<Option<Auth>> {
 }
 
 /// `api` guarded as `[auth]` says.
-pub fn guard_api(api: HubApi, c: &AuthSection, streams: Option<&Auth>) -> anyhow::Result<HubApi> {
+pub(super) fn guard_api(
+    api: HubApi,
+    c: &AuthSection,
+    streams: Option<&Auth>,
+) -> anyhow::Result<HubApi> {
     let api = match c.publish_token.as_deref().filter(|t| !t.is_empty()) {
         Some(token) => api.bearer_token(token),
         None => api,
@@ -47,7 +51,7 @@ pub fn guard_api(api: HubApi, c: &AuthSection, streams: Option<&Auth>) -> anyhow
 }
 
 /// Whether anyone may publish without a credential.
-pub fn publishing_is_open(c: &AuthSection) -> bool {
+pub(super) fn publishing_is_open(c: &AuthSection) -> bool {
     if c.enabled() {
         c.allow_anonymous_publish
     } else {

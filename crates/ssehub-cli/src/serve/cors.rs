@@ -23,14 +23,14 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::config::CorsSection;
 
 /// A route handler, as `Server::route` takes it.
-pub type Handler = Arc<
+pub(super) type Handler = Arc<
     dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<ApiBody>> + Send>>
         + Send
         + Sync,
 >;
 
 /// The streams' side of `[cors]`.
-pub fn sse_origins(options: SseOptions, c: &CorsSection) -> SseOptions {
+pub(super) fn sse_origins(options: SseOptions, c: &CorsSection) -> SseOptions {
     if c.allowed_origins.iter().any(|o| o == "*") {
         return options.allow_any_origin(true);
     }
@@ -40,7 +40,7 @@ pub fn sse_origins(options: SseOptions, c: &CorsSection) -> SseOptions {
 }
 
 /// The API's layer (`None`: no cross-origin page may use it).
-pub fn api_layer(c: &CorsSection) -> anyhow::Result<Option<CorsLayer>> {
+pub(super) fn api_layer(c: &CorsSection) -> anyhow::Result<Option<CorsLayer>> {
     if c.allowed_origins.is_empty() {
         return Ok(None);
     }
@@ -65,7 +65,7 @@ pub fn api_layer(c: &CorsSection) -> anyhow::Result<Option<CorsLayer>> {
 }
 
 /// `handler`, under `layer` if any.
-pub fn wrap<F, Fut>(layer: Option<CorsLayer>, handler: F) -> Handler
+pub(super) fn wrap<F, Fut>(layer: Option<CorsLayer>, handler: F) -> Handler
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<ApiBody>> + Send + 'static,

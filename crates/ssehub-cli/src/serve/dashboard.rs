@@ -24,8 +24,8 @@ use serde_json::{json, Value};
 use ssehub::{HistoryConfig, Hub, HubApi, HubConfig, Message, Rejection, Server, SseOptions};
 use tokio::task::JoinHandle;
 
-use super::observe::{bearer, token_of};
 use super::page;
+use super::token::{bearer, token_of};
 use crate::procfs;
 
 /// The page, compiled into the binary.
@@ -38,7 +38,7 @@ const KEPT: usize = 300;
 const TOP_ROOMS: usize = 10;
 
 /// The task that feeds the dashboard; it stops when this is dropped.
-pub struct Feed(JoinHandle<()>);
+pub(super) struct Feed(JoinHandle<()>);
 
 impl Drop for Feed {
     fn drop(&mut self) {
@@ -48,7 +48,7 @@ impl Drop for Feed {
 
 /// Serve the dashboard of `api`'s hub at `path` (and its feed at `path/events`),
 /// guarded by `api`'s token, if it has one.
-pub fn mount(server: Server, api: &HubApi, path: &str) -> anyhow::Result<(Server, Feed)> {
+pub(super) fn mount(server: Server, api: &HubApi, path: &str) -> anyhow::Result<(Server, Feed)> {
     let path = path.trim_end_matches('/');
     anyhow::ensure!(
         path.starts_with('/'),

@@ -6,7 +6,7 @@
 //! the API's token (`--publish-token`) when there is one, and, with auth on, by an admin
 //! token or a token whose claims say `"admin": true` (`serve/auth.rs`). The API's own
 //! routes ask for `Authorization: Bearer TOKEN`; the dashboard's page and feed, which a
-//! browser opens without headers, take it as `?token=TOKEN` too (see [`token_of`]).
+//! browser opens without headers, take it as `?token=TOKEN` too (`serve/token.rs`).
 
 use std::convert::Infallible;
 
@@ -20,7 +20,7 @@ use crate::config::ObserveSection;
 
 /// The flags of the operator's routes; each overrides its key of `[observe]`.
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct ObserveArgs {
+pub(crate) struct ObserveArgs {
     /// Where Prometheus scrapes the hub's metrics (an empty path turns them off)
     /// [default: /metrics].
     #[arg(long, value_name = "PATH")]
@@ -37,7 +37,7 @@ pub struct ObserveArgs {
 
 impl ObserveArgs {
     /// Set in `c` what these flags say.
-    pub fn apply(&self, c: &mut ObserveSection) {
+    pub(crate) fn apply(&self, c: &mut ObserveSection) {
         if let Some(p) = &self.metrics_path {
             c.metrics_path.clone_from(p);
         }
@@ -49,7 +49,7 @@ impl ObserveArgs {
 }
 
 /// The hub's configuration with the presence rooms of `c`.
-pub fn hub_config(c: &ObserveSection, config: HubConfig) -> HubConfig {
+pub(super) fn hub_config(c: &ObserveSection, config: HubConfig) -> HubConfig {
     c.presence
         .iter()
         .fold(config, |config, rooms| config.presence(rooms.clone()))
@@ -57,7 +57,7 @@ pub fn hub_config(c: &ObserveSection, config: HubConfig) -> HubConfig {
 
 /// Add the operator's routes to `server` for the hub of `api`. The dashboard's feed,
 /// if any, runs until it is dropped.
-pub fn mount(
+pub(super) fn mount(
     server: Server,
     api: &HubApi,
     args: &ObserveSection,
@@ -97,50 +97,15 @@ fn room_path(path: &str) -> Option<&str> {
         .filter(|room| !room.is_empty() && !room.contains('/'))
 }
 
-/// The token a request carries: `Authorization: Bearer TOKEN`, else `?token=TOKEN`
-/// (what a browser can give a page it opens and an `EventSource`).
-pub fn token_of<B>(req: &Request<B>) -> Option<String> {
-    bearer(req.headers()).or_else(|| {
-        form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    })
-}
-
-/// The token of an `Authorization: Bearer TOKEN` header.
-pub fn bearer(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn room_paths_and_tokens() {
+    fn room_paths() {
         assert_eq!(room_path("/rooms/a%2Fb"), Some("a%2Fb"));
         assert_eq!(room_path("/rooms/"), None);
         assert_eq!(room_path("/rooms/a/b"), None);
         assert_eq!(room_path("/x/rooms/a"), None);
-        let req = |uri: &str, auth: Option<&str>| {
-            let mut r = Request::get(uri);
-            if let Some(a) = auth {
-                r = r.header(http::header::AUTHORIZATION, a);
-            }
-            r.body(()).unwrap()
-        };
-        assert_eq!(
-            token_of(&req("/d?token=a%20b", None)).as_deref(),
-            Some("a b")
-        );
-        let both = req("/d?token=q", Some("Bearer h"));
-        assert_eq!(token_of(&both).as_deref(), Some("h"));
-        assert_eq!(token_of(&req("/d", Some("Basic x"))), None);
-        assert_eq!(token_of(&req("/d", None)), None);
     }
 }

@@ -8,7 +8,7 @@ use http_body_util::Full;
 
 /// `html` for `GET` or `HEAD`, never cached (a new binary may bring a new page);
 /// anything else is 405.
-pub fn html<B>(req: &Request<B>, html: &'static str) -> Response<Full<Bytes>> {
+pub(super) fn html<B>(req: &Request<B>, html: &'static str) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         res.headers_mut()
@@ -26,7 +26,7 @@ pub fn html<B>(req: &Request<B>, html: &'static str) -> Response<Full<Bytes>> {
 }
 
 /// The answer to a page request without the token it needs.
-pub fn unauthorized() -> Response<Full<Bytes>> {
+pub(super) fn unauthorized() -> Response<Full<Bytes>> {
     let why = "this page needs the server's token: open it as PATH?token=TOKEN";
     let mut res = plain(StatusCode::UNAUTHORIZED, why);
     res.headers_mut()
@@ -35,7 +35,7 @@ pub fn unauthorized() -> Response<Full<Bytes>> {
 }
 
 /// `text` as `status`, in plain text.
-pub fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+pub(super) fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *res.status_mut() = status;
     res.headers_mut().insert(

@@ -7,7 +7,7 @@ use ssehub::TlsConfig;
 use crate::config::TlsSection;
 
 /// The listener's TLS configuration (`None`: plain HTTP).
-pub fn tls_config(c: &TlsSection) -> anyhow::Result<Option<TlsConfig>> {
+pub(super) fn tls_config(c: &TlsSection) -> anyhow::Result<Option<TlsConfig>> {
     if c.self_signed {
         return self_signed().map(Some);
     }

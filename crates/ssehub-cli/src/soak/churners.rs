@@ -25,7 +25,7 @@ struct Churn {
 }
 
 /// What the churners did, at the end.
-pub struct ChurnCounts {
+pub(super) struct ChurnCounts {
     pub clean: u64,
     pub reset: u64,
     pub half_request: u64,
@@ -37,17 +37,17 @@ pub struct ChurnCounts {
 
 impl ChurnCounts {
     /// Connections churned without an error.
-    pub fn total(&self) -> u64 {
+    pub(super) fn total(&self) -> u64 {
         self.clean + self.reset + self.half_request + self.head + self.stats
     }
 }
 
 /// The churner tasks of a run.
-pub struct Churners(Crew<Churn>);
+pub(super) struct Churners(Crew<Churn>);
 
 impl Churners {
     /// Start `n` churners against the small rooms (`rooms` of them) until `deadline`.
-    pub fn start(target: &Target, n: u64, rooms: u64, deadline: Instant) -> Churners {
+    pub(super) fn start(target: &Target, n: u64, rooms: u64, deadline: Instant) -> Churners {
         let target = target.clone();
         Churners(Crew::spawn(Churn::default(), 0..n, move |id, churn| {
             churner(target.clone(), id, rooms, deadline, churn)
@@ -55,7 +55,7 @@ impl Churners {
     }
 
     /// Wait for every churner to stop (at the deadline); what they did.
-    pub async fn finish(self) -> ChurnCounts {
+    pub(super) async fn finish(self) -> ChurnCounts {
         let c = self.0.finish().await;
         ChurnCounts {
             clean: c.clean.load(Ordering::Relaxed),

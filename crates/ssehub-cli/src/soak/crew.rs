@@ -6,14 +6,18 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-pub struct Crew<C> {
+pub(super) struct Crew<C> {
     tasks: Vec<JoinHandle<()>>,
     counters: Arc<C>,
 }
 
 impl<C: Send + Sync + 'static> Crew<C> {
     /// Spawn `task(member, counters)` for each member.
-    pub fn spawn<M, F, T>(counters: C, members: impl IntoIterator<Item = M>, mut task: F) -> Crew<C>
+    pub(super) fn spawn<M, F, T>(
+        counters: C,
+        members: impl IntoIterator<Item = M>,
+        mut task: F,
+    ) -> Crew<C>
     where
         F: FnMut(M, Arc<C>) -> T,
         T: Future<Output = ()> + Send + 'static,
@@ -27,7 +31,7 @@ impl<C: Send + Sync + 'static> Crew<C> {
     }
 
     /// Wait for every task to end; the counters they left.
-    pub async fn finish(self) -> Arc<C> {
+    pub(super) async fn finish(self) -> Arc<C> {
         for t in self.tasks {
             // A task that panicked has counted what it did before; the soak goes on.
             let _ = t.await;

@@ -13,7 +13,7 @@ fn rss_bytes(pid: u32) -> Option<u64> {
 }
 
 /// A sampler of a process's memory (doing nothing without a pid).
-pub struct PeakRss {
+pub(super) struct PeakRss {
     pid: Option<u32>,
     /// The RSS at the start, if it could be read.
     base: Option<u64>,
@@ -23,7 +23,7 @@ pub struct PeakRss {
 }
 
 impl PeakRss {
-    pub fn start(pid: Option<u32>) -> PeakRss {
+    pub(super) fn start(pid: Option<u32>) -> PeakRss {
         let base = pid.and_then(rss_bytes);
         let peak = Arc::new(AtomicU64::new(base.unwrap_or(0)));
         let sampling = Arc::new(AtomicBool::new(true));
@@ -49,7 +49,7 @@ impl PeakRss {
     }
 
     /// Stop sampling: the RSS at the start and the peak, if the start could be read.
-    pub async fn finish(self) -> Option<(u64, u64)> {
+    pub(super) async fn finish(self) -> Option<(u64, u64)> {
         self.sampling.store(false, Ordering::Relaxed);
         if let Some(s) = self.sampler {
             let _ = s.await;

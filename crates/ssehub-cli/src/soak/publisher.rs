@@ -13,14 +13,14 @@ use super::{connect, timeout};
 use crate::hub_client::Target;
 
 /// Events published to each room, and deliveries the server reported.
-pub struct Published {
+pub(super) struct Published {
     pub per_room: Vec<u64>,
     pub deliveries: u64,
 }
 
 /// Publish round-robin over the rooms at `rate` until `deadline`, then each room's end
 /// marker.
-pub async fn publish(
+pub(super) async fn publish(
     target: &Target,
     rooms: &Rooms,
     rate: u64,

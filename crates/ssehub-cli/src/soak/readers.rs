@@ -18,7 +18,7 @@ use crate::hub_client::{Client, Target};
 
 /// What one fast reader saw.
 #[derive(Debug, Default)]
-pub struct ReaderReport {
+pub(super) struct ReaderReport {
     pub room: usize,
     /// `soak` events received in sequence.
     pub received: u64,
@@ -32,7 +32,7 @@ pub struct ReaderReport {
 
 /// Open a fast reader of each room in `plan` (room indices into `rooms`), one after the
 /// other: each is announced before the next opens.
-pub async fn open_all(
+pub(super) async fn open_all(
     target: &Target,
     rooms: &Rooms,
     plan: &[usize],
@@ -49,14 +49,14 @@ pub async fn open_all(
 }
 
 /// The readers, each following its stream in a task of its own.
-pub struct Followers {
+pub(super) struct Followers {
     tasks: Vec<JoinHandle<ReaderReport>>,
     /// Set when the readers have waited long enough for their end marker.
     stop_waiting: Arc<AtomicBool>,
 }
 
 impl Followers {
-    pub fn start(opened: Vec<(usize, Reader)>) -> Followers {
+    pub(super) fn start(opened: Vec<(usize, Reader)>) -> Followers {
         let stop_waiting = Arc::new(AtomicBool::new(false));
         let tasks = opened
             .into_iter()
@@ -70,7 +70,7 @@ impl Followers {
 
     /// Every reader's report once it has seen its room's end marker; a reader still
     /// waiting after `patience` is counted as cut off.
-    pub async fn finish(self, patience: Duration) -> anyhow::Result<Vec<ReaderReport>> {
+    pub(super) async fn finish(self, patience: Duration) -> anyhow::Result<Vec<ReaderReport>> {
         let watchdog = {
             let stop = self.stop_waiting.clone();
             tokio::spawn(async move {
@@ -88,7 +88,7 @@ impl Followers {
 }
 
 /// An open fast reader: the connection, and its stream being read.
-pub type Reader = (Client, EventStream<Incoming>);
+pub(super) type Reader = (Client, EventStream<Incoming>);
 
 /// Open a stream to `room` and wait until the server announces it (`ssehub serve` sends
 /// `status` once the connection is in its rooms).

@@ -9,7 +9,7 @@ use super::Args;
 use crate::hub_client::ServerStats;
 
 /// What a run ended with, before anything is tallied.
-pub struct Outcome {
+pub(super) struct Outcome {
     pub rooms: Rooms,
     pub published: Published,
     pub readers: Vec<ReaderReport>,
@@ -23,7 +23,7 @@ pub struct Outcome {
     pub rss: Option<(u64, u64)>,
 }
 
-pub struct Report {
+pub(super) struct Report {
     seconds: u64,
     url: String,
     readers: usize,
@@ -45,7 +45,7 @@ pub struct Report {
 
 impl Report {
     /// Tally `o`; a fast reader that was cut off is named on standard error.
-    pub fn new(args: &Args, o: Outcome) -> Report {
+    pub(super) fn new(args: &Args, o: Outcome) -> Report {
         let names = &o.rooms.names;
         let mut lost = 0;
         let mut received = 0;

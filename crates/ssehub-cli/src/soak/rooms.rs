@@ -4,8 +4,8 @@
 
 use super::Args;
 
-pub const LARGE_ROOM: &str = "soak-large";
-pub const BULK_ROOM: &str = "soak-bulk";
+pub(super) const LARGE_ROOM: &str = "soak-large";
+pub(super) const BULK_ROOM: &str = "soak-bulk";
 /// Bytes of data of an event to a small room.
 const SMALL_SIZE: usize = 48;
 /// Fast readers of the bulk room.
@@ -13,14 +13,14 @@ const BULK_READERS: usize = 2;
 
 /// Every room of the run, in publishing order: the small ones, the large one, the bulk
 /// one.
-pub struct Rooms {
+pub(super) struct Rooms {
     pub names: Vec<String>,
     /// Bytes of data of an event to each room.
     pub sizes: Vec<usize>,
 }
 
 impl Rooms {
-    pub fn new(args: &Args) -> Rooms {
+    pub(super) fn new(args: &Args) -> Rooms {
         let mut names: Vec<String> = (0..args.rooms).map(|k| format!("soak-{k}")).collect();
         let mut sizes = vec![SMALL_SIZE; names.len()];
         names.push(LARGE_ROOM.into());
@@ -31,7 +31,7 @@ impl Rooms {
     }
 
     /// The room (an index into [`Rooms::names`]) of each fast reader.
-    pub fn fast_readers(&self, args: &Args) -> Vec<usize> {
+    pub(super) fn fast_readers(&self, args: &Args) -> Vec<usize> {
         let mut plan = Vec::new();
         for k in 0..args.rooms as usize {
             plan.resize(plan.len() + args.readers_per_room as usize, k);

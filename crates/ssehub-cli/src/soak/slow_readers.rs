@@ -17,11 +17,11 @@ use crate::hub_client::Target;
 
 /// The slow readers of a run; their counter is the slow streams opened so far, the first
 /// ones included.
-pub struct SlowReaders(Crew<AtomicU64>);
+pub(super) struct SlowReaders(Crew<AtomicU64>);
 
 impl SlowReaders {
     /// Open `n` slow readers (before the run starts: an error here fails the soak).
-    pub async fn open(target: &Target, n: u64) -> anyhow::Result<Vec<TcpStream>> {
+    pub(super) async fn open(target: &Target, n: u64) -> anyhow::Result<Vec<TcpStream>> {
         let mut first = Vec::new();
         for _ in 0..n {
             first.push(open_slow(target, BULK_ROOM).await?);
@@ -30,7 +30,7 @@ impl SlowReaders {
     }
 
     /// Hold the `first` streams and replace them, each every `hold`, until `deadline`.
-    pub fn start(
+    pub(super) fn start(
         target: &Target,
         first: Vec<TcpStream>,
         hold: Duration,
@@ -44,7 +44,7 @@ impl SlowReaders {
     }
 
     /// Wait for every slow reader to end (at the deadline); how many streams were opened.
-    pub async fn finish(self) -> u64 {
+    pub(super) async fn finish(self) -> u64 {
         self.0.finish().await.load(Ordering::Relaxed)
     }
 }

@@ -17,22 +17,22 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-pub use ssehub_testkit::{free_port, get, post, request, within, Reply, SseClient, WAIT};
+pub(crate) use ssehub_testkit::{free_port, get, post, request, within, Reply, SseClient, WAIT};
 
 /// The binary under test.
-pub fn bin() -> &'static str {
+pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_ssehub")
 }
 
 /// A running `ssehub` server process. Killed (by PID) when dropped.
-pub struct ServeProcess {
+pub(crate) struct ServeProcess {
     pub addr: SocketAddr,
     pub child: Child,
 }
 
 impl ServeProcess {
     /// `ssehub serve --port <free> --bind 127.0.0.1 <extra_args>`, once it accepts.
-    pub fn start(extra_args: &[&str]) -> ServeProcess {
+    pub(crate) fn start(extra_args: &[&str]) -> ServeProcess {
         Self::spawn(|port| {
             let mut cmd = Command::new(bin());
             cmd.args(["serve", "--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -44,13 +44,16 @@ impl ServeProcess {
     /// Start the command `make(port)` builds (stdout is discarded, stderr shown), and
     /// wait until it accepts connections on 127.0.0.1:`port`. Another process may grab
     /// the free port first; then a few other ports are tried.
-    pub fn spawn(make: impl Fn(u16) -> Command) -> ServeProcess {
+    pub(crate) fn spawn(make: impl Fn(u16) -> Command) -> ServeProcess {
         Self::spawn_with_stderr(make, Stdio::inherit)
     }
 
     /// [`ServeProcess::spawn`], with its stderr as `stderr` makes it (piped, to read
     /// its log lines).
-    pub fn spawn_with_stderr(make: impl Fn(u16) -> Command, stderr: fn() -> Stdio) -> ServeProcess {
+    pub(crate) fn spawn_with_stderr(
+        make: impl Fn(u16) -> Command,
+        stderr: fn() -> Stdio,
+    ) -> ServeProcess {
         let mut last_failure = String::new();
         for _ in 0..3 {
             let port = free_port();
@@ -94,16 +97,16 @@ impl ServeProcess {
     }
 
     /// `http://127.0.0.1:<port><path>`.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Send SIGTERM (through `kill(1)`, to this process's PID only).
-    pub fn terminate(&self) {
+    pub(crate) fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
             .status()
@@ -112,7 +115,7 @@ impl ServeProcess {
     }
 
     /// Wait (bounded by `limit`) for the process to exit; `None` if it has not.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         wait_exit(&mut self.child, limit)
     }
 }
@@ -125,14 +128,14 @@ impl Drop for ServeProcess {
 
 /// What a finished CLI run printed.
 #[derive(Debug)]
-pub struct CliOutput {
+pub(crate) struct CliOutput {
     pub status: ExitStatus,
     pub stdout: String,
     pub stderr: String,
 }
 
 /// Run `ssehub <args>` with `stdin` as its input; kill it if it takes longer than WAIT.
-pub fn run_cli<S: AsRef<OsStr>>(args: &[S], stdin: &[u8]) -> CliOutput {
+pub(crate) fn run_cli<S: AsRef<OsStr>>(args: &[S], stdin: &[u8]) -> CliOutput {
     let mut child = CliProcess::spawn(args);
     {
         use std::io::Write;
@@ -144,7 +147,7 @@ pub fn run_cli<S: AsRef<OsStr>>(args: &[S], stdin: &[u8]) -> CliOutput {
 
 /// [`run_cli`] on a blocking thread, for tests whose own runtime must keep serving
 /// while the CLI runs.
-pub async fn run_cli_async(args: &[&str], stdin: &[u8]) -> CliOutput {
+pub(crate) async fn run_cli_async(args: &[&str], stdin: &[u8]) -> CliOutput {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let stdin = stdin.to_vec();
     tokio::task::spawn_blocking(move || run_cli(&args, &stdin))
@@ -153,7 +156,7 @@ pub async fn run_cli_async(args: &[&str], stdin: &[u8]) -> CliOutput {
 }
 
 /// A CLI process whose output lines can be read as they come.
-pub struct CliProcess {
+pub(crate) struct CliProcess {
     pub child: Child,
     lines: mpsc::Receiver<String>,
     stdout_so_far: Vec<String>,
@@ -161,7 +164,7 @@ pub struct CliProcess {
 }
 
 impl CliProcess {
-    pub fn spawn<S: AsRef<OsStr>>(args: &[S]) -> CliProcess {
+    pub(crate) fn spawn<S: AsRef<OsStr>>(args: &[S]) -> CliProcess {
         let mut child = Command::new(bin())
             .args(args)
             .env("RUST_LOG", "warn")
@@ -196,7 +199,7 @@ impl CliProcess {
     }
 
     /// The next line of standard output (bounded by WAIT).
-    pub fn next_line(&mut self) -> String {
+    pub(crate) fn next_line(&mut self) -> String {
         let line = self
             .lines
             .recv_timeout(WAIT)
@@ -206,7 +209,7 @@ impl CliProcess {
     }
 
     /// Wait (bounded) for the process to exit, and collect what is left of its output.
-    pub fn finish(mut self) -> CliOutput {
+    pub(crate) fn finish(mut self) -> CliOutput {
         let Some(status) = wait_exit(&mut self.child, WAIT) else {
             reap(&mut self.child);
             panic!("the CLI did not exit within {WAIT:?}");
@@ -256,7 +259,7 @@ fn reap(child: &mut Child) {
 }
 
 /// `POST /publish` with a query string and a text body.
-pub async fn publish_query(addr: SocketAddr, query: &str, data: &str) -> Reply {
+pub(crate) async fn publish_query(addr: SocketAddr, query: &str, data: &str) -> Reply {
     post(
         addr,
         &format!("/publish?{query}"),
@@ -267,12 +270,12 @@ pub async fn publish_query(addr: SocketAddr, query: &str, data: &str) -> Reply {
 }
 
 /// `POST /publish` with a JSON body.
-pub async fn publish_json(addr: SocketAddr, body: serde_json::Value) -> Reply {
+pub(crate) async fn publish_json(addr: SocketAddr, body: serde_json::Value) -> Reply {
     post(addr, "/publish", "application/json", body.to_string()).await
 }
 
 /// `GET /stats`, as JSON.
-pub async fn stats(addr: SocketAddr) -> serde_json::Value {
+pub(crate) async fn stats(addr: SocketAddr) -> serde_json::Value {
     let reply = get(addr, "/stats").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     reply.json()
@@ -280,7 +283,7 @@ pub async fn stats(addr: SocketAddr) -> serde_json::Value {
 
 /// Open `path` on the demo server and wait for its `status: connected` event, after
 /// which the connection is in every room it asked for.
-pub async fn demo_stream(addr: SocketAddr, path: &str) -> SseClient {
+pub(crate) async fn demo_stream(addr: SocketAddr, path: &str) -> SseClient {
     let mut s = SseClient::open(addr, path).await;
     let e = s.next_event().await;
     assert_eq!((e.event.as_str(), e.data.as_str()), ("status", "connected"));

@@ -26,7 +26,7 @@ const LAUNCH_WAIT: Duration = Duration::from_secs(60);
 /// Whether a test that needs an external tool should run: `true` when it is present.
 /// When it is missing, CI (`CI=true`) fails the test; elsewhere the test is skipped
 /// with a message saying why.
-pub fn require(tool: &str, present: bool) -> bool {
+pub(crate) fn require(tool: &str, present: bool) -> bool {
     if present {
         return true;
     }
@@ -38,7 +38,7 @@ pub fn require(tool: &str, present: bool) -> bool {
 }
 
 /// The first executable called `name` on `PATH`.
-pub fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -68,12 +68,12 @@ fn chromium_binary() -> Option<PathBuf> {
 }
 
 /// Whether chromedriver and Chromium are both installed.
-pub fn available() -> bool {
+pub(crate) fn available() -> bool {
     which("chromedriver").is_some() && chromium_binary().is_some()
 }
 
 /// One chromedriver process with one Chromium session.
-pub struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     addr: SocketAddr,
     session: String,
@@ -82,13 +82,13 @@ pub struct Browser {
 
 impl Browser {
     /// Start chromedriver and a headless Chromium session with a fresh profile.
-    pub async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         Browser::start_with(&[]).await
     }
 
     /// [`Browser::start`], with these Chromium flags too (`--ignore-certificate-errors`
     /// for a self-signed test server, say).
-    pub async fn start_with(extra_args: &[&str]) -> Browser {
+    pub(crate) async fn start_with(extra_args: &[&str]) -> Browser {
         let driver_bin = which("chromedriver").expect("chromedriver on PATH");
         let chromium = chromium_binary().expect("a Chromium binary");
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -172,7 +172,7 @@ impl Browser {
     }
 
     /// Load `url` and wait for its `load` event.
-    pub async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         let path = format!("/session/{}/url", self.session);
         self.command(
             Method::POST,
@@ -185,7 +185,7 @@ impl Browser {
     }
 
     /// Run `script` (a function body; `return` gives the result) in the page.
-    pub async fn eval(&self, script: &str) -> Value {
+    pub(crate) async fn eval(&self, script: &str) -> Value {
         let path = format!("/session/{}/execute/sync", self.session);
         let body = json!({ "script": script, "args": [] });
         self.command(Method::POST, &path, Some(body), COMMAND_WAIT)
@@ -194,7 +194,7 @@ impl Browser {
     }
 
     /// Evaluate `script` every 25 ms until `done` accepts its value (bounded by `limit`).
-    pub async fn poll(
+    pub(crate) async fn poll(
         &self,
         what: &str,
         script: &str,
@@ -224,7 +224,7 @@ impl Browser {
     }
 
     /// Resize the window (the page is laid out again).
-    pub async fn window_size(&self, width: u32, height: u32) {
+    pub(crate) async fn window_size(&self, width: u32, height: u32) {
         let path = format!("/session/{}/window/rect", self.session);
         let body = json!({ "width": width, "height": height });
         self.command(Method::POST, &path, Some(body), COMMAND_WAIT)
@@ -233,7 +233,7 @@ impl Browser {
     }
 
     /// A screenshot of the window, as WebDriver gives it: a PNG, base64-encoded.
-    pub async fn screenshot_base64(&self) -> String {
+    pub(crate) async fn screenshot_base64(&self) -> String {
         let path = format!("/session/{}/screenshot", self.session);
         let v = self
             .command(Method::GET, &path, None, COMMAND_WAIT)
@@ -243,7 +243,7 @@ impl Browser {
     }
 
     /// End the session (Chromium exits), then stop chromedriver.
-    pub async fn quit(self) {
+    pub(crate) async fn quit(self) {
         let path = format!("/session/{}", self.session);
         let _ = self
             .command(Method::DELETE, &path, None, COMMAND_WAIT)

@@ -14,13 +14,14 @@ use tokio::process::{Child, ChildStdout, Command};
 /// Upper bound on waiting for the Node client (its start included).
 const CLIENT_WAIT: Duration = Duration::from_secs(30);
 
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub const NODE: &str = "node and the npm package eventsource (`npm ci` at the repository root)";
+pub(crate) const NODE: &str =
+    "node and the npm package eventsource (`npm ci` at the repository root)";
 
-pub fn node_available() -> bool {
+pub(crate) fn node_available() -> bool {
     crate::browser::which("node").is_some()
         && repo_root()
             .join("node_modules/eventsource/package.json")
@@ -28,13 +29,13 @@ pub fn node_available() -> bool {
 }
 
 /// The Node client script, running against one URL; reads its JSON lines.
-pub struct NodeClient {
+pub(crate) struct NodeClient {
     child: Child,
     lines: tokio::io::Lines<BufReader<ChildStdout>>,
 }
 
 impl NodeClient {
-    pub fn spawn(url: &str, config: Value) -> NodeClient {
+    pub(crate) fn spawn(url: &str, config: Value) -> NodeClient {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js/eventsource_client.mjs");
         let mut child = Command::new("node")
@@ -55,7 +56,7 @@ impl NodeClient {
     }
 
     /// The next line the client printed, parsed (bounded wait).
-    pub async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         let line = tokio::time::timeout(CLIENT_WAIT, self.lines.next_line())
             .await
             .expect("timed out waiting for the Node client")
@@ -65,7 +66,7 @@ impl NodeClient {
     }
 
     /// Read lines up to and including `{"kind":"done"}`, then wait for the exit.
-    pub async fn until_done(&mut self) -> Vec<Value> {
+    pub(crate) async fn until_done(&mut self) -> Vec<Value> {
         let mut log = Vec::new();
         loop {
             let v = self.next().await;

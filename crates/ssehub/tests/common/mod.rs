@@ -14,18 +14,18 @@ use ssehub::{Hub, HubConfig, Server, SseOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use ssehub_testkit::{
+pub(crate) use ssehub_testkit::{
     eventually, raw_exchange, raw_request, read_until_contains, stalled_client, stream_request,
     until_closed, within, RawHead, SseClient, WAIT,
 };
 
 /// Options whose hub keeps no history: events go out exactly as published (no id is
 /// added), for the tests of the wire format itself.
-pub fn without_history() -> SseOptions {
+pub(crate) fn without_history() -> SseOptions {
     SseOptions::new().with_hub(Hub::with_config(HubConfig::default().history(None)))
 }
 
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub addr: SocketAddr,
     pub hub: Hub,
     stop: Option<oneshot::Sender<()>>,
@@ -33,11 +33,14 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start(options: SseOptions) -> TestServer {
+    pub(crate) async fn start(options: SseOptions) -> TestServer {
         Self::start_with(options, |s| s).await
     }
 
-    pub async fn start_with(options: SseOptions, f: impl FnOnce(Server) -> Server) -> TestServer {
+    pub(crate) async fn start_with(
+        options: SseOptions,
+        f: impl FnOnce(Server) -> Server,
+    ) -> TestServer {
         let hub = options.hub().clone();
         let server = f(Server::new(([127, 0, 0, 1], 0)).sse(options))
             .bind()
@@ -57,18 +60,18 @@ impl TestServer {
     }
 
     /// Shut down gracefully and wait for the server to return.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         within("server shutdown", self.task.take().unwrap())
             .await
             .unwrap();
     }
 
-    pub async fn sse(&self, path: &str) -> SseClient {
+    pub(crate) async fn sse(&self, path: &str) -> SseClient {
         SseClient::connect(self.addr, path, &[]).await
     }
 
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         method: &str,
         path: &str,
@@ -80,7 +83,7 @@ impl TestServer {
 
 /// Send one request on a fresh connection and read the whole answer: its status, headers
 /// and body as text.
-pub async fn request(
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -102,13 +105,13 @@ pub async fn request(
 
 /// Hands the test each new stream's [`ssehub::Connection`], after its on_connect has
 /// joined every room named by a `?room=` query parameter.
-pub struct Handout {
+pub(crate) struct Handout {
     rx: tokio::sync::mpsc::UnboundedReceiver<ssehub::Connection>,
 }
 
 impl Handout {
     /// Wrap `options` with such an on_connect (replacing any other).
-    pub fn wrap(options: SseOptions) -> (SseOptions, Handout) {
+    pub(crate) fn wrap(options: SseOptions) -> (SseOptions, Handout) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let options = options.on_connect(move |conn, ctx| {
             let tx = tx.clone();
@@ -123,14 +126,18 @@ impl Handout {
     }
 
     /// The next new stream's connection.
-    pub async fn next(&mut self) -> ssehub::Connection {
+    pub(crate) async fn next(&mut self) -> ssehub::Connection {
         within("a new connection", self.rx.recv())
             .await
             .expect("on_connect hook dropped")
     }
 
     /// Open a stream at `path` and return it with its server-side connection.
-    pub async fn open(&mut self, srv: &TestServer, path: &str) -> (SseClient, ssehub::Connection) {
+    pub(crate) async fn open(
+        &mut self,
+        srv: &TestServer,
+        path: &str,
+    ) -> (SseClient, ssehub::Connection) {
         let mut client = srv.sse(path).await;
         assert_eq!(client.status, StatusCode::OK, "{path}");
         assert_eq!(
@@ -143,7 +150,7 @@ impl Handout {
 }
 
 /// The process's resident memory, in bytes (a test server runs in the test's process).
-pub fn rss() -> u64 {
+pub(crate) fn rss() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace()
@@ -156,7 +163,7 @@ pub fn rss() -> u64 {
 
 /// Log lines written by the server (WARN and above), captured for the test to read.
 #[derive(Clone, Default)]
-pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+pub(crate) struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for Logs {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -171,7 +178,7 @@ impl std::io::Write for Logs {
 
 impl Logs {
     /// A subscriber writing into these logs.
-    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
+    pub(crate) fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + 'static {
         let writer = self.clone();
         tracing_subscriber::fmt()
             .with_ansi(false)
@@ -182,32 +189,32 @@ impl Logs {
 
     /// Capture this thread's logs until the guard is dropped: on a current-thread
     /// runtime that includes the server's.
-    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+    pub(crate) fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
         let logs = Logs::default();
         let guard = tracing::subscriber::set_default(logs.subscriber());
         (logs, guard)
     }
 
     /// Capture every thread's logs, for the rest of the process.
-    pub fn capture_global() -> Logs {
+    pub(crate) fn capture_global() -> Logs {
         let logs = Logs::default();
         tracing::subscriber::set_global_default(logs.subscriber()).unwrap();
         logs
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
     /// How many times `needle` occurs in the logs.
-    pub fn count(&self, needle: &str) -> usize {
+    pub(crate) fn count(&self, needle: &str) -> usize {
         self.text().matches(needle).count()
     }
 }
 
 /// An on_connect hook that panics for a request with a `boom` query parameter and
 /// otherwise sends the event `welcome` with data `ok`.
-pub async fn welcome_unless_boom(conn: ssehub::Connection, ctx: ssehub::RequestContext) {
+pub(crate) async fn welcome_unless_boom(conn: ssehub::Connection, ctx: ssehub::RequestContext) {
     if ctx.query("boom").is_some() {
         panic!("on_connect failure (expected by the test)");
     }
@@ -216,7 +223,7 @@ pub async fn welcome_unless_boom(conn: ssehub::Connection, ctx: ssehub::RequestC
 
 /// Open `/sse?boom=1` on a server using [`welcome_unless_boom`]: the stream opens,
 /// then ends without an event.
-pub async fn assert_boom_stream_ends_without_events(srv: &TestServer) {
+pub(crate) async fn assert_boom_stream_ends_without_events(srv: &TestServer) {
     let mut bad = srv.sse("/sse?boom=1").await;
     assert_eq!(bad.status, StatusCode::OK);
     let items = bad.until_end().await;

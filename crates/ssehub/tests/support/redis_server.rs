@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
@@ -15,7 +15,7 @@ pub struct RedisServer {
 
 /// Whether `redis-server` is here. Without it a test is skipped, except under CI
 /// (`CI=true`), where that is a failure: CI installs it.
-pub fn available() -> bool {
+pub(crate) fn available() -> bool {
     let found = Command::new("redis-server")
         .arg("--version")
         .stdout(Stdio::null())
@@ -34,7 +34,7 @@ pub fn available() -> bool {
 
 impl RedisServer {
     /// Start one and wait until it answers.
-    pub fn start() -> RedisServer {
+    pub(crate) fn start() -> RedisServer {
         let port = ssehub_testkit::free_port();
         let dir = std::env::temp_dir().join(format!("ssehub-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -69,7 +69,7 @@ impl RedisServer {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
@@ -87,17 +87,17 @@ impl RedisServer {
     }
 
     /// SIGSTOP: a Redis that is there but says nothing.
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.signal("STOP");
     }
 
     /// SIGCONT.
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.signal("CONT");
     }
 
     /// SIGKILL: a Redis that is gone, with what it held.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = Command::new("kill")
                 .arg("-KILL")
@@ -108,7 +108,7 @@ impl RedisServer {
     }
 
     /// Start it again on the same port, empty.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn();
     }
