@@ -198,6 +198,7 @@ async fn follow(
                 return Err(e)
                     .with_context(|| format!("{uri}: gave up on the stream (see --max-data)"))
             }
+            Some(Err(e)) => break format!("the stream broke: {e}"),
             Some(Ok(item)) => item,
         };
         match item {
@@ -222,6 +223,8 @@ async fn follow(
                     eprintln!(": {c}");
                 }
             }
+            // A kind of item this listener does not know yet: nothing to show.
+            _ => {}
         }
     };
     // An empty id (a reset by the server) means no Last-Event-ID on the next attempt.
@@ -271,16 +274,19 @@ mod tests {
 
     #[test]
     fn readable_output() {
-        let e = Event {
-            event: "tick".into(),
-            data: "a\nb".into(),
-            last_event_id: "7".into(),
-        };
+        let e = decoded("event: tick\ndata: a\ndata: b\nid: 7\n\n");
         assert_eq!(readable(&e), "event: tick  id: 7\na\nb\n\n");
-        let e = Event {
-            last_event_id: String::new(),
-            ..e
-        };
+        let e = decoded("event: tick\ndata: a\ndata: b\n\n");
         assert_eq!(readable(&e), "event: tick\na\nb\n\n");
+    }
+
+    /// The one event `frame` decodes to.
+    fn decoded(frame: &str) -> Event {
+        let mut decoder = ssehub::decode::Decoder::new();
+        decoder.feed(frame.as_bytes());
+        match decoder.next_item() {
+            Ok(Some(Item::Event(e))) => e,
+            other => panic!("not one event: {other:?}"),
+        }
     }
 }

@@ -26,6 +26,7 @@ mod page;
 mod tls;
 mod token;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -140,17 +141,18 @@ fn announce(listeners: &[ListenerInfo], c: &Config) {
         };
         tracing::info!("listening on {}{what}", l.url());
     }
-    if let Some(warning) = open_warning(listeners, c) {
+    let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.addr).collect();
+    if let Some(warning) = open_warning(&addrs, c) {
         tracing::warn!("{warning}");
     }
 }
 
 /// The warning for publishing open to anyone on a listener beyond this machine.
-fn open_warning(listeners: &[ListenerInfo], c: &Config) -> Option<String> {
+fn open_warning(listeners: &[SocketAddr], c: &Config) -> Option<String> {
     let exposed: Vec<String> = listeners
         .iter()
-        .filter(|l| !l.addr.ip().is_loopback())
-        .map(|l| l.addr.to_string())
+        .filter(|addr| !addr.ip().is_loopback())
+        .map(SocketAddr::to_string)
         .collect();
     (!exposed.is_empty() && auth::publishing_is_open(&c.auth)).then(|| {
         format!(
@@ -270,10 +272,7 @@ mod tests {
 
     #[test]
     fn open_publishing_is_warned_of_beyond_loopback_only() {
-        let on = |addr: &str| ListenerInfo {
-            addr: addr.parse().unwrap(),
-            tls: false,
-        };
+        let on = |addr: &str| -> SocketAddr { addr.parse().unwrap() };
         let demo = Config::default();
         assert_eq!(open_warning(&[on("127.0.0.1:2015")], &demo), None);
         let warned = open_warning(&[on("127.0.0.1:80"), on("0.0.0.0:443")], &demo).unwrap();

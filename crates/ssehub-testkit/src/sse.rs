@@ -73,6 +73,7 @@ impl SseClient {
             Ok(item) => Some(item),
             Err(EventStreamError::Decode(e)) => panic!("a stream within limits: {e}"),
             Err(EventStreamError::Body(_)) => None,
+            Err(e) => panic!("a stream error this client does not know: {e}"),
         }
     }
 

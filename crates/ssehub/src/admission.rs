@@ -161,7 +161,7 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::{ConnectionConfig, SlowConsumerPolicy};
+    use crate::connection::ConnectionConfig;
     use crate::Hub;
 
     #[test]
@@ -177,14 +177,7 @@ mod tests {
         let mut conns = Vec::new();
         for ip in [ip1, ip1, ip2] {
             a.admit(Some(ip)).unwrap();
-            let c = hub.connect(ConnectionConfig {
-                outbox_limit: 1024,
-                policy: SlowConsumerPolicy::Close,
-                abort: None,
-                batch_window: std::time::Duration::ZERO,
-                resuming: false,
-                adaptive: true,
-            });
+            let c = hub.connect(ConnectionConfig::for_tests());
             a.bind(Some(ip), &c);
             conns.push(c);
         }

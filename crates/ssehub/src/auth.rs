@@ -93,7 +93,13 @@ impl Identity {
         self
     }
 
-    /// Keep the claims this identity came from (a token's payload), for the hooks.
+    /// Keep the claims this identity came from (a token's payload), for the hooks: a
+    /// [`TokenVerifier`] of your own attaches them here, `on_connect` reads them back.
+    ///
+    /// ```
+    /// let id = ssehub::Identity::new("alice").with_claims(serde_json::json!({ "plan": "pro" }));
+    /// assert_eq!(id.claims()["plan"], "pro");
+    /// ```
     pub fn with_claims(mut self, claims: serde_json::Value) -> Identity {
         self.claims = claims;
         self

@@ -76,6 +76,7 @@ pub const DEFAULT_MAX_LINE: usize = DEFAULT_MAX_DATA + 64;
 
 /// Why the decoder gave up on a stream. Both name the limit that was crossed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// A line (not counting its line end) is longer than [`Decoder::max_line`], or has
     /// not ended within that many bytes.
@@ -94,6 +95,7 @@ pub enum DecodeError {
 
 /// A dispatched event, as a browser's `EventSource` would report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Event {
     /// The event type (`message` when the stream named none).
     pub event: String,
@@ -105,6 +107,7 @@ pub struct Event {
 
 /// What the decoder yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Item {
     /// A dispatched event.
     Event(Event),
@@ -134,7 +137,6 @@ pub struct Decoder {
     data: String,
     last_event_id_buffer: String,
     last_event_id: String,
-    started: bool,
     max_line: usize,
     max_data: usize,
     failed: Option<DecodeError>,
@@ -151,7 +153,6 @@ impl Default for Decoder {
             data: String::new(),
             last_event_id_buffer: String::new(),
             last_event_id: String::new(),
-            started: false,
             max_line: DEFAULT_MAX_LINE,
             max_data: DEFAULT_MAX_DATA,
             failed: None,
@@ -231,11 +232,6 @@ impl Decoder {
         &self.last_event_id
     }
 
-    /// Whether any line has been read (the stream has started).
-    pub fn started(&self) -> bool {
-        self.started
-    }
-
     /// The bytes the decoder holds: input not yet read as lines, and the data of the
     /// event being built. Bounded as the [module docs](self) say.
     pub fn buffered_len(&self) -> usize {
@@ -275,7 +271,6 @@ impl Decoder {
             if terminator == b'\r' {
                 self.skip_lf = true;
             }
-            self.started = true;
             let mut text: &[u8] = &line;
             if !self.past_start {
                 self.past_start = true;

@@ -24,9 +24,9 @@ mod body;
 mod client_addr;
 mod cors;
 mod hooks;
-mod keepalive;
 mod options;
 mod request;
+mod retry;
 mod stream_auth;
 
 pub use body::SseBody;
@@ -36,7 +36,7 @@ pub use request::{PeerAddr, Rejection, RequestContext};
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -47,7 +47,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 
 use self::cors::OriginVerdict;
 use self::hooks::{BoxFuture, Verdict};
-use self::keepalive::{jitter, retry_frame};
+use self::retry::{jitter, retry_frame};
 use crate::admission::Admission;
 use crate::connection::{Connection, ConnectionConfig, Origin, TransportAbort};
 use crate::hub::{check_room, validate_room, Hub, Resume};
@@ -65,7 +65,6 @@ struct EndpointInner {
     opts: SseOptions,
     /// `: connected`: the first bytes of every stream.
     preamble: Bytes,
-    keep_alive_started: Once,
     admission: Admission,
     /// Set when the server shuts down: no new stream.
     closing: AtomicBool,
@@ -92,7 +91,6 @@ impl SseEndpoint {
                 admission: Admission::new(options.limits),
                 opts: options,
                 preamble: message::comment("connected"),
-                keep_alive_started: Once::new(),
                 closing: AtomicBool::new(false),
             }),
         })
@@ -246,7 +244,6 @@ impl SseEndpoint {
         origin: Origin,
     ) -> Connection {
         let opts = &self.inner.opts;
-        self.start_keep_alive();
         let config = ConnectionConfig {
             outbox_limit: opts.outbox_limit,
             policy: opts.slow_consumer,
@@ -254,6 +251,7 @@ impl SseEndpoint {
             batch_window: opts.batch_window,
             resuming: resume.is_some(),
             adaptive: opts.adaptive_batching,
+            keep_alive: opts.keep_alive,
         };
         let conn = opts.hub.connect_from(config, origin);
         // Before its first join: presence and `/rooms` show who it is from the start.
@@ -397,17 +395,6 @@ impl SseEndpoint {
     /// What the allowed origins say of `req` (`None`: the check is off).
     fn origin<B>(&self, req: &Request<B>) -> Option<OriginVerdict> {
         Some(self.inner.opts.origins.as_ref()?.verdict(req))
-    }
-
-    /// One task per endpoint pings idle streams; no timer per connection.
-    fn start_keep_alive(&self) {
-        let Some(interval) = self.inner.opts.keep_alive else {
-            return;
-        };
-        self.inner.keep_alive_started.call_once(|| {
-            let alive = Arc::downgrade(&self.inner);
-            tokio::spawn(keepalive::sweep(alive, self.hub().clone(), interval));
-        });
     }
 
     /// The `retry:` frame a stream gets when the server shuts down: the configured delay

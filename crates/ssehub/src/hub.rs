@@ -31,6 +31,7 @@ mod broadcast;
 mod config;
 mod fanout;
 mod history;
+mod keepalive;
 mod observe;
 mod presence;
 mod publish_error;
@@ -92,6 +93,8 @@ struct HubInner {
     connections: Mutex<HashMap<ConnectionId, Connection>>,
     backplane: Box<dyn Backplane>,
     presence: Presence,
+    /// The keep-alive sweeps running, one per interval (`keepalive.rs`).
+    sweeps: keepalive::Sweeps,
     /// The hub itself, for what a connection's close publishes (presence): the
     /// connection holds its hub only as its `Owner`, which names no hub.
     me: Weak<HubInner>,
@@ -110,6 +113,7 @@ impl HubInner {
             config,
             local,
             connections: Mutex::default(),
+            sweeps: keepalive::Sweeps::default(),
             me,
         }
     }
@@ -224,6 +228,9 @@ impl Hub {
         self.inner.local.metrics.open[transport.index()].inc();
         lock(&self.inner.connections).insert(conn.id(), conn.clone());
         self.inner.local.metrics.connected_total.inc();
+        if let Some(interval) = conn.keep_alive() {
+            self.inner.sweeps.ensure(&self.inner.me, interval);
+        }
         conn
     }
 
@@ -285,10 +292,10 @@ impl Hub {
         Broadcast::new(self, rooms)
     }
 
-    /// Queue an encoded frame to every connection the hub has (used by keep-alive and
-    /// shutdown). `only_idle` skips connections that had traffic since the last call.
-    pub(crate) fn send_to_all(&self, frame: &Bytes, only_idle: bool) -> usize {
-        fanout::to_each(&self.inner.local, &self.connections(), frame, only_idle)
+    /// Queue an encoded frame to every connection the hub has, whatever its rooms (a
+    /// shutdown notice).
+    pub(crate) fn send_to_all(&self, frame: &Bytes) -> usize {
+        fanout::to_each(&self.inner.local, &self.connections(), frame, false)
     }
 
     /// Close every connection (each still flushes what it has queued).

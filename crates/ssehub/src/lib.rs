@@ -70,13 +70,10 @@
 //!   process's own figures from `/proc`.
 //! - `prometheus` (feature `metrics`): `prometheus_text` and `MetricsCollector`,
 //!   the counters in the Prometheus text format, read at scrape time.
-//! - `shutdown`: how a process is asked to stop ([`Shutdown`]).
+//! - `shutdown`: how a process is asked to stop (the signals `Server::run` stops on).
 //! - `sync`: lock helpers that ignore poisoning.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-// TODO(lead): remove after the API reshape. The workspace warns on `pub` items no one
-// outside can reach (`unreachable_pub`); the library's are its own to settle.
-#![allow(unreachable_pub)]
 // On docs.rs only (Cargo.toml's `package.metadata.docs.rs`): each feature-gated item
 // says which feature it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -112,8 +109,8 @@ pub use endpoint::{
 };
 pub use http_api::{ApiBody, HubApi, DEFAULT_MAX_PUBLISH_BODY};
 pub use hub::{
-    validate_room, BackplaneStatus, Broadcast, GapReason, HistoryConfig, Hub, HubConfig, JoinError,
-    PublishError, Published, DEFAULT_MAX_EVENT_BYTES, MAX_ROOM_NAME_LEN, ROOM_ALL,
+    validate_room, BackplaneStatus, Broadcast, GapReason, HistoryConfig, Hub, HubConfig, IntoRooms,
+    JoinError, PublishError, Published, DEFAULT_MAX_EVENT_BYTES, MAX_ROOM_NAME_LEN, ROOM_ALL,
 };
 pub use hub::{MemberInfo, RoomInfo};
 #[cfg(feature = "redis")]
@@ -126,7 +123,6 @@ pub use selector::{RoomSelector, SelectorError};
 pub use server::{BoundServer, ListenerInfo, Server, ServerError, ServerInfo, StaticFiles};
 #[cfg(feature = "tls")]
 pub use server::{TlsConfig, TlsError};
-pub use shutdown::Shutdown;
 
 /// The README's Rust examples, compiled and run as doctests (one serves `/metrics`,
 /// hence the feature; `cargo test --workspace` turns it on).

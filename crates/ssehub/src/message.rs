@@ -19,6 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// Why a field cannot be put on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The `event` name contains a CR or LF, which would inject fields into the stream.
     #[error("event name must not contain CR or LF")]

@@ -91,12 +91,13 @@ use self::listener::{Bound, Listen, Serving, Stage, TcpOptions};
 use self::routes::{App, Fallback, Handler};
 use crate::endpoint::{ConfigError, SseEndpoint, SseOptions};
 use crate::message::Message;
-use crate::shutdown::Shutdown;
+use crate::shutdown;
 
 type OnStarted = Box<dyn FnOnce(&ServerInfo) + Send>;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     /// A set-up mistake in the options.
     #[error(transparent)]
@@ -120,6 +121,7 @@ pub enum ServerError {
 
 /// What [`Server::on_started`] callbacks learn.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServerInfo {
     /// The address the server listens on (with the real port when 0 was asked for); the
     /// first of [`ServerInfo::listeners`].
@@ -130,6 +132,7 @@ pub struct ServerInfo {
 
 /// One listener of a bound server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListenerInfo {
     /// Its address (with the real port when 0 was asked for).
     pub addr: SocketAddr,
@@ -201,15 +204,6 @@ impl Server {
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: TlsConfig) -> Server {
         self.listen[0].tls = Some(config);
-        self
-    }
-
-    /// Listen on `addr` too, speaking TLS with `config` (feature `tls`).
-    #[cfg(feature = "tls")]
-    pub fn also_listen_tls(mut self, addr: impl Into<SocketAddr>, config: TlsConfig) -> Server {
-        let mut listen = Listen::plain(addr.into());
-        listen.tls = Some(config);
-        self.listen.push(listen);
         self
     }
 
@@ -485,7 +479,7 @@ impl BoundServer {
 
     /// Serve until Ctrl-C or SIGTERM.
     pub async fn run(self) {
-        self.run_until(Shutdown::signal().wait()).await
+        self.run_until(shutdown::signal()).await
     }
 
     /// Serve until `signal` completes, then shut down gracefully.

@@ -142,3 +142,36 @@ async fn keep_alive_none_sends_no_pings() {
     }
     srv.stop().await;
 }
+
+/// Keep-alive is each endpoint's: two endpoints on one hub, one pinging every 100 ms and
+/// one not at all. The quiet one's stream sees no ping while the other's sees three.
+#[tokio::test]
+async fn two_endpoints_on_one_hub_ping_only_their_own_streams() {
+    let hub = ssehub::Hub::new();
+    let pinged = SseOptions::new()
+        .prefix("/pinged")
+        .with_hub(hub.clone())
+        .keep_alive(Some(Duration::from_millis(100)));
+    let quiet = SseOptions::new()
+        .prefix("/quiet")
+        .with_hub(hub.clone())
+        .keep_alive(None);
+    let srv = TestServer::start_with(pinged, |s| s.sse(quiet)).await;
+    let mut p = srv.sse("/pinged").await;
+    let mut q = srv.sse("/quiet").await;
+    assert_eq!(p.next_item().await, Some(Item::Comment("connected".into())));
+    assert_eq!(q.next_item().await, Some(Item::Comment("connected".into())));
+    for _ in 0..3 {
+        let item = p.next_item().await.expect("stream open");
+        assert!(is_ping(&item), "the pinged endpoint's stream: {item:?}");
+    }
+    hub.to(ssehub::ROOM_ALL)
+        .publish(&ssehub::Message::new("marker"))
+        .unwrap();
+    let item = q.next_item().await.expect("stream open");
+    assert!(
+        matches!(&item, Item::Event(e) if e.data == "marker"),
+        "the quiet endpoint's stream got nothing before the marker: {item:?}"
+    );
+    srv.stop().await;
+}

@@ -108,7 +108,7 @@ async fn open_reader(target: &Target, room: &str) -> anyhow::Result<Reader> {
                     Some(Ok(e)) if e.event == "status" => return Ok(()),
                     Some(Ok(_)) => {}
                     Some(Err(EventStreamError::Decode(e))) => return Err(e.into()),
-                    Some(Err(EventStreamError::Body(e))) => bail!("stream failed: {e}"),
+                    Some(Err(e)) => bail!("stream failed: {e}"),
                     None => bail!("stream ended before it was announced"),
                 }
             }
@@ -142,7 +142,7 @@ async fn follow(room: usize, reader: Reader, stop_waiting: Arc<AtomicBool>) -> R
                 report.cut = Some(format!("undecodable stream: {e}"));
                 return report;
             }
-            Some(Err(EventStreamError::Body(e))) => {
+            Some(Err(e)) => {
                 report.cut = Some(format!("stream failed: {e}"));
                 return report;
             }

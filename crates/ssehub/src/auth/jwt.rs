@@ -19,6 +19,7 @@ pub use jsonwebtoken::Algorithm as JwtAlgorithm;
 
 /// Why a verifier could not be made of a key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum JwtKeyError {
     /// An HMAC secret that is empty.
     #[error("the JWT secret is empty")]

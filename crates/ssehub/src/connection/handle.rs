@@ -103,6 +103,8 @@ pub(crate) struct ConnectionConfig {
     pub resuming: bool,
     /// Batch only when the server falls behind (`false`: after every write).
     pub adaptive: bool,
+    /// Ping the stream when it had no traffic for this long (its hub's sweep does).
+    pub keep_alive: Option<Duration>,
 }
 
 #[cfg(test)]
@@ -117,6 +119,7 @@ impl ConnectionConfig {
             batch_window: Duration::ZERO,
             resuming: false,
             adaptive: true,
+            keep_alive: None,
         }
     }
 }
@@ -240,6 +243,11 @@ impl Connection {
     /// The room list, for the owner: join and leave update it under this lock.
     pub(crate) fn rooms_lock(&self) -> &Mutex<Vec<Arc<str>>> {
         &self.inner.rooms
+    }
+
+    /// How often its hub pings it when idle (`None`: never).
+    pub(crate) fn keep_alive(&self) -> Option<Duration> {
+        self.inner.config.keep_alive
     }
 
     /// The rooms this connection is in.

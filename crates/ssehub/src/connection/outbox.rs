@@ -19,6 +19,7 @@ use bytes::Bytes;
 
 /// What happens when a frame would overflow a connection's outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum SlowConsumerPolicy {
     /// Close the connection. The client's `EventSource` reconnects and can resume from
     /// its `Last-Event-ID`. This is the default: a stalled client costs nothing more.

@@ -34,6 +34,7 @@ use crate::sync::lock;
 
 /// Why a frame was not queued for a connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The connection is closed.
     #[error("connection is closed")]

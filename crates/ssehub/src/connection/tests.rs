@@ -24,10 +24,7 @@ fn conn_of(hub: &Hub, limit: usize, policy: SlowConsumerPolicy) -> Connection {
     hub.connect(ConnectionConfig {
         outbox_limit: limit,
         policy,
-        abort: None,
-        batch_window: Duration::ZERO,
-        resuming: false,
-        adaptive: true,
+        ..ConnectionConfig::for_tests()
     })
 }
 
@@ -167,12 +164,10 @@ fn direct(window: Duration) -> (Connection, Arc<Sink>, Arc<Wakes>, Waker) {
 /// [`direct`], batching after every write (not only when overtaken) unless `adaptive`.
 fn direct_with(window: Duration, adaptive: bool) -> (Connection, Arc<Sink>, Arc<Wakes>, Waker) {
     let c = Hub::new().connect(ConnectionConfig {
-        outbox_limit: 1 << 20,
-        policy: SlowConsumerPolicy::Close,
         abort: Some(TransportAbort::new()),
         batch_window: window,
-        resuming: false,
         adaptive,
+        ..ConnectionConfig::for_tests()
     });
     let sink = Arc::new(Sink::default());
     c.attach_sink(sink.clone());

@@ -11,6 +11,7 @@ use super::{DecodeError, Decoder, Event, Item};
 /// Why an [`EventStream`] stopped before the body's end. Either way the stream is over:
 /// [`EventStream::next`] returns `None` afterwards.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EventStreamError<E> {
     /// The stream crossed one of the decoder's limits; the connection should be closed.
     #[error(transparent)]

@@ -18,6 +18,7 @@ use crate::uri::clean_prefix;
 
 /// A set-up mistake, reported before anything is served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The endpoint prefix is unusable.
     #[error("invalid SSE prefix {0:?}: it must be a path other than \"/\", such as \"/sse\"")]

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::keepalive::jitter;
 use super::options::normalise_prefix;
+use super::retry::jitter;
 use super::*;
 
 #[test]

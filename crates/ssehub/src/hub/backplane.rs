@@ -58,6 +58,7 @@ pub(crate) struct Resumed {
 
 /// How the backplane is doing, for the operator.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct BackplaneStatus {
     /// `in-process` or `redis`.
     pub kind: &'static str,

@@ -131,9 +131,4 @@ impl HubConfig {
     pub fn keeps_history(&self) -> bool {
         self.history.any()
     }
-
-    /// The history `room` keeps under these rules, if any.
-    pub fn history_of(&self, room: &str) -> Option<HistoryConfig> {
-        self.history.for_room(room)
-    }
 }

@@ -35,7 +35,7 @@ use crate::selector::RoomSelector;
 use crate::sync::lock;
 
 /// The most connections one presence event lists; `count` says how many there were.
-pub const MAX_LISTED: usize = 100;
+pub(crate) const MAX_LISTED: usize = 100;
 
 /// Which rooms have presence, and how long changes gather.
 #[derive(Debug, Clone)]

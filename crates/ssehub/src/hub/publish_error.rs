@@ -3,6 +3,7 @@
 
 /// Why a publication was refused: nothing was sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError {
     /// Its id is already the id of an event in the history.
     #[error("id {0:?} is already in the history: in rooms with history an id must be unique")]

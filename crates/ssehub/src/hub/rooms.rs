@@ -21,6 +21,7 @@ use crate::sync::{read, write};
 
 /// Why a join failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum JoinError {
     /// The connection is closed.
     #[error("connection is closed")]

@@ -2,7 +2,7 @@
 //! keep-alive, and join racing with the last leave.
 
 use super::*;
-use crate::{Message, SlowConsumerPolicy};
+use crate::Message;
 
 fn conn(hub: &Hub) -> Connection {
     hub.connect(ConnectionConfig::for_tests())
@@ -95,7 +95,12 @@ fn keep_alive_pings_an_idle_stream_every_sweep_and_a_busy_one_never() {
     let ping = crate::message::comment("ping");
     for _ in 0..3 {
         busy.send_comment("traffic").unwrap();
-        assert_eq!(hub.send_to_all(&ping, true), 1, "only the idle stream");
+        let (local, conns) = (&hub.inner.local, hub.connections());
+        assert_eq!(
+            fanout::to_each(local, &conns, &ping, true),
+            1,
+            "only the idle stream"
+        );
     }
     assert!(!busy.take_active(), "the busy one's traffic was seen");
     let waker = futures_util::task::noop_waker();
@@ -111,11 +116,7 @@ fn an_overflow_is_reported_once_even_across_rooms() {
     let hub = Hub::new();
     let c = hub.connect(ConnectionConfig {
         outbox_limit: 10,
-        policy: SlowConsumerPolicy::Close,
-        abort: None,
-        batch_window: std::time::Duration::ZERO,
-        resuming: false,
-        adaptive: true,
+        ..ConnectionConfig::for_tests()
     });
     hub.join("r1", &c).unwrap();
     hub.join("r2", &c).unwrap();

@@ -33,7 +33,7 @@ pub(crate) fn begin<'a>(endpoints: &'a [SseEndpoint], farewell: Option<&Message>
     for ep in &distinct {
         let hub = ep.hub();
         if let Some(m) = farewell {
-            hub.send_to_all(&m.encode(), false);
+            hub.send_to_all(&m.encode());
         }
         // A jittered reconnection delay: no reconnect storm when we come back.
         let conns = hub.connections();

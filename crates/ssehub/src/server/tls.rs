@@ -58,6 +58,7 @@ enum Source {
 
 /// Why a certificate could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsError {
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]

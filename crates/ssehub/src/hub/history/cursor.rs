@@ -18,6 +18,7 @@ use crate::message::Message;
 
 /// Why a cursor could not be honoured: the `reason` of the gap event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum GapReason {
     /// Events after the cursor were dropped from the history (limits or age).
     Evicted,
