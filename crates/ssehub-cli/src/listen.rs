@@ -218,12 +218,8 @@ async fn follow(
                     eprintln!("retry: {} ms", d.as_millis());
                 }
             }
-            Item::Comment(c) => {
-                if args.verbose {
-                    eprintln!(": {c}");
-                }
-            }
-            // A kind of item this listener does not know yet: nothing to show.
+            Item::Comment(c) if args.verbose => eprintln!(": {c}"),
+            // Comments when not verbose, and kinds of item this listener does not know.
             _ => {}
         }
     };
