@@ -54,6 +54,7 @@ use crate::hub::{check_room, validate_room, Hub, Resume};
 use crate::log_limit::warn_limited;
 use crate::message;
 use crate::metrics::{Refusal, TransportKind};
+use crate::respond;
 
 /// The SSE endpoint as a [`tower::Service`]. Cheap to clone.
 #[derive(Clone)]
@@ -136,14 +137,14 @@ impl SseEndpoint {
         if self.origin(&req) == Some(OriginVerdict::Refused) {
             warn_limited!(origin = ?req.headers().get(header::ORIGIN), "stream refused: origin not allowed");
             refused(Refusal::Origin);
-            return plain(StatusCode::FORBIDDEN, "this origin may not open streams");
+            return respond::text(StatusCode::FORBIDDEN, "this origin may not open streams");
         }
         let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
         let client = client_addr::client_ip(peer, req.headers(), &self.inner.opts.trusted_proxies);
         let ctx = RequestContext::from_request(&req, client, self.hub());
         if let Err(why) = self.check_query_rooms(&ctx) {
             refused(Refusal::BadRequest);
-            return plain(StatusCode::BAD_REQUEST, &why);
+            return respond::text(StatusCode::BAD_REQUEST, why);
         }
         let mut ctx = match stream_auth::admit(&self.inner.opts, ctx) {
             Ok(ctx) => ctx,
@@ -162,7 +163,7 @@ impl SseEndpoint {
                 }
                 Verdict::Panicked => {
                     refused(Refusal::Authorize);
-                    return plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+                    return respond::text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
                 }
             }
         }
@@ -183,7 +184,7 @@ impl SseEndpoint {
             Ok(resume) => resume,
             Err(why) => {
                 refused(Refusal::BadRequest);
-                return plain(StatusCode::BAD_REQUEST, why);
+                return respond::text(StatusCode::BAD_REQUEST, why);
             }
         };
         let abort = req.extensions().get::<TransportAbort>().cloned();
@@ -203,7 +204,7 @@ impl SseEndpoint {
     /// off the path, the CORS preflight, 405 for other methods. `None`: go on.
     fn answer_method<B>(&self, req: &Request<B>) -> Option<Response<SseBody>> {
         if !self.matches(req.uri().path()) {
-            return Some(plain(StatusCode::NOT_FOUND, "not found"));
+            return Some(respond::text(StatusCode::NOT_FOUND, "not found"));
         }
         let method = req.method();
         let allowed = match self.origin(req) {
@@ -212,7 +213,7 @@ impl SseEndpoint {
             _ => None,
         };
         if let (true, Some(allowed)) = (method == Method::OPTIONS, allowed) {
-            let mut res = plain(StatusCode::NO_CONTENT, "");
+            let mut res = respond::text(StatusCode::NO_CONTENT, "");
             let h = res.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
             h.insert(header::VARY, HeaderValue::from_static("origin"));
@@ -227,10 +228,7 @@ impl SseEndpoint {
             );
             return Some(res);
         }
-        if method != Method::GET && method != Method::HEAD {
-            return Some(method_not_allowed("GET, HEAD"));
-        }
-        None
+        respond::allow_only(req, &[Method::GET, Method::HEAD])
     }
 
     /// Create the connection of an admitted stream: its first frames, its auto-join
@@ -348,7 +346,7 @@ impl SseEndpoint {
             body.extend_from_slice(&retry_frame(delay));
             return self.handshake(req, SseBody::full(Bytes::from(body)));
         }
-        let mut res = plain(rejection.status(), &rejection.body);
+        let mut res = respond::text(rejection.status(), rejection.body);
         res.headers_mut().extend(rejection.headers);
         res
     }
@@ -407,29 +405,9 @@ impl SseEndpoint {
 
 /// 503 with `Retry-After`: come back in a few seconds.
 fn unavailable(reason: &str) -> Response<SseBody> {
-    let mut res = plain(StatusCode::SERVICE_UNAVAILABLE, reason);
+    let mut res = respond::text(StatusCode::SERVICE_UNAVAILABLE, reason);
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-    res
-}
-
-/// 405 with `Allow: allowed`.
-fn method_not_allowed(allowed: &'static str) -> Response<SseBody> {
-    let mut res = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    res.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allowed));
-    res
-}
-
-fn plain(status: StatusCode, text: &str) -> Response<SseBody> {
-    let mut res = Response::new(SseBody::full(Bytes::copy_from_slice(text.as_bytes())));
-    *res.status_mut() = status;
-    if !text.is_empty() {
-        res.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-    }
     res
 }
 

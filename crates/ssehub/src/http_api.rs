@@ -70,6 +70,8 @@ struct ApiInner {
     bearer: Option<Bearer>,
     /// When set, publishers need rights on their rooms, operators an admin credential.
     auth: Option<Auth>,
+    /// Where the service is mounted, when the host server does not strip it (`""`).
+    prefix: String,
 }
 
 /// What the API's responses carry.
@@ -95,8 +97,25 @@ impl HubApi {
                 max_body: DEFAULT_MAX_PUBLISH_BODY,
                 bearer: None,
                 auth: None,
+                prefix: String::new(),
             }),
         }
+    }
+
+    /// Serve the routes under `prefix` (`/api`: `/api/publish`, `/api/stats`, ...) when
+    /// the API is mounted as a [`tower::Service`] by a server that hands it the whole
+    /// path (this crate's [`crate::Server::fallback`] does; axum's `nest_service`
+    /// strips the prefix itself). Without it the routes are `/publish`, `/stats`,
+    /// `/rooms`, `/rooms/{room}` and `/metrics`.
+    ///
+    /// ```
+    /// let api = ssehub::HubApi::new(ssehub::Hub::new()).prefix("/api");
+    /// let server = ssehub::Server::new(([127, 0, 0, 1], 0)).fallback(api);
+    /// ```
+    pub fn prefix(self, prefix: impl AsRef<str>) -> HubApi {
+        let prefix = crate::uri::clean_prefix(prefix.as_ref());
+        let prefix = if prefix == "/" { String::new() } else { prefix };
+        self.with(|inner| inner.prefix = prefix)
     }
 
     /// The largest publish body accepted; a larger one gets 413.
@@ -300,18 +319,32 @@ fn no_store(mut res: Response<ApiBody>) -> Response<ApiBody> {
     res
 }
 
-/// Mounted as a service, the API answers by the request path's end: `.../publish`,
-/// `.../stats`, `.../rooms`, `.../rooms/{room}` and (feature `metrics`) `.../metrics`;
-/// anything else is 404.
-impl HubApi {
-    #[cfg(feature = "metrics")]
-    fn metrics_or_404<B>(&self, req: &Request<B>) -> Response<ApiBody> {
-        self.metrics(req)
-    }
+/// The API's routes, relative to where it is mounted ([`HubApi::prefix`]).
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Publish,
+    Stats,
+    Rooms,
+    /// `/rooms/{room}`, the name still percent-encoded.
+    Room(&'a str),
+    Metrics,
+}
 
-    #[cfg(not(feature = "metrics"))]
-    fn metrics_or_404<B>(&self, _: &Request<B>) -> Response<ApiBody> {
-        text(StatusCode::NOT_FOUND, "not found")
+impl<'a> Route<'a> {
+    /// The route of `path` under `prefix`, if it is one: exact paths only, so that
+    /// `/rooms/{room}` is a room whatever its name (`rooms`, `stats`, ...).
+    fn of(prefix: &str, path: &'a str) -> Option<Route<'a>> {
+        let rest = path.strip_prefix(prefix)?;
+        Some(match rest {
+            "/publish" => Route::Publish,
+            "/stats" => Route::Stats,
+            "/rooms" => Route::Rooms,
+            "/metrics" => Route::Metrics,
+            _ => match rest.strip_prefix("/rooms/") {
+                Some(room) if !room.is_empty() && !room.contains('/') => Route::Room(room),
+                _ => return None,
+            },
+        })
     }
 }
 
@@ -330,25 +363,44 @@ where
         Poll::Ready(Ok(()))
     }
 
+    /// Routes by [`Route`]; anything else is 404 (and so is `/metrics` without the
+    /// feature `metrics`).
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let api = self.clone();
         Box::pin(async move {
-            let path = req.uri().path();
-            // `.../rooms/{room}` first: a room's name is a client's, and may be `rooms`,
-            // `stats`, `publish` or `metrics`.
-            Ok(if let Some(room) = rooms::room_in_path(path) {
-                api.room(&req, room).await
-            } else if path.ends_with("/publish") {
-                api.publish(req).await
-            } else if path.ends_with("/stats") {
-                api.stats(&req)
-            } else if path.ends_with("/rooms") {
-                api.rooms(&req).await
-            } else if path.ends_with("/metrics") {
-                api.metrics_or_404(&req)
-            } else {
-                text(StatusCode::NOT_FOUND, "not found")
+            let route = Route::of(&api.inner.prefix, req.uri().path());
+            Ok(match route {
+                Some(Route::Publish) => api.publish(req).await,
+                Some(Route::Stats) => api.stats(&req),
+                Some(Route::Rooms) => api.rooms(&req).await,
+                Some(Route::Room(room)) => api.room(&req, room).await,
+                #[cfg(feature = "metrics")]
+                Some(Route::Metrics) => api.metrics(&req),
+                _ => text(StatusCode::NOT_FOUND, "not found"),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Route;
+
+    #[test]
+    fn routes_are_exact_paths_under_the_prefix() {
+        assert_eq!(Route::of("", "/publish"), Some(Route::Publish));
+        assert_eq!(Route::of("", "/rooms/a%2Fb"), Some(Route::Room("a%2Fb")));
+        assert_eq!(Route::of("", "/rooms/stats"), Some(Route::Room("stats")));
+        assert_eq!(
+            Route::of("/api", "/api/rooms/chat"),
+            Some(Route::Room("chat"))
+        );
+        assert_eq!(Route::of("/api", "/api/stats"), Some(Route::Stats));
+        assert_eq!(Route::of("", "/api/stats"), None, "not under another path");
+        assert_eq!(Route::of("/api", "/stats"), None, "not outside the prefix");
+        assert_eq!(Route::of("", "/my-stats"), None);
+        assert_eq!(Route::of("", "/rooms/"), None);
+        assert_eq!(Route::of("", "/rooms/a/b"), None);
+        assert_eq!(Route::of("", "/metrics"), Some(Route::Metrics));
     }
 }

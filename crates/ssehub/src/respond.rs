@@ -6,16 +6,20 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-/// A response with a fixed body and content type.
+/// A response with a fixed body and content type (none for an empty body: a 204 says
+/// nothing).
 pub(crate) fn bytes<B: From<Bytes>>(
     status: StatusCode,
     content_type: &'static str,
     body: Bytes,
 ) -> Response<B> {
+    let typed = !body.is_empty();
     let mut res = Response::new(B::from(body));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if typed {
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
     res
 }
 

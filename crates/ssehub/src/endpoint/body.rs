@@ -23,6 +23,13 @@ enum BodyKind {
     Full(Option<Bytes>),
 }
 
+/// A body of these bytes, all at once (the answers that are not streams).
+impl From<Bytes> for SseBody {
+    fn from(bytes: Bytes) -> SseBody {
+        SseBody::full(bytes)
+    }
+}
+
 impl SseBody {
     pub(crate) fn stream(conn: Connection) -> Self {
         SseBody {

@@ -44,7 +44,7 @@ pub(super) fn admit(opts: &SseOptions, ctx: RequestContext) -> Result<RequestCon
 
 /// The 401 or 403 a refused stream gets, with `WWW-Authenticate`.
 pub(super) fn refusal(denied: &Denied) -> Response<SseBody> {
-    let mut res = super::plain(denied.status(), &denied.message());
+    let mut res = crate::respond::text(denied.status(), denied.message());
     res.headers_mut()
         .insert(header::WWW_AUTHENTICATE, denied.challenge());
     res

@@ -139,18 +139,12 @@ fn room_and_page<B>(req: &Request<B>, encoded: &str) -> Result<(String, Page), S
     Ok((room.into_owned(), Page::of(req)?))
 }
 
-/// The room a `.../rooms/{room}` path names, still encoded; `None` for other paths.
-pub(super) fn room_in_path(path: &str) -> Option<&str> {
-    let (before, room) = path.rsplit_once('/')?;
-    (before.ends_with("/rooms") || before == "rooms").then_some(room)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn pages_and_paths() {
+    fn pages() {
         let req = |uri: &str| Request::get(uri).body(()).unwrap();
         assert_eq!(
             Page::of(&req("/rooms?offset=5&limit=5000")).unwrap(),
@@ -161,9 +155,5 @@ mod tests {
         );
         assert_eq!(Page::of(&req("/rooms")).unwrap().limit, DEFAULT_LIMIT);
         assert!(Page::of(&req("/rooms?limit=x")).is_err());
-        assert_eq!(room_in_path("/rooms/a%2Fb"), Some("a%2Fb"));
-        assert_eq!(room_in_path("/api/rooms/chat"), Some("chat"));
-        assert_eq!(room_in_path("/rooms"), None);
-        assert_eq!(room_in_path("/stats"), None);
     }
 }
