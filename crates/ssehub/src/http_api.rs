@@ -363,7 +363,8 @@ where
         Poll::Ready(Ok(()))
     }
 
-    /// Routes by [`Route`]; anything else is 404 (and so is `/metrics` without the
+    /// Routes `/publish`, `/stats`, `/rooms`, `/rooms/{room}` and `/metrics` under
+    /// [`HubApi::prefix`]; anything else is 404 (and so is `/metrics` without the
     /// feature `metrics`).
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let api = self.clone();

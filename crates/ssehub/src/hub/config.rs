@@ -58,8 +58,8 @@ impl HubConfig {
 
     /// The most distinct rooms one publish may name (256 by default, as many as a
     /// connection may be in). A room named twice counts once. Past it the publish is
-    /// refused: [`crate::PublishError::TooManyRooms`] from [`crate::Broadcast::publish`], nothing
-    /// sent by [`crate::Broadcast::send`].
+    /// refused, with nothing sent: [`crate::PublishError::TooManyRooms`] from
+    /// [`crate::Broadcast::publish`].
     pub fn max_rooms_per_publish(mut self, n: usize) -> Self {
         self.max_rooms_per_publish = n;
         self
@@ -69,9 +69,9 @@ impl HubConfig {
     /// the default outbox bound). Keep it at most half of every endpoint's
     /// [`crate::SseOptions::outbox_limit`]: then a client that reads never becomes a slow
     /// consumer because of one event, even with another still queued before it. A larger
-    /// message is refused: [`crate::PublishError::TooLarge`] from [`crate::Broadcast::publish`],
-    /// [`crate::SendError::TooLarge`] from [`crate::Connection::send`], nothing sent by
-    /// [`crate::Broadcast::send`].
+    /// message is refused, with nothing sent: [`crate::PublishError::TooLarge`] from
+    /// [`crate::Broadcast::publish`], [`crate::SendError::TooLarge`] from
+    /// [`crate::Connection::send`].
     pub fn max_event_bytes(mut self, bytes: usize) -> Self {
         self.max_event_bytes = bytes;
         self
