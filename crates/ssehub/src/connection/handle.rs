@@ -250,6 +250,11 @@ impl Connection {
         self.inner.config.keep_alive
     }
 
+    /// The rooms this connection is in, as its owner names them.
+    pub(crate) fn rooms_snapshot(&self) -> Vec<Arc<str>> {
+        lock(&self.inner.rooms).clone()
+    }
+
     /// The rooms this connection is in.
     pub fn rooms(&self) -> Vec<String> {
         lock(&self.inner.rooms)

@@ -160,22 +160,34 @@ impl InProcess {
         rt.spawn(sweep(Arc::downgrade(history)));
     }
 
+    /// Two steps, so that the history's lock is held for reading the history, not for
+    /// queueing: the replay is read under the lock and queued after it (while the stream
+    /// is still marked resuming, recorded events are deferred for it, not queued); then,
+    /// under the lock again, what was recorded meanwhile is queued and the mark cleared,
+    /// in one step with the switch to live.
     fn resume_now(&self, conn: &Connection, resume: &Resume) -> Resumed {
         let Some(history) = &self.history else {
             conn.end_resume();
             return Resumed::default();
         };
-        let h = lock(history);
-        // Held until the replay is queued: a join meanwhile would add a room whose events
-        // are deferred (the stream still resumes) but not replayed.
-        let rooms = lock(conn.rooms_lock());
-        let Some(replay) = h.replay(&rooms, resume, conn.outbox_limit() / 2) else {
+        let budget = conn.outbox_limit() / 2;
+        let rooms = conn.rooms_snapshot();
+        let Some(replay) = lock(history).replay(&rooms, resume, budget) else {
             conn.end_resume();
             return Resumed::default();
         };
         let gap = replay.gap.as_ref().map(|(reason, _)| *reason);
         let replayed = replay.frames.len();
-        let fanout = fanout::to_one(conn, &replay.into_frames());
+        let mut first = Vec::with_capacity(replayed + 1);
+        first.extend(replay.gap.as_ref().map(|(_, frame)| frame.clone()));
+        first.extend(replay.frames.iter().cloned());
+        fanout::to_one(conn, &first).finish();
+        let h = lock(history);
+        // Held until the catch-up is queued: a join meanwhile would add a room whose
+        // events are deferred (the stream still resumes) but not caught up.
+        let rooms = lock(conn.rooms_lock());
+        let rest = h.catch_up(&rooms, &replay);
+        let fanout = fanout::to_one(conn, &rest);
         conn.end_resume();
         drop(rooms);
         drop(h);

@@ -1,7 +1,13 @@
-//! Per-room history: bounded rings of published events that outlive their rooms'
-//! members, and what a stream that resumes from a cursor is owed. How much each room
+//! The history: one hub-wide log of recorded events in sequence order, and per room a
+//! ring of the sequence numbers it keeps (bounded by count, bytes and age, outliving the
+//! room's members); what a stream that resumes from a cursor is owed. How much each room
 //! keeps is in `history/config.rs`; the ids, cursors and the gap signal in
 //! `history/cursor.rs`.
+//!
+//! An event is stored once, in the log, whatever the number of its rooms; a room's ring
+//! holds only its numbers. So a resume across many rooms merges their rings as sorted
+//! runs, newest first, and stops at its budget: its cost follows what it returns, not
+//! what the history holds.
 //!
 //! ## Concurrency
 //! All of it sits behind one mutex, which the in-process backplane also holds while it
@@ -12,13 +18,15 @@
 //! several rooms.
 //!
 //! ## Invariants (under the mutex)
-//! - Each ring is in sequence order; events leave it only from the front.
-//! - `bytes` of a ring is the sum of its frames' lengths; `total_bytes` the sum over
-//!   rings; neither passes its limit after a record.
-//! - `custom_ids` maps each caller-given id still in some ring to its sequence number,
-//!   with the number of rings holding it.
+//! - The log holds exactly the events some ring holds; `held` of an entry counts those
+//!   rings. Each ring is in sequence order and loses numbers only from its front, so the
+//!   log's oldest entry is at the front of every ring that holds it.
+//! - `bytes` of a ring is the sum of its events' frame lengths; `total_bytes` the sum
+//!   over the log (an event counted once); neither passes its limit after a record.
+//! - A ring's `ids` maps each caller-given id of an event it holds to that event's
+//!   number: an id is unique within each room's history, not across rooms.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -39,33 +47,40 @@ pub(crate) use cursor::hub_form;
 use super::publish_error::PublishError;
 use crate::message::Message;
 
-/// One recorded event of one room.
-#[derive(Debug, Clone)]
-struct Slot {
-    seq: u64,
+/// One recorded event, stored once for all its rooms.
+#[derive(Debug)]
+struct Entry {
     at: Instant,
-    /// The encoded frame, id included; shared with every other room it was published to.
+    /// The encoded frame, id included.
     frame: Bytes,
     /// The caller's own id, if it brought one (else the id is `<epoch>-<seq>`).
     custom_id: Option<Arc<str>>,
+    /// The rooms it was recorded in.
+    rooms: Box<[Arc<str>]>,
+    /// How many rings still hold it.
+    held: usize,
 }
 
+/// One room's history: the numbers of its events, oldest first.
 #[derive(Debug)]
 struct Ring {
     limits: HistoryConfig,
-    slots: VecDeque<Slot>,
+    seqs: VecDeque<u64>,
     bytes: usize,
     /// The sequence number of the newest event dropped from this ring (0: none).
     dropped_through: u64,
+    /// The caller-given ids of its events.
+    ids: HashMap<Arc<str>, u64>,
 }
 
 impl Ring {
-    fn new(limits: HistoryConfig) -> Ring {
+    fn new(limits: HistoryConfig, dropped_through: u64) -> Ring {
         Ring {
             limits,
-            slots: VecDeque::new(),
+            seqs: VecDeque::new(),
             bytes: 0,
-            dropped_through: 0,
+            dropped_through,
+            ids: HashMap::new(),
         }
     }
 }
@@ -85,17 +100,11 @@ pub(crate) struct Replay {
     pub(crate) gap: Option<(GapReason, Bytes)>,
     pub(crate) frames: Vec<Bytes>,
     pub(crate) cursor: Option<Bytes>,
-}
-
-impl Replay {
-    /// Everything, in the order the stream gets it.
-    pub(crate) fn into_frames(self) -> Vec<Bytes> {
-        let mut frames = Vec::with_capacity(self.frames.len() + 2);
-        frames.extend(self.gap.map(|(_, frame)| frame));
-        frames.extend(self.frames);
-        frames.extend(self.cursor);
-        frames
-    }
+    /// The newest sequence number when the replay was read: a catch-up
+    /// ([`History::catch_up`]) starts after it.
+    pub(crate) through: u64,
+    /// The number of the last event replayed (or where the replay started).
+    pub(crate) last: u64,
 }
 
 /// A snapshot of the history's size.
@@ -112,13 +121,10 @@ pub(crate) struct History {
     rules: HistoryRules,
     epoch: String,
     seq: u64,
+    /// Every event some ring holds, by sequence number: the hub-wide log.
+    log: BTreeMap<u64, Entry>,
     rings: HashMap<Arc<str>, Ring>,
-    /// Every (sequence number, room) recorded, oldest first: the order in which the cap on
-    /// all history evicts. Entries whose slot is already gone are skipped and compacted.
-    order: VecDeque<(u64, Arc<str>)>,
     total_bytes: usize,
-    total_slots: usize,
-    custom_ids: HashMap<Arc<str>, (u64, u32)>,
     /// The newest sequence number dropped from a ring that was then removed entirely.
     removed_through: u64,
 }
@@ -129,11 +135,9 @@ impl History {
             rules,
             epoch: History::fresh_epoch(),
             seq: 0,
+            log: BTreeMap::new(),
             rings: HashMap::new(),
-            order: VecDeque::new(),
             total_bytes: 0,
-            total_slots: 0,
-            custom_ids: HashMap::new(),
             removed_through: 0,
         }
     }
@@ -174,59 +178,83 @@ impl History {
         if targets.is_empty() {
             return Ok(None);
         }
-        let custom = message
-            .id()
-            .map(|id| self.check_custom_id(id))
-            .transpose()?;
+        let custom = match message.id() {
+            Some(id) => Some(self.check_custom_id(id, &targets)?),
+            None => None,
+        };
         self.seq += 1;
         let seq = self.seq;
         let id = custom.clone().unwrap_or_else(|| self.id_of(seq));
         let frame = message.encode_with_id(Some(&id));
         let custom: Option<Arc<str>> = custom.map(Arc::from);
-        for (room, limits) in targets {
-            let slot = Slot {
-                seq,
+        let names: Box<[Arc<str>]> = targets.iter().map(|(r, _)| self.key(r)).collect();
+        self.total_bytes += frame.len();
+        self.log.insert(
+            seq,
+            Entry {
                 at: now,
                 frame: frame.clone(),
                 custom_id: custom.clone(),
-            };
-            self.push(room, limits, slot, now);
+                rooms: names.clone(),
+                held: names.len(),
+            },
+        );
+        for (name, (_, limits)) in names.iter().zip(targets) {
+            self.push(name, limits, seq, frame.len(), custom.as_ref());
+            self.trim(name, now);
         }
         self.evict_over_total();
         Ok(Some(Recorded { id, frame }))
     }
 
-    fn check_custom_id(&self, id: &str) -> Result<String, PublishError> {
+    /// The caller's own `id`, if it can be a cursor: well-formed, and not the id of an
+    /// event still in the history of one of `rooms` (other rooms' ids are theirs).
+    fn check_custom_id(
+        &self,
+        id: &str,
+        rooms: &[(&str, HistoryConfig)],
+    ) -> Result<String, PublishError> {
         check_own_id(id)?;
-        if self.custom_ids.contains_key(id) {
+        let taken = rooms.iter().any(|(r, _)| {
+            self.rings
+                .get(*r)
+                .is_some_and(|ring| ring.ids.contains_key(id))
+        });
+        if taken {
             return Err(PublishError::DuplicateId(id.to_owned()));
         }
         Ok(id.to_owned())
     }
 
-    fn push(&mut self, room: &str, limits: HistoryConfig, slot: Slot, now: Instant) {
-        if let Some(id) = &slot.custom_id {
-            self.custom_ids.entry(id.clone()).or_insert((slot.seq, 0)).1 += 1;
-        }
-        let key: Arc<str> = match self.rings.get_key_value(room) {
+    /// The shared name of `room` (its ring's key, if it has one).
+    fn key(&self, room: &str) -> Arc<str> {
+        match self.rings.get_key_value(room) {
             Some((k, _)) => k.clone(),
             None => Arc::from(room),
-        };
-        let len = slot.frame.len();
-        self.order.push_back((slot.seq, key.clone()));
+        }
+    }
+
+    fn push(
+        &mut self,
+        room: &Arc<str>,
+        limits: HistoryConfig,
+        seq: u64,
+        len: usize,
+        custom: Option<&Arc<str>>,
+    ) {
         // A ring made afresh for a room whose ring was removed inherits what that removal
         // dropped, as an absent ring does (`locate`): else a cursor from before the
         // removal would resume with no gap over the events it never got.
         let removed_through = self.removed_through;
-        let ring = self.rings.entry(key).or_insert_with(|| Ring {
-            dropped_through: removed_through,
-            ..Ring::new(limits)
-        });
+        let ring = self
+            .rings
+            .entry(room.clone())
+            .or_insert_with(|| Ring::new(limits, removed_through));
         ring.bytes += len;
-        ring.slots.push_back(slot);
-        self.total_bytes += len;
-        self.total_slots += 1;
-        self.trim(room, now);
+        ring.seqs.push_back(seq);
+        if let Some(id) = custom {
+            ring.ids.insert(id.clone(), seq);
+        }
     }
 
     /// Drop from `room`'s ring what its limits no longer allow (count, bytes, age).
@@ -235,11 +263,11 @@ impl History {
             let Some(ring) = self.rings.get(room) else {
                 return;
             };
-            let Some(front) = ring.slots.front() else {
+            let Some(front) = ring.seqs.front().and_then(|s| self.log.get(s)) else {
                 return;
             };
-            let over = ring.slots.len() > ring.limits.events()
-                || (ring.bytes > ring.limits.bytes() && ring.slots.len() > 1)
+            let over = ring.seqs.len() > ring.limits.events()
+                || (ring.bytes > ring.limits.bytes() && ring.seqs.len() > 1)
                 || now.saturating_duration_since(front.at) > ring.limits.age();
             if !over {
                 return;
@@ -248,63 +276,51 @@ impl History {
         }
     }
 
-    /// Drop the oldest slot of `room`'s ring; remove the ring once it is empty.
+    /// Drop the oldest event of `room`'s ring, and from the log once no ring holds it;
+    /// remove the ring once it is empty.
     fn drop_front(&mut self, room: &str) {
         let Some(ring) = self.rings.get_mut(room) else {
             return;
         };
-        let Some(slot) = ring.slots.pop_front() else {
+        let Some(seq) = ring.seqs.pop_front() else {
             return;
         };
-        ring.bytes -= slot.frame.len();
-        ring.dropped_through = slot.seq;
-        let emptied = ring.slots.is_empty();
-        self.total_bytes -= slot.frame.len();
-        self.total_slots -= 1;
-        if let Some(id) = &slot.custom_id {
-            if let Some(entry) = self.custom_ids.get_mut(id) {
-                entry.1 -= 1;
-                if entry.1 == 0 {
-                    self.custom_ids.remove(id);
+        ring.dropped_through = seq;
+        let emptied = ring.seqs.is_empty();
+        if let Some(entry) = self.log.get_mut(&seq) {
+            ring.bytes -= entry.frame.len();
+            if let Some(id) = &entry.custom_id {
+                if ring.ids.get(id) == Some(&seq) {
+                    ring.ids.remove(id);
                 }
+            }
+            entry.held -= 1;
+            if entry.held == 0 {
+                self.total_bytes -= entry.frame.len();
+                self.log.remove(&seq);
             }
         }
         if emptied {
-            self.removed_through = self.removed_through.max(slot.seq);
+            self.removed_through = self.removed_through.max(seq);
             self.rings.remove(room);
         }
     }
 
-    /// Evict the oldest events of all history until it is within its cap.
+    /// Evict the oldest events of all history until it is within its cap. The log's
+    /// oldest entry is at the front of every ring that holds it.
     fn evict_over_total(&mut self) {
-        while self.total_bytes > self.rules.total_bytes && self.total_slots > 1 {
-            let Some((seq, room)) = self.order.pop_front() else {
+        while self.total_bytes > self.rules.total_bytes && self.log.len() > 1 {
+            let Some((&seq, entry)) = self.log.first_key_value() else {
                 return;
             };
-            let present = self
-                .rings
-                .get(&room)
-                .and_then(|r| r.slots.front())
-                .is_some_and(|s| s.seq == seq);
-            if present {
-                self.drop_front(&room);
+            let rooms = entry.rooms.clone();
+            for room in rooms.iter() {
+                if self.rings.get(room).and_then(|r| r.seqs.front()) == Some(&seq) {
+                    self.drop_front(room);
+                }
             }
+            debug_assert!(!self.log.contains_key(&seq), "every holder dropped it");
         }
-        self.compact_order();
-    }
-
-    /// Forget order entries whose slots are gone, once they outnumber the live ones.
-    fn compact_order(&mut self) {
-        if self.order.len() <= 2 * self.total_slots + 64 {
-            return;
-        }
-        let rings = &self.rings;
-        self.order.retain(|(seq, room)| {
-            rings
-                .get(room)
-                .and_then(|r| r.slots.front())
-                .is_some_and(|front| front.seq <= *seq)
-        });
     }
 
     /// Drop every event older than its room allows. Returns whether anything is left.
@@ -313,7 +329,6 @@ impl History {
         for room in rooms {
             self.trim(&room, now);
         }
-        self.compact_order();
         !self.rings.is_empty()
     }
 
@@ -321,7 +336,7 @@ impl History {
     pub(crate) fn size(&self) -> Size {
         Size {
             rooms: self.rings.len(),
-            events: self.total_slots,
+            events: self.log.len(),
             bytes: self.total_bytes,
         }
     }
@@ -329,7 +344,7 @@ impl History {
     /// The frames kept for `room`, oldest first.
     pub(crate) fn frames(&self, room: &str) -> Vec<Bytes> {
         self.rings.get(room).map_or_else(Vec::new, |r| {
-            r.slots.iter().map(|s| s.frame.clone()).collect()
+            r.seqs.iter().map(|s| self.log[s].frame.clone()).collect()
         })
     }
 
@@ -341,34 +356,20 @@ impl History {
         resume: &Resume,
         budget: usize,
     ) -> Option<Replay> {
-        let kept: Vec<&str> = rooms
-            .iter()
-            .map(|r| &**r)
-            .filter(|r| self.rules.for_room(r).is_some())
-            .collect();
+        let kept = self.kept(rooms);
         if kept.is_empty() {
             return None;
         }
-        let (after, mut gap, given) = match resume {
-            Resume::Newest(n) => (self.newest_floor(&kept, *n), None, None),
+        let (after, mut gap, given, count) = match resume {
+            Resume::Newest(n) => (0, None, None, *n),
             Resume::After(cursor) => {
                 let (after, gap) = self.locate(cursor, &kept);
-                (after, gap, Some(cursor.as_str()))
+                (after, gap, Some(cursor.as_str()), usize::MAX)
             }
         };
-        let mut slots = self.slots_after(&kept, after);
-        // The newest events that fit the budget; the older rest is reported as a gap.
-        let mut bytes = 0;
-        let fit = slots
-            .iter()
-            .rev()
-            .take_while(|s| {
-                bytes += s.frame.len();
-                bytes <= budget
-            })
-            .count();
-        if fit < slots.len() {
-            slots.drain(..slots.len() - fit);
+        let (seqs, cut) = self.newest_after(&kept, after, count, budget);
+        if cut {
+            // The newest events that fit the budget; the older rest is reported as a gap.
             gap = gap.or_else(|| {
                 Some((
                     GapReason::ReplayLimit,
@@ -376,46 +377,92 @@ impl History {
                 ))
             });
         }
-        let mut replay = Replay::default();
+        let mut replay = Replay {
+            through: self.seq,
+            last: seqs.last().copied().unwrap_or(match resume {
+                // Asked for nothing: already at the newest.
+                Resume::Newest(0) => self.seq,
+                Resume::Newest(_) => 0,
+                Resume::After(_) => after,
+            }),
+            ..Replay::default()
+        };
         if let Some((reason, gap_rooms)) = gap {
-            let first = slots.first().map(|s| self.slot_id(s));
+            let first = seqs.first().map(|s| self.id_at(*s));
             replay.gap = Some((reason, self.gap_frame(reason, given, &gap_rooms, first)));
         }
-        let last = slots.last().map_or(after, |s| s.seq);
-        replay.frames = slots.into_iter().map(|s| s.frame.clone()).collect();
-        if self.seq > last {
-            replay.cursor = Some(id_only_frame(&self.id_of(self.seq)));
-        }
+        replay.frames = seqs.iter().map(|s| self.log[s].frame.clone()).collect();
+        replay.cursor = self.cursor_after(replay.last);
         Some(replay)
     }
 
-    /// The sequence number after which the newest `n` events of `rooms` start.
-    fn newest_floor(&self, rooms: &[&str], n: usize) -> u64 {
-        let all = self.slots_after(rooms, 0);
-        if n == 0 {
-            return self.seq;
+    /// What a stream owed `replay` (already queued, without its cursor) gets for `rooms`
+    /// of what was recorded since it was read: the events after `replay.through`, each
+    /// once and in order, then the cursor frame. The catch-up and the switch to live are
+    /// one step under the history's lock, so the replay itself could be queued without
+    /// it. Events of `rooms` dropped in between (a ring overrun within that moment) are
+    /// announced by a gap signal, never skipped silently.
+    pub(crate) fn catch_up(&self, rooms: &[Arc<str>], replay: &Replay) -> Vec<Bytes> {
+        let kept = self.kept(rooms);
+        let mut frames = Vec::new();
+        let lost: Vec<String> = kept
+            .iter()
+            .filter(|r| self.dropped_since(r, replay.through))
+            .map(|r| r.to_string())
+            .collect();
+        let (seqs, _) = self.newest_after(&kept, replay.through, usize::MAX, usize::MAX);
+        if !lost.is_empty() {
+            let first = seqs.first().map(|s| self.id_at(*s));
+            let gap = GapReason::Evicted;
+            frames.push(self.gap_frame(gap, None, &lost, first));
         }
-        all.len()
-            .checked_sub(n)
-            .and_then(|skip| skip.checked_sub(1))
-            .map_or(0, |i| all[i].seq)
+        frames.extend(seqs.iter().map(|s| self.log[s].frame.clone()));
+        let last = seqs.last().copied().unwrap_or(replay.last);
+        frames.extend(self.cursor_after(last));
+        frames
+    }
+
+    /// The id-only frame that moves a cursor at `last` to the newest event, if newer.
+    fn cursor_after(&self, last: u64) -> Option<Bytes> {
+        (self.seq > last).then(|| id_only_frame(&self.id_of(self.seq)))
+    }
+
+    /// Those of `rooms` that keep history.
+    fn kept<'a>(&self, rooms: &'a [Arc<str>]) -> Vec<&'a str> {
+        rooms
+            .iter()
+            .map(|r| &**r)
+            .filter(|r| self.rules.for_room(r).is_some())
+            .collect()
+    }
+
+    /// Whether `room` dropped an event numbered after `after`.
+    fn dropped_since(&self, room: &str, after: u64) -> bool {
+        match self.rings.get(room) {
+            Some(ring) => ring.dropped_through > after,
+            None => self.removed_through > after,
+        }
     }
 
     /// Where `cursor` points (replay what follows this sequence number), and the gap to
     /// report with the rooms it concerns, if the cursor cannot be honoured.
     fn locate(&self, cursor: &str, rooms: &[&str]) -> (u64, Option<(GapReason, Vec<String>)>) {
         let all_rooms = || rooms.iter().map(|r| r.to_string()).collect::<Vec<_>>();
-        let own = || self.custom_ids.get(cursor).map(|(seq, _)| *seq);
+        // A caller's id names an event of the rooms it was published to; if several of
+        // the stream's rooms hold the id, the earliest wins: a duplicate, never a loss.
+        let own = || {
+            rooms
+                .iter()
+                .filter_map(|r| self.rings.get(*r)?.ids.get(cursor).copied())
+                .min()
+        };
         let after = match place(cursor, &self.epoch, self.seq, own) {
             Ok(after) => after,
             Err(reason) => return (0, Some((reason, all_rooms()))),
         };
         let evicted: Vec<String> = rooms
             .iter()
-            .filter(|r| match self.rings.get(**r) {
-                Some(ring) => ring.dropped_through > after,
-                None => self.removed_through > after,
-            })
+            .filter(|r| self.dropped_since(r, after))
             .map(|r| r.to_string())
             .collect();
         if evicted.is_empty() {
@@ -425,25 +472,63 @@ impl History {
         }
     }
 
-    /// The slots of `rooms` numbered after `after`, in sequence order, each once.
-    fn slots_after(&self, rooms: &[&str], after: u64) -> Vec<&Slot> {
-        let mut slots: Vec<&Slot> = Vec::new();
-        for room in rooms {
-            let Some(ring) = self.rings.get(*room) else {
-                continue;
-            };
-            let from = ring.slots.partition_point(|s| s.seq <= after);
-            slots.extend(ring.slots.range(from..));
+    /// The numbers of the newest events of `rooms` after `after`, at most `count` of
+    /// them and `budget` bytes of frames, each once, oldest first; and whether the budget
+    /// cut older ones off. The rings are merged as sorted runs from their ends (a heap of
+    /// one cursor per ring), so the cost follows what is returned: a ring is read only
+    /// as far back as the merge reaches.
+    fn newest_after(
+        &self,
+        rooms: &[&str],
+        after: u64,
+        count: usize,
+        budget: usize,
+    ) -> (Vec<u64>, bool) {
+        let rings: Vec<&VecDeque<u64>> = rooms
+            .iter()
+            .filter_map(|r| self.rings.get(*r))
+            .map(|r| &r.seqs)
+            .collect();
+        // (the ring's next number from its end, which ring, how many it has left)
+        let mut heads: BinaryHeap<(u64, usize, usize)> = rings
+            .iter()
+            .enumerate()
+            .filter_map(|(i, seqs)| Some((*seqs.back()?, i, seqs.len() - 1)))
+            .filter(|(seq, _, _)| *seq > after)
+            .collect();
+        let mut taken: Vec<u64> = Vec::new();
+        let mut bytes = 0;
+        let mut cut = false;
+        while let Some((seq, ring, left)) = heads.pop() {
+            if taken.last() != Some(&seq) {
+                if taken.len() == count {
+                    break;
+                }
+                let len = self.log[&seq].frame.len();
+                if bytes + len > budget {
+                    cut = true;
+                    break;
+                }
+                bytes += len;
+                taken.push(seq);
+            }
+            if left > 0 {
+                let next = rings[ring][left - 1];
+                if next > after {
+                    heads.push((next, ring, left - 1));
+                }
+            }
         }
-        slots.sort_by_key(|s| s.seq);
-        slots.dedup_by_key(|s| s.seq);
-        slots
+        taken.reverse();
+        (taken, cut)
     }
 
-    fn slot_id(&self, slot: &Slot) -> String {
-        slot.custom_id
-            .as_deref()
-            .map_or_else(|| self.id_of(slot.seq), str::to_owned)
+    /// The id of the event numbered `seq`.
+    fn id_at(&self, seq: u64) -> String {
+        self.log
+            .get(&seq)
+            .and_then(|e| e.custom_id.as_deref())
+            .map_or_else(|| self.id_of(seq), str::to_owned)
     }
 
     /// The gap event: `{"reason", "last_event_id", "rooms", "first_id"}`.
