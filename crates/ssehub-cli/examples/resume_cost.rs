@@ -190,7 +190,7 @@ async fn resume(addr: SocketAddr, path: &str) -> anyhow::Result<usize> {
     }
 }
 
-/// A keep-alive connection for `POST /publish` (form: `room`, `data`).
+/// A keep-alive connection for `POST /publish`.
 struct Keep {
     s: TcpStream,
     addr: SocketAddr,
@@ -208,16 +208,14 @@ impl Keep {
         })
     }
 
-    /// Publish and wait for the whole answer (a short JSON body with a length).
+    /// Publish (`?room=R`, the body is the data) and wait for the whole answer (a short
+    /// JSON body with a length).
     async fn publish(&mut self, room: &str, data: &str) -> anyhow::Result<()> {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("room", room)
-            .append_pair("data", data)
-            .finish();
+        let room: String = form_urlencoded::byte_serialize(room.as_bytes()).collect();
         let req = format!(
-            "POST /publish HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /publish?room={room} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{data}",
             self.addr,
-            body.len()
+            data.len()
         );
         self.s.write_all(req.as_bytes()).await?;
         let mut got = Vec::new();

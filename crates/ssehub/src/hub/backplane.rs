@@ -172,22 +172,23 @@ impl InProcess {
         };
         let budget = conn.outbox_limit() / 2;
         let rooms = conn.rooms_snapshot();
-        let Some(replay) = lock(history).replay(&rooms, resume, budget) else {
+        let Some(mut replay) = lock(history).replay(&rooms, resume, budget) else {
             conn.end_resume();
             return Resumed::default();
         };
         let gap = replay.gap.as_ref().map(|(reason, _)| *reason);
         let replayed = replay.frames.len();
-        let mut first = Vec::with_capacity(replayed + 1);
-        first.extend(replay.gap.as_ref().map(|(_, frame)| frame.clone()));
-        first.extend(replay.frames.iter().cloned());
-        fanout::to_one(conn, &first).finish();
+        let mut first = std::mem::take(&mut replay.frames);
+        if let Some((_, frame)) = replay.gap.take() {
+            first.insert(0, frame);
+        }
+        fanout::to_one(conn, first).finish();
         let h = lock(history);
         // Held until the catch-up is queued: a join meanwhile would add a room whose
         // events are deferred (the stream still resumes) but not caught up.
         let rooms = lock(conn.rooms_lock());
         let rest = h.catch_up(&rooms, &replay);
-        let fanout = fanout::to_one(conn, &rest);
+        let fanout = fanout::to_one(conn, rest);
         conn.end_resume();
         drop(rooms);
         drop(h);

@@ -114,7 +114,7 @@ pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Encoded) -> Fanout
                     continue;
                 }
             }
-            fanout.push(conn, &frame.bytes, *kind);
+            fanout.push(conn, frame.bytes.clone(), *kind);
         }
     }
     fanout
@@ -137,13 +137,13 @@ pub(crate) fn to_each(
     let stamp = Stamp::now(&local.clock);
     let mut fanout = Fanout::with_stamp(conns.len(), stamp);
     for c in conns {
-        fanout.push(c, frame, kind);
+        fanout.push(c, frame.clone(), kind);
     }
     fanout.finish()
 }
 
 /// Queue `frames`, in order, to one connection (a replay).
-pub(crate) fn to_one(conn: &Connection, frames: &[Bytes]) -> Fanout {
+pub(crate) fn to_one(conn: &Connection, frames: Vec<Bytes>) -> Fanout {
     let mut fanout = Fanout::with_stamp(1, Stamp::now(conn.owner().clock()));
     for f in frames {
         fanout.push(conn, f, Kind::Plain);
@@ -185,17 +185,17 @@ impl Fanout {
         }
     }
 
-    fn push(&mut self, conn: &Connection, frame: &Bytes, kind: Kind) {
+    fn push(&mut self, conn: &Connection, frame: Bytes, kind: Kind) {
         let enqueued = match &mut self.probe {
-            None => conn.enqueue_as(frame.clone(), kind, self.stamp),
+            None => conn.enqueue_as(frame, kind, self.stamp),
             Some((0, timed)) => {
                 let timed = *timed;
                 self.probe = None;
-                conn.enqueue_timed(frame.clone(), kind, self.stamp, timed)
+                conn.enqueue_timed(frame, kind, self.stamp, timed)
             }
             Some((skip, _)) => {
                 *skip -= 1;
-                conn.enqueue_as(frame.clone(), kind, self.stamp)
+                conn.enqueue_as(frame, kind, self.stamp)
             }
         };
         match enqueued {

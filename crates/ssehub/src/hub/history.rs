@@ -61,11 +61,12 @@ struct Entry {
     held: usize,
 }
 
-/// One room's history: the numbers of its events, oldest first.
+/// One room's history: its events, oldest first, by number and frame (the frame is the
+/// log entry's, shared: a replay reads the rings alone, without a lookup in the log).
 #[derive(Debug)]
 struct Ring {
     limits: HistoryConfig,
-    seqs: VecDeque<u64>,
+    seqs: VecDeque<(u64, Bytes)>,
     bytes: usize,
     /// The sequence number of the newest event dropped from this ring (0: none).
     dropped_through: u64,
@@ -200,7 +201,7 @@ impl History {
             },
         );
         for (name, (_, limits)) in names.iter().zip(targets) {
-            self.push(name, limits, seq, frame.len(), custom.as_ref());
+            self.push(name, limits, seq, &frame, custom.as_ref());
             self.trim(name, now);
         }
         self.evict_over_total();
@@ -239,7 +240,7 @@ impl History {
         room: &Arc<str>,
         limits: HistoryConfig,
         seq: u64,
-        len: usize,
+        frame: &Bytes,
         custom: Option<&Arc<str>>,
     ) {
         // A ring made afresh for a room whose ring was removed inherits what that removal
@@ -250,8 +251,8 @@ impl History {
             .rings
             .entry(room.clone())
             .or_insert_with(|| Ring::new(limits, removed_through));
-        ring.bytes += len;
-        ring.seqs.push_back(seq);
+        ring.bytes += frame.len();
+        ring.seqs.push_back((seq, frame.clone()));
         if let Some(id) = custom {
             ring.ids.insert(id.clone(), seq);
         }
@@ -263,7 +264,7 @@ impl History {
             let Some(ring) = self.rings.get(room) else {
                 return;
             };
-            let Some(front) = ring.seqs.front().and_then(|s| self.log.get(s)) else {
+            let Some(front) = ring.seqs.front().and_then(|(s, _)| self.log.get(s)) else {
                 return;
             };
             let over = ring.seqs.len() > ring.limits.events()
@@ -282,13 +283,13 @@ impl History {
         let Some(ring) = self.rings.get_mut(room) else {
             return;
         };
-        let Some(seq) = ring.seqs.pop_front() else {
+        let Some((seq, frame)) = ring.seqs.pop_front() else {
             return;
         };
+        ring.bytes -= frame.len();
         ring.dropped_through = seq;
         let emptied = ring.seqs.is_empty();
         if let Some(entry) = self.log.get_mut(&seq) {
-            ring.bytes -= entry.frame.len();
             if let Some(id) = &entry.custom_id {
                 if ring.ids.get(id) == Some(&seq) {
                     ring.ids.remove(id);
@@ -315,7 +316,8 @@ impl History {
             };
             let rooms = entry.rooms.clone();
             for room in rooms.iter() {
-                if self.rings.get(room).and_then(|r| r.seqs.front()) == Some(&seq) {
+                let front = self.rings.get(room).and_then(|r| r.seqs.front());
+                if front.is_some_and(|(s, _)| *s == seq) {
                     self.drop_front(room);
                 }
             }
@@ -344,7 +346,7 @@ impl History {
     /// The frames kept for `room`, oldest first.
     pub(crate) fn frames(&self, room: &str) -> Vec<Bytes> {
         self.rings.get(room).map_or_else(Vec::new, |r| {
-            r.seqs.iter().map(|s| self.log[s].frame.clone()).collect()
+            r.seqs.iter().map(|(_, frame)| frame.clone()).collect()
         })
     }
 
@@ -367,7 +369,7 @@ impl History {
                 (after, gap, Some(cursor.as_str()), usize::MAX)
             }
         };
-        let (seqs, cut) = self.newest_after(&kept, after, count, budget);
+        let (taken, cut) = self.newest_after(&kept, after, count, budget);
         if cut {
             // The newest events that fit the budget; the older rest is reported as a gap.
             gap = gap.or_else(|| {
@@ -379,7 +381,7 @@ impl History {
         }
         let mut replay = Replay {
             through: self.seq,
-            last: seqs.last().copied().unwrap_or(match resume {
+            last: taken.last().map(|(seq, _)| *seq).unwrap_or(match resume {
                 // Asked for nothing: already at the newest.
                 Resume::Newest(0) => self.seq,
                 Resume::Newest(_) => 0,
@@ -388,10 +390,10 @@ impl History {
             ..Replay::default()
         };
         if let Some((reason, gap_rooms)) = gap {
-            let first = seqs.first().map(|s| self.id_at(*s));
+            let first = taken.first().map(|(s, _)| self.id_at(*s));
             replay.gap = Some((reason, self.gap_frame(reason, given, &gap_rooms, first)));
         }
-        replay.frames = seqs.iter().map(|s| self.log[s].frame.clone()).collect();
+        replay.frames = taken.into_iter().map(|(_, frame)| frame).collect();
         replay.cursor = self.cursor_after(replay.last);
         Some(replay)
     }
@@ -410,14 +412,14 @@ impl History {
             .filter(|r| self.dropped_since(r, replay.through))
             .map(|r| r.to_string())
             .collect();
-        let (seqs, _) = self.newest_after(&kept, replay.through, usize::MAX, usize::MAX);
+        let (taken, _) = self.newest_after(&kept, replay.through, usize::MAX, usize::MAX);
+        let last = taken.last().map_or(replay.last, |(seq, _)| *seq);
         if !lost.is_empty() {
-            let first = seqs.first().map(|s| self.id_at(*s));
+            let first = taken.first().map(|(s, _)| self.id_at(*s));
             let gap = GapReason::Evicted;
             frames.push(self.gap_frame(gap, None, &lost, first));
         }
-        frames.extend(seqs.iter().map(|s| self.log[s].frame.clone()));
-        let last = seqs.last().copied().unwrap_or(replay.last);
+        frames.extend(taken.into_iter().map(|(_, frame)| frame));
         frames.extend(self.cursor_after(last));
         frames
     }
@@ -472,7 +474,7 @@ impl History {
         }
     }
 
-    /// The numbers of the newest events of `rooms` after `after`, at most `count` of
+    /// The newest events of `rooms` after `after` (number and frame), at most `count` of
     /// them and `budget` bytes of frames, each once, oldest first; and whether the budget
     /// cut older ones off. The rings are merged as sorted runs from their ends (a heap of
     /// one cursor per ring), so the cost follows what is returned: a ring is read only
@@ -483,8 +485,8 @@ impl History {
         after: u64,
         count: usize,
         budget: usize,
-    ) -> (Vec<u64>, bool) {
-        let rings: Vec<&VecDeque<u64>> = rooms
+    ) -> (Vec<(u64, Bytes)>, bool) {
+        let rings: Vec<&VecDeque<(u64, Bytes)>> = rooms
             .iter()
             .filter_map(|r| self.rings.get(*r))
             .map(|r| &r.seqs)
@@ -493,27 +495,27 @@ impl History {
         let mut heads: BinaryHeap<(u64, usize, usize)> = rings
             .iter()
             .enumerate()
-            .filter_map(|(i, seqs)| Some((*seqs.back()?, i, seqs.len() - 1)))
+            .filter_map(|(i, seqs)| Some((seqs.back()?.0, i, seqs.len() - 1)))
             .filter(|(seq, _, _)| *seq > after)
             .collect();
-        let mut taken: Vec<u64> = Vec::new();
+        let mut taken: Vec<(u64, Bytes)> = Vec::new();
         let mut bytes = 0;
         let mut cut = false;
         while let Some((seq, ring, left)) = heads.pop() {
-            if taken.last() != Some(&seq) {
+            if taken.last().map(|(s, _)| *s) != Some(seq) {
                 if taken.len() == count {
                     break;
                 }
-                let len = self.log[&seq].frame.len();
-                if bytes + len > budget {
+                let frame = &rings[ring][left].1;
+                if bytes + frame.len() > budget {
                     cut = true;
                     break;
                 }
-                bytes += len;
-                taken.push(seq);
+                bytes += frame.len();
+                taken.push((seq, frame.clone()));
             }
             if left > 0 {
-                let next = rings[ring][left - 1];
+                let next = rings[ring][left - 1].0;
                 if next > after {
                     heads.push((next, ring, left - 1));
                 }

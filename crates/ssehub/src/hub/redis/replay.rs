@@ -176,7 +176,7 @@ pub(super) async fn resume(shared: &Shared, conn: &Connection, resume: &Resume) 
         &[],
         None,
     );
-    let fanout = fanout::to_one(conn, &[gap]);
+    let fanout = fanout::to_one(conn, vec![gap]);
     conn.end_resume();
     fanout.finish();
     Resumed {
@@ -262,7 +262,7 @@ fn switch(
         frames.push(id_only_frame(&format!("{}-{top}", read.epoch)));
     }
     let replayed = entries.len();
-    let fanout = fanout::to_one(conn, &frames);
+    let fanout = fanout::to_one(conn, frames);
     conn.end_resume();
     drop(joined);
     drop(delivered);
