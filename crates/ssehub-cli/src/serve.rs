@@ -52,6 +52,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let server = pages(server, &config)?;
     let api = HubApi::new(hub.clone()).max_publish_body(config.limits.max_publish_body);
     let api = auth::guard_api(api, &config.auth, stream_auth.as_ref())?;
+    let api = cors::cookie_origins(api, &config.cors);
     let server = api_routes(server, &config, &api)?;
     let (server, feed) = observe::mount(server, &api, &config.observe)?;
     let server = server
