@@ -5,9 +5,11 @@
 //! demo on loopback. `ssehub.example.toml` at the repository's root documents every key;
 //! a test parses it. A key this program does not know is an error (never ignored: a typo
 //! in `allow_anonymous_publish` must not leave publishing open), and so is a value that
-//! does not fit; the message names the key, the value and why.
+//! does not fit; the message names the key, the value and why, but never the value of a
+//! key that is unknown or looks like a secret (`secrets.rs`).
 
 mod env;
+mod secrets;
 mod units;
 
 use std::net::{IpAddr, SocketAddr};
@@ -458,8 +460,12 @@ fn file_table(path: &Path) -> anyhow::Result<toml::Table> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     // Deserialized into `Config` from the text first: toml then names the line, the key
-    // and why (an unknown key, a bad value), which a table no longer could.
-    toml::from_str::<Config>(&text).with_context(|| format!("in {}", path.display()))?;
+    // and why (an unknown key, a bad value), which a table no longer could. Its message
+    // shows the line and the value: not when they may be a secret.
+    if let Err(e) = toml::from_str::<Config>(&text) {
+        let message = secrets::describe(&text, &e);
+        return Err(anyhow::Error::msg(message)).with_context(|| format!("in {}", path.display()));
+    }
     Ok(toml::from_str(&text).expect("parsed once already"))
 }
 
