@@ -168,3 +168,47 @@ async fn the_operator_paths_are_where_they_are_told_to_be() {
         );
     }
 }
+
+/// An HS256 token for `ssehub serve --jwt-secret secret`.
+fn jwt(secret: &str, claims: Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn the_dashboard_feed_ends_at_its_operator_tokens_expiry() {
+    const SECRET: &str = "a secret for the dashboard's expiry, long enough";
+    let server = ServeProcess::start(&["--tick-interval", "0", "--jwt-secret", SECRET]);
+    let addr = server.addr;
+    let admin = |exp: u64| {
+        jwt(
+            SECRET,
+            serde_json::json!({ "sub": "ops", "exp": exp, "ssehub": { "admin": true } }),
+        )
+    };
+    let short = admin(unix_now() + 2);
+    let path = format!("/dashboard/events?token={short}");
+    let mut feed = SseClient::open(addr, &path).await;
+    assert_eq!(feed.status.as_u16(), 200);
+    feed.next_of("sample").await;
+    // Samples come every second: only the end at `exp` ends the feed (bounded).
+    let events = within("the feed's end at the token's exp", feed.events_until_end()).await;
+    assert_eq!(
+        events.last().map(|e| e.event.as_str()),
+        Some("ssehub.expired"),
+        "{:?}",
+        events.iter().map(|e| &e.event).collect::<Vec<_>>()
+    );
+    // Past its `exp` (within the verifier's leeway, so it still verifies) the token
+    // opens no feed, as it opens no stream, rather than one that ends at once and comes
+    // straight back.
+    let again = SseClient::connect(addr, &path, &[]).await;
+    assert_eq!(again.status.as_u16(), 401);
+}

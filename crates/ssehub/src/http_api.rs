@@ -42,6 +42,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -52,7 +53,7 @@ use serde::Serialize;
 use self::access::{access, Need};
 use self::bearer::Bearer;
 use self::csrf::CookieOrigins;
-use crate::auth::{Auth, TokenSource};
+use crate::auth::{Auth, Identity, TokenSource};
 use crate::hub::{BackplaneStatus, Hub};
 use crate::metrics::{HubStats, ProcessStats};
 use crate::respond::{allow_only, json, text};
@@ -222,19 +223,45 @@ impl HubApi {
     /// assert!(!api.accepts_token("guess"));
     /// ```
     pub fn accepts_token(&self, token: &str) -> bool {
+        self.operator_identity(token).is_some()
+    }
+
+    /// Who `token` is, if it opens the operator's routes ([`HubApi::accepts_token`]):
+    /// the verified identity of a token whose claims say `"admin": true`, with its
+    /// expiry; `operator` (admin, no expiry) for the [`HubApi::bearer_token`]; the
+    /// [`Auth::admin_token`]'s; the anonymous identity when nothing is required. `None`
+    /// for any other token, and for one already past its expiry (which the verifier's
+    /// leeway would still accept). For a stream of your own that an operator's token
+    /// opens: return it from [`crate::SseOptions::authorize`], and the stream is ended
+    /// at the token's expiry, after an event `ssehub.expired`, as the endpoint's own
+    /// streams are.
+    ///
+    /// ```
+    /// use ssehub::{HubApi, Rejection, SseOptions};
+    ///
+    /// let api = HubApi::new(ssehub::Hub::new()).bearer_token("s3cret");
+    /// assert!(api.operator_identity("s3cret").is_some_and(|id| id.is_admin()));
+    /// assert!(api.operator_identity("guess").is_none());
+    /// let feed = SseOptions::new().prefix("/ops/events").authorize(move |ctx| {
+    ///     let who = api.operator_identity(ctx.query("token").unwrap_or_default());
+    ///     async move { who.ok_or_else(Rejection::unauthorized) }
+    /// });
+    /// ```
+    pub fn operator_identity(&self, token: &str) -> Option<Identity> {
         let inner = &self.inner;
         if !self.requires_token() {
-            return true;
+            return Some(Identity::anonymous());
         }
-        let by_bearer = inner
+        if inner
             .bearer
             .as_ref()
-            .is_some_and(|b| b.accepts(token.as_bytes()));
-        by_bearer
-            || inner
-                .auth
-                .as_ref()
-                .is_some_and(|a| a.is_operator_token(token))
+            .is_some_and(|b| b.accepts(token.as_bytes()))
+        {
+            return Some(Identity::new("operator").admin(true));
+        }
+        let identity = inner.auth.as_ref()?.operator_identity(token)?;
+        let expired = identity.expiry().is_some_and(|at| at <= SystemTime::now());
+        (!expired).then_some(identity)
     }
 
     /// Whether the operator's routes need a credential ([`HubApi::bearer_token`] or

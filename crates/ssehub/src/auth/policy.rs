@@ -284,11 +284,11 @@ impl Auth {
         }
     }
 
-    /// Whether `token` alone opens the operator's endpoints (the admin token, or a valid
-    /// token with `"admin": true`), for a token that came by another way than the
-    /// request's usual sources.
-    pub(crate) fn is_operator_token(&self, token: &str) -> bool {
-        self.identity_of(token).is_ok_and(|id| id.is_admin())
+    /// The identity of `token` if it alone opens the operator's endpoints (the admin
+    /// token, or a valid token with `"admin": true`), for a token that came by another
+    /// way than the request's usual sources.
+    pub(crate) fn operator_identity(&self, token: &str) -> Option<Identity> {
+        self.identity_of(token).ok().filter(Identity::is_admin)
     }
 
     /// `Ok` if the request may use the operator's endpoints.
@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn an_empty_admin_token_opens_nothing() {
         let auth = Auth::without_tokens().admin_token("");
-        assert!(!auth.is_operator_token(""));
+        assert!(auth.operator_identity("").is_none());
         let uri: Uri = "/stats?token=".parse().unwrap();
         let empty = headers(&[("authorization", "Bearer ")]);
         assert!(auth.operator(&empty, &uri).is_err());
