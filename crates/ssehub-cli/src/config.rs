@@ -350,6 +350,8 @@ pub(crate) struct ObserveSection {
     /// Rooms whose members get `ssehub.join` / `ssehub.leave` events.
     #[serde(with = "units::list")]
     pub presence: Vec<RoomSelector>,
+    /// Presence events say how many came and went, not who (no ids, no subs).
+    pub presence_counts_only: bool,
 }
 
 impl Default for ObserveSection {
@@ -358,6 +360,7 @@ impl Default for ObserveSection {
             metrics_path: "/metrics".into(),
             dashboard_path: "/dashboard".into(),
             presence: Vec::new(),
+            presence_counts_only: false,
         }
     }
 }

@@ -212,3 +212,29 @@ async fn the_dashboard_feed_ends_at_its_operator_tokens_expiry() {
     let again = SseClient::connect(addr, &path, &[]).await;
     assert_eq!(again.status.as_u16(), 401);
 }
+
+/// `--presence-counts-only`: the presence events of `ssehub serve` say how many, not who.
+#[tokio::test]
+async fn presence_counts_only_from_the_flag_and_the_config() {
+    for how in ["flag", "variable"] {
+        let server = ServeProcess::spawn(move |port| {
+            let mut cmd = std::process::Command::new(bin());
+            cmd.args(["serve", "--tick-interval", "0", "--presence", "lobby"])
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
+            if how == "flag" {
+                cmd.arg("--presence-counts-only");
+            } else {
+                cmd.env("SSEHUB_OBSERVE_PRESENCE_COUNTS_ONLY", "true");
+            }
+            cmd
+        });
+        let mut watcher = demo_stream(server.addr, "/sse?room=lobby").await;
+        let join = watcher.next_of("ssehub.join").await;
+        let data: Value = serde_json::from_str(&join.data).unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({ "room": "lobby", "count": 1 }),
+            "{how}"
+        );
+    }
+}
