@@ -59,6 +59,11 @@ pub(crate) struct ServerSection {
     /// Connections the kernel queues before the server accepts them (0: the system's
     /// maximum, `net.core.somaxconn`).
     pub listen_backlog: u32,
+    /// Host names the server answers to besides loopback's (`localhost`, `127.0.0.1`,
+    /// `[::1]`), each with or without a port; `["*"]`: any. The check is on when every
+    /// listener is on loopback, or when names are given.
+    #[serde(with = "units::list")]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -70,6 +75,7 @@ impl Default for ServerSection {
             idle_timeout: Duration::from_secs(60),
             grace: Duration::from_secs(2),
             listen_backlog: 0,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -420,6 +426,10 @@ impl Config {
         }
         if self.tls.self_signed && self.tls.cert.is_some() {
             bail!("tls.self_signed = true and tls.cert: choose one");
+        }
+        let any_host = self.server.allowed_hosts.iter().any(|h| h == "*");
+        if any_host && self.server.allowed_hosts.len() > 1 {
+            bail!("server.allowed_hosts: \"*\" stands alone");
         }
         let any = self.cors.allowed_origins.iter().any(|o| o == "*");
         if any && self.cors.allowed_origins.len() > 1 {

@@ -61,6 +61,7 @@
 //!   subscribe to, publish to and operate ([`Auth`]), and the JSON Web Token verifier
 //!   (feature `jwt`).
 //! - `respond`: the few response builders the server and the API share.
+//! - `hosts`: the host names a [`Server`] answers to (DNS rebinding).
 //! - `admission`: connection limits, in all and per client address.
 //! - `mercure` (`uri_template`, feature `mercure`): the Mercure protocol mode, in the
 //!   making; so far the RFC 6570 URI templates its subscribers select topics with.
@@ -83,6 +84,7 @@ mod auth;
 mod connection;
 pub mod decode;
 mod endpoint;
+mod hosts;
 mod http_api;
 mod hub;
 mod log_limit;
