@@ -224,7 +224,8 @@ impl Server {
     /// still name its own host. A server on loopback (a development hub, a sidecar)
     /// should allow its loopback names only; one behind a proxy, the names the proxy
     /// passes on. All names by default. An entry that is not a name is an error of
-    /// [`Server::bind`].
+    /// [`Server::bind`]. It guards this server's routes: an [`SseEndpoint`] or a
+    /// [`crate::HubApi`] mounted in another server (axum) is that server's to guard.
     ///
     /// ```
     /// let server = ssehub::Server::new(([127, 0, 0, 1], 2015))
