@@ -5,9 +5,11 @@
 //! demo on loopback. `ssehub.example.toml` at the repository's root documents every key;
 //! a test parses it. A key this program does not know is an error (never ignored: a typo
 //! in `allow_anonymous_publish` must not leave publishing open), and so is a value that
-//! does not fit; the message names the key, the value and why.
+//! does not fit; the message names the key, the value and why, but never the value of a
+//! key that is unknown or looks like a secret (`secrets.rs`).
 
 mod env;
+mod secrets;
 mod units;
 
 use std::net::{IpAddr, SocketAddr};
@@ -57,6 +59,11 @@ pub(crate) struct ServerSection {
     /// Connections the kernel queues before the server accepts them (0: the system's
     /// maximum, `net.core.somaxconn`).
     pub listen_backlog: u32,
+    /// Host names the server answers to besides loopback's (`localhost`, `127.0.0.1`,
+    /// `[::1]`), each with or without a port; `["*"]`: any. The check is on when every
+    /// listener is on loopback, or when names are given.
+    #[serde(with = "units::list")]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -68,6 +75,7 @@ impl Default for ServerSection {
             idle_timeout: Duration::from_secs(60),
             grace: Duration::from_secs(2),
             listen_backlog: 0,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -348,6 +356,8 @@ pub(crate) struct ObserveSection {
     /// Rooms whose members get `ssehub.join` / `ssehub.leave` events.
     #[serde(with = "units::list")]
     pub presence: Vec<RoomSelector>,
+    /// Presence events say how many came and went, not who (no ids, no subs).
+    pub presence_counts_only: bool,
 }
 
 impl Default for ObserveSection {
@@ -356,6 +366,7 @@ impl Default for ObserveSection {
             metrics_path: "/metrics".into(),
             dashboard_path: "/dashboard".into(),
             presence: Vec::new(),
+            presence_counts_only: false,
         }
     }
 }
@@ -416,6 +427,10 @@ impl Config {
         if self.tls.self_signed && self.tls.cert.is_some() {
             bail!("tls.self_signed = true and tls.cert: choose one");
         }
+        let any_host = self.server.allowed_hosts.iter().any(|h| h == "*");
+        if any_host && self.server.allowed_hosts.len() > 1 {
+            bail!("server.allowed_hosts: \"*\" stands alone");
+        }
         let any = self.cors.allowed_origins.iter().any(|o| o == "*");
         if any && self.cors.allowed_origins.len() > 1 {
             bail!("cors.allowed_origins: \"*\" stands alone");
@@ -458,8 +473,12 @@ fn file_table(path: &Path) -> anyhow::Result<toml::Table> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     // Deserialized into `Config` from the text first: toml then names the line, the key
-    // and why (an unknown key, a bad value), which a table no longer could.
-    toml::from_str::<Config>(&text).with_context(|| format!("in {}", path.display()))?;
+    // and why (an unknown key, a bad value), which a table no longer could. Its message
+    // shows the line and the value: not when they may be a secret.
+    if let Err(e) = toml::from_str::<Config>(&text) {
+        let message = secrets::describe(&text, &e);
+        return Err(anyhow::Error::msg(message)).with_context(|| format!("in {}", path.display()));
+    }
     Ok(toml::from_str(&text).expect("parsed once already"))
 }
 

@@ -42,7 +42,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the demo server (the default when no command is given).
-    Serve(serve::Args),
+    // Boxed: the largest arguments by far, and the enum is only as large as its largest.
+    Serve(Box<serve::Args>),
     /// Check a configuration file (with the environment's overrides) and print the
     /// effective configuration, secrets hidden.
     CheckConfig {
@@ -69,7 +70,7 @@ fn main() -> anyhow::Result<()> {
     let command = match cli.command {
         Some(c) => c,
         // `ssehub` alone serves the demo; flags still come from the environment.
-        None => Command::Serve(serve::Args::from_env()?),
+        None => Command::Serve(Box::new(serve::Args::from_env()?)),
     };
     // The configuration is read before logging starts: it says the log level.
     let config = match &command {

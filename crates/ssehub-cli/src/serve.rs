@@ -52,6 +52,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let server = pages(server, &config)?;
     let api = HubApi::new(hub.clone()).max_publish_body(config.limits.max_publish_body);
     let api = auth::guard_api(api, &config.auth, stream_auth.as_ref())?;
+    let api = cors::cookie_origins(api, &config.cors);
     let server = api_routes(server, &config, &api)?;
     let (server, feed) = observe::mount(server, &api, &config.observe)?;
     let server = server
@@ -84,9 +85,39 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The listeners: the main one (TLS when configured) and the optional plain one.
+/// The names of loopback, which a server there always answers to.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
+
+/// The host names the server answers to (`None`: any): on loopback, or when
+/// `server.allowed_hosts` lists names, loopback's and those. On loopback because a page
+/// whose name is pointed at 127.0.0.1 (DNS rebinding) is, for the browser, of the
+/// demo's own origin, and would read and publish; a server reachable by other names
+/// answers them all unless told which.
+fn allowed_hosts(c: &Config) -> Option<Vec<String>> {
+    let listed = &c.server.allowed_hosts;
+    if listed.iter().any(|h| h == "*") {
+        return None;
+    }
+    let on_loopback = std::iter::once(c.server.listen)
+        .chain(c.server.also_listen)
+        .all(|addr| addr.ip().is_loopback());
+    (on_loopback || !listed.is_empty()).then(|| {
+        LOOPBACK_HOSTS
+            .iter()
+            .map(|h| (*h).to_owned())
+            .chain(listed.iter().cloned())
+            .collect()
+    })
+}
+
+/// The listeners: the main one (TLS when configured) and the optional plain one, and the
+/// host names they answer to.
 fn listeners(c: &Config) -> anyhow::Result<Server> {
     let mut server = Server::new(c.server.listen);
+    if let Some(hosts) = allowed_hosts(c) {
+        tracing::debug!(?hosts, "answering these host names only");
+        server = server.allowed_hosts(hosts);
+    }
     if c.server.listen_backlog != 0 {
         server = server.listen_backlog(c.server.listen_backlog);
     }
@@ -269,6 +300,25 @@ fn limit(n: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_binds_answer_their_own_names_only() {
+        let mut c = Config::default();
+        let all = |c: &Config| allowed_hosts(c).map(|h| h.join(","));
+        assert_eq!(all(&c).as_deref(), Some("localhost,127.0.0.1,[::1]"));
+        c.server.allowed_hosts = vec!["hub.test".into()];
+        assert_eq!(
+            all(&c).as_deref(),
+            Some("localhost,127.0.0.1,[::1],hub.test")
+        );
+        c.server.also_listen = Some("0.0.0.0:80".parse().unwrap());
+        assert!(all(&c).is_some(), "listed names are checked on any bind");
+        c.server.allowed_hosts.clear();
+        assert_eq!(all(&c), None, "a bind beyond loopback answers any name");
+        c.server.also_listen = None;
+        c.server.allowed_hosts = vec!["*".into()];
+        assert_eq!(all(&c), None, "\"*\" turns the check off");
+    }
 
     #[test]
     fn open_publishing_is_warned_of_beyond_loopback_only() {

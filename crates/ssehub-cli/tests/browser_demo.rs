@@ -2,17 +2,20 @@
 //! embeds, shows "connected", logs the `status` event, a tick, a message published through
 //! `POST /publish`, one published with the page's own form, and, after its "drop
 //! connection" button, every tick once: the stream resumes after its last id. And the
-//! same page over TLS (`--tls-self-signed`), on HTTP/2.
+//! same page over TLS (`--tls-self-signed`), on HTTP/2. And a page of another origin
+//! that tries to publish with the victim's `ssehub_token` cookie (CSRF): it fails.
 
 #[path = "../../ssehub/tests/browser/mod.rs"]
 mod browser;
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use browser::Browser;
-use common::{publish_query, ServeProcess};
-use serde_json::Value;
+use bytes::Bytes;
+use common::{publish_query, request, ServeProcess, SseClient};
+use http_body_util::Full;
+use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -161,4 +164,137 @@ async fn demo_page_works_over_tls_on_http2() {
         .poll("the form's message", log, LIMIT, log_has("[chat] over h2"))
         .await;
     browser.quit().await;
+}
+
+const SECRET: &str = "a secret for the CSRF test, long enough for HS256";
+
+/// A token that may subscribe and publish anywhere, for an hour.
+fn victims_token() -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let claims = json!({
+        "sub": "victim", "exp": exp,
+        "ssehub": { "subscribe": ["*"], "publish": ["*"] }
+    });
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+/// The attacker's page: a `no-cors` `fetch` and a `text/plain` form, both to the hub's
+/// `/publish`, both with the browser's cookies. Neither needs a preflight, so CORS never
+/// gets to say no; `window.attack` says when each has had its answer.
+fn attack_page(hub: &str) -> String {
+    let target = format!("{hub}/publish?room=victim&amp;event=attack");
+    let fetched = format!("{hub}/publish?room=victim&event=attack");
+    format!(
+        r#"<!doctype html><meta charset="utf-8"><title>a page of another origin</title>
+<form id="form" method="POST" action="{target}" enctype="text/plain" target="sink">
+<input name="form" value="pwned by a form"></form>
+<iframe name="sink" id="sink"></iframe>
+<script>
+window.attack = {{}};
+fetch("{fetched}", {{ method: "POST", mode: "no-cors", credentials: "include",
+  headers: {{ "content-type": "text/plain" }}, body: "pwned by fetch" }})
+  .then(() => window.attack.fetch = "answered", e => window.attack.fetch = "error: " + e);
+</script>"#
+    )
+}
+
+#[tokio::test]
+async fn a_page_of_another_origin_cannot_publish_with_the_cookie() {
+    if !browser::require("chromium and chromedriver", browser::available()) {
+        return;
+    }
+    let hub = ServeProcess::start(&["--tick-interval", "0", "--jwt-secret", SECRET]);
+    let hub_origin = format!("http://{}", hub.addr);
+    // Another origin of the same site (another port of 127.0.0.1): the browser sends the
+    // hub's cookie (SameSite=Lax by default) with its requests to the hub.
+    let dir = std::env::temp_dir().join(format!("ssehub-csrf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("attack.html"), attack_page(&hub_origin)).unwrap();
+    let attacker =
+        ServeProcess::start(&["--tick-interval", "0", "--static", dir.to_str().unwrap()]);
+    assert_ne!(attacker.addr, hub.addr);
+
+    let token = victims_token();
+    let bearer = format!("Bearer {token}");
+    let mut victim =
+        SseClient::connect(hub.addr, "/sse?room=victim", &[("authorization", &bearer)]).await;
+    assert_eq!(victim.status.as_u16(), 200);
+    victim.next_of("status").await;
+
+    let browser = Browser::start().await;
+    // The victim signs in on the hub's own page: the cookie is set, and the hub's own
+    // page publishes with it.
+    browser.goto(&hub.url("/")).await;
+    let own = format!(
+        "document.cookie = 'ssehub_token={token}; path=/';
+         window.own = null;
+         fetch('/publish?room=victim&event=own', {{ method: 'POST', body: 'from the hub page',
+           headers: {{ 'content-type': 'text/plain' }} }})
+           .then(r => window.own = r.status, e => window.own = 'error: ' + e);
+         return true;"
+    );
+    browser.eval(&own).await;
+    browser
+        .poll("the own page's publish", "return window.own", LIMIT, |v| {
+            !v.is_null()
+        })
+        .await;
+    let e = victim.next_event().await;
+    assert_eq!(
+        (e.event.as_str(), e.data.as_str()),
+        ("own", "from the hub page")
+    );
+
+    // The attack, from the other origin.
+    browser.goto(&attacker.url("/attack.html")).await;
+    browser
+        .poll(
+            "the fetch's answer",
+            "return window.attack.fetch",
+            LIMIT,
+            |v| v.as_str() == Some("answered"),
+        )
+        .await;
+    browser
+        .eval(
+            "document.getElementById('sink').onload = () => window.attack.form = 'answered';
+             document.getElementById('form').submit();
+             return true;",
+        )
+        .await;
+    browser
+        .poll(
+            "the form's answer",
+            "return window.attack.form",
+            LIMIT,
+            |v| v.as_str() == Some("answered"),
+        )
+        .await;
+    browser.quit().await;
+
+    // Both attacks have had their answer: whatever they published came before this.
+    let marker = http::Request::post("/publish?room=victim&event=marker")
+        .header("authorization", &bearer)
+        .body(Full::new(Bytes::from("after the attack")))
+        .unwrap();
+    assert_eq!(request(hub.addr, marker).await.status.as_u16(), 202);
+    let mut got = Vec::new();
+    loop {
+        let e = victim.next_event().await;
+        got.push((e.event.clone(), e.data.clone()));
+        if e.event == "marker" {
+            break;
+        }
+    }
+    let want = vec![("marker".to_owned(), "after the attack".to_owned())];
+    assert_eq!(
+        got, want,
+        "the attacker's page published to the victim's stream"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

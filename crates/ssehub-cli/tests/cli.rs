@@ -402,6 +402,104 @@ async fn another_site_s_page_may_not_open_streams() {
     assert_eq!(stats(addr).await["connections_total"], 1);
 }
 
+/// The status of `method path` to the server at `addr` with `Host: host` (a stream's
+/// body is left unread), and the answer's text when it is not a stream.
+async fn with_host(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    host: &str,
+) -> (u16, String) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host)
+        .body(Full::new(Bytes::from_static(b"x")))
+        .unwrap();
+    let res = ssehub_testkit::send(addr, req).await;
+    let status = res.status().as_u16();
+    let stream = res
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+    if stream {
+        return (status, String::new());
+    }
+    let body = within(
+        "the body",
+        http_body_util::BodyExt::collect(res.into_body()),
+    )
+    .await
+    .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+    .unwrap_or_default();
+    (status, body)
+}
+
+/// A DNS-rebinding page (another name that resolves to 127.0.0.1) passes the own-origin
+/// checks, so the loopback demo answers only the names of loopback, whatever the route or
+/// the path a request takes (the bare-socket take-over for `/sse` too), and the names
+/// `server.allowed_hosts` adds.
+#[tokio::test]
+async fn a_loopback_demo_answers_only_its_own_host_names() {
+    let server = ServeProcess::start(&["--tick-interval", "0"]);
+    let addr = server.addr;
+    let port = addr.port();
+    let routes = [
+        ("GET", "/stats"),
+        ("GET", "/sse"),
+        ("GET", "/sse?room=a"),
+        ("POST", "/publish?room=a"),
+        ("GET", "/"),
+        ("GET", "/rooms"),
+        ("GET", "/metrics"),
+        ("GET", "/dashboard"),
+        ("GET", "/dashboard/events"),
+    ];
+    let evil = format!("evil.example:{port}");
+    for (method, path) in routes {
+        for host in [evil.as_str(), "evil.example", "localhost.evil.example"] {
+            let (status, text) = with_host(addr, method, path, host).await;
+            assert_eq!(status, 421, "{method} {path} with Host {host}: {text}");
+            assert!(text.contains("host"), "{method} {path}: says why: {text}");
+        }
+        for host in [
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{port}"),
+            "localhost".to_owned(),
+            format!("LOCALHOST:{port}"),
+        ] {
+            let (status, text) = with_host(addr, method, path, &host).await;
+            assert!(
+                (200..300).contains(&status),
+                "{method} {path} with Host {host}: {status} {text}"
+            );
+        }
+    }
+    assert_eq!(
+        stats(addr).await["events_published"],
+        4,
+        "only the served publishes"
+    );
+
+    // Other names, from the configuration (here its variable).
+    let named = ServeProcess::spawn(|port| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(["serve", "--tick-interval", "0", "--port", &port.to_string()])
+            .env("SSEHUB_SERVER_ALLOWED_HOSTS", "hub.test,other.test");
+        cmd
+    });
+    let port = named.addr.port();
+    for (host, status) in [
+        (format!("hub.test:{port}"), 200),
+        ("other.test".to_owned(), 200),
+        (format!("localhost:{port}"), 200),
+        (format!("evil.example:{port}"), 421),
+    ] {
+        let (got, text) = with_host(named.addr, "GET", "/stats", &host).await;
+        assert_eq!(got, status, "{host}: {text}");
+    }
+}
+
 #[tokio::test]
 async fn a_publish_token_guards_publish_and_stats() {
     let server = ServeProcess::start(&["--tick-interval", "0", "--publish-token", "s3cret"]);

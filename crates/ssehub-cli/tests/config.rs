@@ -126,6 +126,78 @@ fn bad_configurations_are_refused_naming_the_key() {
     assert!(out.stderr.contains("slow_consumer"), "{}", out.stderr);
 }
 
+/// A configuration error names the key, the file and the line, never the value of a key
+/// that may hold a secret: misspelled (so unknown), in the wrong section, of the wrong
+/// type, or a misspelled environment variable. Through `check-config` and `serve`.
+#[test]
+fn config_errors_never_show_a_secret_value() {
+    let files = [
+        // A misspelled key: unknown, so its value is never shown.
+        (
+            "[auth]\njwt_secert = \"VALUE-1-misspelled\"\n",
+            "jwt_secert",
+        ),
+        // A known secret in the wrong section.
+        (
+            "[server]\nlisten = \"127.0.0.1:1\"\nadmin_token = \"VALUE-2-wrong-section\"\n",
+            "admin_token",
+        ),
+        // A secret of the wrong type: serde would quote the number.
+        ("[auth]\njwt_secret = 918273645\n", "jwt_secret"),
+        (
+            "[auth]\npublish_token = [\"VALUE-4-in-an-array\"]\n",
+            "publish_token",
+        ),
+        // A key this program never had, that looks like a secret.
+        ("[redis]\npassword = \"VALUE-5-unknown\"\n", "password"),
+        // A secret in an inline table, on the line of another key's error.
+        (
+            "auth = { admin_token = \"VALUE-6-inline\", leeway = \"soon\" }\n",
+            "leeway",
+        ),
+    ];
+    let values = |text: &str| -> Vec<String> {
+        text.split(['"', ' ', '[', ']', '\n'])
+            .filter(|w| w.starts_with("VALUE-") || w.chars().all(|c| c.is_ascii_digit()))
+            .filter(|w| w.len() > 3)
+            .map(str::to_owned)
+            .collect()
+    };
+    for (i, (text, key)) in files.iter().enumerate() {
+        let file = TempFile::new(&format!("secret-{i}.toml"), text);
+        let (ok, _, err) = check_config(file.path(), &[]);
+        assert!(!ok, "{text} was accepted");
+        assert!(err.contains(key), "{text}: the error names {key}: {err}");
+        assert!(
+            err.contains(file.path()),
+            "{text}: the error names the file: {err}"
+        );
+        assert!(
+            err.contains("line "),
+            "{text}: the error names the line: {err}"
+        );
+        for value in values(text) {
+            assert!(!err.contains(&value), "{text}: {value} printed: {err}");
+        }
+    }
+    // A misspelled variable (unknown, so its value is never shown), and a known secret's.
+    for (name, value) in [
+        ("SSEHUB_AUTH_JWT_SECRT", "VALUE-7-misspelled-variable"),
+        ("SSEHUB_SERVER_ADMIN_TOKEN", "VALUE-8-wrong-section"),
+    ] {
+        let (ok, _, err) = check_config(EXAMPLE, &[(name, value)]);
+        assert!(!ok, "{name} was accepted");
+        assert!(err.contains(name), "the error names {name}: {err}");
+        assert!(!err.contains(value), "{name}: its value printed: {err}");
+    }
+    // `serve` loads the configuration the same way.
+    let file = TempFile::new("secret-serve.toml", files[0].0);
+    let out = run_cli(&["serve", "--config", file.path()], b"");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("jwt_secert"), "{}", out.stderr);
+    assert!(!out.stderr.contains("VALUE-1"), "{}", out.stderr);
+}
+
 fn token(claims: serde_json::Value) -> String {
     let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()).unwrap();
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()

@@ -119,3 +119,49 @@ async fn no_list_is_the_hubs_own_pages_only() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let _ = std::fs::remove_file(file);
 }
+
+/// A token that may publish anywhere, for `secret`.
+fn publisher_token(secret: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = serde_json::json!({ "sub": "p", "exp": exp, "ssehub": { "publish": ["*"] } });
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+/// The listed origins are also the pages that may publish with the token cookie (the
+/// CORS layer alone would let any page's `text/plain` POST through, its answer unread);
+/// the hub's own pages may too; other pages, and requests that say nothing of where
+/// they come from, get 403.
+#[tokio::test]
+async fn the_token_cookie_publishes_from_listed_and_own_pages_only() {
+    const SECRET: &str = "a secret for the cookie test, long enough";
+    let (server, file) = serve_with(&format!(
+        "[auth]\njwt_secret = \"{SECRET}\"\n\
+         [cors]\nallowed_origins = [\"{APP}\"]\nallow_credentials = true\n"
+    ));
+    let cookie = format!("ssehub_token={}", publisher_token(SECRET));
+    let own = format!("http://{}", server.addr);
+    let publish = |origin: Option<&str>| {
+        let mut req = Request::post("/publish?room=a")
+            .header("cookie", cookie.as_str())
+            .header("content-type", "text/plain");
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        request(server.addr, req.body(Full::new(Bytes::from("x"))).unwrap())
+    };
+    let listed = publish(Some(APP)).await;
+    assert_eq!(listed.status, StatusCode::ACCEPTED, "{}", listed.text());
+    assert_eq!(listed.header("access-control-allow-origin"), APP);
+    assert_eq!(publish(Some(&own)).await.status, StatusCode::ACCEPTED);
+    for origin in [Some("https://evil.example"), Some("null"), None] {
+        let refused = publish(origin).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{origin:?}");
+        assert!(refused.text().contains("origin"), "{}", refused.text());
+    }
+    let _ = std::fs::remove_file(file);
+}

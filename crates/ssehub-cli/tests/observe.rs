@@ -168,3 +168,73 @@ async fn the_operator_paths_are_where_they_are_told_to_be() {
         );
     }
 }
+
+/// An HS256 token for `ssehub serve --jwt-secret secret`.
+fn jwt(secret: &str, claims: Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[tokio::test]
+async fn the_dashboard_feed_ends_at_its_operator_tokens_expiry() {
+    const SECRET: &str = "a secret for the dashboard's expiry, long enough";
+    let server = ServeProcess::start(&["--tick-interval", "0", "--jwt-secret", SECRET]);
+    let addr = server.addr;
+    let admin = |exp: u64| {
+        jwt(
+            SECRET,
+            serde_json::json!({ "sub": "ops", "exp": exp, "ssehub": { "admin": true } }),
+        )
+    };
+    let short = admin(unix_now() + 2);
+    let path = format!("/dashboard/events?token={short}");
+    let mut feed = SseClient::open(addr, &path).await;
+    assert_eq!(feed.status.as_u16(), 200);
+    feed.next_of("sample").await;
+    // Samples come every second: only the end at `exp` ends the feed (bounded).
+    let events = within("the feed's end at the token's exp", feed.events_until_end()).await;
+    assert_eq!(
+        events.last().map(|e| e.event.as_str()),
+        Some("ssehub.expired"),
+        "{:?}",
+        events.iter().map(|e| &e.event).collect::<Vec<_>>()
+    );
+    // Past its `exp` (within the verifier's leeway, so it still verifies) the token
+    // opens no feed, as it opens no stream, rather than one that ends at once and comes
+    // straight back.
+    let again = SseClient::connect(addr, &path, &[]).await;
+    assert_eq!(again.status.as_u16(), 401);
+}
+
+/// `--presence-counts-only`: the presence events of `ssehub serve` say how many, not who.
+#[tokio::test]
+async fn presence_counts_only_from_the_flag_and_the_config() {
+    for how in ["flag", "variable"] {
+        let server = ServeProcess::spawn(move |port| {
+            let mut cmd = std::process::Command::new(bin());
+            cmd.args(["serve", "--tick-interval", "0", "--presence", "lobby"])
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
+            if how == "flag" {
+                cmd.arg("--presence-counts-only");
+            } else {
+                cmd.env("SSEHUB_OBSERVE_PRESENCE_COUNTS_ONLY", "true");
+            }
+            cmd
+        });
+        let mut watcher = demo_stream(server.addr, "/sse?room=lobby").await;
+        let join = watcher.next_of("ssehub.join").await;
+        let data: Value = serde_json::from_str(&join.data).unwrap();
+        assert_eq!(
+            data,
+            serde_json::json!({ "room": "lobby", "count": 1 }),
+            "{how}"
+        );
+    }
+}

@@ -21,7 +21,7 @@ mod policy;
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtAlgorithm, JwtKeyError, JwtVerifier};
 pub use policy::Auth;
-pub(crate) use policy::{bearer, Denied};
+pub(crate) use policy::{bearer, Denied, TokenSource};
 
 use std::time::SystemTime;
 

@@ -9,8 +9,10 @@
 //! - `GET .../metrics` (feature `metrics`): the counters in the Prometheus text format.
 //!
 //! All are open unless [`HubApi::bearer_token`] (`bearer.rs`) or [`HubApi::auth`]
-//! (`guard.rs`) is set: `/stats` and `/rooms` name every room, `/rooms/{room}` every
-//! member's address, and `/publish` reaches every client.
+//! (`access.rs`) is set: `/stats` and `/rooms` name every room, `/rooms/{room}` every
+//! member's address, and `/publish` reaches every client. A publish authorized by the
+//! token cookie must come from the hub's own pages or [`HubApi::allowed_origins`]
+//! (`csrf.rs`).
 //!
 //! ```
 //! use ssehub::{Hub, HubApi, Server};
@@ -31,6 +33,7 @@
 
 mod access;
 mod bearer;
+mod csrf;
 mod publish;
 mod rooms;
 
@@ -39,6 +42,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -48,7 +52,8 @@ use serde::Serialize;
 
 use self::access::{access, Need};
 use self::bearer::Bearer;
-use crate::auth::Auth;
+use self::csrf::CookieOrigins;
+use crate::auth::{Auth, Identity, TokenSource};
 use crate::hub::{BackplaneStatus, Hub};
 use crate::metrics::{HubStats, ProcessStats};
 use crate::respond::{allow_only, json, text};
@@ -72,6 +77,8 @@ struct ApiInner {
     auth: Option<Auth>,
     /// Where the service is mounted, when the host server does not strip it (`""`).
     prefix: String,
+    /// Pages besides the hub's own that may publish with the token cookie.
+    cookie_origins: CookieOrigins,
 }
 
 /// What the API's responses carry.
@@ -98,6 +105,7 @@ impl HubApi {
                 bearer: None,
                 auth: None,
                 prefix: String::new(),
+                cookie_origins: CookieOrigins::default(),
             }),
         }
     }
@@ -116,6 +124,37 @@ impl HubApi {
         let prefix = crate::uri::clean_prefix(prefix.as_ref());
         let prefix = if prefix == "/" { String::new() } else { prefix };
         self.with(|inner| inner.prefix = prefix)
+    }
+
+    /// The pages (origins: `https://app.example`) that may publish with a token from
+    /// the cookie ([`Auth::cookie`]), besides the hub's own. A browser sends the cookie
+    /// with a `text/plain` POST made by a page of any origin, without a CORS preflight:
+    /// so a publish the cookie authorizes must carry an `Origin` (or, without one, a
+    /// `Referer`) that names the request's `Host` or one of these, or, without either,
+    /// `Sec-Fetch-Site: same-origin`; else it gets 403 saying why, and nothing is sent.
+    /// `Origin: null` never passes, and `*` is ignored: any page could be either. A
+    /// token in `Authorization` or in the query parameter is not checked (a page of
+    /// another origin cannot add the one without CORS's consent, nor know the other).
+    /// Empty by default: the hub's own pages only.
+    ///
+    /// ```
+    /// # #[cfg(feature = "jwt")] {
+    /// use ssehub::{Auth, Hub, HubApi, JwtAlgorithm, JwtVerifier};
+    ///
+    /// let jwt = JwtVerifier::hmac(JwtAlgorithm::HS256, b"a long random secret")?;
+    /// let api = HubApi::new(Hub::new())
+    ///     .auth(Auth::new(jwt))
+    ///     .allowed_origins(["https://app.example"]);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allowed_origins<I, S>(self, origins: I) -> HubApi
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let origins = CookieOrigins::new(origins);
+        self.with(|inner| inner.cookie_origins = origins)
     }
 
     /// The largest publish body accepted; a larger one gets 413.
@@ -184,19 +223,45 @@ impl HubApi {
     /// assert!(!api.accepts_token("guess"));
     /// ```
     pub fn accepts_token(&self, token: &str) -> bool {
+        self.operator_identity(token).is_some()
+    }
+
+    /// Who `token` is, if it opens the operator's routes ([`HubApi::accepts_token`]):
+    /// the verified identity of a token whose claims say `"admin": true`, with its
+    /// expiry; `operator` (admin, no expiry) for the [`HubApi::bearer_token`]; the
+    /// [`Auth::admin_token`]'s; the anonymous identity when nothing is required. `None`
+    /// for any other token, and for one already past its expiry (which the verifier's
+    /// leeway would still accept). For a stream of your own that an operator's token
+    /// opens: return it from [`crate::SseOptions::authorize`], and the stream is ended
+    /// at the token's expiry, after an event `ssehub.expired`, as the endpoint's own
+    /// streams are.
+    ///
+    /// ```
+    /// use ssehub::{HubApi, Rejection, SseOptions};
+    ///
+    /// let api = HubApi::new(ssehub::Hub::new()).bearer_token("s3cret");
+    /// assert!(api.operator_identity("s3cret").is_some_and(|id| id.is_admin()));
+    /// assert!(api.operator_identity("guess").is_none());
+    /// let feed = SseOptions::new().prefix("/ops/events").authorize(move |ctx| {
+    ///     let who = api.operator_identity(ctx.query("token").unwrap_or_default());
+    ///     async move { who.ok_or_else(Rejection::unauthorized) }
+    /// });
+    /// ```
+    pub fn operator_identity(&self, token: &str) -> Option<Identity> {
         let inner = &self.inner;
         if !self.requires_token() {
-            return true;
+            return Some(Identity::anonymous());
         }
-        let by_bearer = inner
+        if inner
             .bearer
             .as_ref()
-            .is_some_and(|b| b.accepts(token.as_bytes()));
-        by_bearer
-            || inner
-                .auth
-                .as_ref()
-                .is_some_and(|a| a.is_operator_token(token))
+            .is_some_and(|b| b.accepts(token.as_bytes()))
+        {
+            return Some(Identity::new("operator").admin(true));
+        }
+        let identity = inner.auth.as_ref()?.operator_identity(token)?;
+        let expired = identity.expiry().is_some_and(|at| at <= SystemTime::now());
+        (!expired).then_some(identity)
     }
 
     /// Whether the operator's routes need a credential ([`HubApi::bearer_token`] or
@@ -212,13 +277,24 @@ impl HubApi {
 
     /// `POST /publish`: broadcast one event, answer `202 {"delivered": N}`; a bad request
     /// is a 4xx with `{"error": ..., "field": ...}` and nothing is sent. See the forms in
-    /// the crate's README.
+    /// the crate's README. With [`HubApi::auth`], a publish authorized by the token
+    /// cookie must come from the hub's own pages or [`HubApi::allowed_origins`] (403).
     pub async fn publish<B>(&self, req: Request<B>) -> Response<ApiBody>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let inner = &self.inner;
+        // Before the token is even looked at: a forged request learns nothing of it.
+        let by_cookie = inner.auth.as_ref().is_some_and(|auth| {
+            auth.token_source(req.headers(), req.uri()) == Some(TokenSource::Cookie)
+        });
+        if let Some(refused) = by_cookie
+            .then(|| inner.cookie_origins.refuse(&req))
+            .flatten()
+        {
+            return refused;
+        }
         match access(
             inner.bearer.as_ref(),
             inner.auth.as_ref(),

@@ -53,14 +53,16 @@
 //!   server, add modules, run" feel: listeners (plain, or TLS with HTTP/2 by ALPN and
 //!   certificate reload, feature `tls`), static files, extra routes, lifecycle, graceful
 //!   shutdown.
-//! - `http_api` (`publish`, `rooms`, `bearer`, `guard`): [`HubApi`], `POST /publish`,
-//!   `GET /stats`, `GET /rooms`, `GET /rooms/{room}` and (feature `metrics`)
-//!   `GET /metrics` as a `tower::Service` for publishers and operators, guarded by a
-//!   static token or by [`Auth`].
+//! - `http_api` (`publish`, `rooms`, `bearer`, `access`, `csrf`): [`HubApi`],
+//!   `POST /publish`, `GET /stats`, `GET /rooms`, `GET /rooms/{room}` and (feature
+//!   `metrics`) `GET /metrics` as a `tower::Service` for publishers and operators,
+//!   guarded by a static token or by [`Auth`]; a publish the token cookie authorizes
+//!   only from the hub's own or allowed origins.
 //! - `auth` (`policy`, `claims`, `jwt`): who a request is ([`Identity`]), what it may
 //!   subscribe to, publish to and operate ([`Auth`]), and the JSON Web Token verifier
 //!   (feature `jwt`).
 //! - `respond`: the few response builders the server and the API share.
+//! - `hosts`: the host names a [`Server`] answers to (DNS rebinding).
 //! - `admission`: connection limits, in all and per client address.
 //! - `mercure` (`uri_template`, feature `mercure`): the Mercure protocol mode, in the
 //!   making; so far the RFC 6570 URI templates its subscribers select topics with.
@@ -83,6 +85,7 @@ mod auth;
 mod connection;
 pub mod decode;
 mod endpoint;
+mod hosts;
 mod http_api;
 mod hub;
 mod log_limit;

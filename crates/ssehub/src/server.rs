@@ -8,7 +8,8 @@
 //! - `gate.rs`: connections in all, and those slow to send a request, in all and per
 //!   client address, and the count of the connections it refuses; `idle.rs`: the idle
 //!   timeout of connections with no request;
-//! - `routes.rs`: dispatch to endpoints, routes, static files, the fallback;
+//! - `routes.rs`: the allowed hosts (`crate::hosts`), then dispatch to endpoints,
+//!   routes, static files, the fallback;
 //! - `static_files.rs`: [`StaticFiles`], what of a folder is served;
 //! - `drain.rs`: what shutdown does to the SSE streams.
 //!
@@ -90,6 +91,7 @@ use self::gate::{Gate, GateLimits};
 use self::listener::{Bound, Listen, Serving, Stage, TcpOptions};
 use self::routes::{App, Fallback, Handler};
 use crate::endpoint::{ConfigError, SseEndpoint, SseOptions};
+use crate::hosts::AllowedHosts;
 use crate::message::Message;
 use crate::shutdown;
 
@@ -168,6 +170,7 @@ pub struct Server {
     http2_keep_alive_timeout: Duration,
     grace: Duration,
     farewell: Option<Message>,
+    allowed_hosts: Option<Vec<String>>,
 }
 
 impl Server {
@@ -189,6 +192,7 @@ impl Server {
             http2_keep_alive_timeout: Duration::from_secs(20),
             grace: Duration::from_secs(2),
             farewell: None,
+            allowed_hosts: None,
         }
     }
 
@@ -204,6 +208,35 @@ impl Server {
     #[cfg(feature = "tls")]
     pub fn tls(mut self, config: TlsConfig) -> Server {
         self.listen[0].tls = Some(config);
+        self
+    }
+
+    /// Answer only requests that name one of `hosts` (each a name or an address, with
+    /// or without a port: `localhost`, `127.0.0.1`, `[::1]`, `hub.example:8443`): in
+    /// `Host`, or HTTP/2's `:authority`. Any other gets 421 (Misdirected Request) before
+    /// any route, on every path a request takes (the bare-socket streams, hyper, TLS,
+    /// HTTP/2); a request that names no host (HTTP/1.0 without `Host`) passes. Names are
+    /// compared ASCII case-insensitively; one without a port allows every port.
+    ///
+    /// Why: a web page whose name its author points at this server's address (DNS
+    /// rebinding) is, for the browser, of the same origin as this server, so it passes
+    /// every check of where a request comes from, and may read and publish. Its requests
+    /// still name its own host. A server on loopback (a development hub, a sidecar)
+    /// should allow its loopback names only; one behind a proxy, the names the proxy
+    /// passes on. All names by default. An entry that is not a name is an error of
+    /// [`Server::bind`]. It guards this server's routes: an [`SseEndpoint`] or a
+    /// [`crate::HubApi`] mounted in another server (axum) is that server's to guard.
+    ///
+    /// ```
+    /// let server = ssehub::Server::new(([127, 0, 0, 1], 2015))
+    ///     .allowed_hosts(["localhost", "127.0.0.1", "[::1]"]);
+    /// ```
+    pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Server
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_hosts = Some(hosts.into_iter().map(Into::into).collect());
         self
     }
 
@@ -419,6 +452,14 @@ impl Server {
                 "the listen backlog must be at least 1",
             ));
         }
+        let hosts = match &self.allowed_hosts {
+            None => AllowedHosts::default(),
+            Some(hosts) => AllowedHosts::only(hosts).map_err(|_| {
+                ServerError::Invalid(
+                    "an allowed host is a name or an address, with or without a port",
+                )
+            })?,
+        };
         listener::raise_fd_limit();
         let backlog = self.listen_backlog.unwrap_or_else(listener::system_backlog);
         let listeners = listener::bind_all(self.listen, backlog).await?;
@@ -431,7 +472,13 @@ impl Server {
         }
         Ok(BoundServer {
             listeners,
-            app: Arc::new(App::new(sse, self.routes, self.static_files, self.fallback)),
+            app: Arc::new(App::new(
+                sse,
+                self.routes,
+                self.static_files,
+                self.fallback,
+                hosts,
+            )),
             hyper: listener::hyper_builder(
                 self.header_timeout,
                 self.http2_keep_alive,

@@ -330,10 +330,12 @@ async fn publishing_follows_the_token_table_through_every_source() {
                 (s, _) => s,
             };
             let path = format!("/publish?room={}", row.room);
-            let (path, headers) = match &row.token {
+            let (path, mut headers) = match &row.token {
                 Some(t) => carry(source, &path, t),
                 None => (path, Vec::new()),
             };
+            // A publish the cookie authorizes comes from the hub's own page (`csrf.rs`).
+            headers.push(("origin", format!("http://{}", srv.addr)));
             let headers: Vec<(&str, &str)> =
                 headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let (status, h, body) = request(srv.addr, "POST", &path, &headers, "hello").await;

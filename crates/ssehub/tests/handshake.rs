@@ -1,5 +1,5 @@
 //! The SSE handshake over real TCP: headers, first bytes, HTTP/2, strict path match,
-//! methods other than GET.
+//! methods other than GET, origins, and the server's allowed hosts.
 
 mod common;
 
@@ -352,5 +352,103 @@ async fn retry_hint_follows_the_preamble() {
             other => panic!("expected a retry hint, got {other:?}"),
         }
     }
+    srv.stop().await;
+}
+
+/// `Server::allowed_hosts`: a request naming another host is refused with 421 before any
+/// route, whichever path it takes: the bare-socket take-over (a fresh HTTP/1.1 stream),
+/// hyper (a reused connection, HEAD, another route, the fallback), HTTP/2 (`:authority`).
+#[tokio::test]
+async fn allowed_hosts_refuse_other_names_on_every_path() {
+    let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |server| {
+        server
+            .allowed_hosts(["localhost", "127.0.0.1", "[::1]", "hub.test:8443"])
+            .route("/route", |_req| async {
+                http::Response::new(String::from("route"))
+            })
+            .fallback(tower::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(String::from("fallback")))
+            }))
+    })
+    .await;
+    let port = srv.addr.port();
+    let refused = [
+        format!("evil.example:{port}"),
+        "evil.example".to_owned(),
+        "localhost.evil.example".to_owned(),
+        "hub.test".to_owned(),
+        format!("hub.test:{port}"),
+        "127.0.0.1.evil.example".to_owned(),
+        "".to_owned(),
+    ];
+    let served = [
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+        "localhost".to_owned(),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+        "hub.test:8443".to_owned(),
+    ];
+    for (hosts, want) in [(&refused[..], 421), (&served[..], 200)] {
+        for host in hosts.iter() {
+            for (request, reuse) in [
+                ("GET /sse HTTP/1.1", false),
+                ("GET /sse HTTP/1.1", true),
+                ("HEAD /sse HTTP/1.1", false),
+                ("GET /route HTTP/1.1", false),
+                ("GET /anything-else HTTP/1.1", false),
+            ] {
+                let mut s = TcpStream::connect(srv.addr).await.unwrap();
+                if reuse {
+                    let head = raw_exchange(
+                        &mut s,
+                        &format!("HEAD /route HTTP/1.1\r\nhost: localhost:{port}\r\n\r\n"),
+                    )
+                    .await;
+                    assert_eq!(head.status, 200);
+                }
+                let head =
+                    raw_exchange(&mut s, &format!("{request}\r\nhost: {host}\r\n\r\n")).await;
+                assert_eq!(
+                    head.status, want,
+                    "{request} (reused: {reuse}) with Host {host:?}"
+                );
+            }
+        }
+    }
+    // No `Host` at all (HTTP/1.0, a client that is no browser) names no other host.
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let head = raw_exchange(&mut s, "GET /route HTTP/1.0\r\n\r\n").await;
+    assert_eq!(head.status, 200);
+
+    // HTTP/2: the name is the request's `:authority`.
+    for (authority, want) in [
+        (
+            format!("evil.example:{port}"),
+            StatusCode::MISDIRECTED_REQUEST,
+        ),
+        (format!("localhost:{port}"), StatusCode::OK),
+    ] {
+        let stream = TcpStream::connect(srv.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::get(format!("http://{authority}/sse"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let res = within("h2 response", sender.send_request(req))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), want, "h2 {authority}");
+    }
+    assert_eq!(
+        srv.hub.stats().connections_total,
+        served.len() as u64 * 2 + 1,
+        "only the served GETs opened streams"
+    );
     srv.stop().await;
 }

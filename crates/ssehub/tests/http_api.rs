@@ -1,13 +1,13 @@
 //! The hub's HTTP API (`POST /publish`, `GET /stats`, and as the fallback `/rooms`,
 //! `/rooms/{room}`, `/metrics`) mounted on a real server: what it refuses before
-//! anything is sent.
+//! anything is sent, and a cookie-authorized publish from another site's page.
 
 mod common;
 
 use common::*;
 use http::StatusCode;
 use serde_json::{json, Value};
-use ssehub::{HubApi, SseOptions};
+use ssehub::{Auth, AuthError, HubApi, Identity, RoomSelector, SseOptions, TokenVerifier};
 
 /// A server with `/publish` and `/stats` from `api(hub)`, and the API as its fallback.
 async fn start(api: impl FnOnce(ssehub::Hub) -> HubApi) -> TestServer {
@@ -157,5 +157,100 @@ async fn deeply_nested_json_is_a_400_not_a_crash() {
         publish_json_text(&srv, &nested).await.0,
         StatusCode::ACCEPTED
     );
+    srv.stop().await;
+}
+
+/// One token, `victim`, that may publish anywhere.
+struct VictimToken;
+
+impl TokenVerifier for VictimToken {
+    fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        match token {
+            "victim" => Ok(Identity::new("victim").publish([RoomSelector::any()])),
+            _ => Err(AuthError::BadSignature),
+        }
+    }
+}
+
+/// `POST /publish?room=a` (or `path`) with `headers`: the status and the answer's text.
+async fn publish_with(srv: &TestServer, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut all = vec![("content-type", "text/plain")];
+    all.extend_from_slice(headers);
+    let (status, _, text) = request(srv.addr, "POST", path, &all, "pwned").await;
+    (status.as_u16(), text)
+}
+
+/// A page of another origin can make the browser send the hub's cookie with a
+/// `text/plain` POST (`fetch` in `no-cors` mode, or a form): no preflight, so CORS never
+/// gets to say no. A publish the cookie authorizes must show where it comes from: an
+/// `Origin` (or `Referer`) of the hub itself or of a listed page, or
+/// `Sec-Fetch-Site: same-origin`. A token in `Authorization` (which a page of another
+/// origin cannot set without a preflight) or in the URL (which it would have to know)
+/// is not ambient, and is not asked.
+#[tokio::test]
+async fn a_cookie_publish_needs_the_hubs_own_origin_or_a_listed_one() {
+    let srv = start(|hub| {
+        HubApi::new(hub)
+            .auth(Auth::new(VictimToken))
+            .allowed_origins(["https://app.example"])
+    })
+    .await;
+    let mut sub = srv.sse("/sse?room=a").await;
+    assert_eq!(sub.status, StatusCode::OK);
+    eventually("joined", || srv.hub.room_size("a") == 1).await;
+
+    let own = format!("http://{}", srv.addr);
+    let own_page = format!("{own}/index.html");
+    let other_port = format!("http://127.0.0.1:{}", srv.addr.port() + 1);
+    let cookie = ("cookie", "theme=dark; ssehub_token=victim");
+    let refused: Vec<Vec<(&str, &str)>> = vec![
+        vec![cookie],
+        vec![cookie, ("origin", "https://evil.example")],
+        vec![cookie, ("origin", "null")],
+        vec![cookie, ("origin", &other_port)],
+        vec![cookie, ("origin", "https://app.example.evil")],
+        vec![cookie, ("referer", "https://evil.example/attack.html")],
+        vec![cookie, ("sec-fetch-site", "cross-site")],
+        vec![cookie, ("sec-fetch-site", "same-site")],
+        // A bad cookie from another site is refused for where it comes from first.
+        vec![
+            ("cookie", "ssehub_token=forged"),
+            ("origin", "https://evil.example"),
+        ],
+    ];
+    for headers in &refused {
+        let (status, text) = publish_with(&srv, "/publish?room=a", headers).await;
+        assert_eq!(status, 403, "{headers:?}: {text}");
+        assert!(
+            text.contains("origin"),
+            "{headers:?}: the 403 says why: {text}"
+        );
+    }
+    let accepted: Vec<Vec<(&str, &str)>> = vec![
+        vec![cookie, ("origin", &own)],
+        vec![cookie, ("origin", "https://app.example")],
+        vec![cookie, ("referer", &own_page)],
+        vec![cookie, ("sec-fetch-site", "same-origin")],
+        // Not the cookie: the header's token, with or without a page's origin.
+        vec![("authorization", "Bearer victim")],
+        vec![
+            ("authorization", "Bearer victim"),
+            cookie,
+            ("origin", "https://evil.example"),
+        ],
+    ];
+    for headers in &accepted {
+        let (status, text) = publish_with(&srv, "/publish?room=a", headers).await;
+        assert_eq!(status, 202, "{headers:?}: {text}");
+    }
+    let (status, text) = publish_with(&srv, "/publish?room=a&access_token=victim", &[]).await;
+    assert_eq!(status, 202, "a token in the URL: {text}");
+
+    // The subscriber got the accepted publishes only.
+    let published = srv.hub.stats().events_published;
+    assert_eq!(published, accepted.len() as u64 + 1);
+    for _ in 0..published {
+        assert_eq!(sub.next_event().await.data, "pwned");
+    }
     srv.stop().await;
 }

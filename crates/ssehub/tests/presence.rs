@@ -1,6 +1,6 @@
 //! Presence over real sockets: members of an opted-in room hear who joins and leaves,
 //! coalesced (a burst of joins is a few events, not one per joiner), with identities;
-//! other rooms hear nothing.
+//! other rooms hear nothing; with `presence_counts_only`, counts that name no one.
 
 mod common;
 
@@ -11,10 +11,16 @@ use serde_json::Value;
 use ssehub::{Hub, HubConfig, SseOptions};
 
 fn options() -> SseOptions {
-    let config = HubConfig::default()
-        .history(None)
-        .presence("chat.*".parse().unwrap())
-        .presence_window(Duration::from_millis(200));
+    options_with(|config| config)
+}
+
+fn options_with(change: impl FnOnce(HubConfig) -> HubConfig) -> SseOptions {
+    let config = change(
+        HubConfig::default()
+            .history(None)
+            .presence("chat.*".parse().unwrap())
+            .presence_window(Duration::from_millis(200)),
+    );
     SseOptions::new()
         .with_hub(Hub::with_config(config))
         .keep_alive(None)
@@ -93,5 +99,52 @@ async fn rooms_without_presence_hear_nothing() {
         .unwrap();
     let next = quiet.next_event().await;
     assert_eq!(next.event, "marker", "no presence event came first");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn counts_only_presence_names_no_one() {
+    let srv = TestServer::start(options_with(|c| c.presence_counts_only(true))).await;
+    let mut watcher = srv.sse("/sse?room=chat.lobby&user=watcher").await;
+    watcher.next_of("ready").await;
+    let mut told = Vec::new();
+    let mut crowd = Vec::new();
+    for i in 0..3 {
+        crowd.push(
+            srv.sse(&format!("/sse?room=chat.lobby&user=user-{i}"))
+                .await,
+        );
+    }
+    let mut joined = 0;
+    while joined < 4 {
+        let e = watcher.next_of("ssehub.join").await;
+        let data: Value = serde_json::from_str(&e.data).unwrap();
+        joined += data["count"].as_u64().unwrap();
+        told.push(data);
+    }
+    assert_eq!(joined, 4, "the watcher and three others");
+    drop(crowd);
+    let mut left = 0;
+    while left < 3 {
+        let e = watcher.next_of("ssehub.leave").await;
+        let data: Value = serde_json::from_str(&e.data).unwrap();
+        left += data["count"].as_u64().unwrap();
+        told.push(data);
+    }
+    for data in &told {
+        let mut keys: Vec<&str> = data
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["count", "room"], "{data}");
+        let text = data.to_string();
+        assert!(
+            !text.contains("user-") && !text.contains("watcher"),
+            "{text}"
+        );
+    }
     srv.stop().await;
 }

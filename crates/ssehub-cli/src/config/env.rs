@@ -5,12 +5,12 @@
 //! string, so that addresses and secrets need no quotes. Only variables whose first word
 //! names a section are read (`SSEHUB_PORT` and `SSEHUB_CONFIG` are flags' variables);
 //! an unknown key in a known section, or a value that does not fit, is an error naming
-//! the variable.
+//! the variable (and its value, unless the key is unknown or looks like a secret).
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use toml::{Table, Value};
 
-use super::Config;
+use super::{secrets, Config};
 
 const PREFIX: &str = "SSEHUB_";
 const SECTIONS: &[&str] = &[
@@ -33,8 +33,21 @@ pub(super) fn apply(
         .collect();
     overrides.sort();
     for (name, section, key, raw) in overrides {
-        let value = value_for(&section, &key, &raw)
-            .with_context(|| format!("{name}={}", shown(&key, &raw)))?;
+        let value = match value_for(&section, &key, &raw) {
+            Ok(value) => value,
+            Err(e) => {
+                // A secret's value is never shown, nor an unknown key's: its value does
+                // not help fix it, and a misspelled secret (`..._JWT_SECRT`) looks
+                // like none.
+                let message = e.to_string();
+                let hide = secrets::looks_secret(&key) || secrets::is_unknown_key(&message);
+                if !hide {
+                    return Err(e.context(format!("{name}={raw}")));
+                }
+                let message = secrets::scrub(&message, &[&raw], true);
+                return Err(anyhow::Error::msg(message).context(format!("{name}=(hidden)")));
+            }
+        };
         let entry = table
             .entry(section.clone())
             .or_insert_with(|| Value::Table(Table::new()));
@@ -70,15 +83,6 @@ fn fits(section: &str, key: &str, value: Value) -> anyhow::Result<()> {
     outer.insert(section.to_owned(), Value::Table(inner));
     Value::Table(outer).try_into::<Config>()?;
     Ok(())
-}
-
-/// The value as a message may show it: secrets hidden.
-fn shown(key: &str, raw: &str) -> String {
-    if key.contains("secret") || key.contains("token") || key == "url" {
-        "(hidden)".into()
-    } else {
-        raw.to_owned()
-    }
 }
 
 #[cfg(test)]
@@ -131,6 +135,11 @@ mod tests {
             load(&[("SSEHUB_SSE_OUTBOX_LIMIT", "lots")]).unwrap_err()
         );
         assert!(e.contains("SSEHUB_SSE_OUTBOX_LIMIT=lots"), "{e}");
+        // Unknown (misspelled) or secret-looking: named, the value not shown.
+        for name in ["SSEHUB_AUTH_JWT_SECRT", "SSEHUB_SERVER_ADMIN_TOKEN"] {
+            let e = format!("{:#}", load(&[(name, "v4lue")]).unwrap_err());
+            assert!(e.contains(name) && !e.contains("v4lue"), "{e}");
+        }
         let e = format!(
             "{:#}",
             load(&[("SSEHUB_AUTH_ADMIN_TOKEN", "[")])

@@ -6,6 +6,11 @@
 //! `Access-Control-Allow-Origin: *` for the API, never with credentials; a list is
 //! `SseOptions::allowed_origins` (other pages' streams are refused with 403) and an
 //! echoed origin for the API. Empty: the hub's own pages only, and no CORS headers.
+//!
+//! The CORS layer only adds headers: a page of any origin can still make a browser POST
+//! `text/plain` with the hub's cookie, without a preflight. So the listed origins (never
+//! `*`) are also the pages besides the hub's own that may publish with the token cookie
+//! (`HubApi::allowed_origins`, which refuses the others).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +21,7 @@ use anyhow::Context;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
-use ssehub::{ApiBody, SseOptions};
+use ssehub::{ApiBody, HubApi, SseOptions};
 use tower::{Layer, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -37,6 +42,12 @@ pub(super) fn sse_origins(options: SseOptions, c: &CorsSection) -> SseOptions {
     options
         .allowed_origins(c.allowed_origins.clone())
         .allow_credentials(c.allow_credentials)
+}
+
+/// The pages that may publish with the token cookie: the listed ones (`*` is none:
+/// the library ignores it), besides the hub's own.
+pub(super) fn cookie_origins(api: HubApi, c: &CorsSection) -> HubApi {
+    api.allowed_origins(c.allowed_origins.iter().cloned())
 }
 
 /// The API's layer (`None`: no cross-origin page may use it).

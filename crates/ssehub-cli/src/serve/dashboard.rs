@@ -10,7 +10,8 @@
 //!
 //! With a token (`--publish-token`), the page and its feed need it, as the API's routes
 //! do: `Authorization: Bearer TOKEN`, or `?token=TOKEN` for a browser (the page passes
-//! it on to its feed and, as a header, to `GET /rooms/{room}`).
+//! it on to its feed and, as a header, to `GET /rooms/{room}`). A feed opened with a
+//! token that expires (a JWT's `exp`) ends then, after `ssehub.expired`.
 //!
 //! Cost: one sample a second (a few tens of microseconds with a thousand clients; the
 //! sum of the outboxes visits every connection), whether or not anyone watches, so that
@@ -68,8 +69,11 @@ pub(super) fn mount(server: Server, api: &HubApi, path: &str) -> anyhow::Result<
         let api = api.clone();
         events = events.authorize(move |ctx| {
             let given = bearer(ctx.headers()).or_else(|| ctx.query("token").map(str::to_owned));
-            let ok = api.accepts_token(&given.unwrap_or_default());
-            async move { ok.then_some(()).ok_or_else(Rejection::unauthorized) }
+            // The token's identity, with its expiry: the endpoint ends the feed then
+            // (after `ssehub.expired`), as it ends `/sse` streams, so an operator's token
+            // does not outlive its `exp` on an open dashboard.
+            let operator = api.operator_identity(&given.unwrap_or_default());
+            async move { operator.ok_or_else(Rejection::unauthorized) }
         });
     }
     let page_api = api.clone();

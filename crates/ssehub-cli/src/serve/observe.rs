@@ -33,6 +33,9 @@ pub(crate) struct ObserveArgs {
     /// leave: a name, `*`, or a prefix such as `chat.*` (repeatable).
     #[arg(long, value_name = "ROOMS")]
     pub presence: Vec<RoomSelector>,
+    /// Presence events carry counts only: no connection ids, no token subjects.
+    #[arg(long)]
+    pub presence_counts_only: bool,
 }
 
 impl ObserveArgs {
@@ -45,6 +48,7 @@ impl ObserveArgs {
             c.dashboard_path.clone_from(p);
         }
         c.presence.extend(self.presence.iter().cloned());
+        c.presence_counts_only |= self.presence_counts_only;
     }
 }
 
@@ -53,6 +57,7 @@ pub(super) fn hub_config(c: &ObserveSection, config: HubConfig) -> HubConfig {
     c.presence
         .iter()
         .fold(config, |config, rooms| config.presence(rooms.clone()))
+        .presence_counts_only(c.presence_counts_only)
 }
 
 /// Add the operator's routes to `server` for the hub of `api`. The dashboard's feed,

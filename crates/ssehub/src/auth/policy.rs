@@ -57,6 +57,17 @@ pub struct Auth {
     admin_token: Option<Arc<[u8]>>,
 }
 
+/// Where a request's token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenSource {
+    /// `Authorization: Bearer`: set by the client's own code.
+    Header,
+    /// The cookie: sent by a browser whichever page makes the request.
+    Cookie,
+    /// The query parameter: in the URL the client asked for.
+    Query,
+}
+
 /// Why a request is refused: the status and what the client is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Denied {
@@ -168,19 +179,34 @@ impl Auth {
     /// The request's token: the first of the bearer header, the cookie, the query
     /// parameter.
     pub fn token<'a>(&self, headers: &'a HeaderMap, uri: &Uri) -> Option<Cow<'a, str>> {
+        self.located_token(headers, uri).map(|(token, _)| token)
+    }
+
+    /// Where the request's token comes from, if it has one ([`Auth::token`]'s order).
+    /// The cookie is the one source a browser adds by itself, to requests that pages of
+    /// other origins make: what it authorizes must be checked for where it comes from.
+    pub(crate) fn token_source(&self, headers: &HeaderMap, uri: &Uri) -> Option<TokenSource> {
+        self.located_token(headers, uri).map(|(_, source)| source)
+    }
+
+    fn located_token<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        uri: &Uri,
+    ) -> Option<(Cow<'a, str>, TokenSource)> {
         if let Some(t) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| bearer(v.as_bytes()))
         {
-            return Some(Cow::Borrowed(t));
+            return Some((Cow::Borrowed(t), TokenSource::Header));
         }
         if let Some(t) = self.cookie.as_deref().and_then(|n| cookie(headers, n)) {
-            return Some(Cow::Borrowed(t));
+            return Some((Cow::Borrowed(t), TokenSource::Cookie));
         }
         let name = self.query.as_deref()?;
         form_urlencoded::parse(uri.query()?.as_bytes())
             .find(|(k, v)| k == name && !v.is_empty())
-            .map(|(_, v)| Cow::Owned(v.into_owned()))
+            .map(|(_, v)| (Cow::Owned(v.into_owned()), TokenSource::Query))
     }
 
     /// Who the request is: `Ok(None)` without a token, an error for a token that is not
@@ -258,11 +284,11 @@ impl Auth {
         }
     }
 
-    /// Whether `token` alone opens the operator's endpoints (the admin token, or a valid
-    /// token with `"admin": true`), for a token that came by another way than the
-    /// request's usual sources.
-    pub(crate) fn is_operator_token(&self, token: &str) -> bool {
-        self.identity_of(token).is_ok_and(|id| id.is_admin())
+    /// The identity of `token` if it alone opens the operator's endpoints (the admin
+    /// token, or a valid token with `"admin": true`), for a token that came by another
+    /// way than the request's usual sources.
+    pub(crate) fn operator_identity(&self, token: &str) -> Option<Identity> {
+        self.identity_of(token).ok().filter(Identity::is_admin)
     }
 
     /// `Ok` if the request may use the operator's endpoints.
@@ -335,9 +361,18 @@ mod tests {
             ("cookie", "a=1; ssehub_token=c"),
         ]);
         assert_eq!(auth.token(&all, &uri).as_deref(), Some("h"));
+        assert_eq!(auth.token_source(&all, &uri), Some(TokenSource::Header));
         let cookie_only = headers(&[("cookie", "a=1"), ("cookie", "ssehub_token=c")]);
         assert_eq!(auth.token(&cookie_only, &uri).as_deref(), Some("c"));
+        assert_eq!(
+            auth.token_source(&cookie_only, &uri),
+            Some(TokenSource::Cookie)
+        );
         assert_eq!(auth.token(&HeaderMap::new(), &uri).as_deref(), Some("q+q"));
+        assert_eq!(
+            auth.token_source(&HeaderMap::new(), &uri),
+            Some(TokenSource::Query)
+        );
         let off = auth.clone().cookie(None).query_parameter(None);
         assert_eq!(off.token(&cookie_only, &uri), None);
         let renamed = auth.cookie(Some("t"));
@@ -352,7 +387,7 @@ mod tests {
     #[test]
     fn an_empty_admin_token_opens_nothing() {
         let auth = Auth::without_tokens().admin_token("");
-        assert!(!auth.is_operator_token(""));
+        assert!(auth.operator_identity("").is_none());
         let uri: Uri = "/stats?token=".parse().unwrap();
         let empty = headers(&[("authorization", "Bearer ")]);
         assert!(auth.operator(&empty, &uri).is_err());

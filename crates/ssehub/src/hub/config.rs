@@ -29,7 +29,8 @@ pub struct HubConfig {
     max_rooms_per_publish: usize,
     max_event_bytes: usize,
     history: HistoryRules,
-    /// Set by [`HubConfig::presence`] and [`HubConfig::presence_window`].
+    /// Set by [`HubConfig::presence`], [`HubConfig::presence_window`] and
+    /// [`HubConfig::presence_counts_only`].
     pub(super) presence: PresenceRules,
 }
 

@@ -3,7 +3,8 @@
 //! A join or a leave in such a room is noted, not sent: changes gather for a short
 //! window ([`HubConfig::presence_window`], 250 ms), then each room with changes gets at
 //! most one `ssehub.join` and one `ssehub.leave` event, listing who came and who went
-//! (the first [`MAX_LISTED`], and how many in all). So a reconnect storm of N clients
+//! (the first [`MAX_LISTED`], and how many in all; or how many only, with
+//! [`HubConfig::presence_counts_only`]). So a reconnect storm of N clients
 //! into one room costs its members a few events per window, not N each (N² in all),
 //! and a connection that comes and goes within one window is not reported at all.
 //!
@@ -37,11 +38,12 @@ use crate::sync::lock;
 /// The most connections one presence event lists; `count` says how many there were.
 pub(crate) const MAX_LISTED: usize = 100;
 
-/// Which rooms have presence, and how long changes gather.
+/// Which rooms have presence, how long changes gather, and whether members are named.
 #[derive(Debug, Clone)]
 pub(crate) struct PresenceRules {
     rooms: Vec<RoomSelector>,
     window: Duration,
+    counts_only: bool,
 }
 
 impl Default for PresenceRules {
@@ -49,6 +51,7 @@ impl Default for PresenceRules {
         PresenceRules {
             rooms: Vec::new(),
             window: Duration::from_millis(250),
+            counts_only: false,
         }
     }
 }
@@ -56,7 +59,9 @@ impl Default for PresenceRules {
 impl HubConfig {
     /// Give the rooms `selector` matches presence: their members get `ssehub.join` and
     /// `ssehub.leave` events, `{"room", "count", "connections": [{"id", "identity"}]}`,
-    /// when others join or leave (coalesced, see [`HubConfig::presence_window`]).
+    /// when others join or leave (coalesced, see [`HubConfig::presence_window`]). The
+    /// identity is the `sub` of the connection's token with auth on: every member learns
+    /// who the others are, unless [`HubConfig::presence_counts_only`].
     ///
     /// ```
     /// let config = ssehub::HubConfig::default().presence("chat.*".parse()?);
@@ -72,6 +77,23 @@ impl HubConfig {
     /// How long joins and leaves gather before a room's members hear of them (250 ms).
     pub fn presence_window(mut self, window: Duration) -> Self {
         self.presence.window = window;
+        self
+    }
+
+    /// Send counts only: `{"room", "count"}`, with neither connection ids nor
+    /// identities (off by default). Without it, every member of a presence room learns
+    /// who comes and goes: each connection's id and its identity, which is the `sub` of
+    /// its token with auth on, anonymous connections included (by id). Where members
+    /// must not learn of each other, this tells them only how many came and went.
+    ///
+    /// ```
+    /// let config = ssehub::HubConfig::default()
+    ///     .presence("lobby".parse()?)
+    ///     .presence_counts_only(true);
+    /// # Ok::<(), ssehub::SelectorError>(())
+    /// ```
+    pub fn presence_counts_only(mut self, counts_only: bool) -> Self {
+        self.presence.counts_only = counts_only;
         self
     }
 
@@ -160,24 +182,47 @@ impl Presence {
             pending.scheduled = false;
             std::mem::take(&mut pending.rooms)
         };
+        let named = !self.rules.counts_only;
         for (room, changes) in rooms {
-            send(hub, &room, "ssehub.join", changes.joined.into_values());
-            send(hub, &room, "ssehub.leave", changes.left.into_values());
+            send(
+                hub,
+                &room,
+                "ssehub.join",
+                changes.joined.into_values(),
+                named,
+            );
+            send(
+                hub,
+                &room,
+                "ssehub.leave",
+                changes.left.into_values(),
+                named,
+            );
         }
     }
 }
 
-/// Tell `room`'s members about `conns`, as `event`, unrecorded.
-fn send(hub: &Hub, room: &str, event: &str, conns: impl ExactSizeIterator<Item = Connection>) {
+/// Tell `room`'s members about `conns`, as `event`, unrecorded; `named`: who they are
+/// (their ids and identities), else how many only.
+fn send(
+    hub: &Hub,
+    room: &str,
+    event: &str,
+    conns: impl ExactSizeIterator<Item = Connection>,
+    named: bool,
+) {
     let count = conns.len();
     if count == 0 {
         return;
     }
-    let listed: Vec<_> = conns
-        .take(MAX_LISTED)
-        .map(|c| json!({ "id": c.id().to_string(), "identity": c.identity().as_deref() }))
-        .collect();
-    let data = json!({ "room": room, "count": count, "connections": listed });
+    let mut data = json!({ "room": room, "count": count });
+    if named {
+        let listed: Vec<_> = conns
+            .take(MAX_LISTED)
+            .map(|c| json!({ "id": c.id().to_string(), "identity": c.identity().as_deref() }))
+            .collect();
+        data["connections"] = json!(listed);
+    }
     let Ok(message) = Message::builder()
         .event(event)
         .data(data.to_string())

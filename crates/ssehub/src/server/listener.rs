@@ -436,7 +436,14 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
         header_timeout: deadline.saturating_duration_since(Instant::now()),
         slow_after: SLOW_AFTER,
     };
-    let first = transport::accept(stream, peer, &on.app.sse, waits, on.done.clone(), ticket);
+    let first = transport::accept(
+        stream,
+        peer,
+        (&on.app.sse, &on.app.hosts),
+        waits,
+        on.done.clone(),
+        ticket,
+    );
     let (stream, ticket) = tokio::select! {
         decision = first => match decision {
             Decision::Done => return,

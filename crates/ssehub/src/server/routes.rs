@@ -1,6 +1,6 @@
-//! Where a request goes: an SSE endpoint, an exact route, the static files
-//! (`static_files.rs`), the fallback service, or 404. And the few response helpers
-//! routes share.
+//! Where a request goes: nowhere if it names a host the server does not answer to
+//! (421); else an SSE endpoint, an exact route, the static files (`static_files.rs`),
+//! the fallback service, or 404. And the few response helpers routes share.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -16,6 +16,8 @@ use tower::ServiceExt;
 use super::body::{box_body, text, Body};
 use super::static_files::{Ready, StaticFiles};
 use crate::endpoint::SseEndpoint;
+use crate::hosts::{refusal_text, AllowedHosts};
+use crate::log_limit::warn_limited;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub(crate) type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxFuture<Response<Body>> + Send + Sync>;
@@ -27,6 +29,8 @@ pub(crate) struct App {
     pub(crate) routes: HashMap<String, Handler>,
     pub(crate) statics: Option<Ready>,
     pub(crate) fallback: Option<Fallback>,
+    /// Checked before anything else, here and on the bare-socket path (`transport`).
+    pub(crate) hosts: AllowedHosts,
 }
 
 impl App {
@@ -35,6 +39,7 @@ impl App {
         routes: HashMap<String, Handler>,
         statics: Option<StaticFiles>,
         fallback: Option<Fallback>,
+        hosts: AllowedHosts,
     ) -> App {
         let statics = statics.map(StaticFiles::ready);
         App {
@@ -42,10 +47,15 @@ impl App {
             routes,
             statics,
             fallback,
+            hosts,
         }
     }
 
     pub(crate) async fn dispatch(&self, req: Request<Incoming>) -> Response<Body> {
+        if let Some(host) = self.hosts.refused(&req) {
+            warn_limited!(host = %host, path = %req.uri().path(), "request for another host refused");
+            return text(StatusCode::MISDIRECTED_REQUEST, refusal_text(&host));
+        }
         let path = req.uri().path().to_owned();
         let path = path.as_str();
         // The endpoint that serves exactly this path first (as the bare-socket path

@@ -11,8 +11,8 @@
 //! handshake itself and keeps only the socket, the connection and a small task
 //! (`chunked.rs`); the buffer is freed then. Anything else (another path, HEAD, HTTP/1.0,
 //! HTTP/2, a request with a body, a head larger than 8 KiB, a second request on a
-//! kept-alive connection) goes to hyper with what was read in front of the socket
-//! (`prefixed.rs`), as if nothing had been read.
+//! kept-alive connection, a host the server does not answer to) goes to hyper with what
+//! was read in front of the socket (`prefixed.rs`), as if nothing had been read.
 //!
 //! Measured in BENCHMARKS.md: the server's memory per idle stream, and its CPU per event
 //! (no HTTP dispatcher on the write path).
@@ -36,6 +36,7 @@ use super::prefixed::Prefixed;
 use super::{chunked, FirstRequest};
 use crate::connection::TransportAbort;
 use crate::endpoint::{PeerAddr, SseEndpoint};
+use crate::hosts::AllowedHosts;
 use crate::metrics::TransportKind;
 
 /// The largest request head considered for take-over; a larger one goes to hyper.
@@ -72,7 +73,7 @@ pub(crate) struct Waits {
 pub(crate) async fn accept<F: FirstRequest>(
     stream: TcpStream,
     peer: SocketAddr,
-    endpoints: &[SseEndpoint],
+    (endpoints, hosts): (&[SseEndpoint], &AllowedHosts),
     waits: Waits,
     done: mpsc::Sender<()>,
     first: F,
@@ -97,6 +98,11 @@ pub(crate) async fn accept<F: FirstRequest>(
     let Some(endpoint) = endpoints.iter().find(|e| e.matches(req.uri().path())) else {
         return Decision::Hyper(Prefixed::new(Bytes::from(buf), stream), first);
     };
+    // A host the server does not answer to: hyper's path refuses it (421), as it does
+    // every request there, so there is one refusal and one place that decides it.
+    if hosts.refused(&req).is_some() {
+        return Decision::Hyper(Prefixed::new(Bytes::from(buf), stream), first);
+    }
     // What followed the head (a pipelined request, under 8 KiB) is never answered; the
     // buffer goes now, before the stream's life.
     drop(buf);
