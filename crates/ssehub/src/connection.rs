@@ -22,7 +22,7 @@ pub use outbox::SlowConsumerPolicy;
 pub use send::SendError;
 
 pub(crate) use handle::{ConnectionConfig, Owner, TransportAbort};
-pub(crate) use origin::Origin;
+pub(crate) use origin::{Audience, Origin};
 pub(crate) use outbox::{DirectSink, Kind};
 pub(crate) use pace::{Clock, Stamp};
 pub(crate) use send::{Claim, Enqueued};

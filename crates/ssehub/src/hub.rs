@@ -38,6 +38,7 @@ mod publish_error;
 #[cfg(feature = "redis")]
 mod redis;
 mod rooms;
+pub(crate) mod topics;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisError};
@@ -47,6 +48,7 @@ pub use config::{HubConfig, DEFAULT_MAX_EVENT_BYTES};
 pub use history::{GapReason, HistoryConfig};
 pub use observe::{MemberInfo, RoomInfo};
 pub use publish_error::PublishError;
+pub(crate) use rooms::validate_room_within;
 pub use rooms::{validate_room, JoinError, MAX_ROOM_NAME_LEN, ROOM_ALL};
 
 pub(crate) use history::Resume;
@@ -168,7 +170,7 @@ impl Hub {
 
     /// A new, empty hub with this configuration.
     pub fn with_config(config: HubConfig) -> Hub {
-        let local = Arc::new(Local::default());
+        let local = Arc::new(Local::new(config.topic_rules().patterns.clone()));
         let backplane = InProcess::new(local.clone(), config.history_rules().clone());
         Hub::with_backplane(config, local, Box::new(backplane))
     }
@@ -179,7 +181,7 @@ impl Hub {
     /// README's "Many nodes" for what happens when Redis goes away.
     #[cfg(feature = "redis")]
     pub async fn with_redis(config: HubConfig, redis: RedisConfig) -> Result<Hub, RedisError> {
-        let local = Arc::new(Local::default());
+        let local = Arc::new(Local::new(config.topic_rules().patterns.clone()));
         let backplane = self::redis::RedisBackplane::connect(
             local.clone(),
             config.history_rules().clone(),
@@ -248,7 +250,7 @@ impl Hub {
         if rooms_of_conn.iter().any(|r| &**r == room) {
             return Ok(false);
         }
-        validate_room(room)?;
+        validate_room_within(room, self.inner.config.max_room_name())?;
         let max = self.inner.config.rooms_per_connection();
         if rooms_of_conn.len() >= max {
             return Err(JoinError::TooManyRooms(max));

@@ -396,6 +396,15 @@ impl Connection {
         *lock(&self.inner.origin.identity) = Some(Arc::from(identity));
     }
 
+    /// Whether a private update of `topics` may reach this stream (its audience accepts
+    /// one of them). Read by the fan-out for private updates only.
+    pub(crate) fn receives_private<S: AsRef<str>>(&self, topics: &[S]) -> bool {
+        let Some(audience) = &self.inner.origin.audience else {
+            return false;
+        };
+        topics.iter().any(|t| audience.accepts(t.as_ref()))
+    }
+
     /// The identity the application gave this connection, if any.
     pub fn identity(&self) -> Option<Arc<str>> {
         lock(&self.inner.origin.identity).clone()

@@ -20,6 +20,22 @@ pub(crate) struct Origin {
     /// The subject of the stream's identity (`SseOptions::auth`'s token, or what
     /// `authorize` returned), or what the application sets (`on_connect`).
     pub(super) identity: Mutex<Option<Arc<str>>>,
+    /// Who may receive private updates through this stream (a topic dialect's grants);
+    /// `None`: no private update.
+    pub(super) audience: Option<Arc<dyn Audience>>,
+}
+
+/// Which private updates a stream may receive: those with a topic it accepts. The
+/// dialect that opened the stream decides (Mercure: the subscriber's token's grants).
+pub(crate) trait Audience: Send + Sync + 'static {
+    /// Whether a private update of `topic` may reach the stream.
+    fn accepts(&self, topic: &str) -> bool;
+}
+
+impl std::fmt::Debug for dyn Audience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Audience")
+    }
 }
 
 impl Origin {
@@ -35,7 +51,14 @@ impl Origin {
             transport,
             since: SystemTime::now(),
             identity: Mutex::new(None),
+            audience: None,
         }
+    }
+
+    /// Who may receive private updates through the stream.
+    pub(crate) fn with_audience(mut self, audience: Option<Arc<dyn Audience>>) -> Origin {
+        self.audience = audience;
+        self
     }
 }
 

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::fanout::{self, Encoded, Local, Publication};
-use super::history::{GapReason, History, HistoryRules, Resume, Size};
+use super::history::{GapReason, History, HistoryRules, Reader, Resume, Size};
 use super::publish_error::PublishError;
 use crate::connection::Connection;
 use crate::message::Message;
@@ -172,7 +172,14 @@ impl InProcess {
         };
         let budget = conn.outbox_limit() / 2;
         let rooms = conn.rooms_snapshot();
-        let Some(mut replay) = lock(history).replay(&rooms, resume, budget) else {
+        let private = |topics: &[Arc<str>]| conn.receives_private(topics);
+        let patterns = self.local.patterns.as_deref();
+        let reader = Reader {
+            rooms: &rooms,
+            private: &private,
+            patterns,
+        };
+        let Some(mut replay) = lock(history).replay_for(&reader, resume, budget) else {
             conn.end_resume();
             return Resumed::default();
         };
@@ -187,7 +194,12 @@ impl InProcess {
         // Held until the catch-up is queued: a join meanwhile would add a room whose
         // events are deferred (the stream still resumes) but not caught up.
         let rooms = lock(conn.rooms_lock());
-        let rest = h.catch_up(&rooms, &replay);
+        let reader = Reader {
+            rooms: &rooms,
+            private: &private,
+            patterns,
+        };
+        let rest = h.catch_up(&reader, &replay);
         let fanout = fanout::to_one(conn, rest);
         conn.end_resume();
         drop(rooms);
@@ -215,7 +227,7 @@ impl Backplane for InProcess {
             return Ok(deliver_unrecorded(&self.local, p, message));
         };
         let mut h = lock(history);
-        let Some(recorded) = h.record(&p.rooms, message, Instant::now())? else {
+        let Some(recorded) = h.record_as(&p.rooms, message, Instant::now(), p.private)? else {
             drop(h);
             return Ok(deliver_unrecorded(&self.local, p, message));
         };

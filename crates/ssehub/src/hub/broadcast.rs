@@ -32,6 +32,7 @@ pub struct Broadcast<'a> {
     rooms: Vec<String>,
     except: Option<ConnectionId>,
     unique: bool,
+    private: bool,
 }
 
 /// The rooms of a publication: one name (`&str`, `String`), or several (an array, a
@@ -86,6 +87,7 @@ impl<'a> Broadcast<'a> {
             rooms: rooms.into_rooms(),
             except: None,
             unique: false,
+            private: false,
         }
     }
 
@@ -100,6 +102,14 @@ impl<'a> Broadcast<'a> {
     /// such a connection gets the event once per room, as in SimpleW.
     pub fn unique(mut self) -> Self {
         self.unique = true;
+        self
+    }
+
+    /// Deliver only to the connections whose audience accepts one of the rooms (a
+    /// topic dialect's private update: `hub/topics.rs`), live and on replay.
+    #[cfg_attr(not(feature = "mercure"), allow(dead_code))]
+    pub(crate) fn private(mut self, private: bool) -> Self {
+        self.private = private;
         self
     }
 
@@ -176,6 +186,7 @@ impl<'a> Broadcast<'a> {
             rooms: self.rooms,
             except: self.except,
             unique: self.unique,
+            private: self.private,
             sample: crate::metrics::sample(),
         };
         (&self.hub.inner, publication)

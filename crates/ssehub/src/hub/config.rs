@@ -4,6 +4,7 @@
 
 use super::history::{HistoryConfig, HistoryRules};
 use super::presence::PresenceRules;
+use super::topics::TopicRules;
 use crate::selector::RoomSelector;
 
 /// What a hub enforces and keeps: limits per connection and per publish, and which rooms
@@ -32,6 +33,8 @@ pub struct HubConfig {
     /// Set by [`HubConfig::presence`], [`HubConfig::presence_window`] and
     /// [`HubConfig::presence_counts_only`].
     pub(super) presence: PresenceRules,
+    /// A dialect with topics (`topics.rs`): long names, patterns, URN ids.
+    pub(super) topics: TopicRules,
 }
 
 /// The default of [`HubConfig::max_event_bytes`]: half the default outbox bound
@@ -46,6 +49,7 @@ impl Default for HubConfig {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             history: HistoryRules::default(),
             presence: PresenceRules::default(),
+            topics: TopicRules::default(),
         }
     }
 }
@@ -122,6 +126,23 @@ impl HubConfig {
 
     pub(crate) fn history_rules(&self) -> &HistoryRules {
         &self.history
+    }
+
+    /// A hub whose rooms are the topics of `rules` (`topics.rs`).
+    pub(crate) fn topics(mut self, rules: TopicRules) -> Self {
+        self.history.ids = rules.ids;
+        self.history.repeat_ids = rules.repeat_ids;
+        self.topics = rules;
+        self
+    }
+
+    pub(crate) fn topic_rules(&self) -> &TopicRules {
+        &self.topics
+    }
+
+    /// The longest room name this hub accepts.
+    pub(crate) fn max_room_name(&self) -> usize {
+        self.topics.max_name.unwrap_or(super::MAX_ROOM_NAME_LEN)
     }
 
     pub(crate) fn presence_rules(&self) -> &PresenceRules {

@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::rooms::{Room, Rooms};
+use super::topics::Patterns;
 use crate::connection::{Claim, Clock, Connection, ConnectionId, Enqueued, Kind, Stamp};
 use crate::metrics::{Metrics, Sample};
 
@@ -24,9 +25,18 @@ pub(crate) struct Local {
     pub(crate) metrics: Metrics,
     /// Fan-outs begun: what pacing compares a write against (`connection/pace.rs`).
     pub(crate) clock: Clock,
+    /// The rooms named by patterns (`topics.rs`), for a hub whose rooms are topics.
+    pub(crate) patterns: Option<Arc<dyn Patterns>>,
 }
 
 impl Local {
+    pub(crate) fn new(patterns: Option<Arc<dyn Patterns>>) -> Local {
+        Local {
+            patterns,
+            ..Local::default()
+        }
+    }
+
     /// Fan `frame` out to the local members of `p`'s rooms and count the deliveries.
     /// Returns how many outboxes took it.
     pub(crate) fn deliver(&self, p: &Publication, frame: &Encoded) -> usize {
@@ -57,6 +67,8 @@ pub(crate) struct Publication {
     pub(crate) except: Option<ConnectionId>,
     /// At most once per connection, even for one in several of the rooms.
     pub(crate) unique: bool,
+    /// Only for the connections whose audience accepts one of its rooms (topics).
+    pub(crate) private: bool,
     /// Timed (one in so many, `metrics/histogram.rs`): one recipient's frame carries a
     /// probe to its socket.
     pub(crate) sample: Option<Sample>,
@@ -82,7 +94,7 @@ const DIRECT_FANOUT: usize = 2048;
 /// and writes idle streams.
 pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Encoded) -> Fanout {
     let rooms = &local.rooms;
-    let targets: Vec<(Arc<Room>, Kind)> = p
+    let mut targets: Vec<(Arc<Room>, Kind)> = p
         .rooms
         .iter()
         .enumerate()
@@ -96,6 +108,21 @@ pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Encoded) -> Fanout
             rooms.get(n).map(|r| (r, kind))
         })
         .collect();
+    if let Some(patterns) = &local.patterns {
+        // A recorded event is recorded for the streams of its patterns too: their
+        // replay reads it from the log.
+        let kind = if frame.recorded_in.contains(&true) {
+            Kind::Recorded
+        } else {
+            Kind::Plain
+        };
+        let matching = patterns.rooms_matching(&p.rooms);
+        targets.extend(
+            matching
+                .iter()
+                .filter_map(|n| rooms.get(n).map(|r| (r, kind))),
+        );
+    }
     // One room (names are distinct): nobody can be reached twice.
     let mut seen = (p.unique && targets.len() > 1).then(HashSet::new);
     let recipients = targets.iter().map(|(r, _)| r.members().conns.len()).sum();
@@ -113,6 +140,9 @@ pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Encoded) -> Fanout
                 if !seen.insert(*id) {
                     continue;
                 }
+            }
+            if p.private && !conn.receives_private(&p.rooms) {
+                continue;
             }
             fanout.push(conn, frame.bytes.clone(), *kind);
         }

@@ -39,12 +39,13 @@ mod cursor;
 pub use config::HistoryConfig;
 pub(crate) use config::HistoryRules;
 pub use cursor::GapReason;
-pub(crate) use cursor::{check_own_id, gap_frame, id_only_frame, place, Resume};
+pub(crate) use cursor::{check_own_id, gap_frame, hub_id_of, id_only_frame, place, Resume};
 // Read by the Redis replay (and the tests) only.
 #[cfg(any(feature = "redis", test))]
 pub(crate) use cursor::hub_form;
 
 use super::publish_error::PublishError;
+use super::topics::{IdForm, Patterns};
 use crate::message::Message;
 
 /// One recorded event, stored once for all its rooms.
@@ -57,6 +58,8 @@ struct Entry {
     custom_id: Option<Arc<str>>,
     /// The rooms it was recorded in.
     rooms: Box<[Arc<str>]>,
+    /// Only for the streams whose audience accepts one of its rooms (topics).
+    private: bool,
     /// How many rings still hold it.
     held: usize,
 }
@@ -66,7 +69,7 @@ struct Entry {
 #[derive(Debug)]
 struct Ring {
     limits: HistoryConfig,
-    seqs: VecDeque<(u64, Bytes)>,
+    seqs: VecDeque<Slot>,
     bytes: usize,
     /// The sequence number of the newest event dropped from this ring (0: none).
     dropped_through: u64,
@@ -85,6 +88,44 @@ impl Ring {
         }
     }
 }
+
+/// One event of a ring: its number, its frame, and whether it is private (then the log
+/// entry's rooms say who may have it).
+#[derive(Debug, Clone)]
+struct Slot {
+    seq: u64,
+    frame: Bytes,
+    private: bool,
+}
+
+/// Who reads the history: a stream's rooms, which private events it may have, and the
+/// patterns among its rooms (a hub whose rooms are topics, `topics.rs`).
+pub(crate) struct Reader<'a> {
+    pub(crate) rooms: &'a [Arc<str>],
+    /// Whether a private event of these rooms may reach the stream.
+    pub(crate) private: &'a dyn Fn(&[Arc<str>]) -> bool,
+    pub(crate) patterns: Option<&'a dyn Patterns>,
+}
+
+impl<'a> Reader<'a> {
+    /// A stream in `rooms`, given no private event and no pattern.
+    pub(crate) fn of(rooms: &'a [Arc<str>]) -> Reader<'a> {
+        Reader {
+            rooms,
+            private: &|_| false,
+            patterns: None,
+        }
+    }
+
+    /// The patterns among the stream's rooms, if it has any.
+    fn patterns(&self) -> Option<&'a dyn Patterns> {
+        self.patterns.filter(|p| p.has_pattern(self.rooms))
+    }
+}
+
+/// The most log entries a replay by pattern reads (newest first) for what it returns:
+/// past it, what remains is announced by the gap signal (`replay-limit`).
+const PATTERN_SCAN: usize = 100_000;
 
 /// What one recorded publication became.
 #[derive(Debug, Clone)]
@@ -128,6 +169,9 @@ pub(crate) struct History {
     total_bytes: usize,
     /// The newest sequence number dropped from a ring that was then removed entirely.
     removed_through: u64,
+    /// The newest sequence number dropped from the log (for readers by pattern, which
+    /// cannot know which rooms an event they missed was in).
+    log_dropped_through: u64,
 }
 
 impl History {
@@ -140,6 +184,7 @@ impl History {
             rings: HashMap::new(),
             total_bytes: 0,
             removed_through: 0,
+            log_dropped_through: 0,
         }
     }
 
@@ -154,6 +199,9 @@ impl History {
 
     /// The hub-wide id of sequence number `seq`.
     fn id_of(&self, seq: u64) -> String {
+        if self.rules.ids != IdForm::Plain {
+            return hub_id_of(&self.epoch, seq, self.rules.ids);
+        }
         let mut id = String::with_capacity(self.epoch.len() + 12);
         let _ = write!(id, "{}-{seq}", self.epoch);
         id
@@ -167,6 +215,17 @@ impl History {
         rooms: &[String],
         message: &Message,
         now: Instant,
+    ) -> Result<Option<Recorded>, PublishError> {
+        self.record_as(rooms, message, now, false)
+    }
+
+    /// [`History::record`], `private` or not (see [`Reader::private`]).
+    pub(crate) fn record_as(
+        &mut self,
+        rooms: &[String],
+        message: &Message,
+        now: Instant,
+        private: bool,
     ) -> Result<Option<Recorded>, PublishError> {
         let mut targets: Vec<(&str, HistoryConfig)> = Vec::new();
         for room in rooms {
@@ -197,11 +256,17 @@ impl History {
                 frame: frame.clone(),
                 custom_id: custom.clone(),
                 rooms: names.clone(),
+                private,
                 held: names.len(),
             },
         );
+        let slot = Slot {
+            seq,
+            frame: frame.clone(),
+            private,
+        };
         for (name, (_, limits)) in names.iter().zip(targets) {
-            self.push(name, limits, seq, &frame, custom.as_ref());
+            self.push(name, limits, slot.clone(), custom.as_ref());
             self.trim(name, now);
         }
         self.evict_over_total();
@@ -215,7 +280,10 @@ impl History {
         id: &str,
         rooms: &[(&str, HistoryConfig)],
     ) -> Result<String, PublishError> {
-        check_own_id(id)?;
+        check_own_id(id, self.rules.ids)?;
+        if self.rules.repeat_ids {
+            return Ok(id.to_owned());
+        }
         let taken = rooms.iter().any(|(r, _)| {
             self.rings
                 .get(*r)
@@ -239,8 +307,7 @@ impl History {
         &mut self,
         room: &Arc<str>,
         limits: HistoryConfig,
-        seq: u64,
-        frame: &Bytes,
+        slot: Slot,
         custom: Option<&Arc<str>>,
     ) {
         // A ring made afresh for a room whose ring was removed inherits what that removal
@@ -251,11 +318,12 @@ impl History {
             .rings
             .entry(room.clone())
             .or_insert_with(|| Ring::new(limits, removed_through));
-        ring.bytes += frame.len();
-        ring.seqs.push_back((seq, frame.clone()));
+        ring.bytes += slot.frame.len();
         if let Some(id) = custom {
-            ring.ids.insert(id.clone(), seq);
+            // A repeated id (where allowed) names its earliest event.
+            ring.ids.entry(id.clone()).or_insert(slot.seq);
         }
+        ring.seqs.push_back(slot);
     }
 
     /// Drop from `room`'s ring what its limits no longer allow (count, bytes, age).
@@ -264,7 +332,7 @@ impl History {
             let Some(ring) = self.rings.get(room) else {
                 return;
             };
-            let Some(front) = ring.seqs.front().and_then(|(s, _)| self.log.get(s)) else {
+            let Some(front) = ring.seqs.front().and_then(|s| self.log.get(&s.seq)) else {
                 return;
             };
             let over = ring.seqs.len() > ring.limits.events()
@@ -283,7 +351,7 @@ impl History {
         let Some(ring) = self.rings.get_mut(room) else {
             return;
         };
-        let Some((seq, frame)) = ring.seqs.pop_front() else {
+        let Some(Slot { seq, frame, .. }) = ring.seqs.pop_front() else {
             return;
         };
         ring.bytes -= frame.len();
@@ -299,6 +367,7 @@ impl History {
             if entry.held == 0 {
                 self.total_bytes -= entry.frame.len();
                 self.log.remove(&seq);
+                self.log_dropped_through = self.log_dropped_through.max(seq);
             }
         }
         if emptied {
@@ -317,7 +386,7 @@ impl History {
             let rooms = entry.rooms.clone();
             for room in rooms.iter() {
                 let front = self.rings.get(room).and_then(|r| r.seqs.front());
-                if front.is_some_and(|(s, _)| *s == seq) {
+                if front.is_some_and(|s| s.seq == seq) {
                     self.drop_front(room);
                 }
             }
@@ -346,30 +415,42 @@ impl History {
     /// The frames kept for `room`, oldest first.
     pub(crate) fn frames(&self, room: &str) -> Vec<Bytes> {
         self.rings.get(room).map_or_else(Vec::new, |r| {
-            r.seqs.iter().map(|(_, frame)| frame.clone()).collect()
+            r.seqs.iter().map(|s| s.frame.clone()).collect()
         })
     }
 
     /// What a stream resuming at `resume` is owed for `rooms`, at most `budget` bytes of
     /// events (the newest ones that fit). `None` when none of `rooms` keeps history.
+    #[cfg(test)]
     pub(crate) fn replay(
         &self,
         rooms: &[Arc<str>],
         resume: &Resume,
         budget: usize,
     ) -> Option<Replay> {
-        let kept = self.kept(rooms);
+        self.replay_for(&Reader::of(rooms), resume, budget)
+    }
+
+    /// What `reader`, resuming at `resume`, is owed: at most `budget` bytes of events
+    /// (the newest ones that fit). `None` when none of its rooms keeps history.
+    pub(crate) fn replay_for(
+        &self,
+        reader: &Reader<'_>,
+        resume: &Resume,
+        budget: usize,
+    ) -> Option<Replay> {
+        let kept = self.kept(reader.rooms);
         if kept.is_empty() {
             return None;
         }
         let (after, mut gap, given, count) = match resume {
             Resume::Newest(n) => (0, None, None, *n),
             Resume::After(cursor) => {
-                let (after, gap) = self.locate(cursor, &kept);
+                let (after, gap) = self.locate(cursor, reader, &kept);
                 (after, gap, Some(cursor.as_str()), usize::MAX)
             }
         };
-        let (taken, cut) = self.newest_after(&kept, after, count, budget);
+        let (taken, cut) = self.newest_for(reader, &kept, after, count, budget);
         if cut {
             // The newest events that fit the budget; the older rest is reported as a gap.
             gap = gap.or_else(|| {
@@ -404,15 +485,16 @@ impl History {
     /// one step under the history's lock, so the replay itself could be queued without
     /// it. Events of `rooms` dropped in between (a ring overrun within that moment) are
     /// announced by a gap signal, never skipped silently.
-    pub(crate) fn catch_up(&self, rooms: &[Arc<str>], replay: &Replay) -> Vec<Bytes> {
-        let kept = self.kept(rooms);
+    pub(crate) fn catch_up(&self, reader: &Reader<'_>, replay: &Replay) -> Vec<Bytes> {
+        let kept = self.kept(reader.rooms);
         let mut frames = Vec::new();
         let lost: Vec<String> = kept
             .iter()
-            .filter(|r| self.dropped_since(r, replay.through))
+            .filter(|r| self.dropped_since(r, reader, replay.through))
             .map(|r| r.to_string())
             .collect();
-        let (taken, _) = self.newest_after(&kept, replay.through, usize::MAX, usize::MAX);
+        let max = usize::MAX;
+        let (taken, _) = self.newest_for(reader, &kept, replay.through, max, max);
         let last = taken.last().map_or(replay.last, |(seq, _)| *seq);
         if !lost.is_empty() {
             let first = taken.first().map(|(s, _)| self.id_at(*s));
@@ -438,8 +520,12 @@ impl History {
             .collect()
     }
 
-    /// Whether `room` dropped an event numbered after `after`.
-    fn dropped_since(&self, room: &str, after: u64) -> bool {
+    /// Whether `room` (for `reader`) dropped an event numbered after `after`. A reader
+    /// by pattern may have missed any event dropped from the log.
+    fn dropped_since(&self, room: &str, reader: &Reader<'_>, after: u64) -> bool {
+        if reader.patterns().is_some() && self.log_dropped_through > after {
+            return true;
+        }
         match self.rings.get(room) {
             Some(ring) => ring.dropped_through > after,
             None => self.removed_through > after,
@@ -448,7 +534,12 @@ impl History {
 
     /// Where `cursor` points (replay what follows this sequence number), and the gap to
     /// report with the rooms it concerns, if the cursor cannot be honoured.
-    fn locate(&self, cursor: &str, rooms: &[&str]) -> (u64, Option<(GapReason, Vec<String>)>) {
+    fn locate(
+        &self,
+        cursor: &str,
+        reader: &Reader<'_>,
+        rooms: &[&str],
+    ) -> (u64, Option<(GapReason, Vec<String>)>) {
         let all_rooms = || rooms.iter().map(|r| r.to_string()).collect::<Vec<_>>();
         // A caller's id names an event of the rooms it was published to; if several of
         // the stream's rooms hold the id, the earliest wins: a duplicate, never a loss.
@@ -458,13 +549,13 @@ impl History {
                 .filter_map(|r| self.rings.get(*r)?.ids.get(cursor).copied())
                 .min()
         };
-        let after = match place(cursor, &self.epoch, self.seq, own) {
+        let after = match place(cursor, &self.epoch, self.seq, self.rules.ids, own) {
             Ok(after) => after,
             Err(reason) => return (0, Some((reason, all_rooms()))),
         };
         let evicted: Vec<String> = rooms
             .iter()
-            .filter(|r| self.dropped_since(r, after))
+            .filter(|r| self.dropped_since(r, reader, after))
             .map(|r| r.to_string())
             .collect();
         if evicted.is_empty() {
@@ -481,12 +572,13 @@ impl History {
     /// as far back as the merge reaches.
     fn newest_after(
         &self,
+        reader: &Reader<'_>,
         rooms: &[&str],
         after: u64,
         count: usize,
         budget: usize,
     ) -> (Vec<(u64, Bytes)>, bool) {
-        let rings: Vec<&VecDeque<(u64, Bytes)>> = rooms
+        let rings: Vec<&VecDeque<Slot>> = rooms
             .iter()
             .filter_map(|r| self.rings.get(*r))
             .map(|r| &r.seqs)
@@ -495,7 +587,7 @@ impl History {
         let mut heads: BinaryHeap<(u64, usize, usize)> = rings
             .iter()
             .enumerate()
-            .filter_map(|(i, seqs)| Some((seqs.back()?.0, i, seqs.len() - 1)))
+            .filter_map(|(i, seqs)| Some((seqs.back()?.seq, i, seqs.len() - 1)))
             .filter(|(seq, _, _)| *seq > after)
             .collect();
         let mut taken: Vec<(u64, Bytes)> = Vec::new();
@@ -506,16 +598,20 @@ impl History {
                 if taken.len() == count {
                     break;
                 }
-                let frame = &rings[ring][left].1;
-                if bytes + frame.len() > budget {
+                let slot = &rings[ring][left];
+                let frame = &slot.frame;
+                if slot.private && !self.visible(reader, seq) {
+                    // Not this stream's: skipped, as the live stream skips it.
+                } else if bytes + frame.len() > budget {
                     cut = true;
                     break;
+                } else {
+                    bytes += frame.len();
+                    taken.push((seq, frame.clone()));
                 }
-                bytes += frame.len();
-                taken.push((seq, frame.clone()));
             }
             if left > 0 {
-                let next = rings[ring][left - 1].0;
+                let next = rings[ring][left - 1].seq;
                 if next > after {
                     heads.push((next, ring, left - 1));
                 }
@@ -523,6 +619,65 @@ impl History {
         }
         taken.reverse();
         (taken, cut)
+    }
+
+    /// [`History::newest_after`] for `reader`: through its rooms' rings, or through the
+    /// log when it has patterns (which may match any event).
+    fn newest_for(
+        &self,
+        reader: &Reader<'_>,
+        rooms: &[&str],
+        after: u64,
+        count: usize,
+        budget: usize,
+    ) -> (Vec<(u64, Bytes)>, bool) {
+        match reader.patterns() {
+            None => self.newest_after(reader, rooms, after, count, budget),
+            Some(patterns) => self.newest_by_pattern(reader, patterns, after, count, budget),
+        }
+    }
+
+    /// The newest events after `after` that `reader` has, by its exact rooms or by its
+    /// patterns, read from the log newest first: at most `count`, `budget` bytes and
+    /// [`PATTERN_SCAN`] entries read (the last two cut, as a gap says).
+    fn newest_by_pattern(
+        &self,
+        reader: &Reader<'_>,
+        patterns: &dyn Patterns,
+        after: u64,
+        count: usize,
+        budget: usize,
+    ) -> (Vec<(u64, Bytes)>, bool) {
+        let exact: std::collections::HashSet<&str> = reader.rooms.iter().map(|r| &**r).collect();
+        let mut taken = Vec::new();
+        let mut bytes = 0;
+        for (scanned, (&seq, entry)) in self.log.range(after + 1..).rev().enumerate() {
+            if scanned == PATTERN_SCAN {
+                return (taken.into_iter().rev().collect(), true);
+            }
+            let mine = entry.rooms.iter().any(|r| exact.contains(&**r))
+                || patterns.any_matches(reader.rooms, &entry.rooms);
+            if !mine || (entry.private && !(reader.private)(&entry.rooms)) {
+                continue;
+            }
+            if taken.len() == count {
+                break;
+            }
+            if bytes + entry.frame.len() > budget {
+                return (taken.into_iter().rev().collect(), true);
+            }
+            bytes += entry.frame.len();
+            taken.push((seq, entry.frame.clone()));
+        }
+        taken.reverse();
+        (taken, false)
+    }
+
+    /// Whether the private event `seq` may reach `reader`.
+    fn visible(&self, reader: &Reader<'_>, seq: u64) -> bool {
+        self.log
+            .get(&seq)
+            .is_some_and(|e| (reader.private)(&e.rooms))
     }
 
     /// The id of the event numbered `seq`.

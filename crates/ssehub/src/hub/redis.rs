@@ -230,7 +230,7 @@ impl Shared {
             .collect();
         if !recorded.is_empty() {
             if let Some(id) = message.id() {
-                check_own_id(id)?;
+                check_own_id(id, self.rules.ids)?;
             }
         }
         let own = message.id().unwrap_or("").to_owned();
@@ -339,7 +339,7 @@ impl Backplane for RedisBackplane {
             .any(|r| self.shared.rules.for_room(r).is_some());
         if recorded {
             if let Some(id) = message.id() {
-                check_own_id(id)?;
+                check_own_id(id, self.shared.rules.ids)?;
             }
         }
         if self.queue.send((p.clone(), message.clone())).is_err() {

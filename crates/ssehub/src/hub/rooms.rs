@@ -52,11 +52,20 @@ pub const ROOM_ALL: &str = "__all";
 /// assert!(ssehub::validate_room("a\nb").is_err());
 /// ```
 pub fn validate_room(name: &str) -> Result<(), JoinError> {
+    validate_room_within(name, MAX_ROOM_NAME_LEN)
+}
+
+/// [`validate_room`] for a hub whose names may be up to `max` bytes (topics).
+pub(crate) fn validate_room_within(name: &str, max: usize) -> Result<(), JoinError> {
     if name.is_empty() {
         return Err(JoinError::InvalidRoom("it is empty"));
     }
-    if name.len() > MAX_ROOM_NAME_LEN {
-        return Err(JoinError::InvalidRoom("it is longer than 128 bytes"));
+    if name.len() > max {
+        return Err(if max == MAX_ROOM_NAME_LEN {
+            JoinError::InvalidRoom("it is longer than 128 bytes")
+        } else {
+            JoinError::InvalidRoom("it is longer than the hub allows")
+        });
     }
     if name.chars().any(char::is_control) {
         return Err(JoinError::InvalidRoom("it contains a control character"));

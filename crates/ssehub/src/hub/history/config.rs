@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::hub::topics::IdForm;
 use crate::selector::RoomSelector;
 
 /// How much history a room keeps: at most this many events, this many bytes (of encoded
@@ -79,6 +80,10 @@ pub(crate) struct HistoryRules {
     pub(crate) overrides: Vec<(RoomSelector, Option<HistoryConfig>)>,
     pub(crate) total_bytes: usize,
     pub(crate) gap_event: String,
+    /// How the hub's own ids look (`hub/topics.rs`).
+    pub(crate) ids: IdForm,
+    /// Whether a caller's own id may repeat within a room's history.
+    pub(crate) repeat_ids: bool,
 }
 
 impl Default for HistoryRules {
@@ -88,6 +93,8 @@ impl Default for HistoryRules {
             overrides: Vec::new(),
             total_bytes: 64 * 1024 * 1024,
             gap_event: "ssehub.gap".into(),
+            ids: IdForm::Plain,
+            repeat_ids: false,
         }
     }
 }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::hub::publish_error::PublishError;
+use crate::hub::topics::IdForm;
 use crate::message::Message;
 
 /// Why a cursor could not be honoured: the `reason` of the gap event.
@@ -75,18 +76,19 @@ pub(crate) enum Resume {
 }
 
 /// Where `cursor` points: replay what follows this sequence number; or why it cannot be
-/// honoured. `epoch` and `top` are the history's (its newest sequence number); `own`
-/// looks up an id a caller gave.
+/// honoured. `epoch` and `top` are the history's (its newest sequence number), `form`
+/// how its ids look; `own` looks up an id a caller gave.
 pub(crate) fn place(
     cursor: &str,
     epoch: &str,
     top: u64,
+    form: IdForm,
     own: impl FnOnce() -> Option<u64>,
 ) -> Result<u64, GapReason> {
     if cursor == "earliest" {
         return Ok(0);
     }
-    match hub_form(cursor) {
+    match hub_id(cursor, form) {
         Some(Ok((e, seq))) if e == epoch && seq <= top => Ok(seq),
         Some(Ok((e, _))) if e != epoch => Err(GapReason::UnknownEpoch),
         Some(_) => Err(GapReason::Malformed),
@@ -94,12 +96,13 @@ pub(crate) fn place(
     }
 }
 
-/// Whether a caller's own id can be a cursor (apart from being unique).
-pub(crate) fn check_own_id(id: &str) -> Result<(), PublishError> {
+/// Whether a caller's own id can be a cursor (apart from being unique) in a history whose
+/// ids have `form`: not empty, not `earliest`, not of the hub's own form.
+pub(crate) fn check_own_id(id: &str, form: IdForm) -> Result<(), PublishError> {
     if id.is_empty() {
         return Err(PublishError::EmptyId);
     }
-    if id == "earliest" || hub_form(id).is_some() {
+    if id == "earliest" || hub_id(id, form).is_some() {
         return Err(PublishError::ReservedId(id.to_owned()));
     }
     Ok(())
@@ -136,6 +139,49 @@ pub(crate) fn id_only_frame(id: &str) -> Bytes {
         .encode()
 }
 
+/// The hub's id of sequence number `seq` in `epoch`, in `form`.
+pub(crate) fn hub_id_of(epoch: &str, seq: u64, form: IdForm) -> String {
+    match form {
+        IdForm::Plain => format!("{epoch}-{seq}"),
+        // A UUID's layout with version 4 and variant bits: the epoch in its first field,
+        // the number's high 16 bits in the second and low 48 bits in the last.
+        IdForm::Urn => format!(
+            "urn:uuid:{epoch}-{:04x}-4000-8000-{:012x}",
+            seq >> 48,
+            seq & 0xffff_ffff_ffff
+        ),
+    }
+}
+
+/// `Some` if `id` has the hub's form for `form`: `Ok((epoch, seq))`, or `Err(())` when
+/// the number does not fit.
+pub(crate) fn hub_id(id: &str, form: IdForm) -> Option<Result<(&str, u64), ()>> {
+    match form {
+        IdForm::Plain => hub_form(id),
+        IdForm::Urn => urn_form(id).map(Ok),
+    }
+}
+
+/// `Some((epoch, seq))` if `id` is `urn:uuid:EEEEEEEE-HHHH-4000-8000-LLLLLLLLLLLL` (hex,
+/// lower case, as [`hub_id_of`] writes it).
+fn urn_form(id: &str) -> Option<(&str, u64)> {
+    let uuid = id.strip_prefix("urn:uuid:")?;
+    let b = uuid.as_bytes();
+    let hex = |r: std::ops::Range<usize>| {
+        b[r].iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c))
+    };
+    if b.len() != 36 || !hex(0..8) || !hex(9..13) || !hex(24..36) {
+        return None;
+    }
+    if &uuid[8..9] != "-" || &uuid[13..24] != "-4000-8000-" {
+        return None;
+    }
+    let high = u64::from_str_radix(&uuid[9..13], 16).ok()?;
+    let low = u64::from_str_radix(&uuid[24..36], 16).ok()?;
+    Some((&uuid[..8], high << 48 | low))
+}
+
 /// `Some` if `id` has the hub's form `<8 hex digits>-<digits>`: `Ok((epoch, seq))`,
 /// or `Err(())` when the number does not fit.
 pub(crate) fn hub_form(id: &str) -> Option<Result<(&str, u64), ()>> {
@@ -146,4 +192,35 @@ pub(crate) fn hub_form(id: &str) -> Option<Result<(&str, u64), ()>> {
         return None;
     }
     Some(seq.parse().map(|n| (epoch, n)).map_err(|_| ()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urn_ids_carry_the_epoch_and_the_number_back() {
+        for seq in [1, 42, 0xffff_ffff_ffff, 1 << 48, u64::MAX] {
+            let id = hub_id_of("0badf00d", seq, IdForm::Urn);
+            assert!(id.starts_with("urn:uuid:0badf00d-"), "{id}");
+            assert_eq!(
+                uuid::Uuid::parse_str(&id[9..]).unwrap().get_version_num(),
+                4
+            );
+            assert_eq!(hub_id(&id, IdForm::Urn), Some(Ok(("0badf00d", seq))));
+            assert_eq!(hub_id(&id, IdForm::Plain), None);
+        }
+        let random = format!("urn:uuid:{}", uuid::Uuid::new_v4());
+        assert_eq!(hub_id(&random, IdForm::Urn), None, "{random}");
+        assert_eq!(
+            hub_id("urn:uuid:0BADF00D-0000-4000-8000-000000000001", IdForm::Urn),
+            None
+        );
+        assert!(check_own_id(&random, IdForm::Urn).is_ok());
+        assert!(
+            check_own_id("0badf00d-1", IdForm::Urn).is_ok(),
+            "another form's"
+        );
+        assert!(check_own_id("0badf00d-1", IdForm::Plain).is_err());
+    }
 }

@@ -143,10 +143,12 @@ async fn locate(
     } else {
         None
     };
-    Ok(match place(cursor, &meta.epoch, meta.seq, || own) {
-        Ok(after) => (Start::After(after), None),
-        Err(reason) => (Start::After(0), Some(reason)),
-    })
+    Ok(
+        match place(cursor, &meta.epoch, meta.seq, shared.rules.ids, || own) {
+            Ok(after) => (Start::After(after), None),
+            Err(reason) => (Start::After(0), Some(reason)),
+        },
+    )
 }
 
 /// Queue to `conn` what it missed, then let it have live events (see the module doc).

@@ -131,6 +131,7 @@ async fn on_event(shared: &Shared, w: Wire) {
 /// Deliver `w` on this node, in order.
 fn deliver(shared: &Shared, w: &Wire) {
     let publication = Publication {
+        private: false,
         rooms: w.rooms.clone(),
         except: w.except.filter(|_| w.node == shared.node),
         unique: w.unique,
