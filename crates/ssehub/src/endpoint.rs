@@ -23,6 +23,7 @@
 mod body;
 mod client_addr;
 mod cors;
+mod dialect;
 mod hooks;
 mod options;
 mod request;
@@ -32,6 +33,8 @@ mod stream_auth;
 pub use body::SseBody;
 pub use options::{ConfigError, SseOptions};
 pub use request::{PeerAddr, Rejection, RequestContext};
+
+pub(crate) use dialect::{Dialect, Subscription};
 
 use std::convert::Infallible;
 use std::fmt;
@@ -142,15 +145,64 @@ impl SseEndpoint {
         let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip());
         let client = client_addr::client_ip(peer, req.headers(), &self.inner.opts.trusted_proxies);
         let ctx = RequestContext::from_request(&req, client, self.hub());
+        let admitted = match &self.inner.opts.dialect {
+            Some(dialect) => dialect.subscribe(ctx).await,
+            None => self.subscribe(&head_of(&req), ctx).await,
+        };
+        let mut sub = match admitted {
+            Ok(sub) => sub,
+            Err(refusal) => return refusal,
+        };
+        if req.method() == Method::HEAD {
+            let mut res = self.handshake(&req, SseBody::empty());
+            res.headers_mut().extend(sub.headers);
+            return res;
+        }
+        if self.closing() {
+            refused(Refusal::ShuttingDown);
+            return unavailable("shutting down");
+        }
+        let ip = sub.ctx.client_ip();
+        if let Err(refusal) = self.inner.admission.admit(ip) {
+            warn_limited!(client = ?ip, reason = refusal.reason(), "stream refused");
+            refused(refusal.counted_as());
+            return unavailable(refusal.reason());
+        }
+        let abort = req.extensions().get::<TransportAbort>().cloned();
+        // The server says which transport carries the request; mounted elsewhere, it is
+        // hyper's (or the host server's), by HTTP version.
+        let transport = req.extensions().get::<TransportKind>().copied();
+        let origin = Origin::new(
+            sub.ctx.peer_addr(),
+            ip,
+            transport.unwrap_or_else(|| TransportKind::of_hyper(req.version())),
+        )
+        .with_audience(sub.audience.clone());
+        let headers = std::mem::take(&mut sub.headers);
+        let conn = self.open_stream(ip, abort, sub, origin);
+        let mut res = self.handshake(&req, SseBody::stream(conn));
+        res.headers_mut().extend(headers);
+        res
+    }
+
+    /// The room dialect: the rooms `?room=` names (with [`SseOptions::rooms_from_query`])
+    /// and the auto-join room, checked by [`SseOptions::auth`] and the `authorize` hook;
+    /// the cursor of `Last-Event-ID` or `?history=`.
+    async fn subscribe(
+        &self,
+        req: &Request<()>,
+        ctx: RequestContext,
+    ) -> Result<Subscription, Response<SseBody>> {
+        let refused = |why| self.hub().count_refusal(why);
         if let Err(why) = self.check_query_rooms(&ctx) {
             refused(Refusal::BadRequest);
-            return respond::text(StatusCode::BAD_REQUEST, why);
+            return Err(respond::text(StatusCode::BAD_REQUEST, why));
         }
         let mut ctx = match stream_auth::admit(&self.inner.opts, ctx) {
             Ok(ctx) => ctx,
             Err(denied) => {
                 refused(Refusal::Auth);
-                return stream_auth::refusal(&denied);
+                return Err(stream_auth::refusal(&denied));
             }
         };
         if let Some(hook) = &self.inner.opts.authorize {
@@ -159,45 +211,28 @@ impl SseEndpoint {
                 Verdict::Admit(id) => ctx = ctx.with_identity(id),
                 Verdict::Refuse(rejection) => {
                     refused(Refusal::Authorize);
-                    return self.reject(&req, rejection);
+                    return Err(self.reject(req, rejection));
                 }
                 Verdict::Panicked => {
                     refused(Refusal::Authorize);
-                    return respond::text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+                    let error = StatusCode::INTERNAL_SERVER_ERROR;
+                    return Err(respond::text(error, "internal error"));
                 }
             }
-        }
-        if req.method() == Method::HEAD {
-            return self.handshake(&req, SseBody::empty());
-        }
-        if self.closing() {
-            refused(Refusal::ShuttingDown);
-            return unavailable("shutting down");
-        }
-        let ip = ctx.client_ip();
-        if let Err(refusal) = self.inner.admission.admit(ip) {
-            warn_limited!(client = ?ip, reason = refusal.reason(), "stream refused");
-            refused(refusal.counted_as());
-            return unavailable(refusal.reason());
         }
         let resume = match self.resume_of(&ctx) {
             Ok(resume) => resume,
             Err(why) => {
                 refused(Refusal::BadRequest);
-                return respond::text(StatusCode::BAD_REQUEST, why);
+                return Err(respond::text(StatusCode::BAD_REQUEST, why));
             }
         };
-        let abort = req.extensions().get::<TransportAbort>().cloned();
-        // The server says which transport carries the request; mounted elsewhere, it is
-        // hyper's (or the host server's), by HTTP version.
-        let transport = req.extensions().get::<TransportKind>().copied();
-        let origin = Origin::new(
-            ctx.peer_addr(),
-            ip,
-            transport.unwrap_or_else(|| TransportKind::of_hyper(req.version())),
-        );
-        let conn = self.open_stream(ip, abort, ctx, resume, origin);
-        self.handshake(&req, SseBody::stream(conn))
+        let opts = &self.inner.opts;
+        let mut rooms: Vec<String> = opts.auto_join_room.iter().cloned().collect();
+        if opts.rooms_from_query {
+            rooms.extend(ctx.query_all("room").map(str::to_owned));
+        }
+        Ok(Subscription::new(ctx, rooms, resume))
     }
 
     /// The answer for a request that is not a `GET` or `HEAD` of this endpoint: 404
@@ -237,10 +272,12 @@ impl SseEndpoint {
         &self,
         ip: Option<std::net::IpAddr>,
         abort: Option<TransportAbort>,
-        ctx: RequestContext,
-        resume: Option<Resume>,
+        sub: Subscription,
         origin: Origin,
     ) -> Connection {
+        let Subscription {
+            ctx, rooms, resume, ..
+        } = sub;
         let opts = &self.inner.opts;
         let config = ConnectionConfig {
             outbox_limit: opts.outbox_limit,
@@ -259,13 +296,8 @@ impl SseEndpoint {
         if let Some(retry) = opts.retry {
             let _ = conn.send_frame(retry_frame(jitter(retry, conn.id())));
         }
-        if let Some(room) = &opts.auto_join_room {
+        for room in &rooms {
             let _ = opts.hub.join(room, &conn);
-        }
-        if opts.rooms_from_query {
-            for room in ctx.query_all("room") {
-                let _ = opts.hub.join(room, &conn);
-            }
         }
         let set_up = {
             let (conn, hub) = (conn.clone(), opts.hub.clone());
@@ -401,6 +433,16 @@ impl SseEndpoint {
         let base = self.inner.opts.retry.unwrap_or(RESTART_RETRY);
         retry_frame(jitter(base, conn.id()))
     }
+}
+
+/// The head of `req` (what an answer is built from), to hold across awaits whatever
+/// its body.
+fn head_of<B>(req: &Request<B>) -> Request<()> {
+    let mut head = Request::new(());
+    *head.method_mut() = req.method().clone();
+    *head.version_mut() = req.version();
+    *head.headers_mut() = req.headers().clone();
+    head
 }
 
 /// 503 with `Retry-After`: come back in a few seconds.

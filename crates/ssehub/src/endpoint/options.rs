@@ -68,6 +68,8 @@ pub struct SseOptions {
     pub(crate) on_connect: Option<ConnectHook>,
     pub(crate) on_disconnect: Option<DisconnectHook>,
     pub(crate) rooms_from_query: bool,
+    /// Another dialect than rooms reads the streams' requests (`dialect.rs`).
+    pub(crate) dialect: Option<std::sync::Arc<dyn super::Dialect>>,
     pub(crate) limits: Limits,
     pub(crate) trusted_proxies: Vec<IpAddr>,
     pub(crate) batch_window: Duration,
@@ -92,6 +94,7 @@ impl Default for SseOptions {
             on_connect: None,
             on_disconnect: None,
             rooms_from_query: false,
+            dialect: None,
             limits: Limits::default(),
             trusted_proxies: Vec::new(),
             batch_window: Duration::from_millis(20),
