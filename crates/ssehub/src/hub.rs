@@ -124,10 +124,14 @@ impl HubInner {
         &self.local.rooms
     }
 
-    /// Take `conn` out of room `name`, telling the backplane when the room empties.
+    /// Take `conn` out of room `name`, telling the backplane (and the patterns) when the
+    /// room empties.
     fn remove_member(&self, name: &str, conn: &Connection) {
         if self.local.rooms.remove(name, conn.id()) {
             self.backplane.room_removed(name);
+            if let Some(patterns) = &self.local.patterns {
+                patterns.room_removed(name);
+            }
         }
     }
 }
@@ -258,6 +262,9 @@ impl Hub {
         let (name, first) = self.inner.rooms().add(room, conn);
         if first {
             self.inner.backplane.room_added(&name);
+            if let Some(patterns) = &self.inner.local.patterns {
+                patterns.room_added(&name);
+            }
         }
         rooms_of_conn.push(name);
         drop(rooms_of_conn);

@@ -7,6 +7,8 @@
 // Nothing calls the matcher yet: the Mercure endpoint will, to match its subscribers'
 // topic selectors against each update's topics. Until then only the tests do.
 #[allow(dead_code)]
+mod selector;
+#[allow(dead_code)]
 mod uri_template;
 
 #[allow(unused_imports)] // the Mercure endpoint will use them (see above)

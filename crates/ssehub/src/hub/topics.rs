@@ -29,6 +29,12 @@ pub(crate) trait Patterns: Send + Sync + 'static {
 
     /// Whether one of `rooms` is a pattern (a stream with one replays from the log).
     fn has_pattern(&self, rooms: &[Arc<str>]) -> bool;
+
+    /// Room `room` got its first member on this node.
+    fn room_added(&self, room: &str);
+
+    /// Room `room` lost its last member on this node.
+    fn room_removed(&self, room: &str);
 }
 
 /// How the ids of a hub look.
