@@ -22,7 +22,11 @@ use redis_server::RedisServer;
 
 /// A node of the hub on `redis`: its own server, its own hub.
 async fn node(redis: &RedisServer, config: HubConfig) -> TestServer {
-    let redis = RedisConfig::new(redis.url())
+    node_at(redis.url(), config).await
+}
+
+async fn node_at(url: String, config: HubConfig) -> TestServer {
+    let redis = RedisConfig::new(url)
         .prefix("test")
         .probe_interval(Duration::from_millis(200));
     let hub = Hub::with_redis(config, redis).await.expect("join the hub");
@@ -532,23 +536,27 @@ async fn resumes_of_255_rooms_stall_no_publication_and_no_node() {
     b.stop().await;
 }
 
-/// One `INFO commandstats` figure of `command`: `(calls, usec)`.
-fn command_stats(redis: &RedisServer, command: &str) -> (u64, u64) {
+/// `INFO commandstats`: per command, `(calls, usec)`, the busiest first.
+fn command_stats(redis: &RedisServer) -> Vec<(String, u64, u64)> {
     let info = redis.cmd(&["INFO", "commandstats"]).text();
-    let line = info
+    let mut stats: Vec<(String, u64, u64)> = info
         .lines()
-        .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
-        .map(str::to_owned)
-        .unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        line.split([':', ','])
-            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
-            .map_or(0, |v| v.parse().unwrap())
-    };
-    (field("calls"), field("usec"))
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |f: &str| -> u64 {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{f}=")))
+                    .map_or(0, |v| v.parse().unwrap())
+            };
+            Some((name.to_owned(), field("calls"), field("usec")))
+        })
+        .collect();
+    stats.sort_by_key(|(_, _, usec)| std::cmp::Reverse(*usec));
+    stats
 }
 
-/// The longest command in Redis's slow log, in microseconds, and its name.
+/// The longest command in Redis's slow log (but the test's own), in microseconds, and
+/// its name.
 fn slowest(redis: &RedisServer) -> (i64, String) {
     let redis_server::Reply::Array(entries) = redis.cmd(&["SLOWLOG", "GET", "100000"]) else {
         panic!("SLOWLOG GET");
@@ -558,7 +566,9 @@ fn slowest(redis: &RedisServer) -> (i64, String) {
         .filter_map(|e| match e {
             redis_server::Reply::Array(f) => match (&f[2], &f[3]) {
                 (redis_server::Reply::Int(us), redis_server::Reply::Array(args)) => {
-                    Some((*us, args[0].text()))
+                    let name = args[0].text().to_uppercase();
+                    let own = ["SLOWLOG", "CONFIG", "INFO", "XLEN"].contains(&name.as_str());
+                    (!own).then_some((*us, name))
                 }
                 _ => None,
             },
@@ -571,18 +581,23 @@ fn slowest(redis: &RedisServer) -> (i64, String) {
 /// Figures for the report, not a check (run with `--ignored --nocapture`): what one
 /// resume of 255 rooms holding 1,000 events each (their own: 255,000 in all) costs
 /// Redis, and what publications on another node see while three clients resume in a
-/// loop.
+/// loop. Writing the events takes most of the run; with `SSEHUB_MEASURE_REDIS=<port>`
+/// it uses the Redis there (and its events, if it holds them already) and leaves it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: cargo test --test redis_backplane measure -- --ignored --nocapture"]
 async fn measure_a_resume_of_255_rooms() {
     if !redis_server::available() {
         return;
     }
-    let redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis).await;
+    let redis = match std::env::var("SSEHUB_MEASURE_REDIS") {
+        Ok(port) => RedisServer::existing(port.parse().expect("a port")),
+        Err(_) => RedisServer::start(),
+    };
+    let a = node(&redis, HubConfig::default()).await;
     let rooms = Arc::new(many_rooms(255));
     let started = std::time::Instant::now();
-    let writers: Vec<_> = (0..64)
+    let written = redis.cmd(&["XLEN", "test:room:r254"]).text() == "1000";
+    let writers: Vec<_> = (0..if written { 0 } else { 64 })
         .map(|w| {
             let (hub, rooms) = (a.hub.clone(), rooms.clone());
             tokio::spawn(async move {
@@ -611,20 +626,59 @@ async fn measure_a_resume_of_255_rooms() {
         let mut c = SseClient::connect(a.addr, &path, &[]).await;
         let first = c.next_event().await;
         let took = t.elapsed();
-        let (calls, usec) = command_stats(&redis, "evalsha");
+        let stats = command_stats(&redis);
+        let total: u64 = stats.iter().map(|(_, _, usec)| usec).sum();
         let (slow_us, slow_cmd) = slowest(&redis);
         println!(
-            "resume {round}: first event after {took:?} ({:?}); Redis: {calls} EVALSHA, \
-             {usec} us in all, slowest command {slow_us} us ({slow_cmd}); \
+            "resume {round}: first event after {took:?} ({:?}); Redis: {total} us in all \
+             commands, slowest {slow_us} us ({slow_cmd}), busiest {:?}; \
              this process's RSS {} -> {} MiB",
             first.event,
+            &stats[..stats.len().min(4)],
             rss >> 20,
             common::rss() >> 20
         );
     }
-    // Three clients resuming in a loop on A; publications on B meanwhile.
-    let mut live = b.sse("/sse?room=live").await;
-    eventually("the live stream on B", || b.hub.room_size("live") == 1).await;
+    // Three clients resuming in a loop on A; publications on B meanwhile. B runs on a
+    // runtime of its own, as another process would: what it sees of A is Redis.
+    let (to_b, go) = tokio::sync::oneshot::channel::<()>();
+    let (alone, b_alone) = tokio::sync::oneshot::channel::<()>();
+    let url = redis.url();
+    let b_side = std::thread::spawn(move || {
+        let own = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        own.block_on(async move {
+            let b = node_at(url, HubConfig::default()).await;
+            let mut live = b.sse("/sse?room=live").await;
+            eventually("the live stream on B", || b.hub.room_size("live") == 1).await;
+            let mut rounds = Vec::new();
+            let (mut alone, mut go) = (Some(alone), Some(go));
+            for round in 0..2 {
+                if round == 1 {
+                    let _ = alone.take().unwrap().send(());
+                    go.take().unwrap().await.unwrap();
+                }
+                let (mut latencies, mut unreplicated) = (Vec::new(), 0);
+                for i in 0..100 {
+                    let t = std::time::Instant::now();
+                    let p = publish(&b.hub, "live", &format!("live-{i}")).await;
+                    latencies.push(t.elapsed());
+                    unreplicated += usize::from(!p.replicated);
+                    live.next_event().await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                latencies.sort();
+                rounds.push((latencies, unreplicated));
+            }
+            let outages = b.hub.backplane_status().outages;
+            b.stop().await;
+            (rounds, outages)
+        })
+    });
+    // B's first 100 publications with nothing else running, then the resumes start.
+    within("B alone", b_alone).await.unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let resumers: Vec<_> = (0..3)
         .map(|_| {
@@ -640,33 +694,27 @@ async fn measure_a_resume_of_255_rooms() {
             })
         })
         .collect();
-    let mut latencies = Vec::new();
-    let mut unreplicated = 0;
-    for i in 0..100 {
-        let t = std::time::Instant::now();
-        let p = publish(&b.hub, "live", &format!("live-{i}")).await;
-        latencies.push(t.elapsed());
-        unreplicated += usize::from(!p.replicated);
-        live.next_event().await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    to_b.send(()).unwrap();
+    let (rounds, b_outages) = tokio::task::spawn_blocking(move || b_side.join().unwrap())
+        .await
+        .unwrap();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut resumes = 0;
     for r in resumers {
         resumes += r.await.unwrap();
     }
-    latencies.sort();
+    for ((latencies, unreplicated), when) in rounds.iter().zip(["alone", "while A resumed"]) {
+        println!(
+            "100 publications on B {when}: latency p50 {:?} p99 {:?} max {:?}, \
+             {unreplicated} not replicated",
+            latencies[50], latencies[98], latencies[99],
+        );
+    }
     println!(
-        "while {resumes} resumes ran on A: 100 publications on B, latency p50 {:?} p99 {:?} \
-         max {:?}, {unreplicated} not replicated; outages A {} B {}",
-        latencies[50],
-        latencies[98],
-        latencies[99],
+        "{resumes} resumes on A meanwhile; outages A {} B {b_outages}",
         a.hub.backplane_status().outages,
-        b.hub.backplane_status().outages
     );
     a.stop().await;
-    b.stop().await;
 }
 
 /// The epoch of a hub id (`<epoch>-<seq>`).

@@ -1,11 +1,11 @@
 //! The Redis backplane: several nodes sharing rooms and history through one Redis.
 //!
 //! - `scripts.rs`: the keys and the Lua scripts (publish: number, record, trim,
-//!   `PUBLISH`, atomically; probe; fetch: one bounded page of some rooms' history).
+//!   `PUBLISH`, atomically; probe: where the epoch and the sequence are).
 //! - `wire.rs`: what a node tells the others on the channel.
 //! - `subscriber.rs`: the task that listens to the channel and delivers on this node, in
 //!   sequence order; probes a silent Redis; survives outages and catches up.
-//! - `replay.rs`: reading history a page at a time; a resuming stream's replay.
+//! - `replay.rs`: reading history in bounded commands; a resuming stream's replay.
 //!
 //! ## Order
 //! Every publication gets the next number of one hub-wide sequence, inside the publish
@@ -148,7 +148,6 @@ struct Shared {
     reads: ConnectionManager,
     publish: redis::Script,
     probe: redis::Script,
-    fetch: redis::Script,
     probe_every: Duration,
     /// The newest publication delivered on this node; locked while one is delivered and
     /// while a replay switches to live.
@@ -207,7 +206,6 @@ impl RedisBackplane {
             reads,
             publish: scripts::publish(),
             probe: scripts::probe(),
-            fetch: scripts::fetch(),
             probe_every: config.probe,
             delivered: Mutex::default(),
             waiters: Mutex::default(),

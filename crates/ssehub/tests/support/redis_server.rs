@@ -50,6 +50,15 @@ impl RedisServer {
         server
     }
 
+    /// One already running on `port`, left running when dropped.
+    pub(crate) fn existing(port: u16) -> RedisServer {
+        RedisServer {
+            child: None,
+            port,
+            dir: PathBuf::new(),
+        }
+    }
+
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -197,6 +206,8 @@ impl Drop for RedisServer {
                 .status();
         }
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

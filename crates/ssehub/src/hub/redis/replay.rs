@@ -1,26 +1,32 @@
-//! Reading history from Redis: a walk over many rooms' streams, one bounded page at a
-//! time, and a resuming stream's replay.
+//! Reading history from Redis: walks over many rooms' streams in bounded steps, and a
+//! resuming stream's replay.
 //!
 //! ## Bounded reads
-//! Redis runs one script at a time: a script that reads a lot holds every node's
-//! publications and probes behind it. So no read is one script: a [`Walk`] asks the
-//! fetch script for pages of at most [`ROOMS_PER_FETCH`] rooms, [`PAGE_EVENTS`] events,
-//! [`PAGE_BYTES`] bytes and [`PAGE_READS`] entries looked at, and merges the pages of
-//! its groups of rooms into one walk in sequence order, each event once. A replay walks
-//! newest first and stops at its budget (half the outbox, as in memory), so it reads
-//! what it sends and little more; the events past the budget are announced, never read.
-//! Replays read on a connection of their own, so a large answer never delays a
-//! publication's behind it on the same socket.
+//! Redis runs one command (or script) at a time: one that reads a lot holds every
+//! node's publications and probes behind it. So history is read with plain commands,
+//! each bounded, never with a script: per room an `XRANGE`/`XREVRANGE` with a `COUNT`
+//! (at most [`PAGE`] entries), its meta hash after it, pipelined for at most
+//! [`ROOMS_PER_FETCH`] rooms a round trip; Redis serves other clients between any two of
+//! them. The rooms' pages are merged here, in sequence order, each event once. A replay
+//! reads newest first and only as deep as its budget (half the outbox, as in memory)
+//! reaches, in a few rounds of pages sized from what the last round found; what it
+//! leaves out is announced, never read. Replays read on a connection of their own, so a
+//! large answer never delays a publication behind it on the same socket.
+//!
+//! Plain commands do not see one instant as a script does, so every read is made to:
+//! the walk's first command reads the sequence `T` and the epoch, every page reads up to
+//! `T` only, each room's meta hash is read after its entries (an eviction meanwhile
+//! shows there), a room of another epoch is not used, and each round trip ends by
+//! reading the epoch again: a walk over which the epoch changed is of no use.
 //!
 //! ## Replay
-//! A replay reads, newest first, its rooms' history after the cursor, as of the newest
-//! number `T` at its first page. It switches the stream to live holding `delivered` (the
-//! newest number delivered on this node, `D`): if `D <= T`, the events up to `D` come
-//! from the read and those after `D` will come on the channel, so nothing is lost or
-//! doubled; if this node has meanwhile delivered past `T`, it reads what came after `T`
-//! (a few events) and tries again.
+//! A replay reads, newest first, its rooms' history after the cursor, up to `T`. It
+//! switches the stream to live holding `delivered` (the newest number delivered on this
+//! node, `D`): if `D <= T`, the events up to `D` come from the read and those after `D`
+//! will come on the channel, so nothing is lost or doubled; if this node has meanwhile
+//! delivered past `T`, it reads what came after `T` (a few events) and tries again.
 
-use std::collections::VecDeque;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,20 +40,15 @@ use crate::hub::fanout;
 use crate::hub::history::{gap_frame, hub_form, id_only_frame, place, GapReason, Resume};
 use crate::sync::lock;
 
-/// The most rooms one call of the fetch script reads: a stream in more rooms (up to
-/// `HubConfig::max_rooms_per_connection`) is read in groups of this many, merged here.
+/// The most rooms one round trip reads (a stream may be in up to
+/// `HubConfig::max_rooms_per_connection` rooms, 256 by default: several round trips).
 pub(super) const ROOMS_PER_FETCH: usize = 64;
-/// The most events one page holds.
-const PAGE_EVENTS: usize = 1024;
-/// A page ends after this many bytes of frames (at least one event).
-const PAGE_BYTES: usize = 1 << 20;
-/// A page ends after looking at this many entries (an event in several rooms of a group
-/// is one entry in each; at least one event).
-const PAGE_READS: usize = 4096;
-/// The most entries one replay may look at, in all its pages: an event in every one of
-/// 255 rooms costs 255 entries, so a replay of events shared that widely is cut (and
-/// says so) before it costs Redis more than a replay of as many distinct events would.
-pub(super) const REPLAY_READS: usize = 32 * 1024;
+/// The most entries one command reads.
+const PAGE: usize = 1024;
+/// The most entries one replay may read, in all its commands: an event in every one of
+/// 255 rooms is 255 entries, so a replay of events shared that widely is cut (and says
+/// so) before it costs Redis more than a replay of as many distinct events would.
+pub(super) const REPLAY_READS: usize = 16 * 1024;
 
 /// Which way a walk goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +67,7 @@ pub(super) struct Entry {
 }
 
 /// One room's state at a read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct RoomRead {
     pub(super) name: Arc<str>,
     dropped: u64,
@@ -93,9 +94,9 @@ pub(super) struct Meta {
     pub(super) seq: u64,
 }
 
-/// Why a walk ended before its events did.
+/// Why a replay's read ended before the events did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Cut {
+enum Cut {
     /// The count it was given (`?history=N`).
     Events,
     /// Its byte budget.
@@ -104,28 +105,20 @@ pub(super) enum Cut {
     Reads,
 }
 
-/// What a walk may take.
+/// What a replay's read may take.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Limits {
-    pub(super) events: usize,
-    pub(super) bytes: usize,
-    pub(super) reads: usize,
-}
-
-impl Limits {
-    pub(super) const NONE: Limits = Limits {
-        events: usize::MAX,
-        bytes: usize::MAX,
-        reads: usize::MAX,
-    };
+struct Limits {
+    events: usize,
+    bytes: usize,
+    reads: usize,
 }
 
 /// Why a read failed.
 #[derive(Debug)]
 pub(super) enum ReadError {
     Redis(redis::RedisError),
-    /// The epoch changed (or the sequence went back) between two pages: what was read
-    /// is of no use.
+    /// The epoch changed (or the sequence went back) during the walk: what was read is
+    /// of no use.
     EpochChanged,
 }
 
@@ -135,96 +128,145 @@ impl From<redis::RedisError> for ReadError {
     }
 }
 
-/// The next step of a walk.
-#[derive(Debug)]
-pub(super) enum Step {
-    Event(Entry),
-    /// The walk ends before event `seq`, for this reason (do not walk on).
-    Cut(u64, Cut),
-    End,
+impl From<redis::ParsingError> for ReadError {
+    fn from(e: redis::ParsingError) -> Self {
+        ReadError::Redis(e.into())
+    }
 }
 
-/// Where a group of rooms goes on from.
-#[derive(Debug, Clone, Copy)]
-enum Next {
-    /// Read the next page: events after `after`, up to `upto` (`None`: the walk's).
-    Read {
-        after: u64,
-        upto: Option<u64>,
-    },
-    /// Event `seq` is the group's next, and the limits refuse it.
-    Blocked(u64, Cut),
-    Done,
-}
-
-struct Group {
-    rooms: Vec<Arc<str>>,
-    /// Its next events, in the walk's order.
+/// One room's place in a walk.
+struct Cursor {
+    stream: String,
+    room_meta: String,
+    /// What was read and not yet taken, in the walk's order.
     buf: VecDeque<Entry>,
-    next: Next,
-    /// No page read yet.
-    first: bool,
+    /// The number of the last entry read (the oldest, newest first): the next read
+    /// starts past it.
+    edge: Option<u64>,
+    /// How many entries its last read asked for.
+    asked: usize,
+    /// How many its next read asks for.
+    size: usize,
+    /// Its last read was full: there may be more.
+    more: bool,
+    state: RoomRead,
 }
 
-/// The answer of the fetch script (see `scripts.rs`).
-type RawPage = (
-    u64,
-    String,
-    u8,
-    u64,
-    usize,
-    Vec<(u64, u64, u8)>,
-    Vec<(u64, Vec<u8>, String)>,
-);
+/// The entries of an `XRANGE` answer as `(seq, frame, header)`, taken out of the
+/// answer without copying the frames (`None` for an entry not as the publish script
+/// writes them).
+fn stream_entries(v: redis::Value) -> Vec<Option<(u64, Bytes, String)>> {
+    let redis::Value::Array(items) = v else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let redis::Value::Array(parts) = item else {
+                return None;
+            };
+            let mut parts = parts.into_iter();
+            let (Some(redis::Value::BulkString(id)), Some(redis::Value::Array(fields))) =
+                (parts.next(), parts.next())
+            else {
+                return None;
+            };
+            let seq = std::str::from_utf8(&id)
+                .ok()?
+                .split_once('-')?
+                .0
+                .parse()
+                .ok()?;
+            let (mut frame, mut header) = (None, String::new());
+            let mut fields = fields.into_iter();
+            while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                // Fields `f`, `t`, `c`, `h`, as the publish script writes them.
+                match (name, value) {
+                    (redis::Value::BulkString(n), redis::Value::BulkString(v)) if n == b"f" => {
+                        frame = Some(Bytes::from(v));
+                    }
+                    (redis::Value::BulkString(n), redis::Value::BulkString(v)) if n == b"h" => {
+                        header = String::from_utf8(v).ok()?;
+                    }
+                    _ => {}
+                }
+            }
+            Some((seq, frame?, header))
+        })
+        .collect()
+}
 
-/// A walk over some rooms' history after a number, in sequence order, each event once,
-/// read a page at a time (see the module's doc).
+/// A walk over some rooms' history after a number (see the module's doc).
 pub(super) struct Walk<'a> {
     shared: &'a Shared,
     order: Order,
-    /// The newest number to read (the walk's first page fixes it at the sequence then,
-    /// so that every group is read as of one instant).
+    after: u64,
+    /// The newest number to read: the sequence at the walk's first command, unless
+    /// given lower.
     upto: Option<u64>,
-    left: Limits,
-    reads: usize,
-    groups: Vec<Group>,
-    /// The sequence and the epoch at the first page.
+    cursors: Vec<Cursor>,
+    /// The sequence and the epoch at the walk's first command.
     meta: Option<Meta>,
-    /// Each room as its group's first page saw it, in the order given.
-    pub(super) rooms: Vec<RoomRead>,
+    /// Entries read, in all.
+    reads: usize,
+    /// The rooms' heads, for [`Walk::next`]: (key, room), the greatest key next.
+    heads: BinaryHeap<(u64, usize)>,
+    /// Rooms whose page was taken to its end, and that may hold more.
+    pending: Vec<usize>,
+    started: bool,
+    /// The number last given.
+    last: Option<u64>,
 }
 
 impl<'a> Walk<'a> {
+    /// A walk over `rooms` after number `after` (up to `upto`, if given), asking first
+    /// for `size` entries of each room.
     pub(super) fn new(
         shared: &'a Shared,
         rooms: &[impl AsRef<str>],
         order: Order,
         after: u64,
         upto: Option<u64>,
-        limits: Limits,
+        size: usize,
     ) -> Walk<'a> {
-        let groups = rooms
-            .chunks(ROOMS_PER_FETCH)
-            .map(|rooms| Group {
-                rooms: rooms.iter().map(|r| Arc::from(r.as_ref())).collect(),
-                buf: VecDeque::new(),
-                next: Next::Read { after, upto: None },
-                first: true,
+        let cursors = rooms
+            .iter()
+            .map(|r| {
+                let r = r.as_ref();
+                Cursor {
+                    stream: shared.keys.stream(r),
+                    room_meta: shared.keys.room_meta(r),
+                    buf: VecDeque::new(),
+                    edge: None,
+                    asked: 0,
+                    size: size.clamp(1, PAGE),
+                    more: true,
+                    state: RoomRead {
+                        name: Arc::from(r),
+                        dropped: 0,
+                        last: 0,
+                        exists: false,
+                    },
+                }
             })
             .collect();
         Walk {
             shared,
             order,
+            after,
             upto,
-            left: limits,
-            reads: 0,
-            groups,
+            cursors,
             meta: None,
-            rooms: Vec::new(),
+            reads: 0,
+            heads: BinaryHeap::new(),
+            pending: Vec::new(),
+            started: false,
+            last: None,
         }
     }
 
-    /// The sequence and the epoch as of the walk's first page (read now if it has none).
+    /// The sequence and the epoch as of the walk's first command (read now if it made
+    /// none).
     pub(super) async fn meta(&mut self) -> redis::RedisResult<Meta> {
         if self.meta.is_none() {
             self.meta = Some(meta(self.shared).await?);
@@ -232,157 +274,164 @@ impl<'a> Walk<'a> {
         Ok(self.meta.clone().unwrap_or_default())
     }
 
-    /// The epoch of the walk's first page, once read.
+    /// The epoch of the walk's first command, once read.
     pub(super) fn epoch(&self) -> Option<&str> {
         self.meta.as_ref().map(|m| m.epoch.as_str())
     }
 
-    fn before(&self, a: u64, b: u64) -> bool {
-        match self.order {
-            Order::Oldest => a < b,
-            Order::Newest => a > b,
-        }
+    /// Each room as its last read saw it, in the order given.
+    pub(super) fn rooms(&self) -> impl Iterator<Item = &RoomRead> {
+        self.cursors.iter().map(|c| &c.state)
     }
 
-    pub(super) async fn next(&mut self) -> Result<Step, ReadError> {
-        // Every group that may hold more shows its next event before one is chosen.
-        for g in 0..self.groups.len() {
-            while self.groups[g].buf.is_empty() {
-                let Next::Read { after, upto } = self.groups[g].next else {
-                    break;
-                };
-                self.page(g, after, upto).await?;
-            }
+    /// Read the next page of each room of `which`.
+    async fn round(&mut self, which: &[usize]) -> Result<(), ReadError> {
+        for chunk in which.chunks(ROOMS_PER_FETCH) {
+            self.round_trip(chunk).await?;
         }
-        let mut best: Option<(u64, usize, bool)> = None;
-        for (g, group) in self.groups.iter().enumerate() {
-            let head = match (group.buf.front(), group.next) {
-                (Some(e), _) => (e.seq, false),
-                (None, Next::Blocked(seq, _)) => (seq, true),
-                _ => continue,
-            };
-            let better = best.is_none_or(|(seq, _, blocked)| {
-                self.before(head.0, seq) || (head.0 == seq && head.1 && !blocked)
-            });
-            if better {
-                best = Some((head.0, g, head.1));
-            }
-        }
-        let Some((seq, g, blocked)) = best else {
-            return Ok(Step::End);
-        };
-        if blocked {
-            let Next::Blocked(_, why) = self.groups[g].next else {
-                unreachable!("a blocked head")
-            };
-            return Ok(Step::Cut(seq, why));
-        }
-        let Some(entry) = self.groups[g].buf.pop_front() else {
-            unreachable!("a head")
-        };
-        for group in &mut self.groups {
-            if group.buf.front().is_some_and(|e| e.seq == seq) {
-                group.buf.pop_front();
-            }
-        }
-        if self.left.events == 0 {
-            return Ok(Step::Cut(seq, Cut::Events));
-        }
-        if entry.frame.len() > self.left.bytes {
-            return Ok(Step::Cut(seq, Cut::Bytes));
-        }
-        if self.reads > self.left.reads {
-            return Ok(Step::Cut(seq, Cut::Reads));
-        }
-        self.left.events -= 1;
-        self.left.bytes -= entry.frame.len();
-        Ok(Step::Event(entry))
-    }
-
-    /// Read group `g`'s next page.
-    async fn page(&mut self, g: usize, after: u64, upto: Option<u64>) -> Result<(), ReadError> {
-        let shared = self.shared;
-        // Every group, and every page, as of the first page's instant.
-        let upto = match (upto, self.upto) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let events = self.left.events.min(PAGE_EVENTS);
-        // Newest first, the byte limit is a budget: the first event that does not fit
-        // ends the walk there (older ones would not fit either).
-        let budget = (self.order == Order::Newest && self.left.bytes != usize::MAX)
-            .then_some(self.left.bytes);
-        let mut invocation = shared.fetch.prepare_invoke();
-        invocation.key(shared.keys.meta());
-        for room in &self.groups[g].rooms {
-            invocation
-                .key(shared.keys.stream(room))
-                .key(shared.keys.room_meta(room));
-        }
-        invocation
-            .arg(match self.order {
-                Order::Oldest => "asc",
-                Order::Newest => "desc",
-            })
-            .arg(after)
-            .arg(upto.map(|n| n.to_string()).unwrap_or_default())
-            .arg(events)
-            .arg(budget.map(|n| n.to_string()).unwrap_or_default())
-            .arg(PAGE_BYTES)
-            .arg(PAGE_READS);
-        let mut answer = invocation.invoke_async(&mut shared.reads.clone()).await;
-        if answer.as_ref().is_err_and(dropped) {
-            answer = invocation.invoke_async(&mut shared.reads.clone()).await;
-        }
-        let (seq, epoch, stop, next, reads, rooms, entries): RawPage = answer?;
-        match &self.meta {
-            None => {
-                self.meta = Some(Meta { epoch, seq });
-                self.upto = Some(self.upto.map_or(seq, |u| u.min(seq)));
-            }
-            Some(m) if m.epoch != epoch || seq < m.seq => return Err(ReadError::EpochChanged),
-            Some(_) => {}
-        }
-        self.reads += reads;
-        let order = self.order;
-        let group = &mut self.groups[g];
-        if group.first {
-            group.first = false;
-            for (room, (dropped, last, exists)) in group.rooms.iter().zip(rooms) {
-                self.rooms.push(RoomRead {
-                    name: room.clone(),
-                    dropped,
-                    last,
-                    exists: exists == 1,
-                });
-            }
-        }
-        group.buf = entries
-            .into_iter()
-            .map(|(seq, frame, header)| Entry {
-                seq,
-                frame: Bytes::from(frame),
-                header,
-            })
-            .collect();
-        group.next = match stop {
-            0 => Next::Done,
-            // The walk's own count, not the page's.
-            1 if events == self.left.events => Next::Blocked(next, Cut::Events),
-            2 => Next::Blocked(next, Cut::Bytes),
-            // The page is full: the next one starts at event `next`.
-            _ => match order {
-                Order::Oldest => Next::Read {
-                    after: next.saturating_sub(1),
-                    upto,
-                },
-                Order::Newest => Next::Read {
-                    after,
-                    upto: Some(next),
-                },
-            },
-        };
         Ok(())
+    }
+
+    async fn round_trip(&mut self, rooms: &[usize]) -> Result<(), ReadError> {
+        let keys = &self.shared.keys;
+        let mut pipe = redis::pipe();
+        let first = self.meta.is_none();
+        if first {
+            pipe.cmd("HMGET").arg(keys.meta()).arg("seq").arg("epoch");
+        }
+        let low = format!("({}-1", self.after);
+        let high = self
+            .upto
+            .map_or_else(|| "+".to_owned(), |n| format!("{n}-1"));
+        for &i in rooms {
+            let c = &self.cursors[i];
+            let past = c.edge.map(|n| format!("({n}-1"));
+            match self.order {
+                Order::Newest => pipe
+                    .cmd("XREVRANGE")
+                    .arg(&c.stream)
+                    .arg(past.as_ref().unwrap_or(&high))
+                    .arg(&low),
+                Order::Oldest => pipe
+                    .cmd("XRANGE")
+                    .arg(&c.stream)
+                    .arg(past.as_ref().unwrap_or(&low))
+                    .arg(&high),
+            };
+            pipe.arg("COUNT").arg(c.size);
+            // After the entries: an eviction while they were read shows here.
+            pipe.cmd("HMGET")
+                .arg(&c.room_meta)
+                .arg("dropped")
+                .arg("last")
+                .arg("epoch");
+            pipe.cmd("EXISTS").arg(&c.stream);
+        }
+        // And the epoch after them: a walk across a change of epoch is of no use.
+        pipe.cmd("HMGET").arg(keys.meta()).arg("seq").arg("epoch");
+        let mut answer = pipe.query_async(&mut self.shared.reads.clone()).await;
+        if answer.as_ref().is_err_and(dropped) {
+            answer = pipe.query_async(&mut self.shared.reads.clone()).await;
+        }
+        let values: Vec<redis::Value> = answer?;
+        let mut values = values.into_iter();
+        let mut next = || values.next().unwrap_or(redis::Value::Nil);
+        let read_meta = |v: redis::Value| -> redis::RedisResult<Meta> {
+            let (seq, epoch): (Option<u64>, Option<String>) = redis::from_redis_value(v)?;
+            Ok(Meta {
+                epoch: epoch.unwrap_or_default(),
+                seq: seq.unwrap_or(0),
+            })
+        };
+        if first {
+            let meta = read_meta(next())?;
+            self.upto = Some(self.upto.map_or(meta.seq, |n| n.min(meta.seq)));
+            self.meta = Some(meta);
+        }
+        let (epoch, upto) = match (&self.meta, self.upto) {
+            (Some(m), Some(upto)) => (m.epoch.clone(), upto),
+            _ => unreachable!("the first round trip reads them"),
+        };
+        for &i in rooms {
+            let entries = stream_entries(next());
+            let (dropped, last, room_epoch): (Option<u64>, Option<u64>, Option<String>) =
+                redis::from_redis_value(next())?;
+            let exists: u8 = redis::from_redis_value(next())?;
+            let c = &mut self.cursors[i];
+            self.reads += entries.len();
+            c.more = entries.len() == c.size;
+            c.asked = c.size;
+            c.size = (c.size * 2).min(PAGE);
+            if epoch.is_empty() || room_epoch.as_deref() != Some(epoch.as_str()) {
+                // Of another epoch, or none: nothing of this one.
+                c.more = false;
+                c.buf.clear();
+                continue;
+            }
+            c.state.dropped = dropped.unwrap_or(0);
+            c.state.last = last.unwrap_or(0);
+            c.state.exists = exists == 1;
+            for (seq, frame, header) in entries.into_iter().flatten() {
+                c.edge = Some(seq);
+                if seq <= upto {
+                    c.buf.push_back(Entry { seq, frame, header });
+                }
+            }
+        }
+        let now = read_meta(next())?;
+        let before = self.meta.as_ref().map_or(0, |m| m.seq);
+        if now.epoch != epoch || now.seq < before {
+            return Err(ReadError::EpochChanged);
+        }
+        Ok(())
+    }
+
+    /// The heap's key of number `seq`: the greatest key is the walk's next.
+    fn key(&self, seq: u64) -> u64 {
+        match self.order {
+            Order::Newest => seq,
+            Order::Oldest => u64::MAX - seq,
+        }
+    }
+
+    fn push_head(&mut self, i: usize) {
+        if let Some(e) = self.cursors[i].buf.front() {
+            self.heads.push((self.key(e.seq), i));
+        } else if self.cursors[i].more {
+            self.pending.push(i);
+        }
+    }
+
+    /// The walk's next event, in its order, each once; `None` at the end.
+    pub(super) async fn next(&mut self) -> Result<Option<Entry>, ReadError> {
+        if !self.started {
+            self.started = true;
+            self.pending = (0..self.cursors.len()).collect();
+        }
+        loop {
+            // Rooms whose page ran out read their next before any event is chosen: the
+            // walk's next may be theirs.
+            while !self.pending.is_empty() {
+                let rooms = std::mem::take(&mut self.pending);
+                self.round(&rooms).await?;
+                for i in rooms {
+                    self.push_head(i);
+                }
+            }
+            let Some((_, i)) = self.heads.pop() else {
+                return Ok(None);
+            };
+            let Some(entry) = self.cursors[i].buf.pop_front() else {
+                continue;
+            };
+            self.push_head(i);
+            if self.last == Some(entry.seq) {
+                // The same event in another room.
+                continue;
+            }
+            self.last = Some(entry.seq);
+            return Ok(Some(entry));
+        }
     }
 }
 
@@ -411,9 +460,9 @@ pub(super) async fn meta(shared: &Shared) -> redis::RedisResult<Meta> {
 
 /// The frames `room` keeps, oldest first.
 pub(super) async fn history(shared: &Shared, room: &str) -> Result<Vec<Bytes>, ReadError> {
-    let mut walk = Walk::new(shared, &[room], Order::Oldest, 0, None, Limits::NONE);
+    let mut walk = Walk::new(shared, &[room], Order::Oldest, 0, None, PAGE);
     let mut frames = Vec::new();
-    while let Step::Event(e) = walk.next().await? {
+    while let Some(e) = walk.next().await? {
         frames.push(e.frame);
     }
     Ok(frames)
@@ -432,31 +481,91 @@ fn recorded_rooms(shared: &Shared, rooms: &[Arc<str>]) -> Vec<Arc<str>> {
 struct Collected {
     meta: Meta,
     entries: Vec<Entry>,
-    /// Where and why the walk stopped short.
+    /// Where and why the read stopped short.
     cut: Option<(u64, Cut)>,
     /// Rooms whose history lost events after the number the read started from.
     evicted: Vec<String>,
 }
 
-/// Read, newest first, what `rooms` hold after `after`, within `limits`.
+/// Read, newest first, what `rooms` hold after `after`, within `limits`: rounds of
+/// pages (of the rooms that may matter), until every event newer than where the limits
+/// stop has been read, or the rooms have no more.
 async fn collect(
     shared: &Shared,
     rooms: &[Arc<str>],
     after: u64,
     limits: Limits,
 ) -> Result<Collected, ReadError> {
-    let mut walk = Walk::new(shared, rooms, Order::Newest, after, None, limits);
-    let mut entries = Vec::new();
-    let cut = loop {
-        match walk.next().await? {
-            Step::Event(e) => entries.push(e),
-            Step::Cut(seq, why) => break Some((seq, why)),
-            Step::End => break None,
+    // A first guess at how deep each room is read: events of 128 bytes (most are
+    // larger), spread evenly.
+    let wanted = limits.events.min(limits.bytes / 128).max(1);
+    let size = wanted / rooms.len().max(1) + 2;
+    let mut walk = Walk::new(shared, rooms, Order::Newest, after, None, size);
+    let all: Vec<usize> = (0..rooms.len()).collect();
+    walk.round(&all).await?;
+    let (entries, cut) = loop {
+        let mut known: Vec<&Entry> = walk.cursors.iter().flat_map(|c| c.buf.iter()).collect();
+        known.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+        known.dedup_by_key(|e| e.seq);
+        // Walk what was read, newest first, within the limits.
+        let (mut taken, mut bytes, mut stop) = (0usize, 0usize, None);
+        for e in &known {
+            if taken >= limits.events {
+                stop = Some((e.seq, Cut::Events));
+            } else if bytes + e.frame.len() > limits.bytes {
+                stop = Some((e.seq, Cut::Bytes));
+            }
+            if stop.is_some() {
+                break;
+            }
+            taken += 1;
+            bytes += e.frame.len();
         }
+        // A room that may hold more holds only events older than the last it read (its
+        // edge): none of them can come before where the walk stopped if no edge is
+        // newer than that. Else read on in the rooms whose edge is.
+        let floor = stop.map_or(after, |(seq, _)| seq);
+        let which: Vec<usize> = walk
+            .cursors
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.more && c.edge.is_some_and(|n| n > floor))
+            .map(|(i, _)| i)
+            .collect();
+        if which.is_empty() {
+            break (clone_all(&known[..taken]), stop);
+        }
+        if walk.reads >= limits.reads {
+            // Settled only down to the newest edge of those rooms.
+            let settled = which
+                .iter()
+                .filter_map(|&i| walk.cursors[i].edge)
+                .max()
+                .unwrap_or(floor);
+            let kept = known[..taken].partition_point(|e| e.seq >= settled);
+            break (clone_all(&known[..kept]), Some((settled, Cut::Reads)));
+        }
+        // As deep again as the limits still want, judging by what this much held; as
+        // deep again as last time when they stopped already (only where is unsure).
+        let need = match stop {
+            Some(_) => 1.0,
+            None if taken == 0 => 2.0,
+            None => {
+                let by_events = limits.events.saturating_sub(taken) as f64 / taken as f64;
+                let by_bytes = limits.bytes.saturating_sub(bytes) as f64 / bytes.max(1) as f64;
+                by_events.min(by_bytes).clamp(0.25, 2.0)
+            }
+        };
+        // Within what the replay may still read.
+        let share = (limits.reads - walk.reads) / which.len();
+        for &i in &which {
+            let c = &mut walk.cursors[i];
+            c.size = ((c.asked as f64 * need * 1.25) as usize + 2).clamp(2, PAGE.min(share.max(2)));
+        }
+        walk.round(&which).await?;
     };
     let evicted = walk
-        .rooms
-        .iter()
+        .rooms()
         .filter(|r| r.dropped_through() > after)
         .map(|r| r.name.to_string())
         .collect();
@@ -466,6 +575,10 @@ async fn collect(
         cut,
         evicted,
     })
+}
+
+fn clone_all(entries: &[&Entry]) -> Vec<Entry> {
+    entries.iter().map(|e| (*e).clone()).collect()
 }
 
 /// `old` followed by `new` (read after `old`'s instant): the newest that fit `limits`.

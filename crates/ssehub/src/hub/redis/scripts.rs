@@ -19,6 +19,8 @@
 //!   the event may stay in any history (its rooms' longest age).
 //! - `P:events`, the one PUB/SUB channel every node listens to: every publication, in
 //!   sequence order, and the nodes' probes (`wire.rs`).
+//!
+//! History is read with plain, bounded commands, not with a script (`replay.rs`).
 
 use redis::Script;
 
@@ -146,138 +148,6 @@ if (not epoch) or (epoch == ARGV[3] and seq < tonumber(ARGV[4])) then
 end
 redis.call('PUBLISH', ARGV[1], 'probe ' .. epoch .. '-' .. seq .. '\n' .. ARGV[2] .. '\n')
 return {epoch, seq}
-"#,
-    )
-}
-
-/// Read one page of some rooms' history, merged: each event once, in sequence order
-/// (oldest or newest first), with the sequence and the epoch at that instant.
-///
-/// A page is bounded whatever the rooms hold: by a count of events, by a byte budget
-/// (strict: the first event that does not fit ends the page), by a page size in bytes
-/// and by the entries it may look at (both lenient: at least one event), so that no
-/// call holds Redis for long; the caller asks for the next page where this one ended.
-/// Each room is read in steps (`XRANGE`/`XREVRANGE` with a `COUNT` that doubles), and
-/// the rooms are merged through a heap on their next entry.
-///
-/// KEYS: `P:meta`, then per room its stream and its meta hash. ARGV: `asc` or `desc`;
-/// `after`, the number the events follow (exclusive); `upto`, the newest number to
-/// read (inclusive; empty: all); the most events; the byte budget (empty: none); the
-/// page size in bytes; the most entries to look at.
-///
-/// Returns `{seq, epoch, stop, next, reads, rooms, entries}`: `stop` is 0 when the page
-/// holds every event in range, else why not (1: the count, 2: the budget, 3: the page
-/// size or the entries looked at), and `next` the number of the first event it does not
-/// hold; `reads`, the entries looked at; per room `{dropped, last, exists}` (zeros for a
-/// room whose history is of another epoch, which is not read); each entry
-/// `{seq, frame, header}`.
-pub(super) fn fetch() -> Script {
-    Script::new(
-        r#"
-local m = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
-local seq, epoch = m[1] or '0', m[2] or ''
-local desc = ARGV[1] == 'desc'
-local low = '(' .. ARGV[2] .. '-1'
-local high = '+'
-if ARGV[3] ~= '' then high = ARGV[3] .. '-1' end
-local max_events = tonumber(ARGV[4])
-local budget = tonumber(ARGV[5])
-local page_bytes, max_reads = tonumber(ARGV[6]), tonumber(ARGV[7])
-local n = (#KEYS - 1) / 2
-local step = math.max(2, math.min(64, math.floor(math.min(max_events, 1024) / math.max(n, 1)) + 1))
-local reads = 0
-
--- A room's cursor: the entries of its last read, the bound of its next, and `k`, the
--- heap's key of its current entry (the sequence number, negated when newest first).
-local function load(s)
-  local got
-  if desc then
-    got = redis.call('XREVRANGE', s.stream, s.bound, low, 'COUNT', s.size)
-  else
-    got = redis.call('XRANGE', s.stream, s.bound, high, 'COUNT', s.size)
-  end
-  reads = reads + #got
-  s.buf, s.pos, s.more = got, 1, #got == s.size
-  if #got > 0 then s.bound = '(' .. got[#got][1] end
-  s.size = math.min(s.size * 2, 1024)
-end
-local function key(s)
-  local k = tonumber(string.match(s.buf[s.pos][1], '^(%d+)'))
-  if desc then return -k end
-  return k
-end
-
-local heap = {}
-local function up(i)
-  while i > 1 do
-    local p = math.floor(i / 2)
-    if heap[i].k >= heap[p].k then return end
-    heap[i], heap[p] = heap[p], heap[i]
-    i = p
-  end
-end
-local function down(i)
-  local len = #heap
-  while true do
-    local l, r, best = 2 * i, 2 * i + 1, i
-    if l <= len and heap[l].k < heap[best].k then best = l end
-    if r <= len and heap[r].k < heap[best].k then best = r end
-    if best == i then return end
-    heap[i], heap[best] = heap[best], heap[i]
-    i = best
-  end
-end
-
-local rooms = {}
-for i = 1, n do
-  local stream, rmeta = KEYS[2 * i], KEYS[2 * i + 1]
-  local rm = redis.call('HMGET', rmeta, 'dropped', 'last', 'epoch')
-  if epoch ~= '' and rm[3] == epoch then
-    rooms[i] = { rm[1] or '0', rm[2] or '0', redis.call('EXISTS', stream) }
-    local s = { stream = stream, size = step }
-    if desc then s.bound = high else s.bound = low end
-    load(s)
-    if #s.buf > 0 then
-      s.k = key(s)
-      heap[#heap + 1] = s
-      up(#heap)
-    end
-  else
-    rooms[i] = { '0', '0', 0 }
-  end
-end
-
-local out, bytes, prev, stop, nxt = {}, 0, nil, 0, 0
-while #heap > 0 do
-  local s = heap[1]
-  local e = s.buf[s.pos]
-  local num = s.k
-  if desc then num = -num end
-  if num ~= prev then
-    local f = e[2][2]
-    if #out >= max_events then stop = 1
-    elseif budget and bytes + #f > budget then stop = 2
-    elseif #out > 0 and (bytes + #f > page_bytes or reads > max_reads) then stop = 3
-    end
-    if stop > 0 then
-      nxt = num
-      break
-    end
-    out[#out + 1] = { num, f, e[2][8] }
-    bytes = bytes + #f
-    prev = num
-  end
-  s.pos = s.pos + 1
-  if s.pos > #s.buf and s.more then load(s) end
-  if s.pos > #s.buf then
-    heap[1] = heap[#heap]
-    heap[#heap] = nil
-  else
-    s.k = key(s)
-  end
-  if #heap > 0 then down(1) end
-end
-return { seq, epoch, stop, nxt, reads, rooms, out }
 "#,
     )
 }

@@ -28,7 +28,7 @@ use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
 use tokio::time::Instant;
 
-use super::replay::{self, Limits, Meta, Order, ReadError, Step, Walk};
+use super::replay::{self, Meta, Order, ReadError, Walk};
 use super::wire::{self, Incoming, Wire};
 use super::{RedisError, Shared};
 use crate::connection::{Connection, ConnectionId};
@@ -364,18 +364,13 @@ enum Fill {
 async fn fill(shared: &Shared, from: u64, to: u64) -> Fill {
     let epoch = lock(&shared.delivered).epoch.clone();
     let recorded = local_rooms(shared, true);
-    let mut walk = Walk::new(
-        shared,
-        &recorded,
-        Order::Oldest,
-        from,
-        Some(to),
-        Limits::NONE,
-    );
+    // Usually a few events: small pages first (they double as a room turns out to
+    // hold more).
+    let mut walk = Walk::new(shared, &recorded, Order::Oldest, from, Some(to), 64);
     let mut found = 0u64;
     loop {
         match walk.next().await {
-            Ok(Step::Event(e)) => {
+            Ok(Some(e)) => {
                 if walk.epoch() != Some(epoch.as_str()) {
                     return Fill::Stale;
                 }
@@ -387,7 +382,7 @@ async fn fill(shared: &Shared, from: u64, to: u64) -> Fill {
                     _ => refuse(shared, "an unreadable entry in a stream"),
                 }
             }
-            Ok(Step::Cut(..) | Step::End) => break,
+            Ok(None) => break,
             Err(ReadError::EpochChanged) => return Fill::Stale,
             Err(ReadError::Redis(e)) => {
                 tracing::debug!(error = %e, "redis backplane: the streams did not answer");
@@ -404,8 +399,7 @@ async fn fill(shared: &Shared, from: u64, to: u64) -> Fill {
     // Nothing is numbered past the sequence.
     let to = to.min(meta.seq);
     let evicted: Vec<String> = walk
-        .rooms
-        .iter()
+        .rooms()
         .filter(|r| r.dropped_through() > from)
         .map(|r| r.name.to_string())
         .collect();
