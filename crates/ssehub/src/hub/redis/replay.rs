@@ -28,7 +28,6 @@
 
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use redis::AsyncCommands;
@@ -505,7 +504,7 @@ async fn collect(
     walk.round(&all).await?;
     let (entries, cut) = loop {
         let mut known: Vec<&Entry> = walk.cursors.iter().flat_map(|c| c.buf.iter()).collect();
-        known.sort_unstable_by(|a, b| b.seq.cmp(&a.seq));
+        known.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
         known.dedup_by_key(|e| e.seq);
         // Walk what was read, newest first, within the limits.
         let (mut taken, mut bytes, mut stop) = (0usize, 0usize, None);
@@ -623,8 +622,8 @@ async fn locate(
     resume: &Resume,
 ) -> redis::RedisResult<(u64, usize, Option<GapReason>)> {
     let cursor = match resume {
-        // At most what the rooms can hold, whatever was asked: the count then never
-        // reaches Lua, whose numbers are doubles, as more than it can say exactly.
+        // At most what the rooms can hold, whatever was asked:
+        // `?history=18446744073709551615` is all they keep, not a count to carry on.
         Resume::Newest(n) => {
             let kept = rooms
                 .iter()
@@ -673,17 +672,21 @@ pub(super) async fn resume(shared: &Shared, conn: &Connection, resume: &Resume) 
             Err(ReadError::EpochChanged) => continue,
             Err(ReadError::Redis(_)) => break,
         };
-        if matches!(resume, Resume::Newest(_)) || gap.is_some() {
-            // Evictions matter only after a cursor that holds.
-            read.evicted.clear();
-        }
+        // Evictions matter only after a cursor that holds.
+        let holds = matches!(resume, Resume::After(_)) && gap.is_none();
         // This node delivers on while the replay reads: each turn reads what it
         // delivered past the read, a few events.
         for _ in 0..50 {
+            if !holds {
+                read.evicted.clear();
+            }
             let behind = match switch(shared, conn, resume, &rooms, gap, &read) {
                 Switch::Done(resumed) => return resumed,
-                Switch::Again => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                Switch::Rooms => continue 'attempt,
+                Switch::Epoch => {
+                    // Redis is of another epoch than this node yet: its listener learns
+                    // of it by the next message on the channel, a probe at the latest.
+                    tokio::time::sleep(shared.probe_every / 4).await;
                     continue 'attempt;
                 }
                 Switch::Behind => read.meta.seq,
@@ -722,8 +725,10 @@ fn cursor_of(resume: &Resume) -> Option<&str> {
 
 enum Switch {
     Done(Resumed),
-    /// The stream's rooms, or the epoch, changed: start again.
-    Again,
+    /// The stream's rooms changed: start again.
+    Rooms,
+    /// The read is of another epoch than this node's: start again, later.
+    Epoch,
     /// This node delivered past the read.
     Behind,
 }
@@ -741,8 +746,11 @@ fn switch(
 ) -> Switch {
     let delivered = lock(&shared.delivered);
     let joined = lock(conn.rooms_lock());
-    if recorded_rooms(shared, &joined) != rooms || delivered.epoch != read.meta.epoch {
-        return Switch::Again;
+    if recorded_rooms(shared, &joined) != rooms {
+        return Switch::Rooms;
+    }
+    if delivered.epoch != read.meta.epoch {
+        return Switch::Epoch;
     }
     if delivered.seq > read.meta.seq {
         return Switch::Behind;
