@@ -26,6 +26,15 @@ async fn node(redis: &RedisServer, config: HubConfig) -> TestServer {
 }
 
 async fn node_at(url: String, config: HubConfig) -> TestServer {
+    node_with(url, config, |sse| sse).await
+}
+
+/// A node whose endpoint `options` changes.
+async fn node_with(
+    url: String,
+    config: HubConfig,
+    options: impl FnOnce(SseOptions) -> SseOptions,
+) -> TestServer {
     let redis = RedisConfig::new(url)
         .prefix("test")
         .probe_interval(Duration::from_millis(200));
@@ -35,7 +44,7 @@ async fn node_at(url: String, config: HubConfig) -> TestServer {
         .keep_alive(None)
         .no_auto_join()
         .rooms_from_query(true);
-    TestServer::start(sse).await
+    TestServer::start(options(sse)).await
 }
 
 async fn publish(hub: &Hub, room: &str, data: &str) -> ssehub::Published {
@@ -859,6 +868,18 @@ async fn a_history_of_u64_max_is_all_the_history_kept() {
         got.push(e.data);
     }
     assert_eq!(got, ["3", "4", "5", "6", "7"]);
+    let kept: Vec<String> = a
+        .hub
+        .history("r")
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(
+        kept,
+        ["4", "5", "6", "7", "live"],
+        "read through the same walk"
+    );
     let stats = a.hub.stats();
     assert!(stats.gaps.values().all(|n| *n == 0), "{:?}", stats.gaps);
     assert_eq!(a.hub.backplane_status().outages, 0);
@@ -907,4 +928,132 @@ async fn forged_messages_on_the_channel_are_refused() {
     let refused = a.hub.backplane_status().refused;
     assert_eq!(refused, 4, "two forgeries, each in two formats");
     a.stop().await;
+}
+
+/// A replay read from Redis is what the in-memory one would be: the newest events of
+/// the stream's rooms that fit half its outbox, each once (events in several of its
+/// rooms too), in order, after the gap signal that names the first; then live events.
+/// Small pages, several rounds, events shared by rooms: the merge of the rooms' pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_redis_is_the_newest_that_fit_each_once_in_order() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    // Half of 4 KiB: about 70 of the 90 events below.
+    let small = node_with(redis.url(), HubConfig::default(), |o| o.outbox_limit(4096)).await;
+    let large = node(&redis, HubConfig::default()).await;
+    let mut sent: Vec<(String, usize)> = Vec::new();
+    for i in 0..90 {
+        let rooms: &[&str] = match i % 3 {
+            0 => &["x"],
+            1 => &["y", "z"],
+            _ => &["x", "y", "z"],
+        };
+        let data = format!("e{i:03}");
+        let p = large
+            .hub
+            .to(rooms)
+            .publish_and_wait(&Message::new(data.as_str()))
+            .await
+            .unwrap();
+        let id = p.id.unwrap();
+        let len = format!("id: {id}\ndata: {data}\n\n").len();
+        sent.push((id, len));
+    }
+    let mut budget = 2048;
+    let fit = sent
+        .iter()
+        .rev()
+        .take_while(|(_, len)| {
+            let fits = *len <= budget;
+            budget = budget.saturating_sub(*len);
+            fits
+        })
+        .count();
+    assert!((10..90).contains(&fit), "{fit}");
+    let path = "/sse?room=x&room=y&room=z&last_event_id=earliest";
+    for (node, expected_first) in [(&small, 90 - fit), (&large, 0)] {
+        let mut c = node.sse(path).await;
+        eventually("the replay", || node.hub.stats().replays == 1).await;
+        let e = c.next_event().await;
+        let e = if expected_first > 0 {
+            assert_eq!(e.event, "ssehub.gap");
+            let gap: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+            assert_eq!(gap["reason"], "replay-limit");
+            assert_eq!(gap["first_id"], sent[expected_first].0);
+            c.next_event().await
+        } else {
+            e
+        };
+        let mut got = vec![e.last_event_id];
+        for _ in expected_first + 1..90 {
+            got.push(c.next_event().await.last_event_id);
+        }
+        let want: Vec<&String> = sent[expected_first..].iter().map(|(id, _)| id).collect();
+        assert_eq!(got.iter().collect::<Vec<_>>(), want);
+        publish(&large.hub, "z", "live").await;
+        assert_eq!(c.next_event().await.data, "live");
+    }
+    small.stop().await;
+    large.stop().await;
+}
+
+/// Clients that drop and resume over and over on one node, while another publishes
+/// without a pause: every event once, in order, none skipped (the replay's switch to
+/// live, with the node delivering past what the replay read meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_while_another_node_publishes_miss_nothing_and_repeat_nothing() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    const N: usize = 1000;
+    let publisher = {
+        let hub = b.hub.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                let rooms: &[&str] = match i % 4 {
+                    0 => &["r0"],
+                    1 => &["r1", "r2"],
+                    2 => &["r2"],
+                    _ => &["r0", "r1", "r2"],
+                };
+                // Once to a connection in several of its rooms, live as in a replay.
+                hub.to(rooms)
+                    .unique()
+                    .publish(&Message::new(format!("{i}")))
+                    .expect("published");
+                if i % 4 == 3 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        })
+    };
+    let mut got: Vec<usize> = Vec::new();
+    let mut cursor = "earliest".to_owned();
+    let mut sessions = 0;
+    while got.last() != Some(&(N - 1)) {
+        let mut c = SseClient::connect(
+            a.addr,
+            "/sse?room=r0&room=r1&room=r2",
+            &[("last-event-id", &cursor)],
+        )
+        .await;
+        sessions += 1;
+        for _ in 0..(3 + sessions % 7) {
+            let e = c.next_event().await;
+            assert_ne!(e.event, "ssehub.gap", "after {got:?}: {e:?}");
+            got.push(e.data.parse().unwrap());
+            if got.last() == Some(&(N - 1)) {
+                break;
+            }
+        }
+        cursor = c.last_event_id();
+    }
+    publisher.await.unwrap();
+    assert_eq!(got, (0..N).collect::<Vec<_>>(), "in {sessions} sessions");
+    a.stop().await;
+    b.stop().await;
 }
