@@ -420,13 +420,32 @@ impl Backplane for RedisBackplane {
             if rooms.is_empty() {
                 return Vec::new();
             }
+            // With each room's epoch: a stream of another epoch holds nothing of this one.
             let mut pipe = redis::pipe();
+            pipe.hget(shared.keys.meta(), "epoch");
             for room in &rooms {
-                pipe.xlen(shared.keys.stream(room));
+                pipe.xlen(shared.keys.stream(room))
+                    .hget(shared.keys.room_meta(room), "epoch");
             }
-            let depths: Result<Vec<usize>, _> = pipe.query_async(&mut shared.reads.clone()).await;
-            // Redis away: no depth to tell, as no history to read.
-            depths.unwrap_or_else(|_| vec![0; rooms.len()])
+            let answer: Result<(Option<String>, Vec<(usize, Option<String>)>), _> = pipe
+                .query_async::<Vec<redis::Value>>(&mut shared.reads.clone())
+                .await
+                .and_then(|mut values| {
+                    let epoch = redis::from_redis_value(values.remove(0))?;
+                    let rest = values
+                        .chunks(2)
+                        .map(|v| redis::from_redis_value_ref(&redis::Value::Array(v.to_vec())))
+                        .collect::<Result<_, _>>()?;
+                    Ok((epoch, rest))
+                });
+            match answer {
+                Ok((Some(epoch), rooms)) => rooms
+                    .into_iter()
+                    .map(|(len, of)| if of.as_ref() == Some(&epoch) { len } else { 0 })
+                    .collect(),
+                // Redis away (or empty): no depth to tell, as no history to read.
+                _ => vec![0; rooms.len()],
+            }
         })
     }
 
