@@ -4,7 +4,8 @@
 //!   `PUBLISH`, atomically; probe: where the epoch and the sequence are).
 //! - `wire.rs`: what a node tells the others on the channel.
 //! - `subscriber.rs`: the task that listens to the channel and delivers on this node, in
-//!   sequence order; probes a silent Redis; survives outages and catches up.
+//!   sequence order, what passes its checks; probes a silent Redis; moves to a new
+//!   epoch; survives outages and catches up.
 //! - `replay.rs`: reading history in bounded commands; a resuming stream's replay.
 //!
 //! ## Order

@@ -800,3 +800,74 @@ fn frame_id(frame: &[u8]) -> Option<String> {
     let id = line.strip_prefix(b"id: ")?;
     String::from_utf8(id.to_vec()).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(seqs: &[u64], cut: Option<(u64, Cut)>) -> Collected {
+        Collected {
+            meta: Meta::default(),
+            // Newest first, 10 bytes each.
+            entries: seqs
+                .iter()
+                .map(|&seq| Entry {
+                    seq,
+                    frame: Bytes::from(vec![b'x'; 10]),
+                    header: String::new(),
+                })
+                .collect(),
+            cut,
+            evicted: Vec::new(),
+        }
+    }
+
+    fn seqs(c: &Collected) -> Vec<u64> {
+        c.entries.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn what_came_after_a_read_goes_first_and_the_budget_still_holds() {
+        let limits = Limits {
+            events: usize::MAX,
+            bytes: 45,
+            reads: REPLAY_READS,
+        };
+        // Room for all: the old read's own cut stays.
+        let all = combine(
+            read(&[3, 2], Some((1, Cut::Bytes))),
+            read(&[5, 4], None),
+            limits,
+        );
+        assert_eq!(
+            (seqs(&all), all.cut),
+            (vec![5, 4, 3, 2], Some((1, Cut::Bytes)))
+        );
+        // The newer ones push the oldest out.
+        let pushed = combine(read(&[3, 2, 1], None), read(&[5, 4], None), limits);
+        assert_eq!(
+            (seqs(&pushed), pushed.cut),
+            (vec![5, 4, 3, 2], Some((1, Cut::Bytes)))
+        );
+        // A newer read cut short: nothing older can follow it.
+        let short = combine(
+            read(&[3], None),
+            read(&[9, 8], Some((7, Cut::Bytes))),
+            limits,
+        );
+        assert_eq!(
+            (seqs(&short), short.cut),
+            (vec![9, 8], Some((7, Cut::Bytes)))
+        );
+        // A count (`?history=N`) holds across both.
+        let two = Limits {
+            events: 2,
+            ..limits
+        };
+        let newest = combine(read(&[3, 2], None), read(&[4], None), two);
+        assert_eq!(
+            (seqs(&newest), newest.cut),
+            (vec![4, 3], Some((2, Cut::Events)))
+        );
+    }
+}
