@@ -53,10 +53,13 @@ local rooms = {}
 for i = 1, n do
   local stream, rmeta = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
   local rm = redis.call('HMGET', rmeta, 'epoch', 'last')
-  -- Also reads the stream's type: a key that is not a stream fails here, not at XADD.
-  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1]
-  if top and rm[1] == epoch and tonumber(string.match(top[1], '^(%d+)')) > seq then
-    -- The stream is ahead of the sequence (the meta hash went back alone): an XADD
+  local kind = redis.call('TYPE', stream).ok
+  if kind ~= 'stream' and kind ~= 'none' then
+    -- Here, not at XADD, after the sequence was taken.
+    return redis.error_reply('WRONGTYPE ' .. stream .. ' is not a stream')
+  end
+  if rm[1] == epoch and tonumber(rm[2] or '0') > seq then
+    -- The room is ahead of the sequence (the meta hash went back alone): an XADD
     -- would fail, and ids would repeat.
     renew = true
   end
