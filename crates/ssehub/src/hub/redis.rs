@@ -428,25 +428,30 @@ impl Backplane for RedisBackplane {
                 pipe.xlen(shared.keys.stream(room))
                     .hget(shared.keys.room_meta(room), "epoch");
             }
-            let answer: Result<(Option<String>, Vec<(usize, Option<String>)>), _> = pipe
-                .query_async::<Vec<redis::Value>>(&mut shared.reads.clone())
-                .await
-                .and_then(|mut values| {
-                    let epoch = redis::from_redis_value(values.remove(0))?;
-                    let rest = values
-                        .chunks(2)
-                        .map(|v| redis::from_redis_value_ref(&redis::Value::Array(v.to_vec())))
-                        .collect::<Result<_, _>>()?;
-                    Ok((epoch, rest))
-                });
-            match answer {
-                Ok((Some(epoch), rooms)) => rooms
-                    .into_iter()
-                    .map(|(len, of)| if of.as_ref() == Some(&epoch) { len } else { 0 })
-                    .collect(),
-                // Redis away (or empty): no depth to tell, as no history to read.
-                _ => vec![0; rooms.len()],
-            }
+            let values: Vec<redis::Value> = match pipe.query_async(&mut shared.reads.clone()).await
+            {
+                Ok(values) => values,
+                // Redis away: no depth to tell, as no history to read.
+                Err(_) => return vec![0; rooms.len()],
+            };
+            let mut values = values.into_iter();
+            let epoch: Option<String> = values.next().and_then(|v| redis::from_redis_value(v).ok());
+            rooms
+                .iter()
+                .map(|_| {
+                    let len: usize = values
+                        .next()
+                        .and_then(|v| redis::from_redis_value(v).ok())
+                        .unwrap_or(0);
+                    let of: Option<String> =
+                        values.next().and_then(|v| redis::from_redis_value(v).ok());
+                    if epoch.is_some() && of == epoch {
+                        len
+                    } else {
+                        0
+                    }
+                })
+                .collect()
         })
     }
 
