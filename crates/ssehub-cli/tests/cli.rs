@@ -635,7 +635,7 @@ async fn stats_count_what_happened() {
                          "auth": 0, "origin": 0, "bad_request": 0, "shutting_down": 0,
                          "server_max_connections": 0, "max_pending_connections": 0,
                          "max_pending_per_ip": 0, "header_timeout": 0 },
-            "backplane": { "kind": "in-process", "connected": true, "outages": 0 },
+            "backplane": { "kind": "in-process", "connected": true, "outages": 0, "refused": 0 },
         })
     );
     let mut a = demo_stream(addr, "/sse?room=a").await;
@@ -672,7 +672,7 @@ async fn stats_count_what_happened() {
                          "auth": 0, "origin": 0, "bad_request": 0, "shutting_down": 0,
                          "server_max_connections": 0, "max_pending_connections": 0,
                          "max_pending_per_ip": 0, "header_timeout": 0 },
-            "backplane": { "kind": "in-process", "connected": true, "outages": 0 },
+            "backplane": { "kind": "in-process", "connected": true, "outages": 0, "refused": 0 },
         })
     );
     // A client that goes away leaves its rooms; an emptied room disappears.

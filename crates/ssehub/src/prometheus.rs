@@ -275,6 +275,15 @@ fn backplane(f: &mut Families, b: &BackplaneStatus) -> Result<(), std::fmt::Erro
         ),
         "backplane",
         [(b.kind, b.outages)],
+    )?;
+    f.labelled(
+        (
+            "ssehub_backplane_refused",
+            "Messages from other nodes refused (malformed, or numbered past the sequence).",
+            MetricType::Counter,
+        ),
+        "backplane",
+        [(b.kind, b.refused)],
     )
 }
 

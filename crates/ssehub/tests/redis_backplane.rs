@@ -22,7 +22,20 @@ use redis_server::RedisServer;
 
 /// A node of the hub on `redis`: its own server, its own hub.
 async fn node(redis: &RedisServer, config: HubConfig) -> TestServer {
-    let redis = RedisConfig::new(redis.url())
+    node_at(redis.url(), config).await
+}
+
+async fn node_at(url: String, config: HubConfig) -> TestServer {
+    node_with(url, config, |sse| sse).await
+}
+
+/// A node whose endpoint `options` changes.
+async fn node_with(
+    url: String,
+    config: HubConfig,
+    options: impl FnOnce(SseOptions) -> SseOptions,
+) -> TestServer {
+    let redis = RedisConfig::new(url)
         .prefix("test")
         .probe_interval(Duration::from_millis(200));
     let hub = Hub::with_redis(config, redis).await.expect("join the hub");
@@ -31,7 +44,7 @@ async fn node(redis: &RedisServer, config: HubConfig) -> TestServer {
         .keep_alive(None)
         .no_auto_join()
         .rooms_from_query(true);
-    TestServer::start(sse).await
+    TestServer::start(options(sse)).await
 }
 
 async fn publish(hub: &Hub, room: &str, data: &str) -> ssehub::Published {
@@ -438,5 +451,609 @@ async fn the_redis_history_is_trimmed_by_bytes_and_by_age() {
     let (gap, kept) = resume(&b, &first, "live-2").await;
     assert_eq!(gap.as_deref(), Some("evicted"));
     assert_eq!(kept, vec!["young".to_string()]);
+    b.stop().await;
+}
+
+/// `n` rooms: `r000`, `r001`, ...
+fn many_rooms(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("r{i:03}")).collect()
+}
+
+/// A stream in every one of `rooms`, from the earliest event kept.
+fn earliest_in(rooms: &[String]) -> String {
+    let query: Vec<String> = rooms.iter().map(|r| format!("room={r}")).collect();
+    format!("/sse?{}&last_event_id=earliest", query.join("&"))
+}
+
+/// Resumes of 255 rooms, with a long history each, looping on one node: Redis must not
+/// be held by any of them long enough for the other node to notice. (Before, one fetch
+/// read every room's whole history in one script: a second or two during which every
+/// publication waited and probes went unanswered, so the nodes declared an outage and
+/// the resuming clients got an `outage` gap instead of their replay.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_of_255_rooms_stall_no_publication_and_no_node() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let rooms = Arc::new(many_rooms(255));
+    // 255,000 entries: 1,000 events, each in every room (quick to write, and as much for
+    // a fetch to read as 1,000 events of each room's own).
+    let filler = "x".repeat(200);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (hub, rooms, filler) = (a.hub.clone(), rooms.clone(), filler.clone());
+            tokio::spawn(async move {
+                for i in (w..1000).step_by(4) {
+                    let m = Message::new(format!("{i:04}{filler}"));
+                    hub.to(&*rooms)
+                        .publish_and_wait(&m)
+                        .await
+                        .expect("published");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut live = b.sse("/sse?room=live").await;
+    eventually("the live stream on B", || b.hub.room_size("live") == 1).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let resumers: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, path, stop) = (a.addr, earliest_in(&rooms), stop.clone());
+            tokio::spawn(async move {
+                let mut resumed = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut c = SseClient::connect(addr, &path, &[]).await;
+                    let mut e = c.next_event().await;
+                    if e.event == "ssehub.gap" {
+                        let gap: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+                        assert_eq!(gap["reason"], "replay-limit", "{gap}");
+                        e = c.next_event().await;
+                    }
+                    assert!(e.data.ends_with("xxx"), "a replayed event: {e:?}");
+                    resumed += 1;
+                }
+                resumed
+            })
+        })
+        .collect();
+    // Meanwhile, on B: every publication replicated and delivered.
+    for i in 0..40 {
+        let data = format!("live-{i}");
+        let p = publish(&b.hub, "live", &data).await;
+        assert!(p.replicated, "{data} not replicated while A resumes");
+        assert_eq!(live.next_event().await.data, data);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in resumers {
+        assert!(r.await.unwrap() > 0, "each client resumed at least once");
+    }
+    for (name, n) in [("A", &a), ("B", &b)] {
+        let status = n.hub.backplane_status();
+        assert!(
+            status.connected && status.outages == 0,
+            "{name}: {status:?}"
+        );
+        assert_eq!(n.hub.stats().gaps["outage"], 0, "{name}");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// `INFO commandstats`: per command, `(calls, usec)`, the busiest first.
+fn command_stats(redis: &RedisServer) -> Vec<(String, u64, u64)> {
+    let info = redis.cmd(&["INFO", "commandstats"]).text();
+    let mut stats: Vec<(String, u64, u64)> = info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |f: &str| -> u64 {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{f}=")))
+                    .map_or(0, |v| v.parse().unwrap())
+            };
+            Some((name.to_owned(), field("calls"), field("usec")))
+        })
+        .collect();
+    stats.sort_by_key(|(_, _, usec)| std::cmp::Reverse(*usec));
+    stats
+}
+
+/// The longest command in Redis's slow log (but the test's own), in microseconds, and
+/// its name.
+fn slowest(redis: &RedisServer) -> (i64, String) {
+    let redis_server::Reply::Array(entries) = redis.cmd(&["SLOWLOG", "GET", "100000"]) else {
+        panic!("SLOWLOG GET");
+    };
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            redis_server::Reply::Array(f) => match (&f[2], &f[3]) {
+                (redis_server::Reply::Int(us), redis_server::Reply::Array(args)) => {
+                    let name = args[0].text().to_uppercase();
+                    let own = ["SLOWLOG", "CONFIG", "INFO", "XLEN"].contains(&name.as_str());
+                    (!own).then_some((*us, name))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .max()
+        .unwrap_or_default()
+}
+
+/// Figures for the report, not a check (run with `--ignored --nocapture`): what one
+/// resume of 255 rooms holding 1,000 events each (their own: 255,000 in all) costs
+/// Redis, and what publications on another node see while three clients resume in a
+/// loop. Writing the events takes most of the run; with `SSEHUB_MEASURE_REDIS=<port>`
+/// it uses the Redis there (and its events, if it holds them already) and leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --test redis_backplane measure -- --ignored --nocapture"]
+async fn measure_a_resume_of_255_rooms() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = match std::env::var("SSEHUB_MEASURE_REDIS") {
+        Ok(port) => RedisServer::existing(port.parse().expect("a port")),
+        Err(_) => RedisServer::start(),
+    };
+    let a = node(&redis, HubConfig::default()).await;
+    let rooms = Arc::new(many_rooms(255));
+    let started = std::time::Instant::now();
+    let written = redis.cmd(&["XLEN", "test:room:r254"]).text() == "1000";
+    let writers: Vec<_> = (0..if written { 0 } else { 64 })
+        .map(|w| {
+            let (hub, rooms) = (a.hub.clone(), rooms.clone());
+            tokio::spawn(async move {
+                for i in (w..255_000).step_by(64) {
+                    let m = Message::new(format!("{i:06} {}", "x".repeat(60)));
+                    hub.to(&rooms[i % 255])
+                        .publish_and_wait(&m)
+                        .await
+                        .expect("published");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    println!("set-up: 255,000 events in {:?}", started.elapsed());
+    let path = earliest_in(&rooms);
+    redis.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]);
+    redis.cmd(&["CONFIG", "SET", "slowlog-max-len", "100000"]);
+    for round in 0..3 {
+        redis.cmd(&["SLOWLOG", "RESET"]);
+        redis.cmd(&["CONFIG", "RESETSTAT"]);
+        let rss = rss();
+        let t = std::time::Instant::now();
+        let mut c = SseClient::connect(a.addr, &path, &[]).await;
+        let first = c.next_event().await;
+        let took = t.elapsed();
+        let stats = command_stats(&redis);
+        let total: u64 = stats.iter().map(|(_, _, usec)| usec).sum();
+        let (slow_us, slow_cmd) = slowest(&redis);
+        println!(
+            "resume {round}: first event after {took:?} ({:?}); Redis: {total} us in all \
+             commands, slowest {slow_us} us ({slow_cmd}), busiest {:?}; \
+             this process's RSS {} -> {} MiB",
+            first.event,
+            &stats[..stats.len().min(4)],
+            rss >> 20,
+            common::rss() >> 20
+        );
+    }
+    // Three clients resuming in a loop on A; publications on B meanwhile. B runs on a
+    // runtime of its own, as another process would: what it sees of A is Redis.
+    let (to_b, go) = tokio::sync::oneshot::channel::<()>();
+    let (alone, b_alone) = tokio::sync::oneshot::channel::<()>();
+    let url = redis.url();
+    let b_side = std::thread::spawn(move || {
+        let own = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        own.block_on(async move {
+            let b = node_at(url, HubConfig::default()).await;
+            let mut live = b.sse("/sse?room=live").await;
+            eventually("the live stream on B", || b.hub.room_size("live") == 1).await;
+            let mut rounds = Vec::new();
+            let (mut alone, mut go) = (Some(alone), Some(go));
+            for round in 0..2 {
+                if round == 1 {
+                    let _ = alone.take().unwrap().send(());
+                    go.take().unwrap().await.unwrap();
+                }
+                let (mut latencies, mut unreplicated) = (Vec::new(), 0);
+                for i in 0..100 {
+                    let t = std::time::Instant::now();
+                    let p = publish(&b.hub, "live", &format!("live-{i}")).await;
+                    latencies.push(t.elapsed());
+                    unreplicated += usize::from(!p.replicated);
+                    live.next_event().await;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                latencies.sort();
+                rounds.push((latencies, unreplicated));
+            }
+            let outages = b.hub.backplane_status().outages;
+            b.stop().await;
+            (rounds, outages)
+        })
+    });
+    // B's first 100 publications with nothing else running, then the resumes start.
+    within("B alone", b_alone).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let resumers: Vec<_> = (0..3)
+        .map(|_| {
+            let (addr, path, stop) = (a.addr, path.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut c = SseClient::connect(addr, &path, &[]).await;
+                    c.next_event().await;
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    to_b.send(()).unwrap();
+    let (rounds, b_outages) = tokio::task::spawn_blocking(move || b_side.join().unwrap())
+        .await
+        .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut resumes = 0;
+    for r in resumers {
+        resumes += r.await.unwrap();
+    }
+    for ((latencies, unreplicated), when) in rounds.iter().zip(["alone", "while A resumed"]) {
+        println!(
+            "100 publications on B {when}: latency p50 {:?} p99 {:?} max {:?}, \
+             {unreplicated} not replicated",
+            latencies[50], latencies[98], latencies[99],
+        );
+    }
+    println!(
+        "{resumes} resumes on A meanwhile; outages A {} B {b_outages}",
+        a.hub.backplane_status().outages,
+    );
+    a.stop().await;
+}
+
+/// The epoch of a hub id (`<epoch>-<seq>`).
+fn epoch_of(id: &str) -> &str {
+    id.split_once('-').unwrap().0
+}
+
+/// The next event that is not the gap signal, and the reasons of the gap signals before it.
+async fn after_gaps(c: &mut SseClient) -> (Vec<String>, Event) {
+    let mut reasons = Vec::new();
+    loop {
+        let e = c.next_event().await;
+        if e.event != "ssehub.gap" {
+            return (reasons, e);
+        }
+        let gap: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+        reasons.push(gap["reason"].as_str().unwrap().to_owned());
+    }
+}
+
+/// Redis loses its data (`FLUSHALL`), or its sequence goes back (a failover to a replica
+/// that lagged, played here by lowering the number): the nodes start a new epoch, tell
+/// their clients, and deliver what comes next. (Before, every node took the new numbers
+/// for ones it had delivered already and dropped every publication, in silence, until
+/// the sequence passed the old one; publishers waited 2 s and were told `delivered: 0`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_that_goes_back_starts_a_new_epoch_and_is_told() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    let (mut ca, mut cb) = one_subscriber_each(&a, &b).await;
+    let mut epoch = String::new();
+    for i in 0..3 {
+        let p = publish(&a.hub, "r", &format!("before-{i}")).await;
+        epoch = epoch_of(&p.id.unwrap()).to_owned();
+    }
+    for c in [&mut ca, &mut cb] {
+        for i in 0..3 {
+            assert_eq!(c.next_event().await.data, format!("before-{i}"));
+        }
+    }
+    let lower = |redis: &RedisServer| redis.cmd(&["HSET", "test:meta", "seq", "1"]);
+    for (what, back) in [
+        (
+            "flushall",
+            &(|r: &RedisServer| r.cmd(&["FLUSHALL"])) as &dyn Fn(&RedisServer) -> _,
+        ),
+        ("lowered", &lower),
+    ] {
+        back(&redis);
+        for (k, publisher) in [&a, &b].into_iter().enumerate() {
+            let data = format!("{what}-{k}");
+            let p = publish(&publisher.hub, "r", &data).await;
+            assert!(p.replicated, "{data}: {p:?}");
+            assert_eq!(
+                p.delivered, 1,
+                "{data}: its node's subscriber, counted: {p:?}"
+            );
+            let id = p.id.unwrap();
+            if k == 0 {
+                assert_ne!(epoch_of(&id), epoch, "{what}: a new epoch");
+                epoch = epoch_of(&id).to_owned();
+            }
+            assert_eq!(epoch_of(&id), epoch, "{data}: one epoch since");
+            for (node, c) in [&mut ca, &mut cb].into_iter().enumerate() {
+                let (gaps, e) = after_gaps(c).await;
+                assert_eq!(e.data, data, "node {node}");
+                assert_eq!(e.last_event_id, id, "node {node}");
+                let told = if k == 0 {
+                    vec!["unknown-epoch"]
+                } else {
+                    vec![]
+                };
+                assert_eq!(gaps, told, "node {node}, {data}");
+            }
+        }
+    }
+    for n in [&a, &b] {
+        assert_eq!(n.hub.backplane_status().outages, 0);
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A publication Redis refuses (a room's key is not a stream) leaves the sequence and
+/// the other rooms' streams as they were. (Before, the script had taken its number and
+/// recorded it in the rooms before the failing one: a number no node could fill, and an
+/// event in history that no client got live.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_redis_refuses_writes_nothing() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let a = node(&redis, HubConfig::default()).await;
+    publish(&a.hub, "r", "first").await;
+    redis.cmd(&["SET", "test:room:bad", "not a stream"]);
+    let state = || {
+        (
+            redis.cmd(&["HGET", "test:meta", "seq"]).text(),
+            redis.cmd(&["XLEN", "test:room:r"]).text(),
+        )
+    };
+    let before = state();
+    let p = a
+        .hub
+        .to(["r", "bad"])
+        .publish_and_wait(&Message::new("refused"))
+        .await
+        .expect("delivered here");
+    assert!(!p.replicated, "{p:?}");
+    assert_eq!(state(), before, "(sequence, events in r)");
+    a.stop().await;
+}
+
+/// `?history=18446744073709551615` on a Redis node: the history kept, no gap. (Before,
+/// the count reached Lua as a double, `XREVRANGE ... COUNT 1.8446744073709552e+19` was
+/// refused, and the client got an `outage` gap, counted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_of_u64_max_is_all_the_history_kept() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let config = HubConfig::default().history(Some(HistoryConfig::default().max_events(5)));
+    let a = node(&redis, config).await;
+    for i in 0..8 {
+        publish(&a.hub, "r", &i.to_string()).await;
+    }
+    let mut c = a.sse(&format!("/sse?room=r&history={}", u64::MAX)).await;
+    eventually("the replay", || a.hub.stats().replays == 1).await;
+    publish(&a.hub, "r", "live").await;
+    let mut got = Vec::new();
+    loop {
+        let e = c.next_event().await;
+        assert_ne!(e.event, "ssehub.gap", "{e:?}");
+        if e.data == "live" {
+            break;
+        }
+        got.push(e.data);
+    }
+    assert_eq!(got, ["3", "4", "5", "6", "7"]);
+    let kept: Vec<String> = a
+        .hub
+        .history("r")
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(
+        kept,
+        ["4", "5", "6", "7", "live"],
+        "read through the same walk"
+    );
+    let stats = a.hub.stats();
+    assert!(stats.gaps.values().all(|n| *n == 0), "{:?}", stats.gaps);
+    assert_eq!(a.hub.backplane_status().outages, 0);
+    a.stop().await;
+}
+
+/// Messages put on the channel by something else than a node: one numbered far past
+/// the sequence is refused (before, every later publication looked delivered already,
+/// until the node restarted), and so is a frame with lines injected (before, its lines
+/// reached the clients as they were).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_messages_on_the_channel_are_refused() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let a = node(&redis, HubConfig::default()).await;
+    let mut c = a.sse("/sse?room=r").await;
+    eventually("the stream", || a.hub.room_size("r") == 1).await;
+    let id = publish(&a.hub, "r", "real-1").await.id.unwrap();
+    assert_eq!(c.next_event().await.data, "real-1");
+    let (epoch, seq) = id.split_once('-').unwrap();
+    let seq: u64 = seq.parse().unwrap();
+    let header = "forger\x1f1\x1f0\x1f\x1fr";
+    // In this version's format, and in the previous one (`<seq>\n...`), refused too.
+    let forge = |n: u64, frame: &str| {
+        for first in [format!("{epoch}-{n}"), n.to_string()] {
+            let payload = format!("{first}\n{header}\n{frame}");
+            redis.cmd(&["PUBLISH", "test:events", &payload]);
+        }
+    };
+    let huge = u64::MAX - 1;
+    forge(huge, &format!("id: {epoch}-{huge}\ndata: forged\n\n"));
+    publish(&a.hub, "r", "real-2").await;
+    assert_eq!(c.next_event().await.data, "real-2");
+    // Numbered as the next publication will be, so only its frame can tell.
+    let next = seq + 2;
+    forge(
+        next,
+        &format!("id: {epoch}-{next}\ndata: x\n\nevent: evil\ndata: injected\n\n"),
+    );
+    let p = publish(&a.hub, "r", "real-3").await;
+    assert_eq!(p.id.unwrap(), format!("{epoch}-{next}"));
+    let e = c.next_event().await;
+    assert_eq!((e.event.as_str(), e.data.as_str()), ("message", "real-3"));
+    let refused = a.hub.backplane_status().refused;
+    assert_eq!(refused, 4, "two forgeries, each in two formats");
+    a.stop().await;
+}
+
+/// A replay read from Redis is what the in-memory one would be: the newest events of
+/// the stream's rooms that fit half its outbox, each once (events in several of its
+/// rooms too), in order, after the gap signal that names the first; then live events.
+/// Small pages, several rounds, events shared by rooms: the merge of the rooms' pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_redis_is_the_newest_that_fit_each_once_in_order() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    // Half of 4 KiB: about 70 of the 90 events below.
+    let small = node_with(redis.url(), HubConfig::default(), |o| o.outbox_limit(4096)).await;
+    let large = node(&redis, HubConfig::default()).await;
+    let mut sent: Vec<(String, usize)> = Vec::new();
+    for i in 0..90 {
+        let rooms: &[&str] = match i % 3 {
+            0 => &["x"],
+            1 => &["y", "z"],
+            _ => &["x", "y", "z"],
+        };
+        let data = format!("e{i:03}");
+        let p = large
+            .hub
+            .to(rooms)
+            .publish_and_wait(&Message::new(data.as_str()))
+            .await
+            .unwrap();
+        let id = p.id.unwrap();
+        let len = format!("id: {id}\ndata: {data}\n\n").len();
+        sent.push((id, len));
+    }
+    let mut budget = 2048;
+    let fit = sent
+        .iter()
+        .rev()
+        .take_while(|(_, len)| {
+            let fits = *len <= budget;
+            budget = budget.saturating_sub(*len);
+            fits
+        })
+        .count();
+    assert!((10..90).contains(&fit), "{fit}");
+    let path = "/sse?room=x&room=y&room=z&last_event_id=earliest";
+    for (node, expected_first) in [(&small, 90 - fit), (&large, 0)] {
+        let mut c = node.sse(path).await;
+        eventually("the replay", || node.hub.stats().replays == 1).await;
+        let e = c.next_event().await;
+        let e = if expected_first > 0 {
+            assert_eq!(e.event, "ssehub.gap");
+            let gap: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+            assert_eq!(gap["reason"], "replay-limit");
+            assert_eq!(gap["first_id"], sent[expected_first].0);
+            c.next_event().await
+        } else {
+            e
+        };
+        let mut got = vec![e.last_event_id];
+        for _ in expected_first + 1..90 {
+            got.push(c.next_event().await.last_event_id);
+        }
+        let want: Vec<&String> = sent[expected_first..].iter().map(|(id, _)| id).collect();
+        assert_eq!(got.iter().collect::<Vec<_>>(), want);
+        publish(&large.hub, "z", "live").await;
+        assert_eq!(c.next_event().await.data, "live");
+    }
+    small.stop().await;
+    large.stop().await;
+}
+
+/// Clients that drop and resume over and over on one node, while another publishes
+/// without a pause: every event once, in order, none skipped (the replay's switch to
+/// live, with the node delivering past what the replay read meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumes_while_another_node_publishes_miss_nothing_and_repeat_nothing() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis).await;
+    const N: usize = 1000;
+    let publisher = {
+        let hub = b.hub.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                let rooms: &[&str] = match i % 4 {
+                    0 => &["r0"],
+                    1 => &["r1", "r2"],
+                    2 => &["r2"],
+                    _ => &["r0", "r1", "r2"],
+                };
+                // Once to a connection in several of its rooms, live as in a replay.
+                hub.to(rooms)
+                    .unique()
+                    .publish(&Message::new(format!("{i}")))
+                    .expect("published");
+                if i % 4 == 3 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        })
+    };
+    let mut got: Vec<usize> = Vec::new();
+    let mut cursor = "earliest".to_owned();
+    let mut sessions = 0;
+    while got.last() != Some(&(N - 1)) {
+        let mut c = SseClient::connect(
+            a.addr,
+            "/sse?room=r0&room=r1&room=r2",
+            &[("last-event-id", &cursor)],
+        )
+        .await;
+        sessions += 1;
+        for _ in 0..(3 + sessions % 7) {
+            let e = c.next_event().await;
+            assert_ne!(e.event, "ssehub.gap", "after {got:?}: {e:?}");
+            got.push(e.data.parse().unwrap());
+            if got.last() == Some(&(N - 1)) {
+                break;
+            }
+        }
+        cursor = c.last_event_id();
+    }
+    publisher.await.unwrap();
+    assert_eq!(got, (0..N).collect::<Vec<_>>(), "in {sessions} sessions");
+    a.stop().await;
     b.stop().await;
 }

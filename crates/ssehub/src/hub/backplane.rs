@@ -66,6 +66,9 @@ pub struct BackplaneStatus {
     pub connected: bool,
     /// Times the backplane was lost since start.
     pub outages: u64,
+    /// Messages from other nodes refused (malformed, or numbered past the sequence):
+    /// with Redis, a sign that something else publishes on the hub's channel.
+    pub refused: u64,
 }
 
 /// Where publications go. Implementations keep, on every node, the order of the
@@ -289,6 +292,7 @@ impl Backplane for InProcess {
             kind: "in-process",
             connected: true,
             outages: 0,
+            refused: 0,
         }
     }
 }

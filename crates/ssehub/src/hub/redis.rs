@@ -1,11 +1,12 @@
 //! The Redis backplane: several nodes sharing rooms and history through one Redis.
 //!
-//! - `scripts.rs`: the keys and the two Lua scripts (publish: number, record, trim,
-//!   `PUBLISH`, atomically; fetch: read the history of some rooms at one instant).
+//! - `scripts.rs`: the keys and the Lua scripts (publish: number, record, trim,
+//!   `PUBLISH`, atomically; probe: where the epoch and the sequence are).
 //! - `wire.rs`: what a node tells the others on the channel.
 //! - `subscriber.rs`: the task that listens to the channel and delivers on this node, in
-//!   sequence order; probes a silent Redis; survives outages and catches up.
-//! - `replay.rs`: a resuming stream's replay, read from Redis.
+//!   sequence order, what passes its checks; probes a silent Redis; moves to a new
+//!   epoch; survives outages and catches up.
+//! - `replay.rs`: reading history in bounded commands; a resuming stream's replay.
 //!
 //! ## Order
 //! Every publication gets the next number of one hub-wide sequence, inside the publish
@@ -14,7 +15,10 @@
 //! with the count it delivered): no node can put its own publication before one it has
 //! not seen yet. `delivered` (the number of the newest publication delivered here) is
 //! held while a publication is delivered and while a replay switches to live: the same
-//! ordered step as the in-process history's.
+//! ordered step as the in-process history's. It is a number of one epoch: a history that
+//! Redis lost, or that went back (a failover to a replica that lagged), is found by the
+//! scripts, given the node's watermark, and by the listener, and starts a new epoch
+//! (`subscriber.rs`), never a silence.
 //!
 //! ## Outages
 //! Without Redis a node keeps working alone: publications are delivered here, without a
@@ -39,8 +43,9 @@ use super::backplane::{
     deliver_unrecorded, Backplane, BackplaneStatus, BoxFuture, Published, Resumed,
 };
 use super::fanout::{Local, Publication};
-use super::history::{check_own_id, HistoryRules, Resume, Size};
+use super::history::{check_own_id, hub_form, History, HistoryRules, Resume, Size};
 use super::publish_error::PublishError;
+use super::topics::IdForm;
 use crate::connection::Connection;
 use crate::message::Message;
 use crate::sync::lock;
@@ -115,7 +120,16 @@ impl Keys {
     }
 }
 
-/// A local publisher waiting for its publication to come back from the channel.
+/// Where this node is in the sequence: the newest publication it delivered, of which
+/// epoch.
+#[derive(Debug, Default)]
+struct Watermark {
+    epoch: String,
+    seq: u64,
+}
+
+/// A local publisher waiting for its publication (by its token) to come back from the
+/// channel.
 enum Waiter {
     Waiting(oneshot::Sender<usize>),
     /// Delivered before the publisher asked (the channel beat the script's answer).
@@ -130,15 +144,17 @@ struct Shared {
     /// This node's name on the channel.
     node: String,
     client: redis::Client,
+    /// Publications and probes.
     conn: ConnectionManager,
+    /// Reads of history (replays, catch-up): a large answer never delays a publication.
+    reads: ConnectionManager,
     publish: redis::Script,
-    fetch: redis::Script,
-    probe: Duration,
-    /// The number of the newest publication delivered on this node; locked while one is
-    /// delivered and while a replay switches to live.
-    delivered: Mutex<u64>,
-    /// The epoch of the history in Redis, as last read.
-    epoch: Mutex<String>,
+    probe: redis::Script,
+    probe_every: Duration,
+    /// The newest publication delivered on this node; locked while one is delivered and
+    /// while a replay switches to live.
+    delivered: Mutex<Watermark>,
+    /// Publishers waiting, by token.
     waiters: Mutex<HashMap<u64, Waiter>>,
     /// Numbers this node gives its own publications (in the header).
     tokens: AtomicU64,
@@ -148,6 +164,10 @@ struct Shared {
     local_only: Mutex<std::collections::HashSet<u64>>,
     connected: AtomicBool,
     outages: AtomicU64,
+    /// Messages from the channel refused (see `subscriber.rs`).
+    refused: AtomicU64,
+    /// A probe out of turn is on its way.
+    probing: AtomicBool,
 }
 
 /// The Redis backplane (see the module's doc).
@@ -172,7 +192,10 @@ impl RedisBackplane {
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_number_of_retries(2);
-        let conn = client.get_connection_manager_with_config(manager).await?;
+        let conn = client
+            .get_connection_manager_with_config(manager.clone())
+            .await?;
+        let reads = client.get_connection_manager_with_config(manager).await?;
         let shared = Arc::new(Shared {
             local,
             rules,
@@ -182,16 +205,18 @@ impl RedisBackplane {
             node: uuid::Uuid::new_v4().simple().to_string(),
             client,
             conn,
+            reads,
             publish: scripts::publish(),
-            fetch: scripts::fetch(),
-            probe: config.probe,
-            delivered: Mutex::new(0),
-            epoch: Mutex::default(),
+            probe: scripts::probe(),
+            probe_every: config.probe,
+            delivered: Mutex::default(),
             waiters: Mutex::default(),
             tokens: AtomicU64::new(1),
             local_only: Mutex::default(),
             connected: AtomicBool::new(false),
             outages: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            probing: AtomicBool::new(false),
         });
         subscriber::start(shared.clone()).await?;
         let (queue, jobs) = mpsc::unbounded_channel();
@@ -228,11 +253,7 @@ impl Shared {
             .iter()
             .filter_map(|r| self.rules.for_room(r).map(|h| (r, h)))
             .collect();
-        if !recorded.is_empty() {
-            if let Some(id) = message.id() {
-                check_own_id(id, self.rules.ids)?;
-            }
-        }
+        check_id(&message, !recorded.is_empty())?;
         let own = message.id().unwrap_or("").to_owned();
         let mut invocation = self.publish.prepare_invoke();
         invocation.key(self.keys.meta()).key(self.keys.own_id(&own));
@@ -244,23 +265,29 @@ impl Shared {
         let rest = message.encode_with_id(None);
         let token = self.tokens.fetch_add(1, Ordering::Relaxed);
         let header = wire::header(&self.node, token, p.unique, p.except, &p.rooms);
+        let (epoch, seen) = {
+            let d = lock(&self.delivered);
+            (d.epoch.clone(), d.seq)
+        };
         invocation
             .arg(&rest[..])
             .arg(&own)
-            .arg(format!("{:08x}", uuid::Uuid::new_v4().as_u128() as u32))
+            .arg(History::fresh_epoch())
             .arg(recorded.len())
             .arg(header)
-            .arg(self.keys.channel());
+            .arg(self.keys.channel())
+            .arg(epoch)
+            .arg(seen);
         for (_, h) in &recorded {
             let age = u64::try_from(h.age().as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1);
             invocation.arg(h.events()).arg(h.bytes()).arg(age);
         }
-        let answer: Result<(u64, String), redis::RedisError> =
+        let answer: Result<(u64, String, String), redis::RedisError> =
             invocation.invoke_async(&mut self.conn.clone()).await;
-        let (seq, id) = match answer {
-            Ok(answer) => answer,
+        let id = match answer {
+            Ok((_seq, id, _epoch)) => id,
             Err(e) if e.to_string().contains("DUPLICATE") => {
                 return Err(PublishError::DuplicateId(own));
             }
@@ -282,7 +309,7 @@ impl Shared {
         // Without the channel the echo cannot come; the catch-up delivers it here later.
         let listening = self.connected.load(Ordering::Relaxed);
         let delivered = if wait && listening {
-            self.echo(seq).await
+            self.echo(token).await
         } else {
             0
         };
@@ -296,26 +323,27 @@ impl Shared {
         })
     }
 
-    /// Wait for publication `seq` of this node to be delivered here; its count.
-    async fn echo(&self, seq: u64) -> usize {
+    /// Wait for this node's publication `token` to be delivered here; its count. (By
+    /// token, not by number: a new epoch numbers from 1 again.)
+    async fn echo(&self, token: u64) -> usize {
         let rx = {
             let mut waiters = lock(&self.waiters);
-            if let Some(Waiter::Done(n)) = waiters.remove(&seq) {
+            if let Some(Waiter::Done(n)) = waiters.remove(&token) {
                 return n;
             }
             let (tx, rx) = oneshot::channel();
-            waiters.insert(seq, Waiter::Waiting(tx));
+            waiters.insert(token, Waiter::Waiting(tx));
             rx
         };
         let n = tokio::time::timeout(ECHO_WAIT, rx).await;
-        lock(&self.waiters).remove(&seq);
+        lock(&self.waiters).remove(&token);
         n.ok().and_then(Result::ok).unwrap_or(0)
     }
 
-    /// Publication `seq` of this node was delivered to `n` connections.
-    fn delivered_own(&self, seq: u64, n: usize) {
+    /// This node's publication `token` was delivered to `n` connections.
+    fn delivered_own(&self, token: u64, n: usize) {
         let mut waiters = lock(&self.waiters);
-        match waiters.remove(&seq) {
+        match waiters.remove(&token) {
             Some(Waiter::Waiting(tx)) => {
                 let _ = tx.send(n);
             }
@@ -325,9 +353,20 @@ impl Shared {
                 if waiters.len() > 10_000 {
                     waiters.retain(|_, w| matches!(w, Waiter::Waiting(_)));
                 }
-                waiters.insert(seq, Waiter::Done(n));
+                waiters.insert(token, Waiter::Done(n));
             }
         }
+    }
+}
+
+/// Whether `message`'s own id may go through Redis: as a cursor if it goes to rooms with
+/// history; and never of the hub's form, in any room, since the nodes refuse a frame
+/// whose id of that form is not its number's (`wire::check_frame`).
+fn check_id(message: &Message, recorded: bool) -> Result<(), PublishError> {
+    match message.id() {
+        Some(id) if recorded => check_own_id(id, IdForm::Plain),
+        Some(id) if hub_form(id).is_some() => Err(PublishError::ReservedId(id.to_owned())),
+        _ => Ok(()),
     }
 }
 
@@ -337,11 +376,7 @@ impl Backplane for RedisBackplane {
             .rooms
             .iter()
             .any(|r| self.shared.rules.for_room(r).is_some());
-        if recorded {
-            if let Some(id) = message.id() {
-                check_own_id(id, self.shared.rules.ids)?;
-            }
-        }
+        check_id(message, recorded)?;
         if self.queue.send((p.clone(), message.clone())).is_err() {
             return Ok(deliver_unrecorded(&self.shared.local, p, message));
         }
@@ -373,12 +408,7 @@ impl Backplane for RedisBackplane {
 
     fn history(&self, room: String) -> BoxFuture<Vec<Bytes>> {
         let shared = self.shared.clone();
-        Box::pin(async move {
-            match replay::fetch(&shared, &[room], replay::Start::After(0)).await {
-                Ok(read) => read.entries.into_iter().map(|(_, f)| f).collect(),
-                Err(_) => Vec::new(),
-            }
-        })
+        Box::pin(async move { replay::history(&shared, &room).await.unwrap_or_default() })
     }
 
     fn history_size(&self) -> Size {
@@ -392,13 +422,37 @@ impl Backplane for RedisBackplane {
             if rooms.is_empty() {
                 return Vec::new();
             }
+            // With each room's epoch: a stream of another epoch holds nothing of this one.
             let mut pipe = redis::pipe();
+            pipe.hget(shared.keys.meta(), "epoch");
             for room in &rooms {
-                pipe.xlen(shared.keys.stream(room));
+                pipe.xlen(shared.keys.stream(room))
+                    .hget(shared.keys.room_meta(room), "epoch");
             }
-            let depths: Result<Vec<usize>, _> = pipe.query_async(&mut shared.conn.clone()).await;
-            // Redis away: no depth to tell, as no history to read.
-            depths.unwrap_or_else(|_| vec![0; rooms.len()])
+            let values: Vec<redis::Value> = match pipe.query_async(&mut shared.reads.clone()).await
+            {
+                Ok(values) => values,
+                // Redis away: no depth to tell, as no history to read.
+                Err(_) => return vec![0; rooms.len()],
+            };
+            let mut values = values.into_iter();
+            let epoch: Option<String> = values.next().and_then(|v| redis::from_redis_value(v).ok());
+            rooms
+                .iter()
+                .map(|_| {
+                    let len: usize = values
+                        .next()
+                        .and_then(|v| redis::from_redis_value(v).ok())
+                        .unwrap_or(0);
+                    let of: Option<String> =
+                        values.next().and_then(|v| redis::from_redis_value(v).ok());
+                    if epoch.is_some() && of == epoch {
+                        len
+                    } else {
+                        0
+                    }
+                })
+                .collect()
         })
     }
 
@@ -407,6 +461,7 @@ impl Backplane for RedisBackplane {
             kind: "redis",
             connected: self.shared.connected.load(Ordering::Relaxed),
             outages: self.shared.outages.load(Ordering::Relaxed),
+            refused: self.shared.refused.load(Ordering::Relaxed),
         }
     }
 }

@@ -1,8 +1,11 @@
 //! A real `redis-server` for a test: its own process on a free loopback port, with a
-//! temporary directory and nothing saved to disk; stopped by its pid when dropped.
+//! temporary directory and nothing saved to disk; stopped by its pid when dropped; and
+//! [`RedisServer::command`], a few lines of RESP to do to it what an operator (or an
+//! intruder) would, without a client library (the CLI's tests include this file too).
 //! Included with `#[path = "support/redis_server.rs"] mod redis_server;`.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,6 +48,15 @@ impl RedisServer {
         };
         server.spawn();
         server
+    }
+
+    /// One already running on `port`, left running when dropped.
+    pub(crate) fn existing(port: u16) -> RedisServer {
+        RedisServer {
+            child: None,
+            port,
+            dir: PathBuf::new(),
+        }
     }
 
     fn spawn(&mut self) {
@@ -114,6 +126,77 @@ impl RedisServer {
     }
 }
 
+/// A Redis reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reply {
+    Status(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Reply>),
+}
+
+impl Reply {
+    /// The reply as text (a status, a bulk string, a number); panics on an error.
+    pub(crate) fn text(&self) -> String {
+        match self {
+            Reply::Status(s) => s.clone(),
+            Reply::Int(n) => n.to_string(),
+            Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+            Reply::Bulk(None) => String::new(),
+            other => panic!("not a single value: {other:?}"),
+        }
+    }
+}
+
+fn read_reply(r: &mut impl BufRead) -> Reply {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("a reply");
+    let (kind, rest) = line.trim_end().split_at(1);
+    match kind {
+        "+" => Reply::Status(rest.to_owned()),
+        "-" => Reply::Error(rest.to_owned()),
+        ":" => Reply::Int(rest.parse().unwrap()),
+        "$" => {
+            let n: i64 = rest.parse().unwrap();
+            if n < 0 {
+                return Reply::Bulk(None);
+            }
+            let mut buf = vec![0; n as usize + 2];
+            std::io::Read::read_exact(r, &mut buf).unwrap();
+            buf.truncate(n as usize);
+            Reply::Bulk(Some(buf))
+        }
+        "*" => {
+            let n: i64 = rest.parse().unwrap();
+            Reply::Array((0..n.max(0)).map(|_| read_reply(r)).collect())
+        }
+        _ => panic!("not RESP: {line:?}"),
+    }
+}
+
+impl RedisServer {
+    /// Run one command on a connection of its own (blocking: for a test's set-up and
+    /// its checks, not for load).
+    pub(crate) fn command(&self, args: &[&[u8]]) -> Reply {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a);
+            req.extend_from_slice(b"\r\n");
+        }
+        s.write_all(&req).expect("send");
+        read_reply(&mut BufReader::new(s))
+    }
+
+    /// [`RedisServer::command`] with text arguments.
+    pub(crate) fn cmd(&self, args: &[&str]) -> Reply {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.command(&args)
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         if self.child.is_some() {
@@ -123,6 +206,8 @@ impl Drop for RedisServer {
                 .status();
         }
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

@@ -1,14 +1,33 @@
-//! Reading history from Redis: the fetch script's answer, and a resuming stream's
-//! replay.
+//! Reading history from Redis: walks over many rooms' streams in bounded steps, and a
+//! resuming stream's replay.
 //!
-//! A replay reads, at one instant, the rooms' history after the cursor and the newest
-//! number `T` then. It switches the stream to live holding `delivered` (the newest
-//! number delivered on this node, `D`): if `D <= T`, the events up to `D` come from the
-//! read and those after `D` will come on the channel, so nothing is lost or doubled; if
-//! this node has meanwhile delivered past `T`, it reads again.
+//! ## Bounded reads
+//! Redis runs one command (or script) at a time: one that reads a lot holds every
+//! node's publications and probes behind it. So history is read with plain commands,
+//! each bounded, never with a script: per room an `XRANGE`/`XREVRANGE` with a `COUNT`
+//! (at most [`PAGE`] entries), its meta hash after it, pipelined for at most
+//! [`ROOMS_PER_FETCH`] rooms a round trip; Redis serves other clients between any two of
+//! them. The rooms' pages are merged here, in sequence order, each event once. A replay
+//! reads newest first and only as deep as its budget (half the outbox, as in memory)
+//! reaches, in a few rounds of pages sized from what the last round found; what it
+//! leaves out is announced, never read. Replays read on a connection of their own, so a
+//! large answer never delays a publication behind it on the same socket.
+//!
+//! Plain commands do not see one instant as a script does, so every read is made to:
+//! the walk's first command reads the sequence `T` and the epoch, every page reads up to
+//! `T` only, each room's meta hash is read after its entries (an eviction meanwhile
+//! shows there), a room of another epoch is not used, and each round trip ends by
+//! reading the epoch again: a walk over which the epoch changed is of no use.
+//!
+//! ## Replay
+//! A replay reads, newest first, its rooms' history after the cursor, up to `T`. It
+//! switches the stream to live holding `delivered` (the newest number delivered on this
+//! node, `D`): if `D <= T`, the events up to `D` come from the read and those after `D`
+//! will come on the channel, so nothing is lost or doubled; if this node has meanwhile
+//! delivered past `T`, it reads what came after `T` (a few events) and tries again.
 
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use redis::AsyncCommands;
@@ -20,17 +39,34 @@ use crate::hub::fanout;
 use crate::hub::history::{gap_frame, hub_form, id_only_frame, place, GapReason, Resume};
 use crate::sync::lock;
 
-/// Where a read starts.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Start {
-    /// After this sequence number.
-    After(u64),
-    /// The newest this many events of each room.
-    Newest(usize),
+/// The most rooms one round trip reads (a stream may be in up to
+/// `HubConfig::max_rooms_per_connection` rooms, 256 by default: several round trips).
+pub(super) const ROOMS_PER_FETCH: usize = 64;
+/// The most entries one command reads.
+const PAGE: usize = 1024;
+/// The most entries one replay may read, in all its commands: an event in every one of
+/// 255 rooms is 255 entries, so a replay of events shared that widely is cut (and says
+/// so) before it costs Redis more than a replay of as many distinct events would.
+pub(super) const REPLAY_READS: usize = 16 * 1024;
+
+/// Which way a walk goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Order {
+    Oldest,
+    Newest,
 }
 
-/// One room's part of a read.
-#[derive(Debug)]
+/// One event of a room's history.
+#[derive(Debug, Clone)]
+pub(super) struct Entry {
+    pub(super) seq: u64,
+    pub(super) frame: Bytes,
+    /// The header the nodes got with it (`wire.rs`).
+    pub(super) header: String,
+}
+
+/// One room's state at a read.
+#[derive(Debug, Clone)]
 pub(super) struct RoomRead {
     pub(super) name: Arc<str>,
     dropped: u64,
@@ -50,72 +86,385 @@ impl RoomRead {
     }
 }
 
-/// What one fetch read.
-#[derive(Debug)]
-pub(super) struct Read {
-    /// The newest publication's number at the read.
-    pub(super) seq: u64,
+/// The sequence and the epoch, as one read saw them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Meta {
     pub(super) epoch: String,
-    pub(super) rooms: Vec<RoomRead>,
-    /// Every event read, once, in sequence order.
-    pub(super) entries: Vec<(u64, Bytes)>,
-    /// The header each came with, by sequence number (parallel to `entries`).
-    pub(super) headers: Vec<String>,
+    pub(super) seq: u64,
 }
 
-type RawRoom = (String, String, u8, Vec<(String, Vec<u8>, String)>);
+/// Why a replay's read ended before the events did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    /// The count it was given (`?history=N`).
+    Events,
+    /// Its byte budget.
+    Bytes,
+    /// [`REPLAY_READS`].
+    Reads,
+}
 
-/// Read `rooms`' history from `from`, and the sequence, at one instant.
-pub(super) async fn fetch(
-    shared: &Shared,
-    rooms: &[impl AsRef<str>],
-    from: Start,
-) -> redis::RedisResult<Read> {
-    let mut invocation = shared.fetch.prepare_invoke();
-    invocation.key(shared.keys.meta());
-    for room in rooms {
-        let room = room.as_ref();
-        invocation
-            .key(shared.keys.stream(room))
-            .key(shared.keys.room_meta(room));
+/// What a replay's read may take.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    events: usize,
+    bytes: usize,
+    reads: usize,
+}
+
+/// Why a read failed.
+#[derive(Debug)]
+pub(super) enum ReadError {
+    Redis(redis::RedisError),
+    /// The epoch changed (or the sequence went back) during the walk: what was read is
+    /// of no use.
+    EpochChanged,
+}
+
+impl From<redis::RedisError> for ReadError {
+    fn from(e: redis::RedisError) -> Self {
+        ReadError::Redis(e)
     }
-    match from {
-        Start::After(seq) => invocation.arg(seq).arg("after"),
-        Start::Newest(n) => invocation.arg(n.max(1)).arg("newest"),
+}
+
+impl From<redis::ParsingError> for ReadError {
+    fn from(e: redis::ParsingError) -> Self {
+        ReadError::Redis(e.into())
+    }
+}
+
+/// One room's place in a walk.
+struct Cursor {
+    stream: String,
+    room_meta: String,
+    /// What was read and not yet taken, in the walk's order.
+    buf: VecDeque<Entry>,
+    /// The number of the last entry read (the oldest, newest first): the next read
+    /// starts past it.
+    edge: Option<u64>,
+    /// How many entries its last read asked for.
+    asked: usize,
+    /// How many its next read asks for.
+    size: usize,
+    /// Its last read was full: there may be more.
+    more: bool,
+    state: RoomRead,
+}
+
+/// The entries of an `XRANGE` answer as `(seq, frame, header)`, taken out of the
+/// answer without copying the frames (`None` for an entry not as the publish script
+/// writes them).
+fn stream_entries(v: redis::Value) -> Vec<Option<(u64, Bytes, String)>> {
+    let redis::Value::Array(items) = v else {
+        return Vec::new();
     };
-    let answer: Vec<redis::Value> = invocation.invoke_async(&mut shared.conn.clone()).await?;
-    let mut answer = answer.into_iter();
-    let mut next_string = || -> redis::RedisResult<String> {
-        let v = answer.next().unwrap_or(redis::Value::Nil);
-        Ok(redis::from_redis_value(v).unwrap_or_default())
-    };
-    let (seq, epoch) = (next_string()?, next_string()?);
-    let raw = answer
-        .map(|v| redis::from_redis_value::<RawRoom>(v).map_err(redis::RedisError::from))
-        .collect::<redis::RedisResult<Vec<RawRoom>>>()?;
-    let mut all: Vec<(u64, Bytes, String)> = Vec::new();
-    let mut reads = Vec::new();
-    for (room, (dropped, last, exists, list)) in rooms.iter().zip(raw) {
-        for (n, frame, header) in list {
-            all.push((n.parse().unwrap_or(0), Bytes::from(frame), header));
+    items
+        .into_iter()
+        .map(|item| {
+            let redis::Value::Array(parts) = item else {
+                return None;
+            };
+            let mut parts = parts.into_iter();
+            let (Some(redis::Value::BulkString(id)), Some(redis::Value::Array(fields))) =
+                (parts.next(), parts.next())
+            else {
+                return None;
+            };
+            let seq = std::str::from_utf8(&id)
+                .ok()?
+                .split_once('-')?
+                .0
+                .parse()
+                .ok()?;
+            let (mut frame, mut header) = (None, String::new());
+            let mut fields = fields.into_iter();
+            while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+                // Fields `f`, `t`, `c`, `h`, as the publish script writes them.
+                match (name, value) {
+                    (redis::Value::BulkString(n), redis::Value::BulkString(v)) if n == b"f" => {
+                        frame = Some(Bytes::from(v));
+                    }
+                    (redis::Value::BulkString(n), redis::Value::BulkString(v)) if n == b"h" => {
+                        header = String::from_utf8(v).ok()?;
+                    }
+                    _ => {}
+                }
+            }
+            Some((seq, frame?, header))
+        })
+        .collect()
+}
+
+/// A walk over some rooms' history after a number (see the module's doc).
+pub(super) struct Walk<'a> {
+    shared: &'a Shared,
+    order: Order,
+    after: u64,
+    /// The newest number to read: the sequence at the walk's first command, unless
+    /// given lower.
+    upto: Option<u64>,
+    cursors: Vec<Cursor>,
+    /// The sequence and the epoch at the walk's first command.
+    meta: Option<Meta>,
+    /// Entries read, in all.
+    reads: usize,
+    /// The rooms' heads, for [`Walk::next`]: (key, room), the greatest key next.
+    heads: BinaryHeap<(u64, usize)>,
+    /// Rooms whose page was taken to its end, and that may hold more.
+    pending: Vec<usize>,
+    started: bool,
+    /// The number last given.
+    last: Option<u64>,
+}
+
+impl<'a> Walk<'a> {
+    /// A walk over `rooms` after number `after` (up to `upto`, if given), asking first
+    /// for `size` entries of each room.
+    pub(super) fn new(
+        shared: &'a Shared,
+        rooms: &[impl AsRef<str>],
+        order: Order,
+        after: u64,
+        upto: Option<u64>,
+        size: usize,
+    ) -> Walk<'a> {
+        let cursors = rooms
+            .iter()
+            .map(|r| {
+                let r = r.as_ref();
+                Cursor {
+                    stream: shared.keys.stream(r),
+                    room_meta: shared.keys.room_meta(r),
+                    buf: VecDeque::new(),
+                    edge: None,
+                    asked: 0,
+                    size: size.clamp(1, PAGE),
+                    more: true,
+                    state: RoomRead {
+                        name: Arc::from(r),
+                        dropped: 0,
+                        last: 0,
+                        exists: false,
+                    },
+                }
+            })
+            .collect();
+        Walk {
+            shared,
+            order,
+            after,
+            upto,
+            cursors,
+            meta: None,
+            reads: 0,
+            heads: BinaryHeap::new(),
+            pending: Vec::new(),
+            started: false,
+            last: None,
         }
-        reads.push(RoomRead {
-            name: Arc::from(room.as_ref()),
-            dropped: dropped.parse().unwrap_or(0),
-            last: last.parse().unwrap_or(0),
-            exists: exists == 1,
-        });
     }
-    all.sort_by_key(|(n, _, _)| *n);
-    all.dedup_by_key(|(n, _, _)| *n);
-    let (entries, headers) = all.into_iter().map(|(n, f, h)| ((n, f), h)).unzip();
-    Ok(Read {
-        seq: seq.parse().unwrap_or(0),
-        epoch,
-        rooms: reads,
-        entries,
-        headers,
+
+    /// The sequence and the epoch as of the walk's first command (read now if it made
+    /// none).
+    pub(super) async fn meta(&mut self) -> redis::RedisResult<Meta> {
+        if self.meta.is_none() {
+            self.meta = Some(meta(self.shared).await?);
+        }
+        Ok(self.meta.clone().unwrap_or_default())
+    }
+
+    /// The epoch of the walk's first command, once read.
+    pub(super) fn epoch(&self) -> Option<&str> {
+        self.meta.as_ref().map(|m| m.epoch.as_str())
+    }
+
+    /// Each room as its last read saw it, in the order given.
+    pub(super) fn rooms(&self) -> impl Iterator<Item = &RoomRead> {
+        self.cursors.iter().map(|c| &c.state)
+    }
+
+    /// Read the next page of each room of `which`.
+    async fn round(&mut self, which: &[usize]) -> Result<(), ReadError> {
+        for chunk in which.chunks(ROOMS_PER_FETCH) {
+            self.round_trip(chunk).await?;
+        }
+        Ok(())
+    }
+
+    async fn round_trip(&mut self, rooms: &[usize]) -> Result<(), ReadError> {
+        let keys = &self.shared.keys;
+        let mut pipe = redis::pipe();
+        let first = self.meta.is_none();
+        if first {
+            pipe.cmd("HMGET").arg(keys.meta()).arg("seq").arg("epoch");
+        }
+        let low = format!("({}-1", self.after);
+        let high = self
+            .upto
+            .map_or_else(|| "+".to_owned(), |n| format!("{n}-1"));
+        for &i in rooms {
+            let c = &self.cursors[i];
+            let past = c.edge.map(|n| format!("({n}-1"));
+            match self.order {
+                Order::Newest => pipe
+                    .cmd("XREVRANGE")
+                    .arg(&c.stream)
+                    .arg(past.as_ref().unwrap_or(&high))
+                    .arg(&low),
+                Order::Oldest => pipe
+                    .cmd("XRANGE")
+                    .arg(&c.stream)
+                    .arg(past.as_ref().unwrap_or(&low))
+                    .arg(&high),
+            };
+            pipe.arg("COUNT").arg(c.size);
+            // After the entries: an eviction while they were read shows here.
+            pipe.cmd("HMGET")
+                .arg(&c.room_meta)
+                .arg("dropped")
+                .arg("last")
+                .arg("epoch");
+            pipe.cmd("EXISTS").arg(&c.stream);
+        }
+        // And the epoch after them: a walk across a change of epoch is of no use.
+        pipe.cmd("HMGET").arg(keys.meta()).arg("seq").arg("epoch");
+        let mut answer = pipe.query_async(&mut self.shared.reads.clone()).await;
+        if answer.as_ref().is_err_and(dropped) {
+            answer = pipe.query_async(&mut self.shared.reads.clone()).await;
+        }
+        let values: Vec<redis::Value> = answer?;
+        let mut values = values.into_iter();
+        let mut next = || values.next().unwrap_or(redis::Value::Nil);
+        let read_meta = |v: redis::Value| -> redis::RedisResult<Meta> {
+            let (seq, epoch): (Option<u64>, Option<String>) = redis::from_redis_value(v)?;
+            Ok(Meta {
+                epoch: epoch.unwrap_or_default(),
+                seq: seq.unwrap_or(0),
+            })
+        };
+        if first {
+            let meta = read_meta(next())?;
+            self.upto = Some(self.upto.map_or(meta.seq, |n| n.min(meta.seq)));
+            self.meta = Some(meta);
+        }
+        let (epoch, upto) = match (&self.meta, self.upto) {
+            (Some(m), Some(upto)) => (m.epoch.clone(), upto),
+            _ => unreachable!("the first round trip reads them"),
+        };
+        for &i in rooms {
+            let entries = stream_entries(next());
+            let (dropped, last, room_epoch): (Option<u64>, Option<u64>, Option<String>) =
+                redis::from_redis_value(next())?;
+            let exists: u8 = redis::from_redis_value(next())?;
+            let c = &mut self.cursors[i];
+            self.reads += entries.len();
+            c.more = entries.len() == c.size;
+            c.asked = c.size;
+            c.size = (c.size * 2).min(PAGE);
+            if epoch.is_empty() || room_epoch.as_deref() != Some(epoch.as_str()) {
+                // Of another epoch, or none: nothing of this one.
+                c.more = false;
+                c.buf.clear();
+                continue;
+            }
+            c.state.dropped = dropped.unwrap_or(0);
+            c.state.last = last.unwrap_or(0);
+            c.state.exists = exists == 1;
+            for (seq, frame, header) in entries.into_iter().flatten() {
+                c.edge = Some(seq);
+                if seq <= upto {
+                    c.buf.push_back(Entry { seq, frame, header });
+                }
+            }
+        }
+        let now = read_meta(next())?;
+        let before = self.meta.as_ref().map_or(0, |m| m.seq);
+        if now.epoch != epoch || now.seq < before {
+            return Err(ReadError::EpochChanged);
+        }
+        Ok(())
+    }
+
+    /// The heap's key of number `seq`: the greatest key is the walk's next.
+    fn key(&self, seq: u64) -> u64 {
+        match self.order {
+            Order::Newest => seq,
+            Order::Oldest => u64::MAX - seq,
+        }
+    }
+
+    fn push_head(&mut self, i: usize) {
+        if let Some(e) = self.cursors[i].buf.front() {
+            self.heads.push((self.key(e.seq), i));
+        } else if self.cursors[i].more {
+            self.pending.push(i);
+        }
+    }
+
+    /// The walk's next event, in its order, each once; `None` at the end.
+    pub(super) async fn next(&mut self) -> Result<Option<Entry>, ReadError> {
+        if !self.started {
+            self.started = true;
+            self.pending = (0..self.cursors.len()).collect();
+        }
+        loop {
+            // Rooms whose page ran out read their next before any event is chosen: the
+            // walk's next may be theirs.
+            while !self.pending.is_empty() {
+                let rooms = std::mem::take(&mut self.pending);
+                self.round(&rooms).await?;
+                for i in rooms {
+                    self.push_head(i);
+                }
+            }
+            let Some((_, i)) = self.heads.pop() else {
+                return Ok(None);
+            };
+            let Some(entry) = self.cursors[i].buf.pop_front() else {
+                continue;
+            };
+            self.push_head(i);
+            if self.last == Some(entry.seq) {
+                // The same event in another room.
+                continue;
+            }
+            self.last = Some(entry.seq);
+            return Ok(Some(entry));
+        }
+    }
+}
+
+/// Whether `e` says the connection broke: the connection manager reconnects in the
+/// background after answering the first command on a broken one with the error, so
+/// that command is worth one more try (the reads connection may have been idle since
+/// Redis went away).
+fn dropped(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped()
+}
+
+/// Read the sequence and the epoch.
+pub(super) async fn meta(shared: &Shared) -> redis::RedisResult<Meta> {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(shared.keys.meta()).arg("seq").arg("epoch");
+    let mut answer = cmd.query_async(&mut shared.reads.clone()).await;
+    if answer.as_ref().is_err_and(dropped) {
+        answer = cmd.query_async(&mut shared.reads.clone()).await;
+    }
+    let (seq, epoch): (Option<u64>, Option<String>) = answer?;
+    Ok(Meta {
+        epoch: epoch.unwrap_or_default(),
+        seq: seq.unwrap_or(0),
     })
+}
+
+/// The frames `room` keeps, oldest first.
+pub(super) async fn history(shared: &Shared, room: &str) -> Result<Vec<Bytes>, ReadError> {
+    let mut walk = Walk::new(shared, &[room], Order::Oldest, 0, None, PAGE);
+    let mut frames = Vec::new();
+    while let Some(e) = walk.next().await? {
+        frames.push(e.frame);
+    }
+    Ok(frames)
 }
 
 /// The rooms of `conn` that keep history.
@@ -127,48 +476,228 @@ fn recorded_rooms(shared: &Shared, rooms: &[Arc<str>]) -> Vec<Arc<str>> {
         .collect()
 }
 
-/// Where the replay starts, and the gap to report, if any.
+/// What a replay read, newest first.
+struct Collected {
+    meta: Meta,
+    entries: Vec<Entry>,
+    /// Where and why the read stopped short.
+    cut: Option<(u64, Cut)>,
+    /// Rooms whose history lost events after the number the read started from.
+    evicted: Vec<String>,
+}
+
+/// Read, newest first, what `rooms` hold after `after`, within `limits`: rounds of
+/// pages (of the rooms that may matter), until every event newer than where the limits
+/// stop has been read, or the rooms have no more.
+async fn collect(
+    shared: &Shared,
+    rooms: &[Arc<str>],
+    after: u64,
+    limits: Limits,
+) -> Result<Collected, ReadError> {
+    // A first guess at how deep each room is read: events of 128 bytes (most are
+    // larger), spread evenly.
+    let wanted = limits.events.min(limits.bytes / 128).max(1);
+    let size = wanted / rooms.len().max(1) + 2;
+    let mut walk = Walk::new(shared, rooms, Order::Newest, after, None, size);
+    let all: Vec<usize> = (0..rooms.len()).collect();
+    walk.round(&all).await?;
+    let (entries, cut) = loop {
+        let mut known: Vec<&Entry> = walk.cursors.iter().flat_map(|c| c.buf.iter()).collect();
+        known.sort_unstable_by_key(|e| std::cmp::Reverse(e.seq));
+        known.dedup_by_key(|e| e.seq);
+        // Walk what was read, newest first, within the limits.
+        let (mut taken, mut bytes, mut stop) = (0usize, 0usize, None);
+        for e in &known {
+            if taken >= limits.events {
+                stop = Some((e.seq, Cut::Events));
+            } else if bytes + e.frame.len() > limits.bytes {
+                stop = Some((e.seq, Cut::Bytes));
+            }
+            if stop.is_some() {
+                break;
+            }
+            taken += 1;
+            bytes += e.frame.len();
+        }
+        // A room that may hold more holds only events older than the last it read (its
+        // edge): none of them can come before where the walk stopped if no edge is
+        // newer than that. Else read on in the rooms whose edge is.
+        let floor = stop.map_or(after, |(seq, _)| seq);
+        let which: Vec<usize> = walk
+            .cursors
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.more && c.edge.is_some_and(|n| n > floor))
+            .map(|(i, _)| i)
+            .collect();
+        if which.is_empty() {
+            break (clone_all(&known[..taken]), stop);
+        }
+        if walk.reads >= limits.reads {
+            // Settled only down to the newest edge of those rooms.
+            let settled = which
+                .iter()
+                .filter_map(|&i| walk.cursors[i].edge)
+                .max()
+                .unwrap_or(floor);
+            let kept = known[..taken].partition_point(|e| e.seq >= settled);
+            break (clone_all(&known[..kept]), Some((settled, Cut::Reads)));
+        }
+        // As deep again as the limits still want, judging by what this much held; as
+        // deep again as last time when they stopped already (only where is unsure).
+        let need = match stop {
+            Some(_) => 1.0,
+            None if taken == 0 => 2.0,
+            None => {
+                let by_events = limits.events.saturating_sub(taken) as f64 / taken as f64;
+                let by_bytes = limits.bytes.saturating_sub(bytes) as f64 / bytes.max(1) as f64;
+                by_events.min(by_bytes).clamp(0.25, 2.0)
+            }
+        };
+        // Within what the replay may still read.
+        let share = (limits.reads - walk.reads) / which.len();
+        for &i in &which {
+            let c = &mut walk.cursors[i];
+            c.size = ((c.asked as f64 * need * 1.25) as usize + 2).clamp(2, PAGE.min(share.max(2)));
+        }
+        walk.round(&which).await?;
+    };
+    let evicted = walk
+        .rooms()
+        .filter(|r| r.dropped_through() > after)
+        .map(|r| r.name.to_string())
+        .collect();
+    Ok(Collected {
+        meta: walk.meta().await?,
+        entries,
+        cut,
+        evicted,
+    })
+}
+
+fn clone_all(entries: &[&Entry]) -> Vec<Entry> {
+    entries.iter().map(|e| (*e).clone()).collect()
+}
+
+/// `old` followed by `new` (read after `old`'s instant): the newest that fit `limits`.
+fn combine(old: Collected, new: Collected, limits: Limits) -> Collected {
+    let mut entries = new.entries;
+    let mut cut = new.cut;
+    if cut.is_none() {
+        let mut bytes: usize = entries.iter().map(|e| e.frame.len()).sum();
+        for e in old.entries {
+            if entries.len() >= limits.events {
+                cut = Some((e.seq, Cut::Events));
+            } else if bytes + e.frame.len() > limits.bytes {
+                cut = Some((e.seq, Cut::Bytes));
+            }
+            if cut.is_some() {
+                break;
+            }
+            bytes += e.frame.len();
+            entries.push(e);
+        }
+        cut = cut.or(old.cut);
+    }
+    let mut evicted = old.evicted;
+    for room in new.evicted {
+        if !evicted.contains(&room) {
+            evicted.push(room);
+        }
+    }
+    Collected {
+        meta: new.meta,
+        entries,
+        cut,
+        evicted,
+    }
+}
+
+/// Where the replay starts (after this number), how many events it may carry at most
+/// (`?history=N`), and the gap to report, if any.
 async fn locate(
     shared: &Shared,
+    rooms: &[Arc<str>],
     resume: &Resume,
-) -> redis::RedisResult<(Start, Option<GapReason>)> {
+) -> redis::RedisResult<(u64, usize, Option<GapReason>)> {
     let cursor = match resume {
-        Resume::Newest(n) => return Ok((Start::Newest(*n), None)),
+        // At most what the rooms can hold, whatever was asked:
+        // `?history=18446744073709551615` is all they keep, not a count to carry on.
+        Resume::Newest(n) => {
+            let kept = rooms
+                .iter()
+                .filter_map(|r| shared.rules.for_room(r))
+                .fold(0usize, |sum, h| sum.saturating_add(h.events()));
+            return Ok((0, (*n).min(kept), None));
+        }
         Resume::After(cursor) => cursor,
     };
-    let meta = fetch(shared, &[] as &[&str], Start::After(0)).await?;
+    let meta = meta(shared).await?;
     let own = if hub_form(cursor).is_none() && cursor != "earliest" {
-        let seq: Option<u64> = shared.conn.clone().get(shared.keys.own_id(cursor)).await?;
-        seq
+        let held: Option<String> = shared.reads.clone().get(shared.keys.own_id(cursor)).await?;
+        // `<epoch>-<seq>`: an id of another epoch is not this history's.
+        held.as_deref()
+            .and_then(hub_form)
+            .and_then(Result::ok)
+            .filter(|(epoch, _)| *epoch == meta.epoch)
+            .map(|(_, seq)| seq)
     } else {
         None
     };
-    Ok(
-        match place(cursor, &meta.epoch, meta.seq, shared.rules.ids, || own) {
-            Ok(after) => (Start::After(after), None),
-            Err(reason) => (Start::After(0), Some(reason)),
-        },
-    )
+    Ok(match place(cursor, &meta.epoch, meta.seq, shared.rules.ids, || own) {
+        Ok(after) => (after, usize::MAX, None),
+        Err(reason) => (0, usize::MAX, Some(reason)),
+    })
 }
 
 /// Queue to `conn` what it missed, then let it have live events (see the module doc).
 pub(super) async fn resume(shared: &Shared, conn: &Connection, resume: &Resume) -> Resumed {
-    for _ in 0..20 {
+    'attempt: for _ in 0..10 {
         let rooms = recorded_rooms(shared, &lock(conn.rooms_lock()));
         if rooms.is_empty() {
             conn.end_resume();
             return Resumed::default();
         }
-        let Ok((from, gap)) = locate(shared, resume).await else {
+        let Ok((after, events, gap)) = locate(shared, &rooms, resume).await else {
             break;
         };
-        let Ok(read) = fetch(shared, &rooms, from).await else {
-            break;
+        let limits = Limits {
+            events,
+            bytes: conn.outbox_limit() / 2,
+            reads: REPLAY_READS,
         };
-        if let Some(resumed) = switch(shared, conn, resume, &rooms, from, gap, read) {
-            return resumed;
+        let mut read = match collect(shared, &rooms, after, limits).await {
+            Ok(read) => read,
+            Err(ReadError::EpochChanged) => continue,
+            Err(ReadError::Redis(_)) => break,
+        };
+        // Evictions matter only after a cursor that holds.
+        let holds = matches!(resume, Resume::After(_)) && gap.is_none();
+        // This node delivers on while the replay reads: each turn reads what it
+        // delivered past the read, a few events.
+        for _ in 0..50 {
+            if !holds {
+                read.evicted.clear();
+            }
+            let behind = match switch(shared, conn, resume, &rooms, gap, &read) {
+                Switch::Done(resumed) => return resumed,
+                Switch::Rooms => continue 'attempt,
+                Switch::Epoch => {
+                    // Redis is of another epoch than this node yet: its listener learns
+                    // of it by the next message on the channel, a probe at the latest.
+                    tokio::time::sleep(shared.probe_every / 4).await;
+                    continue 'attempt;
+                }
+                Switch::Behind => read.meta.seq,
+            };
+            let more = match collect(shared, &rooms, behind, limits).await {
+                Ok(more) => more,
+                Err(ReadError::EpochChanged) => continue 'attempt,
+                Err(ReadError::Redis(_)) => break 'attempt,
+            };
+            read = combine(read, more, limits);
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // Redis does not answer: live events from now on, and the truth about the rest.
     let gap = gap_frame(
@@ -194,54 +723,47 @@ fn cursor_of(resume: &Resume) -> Option<&str> {
     }
 }
 
+enum Switch {
+    Done(Resumed),
+    /// The stream's rooms changed: start again.
+    Rooms,
+    /// The read is of another epoch than this node's: start again, later.
+    Epoch,
+    /// This node delivered past the read.
+    Behind,
+}
+
 /// Under `delivered` and the connection's room list: queue the replay and go live, if
-/// the read is still good (same rooms, and this node has not delivered past it).
+/// the read is still good (same rooms, same epoch, and this node has not delivered past
+/// it).
 fn switch(
     shared: &Shared,
     conn: &Connection,
     resume: &Resume,
     rooms: &[Arc<str>],
-    from: Start,
     mut gap: Option<GapReason>,
-    read: Read,
-) -> Option<Resumed> {
+    read: &Collected,
+) -> Switch {
     let delivered = lock(&shared.delivered);
     let joined = lock(conn.rooms_lock());
-    if recorded_rooms(shared, &joined) != rooms || *delivered > read.seq {
-        return None;
+    if recorded_rooms(shared, &joined) != rooms {
+        return Switch::Rooms;
     }
-    let top = *delivered;
-    let mut entries: Vec<&(u64, Bytes)> = read.entries.iter().filter(|(n, _)| *n <= top).collect();
+    if delivered.epoch != read.meta.epoch {
+        return Switch::Epoch;
+    }
+    if delivered.seq > read.meta.seq {
+        return Switch::Behind;
+    }
+    let top = delivered.seq;
+    // Oldest first; the newer ones will come on the channel.
+    let entries: Vec<&Entry> = read.entries.iter().rev().filter(|e| e.seq <= top).collect();
     let mut gap_rooms: Vec<String> = Vec::new();
-    if let Start::After(after) = from {
-        if gap.is_none() {
-            gap_rooms = read
-                .rooms
-                .iter()
-                .filter(|r| r.dropped_through() > after)
-                .map(|r| r.name.to_string())
-                .collect();
-            if !gap_rooms.is_empty() {
-                gap = Some(GapReason::Evicted);
-            }
-        }
+    if gap.is_none() && !read.evicted.is_empty() {
+        gap = Some(GapReason::Evicted);
+        gap_rooms.clone_from(&read.evicted);
     }
-    if let Start::Newest(n) = from {
-        let skip = entries.len().saturating_sub(n);
-        entries.drain(..skip);
-    }
-    let budget = conn.outbox_limit() / 2;
-    let mut bytes = 0;
-    let fit = entries
-        .iter()
-        .rev()
-        .take_while(|(_, f)| {
-            bytes += f.len();
-            bytes <= budget
-        })
-        .count();
-    if fit < entries.len() {
-        entries.drain(..entries.len() - fit);
+    if let Some((_, Cut::Bytes | Cut::Reads)) = read.cut {
         gap = gap.or(Some(GapReason::ReplayLimit));
     }
     if gap.is_some() && gap_rooms.is_empty() {
@@ -249,7 +771,7 @@ fn switch(
     }
     let mut frames: Vec<Bytes> = Vec::with_capacity(entries.len() + 2);
     if let Some(reason) = gap {
-        let first = entries.first().and_then(|(_, f)| frame_id(f));
+        let first = entries.first().and_then(|e| frame_id(&e.frame));
         frames.push(gap_frame(
             &shared.rules.gap_event,
             reason,
@@ -258,10 +780,10 @@ fn switch(
             first.as_deref(),
         ));
     }
-    let last = entries.last().map_or(0, |(n, _)| *n);
-    frames.extend(entries.iter().map(|(_, f)| f.clone()));
-    if top > last && !read.epoch.is_empty() {
-        frames.push(id_only_frame(&format!("{}-{top}", read.epoch)));
+    let last = entries.last().map_or(0, |e| e.seq);
+    frames.extend(entries.iter().map(|e| e.frame.clone()));
+    if top > last && !read.meta.epoch.is_empty() {
+        frames.push(id_only_frame(&format!("{}-{top}", read.meta.epoch)));
     }
     let replayed = entries.len();
     let fanout = fanout::to_one(conn, frames);
@@ -269,7 +791,7 @@ fn switch(
     drop(joined);
     drop(delivered);
     fanout.finish();
-    Some(Resumed { replayed, gap })
+    Switch::Done(Resumed { replayed, gap })
 }
 
 /// The id a recorded frame carries (its first line, `id: ...`).
@@ -277,4 +799,75 @@ fn frame_id(frame: &[u8]) -> Option<String> {
     let line = frame.split(|&b| b == b'\n').next()?;
     let id = line.strip_prefix(b"id: ")?;
     String::from_utf8(id.to_vec()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(seqs: &[u64], cut: Option<(u64, Cut)>) -> Collected {
+        Collected {
+            meta: Meta::default(),
+            // Newest first, 10 bytes each.
+            entries: seqs
+                .iter()
+                .map(|&seq| Entry {
+                    seq,
+                    frame: Bytes::from(vec![b'x'; 10]),
+                    header: String::new(),
+                })
+                .collect(),
+            cut,
+            evicted: Vec::new(),
+        }
+    }
+
+    fn seqs(c: &Collected) -> Vec<u64> {
+        c.entries.iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn what_came_after_a_read_goes_first_and_the_budget_still_holds() {
+        let limits = Limits {
+            events: usize::MAX,
+            bytes: 45,
+            reads: REPLAY_READS,
+        };
+        // Room for all: the old read's own cut stays.
+        let all = combine(
+            read(&[3, 2], Some((1, Cut::Bytes))),
+            read(&[5, 4], None),
+            limits,
+        );
+        assert_eq!(
+            (seqs(&all), all.cut),
+            (vec![5, 4, 3, 2], Some((1, Cut::Bytes)))
+        );
+        // The newer ones push the oldest out.
+        let pushed = combine(read(&[3, 2, 1], None), read(&[5, 4], None), limits);
+        assert_eq!(
+            (seqs(&pushed), pushed.cut),
+            (vec![5, 4, 3, 2], Some((1, Cut::Bytes)))
+        );
+        // A newer read cut short: nothing older can follow it.
+        let short = combine(
+            read(&[3], None),
+            read(&[9, 8], Some((7, Cut::Bytes))),
+            limits,
+        );
+        assert_eq!(
+            (seqs(&short), short.cut),
+            (vec![9, 8], Some((7, Cut::Bytes)))
+        );
+        // A count (`?history=N`) holds across both.
+        let two = Limits {
+            events: 2,
+            ..limits
+        };
+        let newest = combine(read(&[3, 2], None), read(&[4], None), two);
+        assert_eq!(
+            (seqs(&newest), newest.cut),
+            (vec![4, 3], Some((2, Cut::Events)))
+        );
+    }
 }

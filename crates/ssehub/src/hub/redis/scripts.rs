@@ -2,30 +2,41 @@
 //!
 //! Keys, under a prefix `P` (several hubs can share one Redis):
 //! - `P:meta`, a hash: `seq`, the hub-wide sequence (every publication takes the next
-//!   number, recorded or not), and `epoch`, drawn by the first node when the hash is
-//!   missing (a Redis that lost its data starts a new epoch, so old cursors are known as
-//!   such).
+//!   number, recorded or not), and `epoch`, the history's epoch. A new epoch is drawn,
+//!   and the sequence starts again from 0, when the hash is missing (a Redis that lost
+//!   its data) or when the sequence went back (a node has delivered past it: a failover
+//!   to a replica that lagged, a restore), so that no id is ever given to two events and
+//!   old cursors are known as such.
 //! - `P:room:<room>`, a stream per room with history; entry ids are `<seq>-1`, fields
 //!   `f` (the encoded frame, id line included), `t` (ms, Redis's clock), `c` (the
 //!   caller's id, or empty), `h` (the header the nodes got with it: its rooms, ...). It expires whole once its newest event is too old.
-//! - `P:roommeta:<room>`, a hash: `bytes` (what the stream holds), `dropped` (the
-//!   sequence number of the newest event dropped from it), `last` (of the newest event
-//!   added): enough to tell whether a cursor's events were evicted.
-//! - `P:id:<id>`: the sequence number of an event that brought its own id, for as long
-//!   as the event may stay in any history (its rooms' longest age).
+//! - `P:roommeta:<room>`, a hash: `epoch` (the one its stream belongs to: a room of
+//!   another epoch holds nothing of this one, and is emptied when next published to),
+//!   `bytes` (what the stream holds), `dropped` (the sequence number of the newest event
+//!   dropped from it), `last` (of the newest event added): enough to tell whether a
+//!   cursor's events were evicted.
+//! - `P:id:<id>`: `<epoch>-<seq>` of an event that brought its own id, for as long as
+//!   the event may stay in any history (its rooms' longest age).
 //! - `P:events`, the one PUB/SUB channel every node listens to: every publication, in
-//!   sequence order.
+//!   sequence order, and the nodes' probes (`wire.rs`).
+//!
+//! History is read with plain, bounded commands, not with a script (`replay.rs`).
 
 use redis::Script;
 
 /// Publish one event: number it, record it in the streams of its rooms with history
 /// (trimming them by count, bytes and age), and hand it to every node, atomically.
 ///
+/// Every check comes before the first write: Redis does not undo what a script wrote
+/// before it failed, and a number taken by a publication that then fails would be a
+/// number no node can ever fill.
+///
 /// KEYS: `P:meta`, `P:id:<own id>` (or any key when none), then per room with history
 /// its stream and its meta hash. ARGV: the frame without its id line, the own id (or
-/// empty), a fresh epoch (used if none exists), the number of rooms with history, the
-/// header of the message to the nodes, the channel, then per room its event, byte and
-/// age (ms) limits. Returns `{seq, id}`; an own id already in use is the error
+/// empty), a fresh epoch (used if a new one starts), the number of rooms with history,
+/// the header of the message to the nodes, the channel, the publishing node's epoch and
+/// the newest number it delivered in it, then per room its event, byte and age (ms)
+/// limits. Returns `{seq, id, epoch}`; an own id already in use is the error
 /// `DUPLICATE`.
 pub(super) fn publish() -> Script {
     Script::new(
@@ -33,15 +44,39 @@ pub(super) fn publish() -> Script {
 local meta, idkey = KEYS[1], KEYS[2]
 local rest, own, fresh, n = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local header, channel = ARGV[5], ARGV[6]
-local epoch = redis.call('HGET', meta, 'epoch')
-if not epoch then
-  epoch = fresh
-  redis.call('HSET', meta, 'epoch', epoch)
+local seen_epoch, seen = ARGV[7], tonumber(ARGV[8])
+local m = redis.call('HMGET', meta, 'epoch', 'seq')
+local epoch, seq = m[1], tonumber(m[2] or '0')
+-- The sequence went back if this node delivered past it in the same epoch.
+local renew = (not epoch) or (epoch == seen_epoch and seq < seen)
+local rooms = {}
+for i = 1, n do
+  local stream, rmeta = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local rm = redis.call('HMGET', rmeta, 'epoch', 'last')
+  local kind = redis.call('TYPE', stream).ok
+  if kind ~= 'stream' and kind ~= 'none' then
+    -- Here, not at XADD, after the sequence was taken.
+    return redis.error_reply('WRONGTYPE ' .. stream .. ' is not a stream')
+  end
+  if rm[1] == epoch and tonumber(rm[2] or '0') > seq then
+    -- The room is ahead of the sequence (the meta hash went back alone): an XADD
+    -- would fail, and ids would repeat.
+    renew = true
+  end
+  rooms[i] = { stream = stream, rmeta = rmeta, epoch = rm[1], last = rm[2] }
 end
-if n > 0 and own ~= '' and redis.call('EXISTS', idkey) == 1 then
-  return redis.error_reply('DUPLICATE')
+if renew then
+  epoch, seq = fresh, 0
 end
-local seq = redis.call('HINCRBY', meta, 'seq', 1)
+if n > 0 and own ~= '' then
+  local held = redis.call('GET', idkey)
+  if held and string.match(held, '^(%x+)%-') == epoch then
+    return redis.error_reply('DUPLICATE')
+  end
+end
+-- Writes only from here on.
+if renew then redis.call('HSET', meta, 'epoch', epoch, 'seq', 0) end
+seq = redis.call('HINCRBY', meta, 'seq', 1)
 local id = own
 if n > 0 and own == '' then id = epoch .. '-' .. seq end
 local frame = rest
@@ -51,17 +86,23 @@ if n > 0 then
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local longest = 0
   for i = 1, n do
-    local stream, rmeta = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-    local max_events = tonumber(ARGV[4 + 3 * i])
-    local max_bytes = tonumber(ARGV[5 + 3 * i])
-    local max_age = tonumber(ARGV[6 + 3 * i])
+    local stream, rmeta = rooms[i].stream, rooms[i].rmeta
+    local max_events = tonumber(ARGV[6 + 3 * i])
+    local max_bytes = tonumber(ARGV[7 + 3 * i])
+    local max_age = tonumber(ARGV[8 + 3 * i])
     if max_age > longest then longest = max_age end
+    local last = rooms[i].last
+    if rooms[i].epoch ~= epoch then
+      -- History of another epoch (or none): nothing a cursor of this one can use.
+      redis.call('DEL', stream, rmeta)
+      redis.call('HSET', rmeta, 'epoch', epoch)
+      last = nil
+    end
     local len = redis.call('XLEN', stream)
-    if len == 0 then
-      -- The stream expired whole (its newest event grew too old) or never was: what the
-      -- room had is gone, through its last event, and so are its bytes.
-      local last = redis.call('HGET', rmeta, 'last')
-      if last then redis.call('HSET', rmeta, 'dropped', last, 'bytes', 0) end
+    if len == 0 and last then
+      -- The stream expired whole (its newest event grew too old): what the room had is
+      -- gone, through its last event, and so are its bytes.
+      redis.call('HSET', rmeta, 'dropped', last, 'bytes', 0)
     end
     redis.call('XADD', stream, seq .. '-1', 'f', frame, 't', now, 'c', own, 'h', header)
     local bytes = redis.call('HINCRBY', rmeta, 'bytes', #frame)
@@ -85,43 +126,31 @@ if n > 0 then
     redis.call('PEXPIRE', stream, max_age)
     redis.call('PEXPIRE', rmeta, max_age + 86400000)
   end
-  if own ~= '' then redis.call('SET', idkey, seq, 'PX', longest) end
+  if own ~= '' then redis.call('SET', idkey, epoch .. '-' .. seq, 'PX', longest) end
 end
-redis.call('PUBLISH', channel, seq .. '\n' .. header .. '\n' .. frame)
-return {seq, id}
+redis.call('PUBLISH', channel, epoch .. '-' .. seq .. '\n' .. header .. '\n' .. frame)
+return {seq, id, epoch}
 "#,
     )
 }
 
-/// Read, at one instant, the sequence number of the newest publication and, per room,
-/// what its history holds after a sequence number (or its newest events).
+/// A probe: read the epoch and the sequence, start a new epoch if there is none or if
+/// the sequence went back (as the publish script does), and say where they are on the
+/// channel, for every node to hear.
 ///
-/// KEYS: per room its stream and its meta hash. ARGV: `after` (a sequence number) or,
-/// with a second argument `newest`, how many of the newest events per room. Returns
-/// `{seq, epoch, rooms...}` with, per room, `{dropped, last, exists, entries}` and each
-/// entry `{seq, frame}`.
-pub(super) fn fetch() -> Script {
+/// KEYS: `P:meta`. ARGV: the channel, the probing node, its epoch and the newest number
+/// it delivered in it, a fresh epoch. Returns `{epoch, seq}`.
+pub(super) fn probe() -> Script {
     Script::new(
         r#"
-local meta = redis.call('HMGET', KEYS[1], 'seq', 'epoch')
-local out = { meta[1] or '0', meta[2] or '' }
-local after, mode = ARGV[1], ARGV[2]
-for i = 1, (#KEYS - 1) / 2 do
-  local stream, rmeta = KEYS[2 * i], KEYS[2 * i + 1]
-  local m = redis.call('HMGET', rmeta, 'dropped', 'last')
-  local entries
-  if mode == 'newest' then
-    entries = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', tonumber(after))
-  else
-    entries = redis.call('XRANGE', stream, '(' .. after .. '-1', '+', 'COUNT', 100000)
-  end
-  local list = {}
-  for _, e in ipairs(entries) do
-    list[#list + 1] = { string.match(e[1], '^(%d+)'), e[2][2], e[2][8] }
-  end
-  out[#out + 1] = { m[1] or '0', m[2] or '0', redis.call('EXISTS', stream), list }
+local m = redis.call('HMGET', KEYS[1], 'epoch', 'seq')
+local epoch, seq = m[1], tonumber(m[2] or '0')
+if (not epoch) or (epoch == ARGV[3] and seq < tonumber(ARGV[4])) then
+  epoch, seq = ARGV[5], 0
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'seq', 0)
 end
-return out
+redis.call('PUBLISH', ARGV[1], 'probe ' .. epoch .. '-' .. seq .. '\n' .. ARGV[2] .. '\n')
+return {epoch, seq}
 "#,
     )
 }

@@ -2,6 +2,23 @@
 //! sequence order and once; it probes Redis (a Redis that stays silent is an outage,
 //! found within three probe intervals); and after an outage it reconnects with back-off
 //! and catches up from the streams, sending the gap signal where it cannot.
+//!
+//! ## What comes from the channel is checked
+//! - A number is delivered once and in order: one already delivered here is dropped, one
+//!   after a skipped number makes the node read the skipped ones from the streams first.
+//!   That read also reads the sequence: a message numbered past it was not published
+//!   through the script (a forgery, or a bug), and is refused, where before it would
+//!   have made every later publication look delivered already.
+//! - Within one epoch and one subscription the numbers on the channel only go up. One
+//!   that goes back means the sequence in Redis went back, or a message was forged:
+//!   the node probes at once, and the probe script, given this node's watermark,
+//!   starts a new epoch if the sequence did go back.
+//! - A message of another epoch is believed only if Redis says that epoch is its own
+//!   now; then every node here tells its clients (`unknown-epoch`: their cursors are of
+//!   the old epoch, and what it held is gone) and delivers the new epoch from its start.
+//! - A frame must be one event, as this crate encodes one, with its number's id
+//!   ([`wire::check_frame`]). Whatever is refused is counted (`BackplaneStatus::refused`)
+//!   and logged, at most a few lines per interval.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -9,15 +26,15 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
-use redis::AsyncCommands;
 use tokio::time::Instant;
 
-use super::replay::{self, Start};
+use super::replay::{self, Meta, Order, ReadError, Walk};
 use super::wire::{self, Incoming, Wire};
 use super::{RedisError, Shared};
 use crate::connection::{Connection, ConnectionId};
 use crate::hub::fanout::{self, Encoded, Publication};
-use crate::hub::history::{gap_frame, GapReason};
+use crate::hub::history::{gap_frame, GapReason, History};
+use crate::log_limit::warn_limited;
 use crate::sync::lock;
 
 /// How long one step of (re)connecting may take before it counts as failed.
@@ -27,17 +44,20 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Connect the channel once (a bad URL fails here), then listen on a task of its own.
 pub(super) async fn start(shared: Arc<Shared>) -> Result<(), RedisError> {
-    let (sink, stream, seq, epoch) = connect(&shared).await?;
-    *lock(&shared.delivered) = seq;
-    *lock(&shared.epoch) = epoch;
+    let (sink, stream, meta) = connect(&shared).await?;
+    {
+        let mut delivered = lock(&shared.delivered);
+        delivered.epoch = meta.epoch;
+        delivered.seq = meta.seq;
+    }
     shared.connected.store(true, Ordering::Relaxed);
     tokio::spawn(run(Arc::downgrade(&shared), sink, stream));
     Ok(())
 }
 
-/// Subscribe, then read where the sequence is: every publication after that number
-/// comes on the channel.
-async fn connect(shared: &Shared) -> Result<(PubSubSink, PubSubStream, u64, String), RedisError> {
+/// Subscribe, then probe: every publication after the number the probe reads comes on
+/// the channel.
+async fn connect(shared: &Shared) -> Result<(PubSubSink, PubSubStream, Meta), RedisError> {
     let timed = |e: tokio::time::error::Elapsed| {
         redis::RedisError::from((redis::ErrorKind::Io, "timed out", e.to_string()))
     };
@@ -48,10 +68,51 @@ async fn connect(shared: &Shared) -> Result<(PubSubSink, PubSubStream, u64, Stri
     tokio::time::timeout(STEP, sink.subscribe(shared.keys.channel()))
         .await
         .map_err(timed)??;
-    let read = tokio::time::timeout(STEP, replay::fetch(shared, &[] as &[&str], Start::After(0)))
+    let meta = tokio::time::timeout(STEP, probe(shared))
         .await
         .map_err(timed)??;
-    Ok((sink, stream, read.seq, read.epoch))
+    Ok((sink, stream, meta))
+}
+
+/// Run the probe script with this node's watermark (a new epoch starts if the
+/// sequence went back, or if there is none); where the epoch and the sequence are.
+pub(super) async fn probe(shared: &Shared) -> redis::RedisResult<Meta> {
+    let (epoch, seq) = {
+        let delivered = lock(&shared.delivered);
+        (delivered.epoch.clone(), delivered.seq)
+    };
+    let (epoch, seq): (String, u64) = shared
+        .probe
+        .key(shared.keys.meta())
+        .arg(shared.keys.channel())
+        .arg(&shared.node)
+        .arg(epoch)
+        .arg(seq)
+        .arg(History::fresh_epoch())
+        .invoke_async(&mut shared.conn.clone())
+        .await?;
+    Ok(Meta { epoch, seq })
+}
+
+/// Probe now (once at a time): something on the channel does not add up.
+fn probe_soon(shared: &Arc<Shared>) {
+    if shared.probing.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let _ = probe(&shared).await;
+        shared.probing.store(false, Ordering::Release);
+    });
+}
+
+/// Count and log a message refused from the channel.
+fn refuse(shared: &Shared, why: &'static str) {
+    shared.refused.fetch_add(1, Ordering::Relaxed);
+    warn_limited!(
+        reason = why,
+        "redis backplane: a message on the channel refused"
+    );
 }
 
 async fn run(shared: Weak<Shared>, mut sink: PubSubSink, mut stream: PubSubStream) {
@@ -68,8 +129,8 @@ async fn run(shared: Weak<Shared>, mut sink: PubSubSink, mut stream: PubSubStrea
             tokio::time::sleep(backoff).await;
             let Some(s) = shared.upgrade() else { return };
             match connect(&s).await {
-                Ok((sink, stream, seq, epoch)) => {
-                    catch_up(&s, seq, epoch).await;
+                Ok((sink, stream, meta)) => {
+                    catch_up(&s, meta).await;
                     s.connected.store(true, Ordering::Relaxed);
                     tracing::info!("redis backplane back");
                     break (sink, stream);
@@ -83,20 +144,29 @@ async fn run(shared: Weak<Shared>, mut sink: PubSubSink, mut stream: PubSubStrea
 
 /// Deliver what comes on the channel until the connection ends or Redis goes silent.
 async fn listen(shared: &Weak<Shared>, stream: &mut PubSubStream) {
-    let Some(probe_every) = shared.upgrade().map(|s| s.probe) else {
+    let Some(probe_every) = shared.upgrade().map(|s| s.probe_every) else {
         return;
     };
     let mut ticker = tokio::time::interval(probe_every);
     let mut heard = Instant::now();
+    // The newest number heard on the channel in this epoch, on this subscription.
+    let mut last: Option<u64> = None;
     loop {
         tokio::select! {
             msg = stream.next() => {
                 let Some(msg) = msg else { return };
                 let Some(s) = shared.upgrade() else { return };
                 match wire::parse(msg.get_payload_bytes()) {
-                    Some(Incoming::Probe(node)) if node == s.node => heard = Instant::now(),
-                    Some(Incoming::Probe(_)) | None => {}
-                    Some(Incoming::Event(w)) => on_event(&s, w).await,
+                    Some(Incoming::Probe { node, epoch, seq }) => {
+                        if node == s.node {
+                            heard = Instant::now();
+                        }
+                        on_probe(&s, &epoch, seq, &mut last).await;
+                    }
+                    Some(Incoming::Event { epoch, wire }) => {
+                        on_event(&s, &epoch, wire, &mut last).await;
+                    }
+                    None => refuse(&s, "unreadable"),
                 }
             }
             _ = ticker.tick() => {
@@ -106,30 +176,125 @@ async fn listen(shared: &Weak<Shared>, stream: &mut PubSubStream) {
                     return;
                 }
                 // Through the command connection, answered on the channel: both work.
-                let (mut conn, channel, probe) = (s.conn.clone(), s.keys.channel(), wire::probe(&s.node));
                 tokio::spawn(async move {
-                    let _: Result<(), _> = conn.publish(channel, probe).await;
+                    let _ = probe(&s).await;
                 });
             }
         }
     }
 }
 
-/// One publication from the channel: fill in any number skipped, then deliver it.
-async fn on_event(shared: &Shared, w: Wire) {
-    let delivered = *lock(&shared.delivered);
-    if w.seq <= delivered {
+/// Whether a message of `epoch` may be delivered: if it is not the epoch this node
+/// delivers in, only if Redis says it is the history's now, and then this node moves to
+/// it (and `last` starts again).
+async fn check_epoch(shared: &Shared, epoch: &str, last: &mut Option<u64>) -> bool {
+    if lock(&shared.delivered).epoch == epoch {
+        return true;
+    }
+    let Ok(meta) = replay::meta(shared).await else {
+        // Redis does not answer: the probes will tell.
+        return false;
+    };
+    if meta.epoch != epoch {
+        refuse(shared, "an epoch Redis does not have");
+        return false;
+    }
+    new_epoch(shared, epoch);
+    *last = None;
+    true
+}
+
+/// The history in Redis is of epoch `epoch` now: deliver from its start, and tell the
+/// clients of rooms with history that their cursors are of the old one.
+fn new_epoch(shared: &Shared, epoch: &str) {
+    let had = {
+        let mut delivered = lock(&shared.delivered);
+        if delivered.epoch == epoch {
+            return;
+        }
+        let had = !delivered.epoch.is_empty();
+        delivered.epoch = epoch.to_owned();
+        delivered.seq = 0;
+        had
+    };
+    if had {
+        tracing::warn!(
+            epoch,
+            "redis backplane: the history in Redis was lost or went back; a new epoch"
+        );
+        gap_to_rooms(shared, GapReason::UnknownEpoch, &local_rooms(shared, true));
+    }
+}
+
+/// A probe: where the epoch and the sequence were when it was sent.
+async fn on_probe(shared: &Arc<Shared>, epoch: &str, seq: u64, last: &mut Option<u64>) {
+    if !check_epoch(shared, epoch, last).await {
         return;
+    }
+    let delivered = {
+        let d = lock(&shared.delivered);
+        if d.epoch != epoch {
+            return;
+        }
+        d.seq
+    };
+    if last.is_some_and(|l| seq < l) || seq < delivered {
+        // Publications before the probe came before it, and had numbers up to its own.
+        probe_soon(shared);
+        return;
+    }
+    *last = Some(seq);
+    if seq > delivered {
+        // Some never came (the channel is at most once): from the streams.
+        if let Fill::Stale = fill(shared, delivered, seq).await {
+            probe_soon(shared);
+        }
+    }
+}
+
+/// One publication from the channel: check it, fill in any number skipped, deliver it.
+async fn on_event(shared: &Arc<Shared>, epoch: &str, w: Wire, last: &mut Option<u64>) {
+    if !check_epoch(shared, epoch, last).await {
+        return;
+    }
+    let delivered = {
+        let d = lock(&shared.delivered);
+        if d.epoch != epoch {
+            return;
+        }
+        d.seq
+    };
+    if last.is_some_and(|l| w.seq <= l) {
+        // The numbers on the channel went back: Redis's sequence did, or this is forged.
+        probe_soon(shared);
+        return;
+    }
+    if w.seq <= delivered {
+        // Read from the streams before it came.
+        *last = Some(w.seq);
+        return;
+    }
+    if let Err(why) = wire::check_frame(&w.frame, epoch, w.seq) {
+        return refuse(shared, why);
     }
     if w.seq > delivered + 1 {
         // The channel lost some (at most once): read them from the streams.
-        fill(shared, delivered, w.seq - 1).await;
+        match fill(shared, delivered, w.seq - 1).await {
+            Fill::Done { top } if w.seq > top => {
+                return refuse(shared, "numbered past the sequence in Redis");
+            }
+            Fill::Done { .. } => {}
+            Fill::Stale => return probe_soon(shared),
+            // The next probe reads from the streams what this missed, this included.
+            Fill::Failed => return,
+        }
     }
-    deliver(shared, &w);
+    deliver(shared, epoch, &w);
+    *last = Some(w.seq);
 }
 
-/// Deliver `w` on this node, in order.
-fn deliver(shared: &Shared, w: &Wire) {
+/// Deliver `w`, publication of `epoch`, on this node, in order.
+fn deliver(shared: &Shared, epoch: &str, w: &Wire) {
     let publication = Publication {
         private: false,
         rooms: w.rooms.clone(),
@@ -147,66 +312,95 @@ fn deliver(shared: &Shared, w: &Wire) {
             .collect(),
     };
     let mut delivered = lock(&shared.delivered);
-    if w.seq <= *delivered {
+    if delivered.epoch != epoch || w.seq <= delivered.seq {
         return;
     }
     if w.node == shared.node && lock(&shared.local_only).remove(&w.token) {
         // Delivered here already, while Redis did not answer; it ran it later.
-        *delivered = w.seq;
+        delivered.seq = w.seq;
         return;
     }
     let fanout = fanout::deliver(&shared.local, &publication, &frame);
-    *delivered = w.seq;
+    delivered.seq = w.seq;
     drop(delivered);
     let n = shared.local.finish(fanout, &publication, &frame);
     if w.node == shared.node {
-        shared.delivered_own(w.seq, n);
+        shared.delivered_own(w.token, n);
     }
 }
 
-/// Back after an outage, with the channel's numbers going on from `seq`.
-async fn catch_up(shared: &Shared, seq: u64, epoch: String) {
-    let known = std::mem::replace(&mut *lock(&shared.epoch), epoch.clone());
-    // No epoch yet at start means no history yet, not another one.
-    if !known.is_empty() && known != epoch {
-        // Redis lost its data: what it held is gone, and the cursors with it. What the
-        // new history holds is all new here.
-        let rooms = local_rooms(shared, true);
-        gap_to_rooms(shared, GapReason::UnknownEpoch, &rooms);
-        *lock(&shared.delivered) = 0;
-        fill(shared, 0, seq).await;
+/// Back after an outage, where the probe found the epoch and the sequence.
+async fn catch_up(shared: &Shared, meta: Meta) {
+    // A new epoch (Redis lost its data, or went back): what the new one holds is all
+    // new here.
+    new_epoch(shared, &meta.epoch);
+    let delivered = lock(&shared.delivered).seq;
+    if meta.seq <= delivered {
         return;
     }
-    let delivered = *lock(&shared.delivered);
-    if seq > delivered {
-        fill(shared, delivered, seq).await;
-    }
-}
-
-/// Deliver from the streams the publications numbered after `from` up to `to` that this
-/// node did not get; signal a gap to the rooms that may have missed some.
-async fn fill(shared: &Shared, from: u64, to: u64) {
-    let recorded = local_rooms(shared, true);
-    let read = replay::fetch(shared, &recorded, Start::After(from)).await;
-    let Ok(read) = read else {
+    if let Fill::Failed = fill(shared, delivered, meta.seq).await {
         // Not even the streams answer: everyone here may have missed something.
         gap_to_rooms(shared, GapReason::Outage, &local_rooms(shared, false));
-        *lock(&shared.delivered) = to;
-        return;
-    };
-    let mut found = 0u64;
-    for ((seq, frame), header) in read.entries.iter().zip(&read.headers) {
-        if *seq > to {
-            break;
-        }
-        found += 1;
-        if let Some(w) = wire::event(*seq, header, frame.clone()) {
-            deliver(shared, &w);
+        let mut d = lock(&shared.delivered);
+        if d.epoch == meta.epoch {
+            d.seq = d.seq.max(meta.seq);
         }
     }
-    let evicted: Vec<String> = read
-        .rooms
-        .iter()
+}
+
+/// What a fill did.
+enum Fill {
+    /// Delivered what the streams hold; the sequence was at `top`.
+    Done { top: u64 },
+    /// Redis is not where this node is (another epoch, or a sequence behind what this
+    /// node delivered): nothing done.
+    Stale,
+    /// Redis did not answer.
+    Failed,
+}
+
+/// Deliver from the streams the publications numbered after `from` up to `to` (and up
+/// to the sequence) that this node did not get; signal a gap to the rooms that may have
+/// missed some.
+async fn fill(shared: &Shared, from: u64, to: u64) -> Fill {
+    let epoch = lock(&shared.delivered).epoch.clone();
+    let recorded = local_rooms(shared, true);
+    // Usually a few events: small pages first (they double as a room turns out to
+    // hold more).
+    let mut walk = Walk::new(shared, &recorded, Order::Oldest, from, Some(to), 64);
+    let mut found = 0u64;
+    loop {
+        match walk.next().await {
+            Ok(Some(e)) => {
+                if walk.epoch() != Some(epoch.as_str()) {
+                    return Fill::Stale;
+                }
+                found += 1;
+                match wire::event(e.seq, &e.header, e.frame) {
+                    Some(w) if wire::check_frame(&w.frame, &epoch, w.seq).is_ok() => {
+                        deliver(shared, &epoch, &w);
+                    }
+                    _ => refuse(shared, "an unreadable entry in a stream"),
+                }
+            }
+            Ok(None) => break,
+            Err(ReadError::EpochChanged) => return Fill::Stale,
+            Err(ReadError::Redis(e)) => {
+                tracing::debug!(error = %e, "redis backplane: the streams did not answer");
+                return Fill::Failed;
+            }
+        }
+    }
+    let Ok(meta) = walk.meta().await else {
+        return Fill::Failed;
+    };
+    if meta.epoch != epoch || meta.seq < from {
+        return Fill::Stale;
+    }
+    // Nothing is numbered past the sequence.
+    let to = to.min(meta.seq);
+    let evicted: Vec<String> = walk
+        .rooms()
         .filter(|r| r.dropped_through() > from)
         .map(|r| r.name.to_string())
         .collect();
@@ -221,7 +415,10 @@ async fn fill(shared: &Shared, from: u64, to: u64) {
         gap_to_rooms(shared, GapReason::Outage, &unrecorded);
     }
     let mut delivered = lock(&shared.delivered);
-    *delivered = (*delivered).max(to);
+    if delivered.epoch == epoch {
+        delivered.seq = delivered.seq.max(to);
+    }
+    Fill::Done { top: meta.seq }
 }
 
 /// The rooms with local members (only those with history, if `recorded`).

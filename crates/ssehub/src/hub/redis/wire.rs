@@ -1,12 +1,21 @@
-//! What one node tells the others about a publication, on the PUB/SUB channel:
-//! `<seq>\n<header>\n<frame>`, the header being
-//! `<node>\x1f<token>\x1f<unique>\x1f<except>\x1f<rooms>` (the token numbers the node's
-//! own publications) with the rooms separated by `\x1e` (room names hold no control characters, so neither
-//! separator can occur in one). Sequence number 0 is a probe: `0\n<node>\n`.
+//! What one node tells the others on the PUB/SUB channel.
+//!
+//! - A publication: `<epoch>-<seq>\n<header>\n<frame>`, the header being
+//!   `<node>\x1f<token>\x1f<unique>\x1f<except>\x1f<rooms>` (the token numbers the
+//!   node's own publications) with the rooms separated by `\x1e` (room names hold no
+//!   control characters, so neither separator can occur in one).
+//! - A probe: `probe <epoch>-<seq>\n<node>\n`, the epoch and the sequence when the probe
+//!   was sent: every publication before it on the channel has a number up to `seq`.
+//!
+//! Anyone who may `PUBLISH` on the channel can put anything on it, so what comes from it
+//! is checked before it reaches a client: the frame must be one event exactly as this
+//! crate encodes one ([`check_frame`]), and the number is checked against Redis's
+//! sequence by the listener (`subscriber.rs`).
 
 use bytes::Bytes;
 
 use crate::connection::ConnectionId;
+use crate::hub::history::hub_form;
 
 /// A publication as it travels between nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,9 +35,16 @@ pub(super) struct Wire {
 /// What came in on the channel.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Incoming {
-    Event(Wire),
-    /// A probe sent by `node`.
-    Probe(String),
+    Event {
+        epoch: String,
+        wire: Wire,
+    },
+    /// A probe sent by `node`, when the sequence was at `seq`.
+    Probe {
+        node: String,
+        epoch: String,
+        seq: u64,
+    },
 }
 
 /// The header part of a message, for the publish script.
@@ -47,23 +63,38 @@ pub(super) fn header(
     )
 }
 
-/// A probe message.
-pub(super) fn probe(node: &str) -> String {
-    format!("0\n{node}\n")
+/// `<epoch>-<seq>`: the epoch is never empty (the scripts draw one when there is none)
+/// and holds no `-`.
+fn place(s: &str) -> Option<(String, u64)> {
+    let (epoch, seq) = s.split_once('-')?;
+    if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    Some((epoch.to_owned(), seq.parse().ok()?))
 }
 
 /// Read a message; `None` if it is not one of ours.
 pub(super) fn parse(payload: &[u8]) -> Option<Incoming> {
     let nl = payload.iter().position(|&b| b == b'\n')?;
-    let seq: u64 = std::str::from_utf8(&payload[..nl]).ok()?.parse().ok()?;
+    let first = std::str::from_utf8(&payload[..nl]).ok()?;
     let rest = &payload[nl + 1..];
     let nl2 = rest.iter().position(|&b| b == b'\n')?;
     let header = std::str::from_utf8(&rest[..nl2]).ok()?;
+    if let Some(at) = first.strip_prefix("probe ") {
+        let (epoch, seq) = place(at)?;
+        return Some(Incoming::Probe {
+            node: header.to_owned(),
+            epoch,
+            seq,
+        });
+    }
+    let (epoch, seq) = place(first)?;
     if seq == 0 {
-        return Some(Incoming::Probe(header.to_owned()));
+        return None;
     }
     let frame = Bytes::copy_from_slice(&rest[nl2 + 1..]);
-    event(seq, header, frame).map(Incoming::Event)
+    let wire = event(seq, header, frame)?;
+    Some(Incoming::Event { epoch, wire })
 }
 
 /// A publication from its number, header and frame (off the channel, or a stream).
@@ -88,31 +119,146 @@ pub(super) fn event(seq: u64, header: &str, frame: Bytes) -> Option<Wire> {
     })
 }
 
+/// Whether `frame` is one event exactly as `Message::encode_with_id` writes one, with
+/// the id publication `seq` of `epoch` may carry: an `id` line first, if any (of the
+/// hub's form only as `<epoch>-<seq>`), then `event`, `retry` (digits), `data` lines,
+/// each at most once but `data`, in that order, and the blank line that ends it; UTF-8,
+/// no CR, no other blank line. Why not, if not.
+pub(super) fn check_frame(frame: &[u8], epoch: &str, seq: u64) -> Result<(), &'static str> {
+    let text = std::str::from_utf8(frame).map_err(|_| "not UTF-8")?;
+    let body = text.strip_suffix('\n').ok_or("no blank line at its end")?;
+    if body.contains('\r') {
+        return Err("a CR");
+    }
+    if body.is_empty() {
+        return Ok(());
+    }
+    let body = body.strip_suffix('\n').ok_or("no blank line at its end")?;
+    // The order fields come in; each but `data` at most once.
+    let mut at = 0;
+    for line in body.split('\n') {
+        let (name, value) = line.split_once(':').ok_or("a line that is no field")?;
+        let value = match value {
+            "" => "",
+            v => v.strip_prefix(' ').ok_or("a field without its space")?,
+        };
+        let rank = match name {
+            "id" => 1,
+            "event" => 2,
+            "retry" => 3,
+            "data" => 4,
+            _ => return Err("an unknown field, or more than one event"),
+        };
+        if rank < at || (rank == at && rank != 4) {
+            return Err("fields out of order, or repeated");
+        }
+        at = rank;
+        match name {
+            "id" if value.contains('\0') => return Err("a NUL in the id"),
+            "id" if hub_form(value).is_some() && value != format!("{epoch}-{seq}") => {
+                return Err("an id that is not its number's");
+            }
+            "event" if value.is_empty() => return Err("an empty event name"),
+            "retry" if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err("a retry that is not a number");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
 
     #[test]
     fn a_message_reads_back_as_written() {
         let rooms = vec!["a".to_owned(), "b c".to_owned()];
         let h = header("n1", 9, true, None, &rooms);
-        let payload = format!("42\n{h}\nid: x\ndata: y\n\n");
+        let payload = format!("0badcafe-42\n{h}\nid: x\ndata: y\n\n");
         assert_eq!(
             parse(payload.as_bytes()),
-            Some(Incoming::Event(Wire {
-                seq: 42,
-                node: "n1".into(),
-                token: 9,
-                unique: true,
-                except: None,
-                rooms,
-                frame: Bytes::from_static(b"id: x\ndata: y\n\n"),
-            }))
+            Some(Incoming::Event {
+                epoch: "0badcafe".into(),
+                wire: Wire {
+                    seq: 42,
+                    node: "n1".into(),
+                    token: 9,
+                    unique: true,
+                    except: None,
+                    rooms,
+                    frame: Bytes::from_static(b"id: x\ndata: y\n\n"),
+                }
+            })
         );
         assert_eq!(
-            parse(probe("n2").as_bytes()),
-            Some(Incoming::Probe("n2".into()))
+            parse(b"probe 0badcafe-7\nn2\n"),
+            Some(Incoming::Probe {
+                node: "n2".into(),
+                epoch: "0badcafe".into(),
+                seq: 7
+            })
         );
-        assert_eq!(parse(b"garbage"), None);
+        for garbage in [
+            &b"garbage"[..],
+            b"42\nn1\x1f1\x1f0\x1f\x1fr\ndata: x\n\n",
+            b"0badcafe-0\nn1\x1f1\x1f0\x1f\x1fr\ndata: x\n\n",
+            b"-5\nn1\x1f1\x1f0\x1f\x1fr\ndata: x\n\n",
+            b"0badcafe-99999999999999999999\nn1\x1f1\x1f0\x1f\x1fr\ndata: x\n\n",
+            b"probe 0badcafe\nn2\n",
+        ] {
+            assert_eq!(
+                parse(garbage),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(garbage)
+            );
+        }
+    }
+
+    #[test]
+    fn a_frame_is_one_event_as_encoded() {
+        let with_id = |m: &Message, id: Option<&str>| m.encode_with_id(id);
+        let full = Message::builder()
+            .event("tick")
+            .retry(std::time::Duration::from_millis(1500))
+            .data("a\nb\r\n\nc")
+            .build()
+            .unwrap();
+        for (frame, why) in [
+            (with_id(&full, Some("0badcafe-7")), "the hub's id"),
+            (with_id(&full, Some("mine")), "an id of the caller's"),
+            (with_id(&full, None), "no id"),
+            (with_id(&full, Some("")), "an empty id"),
+            (Message::new("").encode(), "empty data"),
+            (Message::default().encode(), "nothing"),
+            (
+                Message::builder().id("x").build().unwrap().encode(),
+                "an id only",
+            ),
+        ] {
+            assert_eq!(check_frame(&frame, "0badcafe", 7), Ok(()), "{why}");
+        }
+        for (frame, why) in [
+            (&b"data: a\n\ndata: b\n\n"[..], "two events"),
+            (b"data: a\n\nevent: evil\ndata: b\n\n", "an injected event"),
+            (b"data: a\nevent: late\n\n", "fields out of order"),
+            (b"event: a\nevent: b\ndata: c\n\n", "a field twice"),
+            (b"id: 0badcafe-8\ndata: a\n\n", "another number's id"),
+            (b"id: 00000000-7\ndata: a\n\n", "another epoch's id"),
+            (b"data: a\n", "no blank line"),
+            (b"data: a", "no line end"),
+            (b"data: a\r\n\r\n", "CRs"),
+            (b": comment\ndata: a\n\n", "a comment"),
+            (b"bogus: a\n\n", "an unknown field"),
+            (b"data:a\n\n", "no space"),
+            (b"retry: soon\n\n", "a retry in words"),
+            (b"data: \xff\n\n", "not UTF-8"),
+            (b"id: a\0b\ndata: x\n\n", "NUL in the id"),
+        ] {
+            assert!(check_frame(frame, "0badcafe", 7).is_err(), "{why}");
+        }
     }
 }
