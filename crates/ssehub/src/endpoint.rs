@@ -35,6 +35,7 @@ pub use options::{ConfigError, SseOptions};
 pub use request::{PeerAddr, Rejection, RequestContext};
 
 pub(crate) use dialect::{Dialect, Subscription};
+pub(crate) use hooks::BoxFuture;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -49,7 +50,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
 use self::cors::OriginVerdict;
-use self::hooks::{BoxFuture, Verdict};
+use self::hooks::Verdict;
 use self::retry::{jitter, retry_frame};
 use crate::admission::Admission;
 use crate::connection::{Connection, ConnectionConfig, Origin, TransportAbort};

@@ -398,6 +398,14 @@ impl Hub {
         }
     }
 
+    /// Whether the history can honour `cursor` for a stream in `rooms`: it points into
+    /// the history and nothing after it was dropped (a topic dialect's answer header).
+    #[cfg_attr(not(feature = "mercure"), allow(dead_code))]
+    pub(crate) async fn holds(&self, cursor: &str, rooms: &[String]) -> bool {
+        let rooms: Vec<Arc<str>> = rooms.iter().map(|r| Arc::from(r.as_str())).collect();
+        self.inner.backplane.holds(cursor.to_owned(), rooms).await
+    }
+
     /// How the backplane is doing (in-process: always connected).
     pub fn backplane_status(&self) -> BackplaneStatus {
         self.inner.backplane.status()

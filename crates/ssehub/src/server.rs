@@ -246,6 +246,19 @@ impl Server {
         self
     }
 
+    /// Serve a Mercure hub at its path (feature `mercure`): subscribers' streams on the
+    /// endpoint's own way (the bare socket for HTTP/1.1), publishes and preflights
+    /// through its route. See [`crate::Mercure`].
+    #[cfg(feature = "mercure")]
+    pub fn mercure(mut self, mercure: crate::Mercure) -> Server {
+        let path = mercure.endpoint().prefix().to_owned();
+        self.sse.push(Ok(mercure.endpoint().clone()));
+        self.route(&path, move |req| {
+            let mercure = mercure.clone();
+            async move { mercure.handle(req).await }
+        })
+    }
+
     /// Serve static files.
     pub fn static_files(mut self, files: StaticFiles) -> Server {
         self.static_files = Some(files);

@@ -118,7 +118,8 @@ impl RequestContext {
             .or_else(|| {
                 query
                     .iter()
-                    .find(|(k, _)| k == "lastEventId" || k == "last_event_id")
+                    // `lastEventID` is Mercure's (0.x), `last_event_id` its 1.0's.
+                    .find(|(k, _)| k == "lastEventId" || k == "last_event_id" || k == "lastEventID")
                     .map(|(_, v)| v.clone())
             })
             // An empty id is no id (a browser sends none then): a first connection.

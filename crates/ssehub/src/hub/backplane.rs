@@ -117,6 +117,12 @@ pub(crate) trait Backplane: Send + Sync {
         })
     }
 
+    /// Whether the history can honour `cursor` for a stream in `rooms` (nothing after
+    /// it dropped). By default it cannot say: no.
+    fn holds(&self, _cursor: String, _rooms: Vec<Arc<str>>) -> BoxFuture<bool> {
+        Box::pin(std::future::ready(false))
+    }
+
     /// `room` got its first local member.
     fn room_added(&self, _room: &str) {}
 
@@ -271,6 +277,18 @@ impl Backplane for InProcess {
 
     fn resume(&self, conn: Connection, resume: Resume) -> BoxFuture<Resumed> {
         Box::pin(std::future::ready(self.resume_now(&conn, &resume)))
+    }
+
+    fn holds(&self, cursor: String, rooms: Vec<Arc<str>>) -> BoxFuture<bool> {
+        let holds = self.history.as_ref().is_some_and(|h| {
+            let reader = Reader {
+                rooms: &rooms,
+                private: &|_| false,
+                patterns: self.local.patterns.as_deref(),
+            };
+            lock(h).holds(&cursor, &reader)
+        });
+        Box::pin(std::future::ready(holds))
     }
 
     fn history(&self, room: String) -> BoxFuture<Vec<Bytes>> {

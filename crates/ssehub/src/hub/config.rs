@@ -129,6 +129,7 @@ impl HubConfig {
     }
 
     /// A hub whose rooms are the topics of `rules` (`topics.rs`).
+    #[cfg_attr(not(feature = "mercure"), allow(dead_code))]
     pub(crate) fn topics(mut self, rules: TopicRules) -> Self {
         self.history.ids = rules.ids;
         self.history.repeat_ids = rules.repeat_ids;

@@ -109,6 +109,7 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     /// A stream in `rooms`, given no private event and no pattern.
+    #[cfg(test)]
     pub(crate) fn of(rooms: &'a [Arc<str>]) -> Reader<'a> {
         Reader {
             rooms,
@@ -210,6 +211,7 @@ impl History {
     /// Number `message`, record it in the rings of those `rooms` that keep history, and
     /// encode it with its id. `None` when none of them keeps history (then nothing
     /// happens here).
+    #[cfg(test)]
     pub(crate) fn record(
         &mut self,
         rooms: &[String],
@@ -504,6 +506,13 @@ impl History {
         frames.extend(taken.into_iter().map(|(_, frame)| frame));
         frames.extend(self.cursor_after(last));
         frames
+    }
+
+    /// Whether `cursor` points into the history of `reader`'s rooms with nothing after it
+    /// dropped: a replay from it would have no gap.
+    pub(crate) fn holds(&self, cursor: &str, reader: &Reader<'_>) -> bool {
+        let kept = self.kept(reader.rooms);
+        !kept.is_empty() && self.locate(cursor, reader, &kept).1.is_none()
     }
 
     /// The id-only frame that moves a cursor at `last` to the newest event, if newer.

@@ -40,12 +40,6 @@ impl Selector {
         }
     }
 
-    /// Whether it selects more than the one topic equal to it (`*`, a template): the
-    /// hub resolves such selectors at each update ([`crate::hub`]'s patterns).
-    pub(crate) fn is_pattern(&self) -> bool {
-        !matches!(self, Selector::Exact(_))
-    }
-
     /// The selector as written: the name of the room its subscribers join.
     pub(crate) fn as_str(&self) -> &str {
         match self {
@@ -86,7 +80,7 @@ mod tests {
     #[test]
     fn stars_templates_and_exact_strings() {
         let any = Selector::parse("*").unwrap();
-        assert!(any.matches("https://example.com/anything") && any.is_pattern());
+        assert!(any.matches("https://example.com/anything"));
         let book = Selector::parse("https://example.com/books/{id}").unwrap();
         assert!(book.matches("https://example.com/books/1"));
         assert!(!book.matches("https://example.com/books/1/reviews"));
@@ -95,7 +89,7 @@ mod tests {
             "itself, exactly"
         );
         let exact = Selector::parse("https://example.com/books/1").unwrap();
-        assert!(exact.matches("https://example.com/books/1") && !exact.is_pattern());
+        assert!(exact.matches("https://example.com/books/1"));
         assert!(!exact.matches("https://example.com/books/2"));
         assert!(Selector::parse("https://example.com/{unclosed").is_err());
         assert!(is_pattern_name("*") && is_pattern_name("/a/{b}") && !is_pattern_name("/a"));

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tower::util::BoxCloneSyncService;
 use tower::ServiceExt;
@@ -67,6 +67,12 @@ impl App {
             })
         });
         if let Some(ep) = ep {
+            // The endpoint streams (`GET`, `HEAD`); other methods on its exact path go to
+            // a route there, if any (a Mercure hub's publishes).
+            let streams = req.method() == Method::GET || req.method() == Method::HEAD;
+            if let Some(handler) = self.routes.get(path).filter(|_| !streams) {
+                return handler(req).await;
+            }
             return ep.handle(req).await.map(box_body);
         }
         if let Some(handler) = self.routes.get(path) {

@@ -397,7 +397,8 @@ fn a_catch_up_carries_what_was_recorded_after_the_replay_was_read() {
     assert_eq!(datas(&r), ["a2"]);
     publish(&mut h, &["b"], "b3", now);
     publish(&mut h, &["c"], "c4", now);
-    let rest = h.catch_up(&arcs(&["a", "b"]), &r);
+    let rooms = arcs(&["a", "b"]);
+    let rest = h.catch_up(&Reader::of(&rooms), &r);
     let text: Vec<String> = rest
         .iter()
         .map(|f| String::from_utf8(f.to_vec()).unwrap())

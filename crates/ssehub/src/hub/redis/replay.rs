@@ -645,10 +645,12 @@ async fn locate(
     } else {
         None
     };
-    Ok(match place(cursor, &meta.epoch, meta.seq, shared.rules.ids, || own) {
-        Ok(after) => (after, usize::MAX, None),
-        Err(reason) => (0, usize::MAX, Some(reason)),
-    })
+    Ok(
+        match place(cursor, &meta.epoch, meta.seq, shared.rules.ids, || own) {
+            Ok(after) => (after, usize::MAX, None),
+            Err(reason) => (0, usize::MAX, Some(reason)),
+        },
+    )
 }
 
 /// Queue to `conn` what it missed, then let it have live events (see the module doc).

@@ -1,0 +1,197 @@
+//! Who a Mercure request is: its token, from the first source present (the
+//! `Authorization: Bearer` header, the `authorization` query parameter, the cookie),
+//! verified with the publisher's or the subscriber's key, and the `mercure` claim in it:
+//! its `publish` and `subscribe` selectors.
+//! Refusals say why, in the body and in `WWW-Authenticate` (the reasons people most
+//! often have to guess with other hubs).
+
+use std::time::SystemTime;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode, Uri};
+
+use super::selector::{Selector, Selectors};
+use crate::auth::{AuthError, JwtVerifier, TokenVerifier};
+use crate::endpoint::SseBody;
+
+/// Where a token was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Header,
+    Query,
+    Cookie,
+}
+
+/// The request's token and its source, the first present of: `Authorization: Bearer`,
+/// the `authorization` query parameter, the cookie `cookie`.
+pub(crate) fn token(headers: &HeaderMap, uri: &Uri, cookie: &str) -> Option<(String, Source)> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty());
+    if let Some(t) = bearer {
+        return Some((t.to_owned(), Source::Header));
+    }
+    let query = crate::uri::query_pairs(uri)
+        .into_iter()
+        .find(|(k, v)| k == "authorization" && !v.is_empty());
+    if let Some((_, t)) = query {
+        return Some((t, Source::Query));
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == cookie && !value.is_empty())
+        .map(|(_, value)| (value.to_owned(), Source::Cookie))
+}
+
+/// What a verified token grants.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Grants {
+    /// `mercure.publish`: the topics it may publish to (`None`: the claim is absent).
+    pub(crate) publish: Option<Selectors>,
+    /// `mercure.subscribe`: the topics of the private updates it may receive.
+    pub(crate) subscribe: Selectors,
+    /// Its `exp`: a stream it opened ends then.
+    pub(crate) expiry: Option<SystemTime>,
+    /// Its `sub`, for the operator's views.
+    pub(crate) subject: Option<String>,
+}
+
+/// Why a request is refused: 401 (no token, or a token that does not verify) or 403
+/// (a token that does not grant what is asked), with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Denied {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: String,
+}
+
+impl Denied {
+    pub(crate) fn unauthorized(reason: impl Into<String>) -> Denied {
+        Denied {
+            status: StatusCode::UNAUTHORIZED,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn forbidden(reason: impl Into<String>) -> Denied {
+        Denied {
+            status: StatusCode::FORBIDDEN,
+            reason: reason.into(),
+        }
+    }
+
+    /// The answer: the reason as the body and in `WWW-Authenticate`.
+    pub(crate) fn response(&self) -> Response<SseBody> {
+        let mut res = crate::respond::text(self.status, format!("{}\n", self.reason));
+        let error = if self.status == StatusCode::FORBIDDEN {
+            "insufficient_scope"
+        } else {
+            "invalid_token"
+        };
+        let description: String = self
+            .reason
+            .chars()
+            .map(|c| if c == '"' || c == '\\' { '\'' } else { c })
+            .collect();
+        let challenge = format!(r#"Bearer error="{error}", error_description="{description}""#);
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        res
+    }
+}
+
+/// Verify `token` with `key` (`role` names it in refusals: "publisher", "subscriber")
+/// and read its `mercure` claim.
+pub(crate) fn grants(key: Option<&JwtVerifier>, token: &str, role: &str) -> Result<Grants, Denied> {
+    let Some(key) = key else {
+        return Err(Denied::unauthorized(format!(
+            "this hub has no {role} key: it accepts no {role} token"
+        )));
+    };
+    let identity = key.verify(token).map_err(|e| {
+        Denied::unauthorized(match e {
+            AuthError::BadSignature => format!(
+                "the token's signature does not verify with the {role} key (wrong key, or a token for another hub)"
+            ),
+            AuthError::Malformed | AuthError::WrongAlgorithm => format!(
+                "the token is not a JWT signed with the {role} key's algorithm ({e})"
+            ),
+            other => format!("{other}"),
+        })
+    })?;
+    let claim = identity.claims().get("mercure");
+    let selectors = |name: &str| -> Result<Option<Selectors>, Denied> {
+        let Some(list) = claim.and_then(|c| c.get(name)) else {
+            return Ok(None);
+        };
+        let Some(items) = list.as_array() else {
+            return Err(Denied::unauthorized(format!(
+                "the claim mercure.{name} must be an array of topic selectors"
+            )));
+        };
+        items
+            .iter()
+            .map(|item| {
+                let s = item.as_str().ok_or_else(|| {
+                    Denied::unauthorized(format!(
+                        "mercure.{name} holds a selector that is not a string"
+                    ))
+                })?;
+                Selector::parse(s).map_err(|e| {
+                    Denied::unauthorized(format!(
+                        "mercure.{name} holds an invalid selector {s:?}: {e}"
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| Some(Selectors(v)))
+    };
+    Ok(Grants {
+        publish: selectors("publish")?,
+        subscribe: selectors("subscribe")?.unwrap_or_default(),
+        expiry: identity.expiry(),
+        subject: identity.subject().map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_wins_then_the_query_then_the_cookie() {
+        let uri: Uri = "/.well-known/mercure?topic=x&authorization=q"
+            .parse()
+            .unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "a=1; mercureAuthorization=c".parse().unwrap(),
+        );
+        assert_eq!(
+            token(&h, &uri, "mercureAuthorization"),
+            Some(("q".into(), Source::Query))
+        );
+        h.insert(header::AUTHORIZATION, "Bearer h".parse().unwrap());
+        assert_eq!(
+            token(&h, &uri, "mercureAuthorization"),
+            Some(("h".into(), Source::Header))
+        );
+        let bare: Uri = "/.well-known/mercure".parse().unwrap();
+        h.remove(header::AUTHORIZATION);
+        assert_eq!(
+            token(&h, &bare, "mercureAuthorization"),
+            Some(("c".into(), Source::Cookie))
+        );
+        assert_eq!(token(&h, &bare, "other"), None);
+    }
+}
