@@ -263,10 +263,12 @@ impl Connection {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Bytes queued for this client and not yet handed to the transport: how far behind
-    /// it is (at most the outbox limit, or one larger frame).
+    /// Bytes queued for this client and not yet written out: how far behind it is (at
+    /// most the outbox limit, or one larger frame). On hyper's path (TLS, HTTP/2) this
+    /// includes what hyper took and has not written yet.
     pub fn queued_bytes(&self) -> usize {
-        lock(&self.inner.outbox).bytes
+        let out = lock(&self.inner.outbox);
+        out.bytes + out.in_flight
     }
 
     /// Whether the transport is still attached: the stream has not ended and was not
