@@ -10,14 +10,17 @@
 //! ```
 //!
 //! Each connection is an HTTP/2 client (the `h2` crate) with the protocol's default
-//! windows (64 KiB per stream and for the connection) that never reads its streams, so
-//! never gives window back: the server can send 64 KiB per connection, then nothing. The
+//! windows (64 KiB per stream and for the connection) that takes what arrives (h2 closes
+//! a connection whose small DATA frames pile up unread) but never gives window back: the
+//! server can send 64 KiB per connection, then nothing. The
 //! connections come from `--addresses` loopback addresses in turn (127.0.0.1, .2, ...),
 //! to stay under (or, with one, to meet) the server's cap on requests per address over
 //! TLS. Events of `--event-bytes` are published over the plain listener; then, after a
-//! second, the server's RSS is read and every stream is drained to see how it ended.
+//! second, the server's RSS is read, and how many streams the server reset.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -61,6 +64,10 @@ struct Args {
     /// Bytes of data per event.
     #[arg(long, default_value_t = 1000)]
     event_bytes: usize,
+    /// Publishers at once (each on connections of its own): events faster than the
+    /// server writes them pile up in the outboxes, and are joined when taken.
+    #[arg(long, default_value_t = 8)]
+    publishers: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -75,7 +82,8 @@ const MIB: f64 = 1048576.0;
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let rss_start = rss_bytes(args.server_pid)?;
-    let mut bodies = Vec::new();
+    let ends = Arc::new(Ends::default());
+    let mut opened = 0;
     let mut clients = Vec::new();
     let mut refused = 0;
     for c in 0..args.connections {
@@ -96,7 +104,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let (res, _) = ready.send_request(req, true)?;
             let res = res.await?;
             if res.status().is_success() {
-                bodies.push(res.into_body());
+                opened += 1;
+                tokio::spawn(take_without_window(res.into_body(), ends.clone()));
             } else {
                 refused += 1;
             }
@@ -106,25 +115,36 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_open = rss_bytes(args.server_pid)?;
     println!(
-        "{} streams open ({refused} refused): server RSS {:.1} -> {:.1} MiB",
-        bodies.len(),
+        "{opened} streams open ({refused} refused): server RSS {:.1} -> {:.1} MiB",
         rss_start as f64 / MIB,
         rss_open as f64 / MIB
     );
 
     let events = args.bytes.div_ceil(args.event_bytes);
     let data = "x".repeat(args.event_bytes);
-    for _ in 0..events {
-        let reply = post(
-            args.publish,
-            "/publish?room=paused&event=p",
-            "text/plain",
-            data.clone(),
-        )
-        .await;
-        if !reply.status.is_success() {
-            bail!("POST /publish: {} {}", reply.status, reply.text());
-        }
+    let publishers = args.publishers.max(1);
+    let mut tasks = Vec::new();
+    for p in 0..publishers {
+        let (data, addr) = (data.clone(), args.publish);
+        let mine = events / publishers + usize::from(p < events % publishers);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..mine {
+                let reply = post(
+                    addr,
+                    "/publish?room=paused&event=p",
+                    "text/plain",
+                    data.clone(),
+                )
+                .await;
+                if !reply.status.is_success() {
+                    bail!("POST /publish: {} {}", reply.status, reply.text());
+                }
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_published = rss_bytes(args.server_pid)?;
@@ -141,18 +161,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
         stats["refused"]["max_requests_per_ip"],
     );
 
-    // How each stream ended: reset by the server, or still open (nothing more within a
-    // short wait after what it had received).
-    let (mut reset, mut open) = (0, 0);
-    for body in bodies {
-        match drain(body).await {
-            Some(_) => reset += 1,
-            None => open += 1,
-        }
-    }
-    println!("{reset} streams reset by the server, {open} still open");
+    let (reset, ended) = (
+        ends.reset.load(Ordering::Relaxed),
+        ends.ended.load(Ordering::Relaxed),
+    );
+    println!(
+        "{reset} streams reset by the server, {ended} ended, {} still open",
+        opened - reset - ended
+    );
     drop(clients);
     Ok(())
+}
+
+/// How the streams ended.
+#[derive(Default)]
+struct Ends {
+    reset: AtomicUsize,
+    ended: AtomicUsize,
+}
+
+/// Take what arrives on `body`, never giving window back, until it ends.
+async fn take_without_window(mut body: RecvStream, ends: Arc<Ends>) {
+    loop {
+        match body.data().await {
+            Some(Ok(_)) => continue,
+            Some(Err(_)) => ends.reset.fetch_add(1, Ordering::Relaxed),
+            None => ends.ended.fetch_add(1, Ordering::Relaxed),
+        };
+        return;
+    }
 }
 
 /// An HTTP/2 connection over TLS from `from`, with the protocol's default windows.
@@ -172,15 +209,4 @@ async fn connect(addr: SocketAddr, from: [u8; 4]) -> anyhow::Result<SendRequest<
         let _ = conn.await;
     });
     Ok(client)
-}
-
-/// Read what `body` received without giving window back: `Some(reason)` if it was reset.
-async fn drain(mut body: RecvStream) -> Option<h2::Reason> {
-    loop {
-        match tokio::time::timeout(Duration::from_millis(20), body.data()).await {
-            Ok(Some(Ok(_))) => continue,
-            Ok(Some(Err(e))) => return e.reason(),
-            Ok(None) | Err(_) => return None,
-        }
-    }
 }

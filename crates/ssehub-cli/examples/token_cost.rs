@@ -86,6 +86,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .arg(&config)
             .args(["--port", &args.port.to_string()])
             .args(["--tick-interval", "0", "--keep-alive", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .context("starting the server")?,
     );

