@@ -615,10 +615,14 @@ fn service(
         // stream gets a handle of its own, which ends its task (`StreamExecutor`).
         if req.version() != http::Version::HTTP_2 {
             req.extensions_mut().insert(abort.clone());
-        } else if slot.is_ok() {
-            let stream = TransportAbort::new();
-            req.extensions_mut().insert(stream.clone());
-            NEXT_STREAM.set(Some(stream));
+        } else {
+            // Set for every HTTP/2 request (`None` for a refused one): a handle is never
+            // left for another stream's task.
+            let stream = slot.is_ok().then(TransportAbort::new);
+            if let Some(stream) = &stream {
+                req.extensions_mut().insert(stream.clone());
+            }
+            NEXT_STREAM.set(stream);
         }
         req.extensions_mut().insert(PeerAddr(peer));
         let app = app.clone();
