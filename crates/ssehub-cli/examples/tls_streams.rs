@@ -31,7 +31,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ssehub::decode::EventStream;
 use ssehub_testkit::post;
-use ssehub_testkit::tls::{connect_tls, insecure_client_config};
+use ssehub_testkit::tls::insecure_client_config;
 use tokio::net::TcpStream;
 
 #[path = "../src/procfs.rs"]
@@ -77,6 +77,10 @@ struct Args {
     /// Events per second.
     #[arg(long, default_value_t = 5.0)]
     rate: f64,
+    /// Loopback addresses the TLS connections come from, in turn (127.0.0.1, .2, ...):
+    /// the server takes at most 1,024 requests at once from one address over TLS.
+    #[arg(long, default_value_t = 8)]
+    addresses: u8,
 }
 
 /// What the subscribers received: a count and every latency in microseconds.
@@ -104,9 +108,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let received = Arc::new(Received::default());
     let rss_before = rss_bytes(args.server_pid)?;
     let mut opened = 0;
+    let mut connections: usize = 0;
     while opened < args.subscribers {
         let streams = args.streams_per_connection.min(args.subscribers - opened);
-        for body in open(&args, streams).await? {
+        let from = [
+            127,
+            0,
+            0,
+            1 + (connections % usize::from(args.addresses.max(1))) as u8,
+        ];
+        connections += 1;
+        for body in open(&args, streams, from).await? {
             tokio::spawn(follow(body, received.clone()));
         }
         opened += streams;
@@ -166,8 +178,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `streams` event streams on one new connection, their heads received.
-async fn open(args: &Args, streams: usize) -> anyhow::Result<Vec<Incoming>> {
+/// A TLS connection to `addr` from `from` (a loopback address).
+async fn tls_from(
+    addr: SocketAddr,
+    from: [u8; 4],
+    alpn: &[&[u8]],
+) -> anyhow::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((from, 0)))?;
+    let tcp = socket.connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost")?;
+    Ok(
+        tokio_rustls::TlsConnector::from(insecure_client_config(alpn))
+            .connect(name, tcp)
+            .await?,
+    )
+}
+
+/// `streams` event streams on one new connection (over TLS: from `from`), their heads
+/// received.
+async fn open(args: &Args, streams: usize, from: [u8; 4]) -> anyhow::Result<Vec<Incoming>> {
     let request = |authority: &str| {
         Request::get(format!("{authority}/sse?room=bench"))
             .header(header::ACCEPT, "text/event-stream")
@@ -185,11 +215,11 @@ async fn open(args: &Args, streams: usize) -> anyhow::Result<Vec<Incoming>> {
             bodies.push(h1(TokioIo::new(tcp), args.sse, req).await?);
         }
         Protocol::H1 => {
-            let tls = connect_tls(args.sse, insecure_client_config(&[b"http/1.1"])).await?;
+            let tls = tls_from(args.sse, from, &[b"http/1.1"]).await?;
             bodies.push(h1(TokioIo::new(tls), args.sse, request("")?).await?);
         }
         Protocol::H2 => {
-            let tls = connect_tls(args.sse, insecure_client_config(&[b"h2"])).await?;
+            let tls = tls_from(args.sse, from, &[b"h2"]).await?;
             let authority = format!("https://localhost:{}", args.sse.port());
             bodies = h2(TokioIo::new(tls), &authority, streams, request).await?;
         }

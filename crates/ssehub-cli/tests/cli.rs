@@ -634,7 +634,8 @@ async fn stats_count_what_happened() {
             "refused": { "max_connections": 0, "max_connections_per_ip": 0, "authorize": 0,
                          "auth": 0, "origin": 0, "bad_request": 0, "shutting_down": 0,
                          "server_max_connections": 0, "max_pending_connections": 0,
-                         "max_pending_per_ip": 0, "header_timeout": 0 },
+                         "max_pending_per_ip": 0, "header_timeout": 0,
+                         "max_requests_per_ip": 0 },
             "backplane": { "kind": "in-process", "connected": true, "outages": 0, "refused": 0 },
         })
     );
@@ -671,7 +672,8 @@ async fn stats_count_what_happened() {
             "refused": { "max_connections": 0, "max_connections_per_ip": 0, "authorize": 0,
                          "auth": 0, "origin": 0, "bad_request": 0, "shutting_down": 0,
                          "server_max_connections": 0, "max_pending_connections": 0,
-                         "max_pending_per_ip": 0, "header_timeout": 0 },
+                         "max_pending_per_ip": 0, "header_timeout": 0,
+                         "max_requests_per_ip": 0 },
             "backplane": { "kind": "in-process", "connected": true, "outages": 0, "refused": 0 },
         })
     );

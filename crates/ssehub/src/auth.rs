@@ -13,6 +13,8 @@
 //! Tokens are secrets: nothing here logs one, and [`AuthError`]'s messages (which clients
 //! see) name what was wrong with a token, never a key or the token itself.
 
+mod budget;
+mod cache;
 mod claims;
 #[cfg(feature = "jwt")]
 mod jwt;

@@ -135,7 +135,8 @@ pub struct HubStats {
     /// Streams refused, by reason (`max_connections`, `authorize`, `bad_request`, ...),
     /// and connections the server closed before their first request
     /// (`server_max_connections`, `max_pending_connections`, `max_pending_per_ip`,
-    /// `header_timeout`), counted in the hub of each of its SSE endpoints.
+    /// `header_timeout`) or requests it refused (`max_requests_per_ip`), counted in the
+    /// hub of each of its SSE endpoints.
     pub refused: BTreeMap<&'static str, u64>,
 }
 

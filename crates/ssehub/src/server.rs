@@ -67,7 +67,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
@@ -363,6 +362,26 @@ impl Server {
         self
     }
 
+    /// The most requests in progress at once from one client address over the TLS
+    /// listeners (1,024 by default; IPv6 per /64; `None`: no limit). An SSE stream is a
+    /// request in progress for its whole life, so this caps the streams one address
+    /// holds, however it spreads them: HTTP/2 lets one connection carry 200 of them, and
+    /// a client may open many connections. Past it a request gets `429 Too Many Requests`
+    /// (counted in `/stats` as `max_requests_per_ip`); other addresses are served.
+    ///
+    /// Plain listeners are not capped: they usually sit behind a proxy or load balancer,
+    /// where every client has the proxy's address (cap streams per client there with
+    /// [`SseOptions::max_connections_per_ip`] and `trusted_proxies`). Raise it for TLS
+    /// clients behind a large NAT.
+    ///
+    /// ```
+    /// let server = ssehub::Server::new(([0, 0, 0, 0], 443)).max_tls_requests_per_address(Some(256));
+    /// ```
+    pub fn max_tls_requests_per_address(mut self, max: Option<usize>) -> Server {
+        self.gate.requests_per_address = max;
+        self
+    }
+
     /// The listen backlog of every listener: how many connections the kernel completes
     /// and queues before the server accepts them. By default the system's maximum
     /// (`/proc/sys/net/core/somaxconn` on Linux, 4096 since 5.4; 4096 where it cannot be
@@ -517,7 +536,7 @@ impl Server {
 pub struct BoundServer {
     listeners: Vec<Bound>,
     app: Arc<App>,
-    hyper: auto::Builder<TokioExecutor>,
+    hyper: auto::Builder<listener::StreamExecutor>,
     header_timeout: Duration,
     idle_timeout: Option<Duration>,
     gate: GateLimits,

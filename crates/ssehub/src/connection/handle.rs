@@ -88,6 +88,11 @@ impl TransportAbort {
     pub(crate) async fn aborted(&self) {
         self.0.notified().await;
     }
+
+    /// [`TransportAbort::aborted`], as a future that owns its handle.
+    pub(crate) fn aborted_owned(&self) -> tokio::sync::futures::OwnedNotified {
+        self.0.clone().notified_owned()
+    }
 }
 
 /// Per-connection settings the endpoint hands over.
@@ -268,10 +273,12 @@ impl Connection {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Bytes queued for this client and not yet handed to the transport: how far behind
-    /// it is (at most the outbox limit, or one larger frame).
+    /// Bytes queued for this client and not yet written out: how far behind it is (at
+    /// most the outbox limit, or one larger frame). On hyper's path (TLS, HTTP/2) this
+    /// includes what hyper took and has not written yet.
     pub fn queued_bytes(&self) -> usize {
-        lock(&self.inner.outbox).bytes
+        let out = lock(&self.inner.outbox);
+        out.bytes + out.in_flight
     }
 
     /// Whether the transport is still attached: the stream has not ended and was not

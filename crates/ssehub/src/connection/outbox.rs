@@ -2,9 +2,12 @@
 //! its one writer, and the flags that decide who writes next.
 //!
 //! ## Invariants (all under the connection's outbox mutex)
-//! - `bytes` is the sum of the queued frames' lengths plus `raw`'s: what the bound
+//! - `bytes` is the sum of the queued frames' lengths plus `raw`'s; `in_flight` what
+//!   hyper took (`writer.rs`) and has not let go of yet. Their sum is what the bound
 //!   counts. It never passes `outbox_limit`, unless a single frame larger than the limit
 //!   was taken into an empty queue (so a large message can always be sent).
+//! - hyper holds at most one piece of a stream at a time ([`HANDOVER`] bytes, or one
+//!   larger frame): the next waits in the queue until hyper drops the last.
 //! - Frames leave the queue in the order they entered it.
 //! - At most one of {the stream's task, one claim} writes: `writing` is set while a
 //!   claim is out, and the task neither writes nor ends the stream meanwhile; `parked`
@@ -34,6 +37,13 @@ pub enum SlowConsumerPolicy {
 /// queued, and counts against the outbox's bound, for the next write.
 pub(crate) const MAX_WRITE: usize = 64 * 1024;
 
+/// The most bytes joined into one piece for hyper (a larger frame goes alone, shared, not
+/// copied). An HTTP/2 stream that gets no flow-control window keeps the piece it took
+/// until it is reset: 2,000 such streams held two 64 KiB copies each, 250 MiB outside
+/// every outbox. 16 KiB is what one TLS record and one default HTTP/2 DATA frame carry,
+/// so a larger join saved no record and no frame.
+pub(crate) const HANDOVER: usize = 16 * 1024;
+
 #[derive(Default)]
 #[repr(C)] // what a fan-out's `push` touches comes first
 pub(super) struct Outbox {
@@ -49,6 +59,9 @@ pub(super) struct Outbox {
     /// with history are left to the replay (which will carry them, in order).
     pub(super) resuming: bool,
     pub(super) bytes: usize,
+    /// Bytes hyper took and still holds (in its buffers or h2's, waiting for the socket
+    /// or for the peer's flow-control window): counted against the bound until dropped.
+    pub(super) in_flight: usize,
     pub(super) queue: VecDeque<Bytes>,
     pub(super) waker: Option<Waker>,
     /// The transport, when it can be written directly ([`DirectSink`]).
@@ -120,7 +133,7 @@ impl Outbox {
         if keep_alive && std::mem::take(&mut self.active) {
             return Admit::Busy;
         }
-        if self.bytes + len > limit && !self.queue.is_empty() {
+        if self.bytes + self.in_flight + len > limit && !self.queue.is_empty() {
             let first = !self.warned;
             self.warned = true;
             return Admit::Full { first };
@@ -163,6 +176,8 @@ impl Outbox {
         self.queue = VecDeque::new();
         self.raw = None;
         self.bytes = 0;
+        // `in_flight` stays: hyper still holds those bytes, and gives them back when it
+        // drops them (the reset of an HTTP/2 stream, or the end of the connection).
         self.sink = None;
         self.probe = None;
     }
@@ -218,10 +233,16 @@ impl Outbox {
     /// frame). Returns when the timed frame among them, if one is, was published.
     #[must_use = "a timed frame's latency is to be recorded"]
     pub(super) fn take_into(&mut self, pieces: &mut Vec<Bytes>) -> Option<Instant> {
+        self.take_up_to(pieces, MAX_WRITE)
+    }
+
+    /// [`Outbox::take_into`], up to `max` bytes in all (or one larger frame).
+    #[must_use = "a timed frame's latency is to be recorded"]
+    pub(super) fn take_up_to(&mut self, pieces: &mut Vec<Bytes>, max: usize) -> Option<Instant> {
         let before = self.queue.len();
         let mut total: usize = pieces.iter().map(Bytes::len).sum();
         while let Some(f) = self.queue.front() {
-            if !pieces.is_empty() && total + f.len() > MAX_WRITE {
+            if !pieces.is_empty() && total + f.len() > max {
                 break;
             }
             total += f.len();

@@ -54,6 +54,72 @@ fn frames_are_coalesced_in_order() {
 }
 
 #[test]
+fn hyper_holds_one_piece_at_a_time_and_it_counts_until_dropped() {
+    let limit = 64 * 1024;
+    let c = conn(limit, SlowConsumerPolicy::Close);
+    let event = "x".repeat(4000);
+    for _ in 0..8 {
+        c.send_event("e", &event).unwrap();
+    }
+    let queued = c.queued_bytes();
+    let wakes = Arc::new(Wakes::default());
+    let waker = Waker::from(wakes.clone());
+    let piece = c.poll_outbox(&waker).unwrap().unwrap();
+    // Joined up to 16 KiB (4 events of 4 KiB and a little), still counted.
+    assert!(
+        piece.len() <= 16 * 1024 && piece.len() > 12 * 1024,
+        "{}",
+        piece.len()
+    );
+    assert_eq!(c.queued_bytes(), queued);
+    // Nothing more while hyper holds it (a peer that grants no window keeps it there).
+    assert_eq!(c.poll_outbox(&waker), Err(()));
+    // What hyper holds fills the bound as queued frames do: the policy applies.
+    while c.send_event("e", &event).is_ok() {}
+    assert!(c.is_closed());
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "woken by the close");
+    // Aborted, with no transport handle to end it (mounted elsewhere): the body ends;
+    // dropping the piece gives its bytes back.
+    assert_eq!(c.poll_outbox(&waker), Ok(None));
+    assert_eq!(c.queued_bytes(), piece.len());
+    drop(piece);
+    assert_eq!(c.queued_bytes(), 0);
+}
+
+#[test]
+fn dropping_the_piece_wakes_a_body_with_frames_waiting() {
+    let c = conn(1 << 20, SlowConsumerPolicy::Close);
+    c.send_event("e", "1").unwrap();
+    let wakes = Arc::new(Wakes::default());
+    let waker = Waker::from(wakes.clone());
+    let first = c.poll_outbox(&waker).unwrap().unwrap();
+    // Nothing queued: parked as usual, and the drop wakes nobody.
+    assert_eq!(c.poll_outbox(&waker), Err(()));
+    c.send_event("e", "2").unwrap();
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "woken by the frame");
+    assert_eq!(c.poll_outbox(&waker), Err(()), "held back behind the first");
+    drop(first);
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 2, "woken by the drop");
+    let second = c.poll_outbox(&waker).unwrap().unwrap();
+    assert_eq!(&second[..], b"event: e\ndata: 2\n\n");
+}
+
+#[test]
+fn an_aborted_body_with_a_transport_handle_waits_for_the_handle() {
+    let c = Hub::new().connect(ConnectionConfig {
+        abort: Some(TransportAbort::new()),
+        ..ConnectionConfig::for_tests()
+    });
+    c.send_event("e", "1").unwrap();
+    let waker = futures_util::task::noop_waker();
+    let _piece = c.poll_outbox(&waker).unwrap().unwrap();
+    c.abort();
+    // An end would have hyper finish the response behind data the peer may never take;
+    // the handle ends the transport (or the HTTP/2 stream's task) instead.
+    assert_eq!(c.poll_outbox(&waker), Err(()));
+}
+
+#[test]
 fn overflow_closes_by_default() {
     let hub = Hub::new();
     let c = conn_of(&hub, 100, SlowConsumerPolicy::Close);

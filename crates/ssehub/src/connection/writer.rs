@@ -13,7 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::handle::Connection;
-use super::outbox::{DirectSink, End, OutboxState};
+use super::outbox::{DirectSink, End, OutboxState, HANDOVER};
 use super::pace;
 use crate::sync::lock;
 
@@ -42,24 +42,44 @@ impl From<End> for Wire {
 }
 
 impl Connection {
-    /// For hyper's path: take what the body should write next. `Ok(Some)` bytes (all
-    /// that is queued, up to a bound, as one write), `Ok(None)` end of stream, `Err(())`
-    /// nothing yet (the waker is stored).
+    /// For hyper's path: take what the body should write next. `Ok(Some)` bytes (what
+    /// is queued, up to [`HANDOVER`] joined, or one larger frame as it is), `Ok(None)`
+    /// end of stream, `Err(())` nothing yet (the waker is stored).
+    ///
+    /// The bytes count against the outbox bound until hyper drops them ([`Handed`]), and
+    /// nothing more is handed over meanwhile: a reader that never grants HTTP/2
+    /// flow-control window leaves hyper holding one piece while its queue fills, and
+    /// meets the slow-consumer policy as a reader that stops reading a socket does.
     pub(crate) fn poll_outbox(&self, waker: &Waker) -> Result<Option<Bytes>, ()> {
         let mut out = lock(&self.inner.outbox);
-        if !out.queue.is_empty() {
+        if out.queue.is_empty() {
+            match out.state {
+                OutboxState::Open => {}
+                OutboxState::Draining => return Ok(None),
+                // The server's abort handle ends the transport (HTTP/1.1) or the stream's
+                // task (HTTP/2: a reset). Ending the body instead would have hyper finish
+                // the response, behind data the peer may never take: the stream would
+                // stay open, and what h2 buffered for it with it.
+                OutboxState::Aborted if self.inner.config.abort.is_some() => {}
+                OutboxState::Aborted => return Ok(None),
+            }
+        } else if out.in_flight == 0 {
             let mut pieces = Vec::new();
-            let timed = out.take_into(&mut pieces);
+            let timed = out.take_up_to(&mut pieces, HANDOVER);
+            let len: usize = pieces.iter().map(Bytes::len).sum();
+            out.in_flight += len;
             drop(out);
             self.record_latency(timed);
-            return Ok(Some(match <[Bytes; 1]>::try_from(pieces) {
+            let bytes = match <[Bytes; 1]>::try_from(pieces) {
                 Ok([one]) => one,
                 Err(pieces) => Bytes::from(pieces.concat()),
-            }));
+            };
+            return Ok(Some(Bytes::from_owner(Handed {
+                bytes,
+                conn: self.clone(),
+            })));
         }
-        if out.state != OutboxState::Open {
-            return Ok(None);
-        }
+        // Nothing queued, or hyper still holds the last piece: its drop wakes us.
         out.park_waker(waker);
         Err(())
     }
@@ -142,5 +162,32 @@ impl Connection {
     /// The newest fan-out now, for [`Connection::wrote`].
     pub(crate) fn pace(&self) -> u64 {
         self.owner().clock().now()
+    }
+}
+
+/// Bytes handed to hyper: their drop (hyper wrote them out, or the stream is gone) takes
+/// them off the outbox's count and lets the body hand over the next piece.
+struct Handed {
+    bytes: Bytes,
+    conn: Connection,
+}
+
+impl AsRef<[u8]> for Handed {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Handed {
+    fn drop(&mut self) {
+        let mut out = lock(&self.conn.inner.outbox);
+        out.in_flight -= self.bytes.len();
+        // Only a body that found frames waiting (or an end to report) waits on this.
+        let waiting = !out.queue.is_empty() || out.state != OutboxState::Open;
+        let waker = if waiting { out.wake() } else { None };
+        drop(out);
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }

@@ -28,7 +28,7 @@ pub(super) fn admit(opts: &SseOptions, ctx: RequestContext) -> Result<RequestCon
         .as_deref()
         .into_iter()
         .chain(asked.into_iter().flatten());
-    let verdict = auth.admit_stream(ctx.headers(), ctx.uri(), rooms);
+    let verdict = auth.admit_stream(ctx.headers(), ctx.uri(), ctx.client_ip(), rooms);
     match verdict {
         Ok(Some(identity)) => {
             tracing::debug!(sub = identity.subject(), client = ?ctx.client_ip(), "stream admitted");
@@ -42,11 +42,19 @@ pub(super) fn admit(opts: &SseOptions, ctx: RequestContext) -> Result<RequestCon
     }
 }
 
-/// The 401 or 403 a refused stream gets, with `WWW-Authenticate`.
+/// The 401 or 403 a refused stream gets, with `WWW-Authenticate`; or the 429 of an
+/// address out of its budget of failed tokens, with `Retry-After`.
 pub(super) fn refusal(denied: &Denied) -> Response<SseBody> {
     let mut res = crate::respond::text(denied.status(), denied.message());
-    res.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, denied.challenge());
+    let headers = res.headers_mut();
+    match denied {
+        Denied::Throttled(secs) => {
+            headers.insert(header::RETRY_AFTER, http::HeaderValue::from(*secs));
+        }
+        _ => {
+            headers.insert(header::WWW_AUTHENTICATE, denied.challenge());
+        }
+    }
     res
 }
 

@@ -89,10 +89,13 @@ pub(crate) enum Refusal {
     MaxPendingPerIp,
     /// No complete first request head within `Server::header_timeout`.
     HeaderTimeout,
+    /// A request over TLS from an address with `Server::max_tls_requests_per_address`
+    /// in progress already.
+    MaxRequestsPerIp,
 }
 
 impl Refusal {
-    pub(crate) const ALL: [Refusal; 11] = [
+    pub(crate) const ALL: [Refusal; 12] = [
         Refusal::MaxConnections,
         Refusal::MaxConnectionsPerIp,
         Refusal::Authorize,
@@ -104,6 +107,7 @@ impl Refusal {
         Refusal::MaxPendingConnections,
         Refusal::MaxPendingPerIp,
         Refusal::HeaderTimeout,
+        Refusal::MaxRequestsPerIp,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -119,6 +123,7 @@ impl Refusal {
             Refusal::MaxPendingConnections => "max_pending_connections",
             Refusal::MaxPendingPerIp => "max_pending_per_ip",
             Refusal::HeaderTimeout => "header_timeout",
+            Refusal::MaxRequestsPerIp => "max_requests_per_ip",
         }
     }
 

@@ -65,7 +65,13 @@ pub(crate) struct GateLimits {
     pub(crate) connections: Option<usize>,
     pub(crate) pending: Option<usize>,
     pub(crate) pending_per_address: Option<usize>,
+    /// Requests in progress from one address over the TLS listeners (each stream is one
+    /// for its whole life): [`Ticket::begin_request`].
+    pub(crate) requests_per_address: Option<usize>,
 }
+
+/// The default of [`GateLimits::requests_per_address`] (`Server::max_tls_requests_per_address`).
+pub(crate) const TLS_REQUESTS_PER_ADDRESS: usize = 1024;
 
 impl Default for GateLimits {
     fn default() -> Self {
@@ -73,6 +79,7 @@ impl Default for GateLimits {
             connections: None,
             pending: Some(1024),
             pending_per_address: Some(128),
+            requests_per_address: Some(TLS_REQUESTS_PER_ADDRESS),
         }
     }
 }
@@ -118,6 +125,8 @@ struct Counts {
     open: usize,
     pending: usize,
     per_address: HashMap<IpAddr, usize>,
+    /// Requests in progress over TLS, by address key (entries at zero are removed).
+    requests: HashMap<IpAddr, usize>,
 }
 
 /// A ticket's states (see the invariants).
@@ -254,6 +263,36 @@ impl Ticket {
         }
     }
 
+    /// A request (over a TLS listener) begins: its slot among the requests in progress
+    /// from this address, held until its response body is dropped; `Err` (counted) if
+    /// the address has [`GateLimits::requests_per_address`] in progress already.
+    ///
+    /// HTTP/2 lets one connection carry hyper's 200 streams, and a client may open many
+    /// connections: without this, one address could hold thousands of streams, each
+    /// with its state in hyper and h2 and its outbox. Plain listeners are left alone: they
+    /// usually sit behind a proxy, whose one address is every client's.
+    pub(crate) fn begin_request(&self) -> Result<Option<RequestSlot>, ()> {
+        let gate = &self.gate;
+        let Some(max) = gate.limits.requests_per_address else {
+            return Ok(None);
+        };
+        let mut c = lock(&gate.counts);
+        let n = c.requests.entry(self.key).or_default();
+        if *n >= max {
+            if *n == 0 {
+                c.requests.remove(&self.key);
+            }
+            drop(c);
+            gate.count(Refusal::MaxRequestsPerIp);
+            return Err(());
+        }
+        *n += 1;
+        Ok(Some(RequestSlot {
+            gate: gate.clone(),
+            key: self.key,
+        }))
+    }
+
     /// The connection is closed because its first request's head did not come within
     /// the header timeout: counted as a refusal.
     pub(crate) fn timed_out(&self) {
@@ -268,6 +307,25 @@ fn leave_address(c: &mut Counts, key: IpAddr) {
         *n -= 1;
         if *n == 0 {
             c.per_address.remove(&key);
+        }
+    }
+}
+
+/// A request's place among those in progress from its address (over TLS).
+#[derive(Debug)]
+pub(crate) struct RequestSlot {
+    gate: Arc<Gate>,
+    key: IpAddr,
+}
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        let mut c = lock(&self.gate.counts);
+        if let Some(n) = c.requests.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                c.requests.remove(&self.key);
+            }
         }
     }
 }
@@ -297,6 +355,7 @@ mod tests {
                 connections: Some(5),
                 pending: Some(3),
                 pending_per_address: Some(2),
+                requests_per_address: None,
             },
             [hub.clone(), hub.clone()],
         );

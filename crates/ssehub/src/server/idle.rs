@@ -19,6 +19,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::watch;
 
+use super::gate::RequestSlot;
+
 /// The requests in progress on one connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Activity {
@@ -70,17 +72,20 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request in progress until it is dropped.
+/// A response body that keeps its request in progress (and its slot among its
+/// address's requests, if counted) until it is dropped.
 pub(crate) struct Tracked<B> {
     body: B,
     _in_flight: InFlight,
+    _slot: Option<RequestSlot>,
 }
 
 impl<B> Tracked<B> {
-    pub(crate) fn new(body: B, in_flight: InFlight) -> Tracked<B> {
+    pub(crate) fn new(body: B, in_flight: InFlight, slot: Option<RequestSlot>) -> Tracked<B> {
         Tracked {
             body,
             _in_flight: in_flight,
+            _slot: slot,
         }
     }
 }
