@@ -10,6 +10,9 @@
 //!   API ([`crate::HubApi::auth`]) apply: where a token is looked for, what anonymous
 //!   clients may do, and a static operator token.
 //!
+//! - `policy.rs`: [`Auth`] itself; `cache.rs`: verdicts on tokens by their hash;
+//!   `budget.rs`: failed verifications per client address.
+//!
 //! Tokens are secrets: nothing here logs one, and [`AuthError`]'s messages (which clients
 //! see) name what was wrong with a token, never a key or the token itself.
 

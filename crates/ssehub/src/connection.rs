@@ -1,9 +1,11 @@
 //! One SSE client: its handle, its bounded outbox, and the two sides of that outbox.
 //!
-//! - `handle.rs`: [`Connection`] itself: id, typed tags, close-once, callbacks, and the
-//!   `Owner` seam through which its hub cleans up (the connection knows no rooms).
+//! - `handle.rs`: [`Connection`] itself: id, typed tags, close-once, callbacks, what
+//!   observers read of it, the room list its hub keeps in it, and the `Owner` seam
+//!   through which its hub cleans up (the connection never names its hub).
 //! - `origin.rs`: where it came from and who it is (peer, since, transport, identity),
-//!   for observers.
+//!   and the `Audience` of its private updates.
+//! - `pace.rs`: the hub's clock of fan-outs, and whether a write was overtaken.
 //! - `outbox.rs`: the bounded queue of encoded frames and the flags that decide who
 //!   writes next; [`SlowConsumerPolicy`].
 //! - `send.rs`: every frame enters here; direct writes ([`Claim`]) of idle streams.

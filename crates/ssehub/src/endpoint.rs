@@ -6,9 +6,12 @@
 //! - `options.rs`: [`SseOptions`] and their check;
 //! - `request.rs`: what the hooks see ([`RequestContext`]) and [`Rejection`];
 //! - `client_addr.rs`: the client's address, behind trusted proxies too;
-//! - `origin.rs`: which web pages may open streams ([`SseOptions::allowed_origins`]);
+//! - `cors.rs`: which web pages may open streams ([`SseOptions::allowed_origins`]);
+//! - `dialect.rs`: the seam through which a request becomes a stream (the room dialect
+//!   is this module's own; `crate::mercure` is another);
+//! - `stream_auth.rs`: [`SseOptions::auth`] at a stream's door, and its end at expiry;
 //! - `hooks.rs`: how hooks run (own task, panics contained);
-//! - `keepalive.rs`: the keep-alive sweep and `retry:` jitter;
+//! - `retry.rs`: `retry:` hints, jittered per connection;
 //! - `body.rs`: [`SseBody`], the outbox as a streaming response body.
 //!
 //! ## Where we differ from SimpleW

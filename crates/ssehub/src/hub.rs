@@ -1,24 +1,31 @@
 //! The hub: rooms, membership, the connection registry, publishing and statistics.
 //!
-//! [`Hub`] is the facade; behind it, one concept per file:
+//! [`Hub`] is the facade (and the one door to a room: [`Hub::join`], [`Hub::leave`]);
+//! behind it, one concept per file:
 //! - `config.rs`: [`HubConfig`]; `publish_error.rs`: why a publication is refused;
-//! - `broadcast.rs`: [`Broadcast`], each room named once, and its checks;
+//! - `broadcast.rs`: [`Broadcast`] (made by [`Hub::to`]): its rooms ([`IntoRooms`]),
+//!   each named once, and its checks;
 //! - `rooms.rs`: the room table and the dead-room rule;
 //! - `fanout.rs`: queueing one frame to the members of some rooms, and counting it;
-//! - `backplane.rs`: the seam between publishing and delivering locally; `history.rs`
-//!   the in-process history, `redis.rs` the Redis backplane (feature `redis`);
+//! - `backplane.rs`: the seam between publishing and delivering locally, and the
+//!   in-process backplane; `redis.rs` the Redis one (feature `redis`);
+//! - `history.rs`: one hub-wide log of recorded events and a ring per room, replay;
+//! - `topics.rs`: what a dialect built on topics asks of the hub (long names, pattern
+//!   rooms, private publications, URN ids);
 //! - `presence.rs`: `ssehub.join` / `ssehub.leave` for the rooms that opt in;
+//! - `keepalive.rs`: one sweep per keep-alive interval pings idle streams;
 //! - `observe.rs`: what watchers see ([`RoomInfo`], [`MemberInfo`], refusal counts).
 //!
-//! An event's way: [`Broadcast::send`] encodes the message once, the backplane gives the
-//! publication its place and hands it to the local fan-out, which queues the same bytes
-//! to every member's outbox (and writes idle streams directly, after releasing the room
-//! locks). The caller never waits on a socket.
+//! An event's way: [`Broadcast::publish`] hands it to the backplane, which gives it its
+//! place (a number, the history) and hands it, encoded once, to the local fan-out, which
+//! queues the same bytes to every member's outbox (and writes idle streams directly,
+//! after releasing the locks). The caller never waits on a socket.
 //!
 //! ## Concurrency
-//! Lock order, always: a connection's room list -> the room table -> one room's members
-//! -> one connection's outbox. A connection closed by the slow-consumer policy during a
-//! fan-out is closed after the room lock is released, because closing takes it again.
+//! Lock order, always: the history's mutex -> a connection's room list -> the pattern
+//! rooms -> the room table -> one room's members -> one connection's outbox. A
+//! connection closed by the slow-consumer policy during a fan-out is closed after the
+//! room lock is released, because closing takes it again.
 //!
 //! ## Invariants
 //! - A closed connection cannot join: join checks `is_closed` under the connection's

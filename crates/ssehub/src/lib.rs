@@ -29,51 +29,28 @@
 //! ## Layout
 //!
 //! Data flows one way: caller -> [`Hub`] -> [`Connection`] outbox -> socket. One concept
-//! per file; every public type is re-exported here, at one path.
+//! per file; every public type is re-exported here, at one path. Each module's own
+//! documentation lists its files; ARCHITECTURE.md draws the map, the glossary and the
+//! lock order.
 //!
-//! - `frame`: the wire format. [`Message`] with its validation, encoding to `Bytes`.
-//!   No I/O.
-//! - [`decode`]: the client side of the wire format, an incremental decoder that follows
-//!   the HTML standard's parsing algorithm. Used by the CLI and the tests.
-//! - `hub` (`config`, `broadcast`, `rooms`, `fanout`, `backplane`, `history`, `redis`,
-//!   `presence`, `observe`): rooms and membership, publishing, the fan-out that queues
-//!   one frame to every member, the seam between publishing and delivering locally (in
-//!   process, or through Redis), presence events, and what the hub shows those who watch
-//!   it ([`RoomInfo`], [`MemberInfo`]). Never waits on a socket.
-//! - `connection` (`handle`, `origin`, `outbox`, `pace`, `send`, `writer`): one client. Identity, typed
-//!   tags, the closed notification that fires exactly once, the bounded outbox every
-//!   write goes through, and the direct writes of idle streams.
-//! - `endpoint` (`options`, `request`, `hooks`, `guard`, `keepalive`, `body`): the HTTP
-//!   side of SSE. [`SseOptions`], strict path match, handshake, hooks, keep-alive, and
-//!   [`SseBody`], which turns an outbox into a streaming response. [`SseEndpoint`] is a
-//!   `tower::Service`, so it mounts in axum or any tower stack.
-//! - `transport` (`takeover`, `chunked`): HTTP/1.1 streams served on the bare socket
-//!   after the handshake, and the `Transport` seam their writer runs on.
-//! - `server` (`listener`, `routes`, `drain`, `tls`): a small server for SimpleW's "new
-//!   server, add modules, run" feel: listeners (plain, or TLS with HTTP/2 by ALPN and
-//!   certificate reload, feature `tls`), static files, extra routes, lifecycle, graceful
-//!   shutdown.
-//! - `http_api` (`publish`, `rooms`, `bearer`, `access`, `csrf`): [`HubApi`],
-//!   `POST /publish`, `GET /stats`, `GET /rooms`, `GET /rooms/{room}` and (feature
-//!   `metrics`) `GET /metrics` as a `tower::Service` for publishers and operators,
-//!   guarded by a static token or by [`Auth`]; a publish the token cookie authorizes
-//!   only from the hub's own or allowed origins.
-//! - `auth` (`policy`, `claims`, `jwt`): who a request is ([`Identity`]), what it may
-//!   subscribe to, publish to and operate ([`Auth`]), and the JSON Web Token verifier
-//!   (feature `jwt`).
-//! - `respond`: the few response builders the server and the API share.
-//! - `hosts`: the host names a [`Server`] answers to (DNS rebinding).
-//! - `admission`: connection limits, in all and per client address.
-//! - `mercure` (`uri_template`, feature `mercure`): the Mercure protocol mode, in the
-//!   making; so far the RFC 6570 URI templates its subscribers select topics with.
-//! - `log_limit`: log lines a stranger can repeat, rate-limited per call site.
-//! - `metrics` (`labels`, `histogram`, `process`): every counter, in one place;
-//!   [`HubStats`] is its snapshot; timing histograms of sampled publications; the
-//!   process's own figures from `/proc`.
-//! - `prometheus` (feature `metrics`): `prometheus_text` and `MetricsCollector`,
-//!   the counters in the Prometheus text format, read at scrape time.
-//! - `shutdown`: how a process is asked to stop (the signals `Server::run` stops on).
-//! - `sync`: lock helpers that ignore poisoning.
+//! - `message`: the wire format: [`Message`], its validation, its encoding. No I/O.
+//! - [`decode`]: the client side of the wire format (the HTML standard's parser).
+//! - `hub`: rooms, publishing ([`Hub::to`]), the fan-out, the backplane seam (in
+//!   process, or Redis, feature `redis`), the history, presence, keep-alive. Never waits
+//!   on a socket.
+//! - `connection`: one client: [`Connection`], its bounded outbox, its writer's side.
+//! - `endpoint`: the HTTP side of SSE: [`SseOptions`], [`SseEndpoint`] (a
+//!   `tower::Service`), the room dialect, hooks, [`SseBody`].
+//! - `transport`: HTTP/1.1 streams served on the bare socket.
+//! - `server`: [`Server`]: listeners (TLS with feature `tls`), caps, routes, static
+//!   files, graceful shutdown.
+//! - `http_api`: [`HubApi`] for publishers and operators.
+//! - `auth`: [`Identity`], [`Auth`], the JSON Web Token verifier (feature `jwt`).
+//! - `mercure` (feature `mercure`): a Mercure hub (`Mercure`).
+//! - `metrics`, `prometheus` (feature `metrics`): the counters ([`HubStats`]) and the
+//!   Prometheus text.
+//! - `admission`, `hosts`, `selector`, `uri`, `respond`, `sync`, `shutdown`,
+//!   `log_limit`: the small pieces the others share.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 // On docs.rs only (Cargo.toml's `package.metadata.docs.rs`): each feature-gated item

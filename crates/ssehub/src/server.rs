@@ -11,7 +11,9 @@
 //! - `routes.rs`: the allowed hosts (`crate::hosts`), then dispatch to endpoints,
 //!   routes, static files, the fallback;
 //! - `static_files.rs`: [`StaticFiles`], what of a folder is served;
-//! - `drain.rs`: what shutdown does to the SSE streams.
+//! - `drain.rs`: what shutdown does to the SSE streams;
+//! - `body.rs`: the one response body every route answers with;
+//! - `tls.rs`: `TlsConfig` (feature `tls`): rustls, ALPN, certificate reload.
 //!
 //! ```no_run
 //! use ssehub::{Server, SseOptions, StaticFiles};
