@@ -395,3 +395,54 @@ async fn a_template_resuming_past_what_the_log_keeps_is_told() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_the_channel_lost_reaches_templates_from_the_log() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let (a, b) = two_nodes(&redis, config()).await;
+    let mut star = b.subscribe(&["*"], &[]).await;
+    let mut template = a.subscribe(&["https://e.com/lost/{id}"], &[]).await;
+    let id = a
+        .publish(&[("topic", "https://e.com/lost/0"), ("data", "0")])
+        .await;
+    assert_eq!(next(&mut star).await.0, "0");
+    assert_eq!(next(&mut template).await.0, "0");
+    // An update recorded as the publish script records it, whose message on the channel
+    // was lost (PUB/SUB is at most once): the nodes' probes find its number, and they
+    // read it from the log, the only place that has it for a subscriber by pattern.
+    let epoch = &id["urn:uuid:".len()..][..8];
+    let seq: u64 = redis
+        .cmd(&["HGET", "m:meta", "seq"])
+        .text()
+        .parse()
+        .unwrap();
+    let next_seq = seq + 1;
+    let lost = format!("urn:uuid:{epoch}-0000-4000-8000-{next_seq:012x}");
+    let frame = format!("id: {lost}\ndata: lost\n\n");
+    let header = "elsewhere\x1f1\x1f1\x1f0\x1f\x1fhttps://e.com/lost/1";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    let entry = format!("{next_seq}-1");
+    redis.cmd(&[
+        "XADD", "m:log", &entry, "f", &frame, "t", &now, "c", "", "h", header,
+    ]);
+    redis.cmd(&["HSET", "m:logmeta", "last", &next_seq.to_string()]);
+    redis.cmd(&["HINCRBY", "m:meta", "seq", "1"]);
+    for c in [&mut star, &mut template] {
+        assert_eq!(next(c).await, ("lost".to_owned(), lost.clone()));
+    }
+    let after = b
+        .publish(&[("topic", "https://e.com/lost/2"), ("data", "2")])
+        .await;
+    for c in [&mut star, &mut template] {
+        assert_eq!(next(c).await, ("2".to_owned(), after.clone()), "once");
+    }
+    a.stop().await;
+    b.stop().await;
+}
