@@ -598,6 +598,10 @@ fn keeper<'a>(
         let Some((private, topics)) = wire::audience(&e.header) else {
             return false;
         };
+        if by_log.is_none() && !private {
+            // A public event of one of its rooms (a room hub's every event).
+            return true;
+        }
         let topics: Vec<&str> = topics.collect();
         if let Some((rooms, patterns, exact)) = &by_log {
             let exactly = topics.iter().any(|t| exact.contains(t));
