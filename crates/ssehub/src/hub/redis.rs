@@ -1,7 +1,10 @@
 //! The Redis backplane: several nodes sharing rooms and history through one Redis.
 //!
 //! - `scripts.rs`: the keys and the Lua scripts (publish: number, record, trim,
-//!   `PUBLISH`, atomically; probe: where the epoch and the sequence are).
+//!   `PUBLISH`, atomically; probe: where the epoch and the sequence are). A hub with
+//!   patterns (a topic dialect) also records every event in a hub-wide log, which its
+//!   streams by pattern replay from; its ids are of the hub's form (`urn:uuid:` for
+//!   Mercure), and a caller's id may repeat where the hub allows it.
 //! - `wire.rs`: what a node tells the others on the channel.
 //! - `subscriber.rs`: the task that listens to the channel and delivers on this node, in
 //!   sequence order, what passes its checks; probes a silent Redis; moves to a new

@@ -25,6 +25,14 @@
 //! node, `D`): if `D <= T`, the events up to `D` come from the read and those after `D`
 //! will come on the channel, so nothing is lost or doubled; if this node has meanwhile
 //! delivered past `T`, it reads what came after `T` (a few events) and tries again.
+//!
+//! ## Replay of a hub of topics
+//! A private entry is replayed only to a stream whose audience accepts one of its
+//! topics (the header says both), as the live fan-out decides. A stream with a pattern
+//! among its rooms (a hub with patterns, `hub/topics.rs`) reads the hub-wide log
+//! instead of its rooms' streams: one stream, walked the same way, keeping the entries
+//! of its exact rooms and those its patterns match, at most [`LOG_READS`] entries read;
+//! whatever the log dropped after the cursor is a gap for all its rooms.
 
 use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::sync::Arc;
