@@ -42,7 +42,7 @@ pub use cursor::GapReason;
 pub(crate) use cursor::{check_own_id, gap_frame, hub_id_of, id_only_frame, place, Resume};
 // Read by the Redis replay (and the tests) only.
 #[cfg(any(feature = "redis", test))]
-pub(crate) use cursor::hub_form;
+pub(crate) use cursor::{hub_form, hub_id};
 
 use super::publish_error::PublishError;
 use super::topics::{IdForm, Patterns};
