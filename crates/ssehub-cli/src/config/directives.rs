@@ -150,9 +150,9 @@ fn apply(d: &Directive, out: &mut Directives) -> Result<(), String> {
         "subscriptions" => {
             count(0, 0)?;
             out.warnings.push(format!(
-                "{}: accepted, but ssehub does not send subscription events yet (they come \
-                 with the Mercure 1.0 work); subscribers to \
-                 /.well-known/mercure/subscriptions/... get nothing",
+                "{}: accepted, but ssehub does not send subscription events yet, nor \
+                 serve the subscriptions API (they come with the Mercure 1.0 work): a \
+                 subscriber to /.well-known/mercure/subscriptions/... topics gets nothing",
                 here()
             ));
         }
