@@ -463,9 +463,12 @@ impl Config {
         let mut config: Config = toml::Value::Table(table)
             .try_into()
             .context("the configuration")?;
-        config.warnings = warnings;
         config.origins = origins;
         config.https_server_name = https_server_name;
+        if config.mercure.enabled {
+            warnings.extend(config.mercure.well_known_keys(&|k| config.named(k)));
+        }
+        config.warnings = warnings;
         Ok(config)
     }
 

@@ -496,6 +496,20 @@ fn check_config_prints_the_effective_mercure_configuration_keys_hidden() {
     for shown in [&out, &err] {
         assert!(!shown.contains(SECRET), "{shown}");
     }
+    // The reference hub's example secret is warned of.
+    let example = [(
+        "MERCURE_PUBLISHER_JWT_KEY",
+        "!ChangeThisMercureHubJWTSecretKey!",
+    )];
+    let (ok, _, err) = check_config(file.path(), &example);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(
+            "warning: mercure.publisher_jwt_key (from MERCURE_PUBLISHER_JWT_KEY) is the \
+             reference hub's example secret"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

@@ -73,6 +73,9 @@ impl Default for MercureSection {
     }
 }
 
+/// The secret of the reference hub's examples.
+const EXAMPLE_SECRET: &str = "!ChangeThisMercureHubJWTSecretKey!";
+
 /// Whose key: the publishers' or the subscribers'.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -124,6 +127,22 @@ impl MercureSection {
             return Ok(None);
         };
         verifier(key, alg, &named(role.key_field()), &named(role.alg_field())).map(Some)
+    }
+
+    /// A warning for each key that is the reference hub's example secret: it is in
+    /// every tutorial and compose file, so anyone can sign tokens with it.
+    pub(crate) fn well_known_keys(&self, named: &dyn Fn(&str) -> String) -> Vec<String> {
+        [Role::Publisher, Role::Subscriber]
+            .into_iter()
+            .filter(|r| self.key_of(*r).0 == Some(EXAMPLE_SECRET))
+            .map(|r| {
+                format!(
+                    "{} is the reference hub's example secret, published in its \
+                     documentation: anyone can sign tokens with it; use a long random one",
+                    named(r.key_field())
+                )
+            })
+            .collect()
     }
 
     /// One line saying what the hub runs with, keys hidden.
@@ -281,6 +300,20 @@ mod tests {
         let (_, kind) = verifier(dir.to_str().unwrap(), "ES256", "k", "a").unwrap();
         assert!(kind.contains("file"), "{kind}");
         let _ = std::fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn the_example_secret_is_warned_of() {
+        let mut m = MercureSection {
+            publisher_jwt_key: Some(EXAMPLE_SECRET.into()),
+            subscriber_jwt_key: Some("another".into()),
+            ..MercureSection::default()
+        };
+        let warned = m.well_known_keys(&|k| k.to_owned());
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].starts_with("mercure.publisher_jwt_key is the reference"));
+        m.publisher_jwt_key = Some("a long random one".into());
+        assert!(m.well_known_keys(&|k| k.to_owned()).is_empty());
     }
 
     #[test]
