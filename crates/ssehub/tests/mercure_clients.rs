@@ -89,8 +89,7 @@ impl MercureServer {
             .route("/page", move |_req| {
                 let cookie = cookie.lock().unwrap().clone();
                 async move {
-                    let mut res =
-                        http::Response::new(http_body_util::Full::new(Bytes::from(PAGE)));
+                    let mut res = http::Response::new(http_body_util::Full::new(Bytes::from(PAGE)));
                     let h = res.headers_mut();
                     h.insert(
                         http::header::CONTENT_TYPE,
@@ -318,7 +317,8 @@ fn php_available() -> bool {
     if browser::which("php").is_none() {
         return false;
     }
-    let check = "$f = getenv('SYMFONY_MERCURE_AUTOLOAD') ?: 'Symfony/Component/Mercure/autoload.php'; \
+    let check =
+        "$f = getenv('SYMFONY_MERCURE_AUTOLOAD') ?: 'Symfony/Component/Mercure/autoload.php'; \
                  exit(stream_resolve_include_path($f) === false ? 1 : 0);";
     std::process::Command::new("php")
         .args(["-r", check])
@@ -348,7 +348,13 @@ async fn php(input: Value) -> Vec<Value> {
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     // The hub is on 127.0.0.1: no proxy in between.
-    for proxy in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"] {
+    for proxy in [
+        "http_proxy",
+        "HTTP_PROXY",
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+    ] {
         cmd.env_remove(proxy);
     }
     let mut child = cmd.spawn().expect("spawn php");
@@ -398,7 +404,7 @@ async fn symfony_publishes_what_subscribers_receive_private_updates_to_the_grant
     let text = "Hello, wörld & co: 1+1 = 2?\nsecond line";
     let lines = php(json!({
         "hub": srv.hub_url(),
-        "jwt": publisher(&[BOOKS]),
+        "jwt": publisher(&[BOOKS, "https://example.com/alt/{id}"]),
         "updates": [
             { "topics": [book(1), "https://example.com/alt/1"], "data": text,
               "type": "book.updated" },
@@ -412,7 +418,10 @@ async fn symfony_publishes_what_subscribers_receive_private_updates_to_the_grant
     }))
     .await;
     assert_eq!(lines.len(), 5, "{lines:?}");
-    let ids: Vec<String> = [0, 1, 2, 4].iter().map(|&i| published_id(&lines[i])).collect();
+    let ids: Vec<String> = [0, 1, 2, 4]
+        .iter()
+        .map(|&i| published_id(&lines[i]))
+        .collect();
     assert!(ids[0].starts_with("urn:uuid:"), "the hub's id: {}", ids[0]);
     assert_eq!(ids[1], "book-1-v2", "the caller's id comes back");
     assert!(ids[2].starts_with("urn:uuid:") && ids[3].starts_with("urn:uuid:"));
@@ -506,7 +515,10 @@ async fn symfonys_authorization_cookie_lets_a_subscriber_in_to_private_updates()
         vec![event("message", "for all", &public)]
     );
     // A forged cookie is refused, not taken for anonymous.
-    let forged = format!("mercureAuthorization={}x", cookie["value"].as_str().unwrap());
+    let forged = format!(
+        "mercureAuthorization={}x",
+        cookie["value"].as_str().unwrap()
+    );
     let c = SseClient::connect(
         srv.addr,
         &format!("{MERCURE_PATH}?topic=x"),
@@ -526,8 +538,22 @@ async fn symfonys_authorization_cookie_lets_a_subscriber_in_to_private_updates()
     let private = srv
         .publish(&[("topic", &book(8)), ("data", "private"), ("private", "on")])
         .await;
-    let log = wait_for_page_events(&browser, 1).await;
-    assert_eq!(log, vec![event("message", "private", &private)]);
+    let marker = srv
+        .publish(&[("topic", &book(8)), ("data", "marker")])
+        .await;
+    let first = wait_for_page_events(&browser, 1).await;
+    assert_eq!(
+        first[0],
+        event("message", "private", &private),
+        "the page got the private update first (its cookie was sent)"
+    );
+    assert_eq!(
+        wait_for_page_events(&browser, 2).await,
+        vec![
+            event("message", "private", &private),
+            event("message", "marker", &marker)
+        ]
+    );
     browser.quit().await;
     srv.stop().await;
 }
@@ -631,14 +657,17 @@ impl Scenario {
     }
 }
 
-/// The page's log once it holds `n` events.
+/// The page's log once it holds `n` events, or one of type `last`.
 async fn wait_for_page_events(browser: &Browser, n: usize) -> Vec<Seen> {
     let log = browser
         .poll(
             &format!("{n} events on the page"),
             "return window.__log;",
             CLIENT_WAIT,
-            |v| v.as_array().is_some_and(|a| a.len() >= n),
+            |v| {
+                v.as_array()
+                    .is_some_and(|a| a.len() >= n || a.iter().any(|e| e["type"] == "last"))
+            },
         )
         .await;
     log.as_array()
