@@ -436,7 +436,7 @@ async fn symfony_publishes_what_subscribers_receive_private_updates_to_the_grant
         lines[3]
     );
 
-    let public = |with_secret: bool| {
+    let expected = |with_secret: bool| {
         let mut v = vec![
             event("book.updated", text, &ids[0]),
             event("retry", "1500", ""),
@@ -450,12 +450,12 @@ async fn symfony_publishes_what_subscribers_receive_private_updates_to_the_grant
     };
     assert_eq!(
         seen(&mut granted, "marker").await,
-        public(true),
+        expected(true),
         "the granted one"
     );
     assert_eq!(
         seen(&mut anonymous, "marker").await,
-        public(false),
+        expected(false),
         "no private update to an anonymous subscriber"
     );
     // The refused update went nowhere: the next thing an author subscriber gets is this.
