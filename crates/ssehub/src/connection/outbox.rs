@@ -206,13 +206,15 @@ impl Outbox {
         Some(end)
     }
 
-    /// A write (the task's or a direct one) ended now, `behind` if later fan-outs
-    /// overtook it (see `pace.rs`). Then the next write waits for the batching window,
-    /// unless frames are already waiting (the write was as large as a batch may be):
+    /// A write (the task's or a direct one) ended now; `gather` is how long the next
+    /// waits for events to gather, if it does (see `pace.rs`), unless frames are already
+    /// waiting (the write was as large as a batch may be):
     /// waiting would only cap the stream's throughput. While the server keeps up, the
     /// next event is written at once (and the clock is not even read).
-    pub(super) fn wrote(&mut self, window: Duration, behind: bool) {
-        self.next_write = (behind && self.queue.is_empty()).then(|| Instant::now() + window);
+    pub(super) fn wrote(&mut self, gather: Option<Duration>) {
+        self.next_write = gather
+            .filter(|_| self.queue.is_empty())
+            .map(|w| Instant::now() + w);
     }
 
     /// The task's waker, to wake it: from now on it is busy, not parked.

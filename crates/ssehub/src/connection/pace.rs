@@ -1,31 +1,152 @@
 //! Whether the server keeps up: the signal that decides between writing at once and
 //! letting events gather.
 //!
-//! Every fan-out takes the next number of its hub's [`Clock`]. A write that ends
-//! after two later fan-outs have begun was overtaken: events arrive faster than this process
-//! writes them, and the stream it wrote lets the next ones gather for its batching
-//! window (fewer, larger writes: less CPU per event, and the backlog drains). A write
-//! that ends before the next fan-out leaves the stream ready to be written at once
-//! again: while the server keeps up, latency stays that of one write.
+//! Two signals, one per end of the load:
+//! - **The load** of the process: every 10 ms a fan-out samples the share of time the
+//!   runtime's workers were busy. Past 75 % the pressure rises a level, under 45 % it
+//!   falls one; at each level a stream that just wrote lets events gather for a part of
+//!   its batching window (a half per level below the top). Under pressure a stream
+//!   writes many events at once: fewer, larger writes, less CPU per event, the backlog
+//!   drains, and the load falls back, keeping the process under a core per worker. With
+//!   one sequential publisher as with many.
+//! - **Being overtaken**: every fan-out takes the next number of its hub's [`Clock`]; a
+//!   write that ends after two later fan-outs have begun was overtaken (events arrive
+//!   faster than they are written, before the load shows it), and the stream waits its
+//!   whole window.
+//!
+//! While the process keeps up, neither holds: every event is written at once, and
+//! latency stays that of one write.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
 
-/// The hub's count of fan-outs begun: the clock pacing reads. Relaxed: a stale read only
-/// makes one write wait (or not) one window more.
-#[derive(Debug, Default)]
-pub(crate) struct Clock(AtomicU64);
+/// The hub's count of fan-outs begun, and its pressure: how loaded the process that runs
+/// it is, as a level that sets how long streams let events gather. Relaxed: a stale read
+/// only makes one write wait (or not) one window more.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    fanouts: AtomicU64,
+    pressure: Pressure,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            fanouts: AtomicU64::new(0),
+            pressure: Pressure::new(),
+        }
+    }
+}
 
 impl Clock {
-    /// A fan-out begins: the next number.
-    fn tick(&self) -> u64 {
-        self.0.fetch_add(1, Ordering::Relaxed) + 1
+    /// A fan-out begins (at `now`): the next number. Every few milliseconds the first
+    /// fan-out also samples the load.
+    fn tick(&self, now: Instant) -> u64 {
+        self.pressure.sample(now);
+        self.fanouts.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// The number of the latest fan-out begun.
     pub(crate) fn now(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.fanouts.load(Ordering::Relaxed)
     }
+
+    /// How long a stream that just wrote lets events gather before its next write, out
+    /// of its configured `window`: none while the process keeps up, up to all of it as
+    /// the load nears a whole core per worker.
+    pub(crate) fn gather(&self, window: Duration) -> Option<Duration> {
+        let level = self.pressure.level.load(Ordering::Relaxed);
+        (level > 0).then(|| window / (1 << (MAX_LEVEL - level)))
+    }
+}
+
+/// The highest pressure: a stream waits its whole window. Each level below halves it
+/// (20, 10, 5, 2.5, 1.25 ms with the default window).
+const MAX_LEVEL: u8 = 5;
+
+/// How often the load is sampled (by the first fan-out after it is due).
+const SAMPLE: Duration = Duration::from_millis(10);
+
+/// Busier than this share of the workers' time: one level up (gather longer).
+const HIGH: f64 = 0.75;
+
+/// Less busy than this: one level down. Between the two the level stays, so that the
+/// windows that brought the load down do not end for it.
+const LOW: f64 = 0.45;
+
+/// The load signal: the share of the last sample's time the runtime's workers were busy
+/// (tokio's busy durations; no system call), turned into a level with hysteresis. True
+/// at saturation whatever the shape of the load (one sequential publisher or many), and
+/// false at light load, where every event goes out at once.
+#[derive(Debug)]
+struct Pressure {
+    /// When the first sample was due (the zero of the times below).
+    origin: Instant,
+    /// Nanoseconds since `origin` when the next sample is due.
+    next: AtomicU64,
+    /// The workers' busy nanoseconds, in all, at the last sample, and its time.
+    busy: AtomicU64,
+    at: AtomicU64,
+    level: AtomicU8,
+}
+
+impl Pressure {
+    fn new() -> Pressure {
+        Pressure {
+            origin: Instant::now(),
+            next: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+            at: AtomicU64::new(0),
+            level: AtomicU8::new(0),
+        }
+    }
+
+    fn sample(&self, now: Instant) {
+        let t = now.saturating_duration_since(self.origin).as_nanos() as u64;
+        let due = self.next.load(Ordering::Relaxed);
+        if t < due {
+            return;
+        }
+        // One sampler per period: the fan-out that moves `next` on.
+        let next = t + SAMPLE.as_nanos() as u64;
+        if self
+            .next
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let Some((busy, workers)) = runtime_busy() else {
+            return;
+        };
+        let last_busy = self.busy.swap(busy, Ordering::Relaxed);
+        let last_at = self.at.swap(t, Ordering::Relaxed);
+        let wall = t.saturating_sub(last_at) as f64 * workers as f64;
+        if last_at == 0 || wall <= 0.0 {
+            return;
+        }
+        let load = busy.saturating_sub(last_busy) as f64 / wall;
+        let level = self.level.load(Ordering::Relaxed);
+        let new = if load > HIGH {
+            (level + 1).min(MAX_LEVEL)
+        } else if load < LOW {
+            level.saturating_sub(1)
+        } else {
+            level
+        };
+        self.level.store(new, Ordering::Relaxed);
+    }
+}
+
+/// The busy nanoseconds of the current tokio runtime's workers, in all, and how many
+/// workers it has (`None` outside a runtime).
+fn runtime_busy() -> Option<(u64, usize)> {
+    let metrics = tokio::runtime::Handle::try_current().ok()?.metrics();
+    let workers = metrics.num_workers();
+    let busy = (0..workers)
+        .map(|w| metrics.worker_total_busy_duration(w).as_nanos() as u64)
+        .sum();
+    Some((busy, workers))
 }
 
 /// When, and after which fan-out, a frame was queued.
@@ -38,9 +159,10 @@ pub(crate) struct Stamp {
 impl Stamp {
     /// A fan-out of the hub whose clock is `clock` begins now: the stamp its frames carry.
     pub(crate) fn fanout(clock: &Clock) -> Stamp {
+        let at = Instant::now();
         Stamp {
-            fanout: clock.tick(),
-            at: Instant::now(),
+            fanout: clock.tick(at),
+            at,
         }
     }
 
@@ -59,4 +181,19 @@ impl Stamp {
 /// event), while two mean the writes fall behind the events.
 pub(crate) fn overtaken(clock: &Clock, since: u64) -> bool {
     clock.now() > since + 1
+}
+
+/// How long a stream that just wrote frames taken after fan-out `since` lets the next
+/// gather: its whole `window` if it was overtaken (or `adaptive` is off), the pressure's
+/// part of it otherwise, or none.
+pub(crate) fn gather(
+    clock: &Clock,
+    since: u64,
+    window: Duration,
+    adaptive: bool,
+) -> Option<Duration> {
+    if !adaptive || overtaken(clock, since) {
+        return Some(window);
+    }
+    clock.gather(window)
 }

@@ -235,9 +235,14 @@ impl Connection {
                     out.bytes += rest.len();
                     out.raw = Some(rest);
                 }
-                let behind =
-                    pace::overtaken(self.owner().clock(), fanout) || !self.inner.config.adaptive;
-                out.wrote(self.inner.config.batch_window, behind);
+                let config = &self.inner.config;
+                let clock = self.owner().clock();
+                out.wrote(pace::gather(
+                    clock,
+                    fanout,
+                    config.batch_window,
+                    config.adaptive,
+                ));
                 false
             }
             Some(Err(_)) => true,

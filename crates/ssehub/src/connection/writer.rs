@@ -155,8 +155,14 @@ impl Connection {
     /// The task wrote frames it took after fan-out `since` (see the batching rule of
     /// `Outbox::wrote`).
     pub(crate) fn wrote(&self, since: u64) {
-        let behind = pace::overtaken(self.owner().clock(), since) || !self.inner.config.adaptive;
-        lock(&self.inner.outbox).wrote(self.inner.config.batch_window, behind);
+        let config = &self.inner.config;
+        let gather = pace::gather(
+            self.owner().clock(),
+            since,
+            config.batch_window,
+            config.adaptive,
+        );
+        lock(&self.inner.outbox).wrote(gather);
     }
 
     /// The newest fan-out now, for [`Connection::wrote`].
