@@ -5,7 +5,8 @@
 //!   through which its hub cleans up (the connection never names its hub).
 //! - `origin.rs`: where it came from and who it is (peer, since, transport, identity),
 //!   and the `Audience` of its private updates.
-//! - `pace.rs`: the hub's clock of fan-outs, and whether a write was overtaken.
+//! - `pace.rs`: the hub's clock of fan-outs and the process's pressure (the runtime's
+//!   busy share, as levels): whether a stream writes at once or lets events gather.
 //! - `outbox.rs`: the bounded queue of encoded frames and the flags that decide who
 //!   writes next; [`SlowConsumerPolicy`].
 //! - `send.rs`: every frame enters here; direct writes ([`Claim`]) of idle streams.

@@ -126,15 +126,23 @@ impl Pressure {
             return;
         }
         let load = busy.saturating_sub(last_busy) as f64 / wall;
-        let level = self.level.load(Ordering::Relaxed);
-        let new = if load > HIGH {
-            (level + 1).min(MAX_LEVEL)
-        } else if load < LOW {
-            level.saturating_sub(1)
-        } else {
-            level
-        };
+        let periods = t.saturating_sub(last_at) / SAMPLE.as_nanos() as u64;
+        let new = next_level(self.level.load(Ordering::Relaxed), load, periods);
         self.level.store(new, Ordering::Relaxed);
+    }
+}
+
+/// The level after a sample that found the workers busy `load` of the time, over
+/// `periods` sampling periods: up one past [`HIGH`], down one under [`LOW`] (a level per
+/// period of a quiet spell with no fan-out at all, so that the first events after a
+/// burst go out at once, not a window late), else unchanged.
+fn next_level(level: u8, load: f64, periods: u64) -> u8 {
+    if load > HIGH {
+        (level + 1).min(MAX_LEVEL)
+    } else if load < LOW {
+        level.saturating_sub(u8::try_from(periods.max(1)).unwrap_or(u8::MAX))
+    } else {
+        level
     }
 }
 
@@ -196,4 +204,52 @@ pub(crate) fn gather(
         return Some(window);
     }
     clock.gather(window)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_level_climbs_under_load_and_holds_between_the_bounds() {
+        let mut level = 0;
+        for expected in [1, 2, 3, 4, 5, 5] {
+            level = next_level(level, 0.9, 1);
+            assert_eq!(level, expected);
+        }
+        assert_eq!(
+            next_level(level, 0.6, 1),
+            5,
+            "between LOW and HIGH it stays"
+        );
+        assert_eq!(
+            next_level(level, 0.2, 1),
+            4,
+            "one period of light load: one level"
+        );
+        assert_eq!(
+            next_level(level, 0.0, 3),
+            2,
+            "a quiet spell: a level per period"
+        );
+        assert_eq!(next_level(level, 0.0, 1_000), 0);
+    }
+
+    #[test]
+    fn gather_is_none_at_rest_and_the_whole_window_when_overtaken() {
+        let clock = Clock::default();
+        let window = Duration::from_millis(20);
+        assert_eq!(gather(&clock, 0, window, true), None);
+        assert_eq!(gather(&clock, 0, window, false), Some(window));
+        let now = Instant::now();
+        clock.tick(now);
+        clock.tick(now);
+        assert_eq!(
+            gather(&clock, 0, window, true),
+            Some(window),
+            "two fan-outs began since"
+        );
+        clock.pressure.level.store(MAX_LEVEL - 1, Ordering::Relaxed);
+        assert_eq!(clock.gather(window), Some(window / 2));
+    }
 }
