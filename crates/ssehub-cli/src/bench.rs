@@ -18,7 +18,8 @@
 //! open-file limit allows (less a small reserve); spreading subscribers over child
 //! processes is not implemented, so N is capped there.
 //!
-//! The run's phases are here; each phase's work is in the module named for it.
+//! The run's phases are here; each phase's work is in the module named for it;
+//! `sweep` runs them once per rate of `--sweep`.
 
 mod agents;
 mod agreement;
@@ -30,6 +31,7 @@ mod replay;
 mod report;
 mod rx_time;
 mod subscribers;
+mod sweep;
 
 use std::time::{Duration, Instant};
 
@@ -52,7 +54,7 @@ pub(crate) use agents::{run_agent, AgentArgs};
 /// File descriptors kept back from the open-file limit for everything but subscribers.
 const FD_RESERVE: u64 = 64;
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub(crate) struct Args {
     /// Server base URL; the bench uses its /sse, /publish and /stats.
     #[arg(long, default_value = "http://127.0.0.1:2015")]
@@ -118,6 +120,27 @@ pub(crate) struct Args {
     /// live again, and server CPU per replayed event. Needs a hub with history.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub replay_back: u64,
+    /// Run the scenario once per rate (events per second, or `max`), e.g.
+    /// `20,200,2000,20000,max`: a table of CPU per delivery and p99 per rate, and the
+    /// saturation point.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "RATES",
+        conflicts_with = "rate"
+    )]
+    pub sweep: Vec<String>,
+    /// Seconds each fixed rate of a sweep publishes for (at most `--messages` events).
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub sweep_seconds: f64,
+    /// Add the sweep to this JSON file under `--label` (replacing that label's), to
+    /// compare servers swept one after the other.
+    #[arg(long, value_name = "FILE")]
+    pub sweep_out: Option<std::path::PathBuf>,
+    /// Draw every series of `--sweep-out` to this SVG file (CPU per delivery and p99
+    /// against the asked rate), and print them as one table.
+    #[arg(long, value_name = "FILE", requires = "sweep_out")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
@@ -142,6 +165,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut pids = args.server_pid.clone();
     pids.extend(server.as_ref().map(ServerProcess::id));
+    if !args.sweep.is_empty() {
+        let result = sweep::run(&args, &target, &pids).await;
+        drop(server);
+        return result;
+    }
     let result = bench(&args, &target, &pids).await;
     drop(server);
     let report = result?;
@@ -163,6 +191,10 @@ fn check(args: &Args) -> anyhow::Result<()> {
     }
     if args.size < 21 {
         bail!("--size must be at least 21 bytes (the send time is embedded in the data)");
+    }
+    sweep::parse_rates(&args.sweep)?;
+    if !(args.sweep_seconds > 0.0 && args.sweep_seconds.is_finite()) {
+        bail!("--sweep-seconds must be a positive number of seconds");
     }
     if let Some(rate) = args.rate {
         if !(rate > 0.0 && rate.is_finite()) {
@@ -452,6 +484,60 @@ mod tests {
         .await
         .expect("the server starts");
         (url, task)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sweep_runs_each_rate_and_gathers_the_series_of_two_servers() {
+        let (url, server) = start_server().await;
+        let dir = std::env::temp_dir().join(format!("ssehub-sweep-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("sweep.json");
+        let plot = dir.join("sweep.svg");
+        for label in ["first", "second"] {
+            let args = bench_args(&[
+                "--url",
+                &url,
+                "--subscribers",
+                "20",
+                "--messages",
+                "40",
+                "--sweep",
+                "100,max",
+                "--sweep-seconds",
+                "0.2",
+                "--label",
+                label,
+                "--sweep-out",
+                out.to_str().unwrap(),
+                "--plot",
+                plot.to_str().unwrap(),
+            ]);
+            let target = Target::parse(&args.url).await.unwrap();
+            let pid = std::process::id();
+            tokio::time::timeout(Duration::from_secs(60), sweep::run(&args, &target, &[pid]))
+                .await
+                .expect("the sweep finishes")
+                .expect("the sweep succeeds");
+        }
+        server.abort();
+        let all: Vec<sweep::Series> =
+            serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(all.len(), 2);
+        for series in &all {
+            let asked: Vec<_> = series.steps.iter().map(|s| s.asked).collect();
+            assert_eq!(asked, vec![Some(100.0), None]);
+            assert!(series.steps.iter().all(|s| s.lost == 0));
+            assert!(series.steps.iter().all(|s| s.cpu_us_per_delivery.is_some()));
+            // 0.2 s at 100/s: 20 events to 20 subscribers.
+            assert!(series.steps[0].deliveries_per_second > 0.0);
+        }
+        let svg = std::fs::read_to_string(&plot).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            4,
+            "two panels, two series"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
