@@ -218,6 +218,9 @@ fn asked_rates(all: &[Series]) -> Vec<Option<f64>> {
     rates
 }
 
+/// One figure of a step, as a plot reads it.
+type Figure = fn(&Step) -> Option<f64>;
+
 /// Two panels side by side, CPU per delivery and p99 latency against the asked rate
 /// (evenly spaced, as asked; both y axes logarithmic), a line per series.
 pub(super) fn svg(all: &[Series]) -> String {
@@ -233,7 +236,7 @@ pub(super) fn svg(all: &[Series]) -> String {
         2.0 * w,
         h + 20.0 * all.len() as f64 + 10.0
     );
-    let panels: [(&str, fn(&Step) -> Option<f64>); 2] = [
+    let panels: [(&str, Figure); 2] = [
         ("server CPU per delivery (µs)", |s| s.cpu_us_per_delivery),
         ("p99 latency (ms)", |s| s.p99_us.map(|p| p as f64 / 1e3)),
     ];
