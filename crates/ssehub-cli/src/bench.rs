@@ -23,6 +23,7 @@
 
 mod agents;
 mod agreement;
+mod dialect;
 mod event_scan;
 mod fleet;
 mod latency;
@@ -43,6 +44,7 @@ use crate::hub_client::{ServerStats, Target};
 use crate::procfs::{cpu_seconds, rss_bytes};
 use crate::server_process::ServerProcess;
 use agents::Agents;
+pub(crate) use dialect::Dialect;
 use fleet::Fleet;
 use latency::now_ns;
 use publishers::Published;
@@ -65,6 +67,14 @@ pub(crate) struct Args {
     /// Rooms `bench-0..K`: subscribers and publishes go round-robin over them.
     #[arg(long, default_value_t = 1)]
     pub rooms: usize,
+    /// The protocol: ssehub's rooms, or the Mercure hub at /.well-known/mercure (its
+    /// topics `https://bench.example/rooms/K`; needs `--mercure-key`).
+    #[arg(long, value_enum, default_value_t)]
+    pub dialect: Dialect,
+    /// The Mercure hub's publisher key (an HMAC secret): the bench signs an HS256 token
+    /// that may publish to every topic.
+    #[arg(long, env = "SSEHUB_BENCH_MERCURE_KEY", hide_env_values = true)]
+    pub mercure_key: Option<String>,
     /// Events to publish (0: only connect, for the memory figure).
     #[arg(long, default_value_t = 1000)]
     pub messages: u64,
@@ -145,9 +155,10 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     check(&args)?;
-    let target = Target::parse(&args.url)
+    let mut target = Target::parse(&args.url)
         .await
         .with_context(|| format!("--url {}", args.url))?;
+    target.stats_section = args.dialect.stats_section();
     let limit = raise_fd_limit();
     if args.agents == 0 && args.subscribers as u64 + FD_RESERVE > limit {
         bail!(
@@ -188,6 +199,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 fn check(args: &Args) -> anyhow::Result<()> {
     if args.subscribers == 0 || args.rooms == 0 || args.publishers == 0 || args.threads == 0 {
         bail!("--subscribers, --rooms, --publishers and --threads must be at least 1");
+    }
+    if args.dialect == Dialect::Mercure && args.mercure_key.is_none() {
+        bail!("--dialect mercure needs --mercure-key (the hub's publisher key) to publish");
     }
     if args.size < 21 {
         bail!("--size must be at least 21 bytes (the send time is embedded in the data)");
@@ -233,7 +247,11 @@ async fn sse_targets(args: &Args, target: &Target) -> anyhow::Result<Vec<Target>
     if args.sse_urls.is_empty() {
         return Ok(vec![target.clone()]);
     }
-    Target::parse_each(&args.sse_urls).await
+    let mut targets = Target::parse_each(&args.sse_urls).await?;
+    for t in &mut targets {
+        t.stats_section = args.dialect.stats_section();
+    }
+    Ok(targets)
 }
 
 /// Start the subscribers, here or in agents.
@@ -246,9 +264,9 @@ fn start_fleet(
     Ok(if args.agents == 0 {
         Fleet::Local(Subscribers::start(
             targets,
-            0,
-            n,
+            0..n,
             rooms,
+            args.dialect,
             threads,
             args.connect_concurrency,
             last_event_id,
@@ -264,6 +282,7 @@ fn start_fleet(
             args.agents,
             n,
             rooms,
+            args.dialect,
             threads,
             args.connect_concurrency,
             last_event_id,
@@ -456,6 +475,13 @@ mod tests {
 
     /// The demo server on a free loopback port, in this process.
     async fn start_server() -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
+        start_server_with(|_| {}).await
+    }
+
+    /// The same, with its configuration changed by `change`.
+    async fn start_server_with(
+        change: impl FnOnce(&mut crate::config::Config),
+    ) -> (String, tokio::task::JoinHandle<anyhow::Result<()>>) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -473,7 +499,9 @@ mod tests {
         let args = ServeCli::try_parse_from(argv)
             .expect("valid serve arguments")
             .args;
-        let task = tokio::spawn(crate::serve::run(args.config().expect("a valid config")));
+        let mut config = args.config().expect("a valid config");
+        change(&mut config);
+        let task = tokio::spawn(crate::serve::run(config));
         let url = format!("http://127.0.0.1:{port}");
         let target = Target::parse(&url).await.unwrap();
         tokio::time::timeout(Duration::from_secs(10), async {
@@ -538,6 +566,72 @@ mod tests {
             4,
             "two panels, two series"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_mercure_dialect_subscribes_to_topics_and_publishes_forms() {
+        const KEY: &str = "a bench secret of at least thirty-two bytes";
+        let (url, server) = start_server_with(|c| {
+            c.mercure.enabled = true;
+            c.mercure.anonymous = true;
+            c.mercure.publisher_jwt_key = Some(KEY.into());
+        })
+        .await;
+        let args = bench_args(&[
+            "--url",
+            &url,
+            "--dialect",
+            "mercure",
+            "--mercure-key",
+            KEY,
+            "--subscribers",
+            "30",
+            "--rooms",
+            "3",
+            "--messages",
+            "20",
+            "--publishers",
+            "2",
+            "--timeout",
+            "20",
+        ]);
+        let mut target = Target::parse(&args.url).await.unwrap();
+        target.stats_section = Some("mercure");
+        let report = tokio::time::timeout(Duration::from_secs(60), bench(&args, &target, &[]))
+            .await
+            .expect("the bench finishes")
+            .expect("the bench succeeds");
+        // A wrong key: every publish is refused, and the report says why.
+        let wrong = bench_args(&[
+            "--url",
+            &url,
+            "--dialect",
+            "mercure",
+            "--mercure-key",
+            "not the hub's key, though long enough for HS256",
+            "--subscribers",
+            "3",
+            "--messages",
+            "2",
+            "--drain-idle",
+            "1",
+        ]);
+        let refused = bench(&wrong, &target, &[])
+            .await
+            .expect("the run completes");
+        server.abort();
+        assert_eq!(report.server_connections, 30);
+        assert_eq!((report.published, report.publish_errors), (20, 0));
+        // 20 updates over 3 topics of 10 subscribers each.
+        assert_eq!(report.expected_deliveries, 200);
+        assert_eq!(report.received_deliveries, 200);
+        assert_eq!(refused.publish_errors, 2);
+        let error = refused.first_error.expect("the refusal is reported");
+        assert!(error.contains("401") || error.contains("403"), "{error}");
+        assert_eq!(refused.received_deliveries, 0);
+        let no_key =
+            BenchCli::try_parse_from(["b", "--dialect", "mercure"]).map(|c| check(&c.args));
+        assert!(matches!(no_key, Ok(Err(e)) if e.to_string().contains("--mercure-key")));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,9 @@ pub(crate) struct Target {
     pub host: String,
     /// Path prefix from the URL, without a trailing slash.
     pub prefix: String,
+    /// The object of `/stats` whose counters [`Target::stats`] reads (`mercure`: the
+    /// Mercure hub's), or `None` for the room hub's.
+    pub stats_section: Option<&'static str>,
 }
 
 impl Target {
@@ -72,6 +75,7 @@ impl Target {
             addr,
             host: authority.as_str().to_owned(),
             prefix: uri.path().trim_end_matches('/').to_owned(),
+            stats_section: None,
         })
     }
 
@@ -90,7 +94,13 @@ impl Target {
         }
         let value: serde_json::Value =
             serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))?;
-        let field = |name: &str| find(&value, name).and_then(|v| v.as_u64());
+        let scope = match self.stats_section {
+            Some(section) => value
+                .get(section)
+                .with_context(|| format!("GET {path}: no \"{section}\" counters"))?,
+            None => &value,
+        };
+        let field = |name: &str| find(scope, name).and_then(|v| v.as_u64());
         Ok(ServerStats {
             connections: field("connections")
                 .with_context(|| format!("GET {path}: no \"connections\" count"))?,
@@ -159,11 +169,25 @@ impl Client {
         path_and_query: &str,
         body: Bytes,
     ) -> anyhow::Result<Response<Incoming>> {
+        self.send_typed(method, path_and_query, None, body).await
+    }
+
+    /// Send a request with a body of `content_type`.
+    pub(crate) async fn send_typed(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> anyhow::Result<Response<Incoming>> {
         self.sender.ready().await?;
         let mut request = Request::builder()
             .method(method)
             .uri(path_and_query)
             .header(http::header::HOST, &self.host);
+        if let Some(t) = content_type {
+            request = request.header(http::header::CONTENT_TYPE, t);
+        }
         if let Some(auth) = &self.authorization {
             request = request.header(http::header::AUTHORIZATION, auth);
         }

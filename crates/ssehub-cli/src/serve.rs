@@ -36,11 +36,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use ssehub::{
-    Auth, HistoryConfig, Hub, HubApi, HubConfig, ListenerInfo, Message, RedisConfig, Server,
-    SlowConsumerPolicy, SseOptions, StaticFiles, ROOM_ALL,
+    ApiBody, Auth, HistoryConfig, Hub, HubApi, HubConfig, ListenerInfo, Message, RedisConfig,
+    Server, SlowConsumerPolicy, SseOptions, StaticFiles, ROOM_ALL,
 };
 
 pub(crate) use self::args::Args;
@@ -58,10 +58,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let api = HubApi::new(hub.clone()).max_publish_body(config.limits.max_publish_body);
     let api = auth::guard_api(api, &config.auth, stream_auth.as_ref())?;
     let api = cors::cookie_origins(api, &config.cors);
-    let server = api_routes(server, &config, &api)?;
+    let mercure = mercure::mercure(&config).await?;
+    let server = api_routes(
+        server,
+        &config,
+        &api,
+        mercure.as_ref().map(|m| m.hub().clone()),
+    )?;
     let (server, feed) = observe::mount(server, &api, &config.observe)?;
     let server = server.route("/healthz", |req| async move { healthz(&req) });
-    let mercure = mercure::mercure(&config).await?;
     let server = match &mercure {
         Some(m) => server.mercure(m.clone()),
         None => server,
@@ -158,8 +163,14 @@ fn pages(server: Server, c: &Config) -> anyhow::Result<Server> {
     })
 }
 
-/// `/publish` and `/stats` of `api`, under `[cors]`'s layer.
-fn api_routes(server: Server, c: &Config, api: &HubApi) -> anyhow::Result<Server> {
+/// `/publish` and `/stats` of `api`, under `[cors]`'s layer; `/stats` also holds the
+/// Mercure hub's counters, under `mercure`, when it is on.
+fn api_routes(
+    server: Server,
+    c: &Config,
+    api: &HubApi,
+    mercure: Option<Hub>,
+) -> anyhow::Result<Server> {
     let api = api.clone();
     let layer = cors::api_layer(&c.cors)?;
     let publish_api = api.clone();
@@ -168,12 +179,32 @@ fn api_routes(server: Server, c: &Config, api: &HubApi) -> anyhow::Result<Server
         async move { api.publish(req).await }
     });
     let stats = cors::wrap(layer, move |req| {
-        let api = api.clone();
-        async move { api.stats(&req) }
+        let (api, mercure) = (api.clone(), mercure.clone());
+        async move { with_mercure(api.stats(&req), mercure.as_ref()).await }
     });
     Ok(server
         .route("/publish", move |req| publish(req))
         .route("/stats", move |req| stats(req)))
+}
+
+/// A successful `/stats` answer with the Mercure hub's counters added under `mercure`.
+async fn with_mercure(res: Response<ApiBody>, mercure: Option<&Hub>) -> Response<ApiBody> {
+    let Some(hub) = mercure.filter(|_| res.status().is_success()) else {
+        return res;
+    };
+    let (mut parts, body) = res.into_parts();
+    let bytes = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(never) => match never {},
+    };
+    let Ok(serde_json::Value::Object(mut stats)) = serde_json::from_slice(&bytes) else {
+        return Response::from_parts(parts, ApiBody::new(bytes));
+    };
+    let counters = serde_json::to_value(hub.stats()).expect("counters serialize");
+    stats.insert("mercure".into(), counters);
+    let out = serde_json::to_vec(&stats).expect("a JSON object serializes");
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, ApiBody::new(out.into()))
 }
 
 /// One line per listener, and a warning for publishing open beyond this machine.

@@ -15,11 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::ValueEnum;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
+use super::dialect::Dialect;
 use super::latency::Latencies;
 use super::subscribers::{Received, Shared, Subscribers};
 use crate::hub_client::Target;
@@ -53,6 +55,8 @@ pub(crate) struct AgentArgs {
     pub first: usize,
     #[arg(long, default_value_t = 1)]
     pub rooms: usize,
+    #[arg(long, value_enum, default_value_t)]
+    pub dialect: Dialect,
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     #[arg(long, default_value_t = 32)]
@@ -67,9 +71,9 @@ pub(crate) async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     let targets = Target::parse_each(&args.sse_urls).await?;
     let subs = Subscribers::start(
         &targets,
-        args.first,
-        args.subscribers,
+        args.first..args.first + args.subscribers,
         args.rooms,
+        args.dialect,
         args.threads,
         args.connect_concurrency,
         args.last_event_id.as_deref(),
@@ -132,6 +136,7 @@ impl Agents {
         agents: usize,
         n: usize,
         rooms: usize,
+        dialect: Dialect,
         threads: usize,
         concurrency: usize,
         last_event_id: Option<&str>,
@@ -156,6 +161,8 @@ impl Agents {
                 &first.to_string(),
             ])
             .args([
+                "--dialect",
+                dialect.to_possible_value().expect("named").get_name(),
                 "--rooms",
                 &rooms.to_string(),
                 "--threads",

@@ -1,12 +1,15 @@
 //! The publishing side of `ssehub bench`: `--publishers` keep-alive connections that post
-//! the events, round-robin over the rooms, at `--rate` in all or as fast as they go.
+//! the events, round-robin over the rooms, at `--rate` in all or as fast as they go, in
+//! the run's dialect (see `dialect.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use anyhow::bail;
+use http::Method;
 
+use super::dialect::Dialect;
 use super::latency::event_data;
 use super::Args;
 use crate::hub_client::{Client, Target};
@@ -46,8 +49,13 @@ struct Schedule {
     size: usize,
     rate: Option<f64>,
     start: Instant,
-    /// `POST /publish` path and query of each room.
-    paths: Vec<String>,
+    rooms: usize,
+    dialect: Dialect,
+    /// The server's base path.
+    base: String,
+    /// Subscribers of each room: what a publish to it delivers, where the answer does
+    /// not say (Mercure's).
+    members: Vec<u64>,
 }
 
 /// Publish `--messages` events, the schedule starting at `start`; bounded by `limit`
@@ -67,17 +75,26 @@ pub(super) async fn publish(
         size: args.size,
         rate: args.rate,
         start,
-        paths: (0..args.rooms)
-            .map(|k| target.path(&format!("/publish?room=bench-{k}&event=bench")))
+        rooms: args.rooms,
+        dialect: args.dialect,
+        base: target.path(""),
+        members: (0..args.rooms)
+            .map(|k| ((k..args.subscribers).step_by(args.rooms)).count() as u64)
             .collect(),
     });
+    let token = match (args.dialect, &args.mercure_key) {
+        (Dialect::Mercure, Some(key)) => Some(publisher_token(key)?),
+        _ => None,
+    };
     let tally = Arc::new(Tally {
         ids: Mutex::new(vec![String::new(); args.messages as usize]),
         ..Tally::default()
     });
     let mut tasks = Vec::new();
     for p in 0..args.publishers {
-        let client = Client::connect(target.addr, &target.host).await?;
+        let client = Client::connect(target.addr, &target.host)
+            .await?
+            .token(token.as_deref());
         let (schedule, tally) = (schedule.clone(), tally.clone());
         tasks.push(tokio::spawn(publisher(client, p as u64, schedule, tally)));
     }
@@ -107,16 +124,24 @@ pub(super) async fn publish(
 
 /// Publisher `first` of the schedule: events `first`, `first + publishers`, ...
 async fn publisher(mut client: Client, first: u64, schedule: Arc<Schedule>, tally: Arc<Tally>) {
-    let rooms = schedule.paths.len() as u64;
+    let rooms = schedule.rooms as u64;
     let mut i = first;
     while i < schedule.messages {
         if let Some(rate) = schedule.rate {
             let due = schedule.start + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
         }
-        let path = &schedule.paths[(i % rooms) as usize];
-        let data = Bytes::from(event_data(schedule.size));
-        match client.publish(path, data).await {
+        let k = (i % rooms) as usize;
+        let request = schedule
+            .dialect
+            .publish(&schedule.base, k, event_data(schedule.size));
+        let answer = match schedule.dialect {
+            Dialect::Rooms => client.publish(&request.path, request.body).await,
+            Dialect::Mercure => mercure_publish(&mut client, request)
+                .await
+                .map(|id| (schedule.members[k], Some(id))),
+        };
+        match answer {
             Ok((d, id)) => {
                 tally.delivered.fetch_add(d, Ordering::Relaxed);
                 if let Some(id) = id {
@@ -135,4 +160,43 @@ async fn publisher(mut client: Client, first: u64, schedule: Arc<Schedule>, tall
         tally.published.fetch_add(1, Ordering::Relaxed);
         i += schedule.publishers;
     }
+}
+
+/// A Mercure publish: 200 and the update's id as text.
+async fn mercure_publish(
+    client: &mut Client,
+    request: super::dialect::PublishRequest,
+) -> anyhow::Result<String> {
+    let response = client
+        .send_typed(
+            Method::POST,
+            &request.path,
+            request.content_type,
+            request.body,
+        )
+        .await?;
+    let status = response.status();
+    let body = crate::hub_client::read_body(response.into_body(), 64 * 1024).await?;
+    if !status.is_success() {
+        bail!(
+            "POST {}: {status}: {}",
+            request.path,
+            String::from_utf8_lossy(&body)
+        );
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// An HS256 token of the `mercure` claim that may publish to every topic, for a day.
+fn publisher_token(key: &str) -> anyhow::Result<String> {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 86_400;
+    let claims = serde_json::json!({ "mercure": { "publish": ["*"] }, "exp": exp });
+    Ok(jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes())?,
+    )?)
 }

@@ -34,6 +34,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
+use super::dialect::Dialect;
 use super::event_scan::{BodyParser, Events};
 use super::latency::{micros, now_ns, Latencies};
 use super::rx_time;
@@ -148,15 +149,15 @@ struct Dest {
 }
 
 impl Subscribers {
-    /// Start `threads` worker threads that open `n` subscribers, numbered from `first`:
-    /// subscriber `i` connects to `targets[i % targets.len()]`, in room
-    /// `bench-{i % rooms}`, with `concurrency` handshakes in flight in all; each resumes
+    /// Start `threads` worker threads that open the subscribers numbered `range`:
+    /// subscriber `i` connects to `targets[i % targets.len()]`, in room `i % rooms`
+    /// (as `dialect` names it), with `concurrency` handshakes in flight in all; each resumes
     /// after `last_event_id` when given (a reconnect).
     pub(super) fn start(
         targets: &[Target],
-        first: usize,
-        n: usize,
+        range: std::ops::Range<usize>,
         rooms: usize,
+        dialect: Dialect,
         threads: usize,
         concurrency: usize,
         last_event_id: Option<&str>,
@@ -168,12 +169,12 @@ impl Subscribers {
             .map(|t| Dest {
                 server: t.addr,
                 host: t.host.clone(),
-                sse_path: t.path("/sse"),
+                sse_path: t.path(dialect.stream_path()),
             })
             .collect();
         let mut plans: Vec<Vec<(usize, String)>> = vec![Vec::new(); threads];
-        for i in first..first + n {
-            plans[i % threads].push((i, format!("bench-{}", i % rooms)));
+        for i in range {
+            plans[i % threads].push((i, dialect.select(i % rooms)));
         }
         let threads = plans
             .into_iter()
@@ -233,7 +234,7 @@ impl Subscribers {
 struct Plan {
     /// Where subscriber `i` connects: `dests[i % dests.len()]`.
     dests: Vec<Dest>,
-    /// `(subscriber index, room)` pairs this thread opens.
+    /// `(subscriber index, the query pair of its room)` pairs this thread opens.
     subscribers: Vec<(usize, String)>,
     /// Handshakes in flight at once, for this thread.
     concurrency: usize,
@@ -257,12 +258,12 @@ fn run_thread(plan: Plan, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
     local.block_on(&rt, async move {
         let gate = Rc::new(Semaphore::new(plan.concurrency.max(1)));
         let plan = Rc::new(plan);
-        for (i, room) in plan.subscribers.iter().cloned() {
+        for (i, select) in plan.subscribers.iter().cloned() {
             let (plan, shared, state, gate) =
                 (plan.clone(), shared.clone(), state2.clone(), gate.clone());
             tokio::task::spawn_local(async move {
                 let permit = gate.acquire().await.expect("semaphore open");
-                let conn = match open(&plan, i, &room).await {
+                let conn = match open(&plan, i, &select).await {
                     Ok((c, early)) => {
                         shared.received.fetch_add(early, Ordering::Relaxed);
                         c
@@ -305,7 +306,7 @@ fn source_addr(server: &SocketAddr, i: usize) -> Option<SocketAddr> {
 }
 
 /// Connect subscriber `i`; also returns how many events came with the response head.
-async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<(Conn, u64)> {
+async fn open(plan: &Plan, i: usize, select: &str) -> anyhow::Result<(Conn, u64)> {
     let dest = &plan.dests[i % plan.dests.len()];
     let socket = match dest.server {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -327,7 +328,7 @@ async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<(Conn, u64)> 
         '?'
     };
     let request = format!(
-        "GET {}{sep}room={room} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{}\r\n",
+        "GET {}{sep}{select} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{}\r\n",
         dest.sse_path, dest.host, plan.extra_headers
     );
     stream.write_all(request.as_bytes()).await?;
