@@ -26,6 +26,12 @@ use tokio::net::TcpStream;
 pub(crate) trait Transport: Send + Sync + 'static {
     /// Write what the socket takes now (`WouldBlock` when it takes nothing).
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    /// The same, for a sender's direct write (`connection/send.rs`, `Claim`): it may skip
+    /// the runtime's readiness bookkeeping, since a `WouldBlock` here hands what is left
+    /// to the stream's task, whose own `try_write` then finds the socket full again.
+    fn try_write_direct(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_write(buf)
+    }
     /// Read what has arrived (`WouldBlock` when nothing has).
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Wait until a read would not block (data, FIN or an error is there).
@@ -39,6 +45,16 @@ pub(crate) trait Transport: Send + Sync + 'static {
 impl Transport for TcpStream {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         TcpStream::try_write(self, buf)
+    }
+
+    /// One `send(2)` on the non-blocking socket, without tokio's readiness check: a
+    /// fan-out writes to each of its members once, and that check's cache line (one per
+    /// socket, cold at light load) cost a fifth of the CPU a direct write spent in user
+    /// space (perf, 1k subscribers × 20 msg/s). `MSG_NOSIGNAL`: a closed peer is an
+    /// error, never a `SIGPIPE`.
+    #[cfg(target_os = "linux")]
+    fn try_write_direct(&self, buf: &[u8]) -> io::Result<usize> {
+        socket2::SockRef::from(self).send_with_flags(buf, libc::MSG_NOSIGNAL)
     }
 
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {

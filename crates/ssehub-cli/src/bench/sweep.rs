@@ -131,7 +131,10 @@ pub(super) async fn run(args: &Args, target: &Target, pids: &[u32]) -> anyhow::R
         let report = super::bench(&step_args, target, pids).await?;
         let step = Step::of(asked, &report);
         if step.lost > 0 && report.dropped_events == 0 && report.slow_consumer_closes == 0 {
-            bail!("{} deliveries lost although the server reports no overflow", step.lost);
+            bail!(
+                "{} deliveries lost although the server reports no overflow",
+                step.lost
+            );
         }
         series.steps.push(step);
     }

@@ -167,9 +167,13 @@ pub struct Connection {
 #[repr(C)]
 pub(super) struct Inner {
     pub(super) config: ConnectionConfig,
+    /// Frames were queued behind a direct write in flight (see `send.rs`). Beside the
+    /// lock: a direct write swaps it, then takes the lock to release the stream.
+    pub(super) queued_behind: AtomicBool,
+    /// The release of a direct write reads its pacing clock.
+    owner: Arc<dyn Owner>,
     pub(super) outbox: Mutex<Outbox>,
     id: ConnectionId,
-    owner: Arc<dyn Owner>,
     closed: AtomicBool,
     /// Set once the close is complete (rooms left, callbacks run); `closed()` waits for it.
     settled: AtomicBool,
@@ -180,8 +184,6 @@ pub(super) struct Inner {
     /// against close (see the invariants above).
     rooms: Mutex<Vec<Arc<str>>>,
     pub(super) dropped: AtomicU64,
-    /// Frames were queued behind a direct write in flight (see `send.rs`).
-    pub(super) queued_behind: AtomicBool,
     /// Last: never touched by a fan-out.
     pub(super) origin: Origin,
 }

@@ -224,13 +224,13 @@ impl<T: Transport> DirectSink for T {
         let len: usize = frames.iter().map(Bytes::len).sum();
         if len + 12 > SMALL_WRITE {
             let whole = chunk(frames);
-            let written = sent(self.try_write(&whole))?;
+            let written = sent(self.try_write_direct(&whole))?;
             return Ok((written < whole.len()).then(|| whole.slice(written..)));
         }
         SCRATCH.with_borrow_mut(|buf| {
             buf.clear();
             put_chunk(buf, frames, len);
-            let written = sent(self.try_write(buf))?;
+            let written = sent(self.try_write_direct(buf))?;
             // The socket's buffer is full: keep what it did not take (rare, and copied).
             Ok((written < buf.len()).then(|| Bytes::copy_from_slice(&buf[written..])))
         })
