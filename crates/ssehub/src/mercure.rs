@@ -17,12 +17,16 @@
 //! only to the subscribers whose token's `mercure.subscribe` selects one of its topics,
 //! live and on replay. Ids are cursors into the hub's one history, as `urn:uuid:` IRIs.
 
+mod access_token;
 mod auth;
+mod dialect;
+mod discovery;
 mod patterns;
 mod publish;
 mod selector;
 mod subscribe;
 mod uri_template;
+mod url_pattern;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -34,6 +38,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use self::auth::Role;
 use self::patterns::PatternRooms;
 use crate::auth::JwtVerifier;
 use crate::endpoint::{ConfigError, SseBody, SseEndpoint, SseOptions};
@@ -45,6 +50,9 @@ pub(crate) const MAX_TOPIC_LEN: usize = 4096;
 
 /// The path of a Mercure hub.
 pub const MERCURE_PATH: &str = "/.well-known/mercure";
+
+/// The path of the hub's OAuth protected-resource metadata (RFC 9728, Mercure 1.0).
+pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/.well-known/mercure";
 
 /// How a [`Mercure`] hub behaves. The defaults are the reference hub's: no key (no
 /// token accepted, so nobody may publish), subscribers need a token unless
@@ -76,6 +84,11 @@ pub struct MercureConfig {
     max_body: usize,
     history: Option<HistoryConfig>,
     history_total_bytes: usize,
+    resource: Option<String>,
+    hub_url: Option<url::Url>,
+    issuers: Vec<String>,
+    issuer_keys: Vec<(String, Arc<JwtVerifier>)>,
+    subscriptions: bool,
 }
 
 impl Default for MercureConfig {
@@ -93,6 +106,11 @@ impl Default for MercureConfig {
             max_body: 1024 * 1024,
             history: Some(HistoryConfig::default()),
             history_total_bytes: 64 * 1024 * 1024,
+            resource: None,
+            hub_url: None,
+            issuers: Vec::new(),
+            issuer_keys: Vec::new(),
+            subscriptions: false,
         }
     }
 }
@@ -187,6 +205,76 @@ impl MercureConfig {
         self
     }
 
+    /// The hub's resource identifier (Mercure 1.0): the `aud` every 1.0 access token
+    /// must carry, and the `resource` of its protected-resource metadata. Without it, no
+    /// 1.0 token is accepted (1.0 subscribers may still come anonymously). Usually the
+    /// hub's public URL, `https://example.com/.well-known/mercure`, which is then also
+    /// the base of relative URL patterns and topics ([`MercureConfig::hub_url`]).
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// The hub's public URL, against which relative URL patterns and topics are
+    /// resolved (default: the resource identifier when it is a URL, else
+    /// `https://localhost/.well-known/mercure`). A URL that does not parse is an error.
+    pub fn hub_url(mut self, url: &str) -> Result<Self, MercureError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| MercureError::HubUrl(url.to_owned(), e.to_string()))?;
+        self.hub_url = Some(parsed);
+        Ok(self)
+    }
+
+    /// Trust 1.0 tokens whose `iss` is `issuer`, verified with the publisher's or the
+    /// subscriber's key (as the request's role says). With no issuer at all, any `iss`
+    /// (or none) is accepted: self-issued tokens.
+    pub fn trusted_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Trust 1.0 tokens whose `iss` is `issuer`, verified with a key of its own (for
+    /// both roles).
+    pub fn issuer_key(mut self, issuer: impl Into<String>, key: JwtVerifier) -> Self {
+        self.issuer_keys.push((issuer.into(), Arc::new(key)));
+        self
+    }
+
+    /// Active subscriptions: an update on each subscription's start and end, and the
+    /// subscriptions API at `/.well-known/mercure/subscriptions` (off by default).
+    pub fn subscriptions(mut self, on: bool) -> Self {
+        self.subscriptions = on;
+        self
+    }
+
+    /// The key `role`'s 0.x tokens (and self-issued 1.0 tokens) are verified with.
+    fn key(&self, role: Role) -> Option<&JwtVerifier> {
+        match role {
+            Role::Publisher => self.publisher.as_deref(),
+            Role::Subscriber => self.subscriber.as_deref(),
+        }
+    }
+
+    /// The hub's URL: the base of relative URL patterns and topics.
+    fn base_url(&self) -> url::Url {
+        self.hub_url
+            .clone()
+            .or_else(|| {
+                let r = url::Url::parse(self.resource.as_deref()?).ok()?;
+                r.has_host().then_some(r)
+            })
+            .unwrap_or_else(|| {
+                url::Url::parse("https://localhost/.well-known/mercure").expect("a valid URL")
+            })
+    }
+
+    /// Where the protected-resource metadata is, as an absolute URL (RFC 9728: the
+    /// well-known prefix before the hub's path).
+    fn metadata_url(&self) -> String {
+        let base = self.base_url();
+        format!("{}{METADATA_PATH}", base.origin().ascii_serialization())
+    }
+
     /// The hub's configuration: topics as rooms, patterns resolved per update.
     fn hub_config(&self) -> HubConfig {
         HubConfig::default()
@@ -195,10 +283,11 @@ impl MercureConfig {
             .history(self.history)
             .history_total_bytes(self.history_total_bytes)
             .topics(TopicRules {
-                max_name: Some(MAX_TOPIC_LEN),
+                // Room names of patterns carry a short prefix (`selector.rs`).
+                max_name: Some(MAX_TOPIC_LEN + 32),
                 repeat_ids: true,
                 ids: IdForm::Urn,
-                patterns: Some(Arc::new(PatternRooms::default())),
+                patterns: Some(Arc::new(PatternRooms::new(self.base_url()))),
             })
     }
 }
@@ -216,6 +305,13 @@ impl fmt::Debug for MercureConfig {
             .field("heartbeat", &self.heartbeat)
             .field("max_selectors", &self.max_selectors)
             .field("max_topics", &self.max_topics)
+            .field("resource", &self.resource)
+            .field("issuers", &self.issuers)
+            .field(
+                "issuer_keys",
+                &self.issuer_keys.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("subscriptions", &self.subscriptions)
             .finish_non_exhaustive()
     }
 }
@@ -300,6 +396,25 @@ impl Mercure {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let origin = req.headers().get(header::ORIGIN).cloned();
+        let path = req.uri().path();
+        if path == METADATA_PATH {
+            let mut res = match *req.method() {
+                Method::GET | Method::HEAD => discovery::metadata(&self.shared),
+                _ => {
+                    return crate::respond::allow_only(&req, &[Method::GET, Method::HEAD])
+                        .unwrap_or_else(|| crate::respond::text(StatusCode::NOT_FOUND, ""))
+                }
+            };
+            // Public, and read by pages of any origin (RFC 9728 has no secret in it).
+            res.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            return res;
+        }
+        if path != MERCURE_PATH {
+            return crate::respond::text(StatusCode::NOT_FOUND, "not found\n");
+        }
         let mut res = match *req.method() {
             Method::GET | Method::HEAD => return self.endpoint.handle(req).await,
             Method::POST => publish::publish(&self.shared, req).await,
@@ -381,6 +496,9 @@ pub enum MercureError {
     /// Its endpoint's options were refused.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The hub's URL is no absolute URL.
+    #[error("invalid mercure hub_url {0:?}: {1}")]
+    HubUrl(String, String),
     /// Its Redis could not be reached.
     #[cfg(feature = "redis")]
     #[error(transparent)]
