@@ -18,6 +18,7 @@
 //! live and on replay. Ids are cursors into the hub's one history, as `urn:uuid:` IRIs.
 
 mod access_token;
+mod active;
 mod auth;
 mod dialect;
 mod discovery;
@@ -25,6 +26,7 @@ mod patterns;
 mod publish;
 mod selector;
 mod subscribe;
+mod subscriptions_api;
 mod uri_template;
 mod url_pattern;
 
@@ -320,6 +322,8 @@ impl fmt::Debug for MercureConfig {
 pub(crate) struct Shared {
     pub(crate) hub: Hub,
     pub(crate) config: MercureConfig,
+    /// The active subscriptions, when they are on.
+    pub(crate) active: Option<Arc<active::Active>>,
 }
 
 /// A Mercure hub: `GET` subscribes, `POST` publishes, at [`MERCURE_PATH`]. Mount it in
@@ -371,7 +375,14 @@ impl Mercure {
                 .allowed_origins(config.cors_origins.clone())
                 .allow_credentials(true);
         }
-        let shared = Arc::new(Shared { hub, config });
+        let active = config
+            .subscriptions
+            .then(|| active::Active::new(hub.clone()));
+        let shared = Arc::new(Shared {
+            hub,
+            config,
+            active,
+        });
         options.dialect = Some(Arc::new(subscribe::Subscribe(shared.clone())));
         let endpoint = SseEndpoint::new(options)?;
         Ok(Mercure { shared, endpoint })
@@ -413,7 +424,16 @@ impl Mercure {
             return res;
         }
         if path != MERCURE_PATH {
-            return crate::respond::text(StatusCode::NOT_FOUND, "not found\n");
+            let shared = &self.shared;
+            let mut res = subscriptions_api::answer(
+                shared,
+                shared.active.as_deref(),
+                req.method(),
+                req.uri(),
+                req.headers(),
+            );
+            self.cors(origin, res.headers_mut());
+            return res;
         }
         let mut res = match *req.method() {
             Method::GET | Method::HEAD => return self.endpoint.handle(req).await,

@@ -93,6 +93,13 @@ impl Dialect for Subscribe {
                 }
             }
             sub.audience = Some(Arc::new(Grant(grants.subscribe.clone())));
+            if let Some(active) = shared.active.clone() {
+                sub.on_open = Some(Box::new(move |conn| {
+                    active.open(conn, version, &selectors, |s| {
+                        grants.payload_for(s).cloned()
+                    })
+                }));
+            }
             Ok(sub)
         })
     }
