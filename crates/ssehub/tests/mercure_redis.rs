@@ -446,3 +446,89 @@ async fn an_update_the_channel_lost_reaches_templates_from_the_log() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A Mercure 1.0 access token (HS256) granting `actions` on the URL pattern `pattern`.
+fn v1_token(actions: &[&str], pattern: &str) -> String {
+    let mut header = Header::new(JwtAlgorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = json!({
+        "aud": "https://hub.example/.well-known/mercure",
+        "exp": exp,
+        "authorization_details": [{
+            "type": "https://mercure.rocks/authorization-detail",
+            "actions": actions,
+            "topics": [{ "match": pattern, "match_type": "urlpattern" }],
+        }],
+    });
+    encode(&header, &claims, &EncodingKey::from_secret(SECRET).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn url_patterns_private_grants_and_subscription_events_across_nodes() {
+    let redis = RedisServer::start();
+    let config = || {
+        config()
+            .resource("https://hub.example/.well-known/mercure")
+            .subscriptions(true)
+    };
+    let a = Node::start(&redis, config()).await;
+    let b = Node::start(&redis, config()).await;
+    let watch = format!(
+        "Bearer {}",
+        v1_token(&["subscribe"], "/.well-known/mercure/subscriptions/*")
+    );
+    let events = "match_urlpattern=%2F.well-known%2Fmercure%2Fsubscriptions%2F*";
+    let mut watcher = b
+        .subscribe_query(events, &[("authorization", &watch)])
+        .await;
+    let own: Value = serde_json::from_str(&watcher.next_event().await.data).unwrap();
+    assert_eq!(
+        own["active"], true,
+        "its own subscription, announced on its node"
+    );
+    // A 1.0 subscriber on A: its subscription is announced to the watcher on B.
+    let books = "match_urlpattern=https%3A%2F%2Fexample.com%2Fbooks%2F%3Aid";
+    let one = format!(
+        "Bearer {}",
+        v1_token(&["subscribe"], "https://example.com/books/1")
+    );
+    let mut reader = a.subscribe_query(books, &[("authorization", &one)]).await;
+    let e = watcher.next_event().await;
+    assert_eq!(e.event, "mercure");
+    let doc: Value = serde_json::from_str(&e.data).unwrap();
+    assert_eq!(
+        (doc["match"].as_str(), doc["active"].as_bool()),
+        (Some("https://example.com/books/:id"), Some(true))
+    );
+    // Updates published on B reach the pattern on A once, private ones where granted.
+    b.publish(&[
+        ("topic", "https://example.com/books/2"),
+        ("data", "not yours"),
+        ("private", "on"),
+    ])
+    .await;
+    b.publish(&[
+        ("topic", "https://example.com/books/1"),
+        ("data", "yours"),
+        ("private", "on"),
+    ])
+    .await;
+    b.publish(&[("topic", "https://example.com/books/3"), ("data", "public")])
+        .await;
+    assert_eq!(reader.next_event().await.data, "yours");
+    assert_eq!(reader.next_event().await.data, "public");
+    // Its end too, from the other node.
+    drop(reader);
+    let doc: Value = serde_json::from_str(&watcher.next_event().await.data).unwrap();
+    assert_eq!(
+        (doc["match"].as_str(), doc["active"].as_bool()),
+        (Some("https://example.com/books/:id"), Some(false))
+    );
+    a.stop().await;
+    b.stop().await;
+}

@@ -89,4 +89,166 @@ mod tests {
         assert!(!relative.matches("https://example.com/books/2"));
         assert!(UrlPatternMatcher::parse("https://example.com/(", &hub()).is_err());
     }
+
+    /// The URL Pattern standard's examples (its introduction and syntax sections), as
+    /// Mercure topics: (pattern, topic, matches).
+    #[test]
+    fn the_standards_examples() {
+        let table: &[(&str, &str, bool)] = &[
+            // Named groups match one segment.
+            (
+                "https://example.com/books/:id",
+                "https://example.com/books/123",
+                true,
+            ),
+            (
+                "https://example.com/books/:id",
+                "https://example.com/books",
+                false,
+            ),
+            (
+                "https://example.com/books/:id",
+                "https://example.com/books/1/reviews",
+                false,
+            ),
+            // A regular expression constrains a group.
+            (
+                "https://example.com/books/:id(\\d+)",
+                "https://example.com/books/123",
+                true,
+            ),
+            (
+                "https://example.com/books/:id(\\d+)",
+                "https://example.com/books/abc",
+                false,
+            ),
+            // Modifiers: optional, one or more, zero or more.
+            (
+                "https://example.com/books/:id?",
+                "https://example.com/books",
+                true,
+            ),
+            (
+                "https://example.com/books/:id?",
+                "https://example.com/books/7",
+                true,
+            ),
+            (
+                "https://example.com/books/:path+",
+                "https://example.com/books/a/b",
+                true,
+            ),
+            (
+                "https://example.com/books/:path+",
+                "https://example.com/books",
+                false,
+            ),
+            (
+                "https://example.com/books/:path*",
+                "https://example.com/books",
+                true,
+            ),
+            // Wildcards, in the path and in the host.
+            (
+                "https://example.com/books/*",
+                "https://example.com/books/a/b/c",
+                true,
+            ),
+            (
+                "https://example.com/books/*",
+                "https://example.com/authors/1",
+                false,
+            ),
+            (
+                "https://*.example.com/books/:id",
+                "https://cdn.example.com/books/1",
+                true,
+            ),
+            (
+                "https://*.example.com/books/:id",
+                "https://example.com/books/1",
+                false,
+            ),
+            ("*://example.com/x", "http://example.com/x", true),
+            ("*://example.com/x", "https://example.com/x", true),
+            // Groups with braces: an optional literal part.
+            (
+                "https://example.com/books{/old}?",
+                "https://example.com/books",
+                true,
+            ),
+            (
+                "https://example.com/books{/old}?",
+                "https://example.com/books/old",
+                true,
+            ),
+            (
+                "https://example.com/books{/old}?",
+                "https://example.com/books/new",
+                false,
+            ),
+            // Components: the search is matched too (absent in the pattern: any).
+            (
+                "https://example.com/search?q=*",
+                "https://example.com/search?q=rust",
+                true,
+            ),
+            (
+                "https://example.com/search",
+                "https://example.com/search?q=rust",
+                true,
+            ),
+            (
+                "https://example.com/search?q=a",
+                "https://example.com/search?q=b",
+                false,
+            ),
+            // The port is part of the pattern; the default port is no port.
+            (
+                "https://example.com:8080/*",
+                "https://example.com:8080/x",
+                true,
+            ),
+            ("https://example.com:8080/*", "https://example.com/x", false),
+            ("https://example.com/*", "https://example.com:443/x", true),
+            // Paths are case-sensitive; hosts are not (URLs lowercase them).
+            (
+                "https://example.com/Books",
+                "https://example.com/books",
+                false,
+            ),
+            (
+                "https://example.com/books",
+                "https://EXAMPLE.com/books",
+                true,
+            ),
+            // Dot segments and percent-encoding are the URL parser's.
+            (
+                "https://example.com/books/:id",
+                "https://example.com/x/../books/1",
+                true,
+            ),
+            (
+                "https://example.com/caf%C3%A9",
+                "https://example.com/café",
+                true,
+            ),
+        ];
+        for &(pattern, topic, expected) in table {
+            let p = UrlPatternMatcher::parse(pattern, &hub())
+                .unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            assert_eq!(p.matches(topic), expected, "{pattern} against {topic}");
+        }
+        // What the standard allows but a linear-time engine cannot do is refused, never
+        // run with backtracking: look-around and backreferences.
+        for pattern in [
+            "https://example.com/:id((?=a)a)",
+            "https://example.com/:id((a)\\1)",
+        ] {
+            assert!(
+                UrlPatternMatcher::parse(pattern, &hub()).is_err(),
+                "{pattern}"
+            );
+        }
+    }
 }
