@@ -278,7 +278,7 @@ impl MercureConfig {
     }
 
     /// The hub's configuration: topics as rooms, patterns resolved per update.
-    fn hub_config(&self) -> HubConfig {
+    fn hub_config(&self, patterns: Arc<PatternRooms>) -> HubConfig {
         HubConfig::default()
             .max_rooms_per_connection(self.max_selectors)
             .max_rooms_per_publish(self.max_topics)
@@ -289,7 +289,7 @@ impl MercureConfig {
                 max_name: Some(MAX_TOPIC_LEN + 32),
                 repeat_ids: true,
                 ids: IdForm::Urn,
-                patterns: Some(Arc::new(PatternRooms::new(self.base_url()))),
+                patterns: Some(patterns),
             })
     }
 }
@@ -324,6 +324,9 @@ pub(crate) struct Shared {
     pub(crate) config: MercureConfig,
     /// The active subscriptions, when they are on.
     pub(crate) active: Option<Arc<active::Active>>,
+    /// The pattern rooms with members here: a subscriber's URL pattern that is already
+    /// one of them is not compiled again.
+    pub(crate) patterns: Arc<PatternRooms>,
 }
 
 /// A Mercure hub: `GET` subscribes, `POST` publishes, at [`MERCURE_PATH`]. Mount it in
@@ -348,8 +351,9 @@ pub struct Mercure {
 impl Mercure {
     /// A hub in this process alone.
     pub fn new(config: MercureConfig) -> Result<Mercure, ConfigError> {
-        let hub = Hub::with_config(config.hub_config());
-        Mercure::over(hub, config)
+        let patterns = Arc::new(PatternRooms::new(config.base_url()));
+        let hub = Hub::with_config(config.hub_config(patterns.clone()));
+        Mercure::over(hub, config, patterns)
     }
 
     /// A hub shared by every node on the same Redis (and key prefix): an update
@@ -360,11 +364,16 @@ impl Mercure {
         config: MercureConfig,
         redis: crate::hub::RedisConfig,
     ) -> Result<Mercure, MercureError> {
-        let hub = Hub::with_redis(config.hub_config(), redis).await?;
-        Ok(Mercure::over(hub, config)?)
+        let patterns = Arc::new(PatternRooms::new(config.base_url()));
+        let hub = Hub::with_redis(config.hub_config(patterns.clone()), redis).await?;
+        Ok(Mercure::over(hub, config, patterns)?)
     }
 
-    fn over(hub: Hub, config: MercureConfig) -> Result<Mercure, ConfigError> {
+    fn over(
+        hub: Hub,
+        config: MercureConfig,
+        patterns: Arc<PatternRooms>,
+    ) -> Result<Mercure, ConfigError> {
         let mut options = SseOptions::new()
             .prefix(MERCURE_PATH)
             .no_auto_join()
@@ -382,6 +391,7 @@ impl Mercure {
             hub,
             config,
             active,
+            patterns,
         });
         options.dialect = Some(Arc::new(subscribe::Subscribe(shared.clone())));
         let endpoint = SseEndpoint::new(options)?;

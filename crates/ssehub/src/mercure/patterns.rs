@@ -64,6 +64,12 @@ impl PatternRooms {
         }
     }
 
+    /// The selector of pattern room `room`, if it has members here (compiled when its
+    /// first member came: a URL pattern's compilation costs far more than a lookup).
+    pub(crate) fn selector(&self, room: &str) -> Option<Selector> {
+        lock(&self.state).active.get(room).map(|s| (**s).clone())
+    }
+
     /// How many pattern rooms have members here.
     #[cfg(test)]
     fn active(&self) -> usize {

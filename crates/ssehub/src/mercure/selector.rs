@@ -131,6 +131,11 @@ impl Selector {
         }
     }
 
+    /// The name of the room of a 1.0 URL pattern `s`, without compiling it.
+    pub(crate) fn url_pattern_room(s: &str) -> String {
+        format!("{URL_PATTERN_ROOM}{s}")
+    }
+
     /// The name of the room its subscribers join.
     pub(crate) fn room(&self) -> Cow<'_, str> {
         match self {

@@ -128,8 +128,16 @@ fn matchers(shared: &Shared, asked: &[(MatchType, &str)]) -> Result<Vec<Selector
                 super::MAX_TOPIC_LEN
             ));
         }
-        let selector = Selector::parse_v1(s, kind, &base)
-            .map_err(|e| format!("invalid {param} {:?}: {e}", shown(s)))?;
+        // A pattern another stream here already uses is reused, not compiled again
+        // (its characters were checked then).
+        let known = (kind == MatchType::UrlPattern && s != "*")
+            .then(|| shared.patterns.selector(&Selector::url_pattern_room(s)))
+            .flatten();
+        let selector = match known {
+            Some(selector) => selector,
+            None => Selector::parse_v1(s, kind, &base)
+                .map_err(|e| format!("invalid {param} {:?}: {e}", shown(s)))?,
+        };
         if !out.iter().any(|o| o.room() == selector.room()) {
             out.push(selector);
         }
