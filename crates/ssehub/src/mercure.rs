@@ -1,21 +1,32 @@
-//! A Mercure hub (feature `mercure`): the Mercure protocol's 0.x dialect
-//! (draft-dunglas-mercure-07, what Symfony's Mercure component, API Platform and the
-//! Laravel packages speak) at `/.well-known/mercure`, over a [`Hub`] of its own, so
-//! that apps written for a Mercure hub switch to ssehub without a change.
+//! A Mercure hub (feature `mercure`) at `/.well-known/mercure`, over a [`Hub`] of its
+//! own, speaking both of the protocol's dialects side by side, each request by its
+//! parameters: 0.x (draft-dunglas-mercure-07, what Symfony's Mercure component, API
+//! Platform and the Laravel packages speak) and 1.0 (draft-08: exact and URL-pattern
+//! matchers, OAuth access tokens), so that apps written for a Mercure hub switch to
+//! ssehub without a change, and move to 1.0 one at a time.
 //!
-//! - `selector.rs`: topic selectors (`*`, RFC 6570 URI templates, exact topics);
-//!   `uri_template.rs`: the templates, compiled to linear-time matchers.
+//! - `dialect.rs`: which dialect a subscriber's request speaks (`topic=` or `match*=`).
+//! - `selector.rs`: topic selectors of both dialects (`*`, RFC 6570 URI templates,
+//!   exact topics, URL patterns) and the rooms they name; `uri_template.rs`: the
+//!   templates, compiled to linear-time matchers; `url_pattern.rs`: WHATWG URL
+//!   Patterns, resolved against the hub's URL.
 //! - `patterns.rs`: which pattern rooms match an update's topics (the hub's
 //!   `Patterns` seam), with a cache per topic.
-//! - `auth.rs`: the token (header, query, cookie) and its `mercure` claim.
+//! - `auth.rs`: the token (header, query, cookies), its verification by shape, the
+//!   0.x `mercure` claim, RFC 6750 refusals; `access_token.rs`: 1.0 access tokens
+//!   (`typ`, `exp`, `aud`, `iss`, `authorization_details`).
 //! - `subscribe.rs`: `GET`: a subscriber's request as the endpoint's dialect.
-//! - `publish.rs`: `POST`: an update from a form.
+//! - `publish.rs`: `POST`: an update from a form, and draft-08's refusals.
+//! - `active.rs`: active subscriptions and their events; `subscriptions_api.rs`:
+//!   `GET /.well-known/mercure/subscriptions[/...]` and its cursor.
+//! - `discovery.rs`: the OAuth protected-resource metadata.
 //!
 //! How Mercure maps onto the hub: an exact topic is a room; a pattern selector (a
-//! template, `*`) is a room named by the selector, which the fan-out adds to every update
-//! with a topic it matches (each subscriber gets an update once); a private update goes
-//! only to the subscribers whose token's `mercure.subscribe` selects one of its topics,
-//! live and on replay. Ids are cursors into the hub's one history, as `urn:uuid:` IRIs.
+//! template, a URL pattern, `*`) is a room named by the selector, which the fan-out adds
+//! to every update with a topic it matches (each subscriber gets an update once); a
+//! private update goes only to the subscribers whose token grants subscribe on one of
+//! its topics, live and on replay. Ids are cursors into the hub's one history, as
+//! `urn:uuid:` IRIs.
 
 mod access_token;
 mod active;

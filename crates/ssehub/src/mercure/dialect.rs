@@ -16,6 +16,9 @@ pub(crate) enum Version {
     V1,
 }
 
+/// A 1.0 request's matchers, in order: each with its type.
+pub(crate) type Matchers<'a> = Vec<(MatchType, &'a str)>;
+
 /// The matcher type a 1.0 subscribe parameter names (`None`: not a matcher parameter).
 fn matcher_param(name: &str) -> Option<MatchType> {
     match name {
@@ -35,7 +38,7 @@ fn reserved(name: &str) -> bool {
 /// order (empty for 0.x); or why the request is malformed.
 pub(crate) fn of_subscribe(
     pairs: &[(String, String)],
-) -> Result<(Version, Vec<(MatchType, &str)>), String> {
+) -> Result<(Version, Matchers<'_>), String> {
     let mut matchers = Vec::new();
     let mut topic = false;
     for (name, value) in pairs {
