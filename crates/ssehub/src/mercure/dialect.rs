@@ -36,9 +36,7 @@ fn reserved(name: &str) -> bool {
 
 /// The dialect of a subscribe request with these query pairs, and its 1.0 matchers in
 /// order (empty for 0.x); or why the request is malformed.
-pub(crate) fn of_subscribe(
-    pairs: &[(String, String)],
-) -> Result<(Version, Matchers<'_>), String> {
+pub(crate) fn of_subscribe(pairs: &[(String, String)]) -> Result<(Version, Matchers<'_>), String> {
     let mut matchers = Vec::new();
     let mut topic = false;
     for (name, value) in pairs {
