@@ -710,7 +710,11 @@ async fn chromium_resumes(v1: &str) {
     let browser = Browser::start().await;
     let page = format!("http://{}/page{v1}", srv.addr);
     browser.goto(&page).await;
-    eventually("the page's stream", || srv.connections() == 1).await;
+    // Its connection, and its selector's room: a stream is counted before it joins.
+    eventually("the page's stream", || {
+        srv.connections() == 1 && srv.mercure.hub().room_count() == 1
+    })
+    .await;
     let mut s = Scenario::default();
     s.publish_before(&srv).await;
     assert_eq!(wait_for_page_events(&browser, 2).await, s.before);

@@ -149,7 +149,11 @@ fn matchers(shared: &Shared, asked: &[(MatchType, &str)]) -> Result<Vec<Selector
 fn selectors(shared: &Shared, ctx: &RequestContext) -> Result<Vec<Selector>, String> {
     let asked: Vec<&str> = ctx.query_all("topic").collect();
     if asked.is_empty() {
-        return Err("missing topic: subscribe with ?topic=<selector> (one or more)".into());
+        return Err(
+            "missing topic: subscribe with ?topic=<selector> (Mercure 0.x) or \
+                    ?match=<topic> / ?match_urlpattern=<pattern> (1.0), one or more"
+                .into(),
+        );
     }
     let max = shared.config.max_selectors;
     if asked.len() > max {
