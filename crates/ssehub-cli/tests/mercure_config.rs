@@ -802,3 +802,81 @@ async fn the_1_0_settings_resource_issuers_and_subscriptions() {
         "https://hub.example/.well-known/mercure"
     );
 }
+
+#[tokio::test]
+async fn a_dead_nodes_subscriptions_are_listed_everywhere_then_end_within_its_lease() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = redis_server::RedisServer::start();
+    let url = redis.url();
+    let env = [
+        ("SSEHUB_MERCURE_ENABLED", "true"),
+        ("SSEHUB_MERCURE_ANONYMOUS", "true"),
+        ("SSEHUB_MERCURE_SUBSCRIPTIONS", "true"),
+        ("SSEHUB_MERCURE_HEARTBEAT", "2"),
+        (
+            "SSEHUB_MERCURE_RESOURCE",
+            "https://hub.example/.well-known/mercure",
+        ),
+        ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
+        ("MERCURE_SUBSCRIBER_JWT_KEY", SECRET),
+        ("SSEHUB_REDIS_URL", url.as_str()),
+        ("SSEHUB_DEMO_TICK_INTERVAL", "0"),
+    ];
+    let mut doomed = Logged::serve(&[], &env);
+    let survivor = Logged::serve(&[], &env);
+    let token = v1_token(
+        SECRET,
+        "https://self.example",
+        &["subscribe"],
+        "/.well-known/mercure/subscriptions{/*}?",
+    );
+    let bearer = format!("Bearer {token}");
+    let events = "match_urlpattern=%2F.well-known%2Fmercure%2Fsubscriptions%2F*";
+    let mut watcher = subscribe(survivor.addr(), events, &[("authorization", &bearer)]).await;
+    let own: serde_json::Value = serde_json::from_str(&watcher.next_event().await.data).unwrap();
+    assert_eq!(own["active"], true);
+    let _gone = subscribe(doomed.addr(), "match=late", &[]).await;
+    let started: serde_json::Value =
+        serde_json::from_str(&watcher.next_event().await.data).unwrap();
+    assert_eq!(
+        (started["match"].as_str(), started["active"].as_bool()),
+        (Some("late"), Some(true))
+    );
+    // The survivor's API lists the other node's subscription (once its lease is written).
+    let listed = || async {
+        let req = Request::get("/.well-known/mercure/subscriptions/Exact/late")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let reply = request(survivor.addr(), req).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        reply.json()["subscriptions"].as_array().unwrap().len()
+    };
+    let deadline = Instant::now() + WAIT;
+    while listed().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the other node's subscription was never listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The node dies without a word (SIGKILL): its subscription ends on the others' side
+    // within its lease (15 s) and a heartbeat (5 s).
+    doomed.server.child.kill().unwrap();
+    let killed = Instant::now();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(40), watcher.next_event())
+        .await
+        .expect("the dead node's subscription ended within 40 s");
+    let doc: serde_json::Value = serde_json::from_str(&ended.data).unwrap();
+    assert_eq!(
+        (doc["match"].as_str(), doc["active"].as_bool()),
+        (Some("late"), Some(false))
+    );
+    eprintln!(
+        "ended {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(listed().await, 0, "no longer listed");
+}

@@ -17,7 +17,8 @@
 //!   (`typ`, `exp`, `aud`, `iss`, `authorization_details`).
 //! - `subscribe.rs`: `GET`: a subscriber's request as the endpoint's dialect.
 //! - `publish.rs`: `POST`: an update from a form, and draft-08's refusals.
-//! - `active.rs`: active subscriptions and their events; `subscriptions_api.rs`:
+//! - `active.rs`: active subscriptions and their events; `leases.rs`: over Redis,
+//!   every node's subscriptions and the end of a dead node's; `subscriptions_api.rs`:
 //!   `GET /.well-known/mercure/subscriptions[/...]` and its cursor.
 //! - `discovery.rs`: the OAuth protected-resource metadata.
 //!
@@ -33,6 +34,8 @@ mod active;
 mod auth;
 mod dialect;
 mod discovery;
+#[cfg(feature = "redis")]
+mod leases;
 mod patterns;
 mod publish;
 mod selector;
@@ -376,8 +379,16 @@ impl Mercure {
         redis: crate::hub::RedisConfig,
     ) -> Result<Mercure, MercureError> {
         let patterns = Arc::new(PatternRooms::new(config.base_url()));
+        let (url, prefix) = (redis.url().to_owned(), redis.key_prefix().to_owned());
         let hub = Hub::with_redis(config.hub_config(patterns.clone()), redis).await?;
-        Ok(Mercure::over(hub, config, patterns)?)
+        let mercure = Mercure::over(hub, config, patterns)?;
+        if let Some(active) = &mercure.shared.active {
+            let leases = leases::Leases::start(&url, &prefix, Arc::downgrade(active))
+                .await
+                .map_err(|e| MercureError::Redis(e.into()))?;
+            let _ = active.leases.set(leases);
+        }
+        Ok(mercure)
     }
 
     fn over(
@@ -452,7 +463,8 @@ impl Mercure {
                 req.method(),
                 req.uri(),
                 req.headers(),
-            );
+            )
+            .await;
             self.cors(origin, res.headers_mut());
             return res;
         }

@@ -18,17 +18,20 @@
 //! under the same mutex, so a change is either in the snapshot (and its event at or
 //! before the cursor) or after the cursor (and replayed to a client that subscribes
 //! from it). Publishing under the mutex is only enqueueing (the hub's fan-out never
-//! waits on a socket). Over Redis the table is this node's: events reach every node,
-//! the API lists this node's subscriptions (see `Mercure::with_redis`).
+//! waits on a socket). Over Redis, events reach every node as any update does, each
+//! node's subscriptions are also kept in Redis under a lease (`leases.rs`), and the
+//! API's cursor is `earliest` (a publish there gets its id later, from Redis).
 
 use std::collections::BTreeMap;
+#[cfg(feature = "redis")]
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 use super::dialect::Version;
-use super::selector::Selector;
+use super::selector::{MatchType, Selector};
 use crate::connection::Connection;
 use crate::hub::Hub;
 use crate::message::Message;
@@ -78,6 +81,27 @@ impl Entry {
         }
     }
 
+    /// The entry a description (`describe`) was made from (another node's, in Redis).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn from_doc(doc: &Value) -> Option<Entry> {
+        let s = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
+        let match_type = match doc.get("match_type") {
+            Some(t) => Some(MatchType::parse(t.as_str()?)?.name()),
+            None => None,
+        };
+        Some(Entry {
+            version: if match_type.is_some() {
+                Version::V1
+            } else {
+                Version::V0
+            },
+            selector: s("match").or_else(|| s("topic"))?,
+            match_type,
+            subscriber: s("subscriber")?,
+            payload: doc.get("payload").cloned(),
+        })
+    }
+
     /// Its description, in its dialect's shape (`active` as given).
     pub(crate) fn describe(&self, active: bool) -> Value {
         let mut doc = match self.match_type {
@@ -109,6 +133,9 @@ impl Entry {
 pub(crate) struct Active {
     hub: Hub,
     state: Mutex<State>,
+    /// Over Redis: this node's subscriptions there, and the end of dead nodes'.
+    #[cfg(feature = "redis")]
+    pub(crate) leases: OnceLock<Arc<super::leases::Leases>>,
 }
 
 #[derive(Default)]
@@ -131,6 +158,8 @@ impl Active {
         Arc::new(Active {
             hub,
             state: Mutex::default(),
+            #[cfg(feature = "redis")]
+            leases: OnceLock::new(),
         })
     }
 
@@ -163,6 +192,14 @@ impl Active {
                 state.table.insert(e.topic(), e.clone());
                 self.announce(&mut state, e, true);
             }
+            #[cfg(feature = "redis")]
+            if let Some(leases) = self.leases.get() {
+                let items = entries
+                    .iter()
+                    .map(|e| (e.topic(), e.describe(true).to_string()))
+                    .collect();
+                leases.change(super::leases::Change::Add(items));
+            }
         }
         let this = self.clone();
         conn.on_closed(move |_| {
@@ -173,6 +210,11 @@ impl Active {
                 for e in &entries {
                     state.table.remove(&e.topic());
                     this.announce(&mut state, e, false);
+                }
+                #[cfg(feature = "redis")]
+                if let Some(leases) = this.leases.get() {
+                    let topics = entries.iter().map(Entry::topic).collect();
+                    leases.change(super::leases::Change::Remove(topics));
                 }
             };
             match tokio::runtime::Handle::try_current() {
@@ -208,15 +250,44 @@ impl Active {
         }
     }
 
-    /// The subscriptions `keep` accepts, in topic order, and the cursor.
-    pub(crate) fn snapshot(&self, keep: impl Fn(&Entry) -> bool) -> Snapshot {
-        let state = lock(&self.state);
-        Snapshot {
-            entries: state.table.values().filter(|e| keep(e)).cloned().collect(),
-            last_event_id: state
+    /// Announce the end of subscriptions of another node (one that died).
+    #[cfg(feature = "redis")]
+    pub(crate) fn end_remote(&self, ended: &[Entry]) {
+        let mut state = lock(&self.state);
+        for e in ended {
+            self.announce(&mut state, e, false);
+        }
+    }
+
+    /// The subscriptions `keep` accepts, in topic order, and the cursor: this node's,
+    /// and over Redis every live node's.
+    pub(crate) async fn snapshot(&self, keep: impl Fn(&Entry) -> bool) -> Snapshot {
+        #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
+        let (mut table, last_event_id) = {
+            let state = lock(&self.state);
+            let table: BTreeMap<String, Entry> = state
+                .table
+                .iter()
+                .filter(|(_, e)| keep(e))
+                .map(|(t, e)| (t.clone(), e.clone()))
+                .collect();
+            let last = state
                 .last_id
                 .clone()
-                .unwrap_or_else(|| "earliest".to_owned()),
+                .unwrap_or_else(|| "earliest".to_owned());
+            (table, last)
+        };
+        #[cfg(feature = "redis")]
+        if let Some(leases) = self.leases.get() {
+            for (topic, e) in leases.all().await {
+                if keep(&e) {
+                    table.entry(topic).or_insert(e);
+                }
+            }
+        }
+        Snapshot {
+            entries: table.into_values().collect(),
+            last_event_id,
         }
     }
 }

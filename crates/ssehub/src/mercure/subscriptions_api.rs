@@ -14,7 +14,8 @@
 //! dialect's) must grant subscribe on the path itself. The cursor, the id to subscribe
 //! from so that no change is missed after the snapshot (`active.rs`), is in 0.x's
 //! `lastEventID` field and in 1.0's `Link: <hub>; rel="mercure"; last-event-id="..."`
-//! (both are always given). An unknown subscription is a 404.
+//! (both are always given). An unknown subscription is a 404. Over Redis it lists every
+//! live node's subscriptions (`leases.rs`).
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode, Uri};
@@ -117,7 +118,7 @@ impl Query {
 }
 
 /// Answer a request below the hub's path.
-pub(crate) fn answer(
+pub(crate) async fn answer(
     shared: &Shared,
     active: Option<&Active>,
     method: &Method,
@@ -141,7 +142,7 @@ pub(crate) fn answer(
             denied.response()
         };
     }
-    let snapshot = active.snapshot(|e| query.keeps(e));
+    let snapshot = active.snapshot(|e| query.keeps(e)).await;
     let cursor = snapshot.last_event_id;
     let mut doc = if query.single() {
         let Some(e) = snapshot.entries.first() else {
