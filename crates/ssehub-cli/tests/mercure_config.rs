@@ -36,6 +36,7 @@ const COMPAT_VARS: &[&str] = &[
     "MERCURE_SUBSCRIBER_JWT_KEY",
     "MERCURE_SUBSCRIBER_JWT_ALG",
     "MERCURE_EXTRA_DIRECTIVES",
+    "MERCURE_TRUSTED_ISSUERS",
     "JWT_KEY",
     "ALLOW_ANONYMOUS",
     "CORS_ALLOWED_ORIGINS",
@@ -319,7 +320,8 @@ async fn the_reference_hubs_variables_run_it_unchanged() {
         started.contains(r#"cors_origins = ["https://app.example"]"#),
         "{started}"
     );
-    for warned in ["`subscriptions`", "`write_timeout`", "`transport`"] {
+    assert!(started.contains("subscriptions = true"), "{started}");
+    for warned in ["`write_timeout`", "`transport`"] {
         let line = logged.line_with(warned);
         assert!(line.contains("WARN"), "{line}");
     }
@@ -688,4 +690,193 @@ async fn two_nodes_share_the_hub_on_redis_under_a_prefix_of_its_own() {
     )
     .await;
     assert_eq!(resumed.next_event().await.data, "across");
+}
+
+/// A Mercure 1.0 access token signed with `secret`.
+fn v1_token(secret: &str, iss: &str, actions: &[&str], matcher: &str) -> String {
+    let mut header = Header::new(Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = json!({
+        "aud": "https://hub.example/.well-known/mercure",
+        "iss": iss,
+        "exp": exp,
+        "authorization_details": [{
+            "type": "https://mercure.rocks/authorization-detail",
+            "actions": actions,
+            "topics": [{ "match": matcher, "match_type": "urlpattern" }],
+        }],
+    });
+    let key = EncodingKey::from_secret(secret.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn the_1_0_settings_resource_issuers_and_subscriptions() {
+    let other = "another issuer's own secret, long enough";
+    let file = TempFile::new(
+        "v1.toml",
+        &format!(
+            "[mercure]\n\
+             enabled = true\n\
+             publisher_jwt_key = \"{SECRET}\"\n\
+             subscriber_jwt_key = \"{SECRET}\"\n\
+             resource = \"https://hub.example/.well-known/mercure\"\n\
+             issuers = [\"https://self.example\"]\n\
+             subscriptions = true\n\
+             [[mercure.issuer]]\n\
+             name = \"https://auth.example\"\n\
+             key = \"{other}\"\n\
+             alg = \"HS256\"\n"
+        ),
+    );
+    let mut logged = Logged::serve(
+        &["--config", file.path(), "--tick-interval", "0"],
+        // Trusted from the reference hub's variable too.
+        &[(
+            "MERCURE_TRUSTED_ISSUERS",
+            "https://env.example https://self.example",
+        )],
+    );
+    let addr = logged.addr();
+    let started = logged.line_with("Mercure hub at");
+    assert!(
+        started.contains("resource = \"https://hub.example/"),
+        "{started}"
+    );
+    assert!(started.contains("https://env.example"), "{started}");
+    assert!(
+        started.contains("issuer keys for [\"https://auth.example\"]"),
+        "{started}"
+    );
+    assert!(!started.contains(other), "{started}");
+    let q = "match_urlpattern=https%3A%2F%2Fexample.com%2Fbooks%2F%3Aid";
+    for (iss, secret, ok) in [
+        ("https://env.example", SECRET, true),
+        ("https://auth.example", other, true),
+        ("https://auth.example", SECRET, false),
+        ("https://self.example", other, false),
+        ("https://unknown.example", SECRET, false),
+    ] {
+        let t = v1_token(secret, iss, &["subscribe"], "https://example.com/books/:id");
+        let bearer = format!("Bearer {t}");
+        let c =
+            SseClient::connect(addr, &format!("{HUB}?{q}"), &[("authorization", &bearer)]).await;
+        let want = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(
+            c.status,
+            want,
+            "{iss} signed with {}",
+            if secret == SECRET {
+                "the hub key"
+            } else {
+                "its own"
+            }
+        );
+    }
+    // `subscriptions = true`: the API answers a token granted its URL.
+    let t = v1_token(
+        SECRET,
+        "https://self.example",
+        &["subscribe"],
+        "/.well-known/mercure/subscriptions{/*}?",
+    );
+    let req = Request::get("/.well-known/mercure/subscriptions")
+        .header("authorization", format!("Bearer {t}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let reply = request(addr, req).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json()["type"], "Subscriptions");
+    let meta = get(addr, ssehub::METADATA_PATH).await;
+    assert_eq!(
+        meta.json()["resource"],
+        "https://hub.example/.well-known/mercure"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_nodes_subscriptions_are_listed_everywhere_then_end_within_its_lease() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = redis_server::RedisServer::start();
+    let url = redis.url();
+    let env = [
+        ("SSEHUB_MERCURE_ENABLED", "true"),
+        ("SSEHUB_MERCURE_ANONYMOUS", "true"),
+        ("SSEHUB_MERCURE_SUBSCRIPTIONS", "true"),
+        ("SSEHUB_MERCURE_HEARTBEAT", "2"),
+        (
+            "SSEHUB_MERCURE_RESOURCE",
+            "https://hub.example/.well-known/mercure",
+        ),
+        ("MERCURE_PUBLISHER_JWT_KEY", SECRET),
+        ("MERCURE_SUBSCRIBER_JWT_KEY", SECRET),
+        ("SSEHUB_REDIS_URL", url.as_str()),
+        ("SSEHUB_DEMO_TICK_INTERVAL", "0"),
+    ];
+    let mut doomed = Logged::serve(&[], &env);
+    let survivor = Logged::serve(&[], &env);
+    let token = v1_token(
+        SECRET,
+        "https://self.example",
+        &["subscribe"],
+        "/.well-known/mercure/subscriptions{/*}?",
+    );
+    let bearer = format!("Bearer {token}");
+    let events = "match_urlpattern=%2F.well-known%2Fmercure%2Fsubscriptions%2F*";
+    let mut watcher = subscribe(survivor.addr(), events, &[("authorization", &bearer)]).await;
+    let own: serde_json::Value = serde_json::from_str(&watcher.next_event().await.data).unwrap();
+    assert_eq!(own["active"], true);
+    let _gone = subscribe(doomed.addr(), "match=late", &[]).await;
+    let started: serde_json::Value =
+        serde_json::from_str(&watcher.next_event().await.data).unwrap();
+    assert_eq!(
+        (started["match"].as_str(), started["active"].as_bool()),
+        (Some("late"), Some(true))
+    );
+    // The survivor's API lists the other node's subscription (once its lease is written).
+    let listed = || async {
+        let req = Request::get("/.well-known/mercure/subscriptions/Exact/late")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let reply = request(survivor.addr(), req).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        reply.json()["subscriptions"].as_array().unwrap().len()
+    };
+    let deadline = Instant::now() + WAIT;
+    while listed().await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the other node's subscription was never listed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The node dies without a word (SIGKILL): its subscription ends on the others' side
+    // within its lease (15 s) and a heartbeat (5 s).
+    doomed.server.child.kill().unwrap();
+    let killed = Instant::now();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(40), watcher.next_event())
+        .await
+        .expect("the dead node's subscription ended within 40 s");
+    let doc: serde_json::Value = serde_json::from_str(&ended.data).unwrap();
+    assert_eq!(
+        (doc["match"].as_str(), doc["active"].as_bool()),
+        (Some("late"), Some(false))
+    );
+    eprintln!(
+        "ended {:.1} s after the kill",
+        killed.elapsed().as_secs_f64()
+    );
+    assert_eq!(listed().await, 0, "no longer listed");
 }

@@ -280,7 +280,11 @@ impl SseEndpoint {
         origin: Origin,
     ) -> Connection {
         let Subscription {
-            ctx, rooms, resume, ..
+            ctx,
+            rooms,
+            resume,
+            on_open,
+            ..
         } = sub;
         let opts = &self.inner.opts;
         let config = ConnectionConfig {
@@ -302,6 +306,9 @@ impl SseEndpoint {
         }
         for room in &rooms {
             let _ = opts.hub.join(room, &conn);
+        }
+        if let Some(on_open) = on_open {
+            on_open(&conn);
         }
         let set_up = {
             let (conn, hub) = (conn.clone(), opts.hub.clone());

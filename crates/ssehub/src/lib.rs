@@ -96,7 +96,7 @@ pub use hub::{MemberInfo, RoomInfo};
 #[cfg(feature = "redis")]
 pub use hub::{RedisConfig, RedisError};
 #[cfg(feature = "mercure")]
-pub use mercure::{Mercure, MercureConfig, MercureError, MERCURE_PATH};
+pub use mercure::{Mercure, MercureConfig, MercureError, MERCURE_PATH, METADATA_PATH};
 pub use message::{FrameError, Message, MessageBuilder};
 pub use metrics::{HubStats, TransportKind};
 #[cfg(feature = "metrics")]

@@ -1,28 +1,48 @@
-//! A Mercure hub (feature `mercure`): the Mercure protocol's 0.x dialect
-//! (draft-dunglas-mercure-07, what Symfony's Mercure component, API Platform and the
-//! Laravel packages speak) at `/.well-known/mercure`, over a [`Hub`] of its own, so
-//! that apps written for a Mercure hub switch to ssehub without a change.
+//! A Mercure hub (feature `mercure`) at `/.well-known/mercure`, over a [`Hub`] of its
+//! own, speaking both of the protocol's dialects side by side, each request by its
+//! parameters: 0.x (draft-dunglas-mercure-07, what Symfony's Mercure component, API
+//! Platform and the Laravel packages speak) and 1.0 (draft-08: exact and URL-pattern
+//! matchers, OAuth access tokens), so that apps written for a Mercure hub switch to
+//! ssehub without a change, and move to 1.0 one at a time.
 //!
-//! - `selector.rs`: topic selectors (`*`, RFC 6570 URI templates, exact topics);
-//!   `uri_template.rs`: the templates, compiled to linear-time matchers.
+//! - `dialect.rs`: which dialect a subscriber's request speaks (`topic=` or `match*=`).
+//! - `selector.rs`: topic selectors of both dialects (`*`, RFC 6570 URI templates,
+//!   exact topics, URL patterns) and the rooms they name; `uri_template.rs`: the
+//!   templates, compiled to linear-time matchers; `url_pattern.rs`: WHATWG URL
+//!   Patterns, resolved against the hub's URL.
 //! - `patterns.rs`: which pattern rooms match an update's topics (the hub's
 //!   `Patterns` seam), with a cache per topic.
-//! - `auth.rs`: the token (header, query, cookie) and its `mercure` claim.
+//! - `auth.rs`: the token (header, query, cookies), its verification by shape, the
+//!   0.x `mercure` claim, RFC 6750 refusals; `access_token.rs`: 1.0 access tokens
+//!   (`typ`, `exp`, `aud`, `iss`, `authorization_details`).
 //! - `subscribe.rs`: `GET`: a subscriber's request as the endpoint's dialect.
-//! - `publish.rs`: `POST`: an update from a form.
+//! - `publish.rs`: `POST`: an update from a form, and draft-08's refusals.
+//! - `active.rs`: active subscriptions and their events; `leases.rs`: over Redis,
+//!   every node's subscriptions and the end of a dead node's; `subscriptions_api.rs`:
+//!   `GET /.well-known/mercure/subscriptions[/...]` and its cursor.
+//! - `discovery.rs`: the OAuth protected-resource metadata.
 //!
 //! How Mercure maps onto the hub: an exact topic is a room; a pattern selector (a
-//! template, `*`) is a room named by the selector, which the fan-out adds to every update
-//! with a topic it matches (each subscriber gets an update once); a private update goes
-//! only to the subscribers whose token's `mercure.subscribe` selects one of its topics,
-//! live and on replay. Ids are cursors into the hub's one history, as `urn:uuid:` IRIs.
+//! template, a URL pattern, `*`) is a room named by the selector, which the fan-out adds
+//! to every update with a topic it matches (each subscriber gets an update once); a
+//! private update goes only to the subscribers whose token grants subscribe on one of
+//! its topics, live and on replay. Ids are cursors into the hub's one history, as
+//! `urn:uuid:` IRIs.
 
+mod access_token;
+mod active;
 mod auth;
+mod dialect;
+mod discovery;
+#[cfg(feature = "redis")]
+mod leases;
 mod patterns;
 mod publish;
 mod selector;
 mod subscribe;
+mod subscriptions_api;
 mod uri_template;
+mod url_pattern;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -34,6 +54,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
+use self::auth::Role;
 use self::patterns::PatternRooms;
 use crate::auth::JwtVerifier;
 use crate::endpoint::{ConfigError, SseBody, SseEndpoint, SseOptions};
@@ -45,6 +66,9 @@ pub(crate) const MAX_TOPIC_LEN: usize = 4096;
 
 /// The path of a Mercure hub.
 pub const MERCURE_PATH: &str = "/.well-known/mercure";
+
+/// The path of the hub's OAuth protected-resource metadata (RFC 9728, Mercure 1.0).
+pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource/.well-known/mercure";
 
 /// How a [`Mercure`] hub behaves. The defaults are the reference hub's: no key (no
 /// token accepted, so nobody may publish), subscribers need a token unless
@@ -76,6 +100,11 @@ pub struct MercureConfig {
     max_body: usize,
     history: Option<HistoryConfig>,
     history_total_bytes: usize,
+    resource: Option<String>,
+    hub_url: Option<url::Url>,
+    issuers: Vec<String>,
+    issuer_keys: Vec<(String, Arc<JwtVerifier>)>,
+    subscriptions: bool,
 }
 
 impl Default for MercureConfig {
@@ -93,6 +122,11 @@ impl Default for MercureConfig {
             max_body: 1024 * 1024,
             history: Some(HistoryConfig::default()),
             history_total_bytes: 64 * 1024 * 1024,
+            resource: None,
+            hub_url: None,
+            issuers: Vec::new(),
+            issuer_keys: Vec::new(),
+            subscriptions: false,
         }
     }
 }
@@ -187,18 +221,89 @@ impl MercureConfig {
         self
     }
 
+    /// The hub's resource identifier (Mercure 1.0): the `aud` every 1.0 access token
+    /// must carry, and the `resource` of its protected-resource metadata. Without it, no
+    /// 1.0 token is accepted (1.0 subscribers may still come anonymously). Usually the
+    /// hub's public URL, `https://example.com/.well-known/mercure`, which is then also
+    /// the base of relative URL patterns and topics ([`MercureConfig::hub_url`]).
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// The hub's public URL, against which relative URL patterns and topics are
+    /// resolved (default: the resource identifier when it is a URL, else
+    /// `https://localhost/.well-known/mercure`). A URL that does not parse is an error.
+    pub fn hub_url(mut self, url: &str) -> Result<Self, MercureError> {
+        let parsed = url::Url::parse(url)
+            .map_err(|e| MercureError::HubUrl(url.to_owned(), e.to_string()))?;
+        self.hub_url = Some(parsed);
+        Ok(self)
+    }
+
+    /// Trust 1.0 tokens whose `iss` is `issuer`, verified with the publisher's or the
+    /// subscriber's key (as the request's role says). With no issuer at all, any `iss`
+    /// (or none) is accepted: self-issued tokens.
+    pub fn trusted_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Trust 1.0 tokens whose `iss` is `issuer`, verified with a key of its own (for
+    /// both roles).
+    pub fn issuer_key(mut self, issuer: impl Into<String>, key: JwtVerifier) -> Self {
+        self.issuer_keys.push((issuer.into(), Arc::new(key)));
+        self
+    }
+
+    /// Active subscriptions: an update on each subscription's start and end, and the
+    /// subscriptions API at `/.well-known/mercure/subscriptions` (off by default).
+    pub fn subscriptions(mut self, on: bool) -> Self {
+        self.subscriptions = on;
+        self
+    }
+
+    /// The key `role`'s 0.x tokens (and self-issued 1.0 tokens) are verified with.
+    fn key(&self, role: Role) -> Option<&JwtVerifier> {
+        match role {
+            Role::Publisher => self.publisher.as_deref(),
+            Role::Subscriber => self.subscriber.as_deref(),
+        }
+    }
+
+    /// The hub's URL: the base of relative URL patterns and topics.
+    fn base_url(&self) -> url::Url {
+        self.hub_url
+            .clone()
+            .or_else(|| {
+                let r = url::Url::parse(self.resource.as_deref()?).ok()?;
+                r.has_host().then_some(r)
+            })
+            .unwrap_or_else(|| {
+                url::Url::parse("https://localhost/.well-known/mercure").expect("a valid URL")
+            })
+    }
+
+    /// Where the protected-resource metadata is, as an absolute URL (RFC 9728: the
+    /// well-known prefix before the hub's path).
+    fn metadata_url(&self) -> String {
+        let base = self.base_url();
+        format!("{}{METADATA_PATH}", base.origin().ascii_serialization())
+    }
+
     /// The hub's configuration: topics as rooms, patterns resolved per update.
-    fn hub_config(&self) -> HubConfig {
+    fn hub_config(&self, patterns: Arc<PatternRooms>) -> HubConfig {
         HubConfig::default()
             .max_rooms_per_connection(self.max_selectors)
             .max_rooms_per_publish(self.max_topics)
             .history(self.history)
             .history_total_bytes(self.history_total_bytes)
             .topics(TopicRules {
-                max_name: Some(MAX_TOPIC_LEN),
+                // Room names of patterns carry a short prefix (`selector.rs`).
+                max_name: Some(MAX_TOPIC_LEN + 32),
                 repeat_ids: true,
                 ids: IdForm::Urn,
-                patterns: Some(Arc::new(PatternRooms::default())),
+                patterns: Some(patterns),
             })
     }
 }
@@ -216,6 +321,13 @@ impl fmt::Debug for MercureConfig {
             .field("heartbeat", &self.heartbeat)
             .field("max_selectors", &self.max_selectors)
             .field("max_topics", &self.max_topics)
+            .field("resource", &self.resource)
+            .field("issuers", &self.issuers)
+            .field(
+                "issuer_keys",
+                &self.issuer_keys.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("subscriptions", &self.subscriptions)
             .finish_non_exhaustive()
     }
 }
@@ -224,6 +336,11 @@ impl fmt::Debug for MercureConfig {
 pub(crate) struct Shared {
     pub(crate) hub: Hub,
     pub(crate) config: MercureConfig,
+    /// The active subscriptions, when they are on.
+    pub(crate) active: Option<Arc<active::Active>>,
+    /// The pattern rooms with members here: a subscriber's URL pattern that is already
+    /// one of them is not compiled again.
+    pub(crate) patterns: Arc<PatternRooms>,
 }
 
 /// A Mercure hub: `GET` subscribes, `POST` publishes, at [`MERCURE_PATH`]. Mount it in
@@ -248,8 +365,9 @@ pub struct Mercure {
 impl Mercure {
     /// A hub in this process alone.
     pub fn new(config: MercureConfig) -> Result<Mercure, ConfigError> {
-        let hub = Hub::with_config(config.hub_config());
-        Mercure::over(hub, config)
+        let patterns = Arc::new(PatternRooms::new(config.base_url()));
+        let hub = Hub::with_config(config.hub_config(patterns.clone()));
+        Mercure::over(hub, config, patterns)
     }
 
     /// A hub shared by every node on the same Redis (and key prefix): an update
@@ -260,11 +378,24 @@ impl Mercure {
         config: MercureConfig,
         redis: crate::hub::RedisConfig,
     ) -> Result<Mercure, MercureError> {
-        let hub = Hub::with_redis(config.hub_config(), redis).await?;
-        Ok(Mercure::over(hub, config)?)
+        let patterns = Arc::new(PatternRooms::new(config.base_url()));
+        let (url, prefix) = (redis.url().to_owned(), redis.key_prefix().to_owned());
+        let hub = Hub::with_redis(config.hub_config(patterns.clone()), redis).await?;
+        let mercure = Mercure::over(hub, config, patterns)?;
+        if let Some(active) = &mercure.shared.active {
+            let leases = leases::Leases::start(&url, &prefix, Arc::downgrade(active))
+                .await
+                .map_err(|e| MercureError::Redis(e.into()))?;
+            let _ = active.leases.set(leases);
+        }
+        Ok(mercure)
     }
 
-    fn over(hub: Hub, config: MercureConfig) -> Result<Mercure, ConfigError> {
+    fn over(
+        hub: Hub,
+        config: MercureConfig,
+        patterns: Arc<PatternRooms>,
+    ) -> Result<Mercure, ConfigError> {
         let mut options = SseOptions::new()
             .prefix(MERCURE_PATH)
             .no_auto_join()
@@ -275,7 +406,15 @@ impl Mercure {
                 .allowed_origins(config.cors_origins.clone())
                 .allow_credentials(true);
         }
-        let shared = Arc::new(Shared { hub, config });
+        let active = config
+            .subscriptions
+            .then(|| active::Active::new(hub.clone()));
+        let shared = Arc::new(Shared {
+            hub,
+            config,
+            active,
+            patterns,
+        });
         options.dialect = Some(Arc::new(subscribe::Subscribe(shared.clone())));
         let endpoint = SseEndpoint::new(options)?;
         Ok(Mercure { shared, endpoint })
@@ -300,6 +439,35 @@ impl Mercure {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let origin = req.headers().get(header::ORIGIN).cloned();
+        let path = req.uri().path();
+        if path == METADATA_PATH {
+            let mut res = match *req.method() {
+                Method::GET | Method::HEAD => discovery::metadata(&self.shared),
+                _ => {
+                    return crate::respond::allow_only(&req, &[Method::GET, Method::HEAD])
+                        .unwrap_or_else(|| crate::respond::text(StatusCode::NOT_FOUND, ""))
+                }
+            };
+            // Public, and read by pages of any origin (RFC 9728 has no secret in it).
+            res.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+            return res;
+        }
+        if path != MERCURE_PATH {
+            let shared = &self.shared;
+            let mut res = subscriptions_api::answer(
+                shared,
+                shared.active.as_deref(),
+                req.method(),
+                req.uri(),
+                req.headers(),
+            )
+            .await;
+            self.cors(origin, res.headers_mut());
+            return res;
+        }
         let mut res = match *req.method() {
             Method::GET | Method::HEAD => return self.endpoint.handle(req).await,
             Method::POST => publish::publish(&self.shared, req).await,
@@ -381,6 +549,9 @@ pub enum MercureError {
     /// Its endpoint's options were refused.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The hub's URL is no absolute URL.
+    #[error("invalid mercure hub_url {0:?}: {1}")]
+    HubUrl(String, String),
     /// Its Redis could not be reached.
     #[cfg(feature = "redis")]
     #[error(transparent)]

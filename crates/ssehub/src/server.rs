@@ -249,15 +249,20 @@ impl Server {
 
     /// Serve a Mercure hub at its path (feature `mercure`): subscribers' streams on the
     /// endpoint's own way (the bare socket for HTTP/1.1), publishes and preflights
-    /// through its route. See [`crate::Mercure`].
+    /// through its route, and its other resources (the subscriptions API below its
+    /// path, the protected-resource metadata) through the same handler. See
+    /// [`crate::Mercure`].
     #[cfg(feature = "mercure")]
     pub fn mercure(mut self, mercure: crate::Mercure) -> Server {
         let path = mercure.endpoint().prefix().to_owned();
         self.sse.push(Ok(mercure.endpoint().clone()));
-        self.route(&path, move |req| {
+        let handler = move |req| {
             let mercure = mercure.clone();
             async move { mercure.handle(req).await }
-        })
+        };
+        self.route(&path, handler.clone())
+            .route(&format!("{path}/*"), handler.clone())
+            .route(crate::mercure::METADATA_PATH, handler)
     }
 
     /// Serve static files.

@@ -4,7 +4,9 @@
 //! subscribers' selectors); a private update only the granted ones; ids are `urn:uuid:`
 //! everywhere; a subscriber that reconnects to the other node with its `Last-Event-ID`
 //! (or `lastEventID`) gets exactly what it missed, by topic or by template, private
-//! updates only where granted, and is told where its replay starts.
+//! updates only where granted, and is told where its replay starts; 1.0's URL patterns,
+//! grants and subscription events across nodes, and the subscriptions API listing every
+//! node's with a cursor that misses no change.
 #![cfg(all(feature = "mercure", feature = "redis"))]
 
 mod common;
@@ -442,6 +444,160 @@ async fn an_update_the_channel_lost_reaches_templates_from_the_log() {
         .await;
     for c in [&mut star, &mut template] {
         assert_eq!(next(c).await, ("2".to_owned(), after.clone()), "once");
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A Mercure 1.0 access token (HS256) granting `actions` on the URL pattern `pattern`.
+fn v1_token(actions: &[&str], pattern: &str) -> String {
+    let mut header = Header::new(JwtAlgorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = json!({
+        "aud": "https://hub.example/.well-known/mercure",
+        "exp": exp,
+        "authorization_details": [{
+            "type": "https://mercure.rocks/authorization-detail",
+            "actions": actions,
+            "topics": [{ "match": pattern, "match_type": "urlpattern" }],
+        }],
+    });
+    encode(&header, &claims, &EncodingKey::from_secret(SECRET).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn url_patterns_private_grants_and_subscription_events_across_nodes() {
+    let redis = RedisServer::start();
+    let config = || {
+        config()
+            .resource("https://hub.example/.well-known/mercure")
+            .subscriptions(true)
+    };
+    let a = Node::start(&redis, config()).await;
+    let b = Node::start(&redis, config()).await;
+    let watch = format!(
+        "Bearer {}",
+        v1_token(&["subscribe"], "/.well-known/mercure/subscriptions/*")
+    );
+    let events = "match_urlpattern=%2F.well-known%2Fmercure%2Fsubscriptions%2F*";
+    let mut watcher = b
+        .subscribe_query(events, &[("authorization", &watch)])
+        .await;
+    let own: Value = serde_json::from_str(&watcher.next_event().await.data).unwrap();
+    assert_eq!(
+        own["active"], true,
+        "its own subscription, announced on its node"
+    );
+    // A 1.0 subscriber on A: its subscription is announced to the watcher on B.
+    let books = "match_urlpattern=https%3A%2F%2Fexample.com%2Fbooks%2F%3Aid";
+    let one = format!(
+        "Bearer {}",
+        v1_token(&["subscribe"], "https://example.com/books/1")
+    );
+    let mut reader = a.subscribe_query(books, &[("authorization", &one)]).await;
+    let e = watcher.next_event().await;
+    assert_eq!(e.event, "mercure");
+    let doc: Value = serde_json::from_str(&e.data).unwrap();
+    assert_eq!(
+        (doc["match"].as_str(), doc["active"].as_bool()),
+        (Some("https://example.com/books/:id"), Some(true))
+    );
+    // Updates published on B reach the pattern on A once, private ones where granted.
+    b.publish(&[
+        ("topic", "https://example.com/books/2"),
+        ("data", "not yours"),
+        ("private", "on"),
+    ])
+    .await;
+    b.publish(&[
+        ("topic", "https://example.com/books/1"),
+        ("data", "yours"),
+        ("private", "on"),
+    ])
+    .await;
+    b.publish(&[("topic", "https://example.com/books/3"), ("data", "public")])
+        .await;
+    assert_eq!(reader.next_event().await.data, "yours");
+    assert_eq!(reader.next_event().await.data, "public");
+    // Its end too, from the other node.
+    drop(reader);
+    let doc: Value = serde_json::from_str(&watcher.next_event().await.data).unwrap();
+    assert_eq!(
+        (doc["match"].as_str(), doc["active"].as_bool()),
+        (Some("https://example.com/books/:id"), Some(false))
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn the_subscriptions_api_lists_every_node_and_its_cursor_misses_no_change() {
+    let redis = RedisServer::start();
+    let config = || {
+        config()
+            .resource("https://hub.example/.well-known/mercure")
+            .subscriptions(true)
+    };
+    let a = Node::start(&redis, config()).await;
+    let b = Node::start(&redis, config()).await;
+    let token = v1_token(&["subscribe"], "/.well-known/mercure/subscriptions{/*}?");
+    let bearer = format!("Bearer {token}");
+    let _x = a.subscribe_query("match=x", &[]).await;
+    // B's snapshot lists A's subscription (once A's lease holds it).
+    let snapshot = || async {
+        let (status, _, body) = request(
+            b.addr,
+            "GET",
+            "/.well-known/mercure/subscriptions",
+            &[("authorization", bearer.as_str())],
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap()
+    };
+    let mut listed = snapshot().await;
+    for _ in 0..200 {
+        if !listed["subscriptions"].as_array().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        listed = snapshot().await;
+    }
+    let subs = listed["subscriptions"].as_array().unwrap();
+    assert_eq!(subs.len(), 1, "{listed}");
+    assert_eq!(subs[0]["match"], "x");
+    let cursor = listed["lastEventID"].as_str().unwrap().to_owned();
+    // A change after the snapshot, on A; then a watcher on B from the cursor gets it.
+    let y = a.subscribe_query("match=y", &[]).await;
+    let events = format!(
+        "match_urlpattern=%2F.well-known%2Fmercure%2Fsubscriptions%2F*&last_event_id={}",
+        cursor.replace(':', "%3A")
+    );
+    let mut watcher = b
+        .subscribe_query(&events, &[("authorization", &bearer)])
+        .await;
+    let mut seen = Vec::new();
+    while !seen.contains(&("y".to_owned(), true)) {
+        let doc: Value = serde_json::from_str(&watcher.next_event().await.data).unwrap();
+        seen.push((
+            doc["match"].as_str().unwrap_or_default().to_owned(),
+            doc["active"].as_bool().unwrap_or_default(),
+        ));
+        assert!(seen.len() < 10, "{seen:?}");
+    }
+    drop(y);
+    for n in 0.. {
+        assert!(n < 10, "no end of y among the next ten events");
+        let doc: Value = serde_json::from_str(&watcher.next_event().await.data).unwrap();
+        if doc["match"] == "y" && doc["active"] == false {
+            break;
+        }
     }
     a.stop().await;
     b.stop().await;

@@ -182,11 +182,19 @@ pub(crate) fn read(vars: &[(String, String)]) -> anyhow::Result<Compat> {
              Redis with [redis] url)"
         ));
     }
-    if value(vars, TRUSTED_ISSUERS).is_some() {
-        out.warnings.push(format!(
-            "{TRUSTED_ISSUERS} is for the Mercure 1.0 dialect, which ssehub does not speak \
-             yet: ignored"
-        ));
+    if let Some(v) = value(vars, TRUSTED_ISSUERS) {
+        // The reference hub's list: separated by spaces (commas accepted too).
+        let issuers: Vec<Value> = v
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|s| !s.is_empty())
+            .map(|s| Value::String(s.to_owned()))
+            .collect();
+        set(
+            &mut out,
+            &["mercure", "issuers"],
+            Value::Array(issuers),
+            TRUSTED_ISSUERS,
+        );
     }
     if let Some(text) = value(vars, EXTRA) {
         let env = |name: &str| value(vars, name).map(str::to_owned);

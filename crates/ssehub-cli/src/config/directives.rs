@@ -149,12 +149,7 @@ fn apply(d: &Directive, out: &mut Directives) -> Result<(), String> {
         }
         "subscriptions" => {
             count(0, 0)?;
-            out.warnings.push(format!(
-                "{}: accepted, but ssehub does not send subscription events yet, nor \
-                 serve the subscriptions API (they come with the Mercure 1.0 work): a \
-                 subscriber to /.well-known/mercure/subscriptions/... topics gets nothing",
-                here()
-            ));
+            set(&["mercure", "subscriptions"], Value::Boolean(true));
         }
         "write_timeout" | "dispatch_timeout" => {
             count(1, 1)?;
@@ -192,9 +187,10 @@ fn apply(d: &Directive, out: &mut Directives) -> Result<(), String> {
         }
         "protocol_version_compatibility" => {
             count(1, 1)?;
-            if d.args[0] != "7" {
+            if d.args[0] != "7" && d.args[0] != "8" {
                 out.warnings.push(format!(
-                    "{}: ssehub speaks the 0.x dialect (draft-07) only",
+                    "{}: ssehub speaks both dialects side by side, 0.x (draft-07, `topic=`) \
+                     and 1.0 (draft-08, `match=`), each request by its parameters",
                     here()
                 ));
             }
@@ -551,13 +547,15 @@ mod tests {
              protocol_version_compatibility 7\n",
         )
         .unwrap();
-        assert_eq!(settings(&d), ["mercure.history.max_events = 5000"]);
-        let all = d.warnings.join("\n");
-        assert_eq!(d.warnings.len(), 3, "{all}");
-        assert!(
-            all.contains("`subscriptions`") && all.contains("1.0"),
-            "{all}"
+        assert_eq!(
+            settings(&d),
+            [
+                "mercure.subscriptions = true",
+                "mercure.history.max_events = 5000"
+            ]
         );
+        let all = d.warnings.join("\n");
+        assert_eq!(d.warnings.len(), 2, "{all}");
         assert!(
             all.contains("`write_timeout`") && all.contains("not applied"),
             "{all}"

@@ -50,6 +50,34 @@ pub(crate) struct MercureSection {
     pub max_body: usize,
     /// Each topic's history, shaped as `[history]`.
     pub history: HistorySection,
+    /// Mercure 1.0: the `aud` every access token must carry (the hub's resource
+    /// identifier; none: no 1.0 token is accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The hub's public URL, the base of relative URL patterns and topics (default: the
+    /// resource when it is a URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub_url: Option<String>,
+    /// Mercure 1.0: trusted `iss`, verified with the publisher/subscriber keys (none and
+    /// no `[[mercure.issuer]]`: any issuer, self-issued tokens).
+    #[serde(with = "units::list")]
+    pub issuers: Vec<String>,
+    /// Mercure 1.0: issuers with keys of their own (`[[mercure.issuer]]`).
+    #[serde(rename = "issuer", skip_serializing_if = "Vec::is_empty")]
+    pub issuer_keys: Vec<IssuerSection>,
+    /// Subscription events and the subscriptions API.
+    pub subscriptions: bool,
+}
+
+/// `[[mercure.issuer]]`: a trusted issuer and the key its tokens are signed with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct IssuerSection {
+    /// Its `iss`.
+    pub name: String,
+    /// An HMAC secret, or a PEM public key (inline or a path).
+    pub key: String,
+    pub alg: String,
 }
 
 impl Default for MercureSection {
@@ -69,6 +97,11 @@ impl Default for MercureSection {
             max_selectors: 100,
             max_body: 1024 * 1024,
             history: HistorySection::default(),
+            resource: None,
+            hub_url: None,
+            issuers: Vec::new(),
+            issuer_keys: Vec::new(),
+            subscriptions: false,
         }
     }
 }
@@ -129,6 +162,28 @@ impl MercureSection {
         verifier(key, alg, &named(role.key_field()), &named(role.alg_field())).map(Some)
     }
 
+    /// The issuers with keys of their own, each with its verifier; errors name the
+    /// issuer's entry, never the key.
+    pub(crate) fn issuer_verifiers(&self) -> anyhow::Result<Vec<(String, JwtVerifier)>> {
+        self.issuer_keys
+            .iter()
+            .enumerate()
+            .map(|(i, is)| {
+                let at = format!("mercure.issuer[{i}]");
+                if is.name.is_empty() {
+                    bail!("{at}.name is empty: name the issuer (its tokens' iss)");
+                }
+                let alg = if is.alg.is_empty() {
+                    "HS256"
+                } else {
+                    is.alg.as_str()
+                };
+                let (v, _) = verifier(&is.key, alg, &format!("{at}.key"), &format!("{at}.alg"))?;
+                Ok((is.name.clone(), v))
+            })
+            .collect()
+    }
+
     /// A warning for each key that is the reference hub's example secret: it is in
     /// every tutorial and compose file, so anyone can sign tokens with it.
     pub(crate) fn well_known_keys(&self, named: &dyn Fn(&str) -> String) -> Vec<String> {
@@ -179,7 +234,8 @@ impl MercureSection {
         format!(
             "Mercure hub at {}: publisher key {}; subscriber key {}; anonymous = {}; \
              cors_origins = {:?}; publish_origins = {:?}; cookie_name = {:?}; heartbeat {}; \
-             max_topics = {}, max_selectors = {}, max_body = {} bytes; history: {history}",
+             max_topics = {}, max_selectors = {}, max_body = {} bytes; history: {history}; \
+             1.0: resource = {}, issuers = {:?}, issuer keys for {:?}; subscriptions = {}",
             ssehub::MERCURE_PATH,
             key(Role::Publisher),
             key(Role::Subscriber),
@@ -191,6 +247,14 @@ impl MercureSection {
             self.max_topics,
             self.max_selectors,
             self.max_body,
+            self.resource
+                .as_deref()
+                .map_or("none (no 1.0 token accepted)".to_owned(), |r| format!(
+                    "{r:?}"
+                )),
+            self.issuers,
+            self.issuer_keys.iter().map(|i| &i.name).collect::<Vec<_>>(),
+            self.subscriptions,
         )
     }
 }

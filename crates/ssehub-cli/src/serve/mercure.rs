@@ -29,7 +29,22 @@ pub(super) async fn mercure(c: &Config) -> anyhow::Result<Option<Mercure>> {
                 .max_bytes(m.history.max_bytes)
                 .max_age(m.history.max_age)
         }))
-        .history_total_bytes(m.history.total_bytes);
+        .history_total_bytes(m.history.total_bytes)
+        .subscriptions(m.subscriptions);
+    if let Some(resource) = &m.resource {
+        config = config.resource(resource.as_str());
+    }
+    if let Some(url) = &m.hub_url {
+        config = config
+            .hub_url(url)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", named("mercure.hub_url")))?;
+    }
+    for issuer in &m.issuers {
+        config = config.trusted_issuer(issuer.as_str());
+    }
+    for (name, key) in m.issuer_verifiers()? {
+        config = config.issuer_key(name, key);
+    }
     if let Some((key, _)) = m.verifier(Role::Publisher, &named)? {
         config = config.publisher_key(key);
     }

@@ -13,6 +13,7 @@ use super::body::SseBody;
 use super::hooks::BoxFuture;
 use super::request::RequestContext;
 use crate::connection::Audience;
+use crate::connection::Connection;
 use crate::hub::Resume;
 
 /// How a stream's request is read by a dialect.
@@ -33,7 +34,13 @@ pub(crate) struct Subscription {
     pub(crate) audience: Option<Arc<dyn Audience>>,
     /// Headers of the answer, beside the handshake's.
     pub(crate) headers: HeaderMap,
+    /// Called once the stream's connection exists and has joined its rooms, before its
+    /// replay (a dialect that announces streams: Mercure's subscription events).
+    pub(crate) on_open: Option<OnOpen>,
 }
+
+/// What a dialect does when its stream opens.
+pub(crate) type OnOpen = Box<dyn FnOnce(&Connection) + Send>;
 
 impl Subscription {
     /// A stream of `ctx` in `rooms`, resuming at `resume`, with no private update and no
@@ -45,6 +52,7 @@ impl Subscription {
             resume,
             audience: None,
             headers: HeaderMap::new(),
+            on_open: None,
         }
     }
 }

@@ -552,11 +552,23 @@ impl History {
         let all_rooms = || rooms.iter().map(|r| r.to_string()).collect::<Vec<_>>();
         // A caller's id names an event of the rooms it was published to; if several of
         // the stream's rooms hold the id, the earliest wins: a duplicate, never a loss.
+        // A reader by pattern may resume from the id of an event of any topic its
+        // patterns match: every ring is searched then (a resume with a caller's id only,
+        // so its cost, one lookup per room with history, is paid once per reconnect).
         let own = || {
-            rooms
+            let exact = rooms
                 .iter()
                 .filter_map(|r| self.rings.get(*r)?.ids.get(cursor).copied())
-                .min()
+                .min();
+            if reader.patterns().is_none() {
+                return exact;
+            }
+            let anywhere = self
+                .rings
+                .values()
+                .filter_map(|ring| ring.ids.get(cursor).copied())
+                .min();
+            exact.into_iter().chain(anywhere).min()
         };
         let after = match place(cursor, &self.epoch, self.seq, self.rules.ids, own) {
             Ok(after) => after,

@@ -87,6 +87,18 @@ impl RedisConfig {
         self
     }
 
+    /// The URL.
+    #[cfg_attr(not(feature = "mercure"), allow(dead_code))]
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The key prefix.
+    #[cfg_attr(not(feature = "mercure"), allow(dead_code))]
+    pub(crate) fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// How often a node checks that Redis answers; three missed probes are an outage.
     pub fn probe_interval(mut self, every: Duration) -> RedisConfig {
         self.probe = every.max(Duration::from_millis(50));

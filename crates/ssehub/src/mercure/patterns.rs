@@ -1,5 +1,5 @@
 //! The pattern rooms of one node: which selectors with subscribers here (`*`, URI
-//! templates) match an update's topics, so that the hub's fan-out adds their rooms to
+//! templates, URL patterns, 1.0's exact topics with braces) match an update's topics, so that the hub's fan-out adds their rooms to
 //! the update's own (`crate::hub`'s `Patterns` seam).
 //!
 //! The answer for a topic is cached: an update to a topic seen before costs a lookup,
@@ -14,6 +14,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use url::Url;
+
 use super::selector::{is_pattern_name, Selector};
 use crate::hub::topics::Patterns;
 use crate::sync::lock;
@@ -21,8 +23,9 @@ use crate::sync::lock;
 /// The most topics whose answers are cached; past it the cache starts afresh.
 const CACHED_TOPICS: usize = 65_536;
 
-#[derive(Default)]
 pub(crate) struct PatternRooms {
+    /// The hub's URL: relative URL patterns and topics are resolved against it.
+    base: Url,
     state: Mutex<State>,
 }
 
@@ -54,6 +57,19 @@ impl State {
 }
 
 impl PatternRooms {
+    pub(crate) fn new(base: Url) -> PatternRooms {
+        PatternRooms {
+            base,
+            state: Mutex::default(),
+        }
+    }
+
+    /// The selector of pattern room `room`, if it has members here (compiled when its
+    /// first member came: a URL pattern's compilation costs far more than a lookup).
+    pub(crate) fn selector(&self, room: &str) -> Option<Selector> {
+        lock(&self.state).active.get(room).map(|s| (**s).clone())
+    }
+
     /// How many pattern rooms have members here.
     #[cfg(test)]
     fn active(&self) -> usize {
@@ -95,7 +111,7 @@ impl Patterns for PatternRooms {
             return;
         }
         // Its subscriber's request was checked; a name that is no selector is no pattern.
-        let Ok(selector) = Selector::parse(room) else {
+        let Some(selector) = Selector::from_room(room, &self.base) else {
             return;
         };
         let mut state = lock(&self.state);
@@ -117,7 +133,7 @@ mod tests {
 
     #[test]
     fn patterns_with_members_match_and_the_cache_follows_them() {
-        let p = PatternRooms::default();
+        let p = PatternRooms::new(Url::parse("https://hub.example/.well-known/mercure").unwrap());
         let topic = |t: &str| vec![t.to_owned()];
         assert!(p.rooms_matching(&topic("https://e.com/books/1")).is_empty());
         p.room_added("https://e.com/books/{id}");
@@ -138,5 +154,30 @@ mod tests {
         assert!(p.any_matches(&rooms, &[Arc::from("https://e.com/books/3")]));
         assert!(!p.any_matches(&rooms, &[Arc::from("https://e.com/x")]));
         assert!(p.has_pattern(&rooms));
+    }
+
+    #[test]
+    fn url_patterns_are_pattern_rooms_cached_per_topic() {
+        use super::super::selector::MatchType;
+        let base = Url::parse("https://hub.example/.well-known/mercure").unwrap();
+        let p = PatternRooms::new(base.clone());
+        let books = Selector::parse_v1("https://e.com/books/:id", MatchType::UrlPattern, &base)
+            .unwrap()
+            .room()
+            .into_owned();
+        p.room_added(&books);
+        let topic = |t: &str| vec![t.to_owned()];
+        assert_eq!(p.rooms_matching(&topic("https://e.com/books/1")).len(), 1);
+        assert_eq!(
+            p.rooms_matching(&topic("https://e.com/books/1")).len(),
+            1,
+            "cached"
+        );
+        assert!(p
+            .rooms_matching(&topic("https://e.com/authors/1"))
+            .is_empty());
+        assert_eq!(lock(&p.state).cache.len(), 2);
+        p.room_removed(&books);
+        assert!(p.rooms_matching(&topic("https://e.com/books/1")).is_empty());
     }
 }

@@ -3,11 +3,20 @@
 //! Fields: `topic` (one or more; the first is canonical, every one dispatches), `data`
 //! (split into `data:` lines on CR, LF and CRLF), `private` (present: private, whatever
 //! its value), `id` (not starting with `#`), `type` (the SSE event), `retry` (digits
-//! only); others are ignored. The token (publisher key) must hold `mercure.publish`
-//! selectors that match every topic; one that came from the cookie also needs an
-//! `Origin` (or `Referer`) among the publish origins, against cross-site requests. The
-//! answer is 200 `text/plain` with the update's id: the caller's, or one the hub made
-//! (`urn:uuid:...`).
+//! only); others are ignored. The token (publisher key; a 0.x token's
+//! `mercure.publish`, a 1.0 token's `publish` grants) must select every topic; one that
+//! came from a cookie also needs an `Origin` (or `Referer`) among the publish origins,
+//! against cross-site requests. The answer is 200 `text/plain` with the update's id: the
+//! caller's, or one the hub made (`urn:uuid:...`).
+//!
+//! draft-08's rules hold for every publish, whichever dialect its publisher speaks,
+//! since each closes a hole in both: no topic inside the hub's own path (after
+//! resolving it against the hub's URL, dot segments and percent-encoding), where the
+//! hub's subscription events live and a publisher could forge them; no topic `*` (it
+//! would reach every subscriber's `*` only, and cannot be selected alone); no
+//! control, format or reserved character in a topic; no `id` `earliest` (the cursor
+//! that means "everything") nor one with a control character; no `type` `mercure`
+//! (1.0's subscription events).
 
 use std::time::Duration;
 
@@ -16,8 +25,8 @@ use http::header::{self, HeaderMap};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
-use super::auth::{self, Denied, Source};
-use super::selector::Selectors;
+use super::auth::{self, Denied, Role, Source, V1_COOKIE};
+use super::selector::{forbidden_char, Selectors};
 use super::Shared;
 use crate::endpoint::SseBody;
 use crate::hub::{validate_room_within, PublishError as HubRefusal};
@@ -150,6 +159,18 @@ fn parse(form: &[(String, String)]) -> Result<Update, String> {
             "id" if v.starts_with('#') => {
                 return Err(format!("invalid id {v:?}: an id may not start with '#'"))
             }
+            "id" if v == "earliest" => {
+                return Err("invalid id \"earliest\": it is the cursor of the whole history".into())
+            }
+            "id" if v.chars().any(char::is_control) => {
+                return Err(format!("invalid id {v:?}: it contains a control character"))
+            }
+            "type" if v == "mercure" => {
+                return Err(
+                    "invalid type \"mercure\": it is reserved for the hub's subscription events"
+                        .into(),
+                )
+            }
             "id" => u.id = Some(v.clone()),
             "type" => u.event = Some(v.clone()),
             "retry" if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
@@ -177,11 +198,48 @@ fn check_topics(shared: &Shared, topics: &[String]) -> Result<(), String> {
             topics.len()
         ));
     }
+    let base = shared.config.base_url();
     for t in topics {
         validate_room_within(t, super::MAX_TOPIC_LEN)
             .map_err(|e| format!("invalid topic {t:?}: {e}"))?;
+        if t == "*" {
+            return Err("invalid topic \"*\": it is the selector of every topic".into());
+        }
+        if let Some(c) = forbidden_char(t) {
+            return Err(format!(
+                "invalid topic {t:?}: it contains the character U+{:04X}",
+                c as u32
+            ));
+        }
+        if in_hub_path(&base, t) {
+            return Err(format!(
+                "invalid topic {t:?}: it is inside the hub's own path {}, which only the \
+                 hub publishes to",
+                super::MERCURE_PATH
+            ));
+        }
     }
     Ok(())
+}
+
+/// Whether `topic`, resolved against the hub's URL, is the hub's path or under it,
+/// whatever its scheme and host; dot segments are resolved and percent-encoding
+/// decoded first (then resolved again), so `/a/../.well-known/%6Dercure/x` is caught.
+fn in_hub_path(base: &url::Url, topic: &str) -> bool {
+    let inside = |path: &str| {
+        path == super::MERCURE_PATH
+            || path
+                .strip_prefix(super::MERCURE_PATH)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let Ok(url) = base.join(topic) else {
+        return false;
+    };
+    if inside(url.path()) {
+        return true;
+    }
+    let decoded = percent_encoding::percent_decode_str(url.path()).decode_utf8_lossy();
+    base.join(&decoded).is_ok_and(|again| inside(again.path()))
 }
 
 /// A publish authorized by the cookie comes from a page; one on another origin than the
@@ -189,7 +247,8 @@ fn check_topics(shared: &Shared, topics: &[String]) -> Result<(), String> {
 /// are not sent by a browser on its own, so they need no such check.
 fn csrf(shared: &Shared, headers: &HeaderMap, uri: &http::Uri) -> Result<(), Denied> {
     let config = &shared.config;
-    let Some((_, Source::Cookie)) = auth::token(headers, uri, &config.cookie_name) else {
+    let cookies = [config.cookie_name.as_str(), V1_COOKIE];
+    let Some((_, Source::Cookie)) = auth::token(headers, Some(uri), &cookies) else {
         return Ok(());
     };
     let origin = headers
@@ -228,12 +287,13 @@ fn authorize(
     topics: &[String],
 ) -> Result<(), Denied> {
     let config = &shared.config;
-    let Some((token, _)) = auth::token(headers, uri, &config.cookie_name) else {
+    let cookies = [config.cookie_name.as_str(), V1_COOKIE];
+    let Some((token, _)) = auth::token(headers, Some(uri), &cookies) else {
         return Err(Denied::unauthorized(
             "a publisher token is required (Authorization: Bearer, ?authorization=, or the cookie)",
         ));
     };
-    let grants = auth::grants(config.publisher.as_deref(), &token, "publisher")?;
+    let grants = auth::verify(config, Role::Publisher, &token)?;
     let Some(Selectors(allowed)) = grants.publish else {
         return Err(Denied::unauthorized(
             "the token has no mercure.publish claim: it may not publish",
@@ -244,7 +304,7 @@ fn authorize(
         .find(|t| !allowed.iter().any(|s| s.matches(t)))
     {
         return Err(Denied::forbidden(format!(
-            "topic {t:?} is not granted by the token's mercure.publish"
+            "topic {t:?} is not granted by the token's mercure.publish (or 1.0 publish grants)"
         )));
     }
     Ok(())
@@ -309,5 +369,34 @@ mod tests {
             .unwrap_err()
             .contains("digits"));
         assert!(parse(&form(&[("topic", "t"), ("retry", "")])).is_err());
+        for bad in [("id", "earliest"), ("id", "a\u{85}b"), ("type", "mercure")] {
+            let why = parse(&form(&[("topic", "t"), bad])).unwrap_err();
+            assert!(why.contains(bad.0), "{why}");
+        }
+    }
+
+    #[test]
+    fn topics_in_the_hubs_path_are_refused_however_written() {
+        let base = url::Url::parse("https://hub.example/.well-known/mercure").unwrap();
+        for t in [
+            "/.well-known/mercure",
+            "/.well-known/mercure/subscriptions/Exact/x/y",
+            "https://other.example/.well-known/mercure/subscriptions",
+            "/a/../.well-known/mercure/x",
+            "/.well-known/%6Dercure/x",
+            "/a/%2e%2e/.well-known/mercure/x",
+            "/a/..%2F.well-known/mercure/x",
+            "mercure/x",
+        ] {
+            assert!(in_hub_path(&base, t), "{t}");
+        }
+        for t in [
+            "/.well-known/mercurey",
+            "https://e.com/books/1",
+            "plain",
+            "/.well-known",
+        ] {
+            assert!(!in_hub_path(&base, t), "{t}");
+        }
     }
 }

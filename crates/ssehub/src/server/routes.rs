@@ -68,10 +68,16 @@ impl App {
         });
         if let Some(ep) = ep {
             // The endpoint streams (`GET`, `HEAD`); other methods on its exact path go to
-            // a route there, if any (a Mercure hub's publishes).
+            // a route there, if any (a Mercure hub's publishes), and any method below it
+            // to a route at `<prefix>/*` (a Mercure hub's subscriptions API).
             let streams = req.method() == Method::GET || req.method() == Method::HEAD;
             if let Some(handler) = self.routes.get(path).filter(|_| !streams) {
                 return handler(req).await;
+            }
+            if !ep.matches(path) {
+                if let Some(handler) = self.routes.get(&format!("{}/*", ep.prefix())) {
+                    return handler(req).await;
+                }
             }
             return ep.handle(req).await.map(box_body);
         }
