@@ -113,20 +113,23 @@ pub(crate) async fn accept<F: FirstRequest>(
     req.extensions_mut().insert(abort.clone());
     req.extensions_mut().insert(TransportKind::Http1);
     let res = endpoint.handle(req).await;
+    let Some(streaming) = chunked::start(stream, res, abort).await else {
+        return Decision::Done;
+    };
     // Its own small task: the future that holds this connection stays small for the
     // hours it may live, whatever the accept path needed; it holds `first` only if its
     // end matters. (The stream's future is made inside the task: one made outside and
     // awaited there would be stored twice.)
     if first.held_to_the_end() {
         tokio::spawn(async move {
-            chunked::serve(stream, res, abort).await;
+            streaming.run().await;
             drop(first);
             drop(done);
         });
     } else {
         drop(first);
         tokio::spawn(async move {
-            chunked::serve(stream, res, abort).await;
+            streaming.run().await;
             drop(done);
         });
     }
