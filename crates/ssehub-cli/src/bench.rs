@@ -29,6 +29,7 @@ mod publishers;
 mod replay;
 mod report;
 mod rx_time;
+mod secure;
 mod subscribers;
 
 use std::time::{Duration, Instant};
@@ -54,9 +55,20 @@ const FD_RESERVE: u64 = 64;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Server base URL; the bench uses its /sse, /publish and /stats.
+    /// Server base URL; the bench uses its /sse, /publish and /stats. `https://` speaks
+    /// TLS without verifying the certificate (a test hub's).
     #[arg(long, default_value = "http://127.0.0.1:2015")]
     pub url: String,
+    /// Subscribe over HTTP/2 (ALPN `h2`; needs an `https://` subscriber URL).
+    #[arg(long)]
+    pub http2: bool,
+    /// With `--http2`: streams sharing one connection (a browser's tabs share one).
+    #[arg(long, default_value_t = 1, requires = "http2")]
+    pub streams_per_connection: usize,
+    /// Subscribers per loopback source address (127.0.0.1, .2, ...); default 20,000, or
+    /// 1,000 over TLS (the server caps TLS requests in progress per address at 1,024).
+    #[arg(long)]
+    pub per_source_address: Option<usize>,
     /// Subscribers to open.
     #[arg(long, default_value_t = 1000)]
     pub subscribers: usize,
@@ -161,6 +173,9 @@ fn check(args: &Args) -> anyhow::Result<()> {
     if args.subscribers == 0 || args.rooms == 0 || args.publishers == 0 || args.threads == 0 {
         bail!("--subscribers, --rooms, --publishers and --threads must be at least 1");
     }
+    if args.http2 && args.streams_per_connection == 0 {
+        bail!("--streams-per-connection must be at least 1");
+    }
     if args.size < 21 {
         bail!("--size must be at least 21 bytes (the send time is embedded in the data)");
     }
@@ -220,6 +235,7 @@ fn start_fleet(
             threads,
             args.connect_concurrency,
             last_event_id,
+            http_of(args),
         ))
     } else {
         let urls: Vec<String> = if args.sse_urls.is_empty() {
@@ -235,8 +251,28 @@ fn start_fleet(
             threads,
             args.connect_concurrency,
             last_event_id,
+            http_of(args),
         )?)
     })
+}
+
+/// How the subscribers speak.
+fn http_of(args: &Args) -> subscribers::Http {
+    let urls = if args.sse_urls.is_empty() {
+        std::slice::from_ref(&args.url)
+    } else {
+        &args.sse_urls[..]
+    };
+    let tls = urls.iter().any(|u| u.starts_with("https://"));
+    subscribers::Http {
+        http2: args.http2,
+        streams_per_connection: args.streams_per_connection.max(1),
+        per_source: args.per_source_address.unwrap_or(if tls {
+            subscribers::PER_SOURCE_ADDRESS_TLS
+        } else {
+            subscribers::PER_SOURCE_ADDRESS
+        }),
+    }
 }
 
 /// One run: connect every subscriber, publish, drain, and measure around it.

@@ -35,13 +35,16 @@ pub(crate) fn parse_url(url: &str) -> anyhow::Result<Uri> {
     Ok(uri)
 }
 
-/// Where a server is: its address, its `Host`, and the path prefix its URL gave.
+/// Where a server is: its address, its `Host`, the path prefix its URL gave, and
+/// whether it speaks TLS (an `https://` URL, for the load tools: `tls_client.rs`).
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
     pub addr: SocketAddr,
     pub host: String,
     /// Path prefix from the URL, without a trailing slash.
     pub prefix: String,
+    /// `https://`: connections are TLS, the certificate is not verified.
+    pub tls: bool,
 }
 
 impl Target {
@@ -58,11 +61,17 @@ impl Target {
         Ok(targets)
     }
 
-    /// Check `url` (see [`parse_url`]) and resolve its host.
+    /// Check `url` (see [`parse_url`]; `https://` is allowed too: the load tools speak
+    /// TLS) and resolve its host.
     pub(crate) async fn parse(url: &str) -> anyhow::Result<Target> {
-        let uri = parse_url(url)?;
+        let tls = url.starts_with("https://");
+        let uri = if tls {
+            parse_url(&format!("http://{}", &url["https://".len()..]))?
+        } else {
+            parse_url(url)?
+        };
         let authority = uri.authority().context("the URL has no host")?;
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let addr = tokio::net::lookup_host((authority.host(), port))
             .await
             .with_context(|| format!("resolving {}", authority.host()))?
@@ -72,6 +81,7 @@ impl Target {
             addr,
             host: authority.as_str().to_owned(),
             prefix: uri.path().trim_end_matches('/').to_owned(),
+            tls,
         })
     }
 
@@ -83,7 +93,7 @@ impl Target {
     /// The server's `GET /stats`, on a fresh connection.
     pub(crate) async fn stats(&self) -> anyhow::Result<ServerStats> {
         let path = self.path("/stats");
-        let mut client = Client::connect(self.addr, &self.host).await?;
+        let mut client = Client::connect(self).await?;
         let (status, body) = client.request(Method::GET, &path, Bytes::new()).await?;
         if !status.is_success() {
             bail!("GET {path}: {status}");
@@ -124,15 +134,27 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) async fn connect(addr: SocketAddr, host: &str) -> anyhow::Result<Client> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+    /// One HTTP/1.1 connection to `target` (over TLS for an `https://` one).
+    pub(crate) async fn connect(target: &Target) -> anyhow::Result<Client> {
+        let (addr, host) = (target.addr, &target.host);
+        let sender = if target.tls {
+            let stream = crate::tls_client::connect(addr, host, crate::tls_client::HTTP1).await?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        } else {
+            let stream = TcpStream::connect(addr)
+                .await
+                .with_context(|| format!("connecting to {addr}"))?;
+            stream.set_nodelay(true)?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        };
         Ok(Client {
             sender,
             host: host.to_owned(),

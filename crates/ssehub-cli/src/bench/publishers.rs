@@ -77,7 +77,7 @@ pub(super) async fn publish(
     });
     let mut tasks = Vec::new();
     for p in 0..args.publishers {
-        let client = Client::connect(target.addr, &target.host).await?;
+        let client = Client::connect(target).await?;
         let (schedule, tally) = (schedule.clone(), tally.clone());
         tasks.push(tokio::spawn(publisher(client, p as u64, schedule, tally)));
     }
