@@ -35,7 +35,14 @@ use crate::endpoint::SseBody;
 
 /// Write the answer, then (for a stream) move the outbox to the socket until the stream
 /// ends, the client leaves, or the connection is aborted by policy.
-pub(crate) async fn serve<T: Transport>(stream: T, res: Response<SseBody>, abort: TransportAbort) {
+///
+/// The transport comes in an `Arc` already: the spawned task that awaits this holds it
+/// once, not once in its own state and again in this future's.
+pub(crate) async fn serve<T: Transport>(
+    stream: Arc<T>,
+    res: Response<SseBody>,
+    abort: TransportAbort,
+) {
     let (parts, mut body) = res.into_parts();
     let Some(conn) = body.connection().cloned() else {
         // A fixed answer (a refusal, a back-off): send it whole and close.
@@ -47,20 +54,20 @@ pub(crate) async fn serve<T: Transport>(stream: T, res: Response<SseBody>, abort
         }
         head.extend_from_slice(b"\r\n");
         head.extend_from_slice(&data);
-        if write_or_abort(&stream, &head, &abort).await.is_ok() {
+        if write_or_abort(&*stream, &head, &abort).await.is_ok() {
             let _ = stream.shutdown_write();
         }
         return;
     };
     let mut head = response_head(&parts);
     head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-    if write_or_abort(&stream, &head, &abort).await.is_err() {
+    if write_or_abort(&*stream, &head, &abort).await.is_err() {
         return;
     }
     // The head and the response's headers are done with; a stream may last for hours.
     drop(head);
     drop(parts);
-    stream_outbox(Arc::new(stream), &conn, &abort).await;
+    stream_outbox(stream, &conn, &abort).await;
     // Dropping `body` here tells the connection its transport is gone.
 }
 
@@ -222,18 +229,28 @@ thread_local! {
 impl<T: Transport> DirectSink for T {
     fn try_send(&self, frames: &[Bytes]) -> io::Result<Option<Bytes>> {
         let len: usize = frames.iter().map(Bytes::len).sum();
-        if len + 12 > SMALL_WRITE {
+        let rest = if len + 12 > SMALL_WRITE {
             let whole = chunk(frames);
             let written = sent(self.try_write(&whole))?;
-            return Ok((written < whole.len()).then(|| whole.slice(written..)));
+            (written < whole.len()).then(|| whole.slice(written..))
+        } else {
+            SCRATCH.with_borrow_mut(|buf| {
+                buf.clear();
+                put_chunk(buf, frames, len);
+                let written = sent(self.try_write(buf))?;
+                // The socket's buffer is full: keep what it did not take (rare, and
+                // copied).
+                io::Result::Ok(
+                    (written < buf.len()).then(|| Bytes::copy_from_slice(&buf[written..])),
+                )
+            })?
+        };
+        // All taken, but not all sent (a TLS session holds the end of a record): an
+        // empty rest wakes the stream's task, which sends it before anything else.
+        if rest.is_none() && self.pending() {
+            return Ok(Some(Bytes::new()));
         }
-        SCRATCH.with_borrow_mut(|buf| {
-            buf.clear();
-            put_chunk(buf, frames, len);
-            let written = sent(self.try_write(buf))?;
-            // The socket's buffer is full: keep what it did not take (rare, and copied).
-            Ok((written < buf.len()).then(|| Bytes::copy_from_slice(&buf[written..])))
-        })
+        Ok(rest)
     }
 }
 
@@ -305,6 +322,7 @@ async fn write_or_abort<T: Transport>(
 }
 
 /// `write_all` on a shared socket (senders write to it too, never at the same time).
+/// Then what the transport still holds of them (a TLS session's records) is sent too.
 async fn write_all<T: Transport>(stream: &T, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         stream.writable().await?;
@@ -312,6 +330,13 @@ async fn write_all<T: Transport>(stream: &T, mut bytes: &[u8]) -> io::Result<()>
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
+        }
+    }
+    while stream.pending() {
+        stream.writable().await?;
+        match stream.try_flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
         }
     }
     Ok(())
