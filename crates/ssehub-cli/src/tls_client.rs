@@ -151,6 +151,9 @@ mod tests {
             server_name("[::1]:2016").unwrap(),
             ServerName::IpAddress(_)
         ));
-        assert!(matches!(server_name("::1").unwrap(), ServerName::IpAddress(_)));
+        assert!(matches!(
+            server_name("::1").unwrap(),
+            ServerName::IpAddress(_)
+        ));
     }
 }

@@ -533,7 +533,7 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
         // bare socket too, through the session (`transport/tls.rs`), without hyper's
         // buffers.
         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-            return serve_hyper(stream, peer, deadline, over, ticket, on).await;
+            return hand_to_hyper(serve_hyper(stream, peer, deadline, over, ticket, on));
         }
         let waits = Waits {
             header_timeout: deadline.saturating_duration_since(Instant::now()),
@@ -556,7 +556,7 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
             () = refused_as_slow(&ticket, slow_at) => return,
             _ = reached(&mut stage, Stage::Draining) => return,
         };
-        return serve_hyper(stream, peer, deadline, over, ticket, on).await;
+        return hand_to_hyper(serve_hyper(stream, peer, deadline, over, ticket, on));
     }
     // A new connection's first request may open an SSE stream over HTTP/1.1: then it is
     // served on the bare socket, without hyper's buffers.
@@ -580,7 +580,14 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
         _ = reached(&mut stage, Stage::Draining) => return,
     };
     // Judged already (its first read), or proven by a complete head.
-    serve_hyper(stream, peer, deadline, Over::Plain, ticket, on).await
+    hand_to_hyper(serve_hyper(stream, peer, deadline, Over::Plain, ticket, on));
+}
+
+/// Serve a connection through hyper on a task of its own, and end this one: this task's
+/// future is sized for every wait before the first request (the TLS handshake, the
+/// take-over's read), 8.5 KiB, which a connection hyper serves for hours would keep.
+fn hand_to_hyper(serving: impl Future<Output = ()> + Send + 'static) {
+    tokio::spawn(serving);
 }
 
 /// What a connection hyper serves came over.
