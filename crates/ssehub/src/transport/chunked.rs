@@ -323,7 +323,7 @@ async fn write_or_abort<T: Transport>(
 
 /// `write_all` on a shared socket (senders write to it too, never at the same time).
 /// Then what the transport still holds of them (a TLS session's records) is sent too.
-async fn write_all<T: Transport>(stream: &T, mut bytes: &[u8]) -> io::Result<()> {
+pub(super) async fn write_all<T: Transport>(stream: &T, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         stream.writable().await?;
         match stream.try_write(bytes) {

@@ -161,3 +161,115 @@ impl io::Write for Socket<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use ssehub_testkit::tls::{client_config, SelfSigned};
+    use ssehub_testkit::within;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpSocket};
+
+    use super::*;
+    use crate::connection::DirectSink;
+    use crate::transport::chunked::write_all;
+    use crate::TlsConfig;
+
+    /// A TLS session over loopback with small socket buffers on both sides: the server's
+    /// side as the bare writer's transport, the client's as a tokio-rustls stream.
+    async fn pair() -> (
+        Arc<TlsTransport>,
+        tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    ) {
+        let cert = SelfSigned::new();
+        let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone())
+            .load()
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let connector = tokio_rustls::TlsConnector::from(client_config(&[&cert.cert], &[]));
+        let client = async {
+            let tcp = socket.connect(addr).await.unwrap();
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            connector.connect(name, tcp).await.unwrap()
+        };
+        let server = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            socket2::SockRef::from(&tcp)
+                .set_send_buffer_size(4096)
+                .unwrap();
+            let (tcp, session) = tls.accept(tcp).await.unwrap().into_inner();
+            Arc::new(TlsTransport::new(tcp, session))
+        };
+        let (client, server) =
+            within("the handshake", async { tokio::join!(client, server) }).await;
+        (server, client)
+    }
+
+    /// Read exactly `n` plaintext bytes from `client`.
+    async fn read_n(
+        client: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+        n: usize,
+    ) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        within("the bytes", client.read_exact(&mut got))
+            .await
+            .unwrap();
+        got
+    }
+
+    #[tokio::test]
+    async fn a_write_ends_only_when_its_last_record_is_sent() {
+        let (server, mut client) = pair().await;
+        // 1 MB: with 4 KiB socket buffers, nearly every record is cut by a full socket,
+        // the last one too.
+        let sent: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let (server, sent) = (server.clone(), sent.clone());
+            tokio::spawn(async move { write_all(&*server, &sent).await })
+        };
+        let got = read_n(&mut client, sent.len()).await;
+        within("the write", writer).await.unwrap().unwrap();
+        assert!(got == sent, "the bytes differ");
+        assert!(!server.pending(), "nothing is left in the session");
+    }
+
+    #[tokio::test]
+    async fn a_direct_write_to_a_full_socket_leaves_the_task_a_rest_to_send() {
+        let (server, mut client) = pair().await;
+        // Fill the socket: the client reads nothing yet.
+        let filler = vec![b'f'; 64 * 1024];
+        let mut taken = 0;
+        while !server.pending() {
+            match server.try_write(&filler) {
+                Ok(n) => taken += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(taken < 64 * 1024 * 1024, "the socket never filled");
+        }
+        // A sender's direct write now: the session refuses it while the last record
+        // waits (or takes it and holds its record), and the sender is told to wake the
+        // task either way: a rest, empty in the second case.
+        let frame = Bytes::from_static(b"data: x\n\n");
+        let rest = server.try_send(std::slice::from_ref(&frame)).unwrap();
+        let rest = rest.expect("a rest: the task must send what the socket did not take");
+        // The task: the rest, then the session's records (`write_all` flushes them).
+        let task = {
+            let server = server.clone();
+            tokio::spawn(async move { write_all(&*server, &rest).await })
+        };
+        let got = read_n(&mut client, taken + frame.len() + 5).await;
+        within("the task's write", task).await.unwrap().unwrap();
+        assert!(got.starts_with(&filler[..taken.min(filler.len())]));
+        assert!(
+            got.ends_with(b"9\r\ndata: x\n\n\r\n"),
+            "the frame's chunk came last"
+        );
+        assert!(!server.pending());
+    }
+}
