@@ -18,6 +18,11 @@
 //! open-file limit allows (less a small reserve); spreading subscribers over child
 //! processes is not implemented, so N is capped there.
 //!
+//! Over TLS (`https://` URLs; certificates are not verified, `tls_client.rs`) the
+//! subscribers speak HTTP/1.1, read as cheaply as plain ones, or HTTP/2 (`--http2`,
+//! `--streams-per-connection`): `secure.rs`. `--spawn-nchan` measures Nginx with Nchan
+//! in the same run instead (`nchan.rs`).
+//!
 //! The run's phases are here; each phase's work is in the module named for it.
 
 mod agents;
@@ -25,6 +30,7 @@ mod agreement;
 mod event_scan;
 mod fleet;
 mod latency;
+mod nchan;
 mod publishers;
 mod replay;
 mod report;
@@ -103,6 +109,11 @@ pub(crate) struct Args {
     /// `taskset -c <--server-cpus>`, and stop it at the end.
     #[arg(long)]
     pub spawn_server: bool,
+    /// Start Nginx with Nchan instead (`nchan.rs`) on the URL's address and port, with a
+    /// certificate made now for an `https://` URL, pinned like `--spawn-server`; the same
+    /// run measures it.
+    #[arg(long, conflicts_with_all = ["spawn_server", "server_pid"])]
+    pub spawn_nchan: bool,
     /// CPU list for the spawned server (empty: do not pin).
     #[arg(long, default_value = "0")]
     pub server_cpus: String,
@@ -152,10 +163,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    let nchan = if args.spawn_nchan {
+        Some(nchan::NchanProcess::spawn(&target, &args.server_cpus)?)
+    } else {
+        None
+    };
     let mut pids = args.server_pid.clone();
     pids.extend(server.as_ref().map(ServerProcess::id));
+    pids.extend(nchan.as_ref().map(nchan::NchanProcess::id));
     let result = bench(&args, &target, &pids).await;
     drop(server);
+    drop(nchan);
     let report = result?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -313,7 +331,11 @@ async fn bench(args: &Args, target: &Target, pids: &[u32]) -> anyhow::Result<Rep
 /// Every server's stats before the run, once it answers.
 async fn before_run(args: &Args, targets: &[Target]) -> anyhow::Result<Vec<ServerStats>> {
     // A server we started may still be starting; one we were pointed at must answer now.
-    let patience = Duration::from_secs(if args.spawn_server { 10 } else { 0 });
+    let patience = Duration::from_secs(if args.spawn_server || args.spawn_nchan {
+        10
+    } else {
+        0
+    });
     let mut before = Vec::new();
     for (t, url) in targets.iter().zip(urls_of(args)) {
         before.push(agreement::before_run(t, &url, patience).await?);

@@ -98,8 +98,21 @@ impl Target {
         if !status.is_success() {
             bail!("GET {path}: {status}");
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))?;
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            // Nchan's `nchan_stub_status` (`ssehub bench --spawn-nchan`): `name: value`
+            // lines; its subscribers are the connections.
+            let text = String::from_utf8_lossy(&body);
+            let line = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            return Ok(ServerStats {
+                connections: line("subscribers")
+                    .with_context(|| format!("GET {path}: neither JSON nor Nchan's status"))?,
+                ..ServerStats::default()
+            });
+        };
         let field = |name: &str| find(&value, name).and_then(|v| v.as_u64());
         Ok(ServerStats {
             connections: field("connections")
@@ -213,7 +226,20 @@ impl Client {
         path_and_query: &str,
         data: Bytes,
     ) -> anyhow::Result<(u64, Option<String>)> {
-        let (status, body) = self.request(Method::POST, path_and_query, data).await?;
+        self.sender.ready().await?;
+        let mut request = Request::post(path_and_query)
+            .header(http::header::HOST, &self.host)
+            // ssehub answers JSON anyway; Nchan only when asked.
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(auth) = &self.authorization {
+            request = request.header(http::header::AUTHORIZATION, auth);
+        }
+        let response = self
+            .sender
+            .send_request(request.body(Full::new(data))?)
+            .await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
         if !status.is_success() {
             bail!(
                 "POST {path_and_query}: {status}: {}",
@@ -222,8 +248,10 @@ impl Client {
         }
         let value: serde_json::Value =
             serde_json::from_slice(&body).context("publish response is not JSON")?;
+        // Nchan answers with the channel's subscribers (`bench --spawn-nchan`).
         let delivered = value
             .get("delivered")
+            .or_else(|| value.get("subscribers"))
             .and_then(|v| v.as_u64())
             .context("publish response has no \"delivered\" count")?;
         let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);
