@@ -247,7 +247,7 @@ async fn records_cut_by_a_full_socket_are_finished_before_the_next() {
             assert!(n > 0, "the stream ended early");
             raw.extend_from_slice(&chunk[..n]);
             reads += 1;
-            if reads % 64 == 0 {
+            if reads.is_multiple_of(64) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }

@@ -455,7 +455,7 @@ async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<(Conn, u64)> 
     );
     if dest.tls {
         let (conn, early) = secure::open_h1(stream, dest, &request).await?;
-        return Ok((Conn::Tls(conn), early));
+        return Ok((Conn::Tls(Box::new(conn)), early));
     }
     stream.write_all(request.as_bytes()).await?;
     let mut head = Vec::with_capacity(512);
@@ -480,9 +480,11 @@ async fn open(plan: &Plan, i: usize, room: &str) -> anyhow::Result<(Conn, u64)> 
 }
 
 /// One subscriber's connection: plain, or over TLS (`secure.rs`).
+/// (A TLS connection is boxed: its session is a kilobyte, which every plain
+/// subscriber's task would otherwise carry too.)
 enum Conn {
     Plain(PlainConn),
-    Tls(secure::TlsConn),
+    Tls(Box<secure::TlsConn>),
 }
 
 impl Conn {

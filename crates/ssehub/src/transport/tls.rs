@@ -109,13 +109,12 @@ impl Transport for TlsTransport {
         }
     }
 
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        async move {
-            if self.buffered() {
-                return Ok(());
-            }
-            self.tcp.readable().await
+    async fn readable(&self) -> io::Result<()> {
+        // Plaintext the session decrypted already would never make the socket readable.
+        if self.buffered() {
+            return Ok(());
         }
+        self.tcp.readable().await
     }
 
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send {
