@@ -18,6 +18,11 @@
 //! open-file limit allows (less a small reserve); spreading subscribers over child
 //! processes is not implemented, so N is capped there.
 //!
+//! Over TLS (`https://` URLs; certificates are not verified, `tls_client.rs`) the
+//! subscribers speak HTTP/1.1, read as cheaply as plain ones, or HTTP/2 (`--http2`,
+//! `--streams-per-connection`): `secure.rs`. `--spawn-nchan` measures Nginx with Nchan
+//! in the same run instead (`nchan.rs`).
+//!
 //! The run's phases are here; each phase's work is in the module named for it;
 //! `sweep` runs them once per rate of `--sweep`.
 
@@ -27,10 +32,12 @@ mod dialect;
 mod event_scan;
 mod fleet;
 mod latency;
+mod nchan;
 mod publishers;
 mod replay;
 mod report;
 mod rx_time;
+mod secure;
 mod subscribers;
 mod sweep;
 
@@ -58,9 +65,20 @@ const FD_RESERVE: u64 = 64;
 
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct Args {
-    /// Server base URL; the bench uses its /sse, /publish and /stats.
+    /// Server base URL; the bench uses its /sse, /publish and /stats. `https://` speaks
+    /// TLS without verifying the certificate (a test hub's).
     #[arg(long, default_value = "http://127.0.0.1:2015")]
     pub url: String,
+    /// Subscribe over HTTP/2 (ALPN `h2`; needs an `https://` subscriber URL).
+    #[arg(long)]
+    pub http2: bool,
+    /// With `--http2`: streams sharing one connection (a browser's tabs share one).
+    #[arg(long, default_value_t = 1, requires = "http2")]
+    pub streams_per_connection: usize,
+    /// Subscribers per loopback source address (127.0.0.1, .2, ...); default 20,000, or
+    /// 1,000 over TLS (the server caps TLS requests in progress per address at 1,024).
+    #[arg(long)]
+    pub per_source_address: Option<usize>,
     /// Subscribers to open.
     #[arg(long, default_value_t = 1000)]
     pub subscribers: usize,
@@ -103,6 +121,11 @@ pub(crate) struct Args {
     /// `taskset -c <--server-cpus>`, and stop it at the end.
     #[arg(long)]
     pub spawn_server: bool,
+    /// Start Nginx with Nchan instead (`nchan.rs`) on the URL's address and port, with a
+    /// certificate made now for an `https://` URL, pinned like `--spawn-server`; the same
+    /// run measures it.
+    #[arg(long, conflicts_with_all = ["spawn_server", "server_pid"])]
+    pub spawn_nchan: bool,
     /// CPU list for the spawned server (empty: do not pin).
     #[arg(long, default_value = "0")]
     pub server_cpus: String,
@@ -174,8 +197,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
+    let nchan = if args.spawn_nchan {
+        Some(nchan::NchanProcess::spawn(&target, &args.server_cpus)?)
+    } else {
+        None
+    };
     let mut pids = args.server_pid.clone();
     pids.extend(server.as_ref().map(ServerProcess::id));
+    pids.extend(nchan.as_ref().map(nchan::NchanProcess::id));
     if !args.sweep.is_empty() {
         let result = sweep::run(&args, &target, &pids).await;
         drop(server);
@@ -183,6 +212,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     }
     let result = bench(&args, &target, &pids).await;
     drop(server);
+    drop(nchan);
     let report = result?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -202,6 +232,9 @@ fn check(args: &Args) -> anyhow::Result<()> {
     }
     if args.dialect == Dialect::Mercure && args.mercure_key.is_none() {
         bail!("--dialect mercure needs --mercure-key (the hub's publisher key) to publish");
+    }
+    if args.http2 && args.streams_per_connection == 0 {
+        bail!("--streams-per-connection must be at least 1");
     }
     if args.size < 21 {
         bail!("--size must be at least 21 bytes (the send time is embedded in the data)");
@@ -270,6 +303,7 @@ fn start_fleet(
             threads,
             args.connect_concurrency,
             last_event_id,
+            http_of(args),
         ))
     } else {
         let urls: Vec<String> = if args.sse_urls.is_empty() {
@@ -286,8 +320,28 @@ fn start_fleet(
             threads,
             args.connect_concurrency,
             last_event_id,
+            http_of(args),
         )?)
     })
+}
+
+/// How the subscribers speak.
+fn http_of(args: &Args) -> subscribers::Http {
+    let urls = if args.sse_urls.is_empty() {
+        std::slice::from_ref(&args.url)
+    } else {
+        &args.sse_urls[..]
+    };
+    let tls = urls.iter().any(|u| u.starts_with("https://"));
+    subscribers::Http {
+        http2: args.http2,
+        streams_per_connection: args.streams_per_connection.max(1),
+        per_source: args.per_source_address.unwrap_or(if tls {
+            subscribers::PER_SOURCE_ADDRESS_TLS
+        } else {
+            subscribers::PER_SOURCE_ADDRESS
+        }),
+    }
 }
 
 /// One run: connect every subscriber, publish, drain, and measure around it.
@@ -328,7 +382,11 @@ async fn bench(args: &Args, target: &Target, pids: &[u32]) -> anyhow::Result<Rep
 /// Every server's stats before the run, once it answers.
 async fn before_run(args: &Args, targets: &[Target]) -> anyhow::Result<Vec<ServerStats>> {
     // A server we started may still be starting; one we were pointed at must answer now.
-    let patience = Duration::from_secs(if args.spawn_server { 10 } else { 0 });
+    let patience = Duration::from_secs(if args.spawn_server || args.spawn_nchan {
+        10
+    } else {
+        0
+    });
     let mut before = Vec::new();
     for (t, url) in targets.iter().zip(urls_of(args)) {
         before.push(agreement::before_run(t, &url, patience).await?);

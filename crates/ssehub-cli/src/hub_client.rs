@@ -35,7 +35,8 @@ pub(crate) fn parse_url(url: &str) -> anyhow::Result<Uri> {
     Ok(uri)
 }
 
-/// Where a server is: its address, its `Host`, and the path prefix its URL gave.
+/// Where a server is: its address, its `Host`, the path prefix its URL gave, and
+/// whether it speaks TLS (an `https://` URL, for the load tools: `tls_client.rs`).
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
     pub addr: SocketAddr,
@@ -45,6 +46,8 @@ pub(crate) struct Target {
     /// The object of `/stats` whose counters [`Target::stats`] reads (`mercure`: the
     /// Mercure hub's), or `None` for the room hub's.
     pub stats_section: Option<&'static str>,
+    /// `https://`: connections are TLS, the certificate is not verified.
+    pub tls: bool,
 }
 
 impl Target {
@@ -61,11 +64,17 @@ impl Target {
         Ok(targets)
     }
 
-    /// Check `url` (see [`parse_url`]) and resolve its host.
+    /// Check `url` (see [`parse_url`]; `https://` is allowed too: the load tools speak
+    /// TLS) and resolve its host.
     pub(crate) async fn parse(url: &str) -> anyhow::Result<Target> {
-        let uri = parse_url(url)?;
+        let tls = url.starts_with("https://");
+        let uri = if tls {
+            parse_url(&format!("http://{}", &url["https://".len()..]))?
+        } else {
+            parse_url(url)?
+        };
         let authority = uri.authority().context("the URL has no host")?;
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let addr = tokio::net::lookup_host((authority.host(), port))
             .await
             .with_context(|| format!("resolving {}", authority.host()))?
@@ -76,6 +85,7 @@ impl Target {
             host: authority.as_str().to_owned(),
             prefix: uri.path().trim_end_matches('/').to_owned(),
             stats_section: None,
+            tls,
         })
     }
 
@@ -87,13 +97,26 @@ impl Target {
     /// The server's `GET /stats`, on a fresh connection.
     pub(crate) async fn stats(&self) -> anyhow::Result<ServerStats> {
         let path = self.path("/stats");
-        let mut client = Client::connect(self.addr, &self.host).await?;
+        let mut client = Client::connect(self).await?;
         let (status, body) = client.request(Method::GET, &path, Bytes::new()).await?;
         if !status.is_success() {
             bail!("GET {path}: {status}");
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).with_context(|| format!("GET {path}: not JSON"))?;
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            // Nchan's `nchan_stub_status` (`ssehub bench --spawn-nchan`): `name: value`
+            // lines; its subscribers are the connections.
+            let text = String::from_utf8_lossy(&body);
+            let line = |name: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+            };
+            return Ok(ServerStats {
+                connections: line("subscribers")
+                    .with_context(|| format!("GET {path}: neither JSON nor Nchan's status"))?,
+                ..ServerStats::default()
+            });
+        };
         let scope = match self.stats_section {
             Some(section) => value
                 .get(section)
@@ -134,15 +157,27 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) async fn connect(addr: SocketAddr, host: &str) -> anyhow::Result<Client> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+    /// One HTTP/1.1 connection to `target` (over TLS for an `https://` one).
+    pub(crate) async fn connect(target: &Target) -> anyhow::Result<Client> {
+        let (addr, host) = (target.addr, &target.host);
+        let sender = if target.tls {
+            let stream = crate::tls_client::connect(addr, host, crate::tls_client::HTTP1).await?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        } else {
+            let stream = TcpStream::connect(addr)
+                .await
+                .with_context(|| format!("connecting to {addr}"))?;
+            stream.set_nodelay(true)?;
+            let (sender, conn) = http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        };
         Ok(Client {
             sender,
             host: host.to_owned(),
@@ -215,7 +250,20 @@ impl Client {
         path_and_query: &str,
         data: Bytes,
     ) -> anyhow::Result<(u64, Option<String>)> {
-        let (status, body) = self.request(Method::POST, path_and_query, data).await?;
+        self.sender.ready().await?;
+        let mut request = Request::post(path_and_query)
+            .header(http::header::HOST, &self.host)
+            // ssehub answers JSON anyway; Nchan only when asked.
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(auth) = &self.authorization {
+            request = request.header(http::header::AUTHORIZATION, auth);
+        }
+        let response = self
+            .sender
+            .send_request(request.body(Full::new(data))?)
+            .await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
         if !status.is_success() {
             bail!(
                 "POST {path_and_query}: {status}: {}",
@@ -224,8 +272,10 @@ impl Client {
         }
         let value: serde_json::Value =
             serde_json::from_slice(&body).context("publish response is not JSON")?;
+        // Nchan answers with the channel's subscribers (`bench --spawn-nchan`).
         let delivered = value
             .get("delivered")
+            .or_else(|| value.get("subscribers"))
             .and_then(|v| v.as_u64())
             .context("publish response has no \"delivered\" count")?;
         let id = value.get("id").and_then(|v| v.as_str()).map(str::to_owned);

@@ -24,6 +24,7 @@ mod publish;
 mod serve;
 mod server_process;
 mod soak;
+mod tls_client;
 mod top;
 
 use clap::{Parser, Subcommand};

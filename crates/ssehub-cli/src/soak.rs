@@ -97,7 +97,7 @@ pub(crate) struct Args {
 
 /// A keep-alive connection to the server (bounded by [`WAIT`]).
 async fn connect(target: &Target) -> anyhow::Result<Client> {
-    timeout("connecting", Client::connect(target.addr, &target.host)).await?
+    timeout("connecting", Client::connect(target)).await?
 }
 
 /// `f`, bounded by [`WAIT`]; `what` names the wait in the error.

@@ -108,7 +108,7 @@ async fn sample(
 ) -> anyhow::Result<Sample> {
     for attempt in 0..2 {
         if client.is_none() {
-            let c = Client::connect(target.addr, &target.host).await?;
+            let c = Client::connect(target).await?;
             *client = Some(c.token(token));
         }
         let c = client.as_mut().expect("connected above");

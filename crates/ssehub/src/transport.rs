@@ -6,14 +6,18 @@
 //! - `prefixed.rs`: the socket hyper then gets, with what was read in front of it.
 //! - `chunked.rs`: the stream's task: the response head, then the outbox as HTTP/1.1
 //!   chunks, direct writes by senders, batching, and noticing the client leave.
+//! - `tls.rs` (feature `tls`): a rustls session over a socket as a [`Transport`], so
+//!   that HTTP/1.1 streams over TLS get the same writer.
 //!
 //! A transport is what that writer needs of a socket: non-blocking reads and writes,
-//! readiness, and a half-close. Plain TCP implements it; another stream (TLS) can, to get
-//! the same cheap writer.
+//! readiness, and a half-close. Plain TCP implements it; so does a TLS session
+//! (`tls.rs`), which may also hold records a write left unsent ([`Transport::pending`]).
 
 mod chunked;
 mod prefixed;
 mod takeover;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub(crate) use takeover::{accept, Decision, Waits};
 
@@ -40,6 +44,15 @@ pub(crate) trait Transport: Send + Sync + 'static {
     fn writable(&self) -> impl Future<Output = io::Result<()>> + Send;
     /// Send FIN: nothing more will be written.
     fn shutdown_write(&self) -> io::Result<()>;
+    /// Whether bytes a write accepted still wait to be sent (a TLS session's records).
+    /// Plain sockets keep nothing: what a write does not take is the caller's.
+    fn pending(&self) -> bool {
+        false
+    }
+    /// Send what [`Transport::pending`] holds: `WouldBlock` while some is left.
+    fn try_flush(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Transport for TcpStream {
@@ -87,4 +100,9 @@ pub(crate) trait FirstRequest: Send + Sync + 'static {
     fn timed_out(&self);
     /// Whether the end of the connection matters (it counts toward a limit).
     fn held_to_the_end(&self) -> bool;
+    /// What a stream served here holds for its life (a TLS request's place among its
+    /// address's, `server/gate.rs`); `Err` if it may not begin (hyper's path answers).
+    fn begin_stream(&self) -> Result<Self::Slot, ()>;
+    /// See [`FirstRequest::begin_stream`].
+    type Slot: Send + 'static;
 }

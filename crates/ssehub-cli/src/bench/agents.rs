@@ -23,7 +23,7 @@ use tokio::process::{Child, ChildStdin, Command};
 
 use super::dialect::Dialect;
 use super::latency::Latencies;
-use super::subscribers::{Received, Shared, Subscribers};
+use super::subscribers::{Http, Received, Shared, Subscribers};
 use crate::hub_client::Target;
 
 /// One line an agent prints.
@@ -63,6 +63,12 @@ pub(crate) struct AgentArgs {
     pub connect_concurrency: usize,
     #[arg(long)]
     pub last_event_id: Option<String>,
+    #[arg(long)]
+    pub http2: bool,
+    #[arg(long, default_value_t = 1)]
+    pub streams_per_connection: usize,
+    #[arg(long, default_value_t = super::subscribers::PER_SOURCE_ADDRESS)]
+    pub per_source_address: usize,
 }
 
 /// Run as an agent until standard input closes.
@@ -77,6 +83,11 @@ pub(crate) async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         args.threads,
         args.connect_concurrency,
         args.last_event_id.as_deref(),
+        Http {
+            http2: args.http2,
+            streams_per_connection: args.streams_per_connection.max(1),
+            per_source: args.per_source_address,
+        },
     );
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut out = tokio::io::stdout();
@@ -140,6 +151,7 @@ impl Agents {
         threads: usize,
         concurrency: usize,
         last_event_id: Option<&str>,
+        http: Http,
     ) -> anyhow::Result<Agents> {
         let exe = std::env::current_exe().context("finding this program to start agents")?;
         let shared = Arc::new(Shared::default());
@@ -174,6 +186,14 @@ impl Agents {
             ]);
             if let Some(id) = last_event_id {
                 cmd.args(["--last-event-id", id]);
+            }
+            cmd.args(["--per-source-address", &http.per_source.to_string()]);
+            if http.http2 {
+                cmd.args([
+                    "--http2",
+                    "--streams-per-connection",
+                    &http.streams_per_connection.to_string(),
+                ]);
             }
             let mut child = cmd
                 .stdin(Stdio::piped())

@@ -92,9 +92,7 @@ pub(super) async fn publish(
     });
     let mut tasks = Vec::new();
     for p in 0..args.publishers {
-        let client = Client::connect(target.addr, &target.host)
-            .await?
-            .token(token.as_deref());
+        let client = Client::connect(target).await?.token(token.as_deref());
         let (schedule, tally) = (schedule.clone(), tally.clone());
         tasks.push(tokio::spawn(publisher(client, p as u64, schedule, tally)));
     }

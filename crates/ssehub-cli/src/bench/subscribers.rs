@@ -38,11 +38,15 @@ use super::dialect::Dialect;
 use super::event_scan::{BodyParser, Events};
 use super::latency::{micros, now_ns, Latencies};
 use super::rx_time;
+use super::secure;
 use crate::hub_client::Target;
 
 /// Connections per client source address: below the 28k ports of the default ephemeral
 /// range, so every address has room to spare.
-const PER_SOURCE_ADDRESS: usize = 20_000;
+pub(crate) const PER_SOURCE_ADDRESS: usize = 20_000;
+/// Streams per source address over TLS: under the server's cap on TLS requests in
+/// progress from one address (1,024 by default).
+pub(crate) const PER_SOURCE_ADDRESS_TLS: usize = 1_000;
 
 /// Size of the per-thread read buffer.
 const READ_BUF: usize = 256 * 1024;
@@ -140,19 +144,32 @@ pub(super) struct Subscribers {
 
 /// Where one subscriber connects.
 #[derive(Clone)]
-struct Dest {
+pub(super) struct Dest {
     server: SocketAddr,
     /// `Host` header value.
-    host: String,
+    pub host: String,
     /// Path of the SSE endpoint, e.g. `/sse`.
-    sse_path: String,
+    pub sse_path: String,
+    /// Over TLS (`https://`; `secure.rs`).
+    tls: bool,
+}
+
+/// How the subscribers speak: HTTP/1.1 (a connection per stream), or HTTP/2 (over TLS
+/// only) with this many streams per connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Http {
+    pub http2: bool,
+    pub streams_per_connection: usize,
+    /// Subscribers per loopback source address (127.0.0.1, then .2, ...).
+    pub per_source: usize,
 }
 
 impl Subscribers {
     /// Start `threads` worker threads that open the subscribers numbered `range`:
     /// subscriber `i` connects to `targets[i % targets.len()]`, in room `i % rooms`
     /// (as `dialect` names it), with `concurrency` handshakes in flight in all; each resumes
-    /// after `last_event_id` when given (a reconnect).
+    /// after `last_event_id` when given (a reconnect). `http` says how they speak.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         targets: &[Target],
         range: std::ops::Range<usize>,
@@ -161,6 +178,7 @@ impl Subscribers {
         threads: usize,
         concurrency: usize,
         last_event_id: Option<&str>,
+        http: Http,
     ) -> Subscribers {
         let shared = Arc::new(Shared::default());
         let (stop, stop_rx) = watch::channel(false);
@@ -170,6 +188,7 @@ impl Subscribers {
                 server: t.addr,
                 host: t.host.clone(),
                 sse_path: t.path(dialect.stream_path()),
+                tls: t.tls,
             })
             .collect();
         let mut plans: Vec<Vec<(usize, String)>> = vec![Vec::new(); threads];
@@ -186,6 +205,8 @@ impl Subscribers {
                     extra_headers: last_event_id
                         .map(|id| format!("Last-Event-ID: {id}\r\n"))
                         .unwrap_or_default(),
+                    last_event_id: last_event_id.map(str::to_owned),
+                    http,
                 };
                 let (shared, stop) = (shared.clone(), stop_rx.clone());
                 std::thread::Builder::new()
@@ -240,6 +261,9 @@ struct Plan {
     concurrency: usize,
     /// Header lines added to each request (each ending in CRLF).
     extra_headers: String,
+    /// The same, for HTTP/2.
+    last_event_id: Option<String>,
+    http: Http,
 }
 
 /// Run one subscriber thread until `stop` turns true; returns its latency histograms.
@@ -252,13 +276,35 @@ fn run_thread(plan: Plan, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
     let state = Rc::new(ThreadState {
         latencies: RefCell::new(Latencies::new()),
         buf: RefCell::new(vec![0u8; READ_BUF]),
+        plain: RefCell::new(Vec::new()),
         control: RefCell::new(rx_time::control_buffer()),
     });
+    if plan.dests.iter().any(|d| d.tls) {
+        // Decrypted records, at most 16 KiB each, several per read.
+        state.plain.replace(vec![0u8; READ_BUF]);
+    }
     let state2 = state.clone();
     local.block_on(&rt, async move {
         let gate = Rc::new(Semaphore::new(plan.concurrency.max(1)));
         let plan = Rc::new(plan);
+        if plan.http.http2 {
+            let per = plan.http.streams_per_connection.max(1);
+            for group in plan.subscribers.chunks(per) {
+                let group = group.to_vec();
+                let (plan, shared, state, gate) =
+                    (plan.clone(), shared.clone(), state2.clone(), gate.clone());
+                tokio::task::spawn_local(async move {
+                    let _permit = gate.acquire().await.expect("semaphore open");
+                    if let Err(e) = open_h2(&plan, &group, &state, &shared).await {
+                        shared.fail(e);
+                    }
+                });
+            }
+        }
         for (i, select) in plan.subscribers.iter().cloned() {
+            if plan.http.http2 {
+                break;
+            }
             let (plan, shared, state, gate) =
                 (plan.clone(), shared.clone(), state2.clone(), gate.clone());
             tokio::task::spawn_local(async move {
@@ -284,18 +330,108 @@ fn run_thread(plan: Plan, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) 
     state.latencies.replace(Latencies::new())
 }
 
-struct ThreadState {
-    latencies: RefCell<Latencies>,
+pub(super) struct ThreadState {
+    pub latencies: RefCell<Latencies>,
     /// The read buffer every connection of this thread shares.
-    buf: RefCell<Vec<u8>>,
+    pub buf: RefCell<Vec<u8>>,
+    /// Where TLS connections decrypt into (empty without them).
+    pub plain: RefCell<Vec<u8>>,
     /// Room for one read's control messages (the receive timestamp).
-    control: RefCell<Vec<u8>>,
+    pub control: RefCell<Vec<u8>>,
+}
+
+/// Count the events one batch of reads found, with their end-to-end latency.
+pub(super) fn record(state: &ThreadState, shared: &Shared, events: &mut Events) {
+    if events.sent_ns.is_empty() {
+        return;
+    }
+    let now = now_ns();
+    let hist = &mut state.latencies.borrow_mut().end_to_end;
+    for &sent in &events.sent_ns {
+        hist.saturating_record(micros(now, sent));
+    }
+    shared
+        .received
+        .fetch_add(events.sent_ns.len() as u64, Ordering::Relaxed);
+    shared.last_receive_ns.fetch_max(now, Ordering::Relaxed);
+    events.sent_ns.clear();
+}
+
+/// Connect the socket for subscriber `i` (or the HTTP/2 connection it leads).
+async fn connect_tcp(dest: &Dest, i: usize, per_source: usize) -> anyhow::Result<TcpStream> {
+    let socket = match dest.server {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(src) = source_addr(&dest.server, i, per_source) {
+        socket
+            .bind(src)
+            .with_context(|| format!("binding source address {src}"))?;
+    }
+    let stream = socket
+        .connect(dest.server)
+        .await
+        .with_context(|| format!("connecting to {}", dest.server))?;
+    rx_time::enable(&stream);
+    Ok(stream)
+}
+
+/// One HTTP/2 connection for `group`'s streams (`secure.rs`).
+async fn open_h2(
+    plan: &Plan,
+    group: &[(usize, String)],
+    state: &Rc<ThreadState>,
+    shared: &Arc<Shared>,
+) -> anyhow::Result<()> {
+    let i = group.first().map_or(0, |g| g.0);
+    let dest = &plan.dests[i % plan.dests.len()];
+    if !dest.tls {
+        bail!("--http2 needs an https:// URL (HTTP/2 without TLS is not implemented)");
+    }
+    let tcp = connect_tcp(dest, i, plan.http.per_source).await?;
+    secure::open_h2(
+        tcp,
+        dest,
+        group,
+        plan.last_event_id.as_deref(),
+        state,
+        shared,
+    )
+    .await
+}
+
+/// A response head, if `head` holds a complete one: its length and whether the body is
+/// chunked; an error unless it is a 200.
+pub(super) fn parse_head(head: &[u8], sse_path: &str) -> anyhow::Result<Option<(usize, bool)>> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(head).context("parsing the response head")? {
+        httparse::Status::Partial => {
+            if head.len() > 64 * 1024 {
+                bail!("response head larger than 64 KiB");
+            }
+            Ok(None)
+        }
+        httparse::Status::Complete(len) => {
+            let status = resp.code.unwrap_or(0);
+            if status != 200 {
+                bail!("GET {sse_path}: status {status}");
+            }
+            let chunked = resp.headers.iter().any(|h| {
+                h.name.eq_ignore_ascii_case("transfer-encoding")
+                    && String::from_utf8_lossy(h.value)
+                        .to_ascii_lowercase()
+                        .contains("chunked")
+            });
+            Ok(Some((len, chunked)))
+        }
+    }
 }
 
 /// Source address for subscriber `i`: spread over 127.0.0.x when one address's ports
 /// would run out. `None` lets the kernel choose.
-fn source_addr(server: &SocketAddr, i: usize) -> Option<SocketAddr> {
-    let block = i / PER_SOURCE_ADDRESS;
+fn source_addr(server: &SocketAddr, i: usize, per_source: usize) -> Option<SocketAddr> {
+    let block = i / per_source.max(1);
     match server.ip() {
         IpAddr::V4(ip) if ip.is_loopback() && block > 0 => {
             let host = 1 + block as u8;
@@ -308,20 +444,7 @@ fn source_addr(server: &SocketAddr, i: usize) -> Option<SocketAddr> {
 /// Connect subscriber `i`; also returns how many events came with the response head.
 async fn open(plan: &Plan, i: usize, select: &str) -> anyhow::Result<(Conn, u64)> {
     let dest = &plan.dests[i % plan.dests.len()];
-    let socket = match dest.server {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
-    if let Some(src) = source_addr(&dest.server, i) {
-        socket
-            .bind(src)
-            .with_context(|| format!("binding source address {src}"))?;
-    }
-    let mut stream = socket
-        .connect(dest.server)
-        .await
-        .with_context(|| format!("connecting to {}", dest.server))?;
-    rx_time::enable(&stream);
+    let mut stream = connect_tcp(dest, i, plan.http.per_source).await?;
     let sep = if dest.sse_path.contains('?') {
         '&'
     } else {
@@ -331,6 +454,10 @@ async fn open(plan: &Plan, i: usize, select: &str) -> anyhow::Result<(Conn, u64)
         "GET {}{sep}{select} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n{}\r\n",
         dest.sse_path, dest.host, plan.extra_headers
     );
+    if dest.tls {
+        let (conn, early) = secure::open_h1(stream, dest, &request).await?;
+        return Ok((Conn::Tls(Box::new(conn)), early));
+    }
     stream.write_all(request.as_bytes()).await?;
     let mut head = Vec::with_capacity(512);
     loop {
@@ -342,41 +469,40 @@ async fn open(plan: &Plan, i: usize, select: &str) -> anyhow::Result<(Conn, u64)
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e.into()),
         }
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&head).context("parsing the response head")? {
-            httparse::Status::Partial => {
-                if head.len() > 64 * 1024 {
-                    bail!("response head larger than 64 KiB");
-                }
-            }
-            httparse::Status::Complete(len) => {
-                let status = resp.code.unwrap_or(0);
-                if status != 200 {
-                    bail!("GET {}: status {status}", dest.sse_path);
-                }
-                let chunked = resp.headers.iter().any(|h| {
-                    h.name.eq_ignore_ascii_case("transfer-encoding")
-                        && String::from_utf8_lossy(h.value)
-                            .to_ascii_lowercase()
-                            .contains("chunked")
-                });
-                let mut parser = BodyParser::new(chunked);
-                // Bytes after the head are body: events of a replay may be there already.
-                let mut early = Events::default();
-                parser.feed(&head[len..], &mut early)?;
-                return Ok((Conn { stream, parser }, early.sent_ns.len() as u64));
-            }
+        if let Some((len, chunked)) = parse_head(&head, &dest.sse_path)? {
+            let mut parser = BodyParser::new(chunked);
+            // Bytes after the head are body: events of a replay may be there already.
+            let mut early = Events::default();
+            parser.feed(&head[len..], &mut early)?;
+            let conn = Conn::Plain(PlainConn { stream, parser });
+            return Ok((conn, early.sent_ns.len() as u64));
         }
     }
 }
 
-struct Conn {
+/// One subscriber's connection: plain, or over TLS (`secure.rs`).
+/// (A TLS connection is boxed: its session is a kilobyte, which every plain
+/// subscriber's task would otherwise carry too.)
+enum Conn {
+    Plain(PlainConn),
+    Tls(Box<secure::TlsConn>),
+}
+
+impl Conn {
+    async fn read_loop(self, state: &ThreadState, shared: &Shared) -> anyhow::Result<()> {
+        match self {
+            Conn::Plain(c) => c.read_loop(state, shared).await,
+            Conn::Tls(c) => c.read_loop(state, shared).await,
+        }
+    }
+}
+
+struct PlainConn {
     stream: TcpStream,
     parser: BodyParser,
 }
 
-impl Conn {
+impl PlainConn {
     async fn read_loop(mut self, state: &ThreadState, shared: &Shared) -> anyhow::Result<()> {
         let mut events = Events::default();
         loop {
@@ -410,18 +536,7 @@ impl Conn {
                     }
                 }
             }
-            if !events.sent_ns.is_empty() {
-                let now = now_ns();
-                let hist = &mut state.latencies.borrow_mut().end_to_end;
-                for &sent in &events.sent_ns {
-                    hist.saturating_record(micros(now, sent));
-                }
-                shared
-                    .received
-                    .fetch_add(events.sent_ns.len() as u64, Ordering::Relaxed);
-                shared.last_receive_ns.fetch_max(now, Ordering::Relaxed);
-                events.sent_ns.clear();
-            }
+            record(state, shared, &mut events);
             if closed || self.parser.done() {
                 bail!("the server ended the stream");
             }

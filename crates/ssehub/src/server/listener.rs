@@ -436,6 +436,42 @@ impl FirstRequest for Ticket {
     fn held_to_the_end(&self) -> bool {
         self.counted()
     }
+
+    type Slot = ();
+
+    fn begin_stream(&self) -> Result<(), ()> {
+        Ok(())
+    }
+}
+
+/// A TLS connection's ticket, shared with the timer that judges it slow: a stream
+/// taken over holds its place among its address's requests, as one through hyper does.
+#[cfg(feature = "tls")]
+struct OverTls(Arc<Ticket>);
+
+#[cfg(feature = "tls")]
+impl FirstRequest for OverTls {
+    fn requested(&self) {
+        self.0.requested();
+    }
+
+    fn slow(&self) -> bool {
+        admit_slow(&self.0)
+    }
+
+    fn timed_out(&self) {
+        self.0.timed_out();
+    }
+
+    fn held_to_the_end(&self) -> bool {
+        self.0.counted()
+    }
+
+    type Slot = Option<super::gate::RequestSlot>;
+
+    fn begin_stream(&self) -> Result<Self::Slot, ()> {
+        self.0.begin_request()
+    }
 }
 
 /// Tell the gate `ticket`'s client is slow: `false` (logged; the gate counted it) if it
@@ -491,8 +527,36 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
             () = refused_as_slow(&ticket, slow_at) => return,
             _ = reached(&mut stage, Stage::Draining) => return,
         };
-        let tls = Over::Tls { slow_at };
-        return serve_hyper(stream, peer, deadline, tls, Arc::new(ticket), on).await;
+        let over = Over::Tls { slow_at };
+        let ticket = Arc::new(ticket);
+        // HTTP/2 is hyper's. HTTP/1.1 may open an SSE stream: then it is served on the
+        // bare socket too, through the session (`transport/tls.rs`), without hyper's
+        // buffers.
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+            return hand_to_hyper(serve_hyper(stream, peer, deadline, over, ticket, on));
+        }
+        let waits = Waits {
+            header_timeout: deadline.saturating_duration_since(Instant::now()),
+            slow_after: SLOW_AFTER,
+        };
+        let first = transport::accept(
+            stream,
+            peer,
+            (&on.app.sse, &on.app.hosts),
+            waits,
+            on.done.clone(),
+            OverTls(ticket.clone()),
+        );
+        let stream = tokio::select! {
+            biased;
+            decision = first => match decision {
+                Decision::Done => return,
+                Decision::Hyper(stream, _) => stream,
+            },
+            () = refused_as_slow(&ticket, slow_at) => return,
+            _ = reached(&mut stage, Stage::Draining) => return,
+        };
+        return hand_to_hyper(serve_hyper(stream, peer, deadline, over, ticket, on));
     }
     // A new connection's first request may open an SSE stream over HTTP/1.1: then it is
     // served on the bare socket, without hyper's buffers.
@@ -516,7 +580,14 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
         _ = reached(&mut stage, Stage::Draining) => return,
     };
     // Judged already (its first read), or proven by a complete head.
-    serve_hyper(stream, peer, deadline, Over::Plain, ticket, on).await
+    hand_to_hyper(serve_hyper(stream, peer, deadline, Over::Plain, ticket, on));
+}
+
+/// Serve a connection through hyper on a task of its own, and end this one: this task's
+/// future is sized for every wait before the first request (the TLS handshake, the
+/// take-over's read), 8.5 KiB, which a connection hyper serves for hours would keep.
+fn hand_to_hyper(serving: impl Future<Output = ()> + Send + 'static) {
+    tokio::spawn(serving);
 }
 
 /// What a connection hyper serves came over.

@@ -9,10 +9,11 @@
 //! file half-written, a key that does not match) is logged and the old certificate
 //! stays; the next change or SIGHUP tries again.
 //!
-//! Streams over TLS are served by hyper, with everything plain TCP streams have there
-//! (bounded outbox, slow-consumer policy, keep-alive, dead-peer detection, graceful
-//! shutdown); the bare-socket path is for plain TCP (see `transport.rs` for how a TLS
-//! transport would plug in).
+//! After the handshake, a connection that chose HTTP/2 is served by hyper; any other
+//! goes through the take-over (`transport/takeover.rs`), so an HTTP/1.1 SSE stream is
+//! served on the bare socket through its rustls session (`transport/tls.rs`), with
+//! everything plain streams have (bounded outbox, slow-consumer policy, keep-alive,
+//! dead-peer detection, graceful shutdown), and other requests by hyper.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

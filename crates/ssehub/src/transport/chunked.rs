@@ -40,8 +40,10 @@ use crate::endpoint::SseBody;
 /// needs: a future keeps its arguments for as long as it runs, and Rust lays it out for
 /// its largest wait (the head's write, the response's parts). Done in one `async fn`,
 /// an idle stream's task was 1,144 bytes (`size_of_val`); see `Streaming`.
+///
+/// The transport comes in an `Arc` already: the stream's task holds it once.
 pub(crate) async fn start<T: Transport>(
-    stream: T,
+    stream: Arc<T>,
     res: Response<SseBody>,
     abort: TransportAbort,
 ) -> Option<Streaming<T>> {
@@ -56,18 +58,18 @@ pub(crate) async fn start<T: Transport>(
         }
         head.extend_from_slice(b"\r\n");
         head.extend_from_slice(&data);
-        if write_or_abort(&stream, &head, &abort).await.is_ok() {
+        if write_or_abort(&*stream, &head, &abort).await.is_ok() {
             let _ = stream.shutdown_write();
         }
         return None;
     };
     let mut head = response_head(&parts);
     head.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
-    if write_or_abort(&stream, &head, &abort).await.is_err() {
+    if write_or_abort(&*stream, &head, &abort).await.is_err() {
         return None;
     }
     Some(Streaming {
-        stream: Arc::new(stream),
+        stream,
         conn,
         body,
         abort,
@@ -255,18 +257,28 @@ thread_local! {
 impl<T: Transport> DirectSink for T {
     fn try_send(&self, frames: &[Bytes]) -> io::Result<Option<Bytes>> {
         let len: usize = frames.iter().map(Bytes::len).sum();
-        if len + 12 > SMALL_WRITE {
+        let rest = if len + 12 > SMALL_WRITE {
             let whole = chunk(frames);
             let written = sent(self.try_write_direct(&whole))?;
-            return Ok((written < whole.len()).then(|| whole.slice(written..)));
+            (written < whole.len()).then(|| whole.slice(written..))
+        } else {
+            SCRATCH.with_borrow_mut(|buf| {
+                buf.clear();
+                put_chunk(buf, frames, len);
+                let written = sent(self.try_write_direct(buf))?;
+                // The socket's buffer is full: keep what it did not take (rare, and
+                // copied).
+                io::Result::Ok(
+                    (written < buf.len()).then(|| Bytes::copy_from_slice(&buf[written..])),
+                )
+            })?
+        };
+        // All taken, but not all sent (a TLS session holds the end of a record): an
+        // empty rest wakes the stream's task, which sends it before anything else.
+        if rest.is_none() && self.pending() {
+            return Ok(Some(Bytes::new()));
         }
-        SCRATCH.with_borrow_mut(|buf| {
-            buf.clear();
-            put_chunk(buf, frames, len);
-            let written = sent(self.try_write_direct(buf))?;
-            // The socket's buffer is full: keep what it did not take (rare, and copied).
-            Ok((written < buf.len()).then(|| Bytes::copy_from_slice(&buf[written..])))
-        })
+        Ok(rest)
     }
 }
 
@@ -338,13 +350,21 @@ async fn write_or_abort<T: Transport>(
 }
 
 /// `write_all` on a shared socket (senders write to it too, never at the same time).
-async fn write_all<T: Transport>(stream: &T, mut bytes: &[u8]) -> io::Result<()> {
+/// Then what the transport still holds of them (a TLS session's records) is sent too.
+pub(super) async fn write_all<T: Transport>(stream: &T, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         stream.writable().await?;
         match stream.try_write(bytes) {
             Ok(n) => bytes = &bytes[n..],
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
+        }
+    }
+    while stream.pending() {
+        stream.writable().await?;
+        match stream.try_flush() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
         }
     }
     Ok(())

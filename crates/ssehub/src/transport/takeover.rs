@@ -21,7 +21,14 @@
 //! complete HTTP/1.x head in it proves it is not; anything else (half a head, the HTTP/2
 //! preface, a head larger than the take-over reads), or no byte at all for the gate's
 //! grace, counts it as pending, or closes it at once past the caps.
+//!
+//! Over TLS (ALPN `http/1.1`, or none) the same read happens on the decrypted stream
+//! after the handshake ([`HeadSource`]); a stream taken here then runs on the rustls
+//! session and its socket alone (`tls.rs`), and anything else goes to hyper over the TLS
+//! stream, with what was read in front. A TLS client is judged slow by time, not by its
+//! first read (`server/listener.rs`).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -33,7 +40,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::prefixed::Prefixed;
-use super::{chunked, FirstRequest};
+use super::{chunked, FirstRequest, Transport};
 use crate::connection::TransportAbort;
 use crate::endpoint::{PeerAddr, SseEndpoint};
 use crate::hosts::AllowedHosts;
@@ -47,12 +54,71 @@ const MAX_HEADERS: usize = 48;
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What to do with a new connection.
-pub(crate) enum Decision<F> {
+pub(crate) enum Decision<S, F> {
     /// The stream was served here (or the client left, or sent no request in time).
     Done,
     /// Not ours: hyper serves the socket, with what was read of it in front, and gets
     /// the `first` it is to tell of the first request.
-    Hyper(Prefixed<TcpStream>, F),
+    Hyper(Prefixed<S>, F),
+}
+
+/// Where a connection's first request is read from: a plain socket, or a TLS stream
+/// after its handshake.
+pub(crate) trait HeadSource: Send + Sized + 'static {
+    /// What the bare-socket writer gets once the request is taken here.
+    type Bare: Transport;
+    /// Whether the first read tells the gate if the client is slow (a plain socket's
+    /// does; a TLS client is judged by time, in `server/listener.rs`).
+    const FIRST_READ_JUDGES: bool;
+    /// Wait until bytes come, and append what is there to `buf` (within its capacity):
+    /// how many; 0 when the client is done.
+    fn read_some<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
+    ) -> impl Future<Output = io::Result<usize>> + Send + 'a;
+    /// The stream as the bare-socket writer's transport.
+    fn into_bare(self) -> io::Result<Self::Bare>;
+}
+
+impl HeadSource for TcpStream {
+    type Bare = TcpStream;
+    const FIRST_READ_JUDGES: bool = true;
+
+    async fn read_some(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        loop {
+            self.readable().await?;
+            match self.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn into_bare(self) -> io::Result<TcpStream> {
+        Ok(self)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl HeadSource for tokio_rustls::server::TlsStream<TcpStream> {
+    type Bare = super::tls::TlsTransport;
+    const FIRST_READ_JUDGES: bool = false;
+
+    async fn read_some(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        // Cancel-safe: what a poll decrypted stays in the session until read.
+        tokio::io::AsyncReadExt::read_buf(self, buf).await
+    }
+
+    fn into_bare(self) -> io::Result<super::tls::TlsTransport> {
+        // What the session read past the request (nothing, from a client that waits
+        // for its answer) stays in it, and is read as the stream's unexpected bytes.
+        let (tcp, session) = self.into_inner();
+        // Registered afresh: tokio-rustls polled the socket from the accepting task,
+        // whose waker the registration would otherwise keep, and with it that task's
+        // whole allocation (8.5 KiB) for the stream's life.
+        let tcp = TcpStream::from_std(tcp.into_std()?)?;
+        Ok(super::tls::TlsTransport::new(tcp, session))
+    }
 }
 
 /// The times [`accept`] keeps to.
@@ -70,15 +136,15 @@ pub(crate) struct Waits {
 /// every clone); so is `first`, told of the request as soon as its head is in, and told
 /// if the client is slow or late. (Owned, not shared: a stream keeps no allocation of
 /// its own for it.)
-pub(crate) async fn accept<F: FirstRequest>(
-    stream: TcpStream,
+pub(crate) async fn accept<S: HeadSource, F: FirstRequest>(
+    mut stream: S,
     peer: SocketAddr,
     (endpoints, hosts): (&[SseEndpoint], &AllowedHosts),
     waits: Waits,
     done: mpsc::Sender<()>,
     first: F,
-) -> Decision<F> {
-    let read = read_first(&stream, &first, waits.slow_after);
+) -> Decision<S, F> {
+    let read = read_first(&mut stream, &first, waits.slow_after);
     let (buf, look) = match tokio::time::timeout(waits.header_timeout, read).await {
         Ok(Some(read)) => read,
         Ok(None) => return Decision::Done,
@@ -103,6 +169,10 @@ pub(crate) async fn accept<F: FirstRequest>(
     if hosts.refused(&req).is_some() {
         return Decision::Hyper(Prefixed::new(Bytes::from(buf), stream), first);
     }
+    // Past its address's requests in progress (TLS): hyper's path answers 429.
+    let Ok(slot) = first.begin_stream() else {
+        return Decision::Hyper(Prefixed::new(Bytes::from(buf), stream), first);
+    };
     // What followed the head (a pipelined request, under 8 KiB) is never answered; the
     // buffer goes now, before the stream's life.
     drop(buf);
@@ -113,7 +183,10 @@ pub(crate) async fn accept<F: FirstRequest>(
     req.extensions_mut().insert(abort.clone());
     req.extensions_mut().insert(TransportKind::Http1);
     let res = endpoint.handle(req).await;
-    let Some(streaming) = chunked::start(stream, res, abort).await else {
+    let Ok(stream) = stream.into_bare() else {
+        return Decision::Done;
+    };
+    let Some(streaming) = chunked::start(std::sync::Arc::new(stream), res, abort).await else {
         return Decision::Done;
     };
     // Its own small task: the future that holds this connection stays small for the
@@ -123,6 +196,7 @@ pub(crate) async fn accept<F: FirstRequest>(
     if first.held_to_the_end() {
         tokio::spawn(async move {
             streaming.run().await;
+            drop(slot);
             drop(first);
             drop(done);
         });
@@ -130,6 +204,7 @@ pub(crate) async fn accept<F: FirstRequest>(
         drop(first);
         tokio::spawn(async move {
             streaming.run().await;
+            drop(slot);
             drop(done);
         });
     }
@@ -167,8 +242,8 @@ fn look(buf: &[u8]) -> Look {
 /// connection is: the bytes read and the verdict. Tells `first` the client is slow if
 /// its first read is not a complete HTTP/1.x head, or if nothing came for `slow_after`.
 /// `None` if the client leaves first, or is closed as slow.
-async fn read_first<F: FirstRequest>(
-    stream: &TcpStream,
+async fn read_first<S: HeadSource, F: FirstRequest>(
+    stream: &mut S,
     first: &F,
     slow_after: Duration,
 ) -> Option<(Vec<u8>, Look)> {
@@ -178,15 +253,16 @@ async fn read_first<F: FirstRequest>(
     // to a connection (a crowd arriving at once) must not blame the client for it.
     let silent = tokio::time::sleep(slow_after);
     tokio::pin!(silent);
-    let mut judged = false;
+    let mut judged = !S::FIRST_READ_JUDGES;
     loop {
-        if judged {
-            stream.readable().await.ok()?;
+        let before = buf.len();
+        let read = if judged {
+            stream.read_some(&mut buf).await
         } else {
             tokio::select! {
                 // Bytes that are there win over a timer that fired in the same turn.
                 biased;
-                ready = stream.readable() => ready.ok()?,
+                read = stream.read_some(&mut buf) => read,
                 () = &mut silent => {
                     judged = true;
                     if !first.slow() {
@@ -195,13 +271,10 @@ async fn read_first<F: FirstRequest>(
                     continue;
                 }
             }
-        }
-        let before = buf.len();
-        match stream.try_read_buf(&mut buf) {
-            Ok(0) => return None,
+        };
+        match read {
+            Ok(0) | Err(_) => return None,
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(_) => return None,
         }
         // A head ends with a line break: re-parse only when one came (or the buffer is
         // full), so that a head dripped byte by byte is not parsed once per byte.
