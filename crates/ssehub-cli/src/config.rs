@@ -1,5 +1,7 @@
 //! `ssehub serve`'s configuration: a TOML file (`--config FILE`, `SSEHUB_CONFIG`), then
-//! the environment (`SSEHUB_<SECTION>_<KEY>`, `env.rs`), then the flags (`serve.rs`).
+//! (with the Mercure hub on) the reference Mercure hub's container variables
+//! (`MERCURE_*`, `SERVER_NAME`: `compat.rs`, `directives.rs`), then the environment
+//! (`SSEHUB_<SECTION>_<KEY>`, `env.rs`), then the flags (`serve.rs`).
 //!
 //! Every key has a default, so an empty file (or none) is today's zero-configuration
 //! demo on loopback. `ssehub.example.toml` at the repository's root documents every key;
@@ -8,7 +10,10 @@
 //! does not fit; the message names the key, the value and why, but never the value of a
 //! key that is unknown or looks like a secret (`secrets.rs`).
 
+mod compat;
+mod directives;
 mod env;
+mod mercure;
 mod secrets;
 mod units;
 
@@ -20,6 +25,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use ssehub::RoomSelector;
 
+pub(crate) use mercure::{MercureSection, Role};
 pub(crate) use units::parse_seconds;
 
 /// The whole configuration, section by section.
@@ -37,6 +43,19 @@ pub(crate) struct Config {
     pub demo: DemoSection,
     pub observe: ObserveSection,
     pub log: LogSection,
+    pub mercure: MercureSection,
+    /// What loading found worth a warning (old variable names, directives accepted but
+    /// not applied), said once logging is up.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+    /// The keys set from the reference Mercure hub's variables, and from which: errors
+    /// about them name the variable too.
+    #[serde(skip)]
+    pub origins: Vec<(String, String)>,
+    /// The `SERVER_NAME` that asked for HTTPS, if one did: `[tls]` must then have a
+    /// certificate.
+    #[serde(skip)]
+    pub https_server_name: Option<String>,
 }
 
 /// Listeners and connection timeouts.
@@ -390,15 +409,88 @@ impl Default for LogSection {
 impl Config {
     /// The file at `path` (if any) with the environment's overrides, checked.
     pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        Config::load_with(path, std::env::vars().collect())
+    }
+
+    /// [`Config::load`] with the variables `vars`.
+    pub(crate) fn load_with(
+        path: Option<&Path>,
+        vars: Vec<(String, String)>,
+    ) -> anyhow::Result<Config> {
         let mut table = match path {
             Some(p) => file_table(p)?,
             None => toml::Table::new(),
         };
-        env::apply(&mut table, std::env::vars())?;
-        let config: Config = toml::Value::Table(table)
+        // The reference hub's variables are read only when the hub is on: its
+        // `enabled` comes from the file or from SSEHUB_MERCURE_ENABLED, never from them.
+        let mut probe = table.clone();
+        env::apply(&mut probe, vars.iter().cloned())?;
+        let enabled = probe
+            .get("mercure")
+            .and_then(|m| m.get("enabled"))
+            .and_then(toml::Value::as_bool)
+            .unwrap_or(false);
+        let mut warnings = Vec::new();
+        let mut origins = Vec::new();
+        let mut https_server_name = None;
+        if enabled {
+            let compat = compat::read(&vars)?;
+            for s in compat.settings {
+                env::set_path(&mut table, s.path, s.value)?;
+                let key = s.path.join(".");
+                origins.retain(|(k, _): &(String, String)| *k != key);
+                origins.push((key, s.origin));
+            }
+            warnings = compat.warnings;
+            https_server_name = compat.https;
+        } else {
+            let set = compat::hub_variables_set(&vars);
+            if !set.is_empty() {
+                warnings.push(format!(
+                    "{} set, but the Mercure hub is off: they are not read; set \
+                     SSEHUB_MERCURE_ENABLED=true (or [mercure] enabled = true) to serve it \
+                     at /.well-known/mercure",
+                    set.join(", ")
+                ));
+            }
+        }
+        let from_env = env::apply(&mut table, vars.into_iter())?;
+        origins.retain(|(k, _)| !from_env.contains(k));
+        if from_env.iter().any(|k| k == "server.listen") {
+            // SSEHUB_SERVER_LISTEN wins over SERVER_NAME, and its TLS wish goes with it.
+            https_server_name = None;
+        }
+        let mut config: Config = toml::Value::Table(table)
             .try_into()
             .context("the configuration")?;
+        config.origins = origins;
+        config.https_server_name = https_server_name;
+        if config.mercure.enabled {
+            warnings.extend(config.mercure.well_known_keys(&|k| config.named(k)));
+        }
+        config.warnings = warnings;
         Ok(config)
+    }
+
+    /// The Redis key prefix of the Mercure hub: the room hub's, then `:mercure`, so
+    /// that the two hubs' sequences, histories and channels never mix.
+    pub(crate) fn mercure_redis_prefix(&self) -> String {
+        format!("{}:mercure", self.redis.prefix)
+    }
+
+    /// One line saying what the Mercure hub runs with, keys hidden.
+    pub(crate) fn describe_mercure(&self) -> String {
+        let prefix = self.redis.url.as_ref().map(|_| self.mercure_redis_prefix());
+        self.mercure.describe(prefix.as_deref())
+    }
+
+    /// `key` (dotted), with the variable it was set from if it was one of the reference
+    /// hub's: `mercure.publisher_jwt_key (from MERCURE_PUBLISHER_JWT_KEY)`.
+    pub(crate) fn named(&self, key: &str) -> String {
+        match self.origins.iter().find(|(k, _)| k == key) {
+            Some((_, from)) => format!("{key} (from {from})"),
+            None => key.to_owned(),
+        }
     }
 
     /// Refuse values that parse but cannot work together, naming the key.
@@ -447,6 +539,75 @@ impl Config {
         if self.history.max_events == 0 {
             bail!("history.max_events = 0: use history.enabled = false");
         }
+        if let Some(name) = &self.https_server_name {
+            let has_certificate = self.tls.cert.is_some() || self.tls.self_signed;
+            if !has_certificate && self.mercure.enabled {
+                bail!(
+                    "SERVER_NAME={name} asks for HTTPS (the reference hub's Caddy obtains a \
+                     certificate for the name itself); ssehub obtains none: give [tls] cert \
+                     and key (SSEHUB_TLS_CERT, SSEHUB_TLS_KEY; or SSEHUB_TLS_SELF_SIGNED=true \
+                     for localhost), or serve plain HTTP behind your TLS proxy with \
+                     SERVER_NAME=':80'"
+                );
+            }
+        }
+        self.validate_mercure()
+    }
+
+    /// `[mercure]`, when the hub is on: its keys read and usable, and a hub someone can
+    /// use (a publisher key; a subscriber key unless subscribers may be anonymous).
+    fn validate_mercure(&self) -> anyhow::Result<()> {
+        let m = &self.mercure;
+        if !m.enabled {
+            return Ok(());
+        }
+        let named = |k: &str| self.named(k);
+        if m.publisher_jwt_key.is_none() {
+            bail!(
+                "mercure.enabled = true needs mercure.publisher_jwt_key \
+                 (MERCURE_PUBLISHER_JWT_KEY, or publisher_jwt in MERCURE_EXTRA_DIRECTIVES): \
+                 without it no publisher is accepted"
+            );
+        }
+        m.verifier(Role::Publisher, &named)?;
+        if m.subscriber_jwt_key.is_none() && !m.anonymous {
+            bail!(
+                "mercure.enabled = true needs mercure.subscriber_jwt_key \
+                 (MERCURE_SUBSCRIBER_JWT_KEY), or mercure.anonymous = true: else no \
+                 subscriber is accepted"
+            );
+        }
+        m.verifier(Role::Subscriber, &named)?;
+        if m.cors_origins.iter().any(|o| o == "*") {
+            bail!(
+                "{} = [\"*\"]: the hub's CORS goes with credentials (the cookie), and any \
+                 origin with credentials would let every web page read its visitors' private \
+                 updates; list the origins (https://app.example)",
+                named("mercure.cors_origins")
+            );
+        }
+        if m.cookie_name.is_empty() || m.cookie_name.contains([';', '=', ' ', ',']) {
+            bail!(
+                "{} = {:?}: a cookie's name (no `;`, `=`, `,` or blanks)",
+                named("mercure.cookie_name"),
+                m.cookie_name
+            );
+        }
+        for (key, n) in [
+            ("mercure.max_topics", m.max_topics),
+            ("mercure.max_selectors", m.max_selectors),
+            ("mercure.max_body", m.max_body),
+        ] {
+            if n == 0 {
+                bail!("{key} = 0: at least 1");
+            }
+        }
+        if m.history.max_events == 0 {
+            bail!(
+                "{} = 0: use mercure.history.enabled = false",
+                named("mercure.history.max_events")
+            );
+        }
         Ok(())
     }
 
@@ -461,6 +622,8 @@ impl Config {
         hide(&mut shown.auth.jwt_secret);
         hide(&mut shown.auth.admin_token);
         hide(&mut shown.auth.publish_token);
+        hide(&mut shown.mercure.publisher_jwt_key);
+        hide(&mut shown.mercure.subscriber_jwt_key);
         if let Some(url) = &shown.redis.url {
             shown.redis.url = Some(redact_url(url));
         }

@@ -78,6 +78,12 @@ fn main() -> anyhow::Result<()> {
         Command::CheckConfig { file } => {
             let config = config::Config::load(Some(file))?;
             config.validate()?;
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            if config.mercure.enabled {
+                eprintln!("{}", config.describe_mercure());
+            }
             print!("{}", config.to_redacted_toml());
             return Ok(());
         }
@@ -91,6 +97,9 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    for w in config.iter().flat_map(|c| &c.warnings) {
+        tracing::warn!("{w}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -11,6 +11,10 @@
 //!   otherwise (with a warning while publishing is open).
 //! - `/metrics`, `/rooms`, `/rooms/{room}`, `/dashboard`: what an operator watches the
 //!   hub with (`serve/observe.rs`), behind the same credential as `/stats`.
+//! - `/.well-known/mercure`: a Mercure hub, when `[mercure]` turns it on
+//!   (`serve/mercure.rs`).
+//! - `/healthz`: 200 `ok` while the server runs, for container health checks (the
+//!   reference Mercure image's path), with or without the Mercure hub, open to all.
 //!
 //! The flags are `serve/args.rs`; TLS `serve/tls.rs`; cross-origin pages `serve/cors.rs`.
 //! A ticker broadcasts event `tick` to `__all` every `demo.tick_interval`. Every room
@@ -21,6 +25,7 @@ mod args;
 mod auth;
 mod cors;
 mod dashboard;
+mod mercure;
 mod observe;
 mod page;
 mod tls;
@@ -55,6 +60,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let api = cors::cookie_origins(api, &config.cors);
     let server = api_routes(server, &config, &api)?;
     let (server, feed) = observe::mount(server, &api, &config.observe)?;
+    let server = server.route("/healthz", |req| async move { healthz(&req) });
+    let mercure = mercure::mercure(&config).await?;
+    let server = match &mercure {
+        Some(m) => server.mercure(m.clone()),
+        None => server,
+    };
     let server = server
         .header_timeout(config.server.header_timeout)
         .idle_timeout((!config.server.idle_timeout.is_zero()).then_some(config.server.idle_timeout))
@@ -74,6 +85,9 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .bind()
         .await?;
     announce(&server.listeners(), &config);
+    if mercure.is_some() {
+        tracing::info!("{}", config.describe_mercure());
+    }
     let every = config.demo.tick_interval;
     let ticker = (!every.is_zero()).then(|| tokio::spawn(ticker(hub.clone(), every)));
     server.run().await;
@@ -290,6 +304,26 @@ fn now_rfc3339() -> String {
 /// The demo page (`GET` or `HEAD`; anything else is 405).
 fn index(req: Request<Incoming>) -> Response<Full<Bytes>> {
     page::html(&req, INDEX_HTML)
+}
+
+/// `/healthz`: the server is up (`GET` or `HEAD`; anything else is 405). Nothing about
+/// the hub in it: it is open to anyone.
+fn healthz<B>(req: &Request<B>) -> Response<Full<Bytes>> {
+    let method = req.method();
+    if method != http::Method::GET && method != http::Method::HEAD {
+        let mut res = page::plain(http::StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        res.headers_mut().insert(
+            http::header::ALLOW,
+            http::HeaderValue::from_static("GET, HEAD"),
+        );
+        return res;
+    }
+    let mut res = page::plain(http::StatusCode::OK, "ok\n");
+    res.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    res
 }
 
 /// A limit of the config, where 0 means none.

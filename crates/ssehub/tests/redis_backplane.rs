@@ -105,6 +105,8 @@ async fn three_nodes_deliver_every_publication_once_in_one_order() {
     }
     assert_eq!(orders[0], orders[1], "the same order on every node");
     assert_eq!(orders[1], orders[2]);
+    // Readers of a room hub read their rooms' streams: no hub-wide log is written.
+    assert_eq!(redis.cmd(&["EXISTS", "test:log"]).text(), "0");
     for n in nodes {
         n.stop().await;
     }
@@ -903,7 +905,8 @@ async fn forged_messages_on_the_channel_are_refused() {
     assert_eq!(c.next_event().await.data, "real-1");
     let (epoch, seq) = id.split_once('-').unwrap();
     let seq: u64 = seq.parse().unwrap();
-    let header = "forger\x1f1\x1f0\x1f\x1fr";
+    // Node, token, unique, private, except, rooms: as the nodes' own.
+    let header = "forger\x1f1\x1f0\x1f0\x1f\x1fr";
     // In this version's format, and in the previous one (`<seq>\n...`), refused too.
     let forge = |n: u64, frame: &str| {
         for first in [format!("{epoch}-{n}"), n.to_string()] {

@@ -1,5 +1,6 @@
 //! Overrides from the environment: `SSEHUB_<SECTION>_<KEY>=VALUE` sets `KEY` of
-//! `[SECTION]` (`SSEHUB_SERVER_LISTEN=0.0.0.0:2015`, `SSEHUB_AUTH_JWT_SECRET=...`).
+//! `[SECTION]` (`SSEHUB_SERVER_LISTEN=0.0.0.0:2015`, `SSEHUB_AUTH_JWT_SECRET=...`), and
+//! `SSEHUB_MERCURE_HISTORY_<KEY>` sets `KEY` of `[mercure.history]`.
 //!
 //! A value is read as TOML when it is one (`true`, `15`, `["a", "b"]`), else as a
 //! string, so that addresses and secrets need no quotes. Only variables whose first word
@@ -15,13 +16,57 @@ use super::{secrets, Config};
 const PREFIX: &str = "SSEHUB_";
 const SECTIONS: &[&str] = &[
     "server", "tls", "auth", "cors", "sse", "limits", "history", "redis", "demo", "observe", "log",
+    "mercure",
 ];
+/// Tables inside a section: `SSEHUB_MERCURE_HISTORY_MAX_EVENTS` is `max_events` of
+/// `[mercure.history]` (no key of `[mercure]` starts with `history_`).
+const SUBTABLES: &[(&str, &str)] = &[("mercure", "history")];
 
-/// Set in `table` what the variables `vars` override.
+/// The path of `key` of `[section]`: `["section", "key"]`, or `["section", "sub",
+/// "key"]` for a key of one of its tables.
+fn path_of(section: &str, key: &str) -> Vec<String> {
+    for (s, sub) in SUBTABLES {
+        if section == *s {
+            if let Some(rest) = key.strip_prefix(sub).and_then(|r| r.strip_prefix('_')) {
+                return vec![section.to_owned(), (*sub).to_owned(), rest.to_owned()];
+            }
+        }
+    }
+    vec![section.to_owned(), key.to_owned()]
+}
+
+/// Set `value` at `path` of `table`, making the tables on the way.
+pub(super) fn set_path(
+    table: &mut Table,
+    path: &[impl AsRef<str>],
+    value: Value,
+) -> anyhow::Result<()> {
+    let (last, tables) = path.split_last().expect("a path has a key");
+    let mut t = table;
+    let mut at = String::new();
+    for name in tables {
+        let name = name.as_ref();
+        if !at.is_empty() {
+            at.push('.');
+        }
+        at.push_str(name);
+        let entry = t
+            .entry(name.to_owned())
+            .or_insert_with(|| Value::Table(Table::new()));
+        let Some(inner) = entry.as_table_mut() else {
+            bail!("[{at}] in the config file is not a table");
+        };
+        t = inner;
+    }
+    t.insert(last.as_ref().to_owned(), value);
+    Ok(())
+}
+
+/// Set in `table` what the variables `vars` override; the dotted keys they set.
 pub(super) fn apply(
     table: &mut Table,
     vars: impl Iterator<Item = (String, String)>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let mut overrides: Vec<(String, String, String, String)> = vars
         .filter_map(|(name, raw)| {
             let rest = name.strip_prefix(PREFIX)?.to_ascii_lowercase();
@@ -32,8 +77,10 @@ pub(super) fn apply(
         })
         .collect();
     overrides.sort();
+    let mut set = Vec::new();
     for (name, section, key, raw) in overrides {
-        let value = match value_for(&section, &key, &raw) {
+        let path = path_of(&section, &key);
+        let value = match value_for(&path, &raw) {
             Ok(value) => value,
             Err(e) => {
                 // A secret's value is never shown, nor an unknown key's: its value does
@@ -48,26 +95,21 @@ pub(super) fn apply(
                 return Err(anyhow::Error::msg(message).context(format!("{name}=(hidden)")));
             }
         };
-        let entry = table
-            .entry(section.clone())
-            .or_insert_with(|| Value::Table(Table::new()));
-        let Some(t) = entry.as_table_mut() else {
-            bail!("[{section}] in the config file is not a table");
-        };
-        t.insert(key, value);
+        set_path(table, &path, value)?;
+        set.push(path.join("."));
     }
-    Ok(())
+    Ok(set)
 }
 
-/// The value `raw` stands for at `[section] key`: TOML if that fits the key, else the
-/// string itself.
-fn value_for(section: &str, key: &str, raw: &str) -> anyhow::Result<Value> {
+/// The value `raw` stands for at `path`: TOML if that fits the key, else the string
+/// itself.
+fn value_for(path: &[String], raw: &str) -> anyhow::Result<Value> {
     let as_toml = toml::from_str::<Table>(&format!("v = {raw}"))
         .ok()
         .and_then(|mut t| t.remove("v"));
     let mut last = None;
     for candidate in as_toml.into_iter().chain([Value::String(raw.to_owned())]) {
-        match fits(section, key, candidate.clone()) {
+        match fits(path, candidate.clone()) {
             Ok(()) => return Ok(candidate),
             Err(e) => last = Some(e),
         }
@@ -75,13 +117,11 @@ fn value_for(section: &str, key: &str, raw: &str) -> anyhow::Result<Value> {
     Err(last.expect("one candidate at least"))
 }
 
-/// Whether `value` alone at `[section] key` makes a valid configuration.
-fn fits(section: &str, key: &str, value: Value) -> anyhow::Result<()> {
-    let mut inner = Table::new();
-    inner.insert(key.to_owned(), value);
-    let mut outer = Table::new();
-    outer.insert(section.to_owned(), Value::Table(inner));
-    Value::Table(outer).try_into::<Config>()?;
+/// Whether `value` alone at `path` makes a valid configuration.
+fn fits(path: &[String], value: Value) -> anyhow::Result<()> {
+    let mut table = Table::new();
+    set_path(&mut table, path, value)?;
+    Value::Table(table).try_into::<Config>()?;
     Ok(())
 }
 
@@ -121,6 +161,35 @@ mod tests {
         );
         assert_eq!(c.auth.allow_anonymous_subscribe, ["public.*", "news"]);
         assert!(c.auth.allow_anonymous_publish);
+    }
+
+    #[test]
+    fn mercure_variables_and_its_history_table() {
+        let c = load(&[
+            ("SSEHUB_MERCURE_ENABLED", "true"),
+            (
+                "SSEHUB_MERCURE_CORS_ORIGINS",
+                "https://a.example,https://b.example",
+            ),
+            ("SSEHUB_MERCURE_HEARTBEAT", "0"),
+            ("SSEHUB_MERCURE_HISTORY_MAX_EVENTS", "7"),
+            ("SSEHUB_MERCURE_HISTORY_ENABLED", "false"),
+        ])
+        .unwrap();
+        assert!(c.mercure.enabled);
+        assert_eq!(
+            c.mercure.cors_origins,
+            ["https://a.example", "https://b.example"]
+        );
+        assert_eq!(c.mercure.heartbeat, Duration::ZERO);
+        assert_eq!(c.mercure.history.max_events, 7);
+        assert!(!c.mercure.history.enabled);
+        assert_eq!(c.history.max_events, 1000, "[history] is another table");
+        let e = format!(
+            "{:#}",
+            load(&[("SSEHUB_MERCURE_HISTORY_MAX_EVENTZ", "1")]).unwrap_err()
+        );
+        assert!(e.contains("SSEHUB_MERCURE_HISTORY_MAX_EVENTZ"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The Redis backplane: several nodes sharing rooms and history through one Redis.
 //!
 //! - `scripts.rs`: the keys and the Lua scripts (publish: number, record, trim,
-//!   `PUBLISH`, atomically; probe: where the epoch and the sequence are).
+//!   `PUBLISH`, atomically; probe: where the epoch and the sequence are). A hub with
+//!   patterns (a topic dialect) also records every event in a hub-wide log, which its
+//!   streams by pattern replay from; its ids are of the hub's form (`urn:uuid:` for
+//!   Mercure), and a caller's id may repeat where the hub allows it.
 //! - `wire.rs`: what a node tells the others on the channel.
 //! - `subscriber.rs`: the task that listens to the channel and delivers on this node, in
 //!   sequence order, what passes its checks; probes a silent Redis; moves to a new
@@ -43,7 +46,7 @@ use super::backplane::{
     deliver_unrecorded, Backplane, BackplaneStatus, BoxFuture, Published, Resumed,
 };
 use super::fanout::{Local, Publication};
-use super::history::{check_own_id, hub_form, History, HistoryRules, Resume, Size};
+use super::history::{check_own_id, hub_id, History, HistoryConfig, HistoryRules, Resume, Size};
 use super::publish_error::PublishError;
 use super::topics::IdForm;
 use crate::connection::Connection;
@@ -118,6 +121,33 @@ impl Keys {
     fn own_id(&self, id: &str) -> String {
         format!("{}:id:{id}", self.prefix)
     }
+    /// The hub-wide log (a hub with patterns only; `scripts.rs`).
+    fn log(&self) -> String {
+        format!("{}:log", self.prefix)
+    }
+    fn log_meta(&self) -> String {
+        format!("{}:logmeta", self.prefix)
+    }
+}
+
+/// The most entries the hub-wide log keeps, whatever their size (its bytes are bounded
+/// by `HubConfig::history_total_bytes`, as the in-memory history's are).
+pub(super) const LOG_EVENTS: usize = 1 << 20;
+
+/// The limits of the hub-wide log, for a hub with patterns: every event recorded in a
+/// room goes there too, kept as long as the longest-lived room history would keep it
+/// (by age), within the hub's cap on all history (by bytes) and [`LOG_EVENTS`].
+fn log_limits(rules: &HistoryRules) -> HistoryConfig {
+    let longest = std::iter::once(rules.default)
+        .chain(rules.overrides.iter().map(|(_, h)| *h))
+        .flatten()
+        .map(|h| h.age())
+        .max()
+        .unwrap_or_default();
+    HistoryConfig::default()
+        .max_events(LOG_EVENTS)
+        .max_bytes(rules.total_bytes)
+        .max_age(longest)
 }
 
 /// Where this node is in the sequence: the newest publication it delivered, of which
@@ -140,6 +170,9 @@ enum Waiter {
 struct Shared {
     local: Arc<Local>,
     rules: HistoryRules,
+    /// The hub-wide log's limits, on a hub with patterns (`None`: no log; a room hub's
+    /// readers all read their rooms' streams).
+    log: Option<HistoryConfig>,
     keys: Keys,
     /// This node's name on the channel.
     node: String,
@@ -196,9 +229,11 @@ impl RedisBackplane {
             .get_connection_manager_with_config(manager.clone())
             .await?;
         let reads = client.get_connection_manager_with_config(manager).await?;
+        let log = local.patterns.is_some().then(|| log_limits(&rules));
         let shared = Arc::new(Shared {
             local,
             rules,
+            log,
             keys: Keys {
                 prefix: config.prefix,
             },
@@ -248,15 +283,19 @@ impl Shared {
         message: Message,
         wait: bool,
     ) -> Result<Published, PublishError> {
-        let recorded: Vec<(&String, super::history::HistoryConfig)> = p
+        let recorded: Vec<(&String, HistoryConfig)> = p
             .rooms
             .iter()
             .filter_map(|r| self.rules.for_room(r).map(|h| (r, h)))
             .collect();
-        check_id(&message, !recorded.is_empty())?;
+        check_id(&message, !recorded.is_empty(), self.rules.ids)?;
         let own = message.id().unwrap_or("").to_owned();
         let mut invocation = self.publish.prepare_invoke();
-        invocation.key(self.keys.meta()).key(self.keys.own_id(&own));
+        invocation
+            .key(self.keys.meta())
+            .key(self.keys.own_id(&own))
+            .key(self.keys.log())
+            .key(self.keys.log_meta());
         for (room, _) in &recorded {
             invocation
                 .key(self.keys.stream(room))
@@ -264,7 +303,11 @@ impl Shared {
         }
         let rest = message.encode_with_id(None);
         let token = self.tokens.fetch_add(1, Ordering::Relaxed);
-        let header = wire::header(&self.node, token, p.unique, p.except, &p.rooms);
+        let flags = wire::Flags {
+            unique: p.unique,
+            private: p.private,
+        };
+        let header = wire::header(&self.node, token, flags, p.except, &p.rooms);
         let (epoch, seen) = {
             let d = lock(&self.delivered);
             (d.epoch.clone(), d.seq)
@@ -277,12 +320,22 @@ impl Shared {
             .arg(header)
             .arg(self.keys.channel())
             .arg(epoch)
-            .arg(seen);
-        for (_, h) in &recorded {
+            .arg(seen)
+            .arg(match self.rules.ids {
+                IdForm::Plain => "plain",
+                IdForm::Urn => "urn",
+            })
+            .arg(u8::from(self.rules.repeat_ids))
+            .arg(u8::from(self.log.is_some()));
+        let limits = |invocation: &mut redis::ScriptInvocation<'_>, h: &HistoryConfig| {
             let age = u64::try_from(h.age().as_millis())
                 .unwrap_or(u64::MAX)
                 .max(1);
             invocation.arg(h.events()).arg(h.bytes()).arg(age);
+        };
+        limits(&mut invocation, &self.log.unwrap_or_default());
+        for (_, h) in &recorded {
+            limits(&mut invocation, h);
         }
         let answer: Result<(u64, String, String), redis::RedisError> =
             invocation.invoke_async(&mut self.conn.clone()).await;
@@ -360,12 +413,12 @@ impl Shared {
 }
 
 /// Whether `message`'s own id may go through Redis: as a cursor if it goes to rooms with
-/// history; and never of the hub's form, in any room, since the nodes refuse a frame
-/// whose id of that form is not its number's (`wire::check_frame`).
-fn check_id(message: &Message, recorded: bool) -> Result<(), PublishError> {
+/// history; and never of the hub's form (`form`), in any room, since the nodes refuse a
+/// frame whose id of that form is not its number's (`wire::check_frame`).
+fn check_id(message: &Message, recorded: bool, form: IdForm) -> Result<(), PublishError> {
     match message.id() {
-        Some(id) if recorded => check_own_id(id, IdForm::Plain),
-        Some(id) if hub_form(id).is_some() => Err(PublishError::ReservedId(id.to_owned())),
+        Some(id) if recorded => check_own_id(id, form),
+        Some(id) if hub_id(id, form).is_some() => Err(PublishError::ReservedId(id.to_owned())),
         _ => Ok(()),
     }
 }
@@ -376,7 +429,7 @@ impl Backplane for RedisBackplane {
             .rooms
             .iter()
             .any(|r| self.shared.rules.for_room(r).is_some());
-        check_id(message, recorded)?;
+        check_id(message, recorded, self.shared.rules.ids)?;
         if self.queue.send((p.clone(), message.clone())).is_err() {
             return Ok(deliver_unrecorded(&self.shared.local, p, message));
         }
@@ -404,6 +457,11 @@ impl Backplane for RedisBackplane {
     fn resume(&self, conn: Connection, resume: Resume) -> BoxFuture<Resumed> {
         let shared = self.shared.clone();
         Box::pin(async move { replay::resume(&shared, &conn, &resume).await })
+    }
+
+    fn holds(&self, cursor: String, rooms: Vec<Arc<str>>) -> BoxFuture<bool> {
+        let shared = self.shared.clone();
+        Box::pin(async move { replay::holds(&shared, &cursor, &rooms).await })
     }
 
     fn history(&self, room: String) -> BoxFuture<Vec<Bytes>> {

@@ -25,18 +25,29 @@
 //! node, `D`): if `D <= T`, the events up to `D` come from the read and those after `D`
 //! will come on the channel, so nothing is lost or doubled; if this node has meanwhile
 //! delivered past `T`, it reads what came after `T` (a few events) and tries again.
+//!
+//! ## Replay of a hub of topics
+//! A private entry is replayed only to a stream whose audience accepts one of its
+//! topics (the header says both), as the live fan-out decides. A stream with a pattern
+//! among its rooms (a hub with patterns, `hub/topics.rs`) reads the hub-wide log
+//! instead of its rooms' streams: one stream, walked the same way, keeping the entries
+//! of its exact rooms and those its patterns match, at most [`LOG_READS`] entries read;
+//! whatever the log dropped after the cursor is a gap for all its rooms.
 
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use redis::AsyncCommands;
 
-use super::Shared;
+use super::{wire, Shared, LOG_EVENTS};
 use crate::connection::Connection;
 use crate::hub::backplane::Resumed;
 use crate::hub::fanout;
-use crate::hub::history::{gap_frame, hub_form, id_only_frame, place, GapReason, Resume};
+use crate::hub::history::{
+    gap_frame, hub_form, hub_id, hub_id_of, id_only_frame, place, GapReason, Resume,
+};
+use crate::hub::topics::Patterns;
 use crate::sync::lock;
 
 /// The most rooms one round trip reads (a stream may be in up to
@@ -48,6 +59,15 @@ const PAGE: usize = 1024;
 /// 255 rooms is 255 entries, so a replay of events shared that widely is cut (and says
 /// so) before it costs Redis more than a replay of as many distinct events would.
 pub(super) const REPLAY_READS: usize = 16 * 1024;
+/// The most entries of the hub-wide log one replay by pattern may read: the log holds
+/// every topic's events, most of them not the reader's, so it scans further than a
+/// replay of rooms reads; past it, what is left is announced (`replay-limit`), as the
+/// in-memory history's scan cap does.
+pub(super) const LOG_READS: usize = 64 * 1024;
+
+/// Which entries a read keeps (a reader's own, among all those it reads): the rest are
+/// read, counted against its limit on reads, and dropped at once.
+pub(super) type Keep<'a> = &'a (dyn Fn(&Entry) -> bool + Send + Sync);
 
 /// Which way a walk goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +235,8 @@ pub(super) struct Walk<'a> {
     started: bool,
     /// The number last given.
     last: Option<u64>,
+    /// Which entries to keep (`None`: all).
+    keep: Option<Keep<'a>>,
 }
 
 impl<'a> Walk<'a> {
@@ -228,25 +250,55 @@ impl<'a> Walk<'a> {
         upto: Option<u64>,
         size: usize,
     ) -> Walk<'a> {
-        let cursors = rooms
-            .iter()
-            .map(|r| {
-                let r = r.as_ref();
-                Cursor {
-                    stream: shared.keys.stream(r),
-                    room_meta: shared.keys.room_meta(r),
-                    buf: VecDeque::new(),
-                    edge: None,
-                    asked: 0,
-                    size: size.clamp(1, PAGE),
-                    more: true,
-                    state: RoomRead {
-                        name: Arc::from(r),
-                        dropped: 0,
-                        last: 0,
-                        exists: false,
-                    },
-                }
+        let streams = rooms.iter().map(|r| {
+            let r = r.as_ref();
+            (
+                shared.keys.stream(r),
+                shared.keys.room_meta(r),
+                Arc::from(r),
+            )
+        });
+        Walk::over(shared, streams, order, after, upto, size)
+    }
+
+    /// A walk over the hub-wide log (a hub with patterns, `scripts.rs`): a stream and a
+    /// meta hash as a room's, named `log` here.
+    pub(super) fn log(
+        shared: &'a Shared,
+        order: Order,
+        after: u64,
+        upto: Option<u64>,
+        size: usize,
+    ) -> Walk<'a> {
+        let log = (shared.keys.log(), shared.keys.log_meta(), Arc::from("log"));
+        Walk::over(shared, [log], order, after, upto, size)
+    }
+
+    /// A walk over `streams`: (stream, meta hash, name) each.
+    fn over(
+        shared: &'a Shared,
+        streams: impl IntoIterator<Item = (String, String, Arc<str>)>,
+        order: Order,
+        after: u64,
+        upto: Option<u64>,
+        size: usize,
+    ) -> Walk<'a> {
+        let cursors = streams
+            .into_iter()
+            .map(|(stream, room_meta, name)| Cursor {
+                stream,
+                room_meta,
+                buf: VecDeque::new(),
+                edge: None,
+                asked: 0,
+                size: size.clamp(1, PAGE),
+                more: true,
+                state: RoomRead {
+                    name,
+                    dropped: 0,
+                    last: 0,
+                    exists: false,
+                },
             })
             .collect();
         Walk {
@@ -261,7 +313,14 @@ impl<'a> Walk<'a> {
             pending: Vec::new(),
             started: false,
             last: None,
+            keep: None,
         }
+    }
+
+    /// Keep only the entries `keep` says (the others are read, and counted, all the same).
+    fn keeping(mut self, keep: Keep<'a>) -> Walk<'a> {
+        self.keep = Some(keep);
+        self
     }
 
     /// The sequence and the epoch as of the walk's first command (read now if it made
@@ -372,8 +431,9 @@ impl<'a> Walk<'a> {
             c.state.exists = exists == 1;
             for (seq, frame, header) in entries.into_iter().flatten() {
                 c.edge = Some(seq);
-                if seq <= upto {
-                    c.buf.push_back(Entry { seq, frame, header });
+                let entry = Entry { seq, frame, header };
+                if seq <= upto && self.keep.is_none_or(|keep| keep(&entry)) {
+                    c.buf.push_back(entry);
                 }
             }
         }
@@ -476,6 +536,94 @@ fn recorded_rooms(shared: &Shared, rooms: &[Arc<str>]) -> Vec<Arc<str>> {
         .collect()
 }
 
+/// Where a replay reads.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    /// The streams of these rooms (the reader's with history).
+    Rooms(&'a [Arc<str>]),
+    /// The hub-wide log, for a reader in these rooms, some of them patterns: a pattern
+    /// may match any topic's event, and has no stream of its own.
+    Log(&'a [Arc<str>]),
+}
+
+impl<'a> Source<'a> {
+    /// Where `conn`'s replay over `rooms` (its rooms with history) reads.
+    fn of(shared: &Shared, rooms: &'a [Arc<str>]) -> Source<'a> {
+        match shared.log.and(patterns_of(shared, rooms)) {
+            Some(_) => Source::Log(rooms),
+            None => Source::Rooms(rooms),
+        }
+    }
+
+    /// A walk over it.
+    fn walk<'s>(self, shared: &'s Shared, after: u64, size: usize) -> Walk<'s> {
+        match self {
+            Source::Rooms(rooms) => Walk::new(shared, rooms, Order::Newest, after, None, size),
+            Source::Log(_) => Walk::log(shared, Order::Newest, after, None, size),
+        }
+    }
+
+    /// The rooms whose history lost events after `after`, as `walk` saw them. The log
+    /// does not say which rooms an event it dropped was in: all of the reader's.
+    fn evicted(self, walk: &Walk<'_>, after: u64) -> Vec<String> {
+        let mut dropped = walk.rooms().filter(|r| r.dropped_through() > after);
+        match self {
+            Source::Rooms(_) => dropped.map(|r| r.name.to_string()).collect(),
+            Source::Log(rooms) if dropped.next().is_some() => {
+                rooms.iter().map(|r| r.to_string()).collect()
+            }
+            Source::Log(_) => Vec::new(),
+        }
+    }
+}
+
+/// The patterns among `rooms`, on a hub with patterns.
+fn patterns_of<'s>(shared: &'s Shared, rooms: &[Arc<str>]) -> Option<&'s dyn Patterns> {
+    shared
+        .local
+        .patterns
+        .as_deref()
+        .filter(|p| p.has_pattern(rooms))
+}
+
+/// Which entries of `source` `conn` may have: from the log, those of its exact rooms
+/// and those a pattern of its matches; and of those, a private one only if its
+/// audience accepts one of the event's topics (as the live fan-out decides). An entry
+/// whose header cannot be read is nobody's (a catch-up refuses it too).
+fn keeper<'a>(
+    shared: &'a Shared,
+    conn: &'a Connection,
+    source: Source<'a>,
+) -> impl Fn(&Entry) -> bool + Send + Sync + 'a {
+    let by_log = match source {
+        Source::Log(rooms) => patterns_of(shared, rooms).map(|p| {
+            let exact: HashSet<&str> = rooms.iter().map(|r| &**r).collect();
+            (rooms, p, exact)
+        }),
+        Source::Rooms(_) => None,
+    };
+    move |e: &Entry| {
+        let Some((private, topics)) = wire::audience(&e.header) else {
+            return false;
+        };
+        if by_log.is_none() && !private {
+            // A public event of one of its rooms (a room hub's every event).
+            return true;
+        }
+        let topics: Vec<&str> = topics.collect();
+        if let Some((rooms, patterns, exact)) = &by_log {
+            let exactly = topics.iter().any(|t| exact.contains(t));
+            if !exactly {
+                let topics: Vec<Arc<str>> = topics.iter().map(|&t| Arc::from(t)).collect();
+                if !patterns.any_matches(rooms, &topics) {
+                    return false;
+                }
+            }
+        }
+        !private || conn.receives_private(&topics)
+    }
+}
+
 /// What a replay read, newest first.
 struct Collected {
     meta: Meta,
@@ -486,21 +634,27 @@ struct Collected {
     evicted: Vec<String>,
 }
 
-/// Read, newest first, what `rooms` hold after `after`, within `limits`: rounds of
-/// pages (of the rooms that may matter), until every event newer than where the limits
-/// stop has been read, or the rooms have no more.
+/// Read, newest first, what `source` holds after `after` that `keep` keeps, within
+/// `limits`: rounds of pages (of the streams that may matter), until every event newer
+/// than where the limits stop has been read, or the streams have no more.
 async fn collect(
     shared: &Shared,
-    rooms: &[Arc<str>],
+    source: Source<'_>,
     after: u64,
     limits: Limits,
+    keep: Keep<'_>,
 ) -> Result<Collected, ReadError> {
-    // A first guess at how deep each room is read: events of 128 bytes (most are
-    // larger), spread evenly.
+    // A first guess at how deep each stream is read: events of 128 bytes (most are
+    // larger), spread evenly over the rooms (the log holds them all).
     let wanted = limits.events.min(limits.bytes / 128).max(1);
-    let size = wanted / rooms.len().max(1) + 2;
-    let mut walk = Walk::new(shared, rooms, Order::Newest, after, None, size);
-    let all: Vec<usize> = (0..rooms.len()).collect();
+    let streams = match source {
+        Source::Rooms(rooms) => rooms.len().max(1),
+        Source::Log(_) => 1,
+    };
+    let mut walk = source
+        .walk(shared, after, wanted / streams + 2)
+        .keeping(keep);
+    let all: Vec<usize> = (0..walk.cursors.len()).collect();
     walk.round(&all).await?;
     let (entries, cut) = loop {
         let mut known: Vec<&Entry> = walk.cursors.iter().flat_map(|c| c.buf.iter()).collect();
@@ -563,11 +717,7 @@ async fn collect(
         }
         walk.round(&which).await?;
     };
-    let evicted = walk
-        .rooms()
-        .filter(|r| r.dropped_through() > after)
-        .map(|r| r.name.to_string())
-        .collect();
+    let evicted = source.evicted(&walk, after);
     Ok(Collected {
         meta: walk.meta().await?,
         entries,
@@ -618,25 +768,28 @@ fn combine(old: Collected, new: Collected, limits: Limits) -> Collected {
 /// (`?history=N`), and the gap to report, if any.
 async fn locate(
     shared: &Shared,
-    rooms: &[Arc<str>],
+    source: Source<'_>,
     resume: &Resume,
 ) -> redis::RedisResult<(u64, usize, Option<GapReason>)> {
-    let cursor = match resume {
-        // At most what the rooms can hold, whatever was asked:
+    let cursor = match (resume, source) {
+        // At most what the rooms (or the log) can hold, whatever was asked:
         // `?history=18446744073709551615` is all they keep, not a count to carry on.
-        Resume::Newest(n) => {
+        (Resume::Newest(n), Source::Rooms(rooms)) => {
             let kept = rooms
                 .iter()
                 .filter_map(|r| shared.rules.for_room(r))
                 .fold(0usize, |sum, h| sum.saturating_add(h.events()));
             return Ok((0, (*n).min(kept), None));
         }
-        Resume::After(cursor) => cursor,
+        (Resume::Newest(n), Source::Log(_)) => return Ok((0, (*n).min(LOG_EVENTS), None)),
+        (Resume::After(cursor), _) => cursor,
     };
     let meta = meta(shared).await?;
-    let own = if hub_form(cursor).is_none() && cursor != "earliest" {
+    let ids = shared.rules.ids;
+    let own = if hub_id(cursor, ids).is_none() && cursor != "earliest" {
         let held: Option<String> = shared.reads.clone().get(shared.keys.own_id(cursor)).await?;
-        // `<epoch>-<seq>`: an id of another epoch is not this history's.
+        // `<epoch>-<seq>` (whatever the form of the hub's ids): an id of another epoch
+        // is not this history's. Where ids repeat, the earliest event that carried it.
         held.as_deref()
             .and_then(hub_form)
             .and_then(Result::ok)
@@ -645,12 +798,10 @@ async fn locate(
     } else {
         None
     };
-    Ok(
-        match place(cursor, &meta.epoch, meta.seq, shared.rules.ids, || own) {
-            Ok(after) => (after, usize::MAX, None),
-            Err(reason) => (0, usize::MAX, Some(reason)),
-        },
-    )
+    Ok(match place(cursor, &meta.epoch, meta.seq, ids, || own) {
+        Ok(after) => (after, usize::MAX, None),
+        Err(reason) => (0, usize::MAX, Some(reason)),
+    })
 }
 
 /// Queue to `conn` what it missed, then let it have live events (see the module doc).
@@ -661,15 +812,20 @@ pub(super) async fn resume(shared: &Shared, conn: &Connection, resume: &Resume) 
             conn.end_resume();
             return Resumed::default();
         }
-        let Ok((after, events, gap)) = locate(shared, &rooms, resume).await else {
+        let source = Source::of(shared, &rooms);
+        let keep = keeper(shared, conn, source);
+        let Ok((after, events, gap)) = locate(shared, source, resume).await else {
             break;
         };
         let limits = Limits {
             events,
             bytes: conn.outbox_limit() / 2,
-            reads: REPLAY_READS,
+            reads: match source {
+                Source::Rooms(_) => REPLAY_READS,
+                Source::Log(_) => LOG_READS,
+            },
         };
-        let mut read = match collect(shared, &rooms, after, limits).await {
+        let mut read = match collect(shared, source, after, limits, &keep).await {
             Ok(read) => read,
             Err(ReadError::EpochChanged) => continue,
             Err(ReadError::Redis(_)) => break,
@@ -693,7 +849,7 @@ pub(super) async fn resume(shared: &Shared, conn: &Connection, resume: &Resume) 
                 }
                 Switch::Behind => read.meta.seq,
             };
-            let more = match collect(shared, &rooms, behind, limits).await {
+            let more = match collect(shared, source, behind, limits, &keep).await {
                 Ok(more) => more,
                 Err(ReadError::EpochChanged) => continue 'attempt,
                 Err(ReadError::Redis(_)) => break 'attempt,
@@ -785,7 +941,8 @@ fn switch(
     let last = entries.last().map_or(0, |e| e.seq);
     frames.extend(entries.iter().map(|e| e.frame.clone()));
     if top > last && !read.meta.epoch.is_empty() {
-        frames.push(id_only_frame(&format!("{}-{top}", read.meta.epoch)));
+        let id = hub_id_of(&read.meta.epoch, top, shared.rules.ids);
+        frames.push(id_only_frame(&id));
     }
     let replayed = entries.len();
     let fanout = fanout::to_one(conn, frames);
@@ -794,6 +951,34 @@ fn switch(
     drop(delivered);
     fanout.finish();
     Switch::Done(Resumed { replayed, gap })
+}
+
+/// Whether the history can honour `cursor` for a stream in `rooms` (the Mercure answer
+/// header): the cursor points into it, and nothing after it was dropped from the
+/// streams a replay would read (the rooms', or the log for a stream with patterns).
+/// Read as a replay reads, in bounded commands (a page of one entry per stream, and
+/// the meta hashes); whatever Redis does not answer is a no.
+pub(super) async fn holds(shared: &Shared, cursor: &str, rooms: &[Arc<str>]) -> bool {
+    let rooms = recorded_rooms(shared, rooms);
+    if rooms.is_empty() {
+        return false;
+    }
+    let source = Source::of(shared, &rooms);
+    let resume = Resume::After(cursor.to_owned());
+    let Ok(before) = meta(shared).await else {
+        return false;
+    };
+    let Ok((after, _, None)) = locate(shared, source, &resume).await else {
+        return false;
+    };
+    let mut walk = source.walk(shared, after, 1);
+    let all: Vec<usize> = (0..walk.cursors.len()).collect();
+    if walk.round(&all).await.is_err() {
+        return false;
+    }
+    // Located in the epoch the streams were read in (a walk across a change of epoch
+    // fails by itself).
+    walk.epoch() == Some(before.epoch.as_str()) && source.evicted(&walk, after).is_empty()
 }
 
 /// The id a recorded frame carries (its first line, `id: ...`).

@@ -274,7 +274,7 @@ async fn on_event(shared: &Arc<Shared>, epoch: &str, w: Wire, last: &mut Option<
         *last = Some(w.seq);
         return;
     }
-    if let Err(why) = wire::check_frame(&w.frame, epoch, w.seq) {
+    if let Err(why) = wire::check_frame(&w.frame, epoch, w.seq, shared.rules.ids) {
         return refuse(shared, why);
     }
     if w.seq > delivered + 1 {
@@ -296,7 +296,7 @@ async fn on_event(shared: &Arc<Shared>, epoch: &str, w: Wire, last: &mut Option<
 /// Deliver `w`, publication of `epoch`, on this node, in order.
 fn deliver(shared: &Shared, epoch: &str, w: &Wire) {
     let publication = Publication {
-        private: false,
+        private: w.private,
         rooms: w.rooms.clone(),
         except: w.except.filter(|_| w.node == shared.node),
         unique: w.unique,
@@ -361,14 +361,19 @@ enum Fill {
 
 /// Deliver from the streams the publications numbered after `from` up to `to` (and up
 /// to the sequence) that this node did not get; signal a gap to the rooms that may have
-/// missed some.
+/// missed some. On a hub with patterns, from the log: a pattern room here may match
+/// any event, and has no stream of its own.
 async fn fill(shared: &Shared, from: u64, to: u64) -> Fill {
     let epoch = lock(&shared.delivered).epoch.clone();
     let recorded = local_rooms(shared, true);
     // Usually a few events: small pages first (they double as a room turns out to
     // hold more).
-    let mut walk = Walk::new(shared, &recorded, Order::Oldest, from, Some(to), 64);
+    let mut walk = match shared.log {
+        Some(_) => Walk::log(shared, Order::Oldest, from, Some(to), 64),
+        None => Walk::new(shared, &recorded, Order::Oldest, from, Some(to), 64),
+    };
     let mut found = 0u64;
+    let ids = shared.rules.ids;
     loop {
         match walk.next().await {
             Ok(Some(e)) => {
@@ -377,7 +382,7 @@ async fn fill(shared: &Shared, from: u64, to: u64) -> Fill {
                 }
                 found += 1;
                 match wire::event(e.seq, &e.header, e.frame) {
-                    Some(w) if wire::check_frame(&w.frame, &epoch, w.seq).is_ok() => {
+                    Some(w) if wire::check_frame(&w.frame, &epoch, w.seq, ids).is_ok() => {
                         deliver(shared, &epoch, &w);
                     }
                     _ => refuse(shared, "an unreadable entry in a stream"),
@@ -399,11 +404,16 @@ async fn fill(shared: &Shared, from: u64, to: u64) -> Fill {
     }
     // Nothing is numbered past the sequence.
     let to = to.min(meta.seq);
-    let evicted: Vec<String> = walk
-        .rooms()
-        .filter(|r| r.dropped_through() > from)
-        .map(|r| r.name.to_string())
-        .collect();
+    let evicted: Vec<String> = match shared.log {
+        // The log does not say which rooms an event it dropped was in: all of them.
+        Some(_) if walk.rooms().any(|r| r.dropped_through() > from) => recorded,
+        Some(_) => Vec::new(),
+        None => walk
+            .rooms()
+            .filter(|r| r.dropped_through() > from)
+            .map(|r| r.name.to_string())
+            .collect(),
+    };
     gap_to_rooms(shared, GapReason::Evicted, &evicted);
     if found < to - from {
         // Some of the missed ones are in no stream of ours: events of rooms without

@@ -1,9 +1,12 @@
 //! What one node tells the others on the PUB/SUB channel.
 //!
 //! - A publication: `<epoch>-<seq>\n<header>\n<frame>`, the header being
-//!   `<node>\x1f<token>\x1f<unique>\x1f<except>\x1f<rooms>` (the token numbers the
-//!   node's own publications) with the rooms separated by `\x1e` (room names hold no
-//!   control characters, so neither separator can occur in one).
+//!   `<node>\x1f<token>\x1f<unique>\x1f<private>\x1f<except>\x1f<rooms>` (the token
+//!   numbers the node's own publications; `unique` and `private` are `0` or `1`) with the
+//!   rooms separated by `\x1e` (room names hold no control characters, so neither
+//!   separator can occur in one). The streams keep the header with each entry, so a
+//!   replay or a catch-up knows an event's rooms (topics) and whether it is private as
+//!   the channel told them.
 //! - A probe: `probe <epoch>-<seq>\n<node>\n`, the epoch and the sequence when the probe
 //!   was sent: every publication before it on the channel has a number up to `seq`.
 //!
@@ -15,7 +18,8 @@
 use bytes::Bytes;
 
 use crate::connection::ConnectionId;
-use crate::hub::history::hub_form;
+use crate::hub::history::{hub_id, hub_id_of};
+use crate::hub::topics::IdForm;
 
 /// A publication as it travels between nodes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,8 @@ pub(super) struct Wire {
     /// That node's number for it.
     pub(super) token: u64,
     pub(super) unique: bool,
+    /// Only for the connections whose audience accepts one of its rooms (topics).
+    pub(super) private: bool,
     /// A connection of the publishing node to skip.
     pub(super) except: Option<ConnectionId>,
     pub(super) rooms: Vec<String>,
@@ -47,18 +53,26 @@ pub(super) enum Incoming {
     },
 }
 
+/// What a publication's header says besides its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Flags {
+    pub(super) unique: bool,
+    pub(super) private: bool,
+}
+
 /// The header part of a message, for the publish script.
 pub(super) fn header(
     node: &str,
     token: u64,
-    unique: bool,
+    flags: Flags,
     except: Option<ConnectionId>,
     rooms: &[String],
 ) -> String {
     let except = except.map(|c| c.to_string()).unwrap_or_default();
     format!(
-        "{node}\x1f{token}\x1f{}\x1f{except}\x1f{}",
-        u8::from(unique),
+        "{node}\x1f{token}\x1f{}\x1f{}\x1f{except}\x1f{}",
+        u8::from(flags.unique),
+        u8::from(flags.private),
         rooms.join("\x1e")
     )
 }
@@ -99,10 +113,11 @@ pub(super) fn parse(payload: &[u8]) -> Option<Incoming> {
 
 /// A publication from its number, header and frame (off the channel, or a stream).
 pub(super) fn event(seq: u64, header: &str, frame: Bytes) -> Option<Wire> {
-    let mut parts = header.splitn(5, '\x1f');
+    let mut parts = header.splitn(6, '\x1f');
     let node = parts.next()?.to_owned();
     let token = parts.next()?.parse().ok()?;
-    let unique = parts.next()? == "1";
+    let unique = flag(parts.next()?)?;
+    let private = flag(parts.next()?)?;
     let except = match parts.next()? {
         "" => None,
         id => id.parse().ok(),
@@ -113,18 +128,47 @@ pub(super) fn event(seq: u64, header: &str, frame: Bytes) -> Option<Wire> {
         node,
         token,
         unique,
+        private,
         except,
         rooms,
         frame,
     })
 }
 
+/// What a stream entry's header says a reader needs: whether it is private, and its
+/// rooms (topics); `None` if it is not a header (a reader then skips the entry, as a
+/// catch-up refuses it).
+pub(super) fn audience(header: &str) -> Option<(bool, impl Iterator<Item = &str>)> {
+    let mut parts = header.splitn(6, '\x1f');
+    parts.next()?;
+    parts.next()?.parse::<u64>().ok()?;
+    flag(parts.next()?)?;
+    let private = flag(parts.next()?)?;
+    parts.next()?;
+    Some((private, parts.next()?.split('\x1e')))
+}
+
+/// `0` or `1`; anything else is no header of ours (a private flag misread as `0` would
+/// send a private update to everyone).
+fn flag(s: &str) -> Option<bool> {
+    match s {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
+    }
+}
+
 /// Whether `frame` is one event exactly as `Message::encode_with_id` writes one, with
 /// the id publication `seq` of `epoch` may carry: an `id` line first, if any (of the
-/// hub's form only as `<epoch>-<seq>`), then `event`, `retry` (digits), `data` lines,
+/// hub's form, `form`, only as the id of `seq` in `epoch`), then `event`, `retry` (digits), `data` lines,
 /// each at most once but `data`, in that order, and the blank line that ends it; UTF-8,
 /// no CR, no other blank line. Why not, if not.
-pub(super) fn check_frame(frame: &[u8], epoch: &str, seq: u64) -> Result<(), &'static str> {
+pub(super) fn check_frame(
+    frame: &[u8],
+    epoch: &str,
+    seq: u64,
+    form: IdForm,
+) -> Result<(), &'static str> {
     let text = std::str::from_utf8(frame).map_err(|_| "not UTF-8")?;
     let body = text.strip_suffix('\n').ok_or("no blank line at its end")?;
     if body.contains('\r') {
@@ -155,7 +199,7 @@ pub(super) fn check_frame(frame: &[u8], epoch: &str, seq: u64) -> Result<(), &'s
         at = rank;
         match name {
             "id" if value.contains('\0') => return Err("a NUL in the id"),
-            "id" if hub_form(value).is_some() && value != format!("{epoch}-{seq}") => {
+            "id" if hub_id(value, form).is_some() && value != hub_id_of(epoch, seq, form) => {
                 return Err("an id that is not its number's");
             }
             "event" if value.is_empty() => return Err("an empty event name"),
@@ -176,23 +220,29 @@ mod tests {
     #[test]
     fn a_message_reads_back_as_written() {
         let rooms = vec!["a".to_owned(), "b c".to_owned()];
-        let h = header("n1", 9, true, None, &rooms);
-        let payload = format!("0badcafe-42\n{h}\nid: x\ndata: y\n\n");
-        assert_eq!(
-            parse(payload.as_bytes()),
-            Some(Incoming::Event {
-                epoch: "0badcafe".into(),
-                wire: Wire {
-                    seq: 42,
-                    node: "n1".into(),
-                    token: 9,
-                    unique: true,
-                    except: None,
-                    rooms,
-                    frame: Bytes::from_static(b"id: x\ndata: y\n\n"),
-                }
-            })
-        );
+        for (unique, private) in [(true, false), (false, true)] {
+            let flags = Flags { unique, private };
+            let h = header("n1", 9, flags, None, &rooms);
+            let payload = format!("0badcafe-42\n{h}\nid: x\ndata: y\n\n");
+            assert_eq!(
+                parse(payload.as_bytes()),
+                Some(Incoming::Event {
+                    epoch: "0badcafe".into(),
+                    wire: Wire {
+                        seq: 42,
+                        node: "n1".into(),
+                        token: 9,
+                        unique,
+                        private,
+                        except: None,
+                        rooms: rooms.clone(),
+                        frame: Bytes::from_static(b"id: x\ndata: y\n\n"),
+                    }
+                })
+            );
+            let (p, r) = audience(&h).unwrap();
+            assert_eq!((p, r.collect::<Vec<_>>()), (private, vec!["a", "b c"]));
+        }
         assert_eq!(
             parse(b"probe 0badcafe-7\nn2\n"),
             Some(Incoming::Probe {
@@ -203,11 +253,15 @@ mod tests {
         );
         for garbage in [
             &b"garbage"[..],
-            b"42\nn1\x1f1\x1f0\x1f\x1fr\ndata: x\n\n",
-            b"0badcafe-0\nn1\x1f1\x1f0\x1f\x1fr\ndata: x\n\n",
-            b"-5\nn1\x1f1\x1f0\x1f\x1fr\ndata: x\n\n",
-            b"0badcafe-99999999999999999999\nn1\x1f1\x1f0\x1f\x1fr\ndata: x\n\n",
+            b"42\nn1\x1f1\x1f0\x1f0\x1f\x1fr\ndata: x\n\n",
+            b"0badcafe-0\nn1\x1f1\x1f0\x1f0\x1f\x1fr\ndata: x\n\n",
+            b"-5\nn1\x1f1\x1f0\x1f0\x1f\x1fr\ndata: x\n\n",
+            b"0badcafe-99999999999999999999\nn1\x1f1\x1f0\x1f0\x1f\x1fr\ndata: x\n\n",
             b"probe 0badcafe\nn2\n",
+            // The header of before the private flag: its rooms would be read as a flag.
+            b"0badcafe-5\nn1\x1f1\x1f0\x1f\x1fr\ndata: x\n\n",
+            // A private flag that is neither: never taken for "public".
+            b"0badcafe-5\nn1\x1f1\x1f0\x1fyes\x1f\x1fr\ndata: x\n\n",
         ] {
             assert_eq!(
                 parse(garbage),
@@ -239,7 +293,31 @@ mod tests {
                 "an id only",
             ),
         ] {
-            assert_eq!(check_frame(&frame, "0badcafe", 7), Ok(()), "{why}");
+            assert_eq!(
+                check_frame(&frame, "0badcafe", 7, IdForm::Plain),
+                Ok(()),
+                "{why}"
+            );
+        }
+        // A hub of URN ids: its own number's URN, and a caller's id of the plain form.
+        let urn = hub_id_of("0badcafe", 7, IdForm::Urn);
+        for id in [urn.as_str(), "0badcafe-8", "mine"] {
+            let frame = with_id(&full, Some(id));
+            assert_eq!(
+                check_frame(&frame, "0badcafe", 7, IdForm::Urn),
+                Ok(()),
+                "{id}"
+            );
+        }
+        for id in [
+            hub_id_of("0badcafe", 8, IdForm::Urn),
+            hub_id_of("00000000", 7, IdForm::Urn),
+        ] {
+            let frame = with_id(&full, Some(&id));
+            assert!(
+                check_frame(&frame, "0badcafe", 7, IdForm::Urn).is_err(),
+                "{id}"
+            );
         }
         for (frame, why) in [
             (&b"data: a\n\ndata: b\n\n"[..], "two events"),
@@ -258,7 +336,10 @@ mod tests {
             (b"data: \xff\n\n", "not UTF-8"),
             (b"id: a\0b\ndata: x\n\n", "NUL in the id"),
         ] {
-            assert!(check_frame(frame, "0badcafe", 7).is_err(), "{why}");
+            assert!(
+                check_frame(frame, "0badcafe", 7, IdForm::Plain).is_err(),
+                "{why}"
+            );
         }
     }
 }
