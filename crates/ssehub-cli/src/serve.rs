@@ -219,12 +219,22 @@ async fn hub(c: &Config) -> anyhow::Result<Hub> {
             .max_bytes(h.max_bytes)
             .max_age(h.max_age)
     });
-    let config = observe::hub_config(&c.observe, HubConfig::default())
+    let mut config = observe::hub_config(&c.observe, HubConfig::default());
+    if let Some(dir) = h.dir.as_ref().filter(|_| h.enabled) {
+        config = config.history_dir(dir, h.fsync());
+    }
+    let config = config
         .history(history)
         .history_total_bytes(h.total_bytes)
         .max_rooms_per_connection(c.limits.max_rooms_per_connection);
     Ok(match &c.redis.url {
-        None => Hub::with_config(config),
+        None => {
+            let hub = Hub::open(config).map_err(|e| anyhow::anyhow!("history.dir: {e}"))?;
+            if let Some(dir) = h.dir.as_ref().filter(|_| h.enabled) {
+                tracing::info!(dir = %dir.display(), fsync = ?h.fsync, "history kept on disk");
+            }
+            hub
+        }
         Some(url) => {
             let redis = RedisConfig::new(url.as_str()).prefix(c.redis.prefix.as_str());
             let hub = Hub::with_redis(config, redis)

@@ -38,7 +38,7 @@ use self::patterns::PatternRooms;
 use crate::auth::JwtVerifier;
 use crate::endpoint::{ConfigError, SseBody, SseEndpoint, SseOptions};
 use crate::hub::topics::{IdForm, TopicRules};
-use crate::hub::{HistoryConfig, Hub, HubConfig};
+use crate::hub::{Fsync, HistoryConfig, Hub, HubConfig};
 
 /// The longest topic (or selector) accepted, in bytes: long URLs fit.
 pub(crate) const MAX_TOPIC_LEN: usize = 4096;
@@ -76,6 +76,7 @@ pub struct MercureConfig {
     max_body: usize,
     history: Option<HistoryConfig>,
     history_total_bytes: usize,
+    history_dir: Option<(std::path::PathBuf, Fsync)>,
 }
 
 impl Default for MercureConfig {
@@ -93,6 +94,7 @@ impl Default for MercureConfig {
             max_body: 1024 * 1024,
             history: Some(HistoryConfig::default()),
             history_total_bytes: 64 * 1024 * 1024,
+            history_dir: None,
         }
     }
 }
@@ -187,9 +189,21 @@ impl MercureConfig {
         self
     }
 
+    /// Keep the topics' history on disk in `dir`, so that it survives a restart, as
+    /// [`HubConfig::history_dir`] does for a room hub (a directory of its own: one hub
+    /// per directory). Open the hub with [`Mercure::open`]. Ignored over Redis.
+    pub fn history_dir(mut self, dir: impl Into<std::path::PathBuf>, fsync: Fsync) -> Self {
+        self.history_dir = Some((dir.into(), fsync));
+        self
+    }
+
     /// The hub's configuration: topics as rooms, patterns resolved per update.
     fn hub_config(&self) -> HubConfig {
-        HubConfig::default()
+        let config = match &self.history_dir {
+            Some((dir, fsync)) => HubConfig::default().history_dir(dir.clone(), *fsync),
+            None => HubConfig::default(),
+        };
+        config
             .max_rooms_per_connection(self.max_selectors)
             .max_rooms_per_publish(self.max_topics)
             .history(self.history)
@@ -247,9 +261,20 @@ pub struct Mercure {
 
 impl Mercure {
     /// A hub in this process alone.
+    ///
+    /// # Panics
+    /// With [`MercureConfig::history_dir`], if the history cannot be opened: use
+    /// [`Mercure::open`] to get the reason as an error instead.
     pub fn new(config: MercureConfig) -> Result<Mercure, ConfigError> {
         let hub = Hub::with_config(config.hub_config());
         Mercure::over(hub, config)
+    }
+
+    /// A hub in this process alone; with [`MercureConfig::history_dir`], its history read
+    /// back from disk (as [`Hub::open`] does).
+    pub fn open(config: MercureConfig) -> Result<Mercure, MercureError> {
+        let hub = Hub::open(config.hub_config())?;
+        Ok(Mercure::over(hub, config)?)
     }
 
     /// A hub shared by every node on the same Redis (and key prefix): an update
@@ -381,6 +406,9 @@ pub enum MercureError {
     /// Its endpoint's options were refused.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Its history could not be opened on disk ([`MercureConfig::history_dir`]).
+    #[error(transparent)]
+    History(#[from] crate::hub::HistoryStoreError),
     /// Its Redis could not be reached.
     #[cfg(feature = "redis")]
     #[error(transparent)]

@@ -134,8 +134,7 @@ async fn a_torn_last_record_is_cut_and_every_earlier_event_is_kept() {
     let segs = segments(&dir.0);
     let (last, len) = segs
         .iter()
-        .filter(|(_, l)| *l > 8)
-        .next_back()
+        .rfind(|(_, l)| *l > 8)
         .unwrap()
         .clone();
     // Cut the last record in its middle, as a crash during its write would.

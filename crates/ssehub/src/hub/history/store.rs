@@ -91,6 +91,10 @@ impl Fsync {
     }
 }
 
+/// Compactions done by the store's thread: a segment's first number, and its new size
+/// (`None`: the compaction failed and the file is as it was).
+type Compactions = Arc<Mutex<Vec<(u64, Option<u64>)>>>;
+
 /// Where a hub keeps its history on disk, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoreConfig {
@@ -167,7 +171,7 @@ pub(crate) struct Store {
     /// Compactions done by the thread (first number, new size or `None` if it
     /// failed), taken in by the next append or drop: the thread never takes the
     /// history's lock.
-    compacted: Arc<Mutex<Vec<(u64, Option<u64>)>>>,
+    compacted: Compactions,
     jobs: mpsc::Sender<Job>,
     /// The thread, joined on drop: the directory is not released (its lock) while it
     /// still deletes or compacts there.
@@ -738,7 +742,7 @@ fn run(
     dir: PathBuf,
     syncing: Arc<Mutex<Arc<File>>>,
     interval: Option<Duration>,
-    done: Arc<Mutex<Vec<(u64, Option<u64>)>>>,
+    done: Compactions,
 ) {
     let wait = interval.unwrap_or(Duration::from_secs(3600));
     let mut next_sync = std::time::Instant::now() + wait;

@@ -258,7 +258,7 @@ mod tests {
                 seq,
                 at_ms: 42,
                 removed: seq / 2,
-                private: seq % 2 == 0,
+                private: seq.is_multiple_of(2),
                 custom_id: (seq == 2).then_some("mine"),
                 rooms: &rooms,
                 frame: b"id: x\ndata: y\n\n",
