@@ -132,11 +132,7 @@ async fn a_torn_last_record_is_cut_and_every_earlier_event_is_kept() {
         .collect();
     drop(hub);
     let segs = segments(&dir.0);
-    let (last, len) = segs
-        .iter()
-        .rfind(|(_, l)| *l > 8)
-        .unwrap()
-        .clone();
+    let (last, len) = segs.iter().rfind(|(_, l)| *l > 8).unwrap().clone();
     // Cut the last record in its middle, as a crash during its write would.
     let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
     f.set_len(len - 60).unwrap();
