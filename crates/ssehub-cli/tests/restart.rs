@@ -215,3 +215,80 @@ async fn the_history_dir_from_the_environment_and_mercure_beside_it() {
     let mercure = entries(&dir.0.join("mercure"));
     assert!(mercure.iter().any(|f| f.ends_with(".seg")), "{mercure:?}");
 }
+
+/// A segment cut in the middle of its last record (as a crash during a write leaves it)
+/// is cut back at the next start, said on stderr, and every earlier event is kept.
+#[tokio::test]
+async fn a_torn_tail_is_cut_and_reported_at_start() {
+    let dir = TempDir::new("torn");
+    let mut server = start(Some(&dir));
+    publish(&server, 0, 20).await;
+    stop(&mut server, Stop::Kill);
+    drop(server);
+    let mut segs: Vec<(PathBuf, u64)> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| (e.path(), e.metadata().unwrap().len()))
+        .filter(|(_, len)| *len > 16)
+        .collect();
+    segs.sort();
+    let (last, len) = segs.pop().expect("a segment with records");
+    let f = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    f.set_len(len - 5).unwrap();
+    drop(f);
+
+    let d = dir.0.to_string_lossy().into_owned();
+    let make = |port: u16| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--tick-interval",
+                "0",
+                "--keep-alive",
+                "0",
+                "--history-dir",
+                &d,
+            ]);
+        cmd
+    };
+    let mut server = ServeProcess::spawn_with_stderr(make, std::process::Stdio::piped);
+    let stderr = server.child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let said = loop {
+        let line = rx
+            .recv_timeout(WAIT)
+            .expect("a warning about the torn tail on stderr");
+        if line.contains("cutting a torn or corrupt tail") {
+            break line;
+        }
+    };
+    assert!(said.contains(&last.display().to_string()), "{said}");
+    assert!(std::fs::metadata(&last).unwrap().len() < len - 5);
+    // Every event but the torn one is still there, in order.
+    let mut s = SseClient::connect(
+        server.addr,
+        "/sse?room=news",
+        &[("last-event-id", "earliest")],
+    )
+    .await;
+    publish(&server, 20, 21).await;
+    let seen: Vec<String> = read_until(&mut s, "e20")
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    let want: Vec<String> = (0..19).chain(20..21).map(|n| format!("e{n}")).collect();
+    assert_eq!(seen, want);
+}
