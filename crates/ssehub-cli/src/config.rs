@@ -234,6 +234,12 @@ pub(crate) struct SseSection {
     /// The reconnection delay hint at the start of each stream (0: none).
     #[serde(with = "units::seconds")]
     pub retry: Duration,
+    /// At shutdown each stream is told a `retry:` drawn from
+    /// `shutdown_retry_min..=shutdown_retry_max`, so clients come back spread out.
+    #[serde(with = "units::seconds")]
+    pub shutdown_retry_min: Duration,
+    #[serde(with = "units::seconds")]
+    pub shutdown_retry_max: Duration,
     /// "": none.
     pub auto_join_room: String,
     pub rooms_from_query: bool,
@@ -250,6 +256,8 @@ impl Default for SseSection {
             prefix: "/sse".into(),
             keep_alive: Duration::from_secs(15),
             retry: Duration::ZERO,
+            shutdown_retry_min: Duration::from_secs(1),
+            shutdown_retry_max: Duration::from_secs(6),
             auto_join_room: ssehub::ROOM_ALL.into(),
             rooms_from_query: true,
             outbox_limit: 1024 * 1024,
@@ -575,6 +583,9 @@ impl Config {
         }
         if self.history.max_events == 0 {
             bail!("history.max_events = 0: use history.enabled = false");
+        }
+        if self.sse.shutdown_retry_max < self.sse.shutdown_retry_min {
+            bail!("sse.shutdown_retry_max is below sse.shutdown_retry_min");
         }
         for (key, h) in [
             ("history", &self.history),

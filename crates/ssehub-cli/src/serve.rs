@@ -253,6 +253,7 @@ fn sse_options(c: &Config, auth: Option<Auth>) -> SseOptions {
         .prefix(s.prefix.as_str())
         .keep_alive(off(s.keep_alive))
         .retry(off(s.retry))
+        .shutdown_retry(s.shutdown_retry_min, s.shutdown_retry_max)
         .outbox_limit(s.outbox_limit)
         .slow_consumer(match s.slow_consumer {
             SlowConsumer::Close => SlowConsumerPolicy::Close,
