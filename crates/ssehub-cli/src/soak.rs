@@ -32,9 +32,13 @@
 //! accepted event reached every subscriber of its room once and in order, or that an
 //! `ssehub.gap` covered it. `--faults disk`: one node with `--history-dir`, restarted.
 //!
+//! `--storm term|kill` (`storm.rs`): one node with `--history-dir` and many subscribers
+//! restarted once: how long until every subscriber is back and caught up.
+//!
 //! ```text
 //! ssehub soak --faults redis --nodes 3 --duration 600 --seed 42
 //! ssehub soak --faults disk --duration 600
+//! ssehub soak --storm term --subscribers 10000 --rooms 1 --rate 100
 //! ```
 
 mod churners;
@@ -48,6 +52,7 @@ mod report;
 mod resumers;
 mod rooms;
 mod slow_readers;
+mod storm;
 
 use std::time::{Duration, Instant};
 
@@ -121,6 +126,11 @@ pub(crate) struct Args {
     /// Fault mode: subscribers, spread over the nodes and the rooms.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub subscribers: u64,
+    /// The restart storm (one node with --history-dir, --subscribers that reconnect
+    /// after the server's retry hint, the node stopped once by this signal and started
+    /// again): time until every subscriber is back and caught up, CPU, losses.
+    #[arg(long, value_enum, value_name = "SIGNAL", conflicts_with = "faults")]
+    pub storm: Option<storm::StormSignal>,
     /// Fault mode: the redis-server executable.
     #[arg(long, default_value = "redis-server")]
     pub redis_server: String,
@@ -172,6 +182,10 @@ async fn exchange(s: &mut TcpStream, request: &str) -> anyhow::Result<u16> {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(signal) = args.storm {
+        crate::fd_limit::raise_fd_limit();
+        return storm::run(&args, signal).await;
+    }
     if let Some(mode) = args.faults {
         crate::fd_limit::raise_fd_limit();
         return faults::run(&args, mode).await;

@@ -232,6 +232,11 @@ impl Cluster {
         self.nodes.len()
     }
 
+    /// The pid of node `i`, while it runs.
+    pub(super) fn node_pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].pid()
+    }
+
     /// Stop node `i` with `signal` (`KILL` or `TERM`), wait `down`, start it again.
     pub(super) async fn restart_node(
         &mut self,

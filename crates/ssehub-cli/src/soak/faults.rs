@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::cluster::{Cluster, FaultMode};
-use super::resumers::{self, Journal, Ledger, Seen, Subscribers};
+use super::resumers::{self, Journal, Ledger, Pace, Seen, Subscribers};
 use super::Args;
 
 /// A small seeded generator (splitmix64): the same seed, the same faults.
@@ -115,15 +115,15 @@ impl Done {
 
 /// One subscriber's verdict (or all of them, added up).
 #[derive(Debug, Default, Clone, Copy)]
-struct Verdict {
-    delivered: u64,
-    covered: u64,
-    gaps: u64,
-    silent: u64,
-    duplicates: u64,
-    disorder: u64,
-    unconfirmed: u64,
-    unfinished: u64,
+pub(super) struct Verdict {
+    pub(super) delivered: u64,
+    pub(super) covered: u64,
+    pub(super) gaps: u64,
+    pub(super) silent: u64,
+    pub(super) duplicates: u64,
+    pub(super) disorder: u64,
+    pub(super) unconfirmed: u64,
+    pub(super) unfinished: u64,
 }
 
 impl std::ops::AddAssign for Verdict {
@@ -146,7 +146,11 @@ fn check(accepted: &[u64], journal: &Journal) -> Verdict {
 }
 
 /// [`check`], noting in `notes` where each silent loss was (for the report).
-fn check_noting(accepted: &[u64], journal: &Journal, notes: &mut Vec<String>) -> Verdict {
+pub(super) fn check_noting(
+    accepted: &[u64],
+    journal: &Journal,
+    notes: &mut Vec<String>,
+) -> Verdict {
     let mut v = Verdict::default();
     let position = |n: u64| accepted.partition_point(|&a| a < n);
     let mut seen = HashSet::new();
@@ -263,13 +267,14 @@ async fn drive(
     subscribers: usize,
 ) -> anyhow::Result<Report> {
     let addrs = cluster.addrs();
-    let subs = Subscribers::start(&addrs, rooms, subscribers).await?;
+    let subs = Subscribers::start(&addrs, rooms, subscribers, Pace::new(false)).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = tokio::spawn(resumers::publish(
         addrs.clone(),
         rooms,
         args.rate,
         stop.clone(),
+        Arc::default(),
     ));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
@@ -411,6 +416,7 @@ mod tests {
             seen: seen.to_vec(),
             streams: 1,
             finished,
+            caught_up: None,
         }
     }
 

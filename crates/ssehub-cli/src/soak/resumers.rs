@@ -3,7 +3,7 @@
 //! notes which events were accepted (answered 2xx) and which it cannot know about.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use ssehub::decode::{Decoder, EventStream, EventStreamError};
+use ssehub::decode::{Decoder, EventStream, Item};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -40,6 +40,28 @@ pub(super) struct Journal {
     pub streams: u64,
     /// It saw its room's end marker.
     pub finished: bool,
+    /// When it first received an event numbered at least [`Pace::mark`] (the restart
+    /// storm's "back and caught up").
+    pub caught_up: Option<Instant>,
+}
+
+/// How subscribers come back, shared by all.
+#[derive(Debug)]
+pub(super) struct Pace {
+    /// Wait for the server's `retry:` hint (or 3 s, a browser's default, without one)
+    /// before each reconnection, as `EventSource` does; otherwise a short pause.
+    pub honor_retry: bool,
+    /// The first number published after a restart (`u64::MAX`: none yet).
+    pub mark: AtomicU64,
+}
+
+impl Pace {
+    pub(super) fn new(honor_retry: bool) -> Arc<Pace> {
+        Arc::new(Pace {
+            honor_retry,
+            mark: AtomicU64::new(u64::MAX),
+        })
+    }
 }
 
 /// A running subscriber: cut its stream with `cut`.
@@ -47,6 +69,9 @@ pub(super) struct Subscriber {
     pub cut: Arc<Notify>,
     task: JoinHandle<Journal>,
 }
+
+/// Subscribers that have caught up since [`Pace::mark`] was set.
+static CAUGHT_UP: AtomicU64 = AtomicU64::new(0);
 
 /// Subscribers of `rooms` rooms on `nodes`, subscriber `i` at home on node `i % N`.
 pub(super) struct Subscribers {
@@ -61,6 +86,7 @@ impl Subscribers {
         nodes: &[SocketAddr],
         rooms: usize,
         count: usize,
+        pace: Arc<Pace>,
     ) -> anyhow::Result<Subscribers> {
         let give_up = Arc::new(AtomicBool::new(false));
         let mut list = Vec::new();
@@ -74,6 +100,7 @@ impl Subscribers {
                 cut.clone(),
                 give_up.clone(),
                 ready_tx,
+                pace.clone(),
             ));
             tokio::time::timeout(STEP * 5, ready_rx)
                 .await
@@ -82,6 +109,11 @@ impl Subscribers {
             list.push(Subscriber { cut, task });
         }
         Ok(Subscribers { list, give_up })
+    }
+
+    /// How many have caught up since the mark was set.
+    pub(super) fn caught_up(&self) -> usize {
+        CAUGHT_UP.load(Ordering::Relaxed) as usize
     }
 
     /// Each subscriber's journal once it saw its end marker, or after `patience`.
@@ -149,6 +181,7 @@ async fn follow(
     cut: Arc<Notify>,
     give_up: Arc<AtomicBool>,
     ready: tokio::sync::oneshot::Sender<()>,
+    pace: Arc<Pace>,
 ) -> Journal {
     let mut journal = Journal {
         room,
@@ -157,6 +190,8 @@ async fn follow(
     let mut ready = Some(ready);
     let mut last = String::new();
     let mut attempt = 0usize;
+    // The server's reconnection hint, kept across streams as EventSource keeps it.
+    let mut retry = Duration::from_secs(3);
     while !give_up.load(Ordering::Relaxed) {
         let addr = nodes[(home + attempt) % nodes.len()];
         // No cursor yet (cut before any event): everything the history still has.
@@ -168,7 +203,11 @@ async fn follow(
             Ok(s) => s,
             Err(_) => {
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                let pause = match pace.honor_retry {
+                    true => retry,
+                    false => Duration::from_millis(100),
+                };
+                tokio::time::sleep(pause).await;
                 continue;
             }
         };
@@ -176,13 +215,18 @@ async fn follow(
         loop {
             let next = tokio::select! {
                 biased;
-                e = stream.next_event() => e,
+                e = stream.next() => e,
                 _ = cut.notified() => break,
                 _ = wait_flag(&give_up) => return journal,
             };
             let e = match next {
-                Some(Ok(e)) => e,
-                Some(Err(EventStreamError::Decode(_))) | Some(Err(_)) | None => break,
+                Some(Ok(Item::Event(e))) => e,
+                Some(Ok(Item::Retry(d))) => {
+                    retry = d;
+                    continue;
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break,
             };
             let id = stream.decoder().last_event_id();
             if !id.is_empty() && id != "earliest" {
@@ -195,8 +239,12 @@ async fn follow(
                     }
                 }
                 "soak" => {
-                    if let Ok(n) = e.data.parse() {
+                    if let Ok(n) = e.data.parse::<u64>() {
                         journal.seen.push(Seen::Event(n));
+                        if journal.caught_up.is_none() && n >= pace.mark.load(Ordering::Relaxed) {
+                            journal.caught_up = Some(Instant::now());
+                            CAUGHT_UP.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
                 "ssehub.gap" => journal.seen.push(Seen::Gap),
@@ -207,8 +255,12 @@ async fn follow(
                 _ => {}
             }
         }
-        // Back after a short pause, as EventSource does (with its retry hint).
-        tokio::time::sleep(Duration::from_millis(50 + (journal.streams % 7) * 40)).await;
+        // Back after the server's hint, as EventSource does, or after a short pause.
+        let pause = match pace.honor_retry {
+            true => retry,
+            false => Duration::from_millis(50 + (journal.streams % 7) * 40),
+        };
+        tokio::time::sleep(pause).await;
         attempt = 0;
     }
     journal
@@ -237,6 +289,7 @@ pub(super) async fn publish(
     rooms: usize,
     rate: u64,
     stop: Arc<AtomicBool>,
+    next: Arc<AtomicU64>,
 ) -> Ledger {
     let mut ledger = Ledger {
         accepted: vec![Vec::new(); rooms],
@@ -258,6 +311,7 @@ pub(super) async fn publish(
             Answer::Unknown => ledger.unknown.push(n),
         }
         n += 1;
+        next.store(n, Ordering::Relaxed);
     }
     ledger
 }
