@@ -10,6 +10,7 @@
 //! - `backplane.rs`: the seam between publishing and delivering locally, and the
 //!   in-process backplane; `redis.rs` the Redis one (feature `redis`);
 //! - `history.rs`: one hub-wide log of recorded events and a ring per room, replay;
+//!   on disk with [`HubConfig::history_dir`] (`history/store.rs`, `history/restore.rs`);
 //! - `topics.rs`: what a dialect built on topics asks of the hub (long names, pattern
 //!   rooms, private publications, URN ids);
 //! - `presence.rs`: `ssehub.join` / `ssehub.leave` for the rooms that opt in;

@@ -2,7 +2,10 @@
 //! ring of the sequence numbers it keeps (bounded by count, bytes and age, outliving the
 //! room's members); what a stream that resumes from a cursor is owed. How much each room
 //! keeps is in `history/config.rs`; the ids, cursors and the gap signal in
-//! `history/cursor.rs`.
+//! `history/cursor.rs`. With `HubConfig::history_dir` the log is also on disk:
+//! `history/store.rs` (the append-only segment files, fsync, compaction; the bytes of a
+//! record in `history/store/record.rs`) and `history/restore.rs` (the rings rebuilt at
+//! start, under today's limits).
 //!
 //! An event is stored once, in the log, whatever the number of its rooms; a room's ring
 //! holds only its numbers. So a resume across many rooms merges their rings as sorted
