@@ -32,7 +32,10 @@ fn main() {
     let sync_events: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2_000);
     let base = std::env::temp_dir().join(format!("ssehub-store-compare-{}", std::process::id()));
     let payload = "x".repeat(200);
-    println!("{events} events of {} bytes (sync modes: {sync_events})", payload.len());
+    println!(
+        "{events} events of {} bytes (sync modes: {sync_events})",
+        payload.len()
+    );
     println!(
         "{:<16} {:>9} {:>9} {:>9} {:>9} {:>11}",
         "store", "mean µs", "p50 µs", "p99 µs", "max µs", "disk bytes"
