@@ -277,3 +277,35 @@ async fn events_past_their_age_leave_the_disk_and_their_cursors_get_the_gap() {
     assert_eq!(c.next_event().await.data, "after");
     srv.stop().await;
 }
+
+/// The Mercure hub keeps its topics' history on disk too (a directory of its own): its
+/// `urn:uuid:` ids survive a restart.
+#[cfg(feature = "mercure")]
+#[tokio::test]
+async fn a_mercure_hub_keeps_its_history_across_a_restart() {
+    use ssehub::{Mercure, MercureConfig};
+    let dir = TempDir::new("mercure");
+    let config = || {
+        MercureConfig::new()
+            .anonymous(true)
+            .history_dir(&dir.0, Fsync::Never)
+    };
+    let topic = "https://example.com/books/1";
+    let mercure = Mercure::open(config()).unwrap();
+    let id = publish(mercure.hub(), &[topic], "first edition");
+    assert!(id.starts_with("urn:uuid:"), "{id}");
+    drop(mercure);
+
+    let mercure = Mercure::open(config()).unwrap();
+    let kept = mercure.hub().history(topic).await;
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(
+        (kept[0].data.as_str(), kept[0].last_event_id.as_str()),
+        ("first edition", id.as_str())
+    );
+    // A second hub on the same directory is refused, with the reason.
+    assert!(matches!(
+        Mercure::open(config()),
+        Err(ssehub::MercureError::History(_))
+    ));
+}

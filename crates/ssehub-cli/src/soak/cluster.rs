@@ -106,8 +106,8 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // A paused process must run again to die of SIGKILL? No: SIGKILL ends a
-            // stopped process too; SIGCONT anyway so that nothing is left stopped.
+            // SIGKILL ends a stopped process too; SIGCONT first all the same, so that
+            // nothing this soak paused is ever left stopped.
             let _ = Command::new("kill")
                 .args(["-CONT", &c.id().to_string()])
                 .status();

@@ -53,6 +53,8 @@ pub(super) struct Pace {
     pub honor_retry: bool,
     /// The first number published after a restart (`u64::MAX`: none yet).
     pub mark: AtomicU64,
+    /// Subscribers that have received an event numbered at least `mark`.
+    pub caught_up: AtomicU64,
 }
 
 impl Pace {
@@ -60,6 +62,7 @@ impl Pace {
         Arc::new(Pace {
             honor_retry,
             mark: AtomicU64::new(u64::MAX),
+            caught_up: AtomicU64::new(0),
         })
     }
 }
@@ -69,9 +72,6 @@ pub(super) struct Subscriber {
     pub cut: Arc<Notify>,
     task: JoinHandle<Journal>,
 }
-
-/// Subscribers that have caught up since [`Pace::mark`] was set.
-static CAUGHT_UP: AtomicU64 = AtomicU64::new(0);
 
 /// Subscribers of `rooms` rooms on `nodes`, subscriber `i` at home on node `i % N`.
 pub(super) struct Subscribers {
@@ -109,11 +109,6 @@ impl Subscribers {
             list.push(Subscriber { cut, task });
         }
         Ok(Subscribers { list, give_up })
-    }
-
-    /// How many have caught up since the mark was set.
-    pub(super) fn caught_up(&self) -> usize {
-        CAUGHT_UP.load(Ordering::Relaxed) as usize
     }
 
     /// Each subscriber's journal once it saw its end marker, or after `patience`.
@@ -243,7 +238,7 @@ async fn follow(
                         journal.seen.push(Seen::Event(n));
                         if journal.caught_up.is_none() && n >= pace.mark.load(Ordering::Relaxed) {
                             journal.caught_up = Some(Instant::now());
-                            CAUGHT_UP.fetch_add(1, Ordering::Relaxed);
+                            pace.caught_up.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }

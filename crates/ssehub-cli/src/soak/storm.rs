@@ -96,7 +96,8 @@ async fn storm(
     let mut cpu_at_end;
     loop {
         cpu_at_end = crate::procfs::cpu_seconds(pid).unwrap_or(f64::NAN);
-        if subs.caught_up() == subscribers || Instant::now() > settle {
+        if pace.caught_up.load(Ordering::Relaxed) as usize == subscribers || Instant::now() > settle
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
