@@ -110,7 +110,7 @@ impl HubConfig {
     /// before it is delivered or its publish answered; `fsync` says what a machine crash
     /// may take (see [`Fsync`]). Open it with [`crate::Hub::open`], which says why it
     /// could not be opened. One hub per directory at a time (a lock file says so).
-    /// Ignored by [`crate::Hub::with_redis`] (the history lives in Redis) and when no
+    /// Ignored by `Hub::with_redis` (the history lives in Redis) and when no
     /// room keeps history.
     pub fn history_dir(mut self, dir: impl Into<std::path::PathBuf>, fsync: Fsync) -> Self {
         self.history.store = Some(StoreConfig {
