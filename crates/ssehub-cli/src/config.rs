@@ -234,6 +234,12 @@ pub(crate) struct SseSection {
     /// The reconnection delay hint at the start of each stream (0: none).
     #[serde(with = "units::seconds")]
     pub retry: Duration,
+    /// At shutdown each stream is told a `retry:` drawn from
+    /// `shutdown_retry_min..=shutdown_retry_max`, so clients come back spread out.
+    #[serde(with = "units::seconds")]
+    pub shutdown_retry_min: Duration,
+    #[serde(with = "units::seconds")]
+    pub shutdown_retry_max: Duration,
     /// "": none.
     pub auto_join_room: String,
     pub rooms_from_query: bool,
@@ -250,6 +256,8 @@ impl Default for SseSection {
             prefix: "/sse".into(),
             keep_alive: Duration::from_secs(15),
             retry: Duration::ZERO,
+            shutdown_retry_min: Duration::from_secs(1),
+            shutdown_retry_max: Duration::from_secs(6),
             auto_join_room: ssehub::ROOM_ALL.into(),
             rooms_from_query: true,
             outbox_limit: 1024 * 1024,
@@ -308,6 +316,39 @@ pub(crate) struct HistorySection {
     pub max_age: Duration,
     /// All rooms' histories together, oldest first.
     pub total_bytes: usize,
+    /// Keep the history on disk here, so that it survives a restart (a SIGTERM or a
+    /// SIGKILL): clients resume after it with nothing missing. In memory without it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// With `dir`: what a machine crash may take (a process crash takes nothing
+    /// answered, in every mode).
+    pub fsync: FsyncMode,
+    /// With `fsync = "interval"`: seconds between syncs.
+    #[serde(with = "units::seconds")]
+    pub fsync_interval: Duration,
+}
+
+/// When a durable history's records reach the disk itself.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum FsyncMode {
+    /// Before each event is delivered or its publish answered.
+    Always,
+    /// Every `fsync_interval`, on a thread of its own.
+    Interval,
+    /// When the OS decides.
+    Never,
+}
+
+impl HistorySection {
+    /// `Fsync` as the library spells it.
+    pub(crate) fn fsync(&self) -> ssehub::Fsync {
+        match self.fsync {
+            FsyncMode::Always => ssehub::Fsync::Always,
+            FsyncMode::Interval => ssehub::Fsync::Interval(self.fsync_interval),
+            FsyncMode::Never => ssehub::Fsync::Never,
+        }
+    }
 }
 
 impl Default for HistorySection {
@@ -318,6 +359,9 @@ impl Default for HistorySection {
             max_bytes: 1024 * 1024,
             max_age: Duration::from_secs(600),
             total_bytes: 64 * 1024 * 1024,
+            dir: None,
+            fsync: FsyncMode::Interval,
+            fsync_interval: Duration::from_secs(1),
         }
     }
 }
@@ -481,7 +525,8 @@ impl Config {
     /// One line saying what the Mercure hub runs with, keys hidden.
     pub(crate) fn describe_mercure(&self) -> String {
         let prefix = self.redis.url.as_ref().map(|_| self.mercure_redis_prefix());
-        self.mercure.describe(prefix.as_deref())
+        let dir = self.mercure_history_dir();
+        self.mercure.describe(prefix.as_deref(), dir.as_deref())
     }
 
     /// `key` (dotted), with the variable it was set from if it was one of the reference
@@ -538,6 +583,23 @@ impl Config {
         }
         if self.history.max_events == 0 {
             bail!("history.max_events = 0: use history.enabled = false");
+        }
+        if self.sse.shutdown_retry_max < self.sse.shutdown_retry_min {
+            bail!("sse.shutdown_retry_max is below sse.shutdown_retry_min");
+        }
+        for (key, h) in [
+            ("history", &self.history),
+            ("mercure.history", &self.mercure.history),
+        ] {
+            if h.dir.is_some() && self.redis.url.is_some() {
+                bail!(
+                    "{key}.dir with redis.url: the nodes keep their history in Redis; \
+                     history.dir is for a hub of one node"
+                );
+            }
+            if h.dir.is_some() && h.fsync == FsyncMode::Interval && h.fsync_interval.is_zero() {
+                bail!("{key}.fsync_interval = 0: use {key}.fsync = \"always\"");
+            }
         }
         if let Some(name) = &self.https_server_name {
             let has_certificate = self.tls.cert.is_some() || self.tls.self_signed;
@@ -609,6 +671,16 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// Where the Mercure hub keeps its history on disk: `[mercure.history] dir`, or a
+    /// subdirectory `mercure` of `[history] dir` (each hub's log is its own).
+    pub(crate) fn mercure_history_dir(&self) -> Option<PathBuf> {
+        let m = &self.mercure.history;
+        m.dir
+            .clone()
+            .or_else(|| self.history.dir.as_ref().map(|d| d.join("mercure")))
+            .filter(|_| m.enabled)
     }
 
     /// The configuration as TOML, secrets hidden (what `check-config` prints).

@@ -51,6 +51,17 @@ pub(crate) struct Target {
 }
 
 impl Target {
+    /// A plain-HTTP server at `addr`, at the root, named by its address.
+    pub(crate) fn plain(addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            host: addr.to_string(),
+            prefix: String::new(),
+            stats_section: None,
+            tls: false,
+        }
+    }
+
     /// Every URL of a repeated `--sse-url`, parsed (an error names the one that failed).
     pub(crate) async fn parse_each(urls: &[String]) -> anyhow::Result<Vec<Target>> {
         let mut targets = Vec::with_capacity(urls.len());

@@ -250,12 +250,22 @@ async fn hub(c: &Config) -> anyhow::Result<Hub> {
             .max_bytes(h.max_bytes)
             .max_age(h.max_age)
     });
-    let config = observe::hub_config(&c.observe, HubConfig::default())
+    let mut config = observe::hub_config(&c.observe, HubConfig::default());
+    if let Some(dir) = h.dir.as_ref().filter(|_| h.enabled) {
+        config = config.history_dir(dir, h.fsync());
+    }
+    let config = config
         .history(history)
         .history_total_bytes(h.total_bytes)
         .max_rooms_per_connection(c.limits.max_rooms_per_connection);
     Ok(match &c.redis.url {
-        None => Hub::with_config(config),
+        None => {
+            let hub = Hub::open(config).map_err(|e| anyhow::anyhow!("history.dir: {e}"))?;
+            if let Some(dir) = h.dir.as_ref().filter(|_| h.enabled) {
+                tracing::info!(dir = %dir.display(), fsync = ?h.fsync, "history kept on disk");
+            }
+            hub
+        }
         Some(url) => {
             let redis = RedisConfig::new(url.as_str()).prefix(c.redis.prefix.as_str());
             let hub = Hub::with_redis(config, redis)
@@ -274,6 +284,7 @@ fn sse_options(c: &Config, auth: Option<Auth>) -> SseOptions {
         .prefix(s.prefix.as_str())
         .keep_alive(off(s.keep_alive))
         .retry(off(s.retry))
+        .shutdown_retry(s.shutdown_retry_min, s.shutdown_retry_max)
         .outbox_limit(s.outbox_limit)
         .slow_consumer(match s.slow_consumer {
             SlowConsumer::Close => SlowConsumerPolicy::Close,

@@ -24,15 +24,35 @@
 //! ssehub soak --spawn-server --url http://127.0.0.1:2016 --duration 600
 //! ssehub soak --url http://127.0.0.1:2015 --server-pid $(pidof ssehub) --duration 3600
 //! ```
+//!
+//! With `--faults redis` it is another run (`faults.rs`): N nodes of its own on a
+//! `redis-server` of its own, subscribers that resume with their last id, a publisher at
+//! a fixed rate, and faults drawn from `--seed` (nodes killed or stopped and restarted,
+//! Redis paused or killed and restarted, client cuts); at the end a check that every
+//! accepted event reached every subscriber of its room once and in order, or that an
+//! `ssehub.gap` covered it. `--faults disk`: one node with `--history-dir`, restarted.
+//!
+//! `--storm term|kill` (`storm.rs`): one node with `--history-dir` and many subscribers
+//! restarted once: how long until every subscriber is back and caught up.
+//!
+//! ```text
+//! ssehub soak --faults redis --nodes 3 --duration 600 --seed 42
+//! ssehub soak --faults disk --duration 600
+//! ssehub soak --storm term --subscribers 10000 --rooms 1 --rate 100
+//! ```
 
 mod churners;
+mod cluster;
 mod crew;
+mod faults;
 mod peak_rss;
 mod publisher;
 mod readers;
 mod report;
+mod resumers;
 mod rooms;
 mod slow_readers;
+mod storm;
 
 use std::time::{Duration, Instant};
 
@@ -93,6 +113,27 @@ pub(crate) struct Args {
     /// Bytes of data of an event to the bulk room.
     #[arg(long, default_value_t = 16 * 1024)]
     pub bulk_size: usize,
+    /// Fault mode, with processes of its own (--url is not used): `redis` (--nodes nodes
+    /// on a redis-server) or `disk` (one node with --history-dir).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub faults: Option<cluster::FaultMode>,
+    /// Fault mode: nodes on the Redis.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=32))]
+    pub nodes: u64,
+    /// Fault mode: the seed of the faults (printed; by default from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fault mode: subscribers, spread over the nodes and the rooms.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub subscribers: u64,
+    /// The restart storm (one node with --history-dir, --subscribers that reconnect
+    /// after the server's retry hint, the node stopped once by this signal and started
+    /// again): time until every subscriber is back and caught up, CPU, losses.
+    #[arg(long, value_enum, value_name = "SIGNAL", conflicts_with = "faults")]
+    pub storm: Option<storm::StormSignal>,
+    /// Fault mode: the redis-server executable.
+    #[arg(long, default_value = "redis-server")]
+    pub redis_server: String,
 }
 
 /// A keep-alive connection to the server (bounded by [`WAIT`]).
@@ -141,6 +182,14 @@ async fn exchange(s: &mut TcpStream, request: &str) -> anyhow::Result<u16> {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(signal) = args.storm {
+        crate::fd_limit::raise_fd_limit();
+        return storm::run(&args, signal).await;
+    }
+    if let Some(mode) = args.faults {
+        crate::fd_limit::raise_fd_limit();
+        return faults::run(&args, mode).await;
+    }
     let target = Target::parse(&args.url)
         .await
         .with_context(|| format!("--url {}", args.url))?;

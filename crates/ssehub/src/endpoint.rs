@@ -11,7 +11,8 @@
 //!   is this module's own; `crate::mercure` is another);
 //! - `stream_auth.rs`: [`SseOptions::auth`] at a stream's door, and its end at expiry;
 //! - `hooks.rs`: how hooks run (own task, panics contained);
-//! - `retry.rs`: `retry:` hints, jittered per connection;
+//! - `retry.rs`: `retry:` hints, jittered per connection (at the start of a stream;
+//!   at shutdown, drawn from [`SseOptions::shutdown_retry`]'s window);
 //! - `body.rs`: [`SseBody`], the outbox as a streaming response body.
 //!
 //! ## Where we differ from SimpleW
@@ -54,7 +55,7 @@ use http::{Method, Request, Response, StatusCode, Version};
 
 use self::cors::OriginVerdict;
 use self::hooks::Verdict;
-use self::retry::{jitter, retry_frame};
+use self::retry::{jitter, retry_frame, within_window};
 use crate::admission::Admission;
 use crate::connection::{Connection, ConnectionConfig, Origin, TransportAbort};
 use crate::hub::{check_room, validate_room, Hub, Resume};
@@ -77,9 +78,6 @@ struct EndpointInner {
     /// Set when the server shuts down: no new stream.
     closing: AtomicBool,
 }
-
-/// The reconnection delay a stream is told at shutdown when no `retry` is configured.
-const RESTART_RETRY: Duration = Duration::from_secs(5);
 
 impl SseEndpoint {
     /// Check the options and build the endpoint.
@@ -438,11 +436,12 @@ impl SseEndpoint {
         Some(self.inner.opts.origins.as_ref()?.verdict(req))
     }
 
-    /// The `retry:` frame a stream gets when the server shuts down: the configured delay
-    /// (or 5 s), jittered per connection, so that clients do not all return together.
+    /// The `retry:` frame a stream gets when the server shuts down: a delay drawn per
+    /// connection from [`SseOptions::shutdown_retry`]'s window, so that clients do not
+    /// all return together.
     pub(crate) fn restart_hint(&self, conn: &Connection) -> Bytes {
-        let base = self.inner.opts.retry.unwrap_or(RESTART_RETRY);
-        retry_frame(jitter(base, conn.id()))
+        let (from, to) = self.inner.opts.shutdown_retry;
+        retry_frame(within_window(from, to, conn.id()))
     }
 }
 

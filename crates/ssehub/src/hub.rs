@@ -10,6 +10,7 @@
 //! - `backplane.rs`: the seam between publishing and delivering locally, and the
 //!   in-process backplane; `redis.rs` the Redis one (feature `redis`);
 //! - `history.rs`: one hub-wide log of recorded events and a ring per room, replay;
+//!   on disk with [`HubConfig::history_dir`] (`history/store.rs`, `history/restore.rs`);
 //! - `topics.rs`: what a dialect built on topics asks of the hub (long names, pattern
 //!   rooms, private publications, URN ids);
 //! - `presence.rs`: `ssehub.join` / `ssehub.leave` for the rooms that opt in;
@@ -52,7 +53,7 @@ pub use self::redis::{RedisConfig, RedisError};
 pub use backplane::{BackplaneStatus, Published};
 pub use broadcast::{Broadcast, IntoRooms};
 pub use config::{HubConfig, DEFAULT_MAX_EVENT_BYTES};
-pub use history::{GapReason, HistoryConfig};
+pub use history::{Fsync, GapReason, HistoryConfig, HistoryStoreError};
 pub use observe::{MemberInfo, RoomInfo};
 pub use publish_error::PublishError;
 pub(crate) use rooms::validate_room_within;
@@ -179,11 +180,23 @@ impl Hub {
         Hub::with_config(HubConfig::default())
     }
 
-    /// A new, empty hub with this configuration.
+    /// A new hub with this configuration.
+    ///
+    /// # Panics
+    /// With [`HubConfig::history_dir`], if the history cannot be opened: use
+    /// [`Hub::open`] to get the reason as an error instead.
     pub fn with_config(config: HubConfig) -> Hub {
+        Hub::open(config).unwrap_or_else(|e| panic!("Hub::with_config: {e}"))
+    }
+
+    /// A new hub with this configuration; with [`HubConfig::history_dir`], its history
+    /// read back from disk (the rings, the epoch and the sequence of the last run, under
+    /// today's limits; a torn tail is cut and reported). Without it, the same as
+    /// [`Hub::with_config`], and never an error.
+    pub fn open(config: HubConfig) -> Result<Hub, HistoryStoreError> {
         let local = Arc::new(Local::new(config.topic_rules().patterns.clone()));
-        let backplane = InProcess::new(local.clone(), config.history_rules().clone());
-        Hub::with_backplane(config, local, Box::new(backplane))
+        let backplane = InProcess::open(local.clone(), config.history_rules().clone())?;
+        Ok(Hub::with_backplane(config, local, Box::new(backplane)))
     }
 
     /// A hub shared by every node connected to the same Redis (and key prefix): a

@@ -89,8 +89,9 @@ pub use endpoint::{
 };
 pub use http_api::{ApiBody, HubApi, DEFAULT_MAX_PUBLISH_BODY};
 pub use hub::{
-    validate_room, BackplaneStatus, Broadcast, GapReason, HistoryConfig, Hub, HubConfig, IntoRooms,
-    JoinError, PublishError, Published, DEFAULT_MAX_EVENT_BYTES, MAX_ROOM_NAME_LEN, ROOM_ALL,
+    validate_room, BackplaneStatus, Broadcast, Fsync, GapReason, HistoryConfig, HistoryStoreError,
+    Hub, HubConfig, IntoRooms, JoinError, PublishError, Published, DEFAULT_MAX_EVENT_BYTES,
+    MAX_ROOM_NAME_LEN, ROOM_ALL,
 };
 pub use hub::{MemberInfo, RoomInfo};
 #[cfg(feature = "redis")]

@@ -59,7 +59,7 @@ use self::patterns::PatternRooms;
 use crate::auth::JwtVerifier;
 use crate::endpoint::{ConfigError, SseBody, SseEndpoint, SseOptions};
 use crate::hub::topics::{IdForm, TopicRules};
-use crate::hub::{HistoryConfig, Hub, HubConfig};
+use crate::hub::{Fsync, HistoryConfig, Hub, HubConfig};
 
 /// The longest topic (or selector) accepted, in bytes: long URLs fit.
 pub(crate) const MAX_TOPIC_LEN: usize = 4096;
@@ -105,6 +105,7 @@ pub struct MercureConfig {
     issuers: Vec<String>,
     issuer_keys: Vec<(String, Arc<JwtVerifier>)>,
     subscriptions: bool,
+    history_dir: Option<(std::path::PathBuf, Fsync)>,
 }
 
 impl Default for MercureConfig {
@@ -127,6 +128,7 @@ impl Default for MercureConfig {
             issuers: Vec::new(),
             issuer_keys: Vec::new(),
             subscriptions: false,
+            history_dir: None,
         }
     }
 }
@@ -291,9 +293,21 @@ impl MercureConfig {
         format!("{}{METADATA_PATH}", base.origin().ascii_serialization())
     }
 
+    /// Keep the topics' history on disk in `dir`, so that it survives a restart, as
+    /// [`HubConfig::history_dir`] does for a room hub (a directory of its own: one hub
+    /// per directory). Open the hub with [`Mercure::open`]. Ignored over Redis.
+    pub fn history_dir(mut self, dir: impl Into<std::path::PathBuf>, fsync: Fsync) -> Self {
+        self.history_dir = Some((dir.into(), fsync));
+        self
+    }
+
     /// The hub's configuration: topics as rooms, patterns resolved per update.
     fn hub_config(&self, patterns: Arc<PatternRooms>) -> HubConfig {
-        HubConfig::default()
+        let config = match &self.history_dir {
+            Some((dir, fsync)) => HubConfig::default().history_dir(dir.clone(), *fsync),
+            None => HubConfig::default(),
+        };
+        config
             .max_rooms_per_connection(self.max_selectors)
             .max_rooms_per_publish(self.max_topics)
             .history(self.history)
@@ -364,10 +378,22 @@ pub struct Mercure {
 
 impl Mercure {
     /// A hub in this process alone.
+    ///
+    /// # Panics
+    /// With [`MercureConfig::history_dir`], if the history cannot be opened: use
+    /// [`Mercure::open`] to get the reason as an error instead.
     pub fn new(config: MercureConfig) -> Result<Mercure, ConfigError> {
         let patterns = Arc::new(PatternRooms::new(config.base_url()));
         let hub = Hub::with_config(config.hub_config(patterns.clone()));
         Mercure::over(hub, config, patterns)
+    }
+
+    /// A hub in this process alone; with [`MercureConfig::history_dir`], its history read
+    /// back from disk (as [`Hub::open`] does).
+    pub fn open(config: MercureConfig) -> Result<Mercure, MercureError> {
+        let patterns = Arc::new(PatternRooms::new(config.base_url()));
+        let hub = Hub::open(config.hub_config(patterns.clone()))?;
+        Ok(Mercure::over(hub, config, patterns)?)
     }
 
     /// A hub shared by every node on the same Redis (and key prefix): an update
@@ -552,6 +578,9 @@ pub enum MercureError {
     /// The hub's URL is no absolute URL.
     #[error("invalid mercure hub_url {0:?}: {1}")]
     HubUrl(String, String),
+    /// Its history could not be opened on disk ([`MercureConfig::history_dir`]).
+    #[error(transparent)]
+    History(#[from] crate::hub::HistoryStoreError),
     /// Its Redis could not be reached.
     #[cfg(feature = "redis")]
     #[error(transparent)]

@@ -86,19 +86,10 @@ async fn stop_is_bounded_with_a_client_that_does_not_read() {
     drop(stalled);
 }
 
-#[tokio::test]
-async fn stop_tells_every_stream_a_jittered_reconnection_delay() {
-    // No retry configured: streams start without a hint and get one (5 s, jittered to
-    // 80-100 %) when the server stops, so that they do not all come back together.
-    let srv = TestServer::start(SseOptions::new()).await;
-    let mut clients = Vec::new();
-    for _ in 0..30 {
-        clients.push(srv.sse("/sse").await);
-    }
-    eventually("30 streams", || srv.hub.connection_count() == 30).await;
-    srv.stop().await;
-    let mut delays = std::collections::BTreeSet::new();
-    for c in &mut clients {
+/// The `retry:` of each stream in `clients` (after the server stopped): exactly one each.
+async fn shutdown_retries(clients: &mut [SseClient]) -> Vec<Duration> {
+    let mut out = Vec::new();
+    for c in clients {
         let retries: Vec<Duration> = c
             .until_end()
             .await
@@ -109,14 +100,76 @@ async fn stop_tells_every_stream_a_jittered_reconnection_delay() {
             })
             .collect();
         assert_eq!(retries.len(), 1, "one hint, at shutdown: {retries:?}");
-        let d = retries[0];
+        out.push(retries[0]);
+    }
+    out
+}
+
+#[tokio::test]
+async fn stop_tells_every_stream_a_reconnection_delay_from_the_default_window() {
+    // No retry configured: streams start without a hint and get one (1 s to 6 s) when
+    // the server stops, so that they do not all come back together.
+    let srv = TestServer::start(SseOptions::new()).await;
+    let mut clients = Vec::new();
+    for _ in 0..30 {
+        clients.push(srv.sse("/sse").await);
+    }
+    eventually("30 streams", || srv.hub.connection_count() == 30).await;
+    srv.stop().await;
+    let delays = shutdown_retries(&mut clients).await;
+    for d in &delays {
         assert!(
-            (Duration::from_millis(4000)..=Duration::from_millis(5000)).contains(&d),
+            (Duration::from_secs(1)..=Duration::from_secs(6)).contains(d),
             "{d:?}"
         );
-        delays.insert(d);
     }
-    assert!(delays.len() > 5, "spread out: {delays:?}");
+    let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
+    assert!(distinct.len() > 20, "spread out: {delays:?}");
+}
+
+#[tokio::test]
+async fn the_shutdown_retries_are_spread_across_the_configured_window() {
+    // A stream's own `retry` (at its start) does not narrow the window at shutdown.
+    let (from, to) = (Duration::from_secs(2), Duration::from_secs(12));
+    let options = SseOptions::new()
+        .retry(Some(Duration::from_millis(700)))
+        .shutdown_retry(from, to);
+    let srv = TestServer::start(options).await;
+    let mut clients = Vec::new();
+    for _ in 0..64 {
+        clients.push(srv.sse("/sse").await);
+    }
+    eventually("64 streams", || srv.hub.connection_count() == 64).await;
+    srv.stop().await;
+    let mut delays = Vec::new();
+    for c in &mut clients {
+        // The stream's first hint is its own 700 ms (jittered); the last, shutdown's.
+        let retries: Vec<Duration> = c
+            .until_end()
+            .await
+            .into_iter()
+            .filter_map(|item| match item {
+                Item::Retry(d) => Some(d),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(retries.len(), 2, "{retries:?}");
+        assert!(retries[0] <= Duration::from_millis(700), "{retries:?}");
+        delays.push(retries[1]);
+    }
+    // Every delay in the window, and every fifth of the window has some (with 64
+    // uniform draws a fifth is empty with a chance of (4/5)^64, about 6e-7).
+    let width = to - from;
+    let mut fifths = [0usize; 5];
+    for d in &delays {
+        assert!((from..=to).contains(d), "{d:?} outside {from:?}..={to:?}");
+        let i = ((*d - from).as_secs_f64() / width.as_secs_f64() * 5.0) as usize;
+        fifths[i.min(4)] += 1;
+    }
+    assert!(
+        fifths.iter().all(|&n| n > 0),
+        "spread: {fifths:?} of {delays:?}"
+    );
 }
 
 /// Grace period and header timeout far beyond every `within` bound: a shutdown that

@@ -177,9 +177,10 @@ pub(crate) fn read(vars: &[(String, String)]) -> anyhow::Result<Compat> {
             );
         }
         out.warnings.push(format!(
-            "{TRANSPORT_URL}: accepted; ssehub has no on-disk history yet: each topic's \
-             history is kept in memory ([mercure.history]) and lost at restart (or kept in \
-             Redis with [redis] url)"
+            "{TRANSPORT_URL}: accepted, its file is not read: each topic's history is kept \
+             in memory ([mercure.history]) and lost at restart, unless [mercure.history] dir \
+             or [history] dir (SSEHUB_HISTORY_DIR) keeps it on disk in ssehub's own format \
+             (or [redis] url in Redis)"
         ));
     }
     if let Some(v) = value(vars, TRUSTED_ISSUERS) {

@@ -180,8 +180,8 @@ fn apply(d: &Directive, out: &mut Directives) -> Result<(), String> {
             }
             out.warnings.push(format!(
                 "{}: accepted (the reference hub's deprecated form of `transport`): \
-                 history is kept in memory, not on disk ([mercure.history]; or in Redis \
-                 with [redis] url)",
+                 history is kept in memory, not in the bolt file ([mercure.history]; on \
+                 disk with [history] dir, or in Redis with [redis] url)",
                 here()
             ));
         }
@@ -236,9 +236,9 @@ fn apply(d: &Directive, out: &mut Directives) -> Result<(), String> {
     Ok(())
 }
 
-/// `transport NAME { ... }`: the reference hub's history store. ssehub has no on-disk
-/// history yet: a bolt database is accepted, its `size` bounds each topic's history,
-/// and the history is kept in memory.
+/// `transport NAME { ... }`: the reference hub's history store. ssehub does not read
+/// bolt databases: one is accepted, its `size` bounds each topic's history, and the
+/// history is kept in memory (or on disk in ssehub's own format with `[history] dir`).
 fn transport(d: &Directive, out: &mut Directives, here: &str) -> Result<(), String> {
     let Some(kind) = d.args.first() else {
         return Err(format!(
@@ -294,9 +294,10 @@ fn transport(d: &Directive, out: &mut Directives, here: &str) -> Result<(), Stri
         }
     }
     out.warnings.push(format!(
-        "{here}: accepted; ssehub has no on-disk history yet: each topic's history is kept \
-         in memory ([mercure.history]; a bolt `size` bounds each topic's events) and is \
-         lost at restart (or kept in Redis with [redis] url)"
+        "{here}: accepted, its file is not read: each topic's history is kept in memory \
+         ([mercure.history]; a bolt `size` bounds each topic's events) and is lost at \
+         restart, unless [history] dir (SSEHUB_HISTORY_DIR) keeps it on disk in ssehub's \
+         own format (or [redis] url in Redis)"
     ));
     Ok(())
 }

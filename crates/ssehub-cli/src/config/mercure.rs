@@ -201,7 +201,11 @@ impl MercureSection {
     }
 
     /// One line saying what the hub runs with, keys hidden.
-    pub(crate) fn describe(&self, redis_prefix: Option<&str>) -> String {
+    pub(crate) fn describe(
+        &self,
+        redis_prefix: Option<&str>,
+        dir: Option<&std::path::Path>,
+    ) -> String {
         let key = |role: Role| -> String {
             match self.key_of(role) {
                 (None, _) => "none".into(),
@@ -223,9 +227,10 @@ impl MercureSection {
                 h.max_bytes,
                 off(h.max_age),
                 h.total_bytes,
-                match redis_prefix {
-                    Some(p) => format!("in Redis (prefix {p})"),
-                    None => "in memory".into(),
+                match (redis_prefix, dir) {
+                    (Some(p), _) => format!("in Redis (prefix {p})"),
+                    (None, Some(dir)) => format!("on disk in {}", dir.display()),
+                    (None, None) => "in memory".into(),
                 }
             )
         } else {

@@ -51,6 +51,11 @@ pub(crate) struct Args {
     /// Seconds an event stays in its room's history [default: 600].
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub history_age: Option<Duration>,
+    /// Keep the history on disk in this directory, so that clients resume after a
+    /// restart with nothing missing (also SSEHUB_HISTORY_DIR; the Mercure hub's goes to
+    /// DIR/mercure).
+    #[arg(long, value_name = "DIR")]
+    pub history_dir: Option<PathBuf>,
     /// Keep no history: reconnecting clients get live events only.
     #[arg(long)]
     pub no_history: bool,
@@ -136,6 +141,7 @@ impl Args {
         set(&mut c.history.max_events, size);
         set(&mut c.history.max_age, self.history_age);
         c.history.enabled &= !self.no_history;
+        some(&mut c.history.dir, &self.history_dir);
         some(&mut c.redis.url, &self.redis);
         set(&mut c.redis.prefix, self.redis_prefix.clone());
         some(&mut c.tls.cert, &self.tls_cert);

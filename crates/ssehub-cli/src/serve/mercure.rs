@@ -52,7 +52,12 @@ pub(super) async fn mercure(c: &Config) -> anyhow::Result<Option<Mercure>> {
         config = config.subscriber_key(key);
     }
     let hub = match &c.redis.url {
-        None => Mercure::new(config).context("[mercure]")?,
+        None => {
+            if let Some(dir) = c.mercure_history_dir() {
+                config = config.history_dir(dir, m.history.fsync());
+            }
+            Mercure::open(config).context("[mercure]")?
+        }
         Some(url) => {
             let prefix = c.mercure_redis_prefix();
             let redis = RedisConfig::new(url.as_str()).prefix(prefix.as_str());

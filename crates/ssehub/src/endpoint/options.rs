@@ -16,6 +16,10 @@ use crate::connection::{Connection, SlowConsumerPolicy};
 use crate::hub::{Hub, JoinError, ROOM_ALL};
 use crate::uri::clean_prefix;
 
+/// [`SseOptions::shutdown_retry`]'s default window: 1 s to 6 s.
+const DEFAULT_SHUTDOWN_RETRY: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(6));
+
 /// A set-up mistake, reported before anything is served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -61,6 +65,8 @@ pub struct SseOptions {
     pub(crate) origins: Option<Origins>,
     pub(crate) allow_credentials: bool,
     pub(crate) retry: Option<Duration>,
+    /// The window a stream's `retry:` at shutdown is drawn from.
+    pub(crate) shutdown_retry: (Duration, Duration),
     pub(crate) outbox_limit: usize,
     pub(crate) slow_consumer: SlowConsumerPolicy,
     pub(crate) hub: Hub,
@@ -87,6 +93,7 @@ impl Default for SseOptions {
             allow_credentials: false,
             origins: None,
             retry: None,
+            shutdown_retry: DEFAULT_SHUTDOWN_RETRY,
             outbox_limit: 1024 * 1024,
             slow_consumer: SlowConsumerPolicy::Close,
             hub: Hub::new(),
@@ -188,6 +195,22 @@ impl SseOptions {
     /// connection gets 80-100 % of it, at random, to spread reconnections after a restart.
     pub fn retry(mut self, retry: Option<Duration>) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// The `retry:` every open stream is told when the server shuts down, drawn per
+    /// connection, uniformly, from `from..=to` (1 s to 6 s by default): so that after a
+    /// restart the clients come back spread over the window, not all in one instant
+    /// (and each resumes with its `Last-Event-ID`). `to` below `from` is taken as `from`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = ssehub::SseOptions::new()
+    ///     .shutdown_retry(Duration::from_secs(2), Duration::from_secs(20));
+    /// # drop(options);
+    /// ```
+    pub fn shutdown_retry(mut self, from: Duration, to: Duration) -> Self {
+        self.shutdown_retry = (from, to.max(from));
         self
     }
 

@@ -20,6 +20,19 @@ pub(crate) fn jitter(retry: Duration, id: ConnectionId) -> Duration {
     Duration::from_millis(ms / 100 * percent + ms % 100 * percent / 100)
 }
 
+/// A delay in `from..=to` (whole milliseconds), uniform over the connections' random
+/// ids and stable per connection: a server's streams told to come back spread over the
+/// window.
+pub(crate) fn within_window(from: Duration, to: Duration, id: ConnectionId) -> Duration {
+    let lo = u64::try_from(from.as_millis()).unwrap_or(u64::MAX);
+    let hi = u64::try_from(to.as_millis()).unwrap_or(u64::MAX).max(lo);
+    let width = u128::from(hi - lo) + 1;
+    // The id's low 62 bits: all random in a v4 uuid (its version and variant bits are
+    // above them).
+    let draw = (id.spread() & ((1 << 62) - 1)) % width;
+    Duration::from_millis(lo + u64::try_from(draw).unwrap_or(0))
+}
+
 /// The frame `retry: <delay>`.
 pub(crate) fn retry_frame(delay: Duration) -> Bytes {
     Message::builder()

@@ -68,6 +68,10 @@ impl From<HubRefusal> for PublishError {
                 status: StatusCode::PAYLOAD_TOO_LARGE,
                 ..PublishError::field("data", e.to_string())
             },
+            HubRefusal::Storage(_) => PublishError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                ..PublishError::field("history", e.to_string())
+            },
             _ => PublishError::field("id", format!("invalid id: {e}")),
         }
     }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::fanout::{self, Encoded, Local, Publication};
-use super::history::{GapReason, History, HistoryRules, Reader, Resume, Size};
+use super::history::{GapReason, History, HistoryRules, HistoryStoreError, Reader, Resume, Size};
 use super::publish_error::PublishError;
 use crate::connection::Connection;
 use crate::message::Message;
@@ -144,14 +144,28 @@ pub(crate) struct InProcess {
 }
 
 impl InProcess {
-    pub(crate) fn new(local: Arc<Local>, rules: HistoryRules) -> InProcess {
-        InProcess {
+    /// The backplane of a hub with `rules`; its history is read from disk first if
+    /// `rules` keep it there.
+    pub(crate) fn open(
+        local: Arc<Local>,
+        rules: HistoryRules,
+    ) -> Result<InProcess, HistoryStoreError> {
+        let history = match rules.any() {
+            true => Some(Arc::new(Mutex::new(History::open(rules)?))),
+            false => None,
+        };
+        let backplane = InProcess {
             local,
-            history: rules
-                .any()
-                .then(|| Arc::new(Mutex::new(History::new(rules)))),
+            history,
             sweeping: AtomicBool::new(false),
+        };
+        if let Some(h) = &backplane.history {
+            // A rebuilt history has events to expire before anything is published.
+            if h.lock().is_ok_and(|h| h.size().events > 0) {
+                backplane.start_sweeper(h);
+            }
         }
+        Ok(backplane)
     }
 
     /// Expired events must go even from rooms nobody publishes to any more: a task

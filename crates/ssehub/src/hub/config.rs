@@ -2,7 +2,7 @@
 //! size of one event), which rooms keep history, and which have presence (its options
 //! are in `presence.rs`).
 
-use super::history::{HistoryConfig, HistoryRules};
+use super::history::{Fsync, HistoryConfig, HistoryRules, StoreConfig};
 use super::presence::PresenceRules;
 use super::topics::TopicRules;
 use crate::selector::RoomSelector;
@@ -101,6 +101,42 @@ impl HubConfig {
     pub fn history_total_bytes(mut self, bytes: usize) -> Self {
         self.history.total_bytes = bytes.max(1);
         self
+    }
+
+    /// Keep the history on disk in `dir` (created if missing), so that it survives a
+    /// restart: the rings, the epoch and the sequence. A client that resumes with its
+    /// last id after the process stopped (even killed) gets exactly what it missed,
+    /// within the limits, which apply on disk too. Every event is written to the OS
+    /// before it is delivered or its publish answered; `fsync` says what a machine crash
+    /// may take (see [`Fsync`]). Open it with [`crate::Hub::open`], which says why it
+    /// could not be opened. One hub per directory at a time (a lock file says so).
+    /// Ignored by `Hub::with_redis` (the history lives in Redis) and when no
+    /// room keeps history.
+    pub fn history_dir(mut self, dir: impl Into<std::path::PathBuf>, fsync: Fsync) -> Self {
+        self.history.store = Some(StoreConfig {
+            dir: dir.into(),
+            fsync,
+            segment_bytes: None,
+        });
+        self
+    }
+
+    /// The largest segment file of a durable history before a new one is started (by
+    /// default a sixteenth of [`HubConfig::history_total_bytes`], between 256 KiB and
+    /// 64 MiB). Files are deleted whole: smaller ones follow the limits more closely.
+    pub fn history_segment_bytes(mut self, bytes: u64) -> Self {
+        if let Some(store) = &mut self.history.store {
+            store.segment_bytes = Some(bytes.max(4096));
+        }
+        self
+    }
+
+    /// Where the history is kept on disk, if it is ([`HubConfig::history_dir`]).
+    pub fn history_location(&self) -> Option<(&std::path::Path, Fsync)> {
+        self.history
+            .store
+            .as_ref()
+            .map(|s| (s.dir.as_path(), s.fsync))
     }
 
     /// The event type of the gap signal (`ssehub.gap` by default).

@@ -2,7 +2,10 @@
 //! ring of the sequence numbers it keeps (bounded by count, bytes and age, outliving the
 //! room's members); what a stream that resumes from a cursor is owed. How much each room
 //! keeps is in `history/config.rs`; the ids, cursors and the gap signal in
-//! `history/cursor.rs`.
+//! `history/cursor.rs`. With `HubConfig::history_dir` the log is also on disk:
+//! `history/store.rs` (the append-only segment files, fsync, compaction; the bytes of a
+//! record in `history/store/record.rs`) and `history/restore.rs` (the rings rebuilt at
+//! start, under today's limits).
 //!
 //! An event is stored once, in the log, whatever the number of its rooms; a room's ring
 //! holds only its numbers. So a resume across many rooms merges their rings as sorted
@@ -35,11 +38,15 @@ use tokio::time::Instant;
 
 mod config;
 mod cursor;
+mod restore;
+pub(crate) mod store;
 
 pub use config::HistoryConfig;
 pub(crate) use config::HistoryRules;
 pub use cursor::GapReason;
 pub(crate) use cursor::{check_own_id, gap_frame, hub_id_of, id_only_frame, place, Resume};
+pub(crate) use store::StoreConfig;
+pub use store::{Fsync, HistoryStoreError};
 // Read by the Redis replay (and the tests) only.
 #[cfg(any(feature = "redis", test))]
 pub(crate) use cursor::{hub_form, hub_id};
@@ -173,6 +180,9 @@ pub(crate) struct History {
     /// The newest sequence number dropped from the log (for readers by pattern, which
     /// cannot know which rooms an event they missed was in).
     log_dropped_through: u64,
+    /// The log on disk, with `HubConfig::history_dir` (`history/store.rs`): every entry
+    /// of `log` has its record there.
+    store: Option<store::Store>,
 }
 
 impl History {
@@ -186,6 +196,7 @@ impl History {
             total_bytes: 0,
             removed_through: 0,
             log_dropped_through: 0,
+            store: None,
         }
     }
 
@@ -244,12 +255,16 @@ impl History {
             Some(id) => Some(self.check_custom_id(id, &targets)?),
             None => None,
         };
-        self.seq += 1;
-        let seq = self.seq;
+        let seq = self.seq + 1;
         let id = custom.clone().unwrap_or_else(|| self.id_of(seq));
         let frame = message.encode_with_id(Some(&id));
         let custom: Option<Arc<str>> = custom.map(Arc::from);
         let names: Box<[Arc<str>]> = targets.iter().map(|(r, _)| self.key(r)).collect();
+        if self.store.is_some() {
+            // On disk first: an event not written is not numbered, kept or sent.
+            self.append(seq, &names, custom.as_deref(), private, &frame)?;
+        }
+        self.seq = seq;
         self.total_bytes += frame.len();
         self.log.insert(
             seq,
@@ -359,6 +374,7 @@ impl History {
         ring.bytes -= frame.len();
         ring.dropped_through = seq;
         let emptied = ring.seqs.is_empty();
+        let mut freed = None;
         if let Some(entry) = self.log.get_mut(&seq) {
             if let Some(id) = &entry.custom_id {
                 if ring.ids.get(id) == Some(&seq) {
@@ -367,14 +383,23 @@ impl History {
             }
             entry.held -= 1;
             if entry.held == 0 {
-                self.total_bytes -= entry.frame.len();
+                let bytes = entry.frame.len();
+                self.total_bytes -= bytes;
                 self.log.remove(&seq);
                 self.log_dropped_through = self.log_dropped_through.max(seq);
+                freed = Some(bytes);
             }
         }
         if emptied {
             self.removed_through = self.removed_through.max(seq);
             self.rings.remove(room);
+        }
+        if let (Some(store), Some(bytes)) = (&mut self.store, freed) {
+            // After `removed_through` moved: the store writes it down before it deletes
+            // the records that showed it.
+            let log = &self.log;
+            let live = |from: u64, to: u64| log.range(from..to).map(|(s, _)| *s).collect();
+            store.forget(seq, bytes, self.removed_through, &live);
         }
     }
 

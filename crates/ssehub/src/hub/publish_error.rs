@@ -22,6 +22,10 @@ pub enum PublishError {
         /// The hub's limit.
         max: usize,
     },
+    /// The durable history ([`crate::HubConfig::history_dir`]) could not write it (the
+    /// disk is full, or failing): it was not numbered, kept or sent.
+    #[error("the history could not write the event: {0}")]
+    Storage(String),
     /// Encoded, it is larger than [`crate::HubConfig::max_event_bytes`].
     #[error("the event is {bytes} bytes encoded, over the limit of {max}")]
     TooLarge {

@@ -84,6 +84,8 @@ pub(crate) struct HistoryRules {
     pub(crate) ids: IdForm,
     /// Whether a caller's own id may repeat within a room's history.
     pub(crate) repeat_ids: bool,
+    /// Where the history is kept on disk (`None`: in memory only).
+    pub(crate) store: Option<super::StoreConfig>,
 }
 
 impl Default for HistoryRules {
@@ -95,6 +97,7 @@ impl Default for HistoryRules {
             gap_event: "ssehub.gap".into(),
             ids: IdForm::Plain,
             repeat_ids: false,
+            store: None,
         }
     }
 }
