@@ -51,6 +51,14 @@ impl Clock {
         self.fanouts.load(Ordering::Relaxed)
     }
 
+    /// No pressure at `now`, nor for [`CALM`] before it: every stream writes at once.
+    pub(crate) fn calm(&self, now: Instant) -> bool {
+        let p = &self.pressure;
+        let t = now.saturating_duration_since(p.origin).as_nanos() as u64;
+        p.level.load(Ordering::Relaxed) == 0
+            && t.saturating_sub(p.pressed.load(Ordering::Relaxed)) >= CALM.as_nanos() as u64
+    }
+
     /// How long a stream that just wrote lets events gather before its next write, out
     /// of its configured `window`: none while the process keeps up, up to all of it as
     /// the load nears a whole core per worker.
@@ -63,6 +71,10 @@ impl Clock {
 /// The highest pressure: a stream waits its whole window. Each level below halves it
 /// (20, 10, 5, 2.5, 1.25 ms with the default window).
 const MAX_LEVEL: u8 = 5;
+
+/// How long without pressure before the process counts as calm (a spell of light load,
+/// not a lull between the bursts of a saturated one).
+const CALM: Duration = Duration::from_millis(100);
 
 /// How often the load is sampled (by the first fan-out after it is due).
 const SAMPLE: Duration = Duration::from_millis(10);
@@ -88,6 +100,8 @@ struct Pressure {
     busy: AtomicU64,
     at: AtomicU64,
     level: AtomicU8,
+    /// When (nanoseconds since `origin`) a sample last found pressure.
+    pressed: AtomicU64,
 }
 
 impl Pressure {
@@ -98,6 +112,7 @@ impl Pressure {
             busy: AtomicU64::new(0),
             at: AtomicU64::new(0),
             level: AtomicU8::new(0),
+            pressed: AtomicU64::new(0),
         }
     }
 
@@ -128,6 +143,9 @@ impl Pressure {
         let load = busy.saturating_sub(last_busy) as f64 / wall;
         let periods = t.saturating_sub(last_at) / SAMPLE.as_nanos() as u64;
         let new = next_level(self.level.load(Ordering::Relaxed), load, periods);
+        if new > 0 {
+            self.pressed.store(t, Ordering::Relaxed);
+        }
         self.level.store(new, Ordering::Relaxed);
     }
 }
@@ -233,6 +251,20 @@ mod tests {
             "a quiet spell: a level per period"
         );
         assert_eq!(next_level(level, 0.0, 1_000), 0);
+    }
+
+    #[test]
+    fn calm_means_no_pressure_for_a_while() {
+        let clock = Clock::default();
+        let p = &clock.pressure;
+        let at = |ms: u64| p.origin + Duration::from_millis(ms);
+        assert!(!clock.calm(at(50)), "not before CALM has passed");
+        assert!(clock.calm(at(150)));
+        p.pressed.store(120_000_000, Ordering::Relaxed);
+        assert!(!clock.calm(at(150)), "pressure 30 ms ago: a lull, not calm");
+        assert!(clock.calm(at(230)));
+        p.level.store(1, Ordering::Relaxed);
+        assert!(!clock.calm(at(500)), "pressure now");
     }
 
     #[test]

@@ -82,11 +82,12 @@ pub(crate) struct Encoded {
     pub(crate) recorded_in: Vec<bool>,
 }
 
-/// The most recipients a fan-out writes directly (see `connection/send.rs`). A larger
-/// one only queues and leaves the writing to the streams' tasks: writing 10,000 sockets
-/// at about 6 us each takes longer than a batching window, and under load the tasks'
-/// later writes carry more events each (measured in BENCHMARKS.md: half the CPU per
-/// delivery at 10,000 subscribers and the highest rate).
+/// The most recipients a fan-out writes directly (see `connection/send.rs`) while the
+/// process is under pressure or was lately. A larger one only queues and leaves the
+/// writing to the streams' tasks: writing 10,000 sockets at about 6 us each takes longer
+/// than a batching window, and under load the tasks' later writes carry more events each
+/// (measured in BENCHMARKS.md: half the CPU per delivery at 10,000 subscribers and the
+/// highest rate). A calm process writes any fan-out directly (`Fanout::new`).
 const DIRECT_FANOUT: usize = 2048;
 
 /// Queue `frame` to the local members of `p`'s rooms. The returned tally is finished
@@ -200,12 +201,25 @@ pub(crate) struct Fanout {
 
 impl Fanout {
     /// A publication's fan-out: it takes the next number of its hub's count.
+    /// While the process is calm (no pressure for a while, `pace.rs`) it is written
+    /// directly whatever its size: the streams' tasks would write each event alone
+    /// anyway, and waking them costs more than the write.
     fn new(recipients: usize, clock: &Clock) -> Fanout {
-        Fanout::with_stamp(recipients, Stamp::fanout(clock))
+        let stamp = Stamp::fanout(clock);
+        let limit = if clock.calm(stamp.at) {
+            usize::MAX
+        } else {
+            DIRECT_FANOUT
+        };
+        Fanout::direct_up_to(recipients, stamp, limit)
     }
 
     fn with_stamp(recipients: usize, stamp: Stamp) -> Fanout {
-        let direct = recipients <= DIRECT_FANOUT;
+        Fanout::direct_up_to(recipients, stamp, DIRECT_FANOUT)
+    }
+
+    fn direct_up_to(recipients: usize, stamp: Stamp, limit: usize) -> Fanout {
+        let direct = recipients <= limit;
         Fanout {
             reached: 0,
             overflowed: Vec::new(),
