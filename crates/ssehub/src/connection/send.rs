@@ -27,7 +27,7 @@ use bytes::Bytes;
 
 use super::handle::Connection;
 use super::outbox::{Admit, DirectSink, Kind, OutboxState, SlowConsumerPolicy};
-use super::pace::{self, Stamp};
+use super::pace::Stamp;
 use crate::log_limit::warn_limited;
 use crate::message::{self, FrameError, Message};
 use crate::sync::lock;
@@ -235,14 +235,7 @@ impl Connection {
                     out.bytes += rest.len();
                     out.raw = Some(rest);
                 }
-                let config = &self.inner.config;
-                let clock = self.owner().clock();
-                out.wrote(pace::gather(
-                    clock,
-                    fanout,
-                    config.batch_window,
-                    config.adaptive,
-                ));
+                out.wrote(self.gather_after(fanout));
                 false
             }
             Some(Err(_)) => true,
