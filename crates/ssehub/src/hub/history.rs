@@ -49,7 +49,9 @@ pub(crate) use store::StoreConfig;
 pub use store::{Fsync, HistoryStoreError};
 // Read by the Redis replay (and the tests) only.
 #[cfg(any(feature = "redis", test))]
-pub(crate) use cursor::{hub_form, hub_id};
+pub(crate) use cursor::hub_form;
+#[cfg(feature = "redis")]
+pub(crate) use cursor::hub_id;
 
 use super::publish_error::PublishError;
 use super::topics::{IdForm, Patterns};

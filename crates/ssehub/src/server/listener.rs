@@ -488,6 +488,7 @@ fn admit_slow(ticket: &Ticket) -> bool {
 
 /// Completes if, at `at`, the connection has made no request and the gate refuses it as
 /// slow; otherwise never (it counts as pending, or has made its request).
+#[cfg(feature = "tls")]
 async fn refused_as_slow(ticket: &Ticket, at: Instant) {
     tokio::time::sleep_until(at).await;
     if ticket.has_requested() || admit_slow(ticket) {
@@ -597,6 +598,7 @@ enum Over {
     Plain,
     /// TLS: refused as slow at `slow_at` if it has made no request by then; its
     /// requests count toward the cap per address.
+    #[cfg(feature = "tls")]
     Tls { slow_at: Instant },
 }
 
@@ -623,7 +625,7 @@ async fn serve_hyper<I>(
     } = on;
     let abort = TransportAbort::new();
     let activity = Activity::new();
-    let capped = matches!(over, Over::Tls { .. });
+    let capped = !matches!(over, Over::Plain);
     let svc = service(
         app,
         peer,
@@ -642,6 +644,7 @@ async fn serve_hyper<I>(
     };
     let slow = async {
         match over {
+            #[cfg(feature = "tls")]
             Over::Tls { slow_at } => refused_as_slow(&ticket, slow_at).await,
             Over::Plain => std::future::pending().await,
         }
