@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ssehub::{Connection, JoinError, Message, SseOptions};
+use ssehub::{Broadcast, Connection, Hub, JoinError, Message, SseOptions};
 
 /// Every event `client` receives before the one whose data is `marker`, as
 /// `(event, data)` pairs. A marker broadcast to `__all` fences off what came before.
@@ -42,55 +42,31 @@ fn msg(event: &str, data: &str) -> Message {
     Message::builder().event(event).data(data).build().unwrap()
 }
 
+/// Publish `m` as `to` says; how many streams it reached.
+fn delivered(to: Broadcast<'_>, m: &Message) -> usize {
+    to.publish(m).unwrap().delivered
+}
+
+/// Publish the marker `#1` to every stream, for [`events_before`]; how many it reached.
+fn fence(hub: &Hub) -> usize {
+    delivered(hub.to("__all"), &Message::new("#1"))
+}
+
 #[tokio::test]
 async fn broadcast_reaches_exactly_the_room() {
     let (srv, mut handout) = start().await;
     let [(mut a, _ca), (mut b, cb), (mut c, _cc)] = open_a_b_c(&srv, &mut handout).await;
     let hub = &srv.hub;
 
+    assert_eq!(delivered(hub.to("r1"), &msg("m", "to r1")), 2);
+    assert_eq!(delivered(hub.to("r2"), &msg("m", "to r2")), 2);
+    assert_eq!(delivered(hub.to("nobody"), &msg("m", "lost")), 0);
     assert_eq!(
-        hub.to("r1").publish(&msg("m", "to r1")).unwrap().delivered,
-        2
-    );
-    assert_eq!(
-        hub.to("r2").publish(&msg("m", "to r2")).unwrap().delivered,
-        2
-    );
-    assert_eq!(
-        hub.to("nobody")
-            .publish(&msg("m", "lost"))
-            .unwrap()
-            .delivered,
-        0
-    );
-    assert_eq!(
-        hub.to("r1")
-            .except(&cb)
-            .publish(&msg("m", "r1 but b"))
-            .unwrap()
-            .delivered,
+        delivered(hub.to("r1").except(&cb), &msg("m", "r1 but b")),
         1
     );
-    assert_eq!(
-        hub.to("__all")
-            .publish(
-                &ssehub::Message::builder()
-                    .event("notice")
-                    .data("hello all")
-                    .build()
-                    .unwrap()
-            )
-            .map(|p| p.delivered)
-            .unwrap(),
-        3
-    );
-    assert_eq!(
-        hub.to("__all")
-            .publish(&Message::new("#1"))
-            .unwrap()
-            .delivered,
-        3
-    );
+    assert_eq!(delivered(hub.to("__all"), &msg("notice", "hello all")), 3);
+    assert_eq!(fence(hub), 3);
 
     assert_eq!(
         events_before(&mut a, "#1").await,
@@ -121,37 +97,19 @@ async fn broadcast_many_duplicates_unless_unique() {
     let [(mut a, _ca), (mut b, cb), (mut c, _cc)] = open_a_b_c(&srv, &mut handout).await;
     let hub = &srv.hub;
 
+    assert_eq!(delivered(hub.to(["r1", "r2"]), &msg("m", "dup")), 4);
     assert_eq!(
-        hub.to(["r1", "r2"])
-            .publish(&msg("m", "dup"))
-            .unwrap()
-            .delivered,
-        4
-    );
-    assert_eq!(
-        hub.to(["r1", "r2"])
-            .unique()
-            .publish(&msg("m", "once"))
-            .unwrap()
-            .delivered,
+        delivered(hub.to(["r1", "r2"]).unique(), &msg("m", "once")),
         3
     );
     assert_eq!(
-        hub.to(["r1", "r2"])
-            .unique()
-            .except(&cb)
-            .publish(&msg("m", "once but b"))
-            .unwrap()
-            .delivered,
+        delivered(
+            hub.to(["r1", "r2"]).unique().except(&cb),
+            &msg("m", "once but b")
+        ),
         2
     );
-    assert_eq!(
-        hub.to("__all")
-            .publish(&Message::new("#1"))
-            .unwrap()
-            .delivered,
-        3
-    );
+    assert_eq!(fence(hub), 3);
 
     assert_eq!(
         events_before(&mut a, "#1").await,
@@ -176,21 +134,12 @@ async fn a_room_named_twice_in_one_publish_is_one_room() {
     let hub = &srv.hub;
     // Once per distinct room: a (r1) once, b (r1, r2) twice, c (r2) once.
     assert_eq!(
-        hub.to(["r1", "r2", "r1", "r1"])
-            .publish(&msg("m", "x"))
-            .unwrap()
-            .delivered,
+        delivered(hub.to(["r1", "r2", "r1", "r1"]), &msg("m", "x")),
         4
     );
     let many = vec!["r1"; 10_000];
-    assert_eq!(hub.to(&many).publish(&msg("m", "y")).unwrap().delivered, 2);
-    assert_eq!(
-        hub.to("__all")
-            .publish(&Message::new("#1"))
-            .unwrap()
-            .delivered,
-        3
-    );
+    assert_eq!(delivered(hub.to(&many), &msg("m", "y")), 2);
+    assert_eq!(fence(hub), 3);
     assert_eq!(
         events_before(&mut a, "#1").await,
         vec![ev("m", "x"), ev("m", "y")]
@@ -210,10 +159,7 @@ async fn a_publish_to_more_distinct_rooms_than_the_cap_is_refused() {
     let hub = &srv.hub;
     let mut rooms: Vec<String> = (0..256).map(|i| format!("x{i}")).collect();
     rooms[0] = "r1".into();
-    assert_eq!(
-        hub.to(&rooms).publish(&msg("m", "256")).unwrap().delivered,
-        2
-    );
+    assert_eq!(delivered(hub.to(&rooms), &msg("m", "256")), 2);
     rooms.push("x256".into());
     assert_eq!(
         hub.to(&rooms).publish(&msg("m", "257")),
@@ -224,13 +170,7 @@ async fn a_publish_to_more_distinct_rooms_than_the_cap_is_refused() {
     );
     // Nothing is sent when the publication is refused.
     assert!(hub.to(&rooms).publish(&msg("m", "257 too")).is_err());
-    assert_eq!(
-        hub.to("__all")
-            .publish(&Message::new("#1"))
-            .unwrap()
-            .delivered,
-        3
-    );
+    assert_eq!(fence(hub), 3);
     assert_eq!(events_before(&mut a, "#1").await, vec![ev("m", "256")]);
     srv.stop().await;
 }
@@ -245,55 +185,25 @@ async fn join_and_leave_over_live_streams() {
     assert_eq!(hub.join("chat", &ca), Ok(true));
     assert_eq!(hub.join("chat", &ca), Ok(false), "already a member");
     assert_eq!(hub.join("chat", &cb), Ok(true));
-    assert_eq!(
-        hub.to("chat")
-            .publish(&Message::new("both"))
-            .unwrap()
-            .delivered,
-        2
-    );
+    assert_eq!(delivered(hub.to("chat"), &Message::new("both")), 2);
 
     assert!(hub.leave("chat", &cb));
     assert!(!hub.leave("chat", &cb), "leave is idempotent");
     assert!(!hub.leave("chat", &cb));
     assert!(!hub.leave("never-joined", &cb));
-    assert_eq!(
-        hub.to("chat")
-            .publish(&Message::new("only a"))
-            .unwrap()
-            .delivered,
-        1
-    );
+    assert_eq!(delivered(hub.to("chat"), &Message::new("only a")), 1);
 
     assert!(hub.leave("chat", &ca));
     assert!(
         !hub.room_names().contains(&"chat".to_owned()),
         "the emptied room is gone"
     );
-    assert_eq!(
-        hub.to("chat")
-            .publish(&Message::new("nobody"))
-            .unwrap()
-            .delivered,
-        0
-    );
+    assert_eq!(delivered(hub.to("chat"), &Message::new("nobody")), 0);
     // A room comes back on the next join.
     assert_eq!(hub.join("chat", &cb), Ok(true));
-    assert_eq!(
-        hub.to("chat")
-            .publish(&Message::new("b again"))
-            .unwrap()
-            .delivered,
-        1
-    );
+    assert_eq!(delivered(hub.to("chat"), &Message::new("b again")), 1);
 
-    assert_eq!(
-        hub.to("__all")
-            .publish(&Message::new("#1"))
-            .unwrap()
-            .delivered,
-        2
-    );
+    assert_eq!(fence(hub), 2);
     let data = |v: Vec<(String, String)>| v.into_iter().map(|(_, d)| d).collect::<Vec<_>>();
     assert_eq!(data(events_before(&mut a, "#1").await), ["both", "only a"]);
     assert_eq!(data(events_before(&mut b, "#1").await), ["both", "b again"]);
@@ -335,13 +245,7 @@ async fn statistics_follow_the_streams() {
     assert_eq!(members, vec![cb.clone()]);
 
     let before = hub.stats();
-    assert_eq!(
-        hub.to(["r1", "r2"])
-            .publish(&Message::new("x"))
-            .unwrap()
-            .delivered,
-        3
-    );
+    assert_eq!(delivered(hub.to(["r1", "r2"]), &Message::new("x")), 3);
     let after = hub.stats();
     assert_eq!(after.events_published, before.events_published + 1);
     assert_eq!(after.deliveries, before.deliveries + 3);
@@ -379,7 +283,7 @@ async fn ids_reach_the_client_and_close_flushes() {
         .data("line one\nline two")
         .build()
         .unwrap();
-    assert_eq!(srv.hub.to("__all").publish(&m).unwrap().delivered, 1);
+    assert_eq!(delivered(srv.hub.to("__all"), &m), 1);
     ca.send_event("", "last words").unwrap();
     ca.close();
     let e = a.next_event().await;
@@ -422,7 +326,7 @@ async fn a_message_larger_than_the_hub_allows_is_refused() {
     );
     let fits = Message::new("y".repeat(max - 16));
     assert_eq!(fits.encoded_len(), max - 8);
-    assert_eq!(hub.to("r1").publish(&fits).unwrap().delivered, 2);
+    assert_eq!(delivered(hub.to("r1"), &fits), 2);
     assert_eq!(a.next_event().await.data.len(), max - 16);
     srv.stop().await;
 }

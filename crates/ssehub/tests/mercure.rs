@@ -5,124 +5,17 @@
 #![cfg(feature = "mercure")]
 
 mod common;
+#[path = "support/mercure.rs"]
+mod mercure;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use http::StatusCode;
 use jsonwebtoken::{encode, EncodingKey, Header};
-use serde_json::{json, Value};
+use mercure::{config, now, publisher, query, subscriber, token, MercureHub, HUB};
+use serde_json::json;
 use ssehub::decode::{Event, Item};
-use ssehub::{JwtAlgorithm, JwtVerifier, Mercure, MercureConfig, Server};
-
-const SECRET: &[u8] = b"!ChangeThisMercureHubJWTSecretKey!";
-const HUB: &str = "/.well-known/mercure";
-
-fn token(claims: Value) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET).unwrap(),
-    )
-    .unwrap()
-}
-
-fn publisher(topics: &[&str]) -> String {
-    token(json!({ "mercure": { "publish": topics } }))
-}
-
-fn subscriber(topics: &[&str]) -> String {
-    token(json!({ "mercure": { "subscribe": topics } }))
-}
-
-fn config() -> MercureConfig {
-    let key = JwtVerifier::hmac(JwtAlgorithm::HS256, SECRET).unwrap();
-    MercureConfig::new()
-        .publisher_key(key.clone())
-        .subscriber_key(key)
-        .anonymous(true)
-}
-
-struct Hub {
-    addr: std::net::SocketAddr,
-    mercure: Mercure,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Hub {
-    async fn start(config: MercureConfig) -> Hub {
-        let mercure = Mercure::new(config).unwrap();
-        let server = Server::new(([127, 0, 0, 1], 0))
-            .mercure(mercure.clone())
-            .bind()
-            .await
-            .unwrap();
-        let addr = server.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(server.run_until(async {
-            let _ = stopped.await;
-        }));
-        Hub {
-            addr,
-            mercure,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        within("shutdown", self.task.take().unwrap()).await.unwrap();
-    }
-
-    /// A subscriber to `topics` (with the headers given), its stream open.
-    async fn subscribe(&self, topics: &[&str], headers: &[(&str, &str)]) -> SseClient {
-        self.subscribe_query(&query("topic", topics), headers).await
-    }
-
-    async fn subscribe_query(&self, query: &str, headers: &[(&str, &str)]) -> SseClient {
-        let mut c = SseClient::connect(self.addr, &format!("{HUB}?{query}"), headers).await;
-        assert_eq!(c.status, StatusCode::OK, "subscribe {query}");
-        assert_eq!(c.next_item().await, Some(Item::Comment("connected".into())));
-        c
-    }
-
-    /// `POST` the form `fields` with `headers`: (status, body, headers).
-    async fn post(
-        &self,
-        fields: &[(&str, &str)],
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, String, http::HeaderMap) {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        let mut all = vec![("content-type", "application/x-www-form-urlencoded")];
-        all.extend_from_slice(headers);
-        let (status, h, text) = request(self.addr, "POST", HUB, &all, &body).await;
-        (status, text, h)
-    }
-
-    /// Publish with a token that may publish anywhere; returns the id.
-    async fn publish(&self, fields: &[(&str, &str)]) -> String {
-        let bearer = format!("Bearer {}", publisher(&["*"]));
-        let (status, body, h) = self.post(fields, &[("authorization", &bearer)]).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert!(h["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain"));
-        body
-    }
-}
-
-fn query(name: &str, values: &[&str]) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    for v in values {
-        q.append_pair(name, v);
-    }
-    q.finish()
-}
 
 /// The next event, skipping heartbeats.
 async fn next(c: &mut SseClient) -> Event {
@@ -131,7 +24,7 @@ async fn next(c: &mut SseClient) -> Event {
 
 #[tokio::test]
 async fn exact_topics_templates_and_star_each_get_an_update_once() {
-    let hub = Hub::start(config()).await;
+    let hub = MercureHub::start(config()).await;
     let book = "https://example.com/books/1";
     let mut exact = hub.subscribe(&[book], &[]).await;
     let mut template = hub
@@ -176,7 +69,7 @@ async fn exact_topics_templates_and_star_each_get_an_update_once() {
 
 #[tokio::test]
 async fn the_form_becomes_the_event_and_the_answer_is_its_id() {
-    let hub = Hub::start(config()).await;
+    let hub = MercureHub::start(config()).await;
     let mut c = hub.subscribe(&["t"], &[]).await;
     let id = hub
         .publish(&[
@@ -211,7 +104,7 @@ async fn the_form_becomes_the_event_and_the_answer_is_its_id() {
 
 #[tokio::test]
 async fn bad_updates_are_refused_with_the_field_named() {
-    let hub = Hub::start(config().max_topics(3).max_body(1024)).await;
+    let hub = MercureHub::start(config().max_topics(3).max_body(1024)).await;
     let bearer = format!("Bearer {}", publisher(&["*"]));
     let auth = [("authorization", bearer.as_str())];
     type Case<'a> = (Vec<(&'a str, &'a str)>, StatusCode, &'a str);
@@ -267,7 +160,7 @@ async fn bad_updates_are_refused_with_the_field_named() {
 
 #[tokio::test]
 async fn publishers_need_a_token_granting_every_topic_and_are_told_why_not() {
-    let hub = Hub::start(config()).await;
+    let hub = MercureHub::start(config()).await;
     let fields = [
         ("topic", "https://e.com/a"),
         ("topic", "https://e.com/b"),
@@ -320,7 +213,7 @@ async fn publishers_need_a_token_granting_every_topic_and_are_told_why_not() {
 
 #[tokio::test]
 async fn the_header_then_the_query_then_the_cookie_carry_the_token() {
-    let hub = Hub::start(config().publish_origins(["https://app.example"])).await;
+    let hub = MercureHub::start(config().publish_origins(["https://app.example"])).await;
     let good = publisher(&["*"]);
     let bad = "bad.token.here";
     let post = |path: String, headers: Vec<(String, String)>| {
@@ -357,7 +250,7 @@ async fn the_header_then_the_query_then_the_cookie_carry_the_token() {
 
 #[tokio::test]
 async fn a_cookie_publish_needs_one_of_the_publish_origins() {
-    let hub = Hub::start(config().publish_origins(["https://app.example"])).await;
+    let hub = MercureHub::start(config().publish_origins(["https://app.example"])).await;
     let cookie = format!("mercureAuthorization={}", publisher(&["*"]));
     let fields = [("topic", "t"), ("data", "x")];
     let cases = [
@@ -392,7 +285,7 @@ async fn a_cookie_publish_needs_one_of_the_publish_origins() {
 
 #[tokio::test]
 async fn private_updates_reach_only_the_subscribers_granted_live_and_on_replay() {
-    let hub = Hub::start(config()).await;
+    let hub = MercureHub::start(config()).await;
     let topic = "https://e.com/orders/1";
     let granted = subscriber(&["https://e.com/orders/{id}"]);
     let other = subscriber(&["https://e.com/users/{id}"]);
@@ -429,7 +322,7 @@ async fn private_updates_reach_only_the_subscribers_granted_live_and_on_replay()
 
 #[tokio::test]
 async fn subscribers_need_a_token_unless_anonymous_and_bad_selectors_are_400() {
-    let hub = Hub::start(config().anonymous(false).max_selectors(2)).await;
+    let hub = MercureHub::start(config().anonymous(false).max_selectors(2)).await;
     let c = SseClient::connect(hub.addr, &format!("{HUB}?topic=t"), &[]).await;
     assert_eq!(c.status, StatusCode::UNAUTHORIZED);
     assert!(c.headers["www-authenticate"]
@@ -461,7 +354,7 @@ async fn subscribers_need_a_token_unless_anonymous_and_bad_selectors_are_400() {
 
 #[tokio::test]
 async fn a_subscriber_resumes_after_its_last_event_id_and_is_told_where() {
-    let hub = Hub::start(config()).await;
+    let hub = MercureHub::start(config()).await;
     let topic = "https://e.com/books/1";
     let a = hub.publish(&[("topic", topic), ("data", "1")]).await;
     hub.publish(&[("topic", "https://e.com/other"), ("data", "x")])
@@ -507,13 +400,8 @@ async fn a_subscriber_resumes_after_its_last_event_id_and_is_told_where() {
 
 #[tokio::test]
 async fn a_stream_ends_at_its_tokens_exp() {
-    let hub = Hub::start(config()).await;
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 2;
-    let t = token(json!({ "exp": exp, "mercure": { "subscribe": ["*"] } }));
+    let hub = MercureHub::start(config()).await;
+    let t = token(json!({ "exp": now() + 2, "mercure": { "subscribe": ["*"] } }));
     let bearer = format!("Bearer {t}");
     let mut c = hub.subscribe(&["t"], &[("authorization", &bearer)]).await;
     let mut seen = Vec::new();
@@ -530,7 +418,7 @@ async fn a_stream_ends_at_its_tokens_exp() {
 
 #[tokio::test]
 async fn a_preflight_allows_publishing_and_subscribing_from_the_cors_origins() {
-    let hub = Hub::start(config().cors_origins(["https://app.example"])).await;
+    let hub = MercureHub::start(config().cors_origins(["https://app.example"])).await;
     let (status, h, _) = request(
         hub.addr,
         "OPTIONS",

@@ -9,10 +9,12 @@
 
 mod browser;
 mod common;
+#[path = "support/mercure.rs"]
+mod mercure;
 #[path = "browser/node.rs"]
 mod node;
 
-use std::net::SocketAddr;
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,17 +23,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
 use ssehub::decode::Item;
-use ssehub::{JwtAlgorithm, JwtVerifier, Mercure, MercureConfig, Server, MERCURE_PATH};
+use ssehub::{Mercure, MercureConfig, Server, MERCURE_PATH};
 use tokio::io::AsyncWriteExt as _;
 
 use browser::Browser;
-use common::{eventually, request, within, SseClient};
+use common::{eventually, within, SseClient};
+use mercure::{config, publisher, subscriber, MercureHub, SECRET};
 use node::{node_available, NodeClient, NODE};
 
-const SECRET: &str = "!ChangeThisMercureHubJWTSecretKey!";
 const BOOKS: &str = "https://example.com/books/{id}";
 const AUTHORS: &str = "https://example.com/authors/{id}";
 /// Upper bound on a client (PHP, Node, a page) doing what it was asked.
@@ -45,49 +46,19 @@ fn book(n: u32) -> String {
     format!("https://example.com/books/{n}")
 }
 
-fn token(claims: Value) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()).unwrap(),
-    )
-    .unwrap()
-}
-
-fn publisher(topics: &[&str]) -> String {
-    token(json!({ "mercure": { "publish": topics } }))
-}
-
-fn subscriber(topics: &[&str]) -> String {
-    token(json!({ "mercure": { "subscribe": topics } }))
-}
-
-fn config() -> MercureConfig {
-    let key = JwtVerifier::hmac(JwtAlgorithm::HS256, SECRET.as_bytes()).unwrap();
-    MercureConfig::new()
-        .publisher_key(key.clone())
-        .subscriber_key(key)
-        .anonymous(true)
-}
-
 /// A hub on an ephemeral port of 127.0.0.1, with a web page at `/page` (which sets the
 /// cookie [`MercureServer::set_cookie`] was given, if any).
 struct MercureServer {
-    addr: SocketAddr,
-    mercure: Mercure,
+    hub: MercureHub,
     set_cookie: Arc<Mutex<Option<String>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl MercureServer {
     async fn start(config: MercureConfig) -> MercureServer {
-        let mercure = Mercure::new(config).unwrap();
         let set_cookie: Arc<Mutex<Option<String>>> = Arc::default();
         let cookie = set_cookie.clone();
-        let server = Server::new(([127, 0, 0, 1], 0))
-            .mercure(mercure.clone())
-            .route("/page", move |_req| {
+        let page = move |server: Server| {
+            server.route("/page", move |_req| {
                 let cookie = cookie.lock().unwrap().clone();
                 async move {
                     let mut res = http::Response::new(http_body_util::Full::new(Bytes::from(PAGE)));
@@ -102,26 +73,13 @@ impl MercureServer {
                     res
                 }
             })
-            .bind()
-            .await
-            .unwrap();
-        let addr = server.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(server.run_until(async {
-            let _ = stopped.await;
-        }));
-        MercureServer {
-            addr,
-            mercure,
-            set_cookie,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        };
+        let hub = MercureHub::serve(Mercure::new(config).unwrap(), page).await;
+        MercureServer { hub, set_cookie }
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        within("shutdown", self.task.take().unwrap()).await.unwrap();
+    async fn stop(self) {
+        self.hub.stop().await;
     }
 
     fn hub_url(&self) -> String {
@@ -135,33 +93,14 @@ impl MercureServer {
     fn replays(&self) -> u64 {
         self.mercure.hub().stats().replays
     }
+}
 
-    /// A subscriber to `selectors` (with `headers`), its stream open.
-    async fn subscribe(&self, selectors: &[&str], headers: &[(&str, &str)]) -> SseClient {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        for s in selectors {
-            q.append_pair("topic", s);
-        }
-        let path = format!("{MERCURE_PATH}?{}", q.finish());
-        let mut c = SseClient::connect(self.addr, &path, headers).await;
-        assert_eq!(c.status, StatusCode::OK, "subscribe to {selectors:?}");
-        assert_eq!(c.next_item().await, Some(Item::Comment("connected".into())));
-        c
-    }
+// Its page aside, a hub like any other.
+impl Deref for MercureServer {
+    type Target = MercureHub;
 
-    /// Publish the form `fields` with a token that may publish anywhere; the id.
-    async fn publish(&self, fields: &[(&str, &str)]) -> String {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        let bearer = format!("Bearer {}", publisher(&["*"]));
-        let headers = [
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("authorization", bearer.as_str()),
-        ];
-        let (status, _, id) = request(self.addr, "POST", MERCURE_PATH, &headers, &body).await;
-        assert_eq!(status, StatusCode::OK, "publish {fields:?}: {id}");
-        id
+    fn deref(&self) -> &MercureHub {
+        &self.hub
     }
 }
 

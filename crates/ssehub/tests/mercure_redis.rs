@@ -10,54 +10,37 @@
 #![cfg(all(feature = "mercure", feature = "redis"))]
 
 mod common;
+#[path = "support/mercure.rs"]
+mod mercure;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
+use std::ops::Deref;
 use std::time::Duration;
 
 use common::*;
 use http::StatusCode;
-use jsonwebtoken::{encode, EncodingKey, Header};
+use mercure::{publisher, query, subscriber, MercureHub, RESOURCE};
 use redis_server::RedisServer;
 use serde_json::{json, Value};
-use ssehub::decode::{Event, Item};
-use ssehub::{JwtAlgorithm, JwtVerifier, Mercure, MercureConfig, RedisConfig, Server};
-
-const SECRET: &[u8] = b"!ChangeThisMercureHubJWTSecretKey!";
-const HUB: &str = "/.well-known/mercure";
-
-fn token(claims: Value) -> String {
-    encode(
-        &Header::default(),
-        &claims,
-        &EncodingKey::from_secret(SECRET).unwrap(),
-    )
-    .unwrap()
-}
+use ssehub::decode::Event;
+use ssehub::{Mercure, MercureConfig, RedisConfig};
 
 fn bearer_for(topics: &[&str]) -> String {
-    format!(
-        "Bearer {}",
-        token(json!({ "mercure": { "subscribe": topics } }))
-    )
+    format!("Bearer {}", subscriber(topics))
 }
 
 fn config() -> MercureConfig {
-    let key = JwtVerifier::hmac(JwtAlgorithm::HS256, SECRET).unwrap();
-    MercureConfig::new()
-        .publisher_key(key.clone())
-        .subscriber_key(key)
-        .anonymous(true)
-        .heartbeat(None)
+    mercure::config().heartbeat(None)
+}
+
+/// For 1.0's tokens, the hub's URL; and subscription events.
+fn v1_config() -> MercureConfig {
+    config().resource(RESOURCE).subscriptions(true)
 }
 
 /// One node: a Mercure hub on `redis`, served on its own port.
-struct Node {
-    addr: std::net::SocketAddr,
-    mercure: Mercure,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
+struct Node(MercureHub);
 
 impl Node {
     async fn start(redis: &RedisServer, config: MercureConfig) -> Node {
@@ -67,80 +50,32 @@ impl Node {
         let mercure = Mercure::with_redis(config, backplane)
             .await
             .expect("join the hub");
-        let server = Server::new(([127, 0, 0, 1], 0))
-            .mercure(mercure.clone())
-            .bind()
-            .await
-            .unwrap();
-        let addr = server.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(server.run_until(async {
-            let _ = stopped.await;
-        }));
-        Node {
-            addr,
-            mercure,
-            stop: Some(stop),
-            task: Some(task),
-        }
+        Node(MercureHub::serve(mercure, |s| s).await)
     }
 
-    async fn stop(mut self) {
+    async fn stop(self) {
         // Every node took every message of the others: none refused (ids, headers).
         assert_eq!(self.mercure.hub().backplane_status().refused, 0);
-        let _ = self.stop.take().unwrap().send(());
-        within("shutdown", self.task.take().unwrap()).await.unwrap();
-    }
-
-    /// A subscriber to `topics` (with the headers given), its stream open.
-    async fn subscribe(&self, topics: &[&str], headers: &[(&str, &str)]) -> SseClient {
-        self.subscribe_query(&query("topic", topics), headers).await
-    }
-
-    async fn subscribe_query(&self, query: &str, headers: &[(&str, &str)]) -> SseClient {
-        let mut c = SseClient::connect(self.addr, &format!("{HUB}?{query}"), headers).await;
-        assert_eq!(c.status, StatusCode::OK, "subscribe {query}");
-        assert_eq!(c.next_item().await, Some(Item::Comment("connected".into())));
-        c
-    }
-
-    /// Publish the form `fields` with a token that may publish anywhere; the answer.
-    async fn post(&self, fields: &[(&str, &str)]) -> (StatusCode, String) {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        let bearer = format!(
-            "Bearer {}",
-            token(json!({ "mercure": { "publish": ["*"] } }))
-        );
-        let headers = [
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("authorization", bearer.as_str()),
-        ];
-        let (status, _, text) = request(self.addr, "POST", HUB, &headers, &body).await;
-        (status, text)
-    }
-
-    /// Publish; the update's id.
-    async fn publish(&self, fields: &[(&str, &str)]) -> String {
-        let (status, body) = self.post(fields).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body
+        self.0.stop().await;
     }
 }
 
-fn query(name: &str, values: &[&str]) -> String {
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    for v in values {
-        q.append_pair(name, v);
+// To its clients, a node is a hub like any other.
+impl Deref for Node {
+    type Target = MercureHub;
+
+    fn deref(&self) -> &MercureHub {
+        &self.0
     }
-    q.finish()
 }
 
-async fn two_nodes(redis: &RedisServer, config: MercureConfig) -> (Node, Node) {
-    let a = Node::start(redis, config.clone()).await;
-    let b = Node::start(redis, config).await;
-    (a, b)
+/// A Redis of its own and two nodes of `config` on it; `None` without redis-server
+/// (the test is skipped).
+async fn two_nodes(config: MercureConfig) -> Option<(RedisServer, Node, Node)> {
+    let redis = RedisServer::start_if_available()?;
+    let a = Node::start(&redis, config.clone()).await;
+    let b = Node::start(&redis, config).await;
+    Some((redis, a, b))
 }
 
 /// The next event's data and id.
@@ -151,11 +86,9 @@ async fn next(c: &mut SseClient) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_on_one_node_reaches_the_right_subscribers_of_both_once() {
-    if !redis_server::available() {
+    let Some((redis, a, b)) = two_nodes(config()).await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis, config()).await;
+    };
     let book = "https://example.com/books/1";
     let template = "https://example.com/books/{id}";
     let mut reached = Vec::new();
@@ -201,11 +134,9 @@ async fn an_update_on_one_node_reaches_the_right_subscribers_of_both_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_update_reaches_only_the_granted_subscribers_of_every_node() {
-    if !redis_server::available() {
+    let Some((_redis, a, b)) = two_nodes(config()).await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis, config()).await;
+    };
     let topic = "https://e.com/orders/1";
     let granted = bearer_for(&["https://e.com/orders/{id}"]);
     let other = bearer_for(&["https://e.com/users/{id}"]);
@@ -236,11 +167,9 @@ async fn a_private_update_reaches_only_the_granted_subscribers_of_every_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_resumes_on_the_other_node_with_exactly_what_it_missed() {
-    if !redis_server::available() {
+    let Some((_redis, a, b)) = two_nodes(config()).await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis, config()).await;
+    };
     let topic = "https://e.com/orders/1";
     let template = "https://e.com/orders/{id}";
     let granted = bearer_for(&[template]);
@@ -317,11 +246,9 @@ async fn a_subscriber_resumes_on_the_other_node_with_exactly_what_it_missed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callers_id_may_repeat_and_resolves_to_its_earliest() {
-    if !redis_server::available() {
+    let Some((_redis, a, b)) = two_nodes(config()).await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis, config()).await;
+    };
     let topic = "https://e.com/orders/1";
     assert_eq!(
         a.publish(&[("topic", topic), ("id", "order-7"), ("data", "first")])
@@ -337,7 +264,9 @@ async fn a_callers_id_may_repeat_and_resolves_to_its_earliest() {
     );
     // Mercure's URN form is the hub's: a caller may not forge one.
     let forged = "urn:uuid:0badf00d-0000-4000-8000-000000000001";
-    let (status, body) = a.post(&[("topic", topic), ("id", forged)]).await;
+    let (status, body, _) = a
+        .post_as(&[("topic", topic), ("id", forged)], &publisher(&["*"]))
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     // After the earliest event that carried it: the later one too (a duplicate at
     // worst, never a loss), on either node, by topic or by template.
@@ -358,12 +287,10 @@ async fn a_callers_id_may_repeat_and_resolves_to_its_earliest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_resuming_past_what_the_log_keeps_is_told() {
-    if !redis_server::available() {
-        return;
-    }
-    let redis = RedisServer::start();
     // Room for a few updates of 200 bytes in the log, more in each topic's history.
-    let (a, b) = two_nodes(&redis, config().history_total_bytes(1500)).await;
+    let Some((redis, a, b)) = two_nodes(config().history_total_bytes(1500)).await else {
+        return;
+    };
     let template = "https://e.com/orders/{id}";
     let first = a
         .publish(&[("topic", "https://e.com/orders/0"), ("data", "0")])
@@ -400,11 +327,9 @@ async fn a_template_resuming_past_what_the_log_keeps_is_told() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_the_channel_lost_reaches_templates_from_the_log() {
-    if !redis_server::available() {
+    let Some((redis, a, b)) = two_nodes(config()).await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis, config()).await;
+    };
     let mut star = b.subscribe(&["*"], &[]).await;
     let mut template = a.subscribe(&["https://e.com/lost/{id}"], &[]).await;
     let id = a
@@ -451,35 +376,17 @@ async fn an_update_the_channel_lost_reaches_templates_from_the_log() {
 
 /// A Mercure 1.0 access token (HS256) granting `actions` on the URL pattern `pattern`.
 fn v1_token(actions: &[&str], pattern: &str) -> String {
-    let mut header = Header::new(JwtAlgorithm::HS256);
-    header.typ = Some("at+jwt".into());
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let claims = json!({
-        "aud": "https://hub.example/.well-known/mercure",
-        "exp": exp,
-        "authorization_details": [{
-            "type": "https://mercure.rocks/authorization-detail",
-            "actions": actions,
-            "topics": [{ "match": pattern, "match_type": "urlpattern" }],
-        }],
-    });
-    encode(&header, &claims, &EncodingKey::from_secret(SECRET).unwrap()).unwrap()
+    mercure::v1_token(
+        actions,
+        json!([{ "match": pattern, "match_type": "urlpattern" }]),
+    )
 }
 
 #[tokio::test]
 async fn url_patterns_private_grants_and_subscription_events_across_nodes() {
     let redis = RedisServer::start();
-    let config = || {
-        config()
-            .resource("https://hub.example/.well-known/mercure")
-            .subscriptions(true)
-    };
-    let a = Node::start(&redis, config()).await;
-    let b = Node::start(&redis, config()).await;
+    let a = Node::start(&redis, v1_config()).await;
+    let b = Node::start(&redis, v1_config()).await;
     let watch = format!(
         "Bearer {}",
         v1_token(&["subscribe"], "/.well-known/mercure/subscriptions/*")
@@ -538,13 +445,8 @@ async fn url_patterns_private_grants_and_subscription_events_across_nodes() {
 #[tokio::test]
 async fn the_subscriptions_api_lists_every_node_and_its_cursor_misses_no_change() {
     let redis = RedisServer::start();
-    let config = || {
-        config()
-            .resource("https://hub.example/.well-known/mercure")
-            .subscriptions(true)
-    };
-    let a = Node::start(&redis, config()).await;
-    let b = Node::start(&redis, config()).await;
+    let a = Node::start(&redis, v1_config()).await;
+    let b = Node::start(&redis, v1_config()).await;
     let token = v1_token(&["subscribe"], "/.well-known/mercure/subscriptions{/*}?");
     let bearer = format!("Bearer {token}");
     let _x = a.subscribe_query("match=x", &[]).await;

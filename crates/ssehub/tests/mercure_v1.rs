@@ -8,54 +8,31 @@
 #![cfg(feature = "mercure")]
 
 mod common;
+#[path = "support/mercure.rs"]
+mod mercure;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::*;
 use http::StatusCode;
-use jsonwebtoken::{encode, EncodingKey, Header};
+use jsonwebtoken::{encode, EncodingKey};
+use mercure::{at_jwt, grant, now, sign, token, v1_claims, MercureHub, DETAIL, HUB, RESOURCE};
 use serde_json::{json, Value};
-use ssehub::decode::{Event, Item};
-use ssehub::{JwtAlgorithm, JwtVerifier, Mercure, MercureConfig, Server, METADATA_PATH};
+use ssehub::decode::Event;
+use ssehub::{JwtAlgorithm, JwtVerifier, MercureConfig, METADATA_PATH};
 
-const SECRET: &[u8] = b"!ChangeThisMercureHubJWTSecretKey!";
-const HUB: &str = "/.well-known/mercure";
-const RESOURCE: &str = "https://hub.example/.well-known/mercure";
-const DETAIL: &str = "https://mercure.rocks/authorization-detail";
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// An `at+jwt` header for `alg`.
-fn at_jwt(alg: JwtAlgorithm) -> Header {
-    let mut h = Header::new(alg);
-    h.typ = Some("at+jwt".into());
-    h
-}
-
-/// Valid 1.0 claims with these authorization details.
+/// Valid 1.0 claims with these authorization details, for a subject.
 fn claims(details: Value) -> Value {
-    json!({
-        "aud": RESOURCE,
-        "exp": now() + 600,
-        "sub": "user-1",
-        "authorization_details": details,
-    })
-}
-
-fn sign(header: &Header, claims: &Value) -> String {
-    encode(header, claims, &EncodingKey::from_secret(SECRET).unwrap()).unwrap()
+    let mut c = v1_claims(details);
+    c["sub"] = json!("user-1");
+    c
 }
 
 /// A 1.0 token (HS256) granting `actions` on `topics` (`[{match, match_type}]`).
 fn v1_token(actions: &[&str], topics: Value) -> String {
     sign(
         &at_jwt(JwtAlgorithm::HS256),
-        &claims(json!([{ "type": DETAIL, "actions": actions, "topics": topics }])),
+        &claims(grant(actions, topics)),
     )
 }
 
@@ -65,57 +42,22 @@ fn everything() -> String {
 
 /// A 0.x token with the `mercure` claim.
 fn v0_token(claim: Value) -> String {
-    sign(&Header::default(), &json!({ "mercure": claim }))
+    token(json!({ "mercure": claim }))
 }
 
 fn config() -> MercureConfig {
-    let key = JwtVerifier::hmac(JwtAlgorithm::HS256, SECRET).unwrap();
-    MercureConfig::new()
-        .publisher_key(key.clone())
-        .subscriber_key(key)
-        .anonymous(true)
-        .resource(RESOURCE)
+    mercure::config().resource(RESOURCE)
 }
 
-struct Hub {
-    addr: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+/// A hub of `config` that these tests publish to with 1.0 tokens.
+async fn start(config: MercureConfig) -> MercureHub {
+    MercureHub::start(config)
+        .await
+        .publishing_with(everything())
 }
 
-impl Hub {
-    async fn start(config: MercureConfig) -> Hub {
-        let mercure = Mercure::new(config).unwrap();
-        let server = Server::new(([127, 0, 0, 1], 0))
-            .mercure(mercure)
-            .bind()
-            .await
-            .unwrap();
-        let addr = server.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(server.run_until(async {
-            let _ = stopped.await;
-        }));
-        Hub {
-            addr,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        within("shutdown", self.task.take().unwrap()).await.unwrap();
-    }
-
-    /// A subscriber with this query string, its stream open.
-    async fn subscribe(&self, query: &str, headers: &[(&str, &str)]) -> SseClient {
-        let mut c = SseClient::connect(self.addr, &format!("{HUB}?{query}"), headers).await;
-        assert_eq!(c.status, StatusCode::OK, "subscribe {query}");
-        assert_eq!(c.next_item().await, Some(Item::Comment("connected".into())));
-        c
-    }
-
+// What only the 1.0 tests ask of a hub.
+impl MercureHub {
     /// A subscription refused: its status, `WWW-Authenticate` and body.
     async fn refused(&self, query: &str, headers: &[(&str, &str)]) -> (StatusCode, String, String) {
         let (status, h, body) =
@@ -126,29 +68,6 @@ impl Hub {
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
         (status, challenge, body)
-    }
-
-    async fn post(
-        &self,
-        fields: &[(&str, &str)],
-        token: &str,
-    ) -> (StatusCode, String, http::HeaderMap) {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish();
-        let bearer = format!("Bearer {token}");
-        let headers = [
-            ("content-type", "application/x-www-form-urlencoded"),
-            ("authorization", bearer.as_str()),
-        ];
-        let (status, h, text) = request(self.addr, "POST", HUB, &headers, &body).await;
-        (status, text, h)
-    }
-
-    async fn publish(&self, fields: &[(&str, &str)]) -> String {
-        let (status, body, _) = self.post(fields, &everything()).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, http::HeaderMap, String) {
@@ -173,22 +92,24 @@ async fn next(c: &mut SseClient) -> Event {
 
 #[tokio::test]
 async fn exact_url_pattern_and_star_matchers_each_get_an_update_once() {
-    let hub = Hub::start(config()).await;
+    let hub = start(config()).await;
     let book = "https://example.com/books/1";
-    let mut exact = hub.subscribe(&q(&[("match", book)]), &[]).await;
-    let mut explicit = hub.subscribe(&q(&[("match_exact", book)]), &[]).await;
+    let mut exact = hub.subscribe_query(&q(&[("match", book)]), &[]).await;
+    let mut explicit = hub.subscribe_query(&q(&[("match_exact", book)]), &[]).await;
     let mut pattern = hub
-        .subscribe(
+        .subscribe_query(
             &q(&[("match_urlpattern", "https://example.com/books/:id")]),
             &[],
         )
         .await;
     let mut relative = hub
-        .subscribe(&q(&[("match_urlpattern", "/books/:id")]), &[])
+        .subscribe_query(&q(&[("match_urlpattern", "/books/:id")]), &[])
         .await;
-    let mut star = hub.subscribe(&q(&[("match_urlpattern", "*")]), &[]).await;
+    let mut star = hub
+        .subscribe_query(&q(&[("match_urlpattern", "*")]), &[])
+        .await;
     let mut all = hub
-        .subscribe(
+        .subscribe_query(
             &q(&[
                 ("match", book),
                 ("matchURLPattern", "https://example.com/books/:id"),
@@ -198,11 +119,11 @@ async fn exact_url_pattern_and_star_matchers_each_get_an_update_once() {
         )
         .await;
     let mut braces = hub
-        .subscribe(&q(&[("match", "https://example.com/books/{id}")]), &[])
+        .subscribe_query(&q(&[("match", "https://example.com/books/{id}")]), &[])
         .await;
     // A 0.x subscriber on the same hub, with a template.
     let mut old = hub
-        .subscribe(&q(&[("topic", "https://example.com/books/{id}")]), &[])
+        .subscribe_query(&q(&[("topic", "https://example.com/books/{id}")]), &[])
         .await;
     let id = hub.publish(&[("topic", book), ("data", "b1")]).await;
     for c in [
@@ -254,7 +175,7 @@ async fn exact_url_pattern_and_star_matchers_each_get_an_update_once() {
 
 #[tokio::test]
 async fn malformed_subscriptions_are_400_naming_the_parameter() {
-    let hub = Hub::start(config()).await;
+    let hub = start(config()).await;
     let cases: &[(&str, &str)] = &[
         ("topic=a&match=b", "\"match\""),
         ("match_urlpattern=/a/:b&topic=a", "\"match_urlpattern\""),
@@ -321,7 +242,7 @@ async fn access_tokens_are_checked_as_draft_08_says() {
     let (ec_private, ec_public) = es256_pair();
     let rs = JwtVerifier::public_key_pem(rsa_public.as_bytes(), Some(JwtAlgorithm::RS256)).unwrap();
     let es = JwtVerifier::public_key_pem(ec_public.as_bytes(), Some(JwtAlgorithm::ES256)).unwrap();
-    let hub = Hub::start(
+    let hub = start(
         config()
             .anonymous(false)
             .trusted_issuer("https://self.example")
@@ -519,13 +440,13 @@ async fn access_tokens_are_checked_as_draft_08_says() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body.contains("no token from the query"), "{body}");
     let cookie = format!("__Secure-mercure_access_token={good_token}");
-    hub.subscribe("match=a", &[("cookie", &cookie)]).await;
+    hub.subscribe_query("match=a", &[("cookie", &cookie)]).await;
     // A 0.x subscriber's query token is still read (0.x's rules), and a 1.0 token
     // serves a 0.x request as well: a token's shape says its rules.
     let v0 = v0_token(json!({ "subscribe": ["*"] }));
-    hub.subscribe(&q(&[("topic", "a"), ("authorization", &v0)]), &[])
+    hub.subscribe_query(&q(&[("topic", "a"), ("authorization", &v0)]), &[])
         .await;
-    hub.subscribe(
+    hub.subscribe_query(
         "topic=a",
         &[("authorization", &format!("Bearer {good_token}"))],
     )
@@ -535,20 +456,20 @@ async fn access_tokens_are_checked_as_draft_08_says() {
 
 #[tokio::test]
 async fn publish_grants_and_rfc_6750_answers() {
-    let hub = Hub::start(config()).await;
+    let hub = start(config()).await;
     let book = "https://example.com/books/1";
-    let mut c = hub.subscribe(&q(&[("match", book)]), &[]).await;
+    let mut c = hub.subscribe_query(&q(&[("match", book)]), &[]).await;
     let books = v1_token(
         &["publish"],
         json!([{ "match": "https://example.com/books/:id", "match_type": "urlpattern" }]),
     );
     let (status, id, _) = hub
-        .post(&[("topic", book), ("data", "granted")], &books)
+        .post_as(&[("topic", book), ("data", "granted")], &books)
         .await;
     assert_eq!(status, StatusCode::OK, "{id}");
     assert_eq!(next(&mut c).await.data, "granted");
     let (status, body, h) = hub
-        .post(
+        .post_as(
             &[("topic", "https://example.com/authors/1"), ("data", "x")],
             &books,
         )
@@ -559,7 +480,9 @@ async fn publish_grants_and_rfc_6750_answers() {
         .unwrap()
         .contains("error=\"insufficient_scope\""));
     let readers = v1_token(&["subscribe"], json!([{ "match": "*" }]));
-    let (status, body, _) = hub.post(&[("topic", book), ("data", "x")], &readers).await;
+    let (status, body, _) = hub
+        .post_as(&[("topic", book), ("data", "x")], &readers)
+        .await;
     assert_eq!(
         status,
         StatusCode::FORBIDDEN,
@@ -571,7 +494,7 @@ async fn publish_grants_and_rfc_6750_answers() {
         &typ,
         &claims(json!([{ "type": DETAIL, "actions": ["publish"], "topics": [{ "match": "*" }] }])),
     );
-    let (status, body, h) = hub.post(&[("topic", book), ("data", "x")], &bad).await;
+    let (status, body, h) = hub.post_as(&[("topic", book), ("data", "x")], &bad).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(h["www-authenticate"]
         .to_str()
@@ -582,7 +505,7 @@ async fn publish_grants_and_rfc_6750_answers() {
 
 #[tokio::test]
 async fn draft_08_publish_rules_are_400() {
-    let hub = Hub::start(config()).await;
+    let hub = start(config()).await;
     let token = everything();
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
@@ -608,13 +531,13 @@ async fn draft_08_publish_rules_are_400() {
         (&[("topic", "t"), ("type", "mercure")], "reserved"),
     ];
     for (fields, says) in cases {
-        let (status, body, _) = hub.post(fields, &token).await;
+        let (status, body, _) = hub.post_as(fields, &token).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{fields:?}: {body}");
         assert!(body.contains(says), "{fields:?}: {body}");
     }
     // Near misses are fine.
     for t in ["/.well-known/mercurey", "https://e.com/.well-known"] {
-        let (status, body, _) = hub.post(&[("topic", t)], &token).await;
+        let (status, body, _) = hub.post_as(&[("topic", t)], &token).await;
         assert_eq!(status, StatusCode::OK, "{t}: {body}");
     }
     hub.stop().await;
@@ -622,15 +545,17 @@ async fn draft_08_publish_rules_are_400() {
 
 #[tokio::test]
 async fn private_updates_follow_the_grants_live_and_on_replay_with_the_1_0_header() {
-    let hub = Hub::start(config()).await;
+    let hub = start(config()).await;
     let pattern = q(&[("match_urlpattern", "https://example.com/books/:id")]);
     let one = v1_token(
         &["subscribe"],
         json!([{ "match": "https://example.com/books/1" }]),
     );
     let bearer = format!("Bearer {one}");
-    let mut granted = hub.subscribe(&pattern, &[("authorization", &bearer)]).await;
-    let mut anonymous = hub.subscribe(&pattern, &[]).await;
+    let mut granted = hub
+        .subscribe_query(&pattern, &[("authorization", &bearer)])
+        .await;
+    let mut anonymous = hub.subscribe_query(&pattern, &[]).await;
     let first = hub
         .publish(&[("topic", "https://example.com/books/0"), ("data", "public")])
         .await;
@@ -659,7 +584,9 @@ async fn private_updates_follow_the_grants_live_and_on_replay_with_the_1_0_heade
     // Resume after the first with `last_event_id`: the same rules on replay, and the
     // answer says where the replay starts, in 1.0's header.
     let query = format!("{pattern}&{}", q(&[("last_event_id", &first)]));
-    let mut again = hub.subscribe(&query, &[("authorization", &bearer)]).await;
+    let mut again = hub
+        .subscribe_query(&query, &[("authorization", &bearer)])
+        .await;
     assert_eq!(again.headers["mercure-last-event-id"], first.as_str());
     assert!(
         again.headers.get("last-event-id").is_none(),
@@ -668,7 +595,7 @@ async fn private_updates_follow_the_grants_live_and_on_replay_with_the_1_0_heade
     assert_eq!(next(&mut again).await.data, "yours");
     assert_eq!(next(&mut again).await.data, "marker");
     let unknown = format!("{pattern}&last_event_id=urn%3Auuid%3Anever");
-    let c = hub.subscribe(&unknown, &[]).await;
+    let c = hub.subscribe_query(&unknown, &[]).await;
     assert_eq!(c.headers["mercure-last-event-id"], "earliest");
     // A client id used twice resolves to the earliest.
     hub.publish(&[
@@ -684,7 +611,7 @@ async fn private_updates_follow_the_grants_live_and_on_replay_with_the_1_0_heade
     ])
     .await;
     let mut from_dup = hub
-        .subscribe(&format!("{pattern}&last_event_id=dup"), &[])
+        .subscribe_query(&format!("{pattern}&last_event_id=dup"), &[])
         .await;
     assert_eq!(next(&mut from_dup).await.data, "d2");
     hub.stop().await;
@@ -700,14 +627,16 @@ fn watcher_token() -> String {
 
 #[tokio::test]
 async fn subscription_events_in_both_shapes_to_those_allowed() {
-    let hub = Hub::start(config().subscriptions(true)).await;
+    let hub = start(config().subscriptions(true)).await;
     let bearer = format!("Bearer {}", watcher_token());
     let events = q(&[("match_urlpattern", "/.well-known/mercure/subscriptions/*")]);
-    let mut watcher = hub.subscribe(&events, &[("authorization", &bearer)]).await;
+    let mut watcher = hub
+        .subscribe_query(&events, &[("authorization", &bearer)])
+        .await;
     // Its own subscription is announced to itself first.
     let own = next(&mut watcher).await;
     assert_eq!(own.event, "mercure");
-    let mut nosy = hub.subscribe(&events, &[]).await; // no grant: private events never come
+    let mut nosy = hub.subscribe_query(&events, &[]).await; // no grant: private events never come
     assert_eq!(
         next(&mut watcher).await.event,
         "mercure",
@@ -720,7 +649,7 @@ async fn subscription_events_in_both_shapes_to_those_allowed() {
     let with_payload = sign(&at_jwt(JwtAlgorithm::HS256), &claims_with_payload);
     let b = format!("Bearer {with_payload}");
     let books = q(&[("match_urlpattern", "https://example.com/books/:id")]);
-    let one = hub.subscribe(&books, &[("authorization", &b)]).await;
+    let one = hub.subscribe_query(&books, &[("authorization", &b)]).await;
     let e = next(&mut watcher).await;
     assert_eq!(e.event, "mercure");
     let doc: Value = serde_json::from_str(&e.data).unwrap();
@@ -757,7 +686,7 @@ async fn subscription_events_in_both_shapes_to_those_allowed() {
         ),
         ("authorization", &v0),
     ]);
-    let mut old_watcher = hub.subscribe(&old_events, &[]).await;
+    let mut old_watcher = hub.subscribe_query(&old_events, &[]).await;
     let own = next(&mut old_watcher).await;
     let doc: Value = serde_json::from_str(&own.data).unwrap();
     assert_eq!(own.event, "message");
@@ -786,12 +715,12 @@ async fn subscription_events_in_both_shapes_to_those_allowed() {
 
 #[tokio::test]
 async fn the_subscriptions_api_then_the_events_from_its_cursor_miss_nothing() {
-    let hub = Hub::start(config().subscriptions(true)).await;
+    let hub = start(config().subscriptions(true)).await;
     let token = watcher_token();
     let books = q(&[("match_urlpattern", "https://example.com/books/:id")]);
-    let _a = hub.subscribe(&books, &[]).await;
+    let _a = hub.subscribe_query(&books, &[]).await;
     let _old = hub
-        .subscribe("topic=https%3A%2F%2Fexample.com%2Fa", &[])
+        .subscribe_query("topic=https%3A%2F%2Fexample.com%2Fa", &[])
         .await;
     let (status, h, body) = hub
         .get("/.well-known/mercure/subscriptions", Some(&token))
@@ -843,13 +772,15 @@ async fn the_subscriptions_api_then_the_events_from_its_cursor_miss_nothing() {
         .contains("insufficient_scope"));
     // A change after the snapshot, then a watcher from its cursor: that change, and
     // nothing the snapshot already had.
-    let late = hub.subscribe(&q(&[("match", "late")]), &[]).await;
+    let late = hub.subscribe_query(&q(&[("match", "late")]), &[]).await;
     let bearer = format!("Bearer {token}");
     let events = q(&[
         ("match_urlpattern", "/.well-known/mercure/subscriptions/*"),
         ("last_event_id", &cursor),
     ]);
-    let mut watcher = hub.subscribe(&events, &[("authorization", &bearer)]).await;
+    let mut watcher = hub
+        .subscribe_query(&events, &[("authorization", &bearer)])
+        .await;
     assert_eq!(watcher.headers["mercure-last-event-id"], cursor.as_str());
     let e: Value = serde_json::from_str(&next(&mut watcher).await.data).unwrap();
     assert_eq!(
@@ -869,7 +800,7 @@ async fn the_subscriptions_api_then_the_events_from_its_cursor_miss_nothing() {
     );
     // Off: no such resource.
     hub.stop().await;
-    let off = Hub::start(config()).await;
+    let off = start(config()).await;
     let (status, _, _) = off
         .get("/.well-known/mercure/subscriptions", Some(&token))
         .await;
@@ -879,7 +810,7 @@ async fn the_subscriptions_api_then_the_events_from_its_cursor_miss_nothing() {
 
 #[tokio::test]
 async fn the_protected_resource_metadata_says_the_audience() {
-    let hub = Hub::start(config().trusted_issuer("https://auth.example")).await;
+    let hub = start(config().trusted_issuer("https://auth.example")).await;
     let (status, h, body) = hub.get(METADATA_PATH, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(h["content-type"], "application/json");

@@ -47,6 +47,11 @@ async fn node_with(
     TestServer::start(options(sse)).await
 }
 
+/// A hub whose rooms each keep their last `events` events.
+fn keeping(events: usize) -> HubConfig {
+    HubConfig::default().history(Some(HistoryConfig::default().max_events(events)))
+}
+
 async fn publish(hub: &Hub, room: &str, data: &str) -> ssehub::Published {
     hub.to(room)
         .publish_and_wait(&Message::new(data))
@@ -60,10 +65,9 @@ fn seq_of(id: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_deliver_every_publication_once_in_one_order() {
-    if !redis_server::available() {
+    let Some(redis) = RedisServer::start_if_available() else {
         return;
-    }
-    let redis = RedisServer::start();
+    };
     let mut nodes = Vec::new();
     for _ in 0..3 {
         nodes.push(node(&redis, HubConfig::default()).await);
@@ -114,11 +118,10 @@ async fn three_nodes_deliver_every_publication_once_in_one_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_moves_to_another_node_with_its_last_id_and_misses_nothing() {
-    if !redis_server::available() {
+    let Some(redis) = RedisServer::start_if_available() else {
         return;
-    }
-    let redis = RedisServer::start();
-    let config = HubConfig::default().history(Some(HistoryConfig::default().max_events(50)));
+    };
+    let config = keeping(50);
     let a = node(&redis, config.clone()).await;
     let b = node(&redis, config).await;
     let mut c = a.sse("/sse?room=r").await;
@@ -160,10 +163,13 @@ async fn a_client_moves_to_another_node_with_its_last_id_and_misses_nothing() {
     b.stop().await;
 }
 
-async fn two_nodes(redis: &RedisServer) -> (TestServer, TestServer) {
-    let a = node(redis, HubConfig::default()).await;
-    let b = node(redis, HubConfig::default()).await;
-    (a, b)
+/// A Redis of its own and two nodes on it; `None` without redis-server (the test is
+/// skipped).
+async fn two_nodes() -> Option<(RedisServer, TestServer, TestServer)> {
+    let redis = RedisServer::start_if_available()?;
+    let a = node(&redis, HubConfig::default()).await;
+    let b = node(&redis, HubConfig::default()).await;
+    Some((redis, a, b))
 }
 
 /// A subscriber to room `r` on each of `a` and `b`, in it once this returns.
@@ -204,11 +210,9 @@ async fn read_until(c: &mut SseClient, last: &str) -> Seen {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_silent_and_a_dead_redis_nothing_is_lost_silently() {
-    if !redis_server::available() {
+    let Some((mut redis, a, b)) = two_nodes().await else {
         return;
-    }
-    let mut redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis).await;
+    };
     let (mut ca, mut cb) = one_subscriber_each(&a, &b).await;
     let mut sent: Vec<(usize, String, bool)> = Vec::new();
     let round = |phase: &'static str, n: usize| {
@@ -281,10 +285,9 @@ async fn through_a_silent_and_a_dead_redis_nothing_is_lost_silently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_a_node_dies_its_clients_resume_on_another() {
-    if !redis_server::available() {
+    let Some(redis) = RedisServer::start_if_available() else {
         return;
-    }
-    let redis = RedisServer::start();
+    };
     let a = node(&redis, HubConfig::default()).await;
     let b = Arc::new(node(&redis, HubConfig::default()).await);
     let mut c = a.sse("/sse?room=r").await;
@@ -321,17 +324,24 @@ fn series(hub: &Hub, name: &str) -> f64 {
         .unwrap()
 }
 
+/// The backplane's series in `hub`'s `/metrics`: (connected, outages).
+#[cfg(feature = "metrics")]
+fn backplane_series(hub: &Hub) -> (f64, f64) {
+    (
+        series(hub, "ssehub_backplane_connected{backplane=\"redis\"}"),
+        series(hub, "ssehub_backplane_outages_total{backplane=\"redis\"}"),
+    )
+}
+
 /// What each node shows of a hub shared through Redis: deliveries and their bytes where
 /// they happen (the publisher's node, and the others, from the channel), history depths
 /// read from Redis, and the backplane's state in `/metrics` through an outage.
 #[cfg(feature = "metrics")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_shows_what_it_delivered_and_the_backplane_state() {
-    if !redis_server::available() {
+    let Some((redis, a, b)) = two_nodes().await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis).await;
+    };
     let (mut ca, mut cb) = one_subscriber_each(&a, &b).await;
     let mut frame_bytes = 0;
     for i in 0..3 {
@@ -368,30 +378,10 @@ async fn every_node_shows_what_it_delivered_and_the_backplane_state() {
         !a.hub.backplane_status().connected
     })
     .await;
-    assert_eq!(
-        series(&a.hub, "ssehub_backplane_connected{backplane=\"redis\"}"),
-        0.0
-    );
-    assert_eq!(
-        series(
-            &a.hub,
-            "ssehub_backplane_outages_total{backplane=\"redis\"}"
-        ),
-        1.0
-    );
+    assert_eq!(backplane_series(&a.hub), (0.0, 1.0), "(connected, outages)");
     redis.resume();
     eventually("A back", || a.hub.backplane_status().connected).await;
-    assert_eq!(
-        series(&a.hub, "ssehub_backplane_connected{backplane=\"redis\"}"),
-        1.0
-    );
-    assert_eq!(
-        series(
-            &a.hub,
-            "ssehub_backplane_outages_total{backplane=\"redis\"}"
-        ),
-        1.0
-    );
+    assert_eq!(backplane_series(&a.hub), (1.0, 1.0), "(connected, outages)");
     a.stop().await;
     b.stop().await;
 }
@@ -420,10 +410,9 @@ async fn resume(server: &TestServer, cursor: &str, marker: &str) -> (Option<Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_history_is_trimmed_by_bytes_and_by_age() {
-    if !redis_server::available() {
+    let Some(redis) = RedisServer::start_if_available() else {
         return;
-    }
-    let redis = RedisServer::start();
+    };
     // Each event is about 120 bytes on the wire: 1 KiB holds a few, never all 30.
     let by_bytes = HistoryConfig::default().max_bytes(1024);
     let a = node(&redis, HubConfig::default().history(Some(by_bytes))).await;
@@ -456,6 +445,34 @@ async fn the_redis_history_is_trimmed_by_bytes_and_by_age() {
     b.stop().await;
 }
 
+/// Publish events `0..n` from `tasks` tasks at once (event `i` from task `i % tasks`),
+/// each to the rooms and as the message `event(i)` says, and wait for every one.
+async fn publish_from_tasks(
+    hub: &Hub,
+    tasks: usize,
+    n: usize,
+    event: impl Fn(usize) -> (Vec<String>, Message) + Send + Sync + 'static,
+) {
+    let event = Arc::new(event);
+    let writers: Vec<_> = (0..tasks)
+        .map(|w| {
+            let (hub, event) = (hub.clone(), event.clone());
+            tokio::spawn(async move {
+                for i in (w..n).step_by(tasks) {
+                    let (rooms, m) = event(i);
+                    hub.to(&rooms)
+                        .publish_and_wait(&m)
+                        .await
+                        .expect("published");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+}
+
 /// `n` rooms: `r000`, `r001`, ...
 fn many_rooms(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("r{i:03}")).collect()
@@ -474,32 +491,18 @@ fn earliest_in(rooms: &[String]) -> String {
 /// the resuming clients got an `outage` gap instead of their replay.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_of_255_rooms_stall_no_publication_and_no_node() {
-    if !redis_server::available() {
+    let Some((_redis, a, b)) = two_nodes().await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis).await;
+    };
     let rooms = Arc::new(many_rooms(255));
     // 255,000 entries: 1,000 events, each in every room (quick to write, and as much for
     // a fetch to read as 1,000 events of each room's own).
     let filler = "x".repeat(200);
-    let writers: Vec<_> = (0..4)
-        .map(|w| {
-            let (hub, rooms, filler) = (a.hub.clone(), rooms.clone(), filler.clone());
-            tokio::spawn(async move {
-                for i in (w..1000).step_by(4) {
-                    let m = Message::new(format!("{i:04}{filler}"));
-                    hub.to(&*rooms)
-                        .publish_and_wait(&m)
-                        .await
-                        .expect("published");
-                }
-            })
-        })
-        .collect();
-    for w in writers {
-        w.await.unwrap();
-    }
+    let every_room = rooms.clone();
+    publish_from_tasks(&a.hub, 4, 1000, move |i| {
+        (every_room.to_vec(), Message::new(format!("{i:04}{filler}")))
+    })
+    .await;
     let mut live = b.sse("/sse?room=live").await;
     eventually("the live stream on B", || b.hub.room_size("live") == 1).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -608,22 +611,13 @@ async fn measure_a_resume_of_255_rooms() {
     let rooms = Arc::new(many_rooms(255));
     let started = std::time::Instant::now();
     let written = redis.cmd(&["XLEN", "test:room:r254"]).text() == "1000";
-    let writers: Vec<_> = (0..if written { 0 } else { 64 })
-        .map(|w| {
-            let (hub, rooms) = (a.hub.clone(), rooms.clone());
-            tokio::spawn(async move {
-                for i in (w..255_000).step_by(64) {
-                    let m = Message::new(format!("{i:06} {}", "x".repeat(60)));
-                    hub.to(&rooms[i % 255])
-                        .publish_and_wait(&m)
-                        .await
-                        .expect("published");
-                }
-            })
+    if !written {
+        let each_room = rooms.clone();
+        publish_from_tasks(&a.hub, 64, 255_000, move |i| {
+            let m = Message::new(format!("{i:06} {}", "x".repeat(60)));
+            (vec![each_room[i % 255].clone()], m)
         })
-        .collect();
-    for w in writers {
-        w.await.unwrap();
+        .await;
     }
     println!("set-up: 255,000 events in {:?}", started.elapsed());
     let path = earliest_in(&rooms);
@@ -753,11 +747,9 @@ async fn after_gaps(c: &mut SseClient) -> (Vec<String>, Event) {
 /// the sequence passed the old one; publishers waited 2 s and were told `delivered: 0`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sequence_that_goes_back_starts_a_new_epoch_and_is_told() {
-    if !redis_server::available() {
+    let Some((redis, a, b)) = two_nodes().await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis).await;
+    };
     let (mut ca, mut cb) = one_subscriber_each(&a, &b).await;
     let mut epoch = String::new();
     for i in 0..3 {
@@ -818,10 +810,9 @@ async fn a_sequence_that_goes_back_starts_a_new_epoch_and_is_told() {
 /// event in history that no client got live.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publication_redis_refuses_writes_nothing() {
-    if !redis_server::available() {
+    let Some(redis) = RedisServer::start_if_available() else {
         return;
-    }
-    let redis = RedisServer::start();
+    };
     let a = node(&redis, HubConfig::default()).await;
     publish(&a.hub, "r", "first").await;
     redis.cmd(&["SET", "test:room:bad", "not a stream"]);
@@ -848,11 +839,10 @@ async fn a_publication_redis_refuses_writes_nothing() {
 /// refused, and the client got an `outage` gap, counted.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_of_u64_max_is_all_the_history_kept() {
-    if !redis_server::available() {
+    let Some(redis) = RedisServer::start_if_available() else {
         return;
-    }
-    let redis = RedisServer::start();
-    let config = HubConfig::default().history(Some(HistoryConfig::default().max_events(5)));
+    };
+    let config = keeping(5);
     let a = node(&redis, config).await;
     for i in 0..8 {
         publish(&a.hub, "r", &i.to_string()).await;
@@ -894,10 +884,9 @@ async fn a_history_of_u64_max_is_all_the_history_kept() {
 /// reached the clients as they were).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_messages_on_the_channel_are_refused() {
-    if !redis_server::available() {
+    let Some(redis) = RedisServer::start_if_available() else {
         return;
-    }
-    let redis = RedisServer::start();
+    };
     let a = node(&redis, HubConfig::default()).await;
     let mut c = a.sse("/sse?room=r").await;
     eventually("the stream", || a.hub.room_size("r") == 1).await;
@@ -939,10 +928,9 @@ async fn forged_messages_on_the_channel_are_refused() {
 /// Small pages, several rounds, events shared by rooms: the merge of the rooms' pages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_from_redis_is_the_newest_that_fit_each_once_in_order() {
-    if !redis_server::available() {
+    let Some(redis) = RedisServer::start_if_available() else {
         return;
-    }
-    let redis = RedisServer::start();
+    };
     // Half of 4 KiB: about 70 of the 90 events below.
     let small = node_with(redis.url(), HubConfig::default(), |o| o.outbox_limit(4096)).await;
     let large = node(&redis, HubConfig::default()).await;
@@ -1007,11 +995,9 @@ async fn a_replay_from_redis_is_the_newest_that_fit_each_once_in_order() {
 /// live, with the node delivering past what the replay read meanwhile).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_while_another_node_publishes_miss_nothing_and_repeat_nothing() {
-    if !redis_server::available() {
+    let Some((_redis, a, b)) = two_nodes().await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let (a, b) = two_nodes(&redis).await;
+    };
     const N: usize = 1000;
     let publisher = {
         let hub = b.hub.clone();

@@ -10,18 +10,33 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::TestServer;
+use common::{Running, TestServer};
 use http::{Request, StatusCode, Version};
 use http_body_util::Empty;
 use ssehub::{Server, SseOptions, TlsConfig};
 use ssehub_testkit::tls::{client_config, connect_tls, send_tls, SelfSigned};
 use ssehub_testkit::{eventually, SseClient};
 
+/// A TLS configuration serving `cert`.
+fn tls_of(cert: &SelfSigned) -> TlsConfig {
+    TlsConfig::from_pem(cert.cert.clone(), cert.key.clone())
+}
+
 async fn tls_server(tls: TlsConfig) -> TestServer {
     TestServer::start_with(SseOptions::new().rooms_from_query(true), |s: Server| {
         s.tls(tls)
     })
     .await
+}
+
+/// Send the event `event` with `data` to every stream of `srv`.
+fn broadcast(srv: &TestServer, event: &str, data: &str) {
+    let m = ssehub::Message::builder()
+        .event(event)
+        .data(data)
+        .build()
+        .unwrap();
+    srv.hub.to(ssehub::ROOM_ALL).publish(&m).unwrap();
 }
 
 /// Open `/sse` over TLS offering `alpn`; the stream and the protocol ALPN chose.
@@ -39,24 +54,14 @@ async fn open(srv: &TestServer, roots: &[&str], alpn: &[&[u8]]) -> (SseClient, V
 #[tokio::test]
 async fn http1_and_http2_clients_receive_events_over_tls() {
     let cert = SelfSigned::new();
-    let srv = tls_server(TlsConfig::from_pem(cert.cert.clone(), cert.key.clone())).await;
+    let srv = tls_server(tls_of(&cert)).await;
     let (mut h2, alpn) = open(&srv, &[&cert.cert], &[b"h2", b"http/1.1"]).await;
     assert_eq!(alpn, b"h2", "a client offering h2 gets it");
     let (mut h1, alpn) = open(&srv, &[&cert.cert], &[b"http/1.1"]).await;
     assert_eq!(alpn, b"http/1.1");
     eventually("both streams joined", || srv.hub.connection_count() == 2).await;
     for n in 0..3 {
-        srv.hub
-            .to(ssehub::ROOM_ALL)
-            .publish(
-                &ssehub::Message::builder()
-                    .event("n")
-                    .data(n.to_string())
-                    .build()
-                    .unwrap(),
-            )
-            .map(|p| p.delivered)
-            .unwrap();
+        broadcast(&srv, "n", &n.to_string());
         assert_eq!(h2.next_of("n").await.data, n.to_string());
         assert_eq!(h1.next_of("n").await.data, n.to_string());
     }
@@ -66,21 +71,11 @@ async fn http1_and_http2_clients_receive_events_over_tls() {
 #[tokio::test]
 async fn a_client_without_alpn_gets_http1() {
     let cert = SelfSigned::new();
-    let srv = tls_server(TlsConfig::from_pem(cert.cert.clone(), cert.key.clone())).await;
+    let srv = tls_server(tls_of(&cert)).await;
     let (mut client, alpn) = open(&srv, &[&cert.cert], &[]).await;
     assert!(alpn.is_empty());
     eventually("joined", || srv.hub.connection_count() == 1).await;
-    srv.hub
-        .to(ssehub::ROOM_ALL)
-        .publish(
-            &ssehub::Message::builder()
-                .event("x")
-                .data("1")
-                .build()
-                .unwrap(),
-        )
-        .map(|p| p.delivered)
-        .unwrap();
+    broadcast(&srv, "x", "1");
     assert_eq!(client.next_of("x").await.data, "1");
     srv.stop().await;
 }
@@ -89,7 +84,7 @@ async fn a_client_without_alpn_gets_http1() {
 async fn an_untrusted_certificate_fails_the_handshake() {
     let cert = SelfSigned::new();
     let other = SelfSigned::new();
-    let srv = tls_server(TlsConfig::from_pem(cert.cert.clone(), cert.key.clone())).await;
+    let srv = tls_server(tls_of(&cert)).await;
     let refused = connect_tls(srv.addr, client_config(&[&other.cert], &[b"h2"])).await;
     assert!(
         refused.is_err(),
@@ -157,17 +152,7 @@ async fn a_certificate_reload_keeps_open_streams_open() {
     );
     // The streams opened before go on.
     assert_eq!(srv.hub.connection_count(), 2);
-    srv.hub
-        .to(ssehub::ROOM_ALL)
-        .publish(
-            &ssehub::Message::builder()
-                .event("after")
-                .data("reload")
-                .build()
-                .unwrap(),
-        )
-        .map(|p| p.delivered)
-        .unwrap();
+    broadcast(&srv, "after", "reload");
     assert_eq!(h2.next_of("after").await.data, "reload");
     assert_eq!(h1.next_of("after").await.data, "reload");
     srv.stop().await;
@@ -197,7 +182,7 @@ async fn a_bad_certificate_is_refused_at_bind() {
 #[tokio::test]
 async fn a_plain_listener_beside_a_tls_one() {
     let cert = SelfSigned::new();
-    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let tls = tls_of(&cert);
     let server = Server::new(([127, 0, 0, 1], 0))
         .sse(SseOptions::new())
         .tls(tls)
@@ -211,20 +196,16 @@ async fn a_plain_listener_beside_a_tls_one() {
     assert!(listeners[0].url().starts_with("https://127.0.0.1:"));
     assert!(listeners[1].url().starts_with("http://127.0.0.1:"));
     let plain = listeners[1].addr;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run_until(async {
-        let _ = stopped.await;
-    }));
+    let server = Running::spawn(server);
     let client = SseClient::open(plain, "/sse").await;
     assert_eq!(client.status, StatusCode::OK);
-    let _ = stop.send(());
-    ssehub_testkit::within("shutdown", task).await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn http2_over_tls_says_no_connection_header() {
     let cert = SelfSigned::new();
-    let srv = tls_server(TlsConfig::from_pem(cert.cert.clone(), cert.key.clone())).await;
+    let srv = tls_server(tls_of(&cert)).await;
     let req = Request::get("/sse").body(Empty::<Bytes>::new()).unwrap();
     let (res, _) = send_tls(srv.addr, client_config(&[&cert.cert], &[b"h2"]), req).await;
     assert_eq!(res.version(), Version::HTTP_2);
@@ -235,7 +216,7 @@ async fn http2_over_tls_says_no_connection_header() {
 #[tokio::test]
 async fn shutdown_drains_tls_streams_with_the_farewell() {
     let cert = SelfSigned::new();
-    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let tls = tls_of(&cert);
     let farewell = ssehub::Message::builder()
         .event("bye")
         .data("shutting down")
@@ -264,7 +245,7 @@ async fn shutdown_drains_tls_streams_with_the_farewell() {
 #[tokio::test]
 async fn a_tls_client_that_stops_reading_meets_the_outbox_bound() {
     let cert = SelfSigned::new();
-    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let tls = tls_of(&cert);
     let options = SseOptions::new().outbox_limit(64 * 1024);
     let srv = TestServer::start_with(options, |s: Server| s.tls(tls)).await;
     let (stalled, _) = open(&srv, &[&cert.cert], &[b"h2"]).await;
@@ -273,17 +254,7 @@ async fn a_tls_client_that_stops_reading_meets_the_outbox_bound() {
     let chunk = "x".repeat(8 * 1024);
     // At most 4 MiB: far more than the window and the outbox together.
     for n in 0..512 {
-        srv.hub
-            .to(ssehub::ROOM_ALL)
-            .publish(
-                &ssehub::Message::builder()
-                    .event("big")
-                    .data(&chunk)
-                    .build()
-                    .unwrap(),
-            )
-            .map(|p| p.delivered)
-            .unwrap();
+        broadcast(&srv, "big", &chunk);
         assert_eq!(
             reader.next_of("big").await.data.len(),
             chunk.len(),
@@ -299,17 +270,7 @@ async fn a_tls_client_that_stops_reading_meets_the_outbox_bound() {
         srv.hub.connection_count() == 1
     })
     .await;
-    srv.hub
-        .to(ssehub::ROOM_ALL)
-        .publish(
-            &ssehub::Message::builder()
-                .event("after")
-                .data("1")
-                .build()
-                .unwrap(),
-        )
-        .map(|p| p.delivered)
-        .unwrap();
+    broadcast(&srv, "after", "1");
     assert_eq!(
         reader.next_of("after").await.data,
         "1",
@@ -319,18 +280,25 @@ async fn a_tls_client_that_stops_reading_meets_the_outbox_bound() {
     srv.stop().await;
 }
 
-/// A client that opens TCP and never starts the TLS handshake (or stops half-way) is cut
-/// at the header timeout, as a plain client that sends no request is.
-#[tokio::test]
-async fn a_handshake_that_never_comes_is_cut_at_the_header_timeout() {
+/// A TLS server with a header timeout of 300 ms, and a client that opens TCP and says
+/// nothing: the server, once it has cut that client, and what the client got.
+async fn a_silent_client_cut() -> (TestServer, Vec<u8>) {
     let cert = SelfSigned::new();
-    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let tls = tls_of(&cert);
     let srv = TestServer::start_with(SseOptions::new(), |s: Server| {
         s.tls(tls).header_timeout(Duration::from_millis(300))
     })
     .await;
     let mut silent = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
     let got = ssehub_testkit::until_closed("the silent client is cut", &mut silent).await;
+    (srv, got)
+}
+
+/// A client that opens TCP and never starts the TLS handshake (or stops half-way) is cut
+/// at the header timeout, as a plain client that sends no request is.
+#[tokio::test]
+async fn a_handshake_that_never_comes_is_cut_at_the_header_timeout() {
+    let (srv, got) = a_silent_client_cut().await;
     assert!(
         got.is_empty(),
         "nothing is sent to a client that said nothing"
@@ -378,7 +346,7 @@ async fn a_crowd_of_tls_clients_from_one_address_is_served() {
     // all handshaking at once, is served.
     const CLIENTS: usize = 64;
     let cert = SelfSigned::new();
-    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let tls = tls_of(&cert);
     let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s: Server| {
         s.tls(tls).max_pending_connections(Some(100), Some(4))
     })
@@ -411,7 +379,7 @@ async fn stalled_tls_handshakes_are_capped_once_their_grace_is_over() {
     const CAP: usize = 2;
     const EXTRA: usize = 2;
     let cert = SelfSigned::new();
-    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    let tls = tls_of(&cert);
     let srv = TestServer::start_with(SseOptions::new().keep_alive(None), |s: Server| {
         s.tls(tls)
             .header_timeout(Duration::from_secs(60))
@@ -448,14 +416,7 @@ async fn stalled_tls_handshakes_are_capped_once_their_grace_is_over() {
 
 #[tokio::test]
 async fn a_handshake_cut_by_the_header_timeout_is_counted() {
-    let cert = SelfSigned::new();
-    let tls = TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
-    let srv = TestServer::start_with(SseOptions::new(), |s: Server| {
-        s.tls(tls).header_timeout(Duration::from_millis(300))
-    })
-    .await;
-    let mut silent = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
-    ssehub_testkit::until_closed("the silent client is cut", &mut silent).await;
+    let (srv, _) = a_silent_client_cut().await;
     eventually("the timeout counted", || {
         srv.hub.stats().refused["header_timeout"] == 1
     })

@@ -6,6 +6,8 @@
 //! Real servers on ephemeral loopback ports, certificates made in the test (rcgen).
 #![cfg(feature = "tls")]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -15,13 +17,14 @@ use ssehub_testkit::{eventually, within};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use common::Running;
+
 /// A server with a TLS listener (`addr`) and a plain one beside it (`plain`).
 struct Both {
     addr: SocketAddr,
     plain: SocketAddr,
     hub: ssehub::Hub,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    server: Running,
 }
 
 impl Both {
@@ -38,22 +41,16 @@ impl Both {
         let listeners = server.listeners();
         assert!(listeners[0].tls && !listeners[1].tls);
         let (addr, plain) = (listeners[0].addr, listeners[1].addr);
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run_until(async {
-            let _ = stopped.await;
-        }));
         Both {
             addr,
             plain,
             hub,
-            stop,
-            task,
+            server: Running::spawn(server),
         }
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        within("shutdown", self.task).await.unwrap();
+        self.server.stop().await;
     }
 }
 

@@ -1,7 +1,7 @@
 //! Support for the library's end-to-end tests: a real server on an ephemeral port
-//! ([`TestServer`]), in this process, and what those tests need of it. The client side
-//! (bounded waits, HTTP, raw sockets, SSE) is `ssehub-testkit`'s, shared with the CLI's
-//! tests and re-exported here.
+//! ([`TestServer`], or any server as [`Running`]), in this process, and what those tests
+//! need of it. The client side (bounded waits, HTTP, raw sockets, SSE) is
+//! `ssehub-testkit`'s, shared with the CLI's tests and re-exported here.
 #![allow(dead_code, unused_imports)]
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use ssehub::decode::Item;
-use ssehub::{Hub, HubConfig, Server, SseOptions};
+use ssehub::{BoundServer, Hub, HubConfig, Server, SseOptions};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -25,11 +25,41 @@ pub(crate) fn without_history() -> SseOptions {
     SseOptions::new().with_hub(Hub::with_config(HubConfig::default().history(None)))
 }
 
+/// A bound server running on a task of its own until [`Running::stop`]. Dropped, it
+/// stops too (the stop signal's sender goes with it), without anyone waiting for it.
+pub(crate) struct Running {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Bind `server` and run it.
+    pub(crate) async fn start(server: Server) -> Running {
+        Running::spawn(server.bind().await.expect("bind"))
+    }
+
+    /// Run `server`, bound already (for a test that reads its listeners first).
+    pub(crate) fn spawn(server: BoundServer) -> Running {
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        Running { addr, stop, task }
+    }
+
+    /// Shut down gracefully and wait for the server to return.
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        within("server shutdown", self.task).await.unwrap();
+    }
+}
+
 pub(crate) struct TestServer {
     pub addr: SocketAddr,
     pub hub: Hub,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    server: Running,
 }
 
 impl TestServer {
@@ -42,29 +72,17 @@ impl TestServer {
         f: impl FnOnce(Server) -> Server,
     ) -> TestServer {
         let hub = options.hub().clone();
-        let server = f(Server::new(([127, 0, 0, 1], 0)).sse(options))
-            .bind()
-            .await
-            .expect("bind");
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(server.run_until(async {
-            let _ = stopped.await;
-        }));
+        let server = Running::start(f(Server::new(([127, 0, 0, 1], 0)).sse(options))).await;
         TestServer {
-            addr,
+            addr: server.addr,
             hub,
-            stop: Some(stop),
-            task: Some(task),
+            server,
         }
     }
 
     /// Shut down gracefully and wait for the server to return.
-    pub(crate) async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        within("server shutdown", self.task.take().unwrap())
-            .await
-            .unwrap();
+    pub(crate) async fn stop(self) {
+        self.server.stop().await;
     }
 
     pub(crate) async fn sse(&self, path: &str) -> SseClient {

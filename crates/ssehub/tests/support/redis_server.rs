@@ -50,6 +50,12 @@ impl RedisServer {
         server
     }
 
+    /// One started where `redis-server` is here ([`available`]); `None` where it is
+    /// not, and the test is skipped.
+    pub(crate) fn start_if_available() -> Option<RedisServer> {
+        available().then(RedisServer::start)
+    }
+
     /// One already running on `port`, left running when dropped.
     pub(crate) fn existing(port: u16) -> RedisServer {
         RedisServer {
