@@ -9,7 +9,8 @@
 //! ```
 //!
 //! - `patterns`: 10,000 subscribers, first all on one exact topic, then spread over
-//!   1,000 distinct URL patterns (10 each) that all match the topic; CPU per publish
+//!   1,000 distinct URL patterns (10 each) that all match the topic, then over 1,000
+//!   distinct URI templates (Mercure 0.x) likewise; CPU per publish
 //!   with the match cache warm (the same topic again) and cold (a new topic each time,
 //!   so every publish matches the topic against the 1,000 patterns).
 //! - `subscriptions`: 10,000 subscribers connecting within 10 s, with subscription
@@ -248,39 +249,55 @@ async fn patterns() {
     drop(subs);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    // 1,000 distinct patterns that all match the topic (an optional group of their own).
-    let started = Instant::now();
-    let mut subs = Vec::with_capacity(SUBSCRIBERS);
-    for i in 0..SUBSCRIBERS {
-        let pattern = format!("https://example.com/books/:id{{/v{}}}?", i % PATTERNS);
-        subs.push(subscriber(hub.addr, &query(&[("match_urlpattern", &pattern)])).await);
+    // 1,000 distinct selectors that all match the topic (an optional part of their own):
+    // Mercure 1.0's URL patterns, then 0.x's URI templates.
+    let selectors: [Selectors; 2] = [
+        ("URL patterns", "match_urlpattern", |n| {
+            format!("https://example.com/books/:id{{/v{n}}}?")
+        }),
+        ("URI templates", "topic", |n| {
+            format!("https://example.com/books/{{id}}{{/v{n}}}")
+        }),
+    ];
+    for (name, key, selector) in selectors {
+        let started = Instant::now();
+        let mut subs = Vec::with_capacity(SUBSCRIBERS);
+        for i in 0..SUBSCRIBERS {
+            let value = selector(i % PATTERNS);
+            subs.push(subscriber(hub.addr, &query(&[(key, &value)])).await);
+        }
+        println!(
+            "{name}: {SUBSCRIBERS} subscribers on {PATTERNS} selectors in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        publish(hub.addr, &bearer, topic).await; // the cache learns the topic
+        let warm = cpu_per_publish(&hub, &bearer, |_| topic.into()).await;
+        let cold = cpu_per_publish(&hub, &bearer, |i| {
+            format!("https://example.com/books/{}", 1000 + i)
+        })
+        .await;
+        let got = events_in(&mut subs[SUBSCRIBERS / 2]).await;
+        println!(
+            "{name}: CPU per publish {:.3} ms with the cache warm, {:.3} ms cold (a new \
+             topic each time: {PATTERNS} selectors matched); a subscriber got {got} of {}",
+            ms(warm),
+            ms(cold),
+            2 * PUBLISHES + 1
+        );
+        println!(
+            "{name}: ratio warm/exact: {:.2}; cold/exact: {:.2}",
+            warm.as_secs_f64() / exact.as_secs_f64(),
+            cold.as_secs_f64() / exact.as_secs_f64()
+        );
+        drop(subs);
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    println!(
-        "patterns: {SUBSCRIBERS} subscribers on {PATTERNS} URL patterns in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    publish(hub.addr, &bearer, topic).await; // the cache learns the topic
-    let warm = cpu_per_publish(&hub, &bearer, |_| topic.into()).await;
-    let cold = cpu_per_publish(&hub, &bearer, |i| {
-        format!("https://example.com/books/{}", 1000 + i)
-    })
-    .await;
-    let got = events_in(&mut subs[SUBSCRIBERS / 2]).await;
-    println!(
-        "patterns: CPU per publish {:.3} ms with the cache warm, {:.3} ms cold (a new \
-         topic each time: {PATTERNS} patterns matched); a subscriber got {got} of {}",
-        ms(warm),
-        ms(cold),
-        2 * PUBLISHES + 1
-    );
-    println!(
-        "ratio warm/exact: {:.2}; cold/exact: {:.2}",
-        warm.as_secs_f64() / exact.as_secs_f64(),
-        cold.as_secs_f64() / exact.as_secs_f64()
-    );
-    drop(subs);
     hub.stop();
 }
+
+/// A kind of selector: its name, the query parameter that carries it, and the n-th of
+/// the distinct ones.
+type Selectors = (&'static str, &'static str, fn(usize) -> String);
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
