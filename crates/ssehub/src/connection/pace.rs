@@ -14,10 +14,14 @@
 //!   faster than they are written, before the load shows it), and the stream waits its
 //!   whole window.
 //!
+//! A stream woken by a wide fan-out ([`WIDE_FANOUT`]) times no window under load: its
+//! wait in the run queue, behind the other streams of the fan-out, is longer than a
+//! window already and gathers the events that come meanwhile.
+//!
 //! While the process keeps up, neither holds: every event is written at once, and
 //! latency stays that of one write.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// The hub's count of fan-outs begun, and its pressure: how loaded the process that runs
@@ -26,6 +30,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub(crate) struct Clock {
     fanouts: AtomicU64,
+    /// The latest fan-out was wide ([`WIDE_FANOUT`]).
+    wide: AtomicBool,
     pressure: Pressure,
 }
 
@@ -33,16 +39,18 @@ impl Default for Clock {
     fn default() -> Self {
         Clock {
             fanouts: AtomicU64::new(0),
+            wide: AtomicBool::new(false),
             pressure: Pressure::new(),
         }
     }
 }
 
 impl Clock {
-    /// A fan-out begins (at `now`): the next number. Every few milliseconds the first
-    /// fan-out also samples the load.
-    fn tick(&self, now: Instant) -> u64 {
+    /// A fan-out to `recipients` streams begins (at `now`): the next number. Every few
+    /// milliseconds the first fan-out also samples the load.
+    fn tick(&self, now: Instant, recipients: usize) -> u64 {
         self.pressure.sample(now);
+        self.wide.store(recipients > WIDE_FANOUT, Ordering::Relaxed);
         self.fanouts.fetch_add(1, Ordering::Relaxed) + 1
     }
 
@@ -61,12 +69,25 @@ impl Clock {
 
     /// How long a stream that just wrote lets events gather before its next write, out
     /// of its configured `window`: none while the process keeps up, up to all of it as
-    /// the load nears a whole core per worker.
+    /// the load nears a whole core per worker; none after a wide fan-out, whose streams
+    /// gather in the run queue.
     pub(crate) fn gather(&self, window: Duration) -> Option<Duration> {
+        if self.wide.load(Ordering::Relaxed) {
+            return None;
+        }
         let level = self.pressure.level.load(Ordering::Relaxed);
         (level > 0).then(|| window / (1 << (MAX_LEVEL - level)))
     }
 }
+
+/// A fan-out to more streams than this is wide: writing them all takes longer than a
+/// batching window (2,048 writes of about 6 us: 12 ms). Its publisher does not write it
+/// (`hub/fanout.rs`), and the streams it wakes time no window after their writes: they
+/// wait behind each other in the run queue longer than a window anyway, and a timer
+/// only let the ones that ran first write again sooner, with fewer events each (10,000
+/// subscribers at max rate: 0.58-0.94 us per delivery with the timers, 0.40-0.55 without;
+/// BENCHMARKS.md).
+pub(crate) const WIDE_FANOUT: usize = 2048;
 
 /// The highest pressure: a stream waits its whole window. Each level below halves it
 /// (20, 10, 5, 2.5, 1.25 ms with the default window).
@@ -183,11 +204,12 @@ pub(crate) struct Stamp {
 }
 
 impl Stamp {
-    /// A fan-out of the hub whose clock is `clock` begins now: the stamp its frames carry.
-    pub(crate) fn fanout(clock: &Clock) -> Stamp {
+    /// A fan-out to `recipients` streams of the hub whose clock is `clock` begins now:
+    /// the stamp its frames carry.
+    pub(crate) fn fanout(clock: &Clock, recipients: usize) -> Stamp {
         let at = Instant::now();
         Stamp {
-            fanout: clock.tick(at),
+            fanout: clock.tick(at, recipients),
             at,
         }
     }
@@ -274,14 +296,22 @@ mod tests {
         assert_eq!(gather(&clock, 0, window, true), None);
         assert_eq!(gather(&clock, 0, window, false), Some(window));
         let now = Instant::now();
-        clock.tick(now);
-        clock.tick(now);
+        clock.tick(now, 1);
+        clock.tick(now, 1);
         assert_eq!(
             gather(&clock, 0, window, true),
             Some(window),
             "two fan-outs began since"
         );
         clock.pressure.level.store(MAX_LEVEL - 1, Ordering::Relaxed);
+        assert_eq!(clock.gather(window), Some(window / 2));
+        clock.tick(now, WIDE_FANOUT + 1);
+        assert_eq!(
+            clock.gather(window),
+            None,
+            "a wide fan-out's streams time no window"
+        );
+        clock.tick(now, WIDE_FANOUT);
         assert_eq!(clock.gather(window), Some(window / 2));
     }
 }

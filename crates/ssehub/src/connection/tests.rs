@@ -277,8 +277,8 @@ fn a_write_overtaken_by_a_later_fan_out_lets_the_next_events_gather() {
     };
     // Two more publications' fan-outs begin before this write is done: behind. (One
     // would be an overlap.)
-    let _later = Stamp::fanout(c.owner().clock());
-    let _later = Stamp::fanout(c.owner().clock());
+    let _later = Stamp::fanout(c.owner().clock(), 1);
+    let _later = Stamp::fanout(c.owner().clock(), 1);
     claim.write(&mut Vec::new());
     c.send(&Message::new("2")).unwrap();
     c.send(&Message::new("3")).unwrap();

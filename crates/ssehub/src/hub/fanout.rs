@@ -13,7 +13,9 @@ use bytes::Bytes;
 
 use super::rooms::{Room, Rooms};
 use super::topics::Patterns;
-use crate::connection::{Claim, Clock, Connection, ConnectionId, Enqueued, Kind, Stamp};
+use crate::connection::{
+    Claim, Clock, Connection, ConnectionId, Enqueued, Kind, Stamp, WIDE_FANOUT,
+};
 use crate::metrics::{Metrics, Sample};
 
 /// This process's side of the hub: the room table fan-outs read, and the counters they
@@ -82,13 +84,12 @@ pub(crate) struct Encoded {
     pub(crate) recorded_in: Vec<bool>,
 }
 
-/// The most recipients a fan-out writes directly (see `connection/send.rs`) while the
-/// process is under pressure or was lately. A larger one only queues and leaves the
-/// writing to the streams' tasks: writing 10,000 sockets at about 6 us each takes longer
-/// than a batching window, and under load the tasks' later writes carry more events each
-/// (measured in BENCHMARKS.md: half the CPU per delivery at 10,000 subscribers and the
-/// highest rate). A calm process writes any fan-out directly (`Fanout::new`).
-const DIRECT_FANOUT: usize = 2048;
+// A fan-out wider than `WIDE_FANOUT` (`pace.rs`) is not written directly while the
+// process is under pressure or was lately: it only queues and leaves the writing to the
+// streams' tasks. Writing 10,000 sockets at about 6 us each takes longer than a batching
+// window, and under load the tasks' later writes carry more events each (measured in
+// BENCHMARKS.md: half the CPU per delivery at 10,000 subscribers and the highest rate).
+// A calm process writes any fan-out directly (`Fanout::new`).
 
 /// Queue `frame` to the local members of `p`'s rooms. The returned tally is finished
 /// ([`Fanout::finish`]) once the caller holds no lock: that closes overflowed outboxes
@@ -205,17 +206,17 @@ impl Fanout {
     /// directly whatever its size: the streams' tasks would write each event alone
     /// anyway, and waking them costs more than the write.
     fn new(recipients: usize, clock: &Clock) -> Fanout {
-        let stamp = Stamp::fanout(clock);
+        let stamp = Stamp::fanout(clock, recipients);
         let limit = if clock.calm(stamp.at) {
             usize::MAX
         } else {
-            DIRECT_FANOUT
+            WIDE_FANOUT
         };
         Fanout::direct_up_to(recipients, stamp, limit)
     }
 
     fn with_stamp(recipients: usize, stamp: Stamp) -> Fanout {
-        Fanout::direct_up_to(recipients, stamp, DIRECT_FANOUT)
+        Fanout::direct_up_to(recipients, stamp, WIDE_FANOUT)
     }
 
     fn direct_up_to(recipients: usize, stamp: Stamp, limit: usize) -> Fanout {
