@@ -283,6 +283,73 @@ async fn through_a_silent_and_a_dead_redis_nothing_is_lost_silently() {
     b.stop().await;
 }
 
+/// Read `c` until it has had the event "after" and a gap signal, or 10 s: whether both
+/// came, the data of its events and of its gap signals.
+async fn until_after_and_a_gap(c: &mut SseClient) -> (bool, Vec<String>, Vec<String>) {
+    let mut datas = Vec::new();
+    let mut gaps = Vec::new();
+    let done = tokio::time::timeout(Duration::from_secs(10), async {
+        while !datas.iter().any(|d| d == "after") || gaps.is_empty() {
+            let e = c.next_event().await;
+            if e.event == "ssehub.gap" {
+                gaps.push(e.data);
+            } else {
+                datas.push(e.data);
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (done, datas, gaps)
+}
+
+/// A publication Redis never ran reaches its own node's clients only. Here Redis is dead
+/// when it is published and comes back with all it had saved: no epoch changes, no
+/// number is missing, so nothing else would tell the other node's clients. They get
+/// the gap signal for its room, and never the publication itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publication_redis_never_ran_is_a_gap_on_the_other_nodes() {
+    if !redis_server::available() {
+        return;
+    }
+    let mut redis = RedisServer::start_durable();
+    let a = node(&redis, keeping(100)).await;
+    let b = node(&redis, keeping(100)).await;
+    let (mut ca, mut cb) = one_subscriber_each(&a, &b).await;
+    assert!(publish(&a.hub, "r", "first").await.replicated);
+    redis.kill();
+    eventually("both nodes to notice", || {
+        !a.hub.backplane_status().connected && !b.hub.backplane_status().connected
+    })
+    .await;
+    assert!(
+        !publish(&a.hub, "r", "alone").await.replicated,
+        "Redis is dead"
+    );
+    redis.restart();
+    eventually("both nodes back", || {
+        a.hub.backplane_status().connected && b.hub.backplane_status().connected
+    })
+    .await;
+    assert!(publish(&a.hub, "r", "after").await.replicated);
+
+    let (done, seen, gaps) = until_after_and_a_gap(&mut cb).await;
+    assert!(
+        done,
+        "node b: no gap signal within 10 s for a publication it never got (saw {seen:?})"
+    );
+    assert!(!seen.iter().any(|d| d == "alone"), "{seen:?}");
+    assert_eq!(seen.first().map(String::as_str), Some("first"), "{seen:?}");
+    let gap: serde_json::Value = serde_json::from_str(&gaps[0]).unwrap();
+    assert_eq!(gap["reason"], "outage", "{gap}");
+    assert_eq!(gap["rooms"], serde_json::json!(["r"]), "{gap}");
+    // Its own node delivered it, in place.
+    let (_, seen, _) = until_after_and_a_gap(&mut ca).await;
+    assert_eq!(&seen[..3], ["first", "alone", "after"], "{seen:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_a_node_dies_its_clients_resume_on_another() {
     let Some(redis) = RedisServer::start_if_available() else {

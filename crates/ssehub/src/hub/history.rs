@@ -48,6 +48,8 @@ pub(crate) use cursor::{check_own_id, gap_frame, hub_id_of, id_only_frame, place
 pub(crate) use store::StoreConfig;
 pub use store::{Fsync, HistoryStoreError};
 // Read by the Redis replay (and the tests) only.
+#[cfg(feature = "redis")]
+pub(crate) use cursor::gap_message;
 #[cfg(any(feature = "redis", test))]
 pub(crate) use cursor::hub_form;
 #[cfg(feature = "redis")]

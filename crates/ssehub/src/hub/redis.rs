@@ -27,6 +27,11 @@
 //! Without Redis a node keeps working alone: publications are delivered here, without a
 //! number, and answered as not replicated. The subscriber reconnects with back-off and,
 //! back, delivers from the streams what it missed, or the gap signal where it cannot.
+//! A publication Redis never ran reached this node's clients only: once a probe sent
+//! after it has come back on the channel (so the publication, had it run, would have
+//! come first), this node publishes the gap signal to its rooms through Redis, for the
+//! other nodes' clients (and for resumes: it is recorded like any event). Its own
+//! clients get it too, a signal more than they need; none is missed.
 
 mod replay;
 mod scripts;
@@ -207,6 +212,14 @@ struct Shared {
     /// time: if Redis ran them after all, they come back and must not be delivered
     /// twice here. Bounded: the oldest are forgotten.
     local_only: Mutex<std::collections::HashSet<u64>>,
+    /// The same publications, with their rooms, until it is known whether Redis ran
+    /// them: after the probe numbered `after + 1` ([`Unreplicated`]). Locked before
+    /// `local_only` where both are.
+    unreplicated: Mutex<Vec<Unreplicated>>,
+    /// Probes sent by this node, and this node's probes heard back on the channel with
+    /// everything numbered before them delivered (or, after a reconnection, as good as).
+    probes_sent: AtomicU64,
+    probes_heard: AtomicU64,
     connected: AtomicBool,
     outages: AtomicU64,
     /// Messages from the channel refused (see `subscriber.rs`).
@@ -214,6 +227,22 @@ struct Shared {
     /// A probe out of turn is on its way.
     probing: AtomicBool,
 }
+
+/// A publication Redis did not answer for, delivered here alone: `token` (`None`: a
+/// few merged, each taken as lost), its rooms, and whether it was private (then so is
+/// its gap signal: who may not see the update is not told of it either). Sent before
+/// probe `after + 1`, so once that many probes of this node are heard, it came back or
+/// it never ran.
+struct Unreplicated {
+    token: Option<u64>,
+    rooms: Vec<String>,
+    private: bool,
+    after: u64,
+}
+
+/// The most publications kept apart in `Shared::unreplicated`; more are merged into one
+/// entry (its rooms then get the gap signal whatever became of them).
+const UNREPLICATED_KEPT: usize = 1024;
 
 /// The Redis backplane (see the module's doc).
 pub(crate) struct RedisBackplane {
@@ -260,6 +289,9 @@ impl RedisBackplane {
             waiters: Mutex::default(),
             tokens: AtomicU64::new(1),
             local_only: Mutex::default(),
+            unreplicated: Mutex::default(),
+            probes_sent: AtomicU64::new(0),
+            probes_heard: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             outages: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -288,6 +320,36 @@ async fn publish_in_order(
 }
 
 impl Shared {
+    /// This node's publication `token` to `rooms` was delivered here alone: keep it
+    /// until the listener knows whether Redis ran it (`subscriber::settle`).
+    fn unreplicated(&self, token: u64, p: &Publication) {
+        let after = self.probes_sent.load(Ordering::Acquire);
+        let mut pending = lock(&self.unreplicated);
+        if pending.len() >= UNREPLICATED_KEPT {
+            let mut private = p.private;
+            let mut merged = p.rooms.clone();
+            for u in pending.drain(..) {
+                private &= u.private;
+                merged.extend(u.rooms);
+            }
+            merged.sort_unstable();
+            merged.dedup();
+            pending.push(Unreplicated {
+                token: None,
+                rooms: merged,
+                private,
+                after,
+            });
+            return;
+        }
+        pending.push(Unreplicated {
+            token: Some(token),
+            rooms: p.rooms.clone(),
+            private: p.private,
+            after,
+        });
+    }
+
     /// Publish through Redis; `wait`: until this node has delivered it too.
     async fn publish(
         &self,
@@ -366,6 +428,7 @@ impl Shared {
                 }
                 local_only.insert(token);
                 drop(local_only);
+                self.unreplicated(token, &p);
                 let mut published = deliver_unrecorded(&self.local, &p, &message);
                 published.replicated = false;
                 return Ok(published);

@@ -1,5 +1,7 @@
 //! A real `redis-server` for a test: its own process on a free loopback port, with a
-//! temporary directory and nothing saved to disk; stopped by its pid when dropped; and
+//! temporary directory and nothing saved to disk (or, [`RedisServer::start_durable`],
+//! every write in an append-only file, so that a restart keeps it); stopped by its pid
+//! when dropped; and
 //! [`RedisServer::command`], a few lines of RESP to do to it what an operator (or an
 //! intruder) would, without a client library (the CLI's tests include this file too).
 //! Included with `#[path = "support/redis_server.rs"] mod redis_server;`.
@@ -14,6 +16,7 @@ pub(crate) struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    durable: bool,
 }
 
 /// Whether `redis-server` is here. Without it a test is skipped, except under CI
@@ -38,6 +41,16 @@ pub(crate) fn available() -> bool {
 impl RedisServer {
     /// Start one and wait until it answers.
     pub(crate) fn start() -> RedisServer {
+        RedisServer::start_with(false)
+    }
+
+    /// One that writes every command to its append-only file before it answers: killed
+    /// and restarted, it has all it had.
+    pub(crate) fn start_durable() -> RedisServer {
+        RedisServer::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> RedisServer {
         let port = ssehub_testkit::free_port();
         let dir = std::env::temp_dir().join(format!("ssehub-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -45,6 +58,7 @@ impl RedisServer {
             child: None,
             port,
             dir,
+            durable,
         };
         server.spawn();
         server
@@ -62,13 +76,19 @@ impl RedisServer {
             child: None,
             port,
             dir: PathBuf::new(),
+            durable: false,
         }
     }
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--save", "", "--protected-mode", "no"])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no"]
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())
@@ -125,7 +145,7 @@ impl RedisServer {
         }
     }
 
-    /// Start it again on the same port, empty.
+    /// Start it again on the same port: empty, or as it was if it is durable.
     pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn();

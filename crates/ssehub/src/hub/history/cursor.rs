@@ -116,6 +116,18 @@ pub(crate) fn gap_frame(
     rooms: &[String],
     first: Option<&str>,
 ) -> Bytes {
+    gap_message(event, reason, cursor, rooms, first).encode()
+}
+
+/// The gap signal as a message (see [`gap_frame`]), for a node that publishes it to
+/// every node of a hub.
+pub(crate) fn gap_message(
+    event: &str,
+    reason: GapReason,
+    cursor: Option<&str>,
+    rooms: &[String],
+    first: Option<&str>,
+) -> Message {
     let data = json!({
         "reason": reason.as_str(),
         "last_event_id": cursor,
@@ -126,8 +138,7 @@ pub(crate) fn gap_frame(
         .event(event)
         .data(data.to_string())
         .build()
-        .map(|m| m.encode())
-        .unwrap_or_else(|_| Message::new(data.to_string()).encode())
+        .unwrap_or_else(|_| Message::new(data.to_string()))
 }
 
 /// `id: <id>` alone: no event, but the client's cursor moves.

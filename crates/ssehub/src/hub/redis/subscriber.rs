@@ -33,7 +33,7 @@ use super::wire::{self, Incoming, Wire};
 use super::{RedisError, Shared};
 use crate::connection::{Connection, ConnectionId};
 use crate::hub::fanout::{self, Encoded, Publication};
-use crate::hub::history::{gap_frame, GapReason, History};
+use crate::hub::history::{gap_frame, gap_message, GapReason, History};
 use crate::log_limit::warn_limited;
 use crate::sync::lock;
 
@@ -77,6 +77,9 @@ async fn connect(shared: &Shared) -> Result<(PubSubSink, PubSubStream, Meta), Re
 /// Run the probe script with this node's watermark (a new epoch starts if the
 /// sequence went back, or if there is none); where the epoch and the sequence are.
 pub(super) async fn probe(shared: &Shared) -> redis::RedisResult<Meta> {
+    // Counted before it is sent: a publication that failed before this count is
+    // before this probe on the command connection (`settle`).
+    shared.probes_sent.fetch_add(1, Ordering::AcqRel);
     let (epoch, seq) = {
         let delivered = lock(&shared.delivered);
         (delivered.epoch.clone(), delivered.seq)
@@ -130,7 +133,13 @@ async fn run(shared: Weak<Shared>, mut sink: PubSubSink, mut stream: PubSubStrea
             let Some(s) = shared.upgrade() else { return };
             match connect(&s).await {
                 Ok((sink, stream, meta)) => {
-                    catch_up(&s, meta).await;
+                    // The probe of `connect` ran after every probe counted so far,
+                    // and the catch-up delivers what was numbered before it.
+                    let sent = s.probes_sent.load(Ordering::Acquire);
+                    if catch_up(&s, meta).await {
+                        s.probes_heard.fetch_max(sent, Ordering::AcqRel);
+                        settle(&s);
+                    }
                     s.connected.store(true, Ordering::Relaxed);
                     tracing::info!("redis backplane back");
                     break (sink, stream);
@@ -158,10 +167,14 @@ async fn listen(shared: &Weak<Shared>, stream: &mut PubSubStream) {
                 let Some(s) = shared.upgrade() else { return };
                 match wire::parse(msg.get_payload_bytes()) {
                     Some(Incoming::Probe { node, epoch, seq }) => {
-                        if node == s.node {
+                        let own = node == s.node;
+                        if own {
                             heard = Instant::now();
                         }
-                        on_probe(&s, &epoch, seq, &mut last).await;
+                        if on_probe(&s, &epoch, seq, &mut last).await && own {
+                            s.probes_heard.fetch_add(1, Ordering::AcqRel);
+                            settle(&s);
+                        }
                     }
                     Some(Incoming::Event { epoch, wire }) => {
                         on_event(&s, &epoch, wire, &mut last).await;
@@ -226,30 +239,93 @@ fn new_epoch(shared: &Shared, epoch: &str) {
     }
 }
 
-/// A probe: where the epoch and the sequence were when it was sent.
-async fn on_probe(shared: &Arc<Shared>, epoch: &str, seq: u64, last: &mut Option<u64>) {
+/// A probe: where the epoch and the sequence were when it was sent. Whether everything
+/// numbered before it is delivered here now.
+async fn on_probe(shared: &Arc<Shared>, epoch: &str, seq: u64, last: &mut Option<u64>) -> bool {
     if !check_epoch(shared, epoch, last).await {
-        return;
+        return false;
     }
     let delivered = {
         let d = lock(&shared.delivered);
         if d.epoch != epoch {
-            return;
+            return false;
         }
         d.seq
     };
     if last.is_some_and(|l| seq < l) || seq < delivered {
         // Publications before the probe came before it, and had numbers up to its own.
         probe_soon(shared);
-        return;
+        return false;
     }
     *last = Some(seq);
     if seq > delivered {
         // Some never came (the channel is at most once): from the streams.
-        if let Fill::Stale = fill(shared, delivered, seq).await {
-            probe_soon(shared);
+        match fill(shared, delivered, seq).await {
+            Fill::Done { .. } => {}
+            Fill::Stale => {
+                probe_soon(shared);
+                return false;
+            }
+            Fill::Failed => return false,
         }
     }
+    true
+}
+
+/// The publications this node delivered alone that a probe sent after them has passed
+/// (`probes_heard` of them are): each came back on the channel, or Redis never ran it,
+/// and then the other nodes' clients missed it. For those, the gap signal goes to every
+/// node through Redis, a publication per room (naming only its own room), recorded like
+/// any event so that a resume meets it too. If Redis fails it again, that publication is
+/// one of these in turn, and the signal is sent again later.
+fn settle(shared: &Arc<Shared>) {
+    let heard = shared.probes_heard.load(Ordering::Acquire);
+    // Each room lost, and whether only private publications of it were.
+    let lost: std::collections::BTreeMap<String, bool> = {
+        let mut pending = lock(&shared.unreplicated);
+        let local_only = lock(&shared.local_only);
+        let mut lost = std::collections::BTreeMap::new();
+        pending.retain(|u| {
+            if u.after >= heard {
+                return true;
+            }
+            if u.token.is_none_or(|t| local_only.contains(&t)) {
+                for room in &u.rooms {
+                    *lost.entry(room.clone()).or_insert(true) &= u.private;
+                }
+            }
+            false
+        });
+        lost
+    };
+    if lost.is_empty() {
+        return;
+    }
+    tracing::info!(
+        rooms = lost.len(),
+        "redis backplane: publications Redis never ran; the gap signal to their rooms"
+    );
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        for (room, private) in lost {
+            let rooms = vec![room];
+            let message = gap_message(
+                &shared.rules.gap_event,
+                GapReason::Outage,
+                None,
+                &rooms,
+                None,
+            );
+            let p = Publication {
+                rooms,
+                private,
+                ..Publication::default()
+            };
+            if let Err(e) = shared.publish(p, message, false).await {
+                tracing::warn!(error = %e, "the gap signal not published");
+            }
+        }
+    });
 }
 
 /// One publication from the channel: check it, fill in any number skipped, deliver it.
@@ -329,22 +405,28 @@ fn deliver(shared: &Shared, epoch: &str, w: &Wire) {
     }
 }
 
-/// Back after an outage, where the probe found the epoch and the sequence.
-async fn catch_up(shared: &Shared, meta: Meta) {
+/// Back after an outage, where the probe found the epoch and the sequence. Whether
+/// everything numbered up to it is delivered here now.
+async fn catch_up(shared: &Shared, meta: Meta) -> bool {
     // A new epoch (Redis lost its data, or went back): what the new one holds is all
     // new here.
     new_epoch(shared, &meta.epoch);
     let delivered = lock(&shared.delivered).seq;
     if meta.seq <= delivered {
-        return;
+        return true;
     }
-    if let Fill::Failed = fill(shared, delivered, meta.seq).await {
-        // Not even the streams answer: everyone here may have missed something.
-        gap_to_rooms(shared, GapReason::Outage, &local_rooms(shared, false));
-        let mut d = lock(&shared.delivered);
-        if d.epoch == meta.epoch {
-            d.seq = d.seq.max(meta.seq);
+    match fill(shared, delivered, meta.seq).await {
+        Fill::Failed => {
+            // Not even the streams answer: everyone here may have missed something.
+            gap_to_rooms(shared, GapReason::Outage, &local_rooms(shared, false));
+            let mut d = lock(&shared.delivered);
+            if d.epoch == meta.epoch {
+                d.seq = d.seq.max(meta.seq);
+            }
+            false
         }
+        Fill::Stale => false,
+        Fill::Done { .. } => true,
     }
 }
 
