@@ -14,8 +14,12 @@
 //! answer (a node died under it) may or may not have been taken: received, they are
 //! counted apart, never as losses; so are events answered 2xx with `"replicated":
 //! false` (Redis did not answer: the node delivered them to its own subscribers only,
-//! and said so to the publisher). Silent losses, duplicates, disorder and subscribers
-//! that never saw their end marker fail the run.
+//! and said so to the publisher). For those the report says how many each subscriber
+//! of their room received, how many a later `ssehub.gap` told of (the node that took
+//! one publishes that signal once Redis is back), and how many neither: reported, not
+//! failed, since a node killed before Redis came back takes its signal with it.
+//! Silent losses, duplicates, disorder and subscribers that never saw their end marker
+//! fail the run.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -137,6 +141,39 @@ impl std::ops::AddAssign for Verdict {
         self.unconfirmed += o.unconfirmed;
         self.unfinished += o.unfinished;
     }
+}
+
+/// What became of the events answered `"replicated": false`, for the subscribers of
+/// their rooms (added up): received; told of by a gap signal after the last event
+/// before them; neither.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Unreplicated {
+    received: u64,
+    told: u64,
+    neither: u64,
+}
+
+/// [`Unreplicated`] for one journal and the events of its room answered
+/// `"replicated": false`.
+fn check_unreplicated(local_only: impl Iterator<Item = u64>, journal: &Journal) -> Unreplicated {
+    let mut u = Unreplicated::default();
+    for n in local_only {
+        if journal.seen.contains(&Seen::Event(n)) {
+            u.received += 1;
+            continue;
+        }
+        let after = journal
+            .seen
+            .iter()
+            .rposition(|s| matches!(s, Seen::Event(m) if *m < n))
+            .map_or(0, |i| i + 1);
+        if journal.seen[after..].contains(&Seen::Gap) {
+            u.told += 1;
+        } else {
+            u.neither += 1;
+        }
+    }
+    u
 }
 
 /// Check one journal against its room's accepted events (increasing numbers).
@@ -323,10 +360,20 @@ async fn drive(
     resumers::publish_end(&addrs, rooms).await?;
     let journals = subs.finish(Duration::from_secs(30)).await;
     let mut sum = Verdict::default();
+    let mut unreplicated = Unreplicated::default();
     let mut streams = 0;
     for (i, j) in journals.iter().enumerate() {
         let mut notes = Vec::new();
         sum += check_noting(&ledger.accepted[j.room], j, &mut notes);
+        let of_room = ledger
+            .local_only
+            .iter()
+            .copied()
+            .filter(|n| *n as usize % rooms == j.room);
+        let u = check_unreplicated(of_room, j);
+        unreplicated.received += u.received;
+        unreplicated.told += u.told;
+        unreplicated.neither += u.neither;
         for n in notes.iter().take(5) {
             eprintln!(
                 "soak: subscriber {i} (home node {}) silently lost {n}",
@@ -339,6 +386,7 @@ async fn drive(
         done,
         ledger,
         sum,
+        unreplicated,
         subscribers: journals.len(),
         streams,
     })
@@ -348,6 +396,7 @@ struct Report {
     done: Done,
     ledger: Ledger,
     sum: Verdict,
+    unreplicated: Unreplicated,
     subscribers: usize,
     streams: u64,
 }
@@ -382,6 +431,13 @@ impl fmt::Display for Report {
             l.local_only.len(),
             l.unknown.len(),
             l.refused
+        )?;
+        let u = &self.unreplicated;
+        writeln!(
+            f,
+            "not replicated, for the subscribers of their rooms: {} received, {} told by a \
+             later ssehub.gap, {} neither",
+            u.received, u.told, u.neither
         )?;
         writeln!(
             f,
@@ -421,6 +477,17 @@ mod tests {
     }
 
     use Seen::{Event as E, Gap as G};
+
+    #[test]
+    fn an_unreplicated_event_is_received_told_of_later_or_neither() {
+        let j = journal(&[E(1), E(2), E(3), G, E(5)], true);
+        let u = check_unreplicated([2, 4, 6].into_iter(), &j);
+        // 2 received; 4: a gap after 3, the last event before it; 6: nothing after 5.
+        assert_eq!((u.received, u.told, u.neither), (1, 1, 1));
+        let j = journal(&[E(1), E(3), E(5), G], true);
+        let u = check_unreplicated([2, 4, 6].into_iter(), &j);
+        assert_eq!((u.received, u.told, u.neither), (0, 3, 0));
+    }
 
     #[test]
     fn everything_once_in_order_passes() {
