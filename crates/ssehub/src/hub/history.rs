@@ -44,12 +44,10 @@ pub(crate) mod store;
 pub use config::HistoryConfig;
 pub(crate) use config::HistoryRules;
 pub use cursor::GapReason;
-pub(crate) use cursor::{check_own_id, gap_frame, hub_id_of, id_only_frame, place, Resume};
+pub(crate) use cursor::{check_own_id, gap_message, hub_id_of, id_only_frame, place, Resume};
 pub(crate) use store::StoreConfig;
 pub use store::{Fsync, HistoryStoreError};
 // Read by the Redis replay (and the tests) only.
-#[cfg(feature = "redis")]
-pub(crate) use cursor::gap_message;
 #[cfg(any(feature = "redis", test))]
 pub(crate) use cursor::hub_form;
 #[cfg(feature = "redis")]
@@ -746,13 +744,14 @@ impl History {
         rooms: &[String],
         first: Option<String>,
     ) -> Bytes {
-        gap_frame(
+        gap_message(
             &self.rules.gap_event,
             reason,
             cursor,
             rooms,
             first.as_deref(),
         )
+        .encode()
     }
 }
 

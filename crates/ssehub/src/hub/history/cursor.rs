@@ -108,19 +108,8 @@ pub(crate) fn check_own_id(id: &str, form: IdForm) -> Result<(), PublishError> {
     Ok(())
 }
 
-/// The gap event, named `event`: JSON `{"reason", "last_event_id", "rooms", "first_id"}`.
-pub(crate) fn gap_frame(
-    event: &str,
-    reason: GapReason,
-    cursor: Option<&str>,
-    rooms: &[String],
-    first: Option<&str>,
-) -> Bytes {
-    gap_message(event, reason, cursor, rooms, first).encode()
-}
-
-/// The gap signal as a message (see [`gap_frame`]), for a node that publishes it to
-/// every node of a hub.
+/// The gap signal, named `event`: JSON `{"reason", "last_event_id", "rooms",
+/// "first_id"}`; encoded for one stream, or published as it is to every node of a hub.
 pub(crate) fn gap_message(
     event: &str,
     reason: GapReason,

@@ -45,7 +45,7 @@ use crate::connection::Connection;
 use crate::hub::backplane::Resumed;
 use crate::hub::fanout;
 use crate::hub::history::{
-    gap_frame, hub_form, hub_id, hub_id_of, id_only_frame, place, GapReason, Resume,
+    gap_message, hub_form, hub_id, hub_id_of, id_only_frame, place, GapReason, Resume,
 };
 use crate::hub::topics::Patterns;
 use crate::sync::lock;
@@ -858,13 +858,14 @@ pub(super) async fn resume(shared: &Shared, conn: &Connection, resume: &Resume) 
         }
     }
     // Redis does not answer: live events from now on, and the truth about the rest.
-    let gap = gap_frame(
+    let gap = gap_message(
         &shared.rules.gap_event,
         GapReason::Outage,
         cursor_of(resume),
         &[],
         None,
-    );
+    )
+    .encode();
     let fanout = fanout::to_one(conn, vec![gap]);
     conn.end_resume();
     fanout.finish();
@@ -930,13 +931,16 @@ fn switch(
     let mut frames: Vec<Bytes> = Vec::with_capacity(entries.len() + 2);
     if let Some(reason) = gap {
         let first = entries.first().and_then(|e| frame_id(&e.frame));
-        frames.push(gap_frame(
-            &shared.rules.gap_event,
-            reason,
-            cursor_of(resume),
-            &gap_rooms,
-            first.as_deref(),
-        ));
+        frames.push(
+            gap_message(
+                &shared.rules.gap_event,
+                reason,
+                cursor_of(resume),
+                &gap_rooms,
+                first.as_deref(),
+            )
+            .encode(),
+        );
     }
     let last = entries.last().map_or(0, |e| e.seq);
     frames.extend(entries.iter().map(|e| e.frame.clone()));

@@ -33,7 +33,7 @@ use super::wire::{self, Incoming, Wire};
 use super::{RedisError, Shared};
 use crate::connection::{Connection, ConnectionId};
 use crate::hub::fanout::{self, Encoded, Publication};
-use crate::hub::history::{gap_frame, gap_message, GapReason, History};
+use crate::hub::history::{gap_message, GapReason, History};
 use crate::log_limit::warn_limited;
 use crate::sync::lock;
 
@@ -541,7 +541,7 @@ fn gap_to_rooms(shared: &Shared, reason: GapReason, rooms: &[String]) {
         }
     }
     for (conn, rooms) in members.into_values() {
-        let frame = gap_frame(&shared.rules.gap_event, reason, None, &rooms, None);
+        let frame = gap_message(&shared.rules.gap_event, reason, None, &rooms, None).encode();
         if conn.send_frame(frame).is_ok() {
             shared.local.metrics.gaps[reason.index()].inc();
         }
