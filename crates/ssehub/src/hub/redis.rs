@@ -422,12 +422,17 @@ impl Shared {
                 // Redis is away: this node alone, and said so. (If Redis ran it after
                 // all, the others get it, and this node does not deliver it again.)
                 tracing::debug!(error = %e, "publish not replicated");
-                let mut local_only = lock(&self.local_only);
-                if local_only.len() > 100_000 {
-                    local_only.clear();
+                {
+                    let mut pending = lock(&self.unreplicated);
+                    let mut local_only = lock(&self.local_only);
+                    if local_only.len() > 100_000 {
+                        local_only.clear();
+                        // Their tokens are forgotten: whatever became of them, they
+                        // count as lost (a gap signal too many, never one too few).
+                        pending.iter_mut().for_each(|u| u.token = None);
+                    }
+                    local_only.insert(token);
                 }
-                local_only.insert(token);
-                drop(local_only);
                 self.unreplicated(token, &p);
                 let mut published = deliver_unrecorded(&self.local, &p, &message);
                 published.replicated = false;
