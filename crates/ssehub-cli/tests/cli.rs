@@ -1028,10 +1028,9 @@ async fn benches_run_back_to_back_against_one_server() {
 
 #[tokio::test]
 async fn bench_agents_hold_the_subscribers_of_two_nodes_and_replay() {
-    if !redis_server::available() {
+    let Some(redis) = redis_server::RedisServer::start_if_available() else {
         return;
-    }
-    let redis = redis_server::RedisServer::start();
+    };
     let node = || ServeProcess::start(&["--tick-interval", "0", "--redis", &redis.url()]);
     let (one, two) = (node(), node());
     let (url1, url2) = (one.url(""), two.url(""));

@@ -648,10 +648,9 @@ fn key_errors_name_the_key_and_the_variable_never_the_value() {
 
 #[tokio::test]
 async fn two_nodes_share_the_hub_on_redis_under_a_prefix_of_its_own() {
-    if !redis_server::available() {
+    let Some(redis) = redis_server::RedisServer::start_if_available() else {
         return;
-    }
-    let redis = redis_server::RedisServer::start();
+    };
     let url = redis.url();
     let env = [
         ("SSEHUB_MERCURE_ENABLED", "true"),
@@ -805,10 +804,9 @@ async fn the_1_0_settings_resource_issuers_and_subscriptions() {
 
 #[tokio::test]
 async fn a_dead_nodes_subscriptions_are_listed_everywhere_then_end_within_its_lease() {
-    if !redis_server::available() {
+    let Some(redis) = redis_server::RedisServer::start_if_available() else {
         return;
-    }
-    let redis = redis_server::RedisServer::start();
+    };
     let url = redis.url();
     let env = [
         ("SSEHUB_MERCURE_ENABLED", "true"),
