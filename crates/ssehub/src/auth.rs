@@ -26,7 +26,7 @@ mod policy;
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtAlgorithm, JwtKeyError, JwtVerifier};
 pub use policy::Auth;
-pub(crate) use policy::{bearer, Denied, TokenSource};
+pub(crate) use policy::{bearer, cookie, Denied, TokenSource};
 
 use std::time::SystemTime;
 

@@ -429,7 +429,7 @@ pub(crate) fn bearer(value: &[u8]) -> Option<&str> {
 }
 
 /// The value of cookie `name`, from any `Cookie` header (HTTP/2 may split them).
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()

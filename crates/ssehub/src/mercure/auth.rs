@@ -65,12 +65,7 @@ pub(crate) fn token(
 ) -> Option<(String, Source)> {
     let bearer = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
-        .filter(|t| !t.is_empty());
+        .and_then(|v| crate::auth::bearer(v.as_bytes()));
     if let Some(t) = bearer {
         return Some((t.to_owned(), Source::Header));
     }
@@ -82,16 +77,10 @@ pub(crate) fn token(
     if let Some((_, t)) = query {
         return Some((t, Source::Query));
     }
-    cookies.iter().find_map(|cookie| {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, value)| name == cookie && !value.is_empty())
-            .map(|(_, value)| (value.to_owned(), Source::Cookie))
-    })
+    cookies
+        .iter()
+        .find_map(|name| crate::auth::cookie(headers, name))
+        .map(|value| (value.to_owned(), Source::Cookie))
 }
 
 /// What a verified token grants.

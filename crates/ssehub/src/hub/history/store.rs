@@ -144,6 +144,19 @@ struct Segment {
     compacting: bool,
 }
 
+impl Segment {
+    /// A segment just created at `path`: its header alone.
+    fn new(path: PathBuf) -> Segment {
+        Segment {
+            path,
+            file_bytes: MAGIC.len() as u64,
+            live: 0,
+            live_bytes: 0,
+            compacting: false,
+        }
+    }
+}
+
 /// Work for the store's thread.
 enum Job {
     Delete(PathBuf),
@@ -441,16 +454,7 @@ impl Store {
         let (active, path) = create_segment(&dir, first)?;
         sync_dir(&dir)?;
         let active = Arc::new(active);
-        segments.insert(
-            first,
-            Segment {
-                path,
-                file_bytes: MAGIC.len() as u64,
-                live: 0,
-                live_bytes: 0,
-                compacting: false,
-            },
-        );
+        segments.insert(first, Segment::new(path));
         let syncing = Arc::new(Mutex::new(active.clone()));
         let (jobs, rx) = mpsc::channel();
         let interval = match config.fsync {
@@ -586,16 +590,7 @@ impl Store {
         let file = Arc::new(file);
         let old = std::mem::replace(&mut self.active, file.clone());
         let old_first = std::mem::replace(&mut self.active_first, first);
-        self.segments.insert(
-            first,
-            Segment {
-                path,
-                file_bytes: MAGIC.len() as u64,
-                live: 0,
-                live_bytes: 0,
-                compacting: false,
-            },
-        );
+        self.segments.insert(first, Segment::new(path));
         match self.fsync {
             // Each record was synced; the new file's name must be too.
             Fsync::Always => sync_dir(&self.dir).map_err(|e| io::Error::other(e.to_string()))?,
