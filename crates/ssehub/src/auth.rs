@@ -25,8 +25,10 @@ mod policy;
 
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtAlgorithm, JwtKeyError, JwtVerifier};
+#[cfg(feature = "mercure")]
+pub(crate) use policy::cookie;
 pub use policy::Auth;
-pub(crate) use policy::{bearer, cookie, Denied, TokenSource};
+pub(crate) use policy::{bearer, Denied, TokenSource};
 
 use std::time::SystemTime;
 
