@@ -18,6 +18,8 @@ mod prefixed;
 mod takeover;
 #[cfg(feature = "tls")]
 mod tls;
+#[cfg(feature = "tls")]
+pub(crate) use tls::{accept as accept_tls, TlsTransport};
 
 pub(crate) use takeover::{accept, Decision, Waits};
 

@@ -288,21 +288,29 @@ fn html_route(
 /// A server whose `/sse` sends the corpus on connect, whose `/wire` serves [`WIRE`] as
 /// one raw response, with a page for each at `/page/corpus` and `/page/wire`.
 async fn corpus_server() -> TestServer {
+    corpus_server_with(|s| s, false).await
+}
+
+/// [`corpus_server`], its server made by `listen` too (a TLS listener, say), its streams
+/// open to pages of any origin if `any_origin`.
+async fn corpus_server_with(listen: impl FnOnce(Server) -> Server, any_origin: bool) -> TestServer {
     let sse = common::without_history()
         .keep_alive(None)
+        .allow_any_origin(any_origin)
         .on_connect(|conn, _ctx| async move { send_steps(&conn, corpus()) });
     let corpus_page = page("/sse", &corpus_types());
     let wire_page = page("/wire", &types(WIRE_EXPECTED));
     TestServer::start_with(sse, move |s: Server| {
-        s.route("/wire", |_req| async {
-            bytes_response(
-                StatusCode::OK,
-                "text/event-stream",
-                Bytes::from_static(WIRE),
-            )
-        })
-        .route("/page/corpus", html_route(corpus_page))
-        .route("/page/wire", html_route(wire_page))
+        listen(s)
+            .route("/wire", |_req| async {
+                bytes_response(
+                    StatusCode::OK,
+                    "text/event-stream",
+                    Bytes::from_static(WIRE),
+                )
+            })
+            .route("/page/corpus", html_route(corpus_page))
+            .route("/page/wire", html_route(wire_page))
     })
     .await
 }
@@ -704,6 +712,87 @@ async fn chromium_opens_before_any_event_and_stops_on_204() {
     );
 
     browser.quit().await;
+    server.stop().await;
+}
+
+// --- Over TLS, on the bare writer -------------------------------------------------------
+
+/// [`corpus_server`] on a TLS listener, with a certificate made for the test (for
+/// `localhost` and 127.0.0.1), also written to a PEM file (`name`, in the temporary
+/// directory) for clients that read one.
+#[cfg(feature = "tls")]
+async fn corpus_server_over_tls(name: &str) -> (TestServer, std::path::PathBuf) {
+    let cert = ssehub_testkit::tls::SelfSigned::new();
+    let pem = std::env::temp_dir().join(format!("ssehub-{name}-{}.pem", std::process::id()));
+    std::fs::write(&pem, &cert.cert).unwrap();
+    let tls = ssehub::TlsConfig::from_pem(cert.cert.clone(), cert.key.clone());
+    (corpus_server_with(move |s| s.tls(tls), true).await, pem)
+}
+
+#[cfg(feature = "tls")]
+fn tls_url(server: &TestServer, path: &str) -> String {
+    format!("https://localhost:{}{}", server.addr.port(), path)
+}
+
+/// How many SSE streams are served on the bare socket (`h1`), over TLS here.
+#[cfg(feature = "tls")]
+fn bare_streams(server: &TestServer) -> (usize, std::collections::BTreeMap<&'static str, usize>) {
+    let by = server.hub.stats().connections_by_transport;
+    (by["h1"], by)
+}
+
+/// The corpus through Chromium over TLS on HTTP/1.1 (HTTP/2 off, so the stream takes the
+/// bare writer and its rustls session): the same events, ids and types as over plain
+/// HTTP. The page comes from another server: a page of the same origin would leave its
+/// connection open for the stream, and a second request on a connection is hyper's.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_over_tls_reports_the_corpus_as_the_standard_says() {
+    let Some(_one) = chromium().await else {
+        return;
+    };
+    let (server, pem) = corpus_server_over_tls("conformance-chromium").await;
+    let _ = std::fs::remove_file(pem);
+    // The certificate is trusted by nobody: for this test only.
+    let browser = Browser::start_with(&["--ignore-certificate-errors", "--disable-http2"]).await;
+
+    let pages = page_server(&tls_url(&server, "/sse"), &corpus_types()).await;
+    browser.goto(&url(&pages, "/page")).await;
+    let log = log_until(&browser, "the corpus in Chromium over TLS", "end").await;
+    assert_same(&events_of(&log), &corpus_expected());
+    assert_eq!(log[0], json!({"kind": "open", "readyState": 1}));
+    assert!(!log.iter().any(|e| e["kind"] == "error"), "{log:?}");
+    let (bare, by) = bare_streams(&server);
+    assert_eq!(bare, 1, "the stream is on the bare writer: {by:?}");
+
+    browser.quit().await;
+    pages.stop().await;
+    server.stop().await;
+}
+
+/// The corpus through the npm client over TLS (Node speaks HTTP/1.1: the bare writer),
+/// with the test's certificate trusted, not verification turned off.
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn node_eventsource_over_tls_reports_the_corpus_as_the_standard_says() {
+    if !browser::require(NODE, node_available()) {
+        return;
+    }
+    let (server, ca) = corpus_server_over_tls("conformance-node").await;
+
+    let config = json!({"types": corpus_types(), "until": "end", "timeoutMs": 20000});
+    let mut client =
+        NodeClient::spawn_trusting(&tls_url(&server, "/sse"), config, Some(ca.as_path()));
+    // Open, so counted: the client leaves as soon as the last event is in.
+    let mut log = vec![client.next().await];
+    let (bare, by) = bare_streams(&server);
+    assert_eq!(bare, 1, "the stream is on the bare writer: {by:?}");
+    log.extend(client.until_done().await);
+    assert_same(&events_of(&log), &corpus_expected());
+    assert_eq!(log[0], json!({"kind": "open", "readyState": 1}));
+    assert_eq!(log.last().unwrap()["reason"], "until");
+
+    let _ = std::fs::remove_file(ca);
     server.stop().await;
 }
 

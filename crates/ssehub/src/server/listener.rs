@@ -533,7 +533,7 @@ async fn serve_connection(conn: Accepted, on: PerConnection) {
         // HTTP/2 is hyper's. HTTP/1.1 may open an SSE stream: then it is served on the
         // bare socket too, through the session (`transport/tls.rs`), without hyper's
         // buffers.
-        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        if stream.is_h2() {
             return hand_to_hyper(serve_hyper(stream, peer, deadline, over, ticket, on));
         }
         let waits = Waits {

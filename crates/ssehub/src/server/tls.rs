@@ -27,10 +27,9 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
 
 use crate::sync::{read, write};
+use crate::transport::{accept_tls, TlsTransport};
 
 /// A certificate chain's and a key's PEM texts.
 type Pem = (Vec<u8>, Vec<u8>);
@@ -124,10 +123,10 @@ impl TlsConfig {
             .with_cert_resolver(slot.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Tls {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
             slot,
             provider,
-            config: self.clone(),
+            source: self.clone(),
             loaded: bytes,
         })
     }
@@ -191,12 +190,12 @@ impl ResolvesServerCert for Slot {
     }
 }
 
-/// A TLS listener's side: the acceptor, and what reloading needs.
+/// A TLS listener's side: the sessions' configuration, and what reloading needs.
 pub(crate) struct Tls {
-    acceptor: TlsAcceptor,
+    config: Arc<ServerConfig>,
     slot: Arc<Slot>,
     provider: Arc<CryptoProvider>,
-    config: TlsConfig,
+    source: TlsConfig,
     /// The PEM texts the current certificate was made of.
     loaded: Pem,
 }
@@ -204,8 +203,8 @@ pub(crate) struct Tls {
 impl Tls {
     /// The handshake of a new connection; `None` if it fails. (The caller holds it to
     /// the header deadline and the gate's grace, `listener.rs`.)
-    pub(crate) async fn accept(&self, stream: TcpStream) -> Option<TlsStream<TcpStream>> {
-        match self.acceptor.accept(stream).await {
+    pub(crate) async fn accept(&self, stream: TcpStream) -> Option<TlsTransport> {
+        match accept_tls(stream, self.config.clone()).await {
             Ok(tls) => Some(tls),
             Err(e) => {
                 tracing::debug!(error = %e, "TLS handshake failed");
@@ -217,7 +216,7 @@ impl Tls {
     /// Keep the certificate fresh until the task is aborted: on SIGHUP, and when the
     /// files change (PEM given in memory never changes).
     pub(crate) fn spawn_reloader(self: &Arc<Tls>) -> Option<tokio::task::JoinHandle<()>> {
-        let Source::Files { .. } = self.config.source else {
+        let Source::Files { .. } = self.source.source else {
             return None;
         };
         let this = self.clone();
@@ -228,7 +227,7 @@ impl Tls {
             let mut loaded = this.loaded.clone();
             loop {
                 let tick = async {
-                    match this.config.watch {
+                    match this.source.watch {
                         Some(every) => tokio::time::sleep(every).await,
                         None => std::future::pending().await,
                     }
@@ -245,7 +244,7 @@ impl Tls {
     /// Re-read the files; swap the certificate if they changed (or `forced`) and make a
     /// usable one.
     fn reload(&self, loaded: &mut Pem, forced: bool) {
-        let Source::Files { cert, key } = &self.config.source else {
+        let Source::Files { cert, key } = &self.source.source else {
             return;
         };
         let (Ok(c), Ok(k)) = (std::fs::read(cert), std::fs::read(key)) else {

@@ -100,7 +100,7 @@ impl HeadSource for TcpStream {
 }
 
 #[cfg(feature = "tls")]
-impl HeadSource for tokio_rustls::server::TlsStream<TcpStream> {
+impl HeadSource for super::tls::TlsTransport {
     type Bare = super::tls::TlsTransport;
     const FIRST_READ_JUDGES: bool = false;
 
@@ -112,12 +112,7 @@ impl HeadSource for tokio_rustls::server::TlsStream<TcpStream> {
     fn into_bare(self) -> io::Result<super::tls::TlsTransport> {
         // What the session read past the request (nothing, from a client that waits
         // for its answer) stays in it, and is read as the stream's unexpected bytes.
-        let (tcp, session) = self.into_inner();
-        // Registered afresh: tokio-rustls polled the socket from the accepting task,
-        // whose waker the registration would otherwise keep, and with it that task's
-        // whole allocation (8.5 KiB) for the stream's life.
-        let tcp = TcpStream::from_std(tcp.into_std()?)?;
-        Ok(super::tls::TlsTransport::new(tcp, session))
+        self.reregistered()
     }
 }
 

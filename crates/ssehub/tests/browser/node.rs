@@ -3,7 +3,7 @@
 //! Included with `#[path = "browser/node.rs"] mod node;` beside `mod browser;`.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -36,9 +36,19 @@ pub(crate) struct NodeClient {
 
 impl NodeClient {
     pub(crate) fn spawn(url: &str, config: Value) -> NodeClient {
+        NodeClient::spawn_trusting(url, config, None)
+    }
+
+    /// [`NodeClient::spawn`] for an `https` URL whose certificate Node is to trust: the
+    /// PEM file `ca` (a test server's self-signed certificate), on top of its own roots.
+    pub(crate) fn spawn_trusting(url: &str, config: Value, ca: Option<&Path>) -> NodeClient {
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/js/eventsource_client.mjs");
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        if let Some(ca) = ca {
+            command.env("NODE_EXTRA_CA_CERTS", ca);
+        }
+        let mut child = command
             .arg(script)
             .arg(url)
             .arg(config.to_string())
