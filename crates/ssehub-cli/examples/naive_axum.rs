@@ -9,6 +9,10 @@
 //! - `GET /stats`: `{"connections": N, "dropped_events": D, ...}`; dropped events are the
 //!   messages a lagging receiver skipped (the channel holds `--capacity` messages).
 //!
+//! With `--tls-self-signed` it listens over TLS (ALPN `h2` and `http/1.1`, a certificate
+//! made at start), as an axum app is usually put behind TLS: tokio-rustls and
+//! hyper-util's automatic HTTP/1.1-or-HTTP/2 connection, hyper's settings untouched.
+//!
 //! ```text
 //! cargo run --release -p ssehub-cli --example naive_axum -- --port 2016
 //! ```
@@ -45,6 +49,9 @@ struct Args {
     /// Messages each room's broadcast channel holds for its slowest receiver.
     #[arg(long, default_value_t = 1024)]
     capacity: usize,
+    /// Listen over TLS with a self-signed certificate made at start.
+    #[arg(long)]
+    tls_self_signed: bool,
 }
 
 /// What a room's channel carries: event name and data.
@@ -99,9 +106,43 @@ async fn main() -> anyhow::Result<()> {
         .route("/stats", get(stats))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind((args.bind, args.port)).await?;
+    if args.tls_self_signed {
+        eprintln!("naive_axum listening on https://{}", listener.local_addr()?);
+        return serve_tls(listener, router).await;
+    }
     eprintln!("naive_axum listening on http://{}", listener.local_addr()?);
     axum::serve(listener, router).await?;
     Ok(())
+}
+
+/// The router over TLS: each connection's handshake, then hyper-util's automatic
+/// HTTP/1.1-or-HTTP/2 connection, on a task of its own.
+async fn serve_tls(listener: tokio::net::TcpListener, router: Router) -> anyhow::Result<()> {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(vec![made.cert.der().clone()], key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let _ = hyper_util::server::conn::auto::Builder::new(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+            .await;
+        });
+    }
 }
 
 async fn sse(
