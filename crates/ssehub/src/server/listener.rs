@@ -707,7 +707,10 @@ fn service(
         }
         req.extensions_mut().insert(PeerAddr(peer));
         let app = app.clone();
-        async move {
+        // Boxed: hyper keeps the response future inline in the stream's task (HTTP/2)
+        // or the connection's (HTTP/1.1) for as long as the body flows, sized for the
+        // largest state of `dispatch`; boxed, it is freed once the response is made.
+        Box::pin(async move {
             let res = match slot {
                 Ok(slot) => app.dispatch(req).await.map(|body| (body, slot)),
                 Err(()) => {
@@ -718,7 +721,7 @@ fn service(
             Ok::<_, Infallible>(
                 res.map(|(body, slot)| box_body(Tracked::new(body, in_flight, slot))),
             )
-        }
+        })
     })
 }
 
