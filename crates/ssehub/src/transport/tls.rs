@@ -207,9 +207,11 @@ impl Session {
             peer_closed,
             ..
         } = self;
-        loop {
+        let phase = loop {
             let status = conn.process_tls_records(incoming);
             let mut discard = status.discard;
+            // Early data is never accepted (the configuration allows none): a
+            // `ReadEarlyData` is as unexpected as a state this rustls does not know.
             let phase = match status.state.map_err(invalid)? {
                 ConnectionState::ReadTraffic(mut records) => {
                     while let Some(record) = records.next_record() {
@@ -219,31 +221,14 @@ impl Session {
                     }
                     None
                 }
-                ConnectionState::ReadEarlyData(mut records) => {
-                    while let Some(record) = records.next_record() {
-                        let record = record.map_err(invalid)?;
-                        discard += record.discard;
-                        plain.extend_from_slice(record.payload);
-                    }
-                    None
-                }
                 ConnectionState::EncodeTlsData(mut encode) => {
-                    let at = outgoing.len();
                     // Asked for: rustls names the size a record needs.
-                    let mut need = 0;
-                    loop {
-                        outgoing.resize(at + need, 0);
-                        match encode.encode(&mut outgoing[at..]) {
-                            Ok(n) => break outgoing.truncate(at + n),
-                            Err(rustls::unbuffered::EncodeError::InsufficientSize(
-                                InsufficientSizeError { required_size },
-                            )) => need = required_size,
-                            Err(e) => {
-                                outgoing.truncate(at);
-                                return Err(invalid(e));
-                            }
+                    append(outgoing, 0, |out| match encode.encode(out) {
+                        Err(rustls::unbuffered::EncodeError::InsufficientSize(short)) => {
+                            Err(Short::By(short))
                         }
-                    }
+                        other => other.map_err(|e| Short::Failed(invalid(e))),
+                    })?;
                     None
                 }
                 // Sent by the caller, in order, with everything else in `outgoing`.
@@ -259,30 +244,20 @@ impl Session {
                 ConnectionState::Closed => Some(Phase::Closed),
                 ConnectionState::WriteTraffic(mut traffic) => {
                     if let Some(what) = seal.take() {
-                        let at = outgoing.len();
-                        let mut need = match what {
+                        let guess = match what {
                             Seal::Data(data) => data.len() + RECORD_OVERHEAD,
                             Seal::CloseNotify => RECORD_OVERHEAD + 2,
                         };
-                        loop {
-                            outgoing.resize(at + need, 0);
+                        append(outgoing, guess, |out| {
                             let sealed = match what {
-                                Seal::Data(data) => traffic.encrypt(data, &mut outgoing[at..]),
-                                Seal::CloseNotify => {
-                                    traffic.queue_close_notify(&mut outgoing[at..])
-                                }
+                                Seal::Data(data) => traffic.encrypt(data, out),
+                                Seal::CloseNotify => traffic.queue_close_notify(out),
                             };
                             match sealed {
-                                Ok(n) => break outgoing.truncate(at + n),
-                                Err(EncryptError::InsufficientSize(InsufficientSizeError {
-                                    required_size,
-                                })) => need = required_size,
-                                Err(e) => {
-                                    outgoing.truncate(at);
-                                    return Err(invalid(e));
-                                }
+                                Err(EncryptError::InsufficientSize(short)) => Err(Short::By(short)),
+                                other => other.map_err(|e| Short::Failed(invalid(e))),
                             }
-                        }
+                        })?;
                     }
                     Some(Phase::Traffic)
                 }
@@ -290,15 +265,14 @@ impl Session {
             };
             incoming.drain(..discard);
             if let Some(phase) = phase {
-                if incoming.is_empty() {
-                    *incoming = Vec::new();
-                }
-                if seal.is_some() {
-                    return Err(io::ErrorKind::BrokenPipe.into());
-                }
-                return Ok(phase);
+                break phase;
             }
+        };
+        self.shed();
+        if seal.is_some() {
+            return Err(io::ErrorKind::BrokenPipe.into());
         }
+        Ok(phase)
     }
 
     /// Read what the socket has into `incoming`: at most the rest of the record begun,
@@ -362,6 +336,38 @@ impl Session {
 
 fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Why a record was not written into the room it was given.
+enum Short {
+    /// The room was too small: rustls names the size it needs.
+    By(InsufficientSizeError),
+    Failed(io::Error),
+}
+
+/// Append to `out` what `write` puts in the room it is given, `guess` bytes at first,
+/// then as many as it asks for (rustls writes nothing into a room too small).
+fn append(
+    out: &mut Vec<u8>,
+    guess: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Short>,
+) -> io::Result<()> {
+    let at = out.len();
+    let mut need = guess;
+    loop {
+        out.resize(at + need, 0);
+        match write(&mut out[at..]) {
+            Ok(n) => {
+                out.truncate(at + n);
+                return Ok(());
+            }
+            Err(Short::By(InsufficientSizeError { required_size })) => need = required_size,
+            Err(Short::Failed(e)) => {
+                out.truncate(at);
+                return Err(e);
+            }
+        }
+    }
 }
 
 impl Transport for TlsTransport {
