@@ -213,14 +213,15 @@ impl Connection {
         }
     }
 
-    /// A direct write of frames queued by fan-out `fanout` is over (`result` from the
-    /// sink, `None` if it never happened): hand the stream back to its task, waking it
-    /// if there is anything for it to do.
+    /// A direct write of `frames` frames queued by fan-out `fanout` is over (`result`
+    /// from the sink, `None` if it never happened): hand the stream back to its task,
+    /// waking it if there is anything for it to do.
     fn release(
         &self,
         result: Option<io::Result<Option<Bytes>>>,
         fanout: u64,
         unsent: Option<Bytes>,
+        frames: usize,
     ) {
         let mut out = lock(&self.inner.outbox);
         out.writing = false;
@@ -235,7 +236,7 @@ impl Connection {
                     out.bytes += rest.len();
                     out.raw = Some(rest);
                 }
-                out.wrote(self.gather_after(fanout));
+                out.wrote(self.gather_after(fanout, frames));
                 false
             }
             Some(Err(_)) => true,
@@ -301,6 +302,7 @@ impl Claim {
             let timed = lock(&self.conn.inner.outbox).take_into(pieces);
             self.conn.record_latency(timed);
         }
+        let frames = pieces.len();
         let result = if pieces.is_empty() {
             Ok(None)
         } else {
@@ -310,14 +312,14 @@ impl Claim {
         // The task may take the socket back once released: drop our handle first. (Until
         // here a panic in the sink still releases the claim, through `Drop`.)
         self.sink = None;
-        self.conn.release(Some(result), self.fanout, None);
+        self.conn.release(Some(result), self.fanout, None, frames);
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         if self.sink.take().is_some() {
-            self.conn.release(None, self.fanout, self.own.take());
+            self.conn.release(None, self.fanout, self.own.take(), 0);
         }
     }
 }

@@ -152,22 +152,23 @@ impl Connection {
         }
     }
 
-    /// The task wrote frames it took after fan-out `since` (see the batching rule of
-    /// `Outbox::wrote`).
-    pub(crate) fn wrote(&self, since: u64) {
-        let gather = self.gather_after(since);
+    /// The task wrote `frames` frames it took after fan-out `since` (see the batching rule
+    /// of `Outbox::wrote`).
+    pub(crate) fn wrote(&self, since: u64, frames: usize) {
+        let gather = self.gather_after(since, frames);
         lock(&self.inner.outbox).wrote(gather);
     }
 
-    /// How long events gather before the write after one of frames taken after fan-out
-    /// `since` (the task's or a direct one), by this stream's batching settings.
-    pub(super) fn gather_after(&self, since: u64) -> Option<std::time::Duration> {
+    /// How long events gather before the write after one of `frames` frames taken after
+    /// fan-out `since` (the task's or a direct one), by this stream's batching settings.
+    pub(super) fn gather_after(&self, since: u64, frames: usize) -> Option<std::time::Duration> {
         let config = &self.inner.config;
         pace::gather(
             self.owner().clock(),
             since,
             config.batch_window,
             config.adaptive,
+            frames,
         )
     }
 

@@ -229,12 +229,13 @@ async fn write_batch<T: Transport>(
         }
     }
     let since = conn.pace();
+    let frames = pieces.len();
     let batch = chunk(pieces);
     pieces.clear();
     if write_or_abort(stream, &batch, abort).await.is_err() {
         return Batch::Failed;
     }
-    conn.wrote(since);
+    conn.wrote(since, frames);
     if ended.is_some() {
         Batch::Ended
     } else {
