@@ -230,9 +230,16 @@ async fn write_batch<T: Transport>(
     }
     let since = conn.pace();
     let frames = pieces.len();
-    let batch = chunk(pieces);
+    // As a sender's direct write: framed in the thread's buffer, one `send(2)` without
+    // a readiness check; only what the socket did not take waits for it.
+    let sent = DirectSink::try_send(stream, pieces);
     pieces.clear();
-    if write_or_abort(stream, &batch, abort).await.is_err() {
+    let written = match sent {
+        Ok(None) => Ok(()),
+        Ok(Some(rest)) => write_or_abort(stream, &rest, abort).await,
+        Err(_) => Err(()),
+    };
+    if written.is_err() {
         return Batch::Failed;
     }
     conn.wrote(since, frames);
