@@ -14,9 +14,9 @@
 //!   stranded in a room that is no longer in the table.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use indexmap::IndexMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use crate::connection::{Connection, ConnectionId};
 use crate::sync::{read, write};
