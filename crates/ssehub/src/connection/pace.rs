@@ -249,16 +249,13 @@ pub(crate) fn gather(
     if !adaptive {
         return Some(window);
     }
+    let most = if frames < FEW { window / 2 } else { window };
     let gather = if overtaken(clock, since) {
         Some(window)
     } else {
         clock.gather(window)
     };
-    if frames < FEW {
-        gather.map(|g| g.min(window / 2))
-    } else {
-        gather
-    }
+    gather.map(|g| g.min(most))
 }
 
 /// A write of fewer frames than this keeps at most half the window for the next. A whole

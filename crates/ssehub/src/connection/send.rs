@@ -213,15 +213,15 @@ impl Connection {
         }
     }
 
-    /// A direct write of `frames` frames queued by fan-out `fanout` is over (`result`
-    /// from the sink, `None` if it never happened): hand the stream back to its task,
-    /// waking it if there is anything for it to do.
+    /// A direct write of frames queued by fan-out `fanout` is over: `written` is what the
+    /// sink said and how many frames it was given (`None`: it never wrote, and `unsent`
+    /// is the claim's own frame, if it had one). Hand the stream back to its task, waking
+    /// it if there is anything for it to do.
     fn release(
         &self,
-        result: Option<io::Result<Option<Bytes>>>,
+        written: Option<(io::Result<Option<Bytes>>, usize)>,
         fanout: u64,
         unsent: Option<Bytes>,
-        frames: usize,
     ) {
         let mut out = lock(&self.inner.outbox);
         out.writing = false;
@@ -229,8 +229,8 @@ impl Connection {
             // A claim dropped unwritten: its frame goes first, before what queued behind.
             out.put_back(frame);
         }
-        let failed = match result {
-            Some(Ok(rest)) => {
+        let failed = match written {
+            Some((Ok(rest), frames)) => {
                 // An aborted stream keeps nothing (its transport is being dropped).
                 if let Some(rest) = rest.filter(|_| out.state != OutboxState::Aborted) {
                     out.bytes += rest.len();
@@ -239,7 +239,7 @@ impl Connection {
                 out.wrote(self.gather_after(fanout, frames));
                 false
             }
-            Some(Err(_)) => true,
+            Some((Err(_), _)) => true,
             None => false,
         };
         let pending = out.raw.is_some() || !out.queue.is_empty() || out.state != OutboxState::Open;
@@ -312,14 +312,14 @@ impl Claim {
         // The task may take the socket back once released: drop our handle first. (Until
         // here a panic in the sink still releases the claim, through `Drop`.)
         self.sink = None;
-        self.conn.release(Some(result), self.fanout, None, frames);
+        self.conn.release(Some((result, frames)), self.fanout, None);
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
         if self.sink.take().is_some() {
-            self.conn.release(None, self.fanout, self.own.take(), 0);
+            self.conn.release(None, self.fanout, self.own.take());
         }
     }
 }
