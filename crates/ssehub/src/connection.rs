@@ -26,7 +26,7 @@ pub use send::SendError;
 
 pub(crate) use handle::{ConnectionConfig, Owner, TransportAbort};
 pub(crate) use origin::{Audience, Origin};
-pub(crate) use outbox::{DirectSink, Kind};
+pub(crate) use outbox::{Descriptor, DirectSink, Kind, SocketSink};
 pub(crate) use pace::{Clock, Stamp, WIDE_FANOUT};
 pub(crate) use send::{Claim, Enqueued};
 pub(crate) use writer::Wire;

@@ -165,7 +165,7 @@ impl Owner for HubInner {
         &self.local.metrics
     }
 
-    fn clock(&self) -> &Clock {
+    fn clock(&self) -> &Arc<Clock> {
         &self.local.clock
     }
 

@@ -28,6 +28,8 @@ use std::io;
 
 use tokio::net::TcpStream;
 
+use crate::connection::Descriptor;
+
 /// What the bare-socket writer needs of a connected socket.
 pub(crate) trait Transport: Send + Sync + 'static {
     /// Write what the socket takes now (`WouldBlock` when it takes nothing).
@@ -37,6 +39,13 @@ pub(crate) trait Transport: Send + Sync + 'static {
     /// to the stream's task, whose own `try_write` then finds the socket full again.
     fn try_write_direct(&self, buf: &[u8]) -> io::Result<usize> {
         self.try_write(buf)
+    }
+    /// The descriptor a sender's direct write may go to without this object
+    /// ([`send_on`]), for a socket whose bytes need no more than it (plain TCP; a TLS
+    /// session's records do). The writer keeps the transport, so the descriptor open,
+    /// for as long as a sender may use it (`connection/outbox.rs`).
+    fn descriptor(&self) -> Option<Descriptor> {
+        None
     }
     /// Read what has arrived (`WouldBlock` when nothing has).
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
@@ -69,7 +78,12 @@ impl Transport for TcpStream {
     /// error, never a `SIGPIPE`.
     #[cfg(target_os = "linux")]
     fn try_write_direct(&self, buf: &[u8]) -> io::Result<usize> {
-        socket2::SockRef::from(self).send_with_flags(buf, libc::MSG_NOSIGNAL)
+        send_on(std::os::fd::AsRawFd::as_raw_fd(self), buf)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn descriptor(&self) -> Option<Descriptor> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(self))
     }
 
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -87,6 +101,15 @@ impl Transport for TcpStream {
     fn shutdown_write(&self) -> io::Result<()> {
         socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write)
     }
+}
+
+/// One `send(2)` of `buf` on the non-blocking socket `fd`, which its caller keeps open
+/// (see [`Transport::descriptor`]). `MSG_NOSIGNAL`: a closed peer is an error, never a
+/// `SIGPIPE`.
+#[cfg(target_os = "linux")]
+pub(crate) fn send_on(fd: Descriptor, buf: &[u8]) -> io::Result<usize> {
+    use nix::sys::socket::{send, MsgFlags};
+    Ok(send(fd, buf, MsgFlags::MSG_NOSIGNAL)?)
 }
 
 /// What the take-over tells the one that accepted a connection: its first request came

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::origin::Origin;
 use super::outbox::{Outbox, OutboxState, SlowConsumerPolicy};
-use super::pace::Clock;
+use super::pace::{self, Clock};
 use crate::log_limit::warn_limited;
 use crate::metrics::Metrics;
 use crate::metrics::TransportKind;
@@ -136,8 +136,9 @@ pub(crate) trait Owner: Send + Sync {
     fn forget(&self, conn: &Connection);
     /// The counters the slow-consumer policy bumps.
     fn metrics(&self) -> &Metrics;
-    /// The count of fan-outs begun, which pacing compares against (`pace.rs`).
-    fn clock(&self) -> &Clock;
+    /// The count of fan-outs begun, which pacing compares against (`pace.rs`). Shared:
+    /// a fan-out's write tasks carry it to the claims they write.
+    fn clock(&self) -> &Arc<Clock>;
     /// The most bytes one encoded event sent to a connection may take.
     fn max_event_bytes(&self) -> usize;
 }
@@ -161,18 +162,29 @@ pub struct Connection {
     pub(super) inner: Arc<Inner>,
 }
 
-// Laid out for the fan-out, which touches thousands of these per event: the limit, the
-// lock and what `push` reads and writes share the first two cache lines (without it,
-// `push` cost twice as much at 10k connections).
+// Laid out for the fan-out, which touches thousands of these per event: the flag a
+// direct write swaps first, then the lock and the outbox, whose first part is what
+// `push` reads and writes (see `outbox.rs`); the `Arc`'s count, which a claim's handle
+// takes, comes just before. About three cache lines per recipient, where the count, the
+// settings, the lock and the transport's own allocation took five to seven.
 #[repr(C)]
 pub(super) struct Inner {
-    pub(super) config: ConnectionConfig,
     /// Frames were queued behind a direct write in flight (see `send.rs`). Beside the
     /// lock: a direct write swaps it, then takes the lock to release the stream.
     pub(super) queued_behind: AtomicBool,
+    /// Batch only when the server falls behind (`false`: after every write).
+    adaptive: bool,
+    /// After a write, how long the stream lets events gather before the next one, at
+    /// most (`pace.rs`), in microseconds: it fits before the lock, where every write's
+    /// release reads it, and a Duration would not.
+    window_us: u32,
+    pub(super) outbox: Mutex<Outbox>,
     /// The release of a direct write reads its pacing clock.
     owner: Arc<dyn Owner>,
-    pub(super) outbox: Mutex<Outbox>,
+    /// Fired to drop the transport at once (the server's handle, when there is one).
+    pub(super) abort: Option<TransportAbort>,
+    /// How often its hub pings it when idle (`None`: never).
+    keep_alive: Option<Duration>,
     id: ConnectionId,
     closed: AtomicBool,
     /// Set once the close is complete (rooms left, callbacks run); `closed()` waits for it.
@@ -199,10 +211,11 @@ impl Connection {
             inner: Arc::new(Inner {
                 id: ConnectionId::random(),
                 owner,
-                outbox: Mutex::new(Outbox {
-                    resuming: config.resuming,
-                    ..Outbox::default()
-                }),
+                outbox: Mutex::new(Outbox::new(&config)),
+                adaptive: config.adaptive,
+                window_us: u32::try_from(config.batch_window.as_micros()).unwrap_or(u32::MAX),
+                abort: config.abort,
+                keep_alive: config.keep_alive,
                 closed: AtomicBool::new(false),
                 settled: AtomicBool::new(false),
                 closed_notify: Notify::new(),
@@ -212,7 +225,6 @@ impl Connection {
                 dropped: AtomicU64::new(0),
                 queued_behind: AtomicBool::new(false),
                 origin,
-                config,
             }),
         }
     }
@@ -220,6 +232,13 @@ impl Connection {
     /// The connection's unique id.
     pub fn id(&self) -> ConnectionId {
         self.inner.id
+    }
+
+    /// Read the first cache line of the connection's memory (the flag before the lock),
+    /// and nothing else: a fan-out reads a group of connections' lines this way before
+    /// it locks any of them, so that their misses overlap (`hub/fanout.rs`).
+    pub(crate) fn touch(&self) {
+        std::hint::black_box(self.inner.queued_behind.load(Ordering::Relaxed));
     }
 
     /// Who keeps this connection (its hub).
@@ -254,7 +273,14 @@ impl Connection {
 
     /// How often its hub pings it when idle (`None`: never).
     pub(crate) fn keep_alive(&self) -> Option<Duration> {
-        self.inner.config.keep_alive
+        self.inner.keep_alive
+    }
+
+    /// How long events gather before the write after one of `frames` frames taken after
+    /// fan-out `since` (the task's or a direct one), by this stream's batching settings.
+    pub(super) fn gather(&self, clock: &Clock, since: u64, frames: usize) -> Option<Duration> {
+        let window = Duration::from_micros(u64::from(self.inner.window_us));
+        pace::gather(clock, since, window, self.inner.adaptive, frames)
     }
 
     /// The rooms this connection is in, as its owner names them.
@@ -331,7 +357,7 @@ impl Connection {
     /// Close at once, dropping what is queued and the transport under it.
     pub(crate) fn abort(&self) {
         self.close_with(OutboxState::Aborted);
-        if let Some(a) = &self.inner.config.abort {
+        if let Some(a) = &self.inner.abort {
             a.abort();
         }
     }
@@ -434,5 +460,43 @@ impl fmt::Debug for Connection {
             .field("id", &self.inner.id)
             .field("closed", &self.is_closed())
             .finish()
+    }
+}
+#[cfg(test)]
+mod layout {
+    use super::*;
+    use crate::connection::outbox::Outbox;
+    use std::mem::offset_of;
+
+    /// What a fan-out's `push` and a direct write's release read and write, counted from
+    /// the start of the connection's allocation (the `Arc`'s two counts first): the
+    /// flag, the batching settings, the lock and the first fields of the outbox, up to
+    /// `next_write`. 128 bytes are two cache lines when the allocation starts one, three
+    /// at most otherwise; moving a field past them costs a miss per recipient per event
+    /// at light load (BENCHMARKS.md).
+    #[test]
+    fn what_a_fan_out_touches_fits_in_128_bytes() {
+        let hub = crate::Hub::new();
+        let conn = hub.connect(ConnectionConfig::for_tests());
+        let inner = Arc::as_ptr(&conn.inner) as usize;
+        let outbox = &*lock(&conn.inner.outbox) as *const Outbox as usize;
+        let counts = 2 * size_of::<usize>();
+        let end = counts + (outbox - inner) + offset_of!(Outbox, next_write) + 16;
+        assert!(end <= 128, "the hot part ends at byte {end}");
+        assert!(offset_of!(Inner, queued_behind) < offset_of!(Inner, outbox));
+        assert!(offset_of!(Inner, window_us) < offset_of!(Inner, outbox));
+        for (name, at) in [
+            ("state", offset_of!(Outbox, state)),
+            ("bytes", offset_of!(Outbox, bytes)),
+            ("in_flight", offset_of!(Outbox, in_flight)),
+            ("limit", offset_of!(Outbox, limit)),
+            ("queue", offset_of!(Outbox, queue)),
+            ("socket", offset_of!(Outbox, socket)),
+        ] {
+            assert!(
+                at < offset_of!(Outbox, next_write),
+                "{name} is past the hot part"
+            );
+        }
     }
 }

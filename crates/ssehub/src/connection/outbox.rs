@@ -12,6 +12,10 @@
 //! - At most one of {the stream's task, one claim} writes: `writing` is set while a
 //!   claim is out, and the task neither writes nor ends the stream meanwhile; `parked`
 //!   says the task waits for frames, the only time a claim may be won.
+//! - While a claim is out the outbox keeps its `sink`, even aborted: a claim that
+//!   writes to the socket's descriptor ([`SocketSink`]) holds no reference to the
+//!   transport, and the descriptor stays open only while someone does. The release
+//!   drops the sink of an aborted stream.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,6 +23,8 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+use super::handle::ConnectionConfig;
 
 /// What happens when a frame would overflow a connection's outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,8 +50,10 @@ pub(crate) const MAX_WRITE: usize = 64 * 1024;
 /// so a larger join saved no record and no frame.
 pub(crate) const HANDOVER: usize = 16 * 1024;
 
-#[derive(Default)]
-#[repr(C)] // what a fan-out's `push` touches comes first
+// Laid out for the fan-out, which touches thousands of these per event: after the
+// connection's reference count, its flag and the lock (`handle.rs`), what `push` reads
+// and writes fills two cache lines; what a write rarely needs comes after.
+#[repr(C)]
 pub(super) struct Outbox {
     pub(super) state: OutboxState,
     /// Set on every enqueue, cleared by the keep-alive sweep: traffic is the keep-alive.
@@ -58,19 +66,27 @@ pub(super) struct Outbox {
     /// The stream resumes from a cursor and its replay is not done yet: events of rooms
     /// with history are left to the replay (which will carry them, in order).
     pub(super) resuming: bool,
+    /// What a frame that would pass `limit` meets.
+    pub(super) policy: SlowConsumerPolicy,
     pub(super) bytes: usize,
     /// Bytes hyper took and still holds (in its buffers or h2's, waiting for the socket
     /// or for the peer's flow-control window): counted against the bound until dropped.
     pub(super) in_flight: usize,
+    /// The bound on `bytes + in_flight`.
+    pub(super) limit: usize,
     pub(super) queue: VecDeque<Bytes>,
-    pub(super) waker: Option<Waker>,
-    /// The transport, when it can be written directly ([`DirectSink`]).
-    pub(super) sink: Option<Arc<dyn DirectSink>>,
-    /// What a partial direct write left, framed: it goes out first, verbatim.
-    pub(super) raw: Option<Bytes>,
+    /// The transport's descriptor, when a claim may write to it without the transport
+    /// ([`DirectSink::socket`]).
+    pub(super) socket: Option<SocketSink>,
     /// No write before this (batching); `None`: at once.
     pub(super) next_write: Option<Instant>,
-    /// A timed publication's frame waits in the queue (last: rarely set).
+    /// What a partial direct write left, framed: it goes out first, verbatim. Only set
+    /// while the task is awake (a claim's release wakes it), so never while `parked`.
+    pub(super) raw: Option<Bytes>,
+    /// The transport, when it can be written directly ([`DirectSink`]).
+    pub(super) sink: Option<Arc<dyn DirectSink>>,
+    pub(super) waker: Option<Waker>,
+    /// A timed publication's frame waits in the queue (rarely set).
     pub(super) probe: Option<Probe>,
 }
 
@@ -118,11 +134,34 @@ pub(super) enum Admit {
 }
 
 impl Outbox {
-    /// Whether `len` more bytes may be queued under `limit`. A keep-alive ping is
+    /// An empty outbox under `config`'s bound, policy and batching.
+    pub(super) fn new(config: &ConnectionConfig) -> Outbox {
+        Outbox {
+            state: OutboxState::Open,
+            active: false,
+            warned: false,
+            parked: false,
+            writing: false,
+            resuming: config.resuming,
+            policy: config.policy,
+            bytes: 0,
+            in_flight: 0,
+            limit: config.outbox_limit,
+            queue: VecDeque::new(),
+            socket: None,
+            next_write: None,
+            raw: None,
+            sink: None,
+            waker: None,
+            probe: None,
+        }
+    }
+
+    /// Whether `len` more bytes may be queued under the bound. A keep-alive ping is
     /// refused as `Busy` when frames were queued since the last sweep, and the slate is
     /// wiped either way: a ping is not traffic. A recorded event waits for the replay of
     /// a resuming stream.
-    pub(super) fn admit(&mut self, len: usize, limit: usize, kind: Kind) -> Admit {
+    pub(super) fn admit(&mut self, len: usize, kind: Kind) -> Admit {
         if self.state != OutboxState::Open {
             return Admit::Closed;
         }
@@ -133,7 +172,7 @@ impl Outbox {
         if keep_alive && std::mem::take(&mut self.active) {
             return Admit::Busy;
         }
-        if self.bytes + self.in_flight + len > limit && !self.queue.is_empty() {
+        if self.bytes + self.in_flight + len > self.limit && !self.queue.is_empty() {
             let first = !self.warned;
             self.warned = true;
             return Admit::Full { first };
@@ -178,20 +217,35 @@ impl Outbox {
         self.bytes = 0;
         // `in_flight` stays: hyper still holds those bytes, and gives them back when it
         // drops them (the reset of an HTTP/2 stream, or the end of the connection).
-        self.sink = None;
         self.probe = None;
+        // A claim out may be writing to the descriptor: its release drops the sink.
+        if !self.writing {
+            self.drop_sink();
+        }
+    }
+
+    /// Nobody writes directly any more: let go of the transport.
+    pub(super) fn drop_sink(&mut self) {
+        self.sink = None;
+        self.socket = None;
     }
 
     /// Whether the sender that queues a frame at `at` may write the queue out itself:
     /// the task is idle, and the stream has not written within the batching window (a
     /// busy stream's frames are left to gather).
-    pub(super) fn claimable(&self, at: Instant) -> Option<Arc<dyn DirectSink>> {
-        let sink = self.sink.as_ref()?;
+    pub(super) fn claimable(&self, at: Instant) -> Option<Via> {
         let busy = self.next_write.is_some_and(|t| at < t);
-        if busy || !self.parked || self.writing || self.raw.is_some() {
+        // A parked stream has nothing left over (`raw`): not read, its cache line is not
+        // touched.
+        if busy || !self.parked || self.writing {
             return None;
         }
-        Some(sink.clone())
+        // The descriptor when there is one: the transport's memory is not touched (at
+        // light load its cache line was a miss at the claim, and again at the write).
+        match self.socket {
+            Some(socket) => Some(Via::Socket(socket)),
+            None => self.sink.clone().map(Via::Sink),
+        }
     }
 
     /// How the stream ends, if it has: the task takes the sink back (nobody else writes
@@ -202,7 +256,7 @@ impl Outbox {
             OutboxState::Draining => End::Finish,
             OutboxState::Aborted => End::Abort,
         };
-        self.sink = None;
+        self.drop_sink();
         Some(end)
     }
 
@@ -274,6 +328,45 @@ pub(crate) trait DirectSink: Send + Sync {
     /// out. `Ok(Some(rest))`: the socket took part of it or none; `rest` is what is
     /// left, framed, to be written next and verbatim. `Err`: the transport failed.
     fn try_send(&self, frames: &[Bytes]) -> std::io::Result<Option<Bytes>>;
+    /// The same write on the transport's descriptor, without the transport, when its
+    /// bytes need nothing else (plain TCP).
+    fn socket(&self) -> Option<SocketSink> {
+        None
+    }
+}
+
+/// A socket's descriptor, as a transport gives it ([`DirectSink::socket`]).
+#[cfg(unix)]
+pub(crate) type Descriptor = std::os::fd::RawFd;
+/// A socket's descriptor (never given, here).
+#[cfg(not(unix))]
+pub(crate) type Descriptor = i32;
+
+/// A plain socket a claim writes to by its descriptor: what [`DirectSink::try_send`]
+/// does, without the transport object (no reference count to take, no memory of the
+/// transport's to touch). Valid while the outbox holds the sink it came from.
+#[derive(Clone, Copy)]
+pub(crate) struct SocketSink {
+    pub(crate) fd: Descriptor,
+    /// [`DirectSink::try_send`] on `fd`.
+    pub(crate) send: fn(Descriptor, &[Bytes]) -> std::io::Result<Option<Bytes>>,
+}
+
+/// What a claim writes through ([`Outbox::claimable`]).
+pub(super) enum Via {
+    /// The socket's descriptor: the outbox keeps the transport open meanwhile.
+    Socket(SocketSink),
+    /// The transport itself (a TLS session).
+    Sink(Arc<dyn DirectSink>),
+}
+
+impl Via {
+    pub(super) fn try_send(&self, frames: &[Bytes]) -> std::io::Result<Option<Bytes>> {
+        match self {
+            Via::Socket(s) => (s.send)(s.fd, frames),
+            Via::Sink(sink) => sink.try_send(frames),
+        }
+    }
 }
 
 /// How a stream ended ([`Outbox::end`]).

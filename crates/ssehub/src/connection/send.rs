@@ -20,14 +20,13 @@
 use std::fmt;
 use std::io;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::handle::Connection;
-use super::outbox::{Admit, DirectSink, Kind, OutboxState, SlowConsumerPolicy};
-use super::pace::Stamp;
+use super::outbox::{Admit, Kind, OutboxState, SlowConsumerPolicy, Via};
+use super::pace::{Clock, Stamp};
 use crate::log_limit::warn_limited;
 use crate::message::{self, FrameError, Message};
 use crate::sync::lock;
@@ -101,7 +100,7 @@ impl Connection {
         match self.enqueue(frame, Some(Stamp::now(self.owner().clock()))) {
             Enqueued::Yes => Ok(()),
             Enqueued::Direct(claim) => {
-                claim.write(&mut Vec::new());
+                claim.write(&mut Vec::new(), self.owner().clock());
                 Ok(())
             }
             Enqueued::Closed => Err(SendError::Closed),
@@ -149,15 +148,14 @@ impl Connection {
         stamp: Option<Stamp>,
         timed: Option<Instant>,
     ) -> Enqueued {
-        let config = &self.inner.config;
         let mut out = lock(&self.inner.outbox);
-        match out.admit(frame.len(), config.outbox_limit, kind) {
+        match out.admit(frame.len(), kind) {
             Admit::Yes => {}
             Admit::Closed => return Enqueued::Closed,
             Admit::Busy => return Enqueued::Busy,
             Admit::Deferred => return Enqueued::Deferred,
             Admit::Full { first } => {
-                if config.policy == SlowConsumerPolicy::Close {
+                if out.policy == SlowConsumerPolicy::Close {
                     // Leave Open under this lock: a concurrent sender (or another room
                     // of the same broadcast) now sees Closed, so one overflow is
                     // reported once.
@@ -169,7 +167,7 @@ impl Connection {
                 return Enqueued::Dropped;
             }
         }
-        if let Some((sink, stamp)) = stamp.and_then(|s| out.claimable(s.at).map(|k| (k, s))) {
+        if let Some((via, stamp)) = stamp.and_then(|s| out.claimable(s.at).map(|v| (v, s))) {
             out.writing = true;
             // An idle stream's queue is empty: the frame goes straight into the claim,
             // and the queue is not touched (nor locked again to write it). A timed
@@ -185,7 +183,7 @@ impl Connection {
             };
             return Enqueued::Direct(Claim {
                 conn: self.clone(),
-                sink: Some(sink),
+                via: Some(via),
                 fanout: stamp.fanout,
                 own,
             });
@@ -222,27 +220,38 @@ impl Connection {
         written: Option<(io::Result<Option<Bytes>>, usize)>,
         fanout: u64,
         unsent: Option<Bytes>,
+        clock: &Clock,
     ) {
         let mut out = lock(&self.inner.outbox);
         out.writing = false;
+        if out.state == OutboxState::Aborted {
+            // Aborted while the claim wrote: the transport was kept for it until now.
+            out.drop_sink();
+        }
         if let Some(frame) = unsent.filter(|_| out.state != OutboxState::Aborted) {
             // A claim dropped unwritten: its frame goes first, before what queued behind.
             out.put_back(frame);
         }
+        // What the write left over, if it did: a claim is won only while the task is
+        // parked, so with nothing left over before, and only this release sets it. (So
+        // `raw`, on a cold cache line, is not read.)
+        let mut left_over = false;
         let failed = match written {
             Some((Ok(rest), frames)) => {
                 // An aborted stream keeps nothing (its transport is being dropped).
                 if let Some(rest) = rest.filter(|_| out.state != OutboxState::Aborted) {
                     out.bytes += rest.len();
                     out.raw = Some(rest);
+                    left_over = true;
                 }
-                out.wrote(self.gather_after(fanout, frames));
+                let gather = self.gather(clock, fanout, frames);
+                out.wrote(gather);
                 false
             }
             Some((Err(_), _)) => true,
             None => false,
         };
-        let pending = out.raw.is_some() || !out.queue.is_empty() || out.state != OutboxState::Open;
+        let pending = left_over || !out.queue.is_empty() || out.state != OutboxState::Open;
         let waker = if pending { out.wake() } else { None };
         drop(out);
         if let Some(w) = waker {
@@ -263,7 +272,7 @@ impl Connection {
 
     /// The most bytes the outbox holds (its slow-consumer bound).
     pub(crate) fn outbox_limit(&self) -> usize {
-        self.inner.config.outbox_limit
+        lock(&self.inner.outbox).limit
     }
 
     /// True (and cleared) if frames other than pings were queued since the last sweep.
@@ -279,7 +288,8 @@ impl Connection {
 /// queued when the claim is written goes out as one write.
 pub(crate) struct Claim {
     conn: Connection,
-    sink: Option<Arc<dyn DirectSink>>,
+    /// What it writes through; `None` once released.
+    via: Option<Via>,
     /// The fan-out whose frame won the claim.
     fanout: u64,
     /// That frame, when the queue was empty: it never entered it.
@@ -288,9 +298,11 @@ pub(crate) struct Claim {
 
 impl Claim {
     /// Write what is queued (without waiting) and release the transport. `pieces` is
-    /// scratch space, left empty.
-    pub(crate) fn write(mut self, pieces: &mut Vec<Bytes>) {
-        let Some(sink) = &self.sink else { return };
+    /// scratch space, left empty; `clock` the hub's, which the release's pacing reads
+    /// (the fan-out hands it over: through the connection's owner it was a cache miss
+    /// per recipient).
+    pub(crate) fn write(mut self, pieces: &mut Vec<Bytes>, clock: &Clock) {
+        let Some(via) = &self.via else { return };
         let own = self.own.take();
         let alone = own.is_some();
         pieces.extend(own);
@@ -306,20 +318,30 @@ impl Claim {
         let result = if pieces.is_empty() {
             Ok(None)
         } else {
-            sink.try_send(pieces)
+            via.try_send(pieces)
         };
         pieces.clear();
-        // The task may take the socket back once released: drop our handle first. (Until
-        // here a panic in the sink still releases the claim, through `Drop`.)
-        self.sink = None;
-        self.conn.release(Some((result, frames)), self.fanout, None);
+        // The task may take the socket back once released: drop our handle (if it is the
+        // transport's) first. (Until here a panic in the sink still releases the claim,
+        // through `Drop`.)
+        self.via = None;
+        self.conn
+            .release(Some((result, frames)), self.fanout, None, clock);
+    }
+}
+
+impl Claim {
+    /// [`Connection::touch`] for the connection this claim writes.
+    pub(crate) fn touch(&self) {
+        self.conn.touch();
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if self.sink.take().is_some() {
-            self.conn.release(None, self.fanout, self.own.take());
+        if self.via.take().is_some() {
+            let clock = self.conn.owner().clock();
+            self.conn.release(None, self.fanout, self.own.take(), clock);
         }
     }
 }

@@ -279,7 +279,7 @@ fn a_write_overtaken_by_a_later_fan_out_lets_the_next_events_gather() {
     // would be an overlap.)
     let _later = Stamp::fanout(c.owner().clock(), 1);
     let _later = Stamp::fanout(c.owner().clock(), 1);
-    claim.write(&mut Vec::new());
+    claim.write(&mut Vec::new(), c.owner().clock());
     c.send(&Message::new("2")).unwrap();
     c.send(&Message::new("3")).unwrap();
     assert_eq!(&lock(&sink.written)[..], b"data: 1\n\n", "2 and 3 wait");
@@ -363,7 +363,7 @@ fn the_task_waits_for_a_direct_write_in_flight_even_to_end() {
     assert!(c.poll_wire(&waker, &mut pieces).is_pending());
     let woken = wakes.0.load(Ordering::SeqCst);
     // What was queued behind the claim goes out in the same write.
-    claim.write(&mut pieces);
+    claim.write(&mut pieces, c.owner().clock());
     assert!(wakes.0.load(Ordering::SeqCst) > woken);
     assert_eq!(&lock(&sink.written)[..], b"data: 1\n\ndata: 2\n\n");
     assert!(matches!(
@@ -399,7 +399,7 @@ fn a_timed_frame_written_directly_records_its_latency_once() {
     let Enqueued::Direct(claim) = timed else {
         panic!("an idle stream is claimed")
     };
-    claim.write(&mut Vec::new());
+    claim.write(&mut Vec::new(), c.owner().clock());
     assert_eq!(&lock(&sink.written)[..], b"data: 1\n\n");
     assert_eq!(latencies(&c), 1);
     c.send(&Message::new("2")).unwrap();
@@ -483,7 +483,9 @@ fn a_panicking_transport_releases_its_claim() {
     let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(stamp(&c))) else {
         panic!("an idle stream is claimed")
     };
-    let caught = std::panic::catch_unwind(AssertUnwindSafe(|| claim.write(&mut Vec::new())));
+    let caught = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        claim.write(&mut Vec::new(), c.owner().clock())
+    }));
     assert!(caught.is_err());
     // Not stuck behind a claim that will never end: the task parks, and the next
     // event is written directly again.
@@ -533,4 +535,46 @@ fn tags_are_typed() {
     assert_eq!(c.tag::<u32>(), Some(7));
     assert_eq!(c.take_tag::<String>().as_deref(), Some("name"));
     assert_eq!(c.tag::<String>(), None);
+}
+
+/// A claim on plain TCP writes to the socket's descriptor and holds no reference to the
+/// transport: the outbox keeps it, so the descriptor open, until the claim is released,
+/// even when the stream is aborted and its task lets go of the socket meanwhile. Then the
+/// release lets go: the peer reads the claim's chunk, then the end of the connection.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_aborted_stream_keeps_its_socket_open_until_the_claim_on_it_is_released() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let socket = Arc::new(listener.accept().await.unwrap().0);
+    let c = Hub::new().connect(ConnectionConfig {
+        abort: Some(TransportAbort::new()),
+        ..ConnectionConfig::for_tests()
+    });
+    c.attach_sink(socket.clone());
+    let waker = Waker::from(Arc::new(Wakes::default()));
+    assert!(c.poll_wire(&waker, &mut Vec::new()).is_pending());
+    let Enqueued::Direct(claim) = c.enqueue(frame("1"), Some(stamp(&c))) else {
+        panic!("an idle stream is claimed")
+    };
+    assert_eq!(Arc::strong_count(&socket), 2, "the claim took no reference");
+    c.abort();
+    assert_eq!(Arc::strong_count(&socket), 2, "kept while the claim is out");
+    let weak = Arc::downgrade(&socket);
+    drop(socket); // the stream's task ends
+    assert!(
+        weak.upgrade().is_some(),
+        "the outbox still holds the socket"
+    );
+    claim.write(&mut Vec::new(), c.owner().clock());
+    assert!(weak.upgrade().is_none(), "the release let go of it");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), peer.read_to_end(&mut got))
+        .await
+        .expect("the socket was closed")
+        .unwrap();
+    assert_eq!(&got[..], b"9\r\ndata: 1\n\n\r\n");
 }

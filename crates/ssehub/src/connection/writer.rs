@@ -14,7 +14,6 @@ use bytes::Bytes;
 
 use super::handle::Connection;
 use super::outbox::{DirectSink, End, OutboxState, HANDOVER};
-use super::pace;
 use crate::sync::lock;
 
 /// What a transport's task writes next ([`Connection::poll_wire`]).
@@ -60,7 +59,7 @@ impl Connection {
                 // task (HTTP/2: a reset). Ending the body instead would have hyper finish
                 // the response, behind data the peer may never take: the stream would
                 // stay open, and what h2 buffered for it with it.
-                OutboxState::Aborted if self.inner.config.abort.is_some() => {}
+                OutboxState::Aborted if self.inner.abort.is_some() => {}
                 OutboxState::Aborted => return Ok(None),
             }
         } else if out.in_flight == 0 {
@@ -94,6 +93,7 @@ impl Connection {
     pub(crate) fn attach_sink(&self, sink: Arc<dyn DirectSink>) {
         let mut out = lock(&self.inner.outbox);
         if out.state != OutboxState::Aborted {
+            out.socket = sink.socket();
             out.sink = Some(sink);
         }
     }
@@ -155,21 +155,8 @@ impl Connection {
     /// The task wrote `frames` frames it took after fan-out `since` (see the batching rule
     /// of `Outbox::wrote`).
     pub(crate) fn wrote(&self, since: u64, frames: usize) {
-        let gather = self.gather_after(since, frames);
+        let gather = self.gather(self.owner().clock(), since, frames);
         lock(&self.inner.outbox).wrote(gather);
-    }
-
-    /// How long events gather before the write after one of `frames` frames taken after
-    /// fan-out `since` (the task's or a direct one), by this stream's batching settings.
-    pub(super) fn gather_after(&self, since: u64, frames: usize) -> Option<std::time::Duration> {
-        let config = &self.inner.config;
-        pace::gather(
-            self.owner().clock(),
-            since,
-            config.batch_window,
-            config.adaptive,
-            frames,
-        )
     }
 
     /// The newest fan-out now, for [`Connection::wrote`].

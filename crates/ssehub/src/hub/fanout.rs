@@ -26,7 +26,7 @@ pub(crate) struct Local {
     pub(crate) rooms: Rooms,
     pub(crate) metrics: Metrics,
     /// Fan-outs begun: what pacing compares a write against (`connection/pace.rs`).
-    pub(crate) clock: Clock,
+    pub(crate) clock: Arc<Clock>,
     /// The rooms named by patterns (`topics.rs`), for a hub whose rooms are topics.
     pub(crate) patterns: Option<Arc<dyn Patterns>>,
 }
@@ -134,7 +134,11 @@ pub(crate) fn deliver(local: &Local, p: &Publication, frame: &Encoded) -> Fanout
     }
     for (room, kind) in &targets {
         let members = room.members();
-        for (id, conn) in &members.conns {
+        let mut ahead = members.conns.values();
+        for (n, (id, conn)) in members.conns.iter().enumerate() {
+            if n % GROUP == 0 {
+                ahead.by_ref().take(GROUP).for_each(Connection::touch);
+            }
             if p.except == Some(*id) {
                 continue;
             }
@@ -167,7 +171,7 @@ pub(crate) fn to_each(
     };
     // Not a publication: it overtakes no write.
     let stamp = Stamp::now(&local.clock);
-    let mut fanout = Fanout::with_stamp(conns.len(), stamp);
+    let mut fanout = Fanout::with_stamp(conns.len(), stamp, &local.clock);
     for c in conns {
         fanout.push(c, frame.clone(), kind);
     }
@@ -176,7 +180,8 @@ pub(crate) fn to_each(
 
 /// Queue `frames`, in order, to one connection (a replay).
 pub(crate) fn to_one(conn: &Connection, frames: Vec<Bytes>) -> Fanout {
-    let mut fanout = Fanout::with_stamp(1, Stamp::now(conn.owner().clock()));
+    let clock = conn.owner().clock();
+    let mut fanout = Fanout::with_stamp(1, Stamp::now(clock), clock);
     for f in frames {
         fanout.push(conn, f, Kind::Plain);
     }
@@ -198,6 +203,9 @@ pub(crate) struct Fanout {
     /// A timed publication: how many recipients to skip before the one that carries
     /// the probe, and when the publication began.
     probe: Option<(usize, Instant)>,
+    /// The hub's clock, which each claim's release reads (passed along: the connection's
+    /// way to it is a cache line more per recipient).
+    clock: Arc<Clock>,
 }
 
 impl Fanout {
@@ -205,21 +213,21 @@ impl Fanout {
     /// While the process is calm (no pressure for a while, `pace.rs`) it is written
     /// directly whatever its size: the streams' tasks would write each event alone
     /// anyway, and waking them costs more than the write.
-    fn new(recipients: usize, clock: &Clock) -> Fanout {
+    fn new(recipients: usize, clock: &Arc<Clock>) -> Fanout {
         let stamp = Stamp::fanout(clock, recipients);
         let limit = if clock.calm(stamp.at) {
             usize::MAX
         } else {
             WIDE_FANOUT
         };
-        Fanout::direct_up_to(recipients, stamp, limit)
+        Fanout::direct_up_to(recipients, stamp, limit, clock)
     }
 
-    fn with_stamp(recipients: usize, stamp: Stamp) -> Fanout {
-        Fanout::direct_up_to(recipients, stamp, WIDE_FANOUT)
+    fn with_stamp(recipients: usize, stamp: Stamp, clock: &Arc<Clock>) -> Fanout {
+        Fanout::direct_up_to(recipients, stamp, WIDE_FANOUT, clock)
     }
 
-    fn direct_up_to(recipients: usize, stamp: Stamp, limit: usize) -> Fanout {
+    fn direct_up_to(recipients: usize, stamp: Stamp, limit: usize, clock: &Arc<Clock>) -> Fanout {
         let direct = recipients <= limit;
         Fanout {
             reached: 0,
@@ -227,6 +235,7 @@ impl Fanout {
             claims: Vec::with_capacity(if direct { recipients } else { 0 }),
             stamp: direct.then_some(stamp),
             probe: None,
+            clock: clock.clone(),
         }
     }
 
@@ -261,16 +270,30 @@ impl Fanout {
         self.overflowed
             .iter()
             .for_each(Connection::close_overflowed);
-        write_claims(self.claims);
+        write_claims(self.claims, self.clock);
         self.reached
     }
+}
+
+/// A fan-out reads the first cache line of this many connections before it queues to
+/// (or writes) the first of them. At light load that line is a miss for every recipient
+/// (each `send` evicts what came before), and the lock taken next, a locked instruction,
+/// waits for every load before it: one connection at a time, each miss was waited for
+/// alone; read together, a group's misses overlap.
+const GROUP: usize = 8;
+
+/// Write the next [`GROUP`] of `claims`, their connections read first.
+fn write_group(claims: &mut std::vec::IntoIter<Claim>, pieces: &mut Vec<Bytes>, clock: &Clock) {
+    let n = claims.len().min(GROUP);
+    claims.as_slice()[..n].iter().for_each(Claim::touch);
+    claims.by_ref().take(n).for_each(|c| c.write(pieces, clock));
 }
 
 /// Write claimed queues. Broadcasting stays queueing-only for the caller: on a runtime
 /// the writes run in spawned tasks, a few hundred sockets each, yielding between slices
 /// so that publishers and other streams get their turn. Outside a runtime they run
 /// here, and never wait either (every write is non-blocking).
-fn write_claims(claims: Vec<Claim>) {
+fn write_claims(claims: Vec<Claim>, clock: Arc<Clock>) {
     const PER_TASK: usize = 256;
     const PER_POLL: usize = 32;
     // Only a multi-threaded runtime is sure to run what is spawned on it soon; on a
@@ -284,8 +307,11 @@ fn write_claims(claims: Vec<Claim>) {
             rt
         }
         _ => {
-            let mut pieces = Vec::new();
-            return claims.into_iter().for_each(|c| c.write(&mut pieces));
+            let (mut pieces, mut claims) = (Vec::new(), claims.into_iter());
+            while claims.len() > 0 {
+                write_group(&mut claims, &mut pieces, &clock);
+            }
+            return;
         }
     };
     let mut claims = claims.into_iter();
@@ -294,15 +320,14 @@ fn write_claims(claims: Vec<Claim>) {
         if batch.is_empty() {
             break;
         }
+        let clock = clock.clone();
         rt.spawn(async move {
             let mut pieces = Vec::new();
             let mut batch = batch.into_iter();
-            loop {
-                let mut slice = batch.by_ref().take(PER_POLL).peekable();
-                if slice.peek().is_none() {
-                    break;
+            while batch.len() > 0 {
+                for _ in 0..PER_POLL / GROUP {
+                    write_group(&mut batch, &mut pieces, &clock);
                 }
-                slice.for_each(|c| c.write(&mut pieces));
                 tokio::task::yield_now().await;
             }
         });

@@ -31,6 +31,8 @@ use http_body::Body as _;
 
 use super::Transport;
 use crate::connection::{Connection, DirectSink, TransportAbort, Wire};
+#[cfg(target_os = "linux")]
+use crate::connection::{Descriptor, SocketSink};
 use crate::endpoint::SseBody;
 
 /// Write the answer's head (and a fixed answer whole). For a stream, what its task then
@@ -264,23 +266,7 @@ thread_local! {
 /// Senders write frames straight to an idle stream's socket, as one chunk.
 impl<T: Transport> DirectSink for T {
     fn try_send(&self, frames: &[Bytes]) -> io::Result<Option<Bytes>> {
-        let len: usize = frames.iter().map(Bytes::len).sum();
-        let rest = if len + 12 > SMALL_WRITE {
-            let whole = chunk(frames);
-            let written = sent(self.try_write_direct(&whole))?;
-            (written < whole.len()).then(|| whole.slice(written..))
-        } else {
-            SCRATCH.with_borrow_mut(|buf| {
-                buf.clear();
-                put_chunk(buf, frames, len);
-                let written = sent(self.try_write_direct(buf))?;
-                // The socket's buffer is full: keep what it did not take (rare, and
-                // copied).
-                io::Result::Ok(
-                    (written < buf.len()).then(|| Bytes::copy_from_slice(&buf[written..])),
-                )
-            })?
-        };
+        let rest = send_chunk(frames, |buf| self.try_write_direct(buf))?;
         // All taken, but not all sent (a TLS session holds the end of a record): an
         // empty rest wakes the stream's task, which sends it before anything else.
         if rest.is_none() && self.pending() {
@@ -288,6 +274,40 @@ impl<T: Transport> DirectSink for T {
         }
         Ok(rest)
     }
+
+    #[cfg(target_os = "linux")]
+    fn socket(&self) -> Option<SocketSink> {
+        let send = send_chunk_on;
+        self.descriptor().map(|fd| SocketSink { fd, send })
+    }
+}
+
+/// [`DirectSink::try_send`] on a plain socket's descriptor (which holds nothing back:
+/// what it does not take is the rest).
+#[cfg(target_os = "linux")]
+fn send_chunk_on(fd: Descriptor, frames: &[Bytes]) -> io::Result<Option<Bytes>> {
+    send_chunk(frames, |buf| super::send_on(fd, buf))
+}
+
+/// Write `frames` as one chunk with `write`, a non-blocking write: `Ok(None)` when it
+/// took all of it, else what is left, framed.
+fn send_chunk(
+    frames: &[Bytes],
+    mut write: impl FnMut(&[u8]) -> io::Result<usize>,
+) -> io::Result<Option<Bytes>> {
+    let len: usize = frames.iter().map(Bytes::len).sum();
+    if len + 12 > SMALL_WRITE {
+        let whole = chunk(frames);
+        let written = sent(write(&whole))?;
+        return Ok((written < whole.len()).then(|| whole.slice(written..)));
+    }
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        put_chunk(buf, frames, len);
+        let written = sent(write(buf))?;
+        // The socket's buffer is full: keep what it did not take (rare, and copied).
+        Ok((written < buf.len()).then(|| Bytes::copy_from_slice(&buf[written..])))
+    })
 }
 
 /// How much a non-blocking write took: none when the socket's buffer is full.
