@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::handle::Connection;
 use super::outbox::{DirectSink, End, OutboxState, HANDOVER};
+use super::pace::Clock;
 use crate::sync::lock;
 
 /// What a transport's task writes next ([`Connection::poll_wire`]).
@@ -152,16 +153,11 @@ impl Connection {
         }
     }
 
-    /// The task wrote `frames` frames it took after fan-out `since` (see the batching rule
-    /// of `Outbox::wrote`).
-    pub(crate) fn wrote(&self, since: u64, frames: usize) {
-        let gather = self.gather(self.owner().clock(), since, frames);
+    /// The task wrote `frames` frames it took after fan-out `since` of `clock`, its hub's
+    /// (see the batching rule of `Outbox::wrote`).
+    pub(crate) fn wrote(&self, clock: &Clock, since: u64, frames: usize) {
+        let gather = self.gather(clock, since, frames);
         lock(&self.inner.outbox).wrote(gather);
-    }
-
-    /// The newest fan-out now, for [`Connection::wrote`].
-    pub(crate) fn pace(&self) -> u64 {
-        self.owner().clock().now()
     }
 }
 

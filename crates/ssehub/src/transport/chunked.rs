@@ -30,7 +30,7 @@ use http::Response;
 use http_body::Body as _;
 
 use super::Transport;
-use crate::connection::{Connection, DirectSink, TransportAbort, Wire};
+use crate::connection::{Clock, Connection, DirectSink, TransportAbort, Wire};
 #[cfg(target_os = "linux")]
 use crate::connection::{Descriptor, SocketSink};
 use crate::endpoint::SseBody;
@@ -142,6 +142,9 @@ pub(crate) const MAX_UNEXPECTED: usize = 64 * 1024;
 /// one), against a smaller task for every idle stream.
 async fn stream_outbox<T: Transport>(stream: Arc<T>, conn: &Connection, abort: &TransportAbort) {
     conn.attach_sink(stream.clone());
+    // The hub's clock, which pacing reads after each write: held here, not reached
+    // through the connection's owner, a cache line outside what a write touches.
+    let clock = conn.owner().clock().clone();
     let mut unexpected = 0usize;
     let mut pieces: Vec<Bytes> = Vec::new();
     loop {
@@ -153,7 +156,7 @@ async fn stream_outbox<T: Transport>(stream: Arc<T>, conn: &Connection, abort: &
                     }
                 }
                 Wire::Frames(not_before) => {
-                    match Box::pin(write_batch(&*stream, conn, &mut pieces, not_before, abort)).await {
+                    match Box::pin(write_batch(&*stream, conn, &clock, &mut pieces, not_before, abort)).await {
                         Batch::Written => {}
                         Batch::Ended => return Box::pin(finish(stream, abort)).await,
                         Batch::Failed => return,
@@ -215,6 +218,7 @@ enum Batch {
 async fn write_batch<T: Transport>(
     stream: &T,
     conn: &Connection,
+    clock: &Clock,
     pieces: &mut Vec<Bytes>,
     not_before: Option<Instant>,
     abort: &TransportAbort,
@@ -230,7 +234,7 @@ async fn write_batch<T: Transport>(
             return Batch::Failed;
         }
     }
-    let since = conn.pace();
+    let since = clock.now();
     let frames = pieces.len();
     // As a sender's direct write: framed in the thread's buffer, one `send(2)` without
     // a readiness check; only what the socket did not take waits for it.
@@ -244,7 +248,7 @@ async fn write_batch<T: Transport>(
     if written.is_err() {
         return Batch::Failed;
     }
-    conn.wrote(since, frames);
+    conn.wrote(clock, since, frames);
     if ended.is_some() {
         Batch::Ended
     } else {
