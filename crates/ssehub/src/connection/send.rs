@@ -212,15 +212,14 @@ impl Connection {
     }
 
     /// A direct write of frames queued by fan-out `fanout` is over: `written` is what the
-    /// sink said and how many frames it was given (`None`: it never wrote, and `unsent`
-    /// is the claim's own frame, if it had one). Hand the stream back to its task, waking
-    /// it if there is anything for it to do.
+    /// sink said, how many frames it was given and the hub's clock its pacing reads
+    /// (`None`: it never wrote, and `unsent` is the claim's own frame, if it had one).
+    /// Hand the stream back to its task, waking it if there is anything for it to do.
     fn release(
         &self,
-        written: Option<(io::Result<Option<Bytes>>, usize)>,
+        written: Option<(io::Result<Option<Bytes>>, usize, &Clock)>,
         fanout: u64,
         unsent: Option<Bytes>,
-        clock: &Clock,
     ) {
         let mut out = lock(&self.inner.outbox);
         out.writing = false;
@@ -237,7 +236,7 @@ impl Connection {
         // `raw`, on a cold cache line, is not read.)
         let mut left_over = false;
         let failed = match written {
-            Some((Ok(rest), frames)) => {
+            Some((Ok(rest), frames, clock)) => {
                 // An aborted stream keeps nothing (its transport is being dropped).
                 if let Some(rest) = rest.filter(|_| out.state != OutboxState::Aborted) {
                     out.bytes += rest.len();
@@ -248,7 +247,7 @@ impl Connection {
                 out.wrote(gather);
                 false
             }
-            Some((Err(_), _)) => true,
+            Some((Err(_), _, _)) => true,
             None => false,
         };
         let pending = left_over || !out.queue.is_empty() || out.state != OutboxState::Open;
@@ -326,11 +325,9 @@ impl Claim {
         // through `Drop`.)
         self.via = None;
         self.conn
-            .release(Some((result, frames)), self.fanout, None, clock);
+            .release(Some((result, frames, clock)), self.fanout, None);
     }
-}
 
-impl Claim {
     /// [`Connection::touch`] for the connection this claim writes.
     pub(crate) fn touch(&self) {
         self.conn.touch();
@@ -340,8 +337,7 @@ impl Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         if self.via.take().is_some() {
-            let clock = self.conn.owner().clock();
-            self.conn.release(None, self.fanout, self.own.take(), clock);
+            self.conn.release(None, self.fanout, self.own.take());
         }
     }
 }

@@ -281,8 +281,10 @@ impl<T: Transport> DirectSink for T {
 
     #[cfg(target_os = "linux")]
     fn socket(&self) -> Option<SocketSink> {
-        let send = send_chunk_on;
-        self.descriptor().map(|fd| SocketSink { fd, send })
+        self.descriptor().map(|fd| SocketSink {
+            fd,
+            send: send_chunk_on,
+        })
     }
 }
 
