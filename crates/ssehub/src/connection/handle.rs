@@ -277,10 +277,17 @@ impl Connection {
     }
 
     /// How long events gather before the write after one of `frames` frames taken after
-    /// fan-out `since` (the task's or a direct one), by this stream's batching settings.
-    pub(super) fn gather(&self, clock: &Clock, since: u64, frames: usize) -> Option<Duration> {
+    /// fan-out `since` (the task's or a direct one), by this stream's batching settings;
+    /// `wide`: frames of a wide fan-out were among them (it takes turns, `pace.rs`).
+    pub(super) fn gather(
+        &self,
+        clock: &Clock,
+        since: u64,
+        frames: usize,
+        wide: bool,
+    ) -> Option<Duration> {
         let window = Duration::from_micros(u64::from(self.inner.window_us));
-        pace::gather(clock, since, window, self.inner.adaptive, frames)
+        pace::gather(clock, since, window, self.inner.adaptive, frames, wide)
     }
 
     /// The rooms this connection is in, as its owner names them.

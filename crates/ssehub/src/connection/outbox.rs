@@ -66,6 +66,9 @@ pub(super) struct Outbox {
     /// The stream resumes from a cursor and its replay is not done yet: events of rooms
     /// with history are left to the replay (which will carry them, in order).
     pub(super) resuming: bool,
+    /// A wide fan-out queued frames since the task's last write: the next takes its
+    /// turn (`pace.rs`).
+    pub(super) wide: bool,
     /// What a frame that would pass `limit` meets.
     pub(super) policy: SlowConsumerPolicy,
     pub(super) bytes: usize,
@@ -143,6 +146,7 @@ impl Outbox {
             parked: false,
             writing: false,
             resuming: config.resuming,
+            wide: false,
             policy: config.policy,
             bytes: 0,
             in_flight: 0,

@@ -20,12 +20,18 @@
 //!
 //! A stream woken by a wide fan-out ([`WIDE_FANOUT`]) times no window under load: its
 //! wait in the run queue, behind the other streams of the fan-out, is longer than a
-//! window already and gathers the events that come meanwhile.
+//! window already and gathers the events that come meanwhile. It **takes turns** instead
+//! ([`Turns`]): after a write it waits half the time the fan-out's streams take to write
+//! once each. The run queue alone is not fair: tokio runs the tasks it woke last (its
+//! local queue) before the thousands that overflowed to the shared one, so a few hundred
+//! streams wrote again and again with a few events each while the rest waited most of a
+//! second (10,000 subscribers at max rate: 26 events a write on average, yet p99 0.5-1.4
+//! s; BENCHMARKS.md).
 //!
 //! While the process keeps up, neither holds: every event is written at once, and
 //! latency stays that of one write.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// The hub's count of fan-outs begun, and its pressure: how loaded the process that runs
@@ -34,17 +40,19 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub(crate) struct Clock {
     fanouts: AtomicU64,
-    /// The latest fan-out was wide ([`WIDE_FANOUT`]).
-    wide: AtomicBool,
+    /// The recipients of the latest fan-out if it was wide ([`WIDE_FANOUT`]), else 0.
+    wide: AtomicU64,
     pressure: Pressure,
+    turns: Turns,
 }
 
 impl Default for Clock {
     fn default() -> Self {
         Clock {
             fanouts: AtomicU64::new(0),
-            wide: AtomicBool::new(false),
+            wide: AtomicU64::new(0),
             pressure: Pressure::new(),
+            turns: Turns::default(),
         }
     }
 }
@@ -53,8 +61,16 @@ impl Clock {
     /// A fan-out to `recipients` streams begins (at `now`): the next number. Every few
     /// milliseconds the first fan-out also samples the load.
     fn tick(&self, now: Instant, recipients: usize) -> u64 {
-        self.pressure.sample(now);
-        self.wide.store(recipients > WIDE_FANOUT, Ordering::Relaxed);
+        if let Some((t, level)) = self.pressure.sample(now) {
+            let wide = self.wide.load(Ordering::Relaxed);
+            self.turns.sample(t, wide, level > 0);
+        }
+        let wide = if recipients > WIDE_FANOUT {
+            recipients
+        } else {
+            0
+        };
+        self.wide.store(wide as u64, Ordering::Relaxed);
         self.fanouts.fetch_add(1, Ordering::Relaxed) + 1
     }
 
@@ -76,7 +92,7 @@ impl Clock {
     /// the load nears a whole core per worker; none after a wide fan-out, whose streams
     /// gather in the run queue.
     pub(crate) fn gather(&self, window: Duration) -> Option<Duration> {
-        if self.wide.load(Ordering::Relaxed) {
+        if self.wide.load(Ordering::Relaxed) > 0 {
             return None;
         }
         let level = self.pressure.level.load(Ordering::Relaxed);
@@ -92,6 +108,68 @@ impl Clock {
 /// subscribers at max rate: 0.58-0.94 us per delivery with the timers, 0.40-0.55 without;
 /// BENCHMARKS.md).
 pub(crate) const WIDE_FANOUT: usize = 2048;
+
+/// How streams of wide fan-outs take turns: each waits, after a write, half the time
+/// they all take to write once (the latest wide fan-out's recipients over the rate of
+/// their writes at the last sample), so that none writes twice while others wait for
+/// their first. A stream that waited no longer than that writes at once; only the ones
+/// the run queue favoured wait. Only under pressure: a process that keeps up writes
+/// every event at once. Relaxed, as the clock.
+#[derive(Debug, Default)]
+struct Turns {
+    /// Writes of wide fan-outs' streams, in all ([`Clock::turn`]).
+    writes: AtomicU64,
+    /// `writes` at the last sample, and its time (ns since the pressure's origin).
+    mark: AtomicU64,
+    mark_at: AtomicU64,
+    /// The turn, in nanoseconds (0: none).
+    turn: AtomicU64,
+}
+
+impl Turns {
+    /// A sample at `t`: the turn from the writes since the last one, for a latest wide
+    /// fan-out of `recipients` (0: none), if the process is under `pressure`.
+    fn sample(&self, t: u64, recipients: u64, pressure: bool) {
+        let writes = self.writes.load(Ordering::Relaxed);
+        let n = writes.saturating_sub(self.mark.swap(writes, Ordering::Relaxed));
+        let dt = t.saturating_sub(self.mark_at.swap(t, Ordering::Relaxed));
+        // Only from a recent sample: a quiet spell's rate says nothing of a busy one.
+        if !pressure || recipients == 0 || n == 0 || dt > CALM.as_nanos() as u64 {
+            self.turn.store(0, Ordering::Relaxed);
+            return;
+        }
+        let half_cycle = (u128::from(recipients) * u128::from(dt) / u128::from(n) / 2)
+            .min(MAX_TURN.as_nanos()) as u64;
+        // Smoothed over a few samples: one sample sees a few hundred writes.
+        let old = self.turn.load(Ordering::Relaxed);
+        let turn = if old == 0 {
+            half_cycle
+        } else {
+            (old * 3 + half_cycle) / 4
+        };
+        self.turn.store(turn, Ordering::Relaxed);
+    }
+}
+
+impl Clock {
+    /// Set the turn, as a sample would.
+    #[cfg(test)]
+    pub(crate) fn set_turn(&self, turn: Duration) {
+        self.turns
+            .turn
+            .store(turn.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// A stream woken by a wide fan-out wrote: how long it waits for its next turn.
+    fn turn(&self) -> Option<Duration> {
+        self.turns.writes.fetch_add(1, Ordering::Relaxed);
+        let ns = self.turns.turn.load(Ordering::Relaxed);
+        (ns > 0).then(|| Duration::from_nanos(ns))
+    }
+}
+
+/// The longest turn: a bound on what a wrong rate can cost.
+const MAX_TURN: Duration = Duration::from_millis(500);
 
 /// The highest pressure: a stream waits its whole window. Each level below halves it
 /// (20, 10, 5, 2.5, 1.25 ms with the default window).
@@ -141,11 +219,12 @@ impl Pressure {
         }
     }
 
-    fn sample(&self, now: Instant) {
+    /// Sample the load if due: the sample's time (ns since `origin`) and the new level.
+    fn sample(&self, now: Instant) -> Option<(u64, u8)> {
         let t = now.saturating_duration_since(self.origin).as_nanos() as u64;
         let due = self.next.load(Ordering::Relaxed);
         if t < due {
-            return;
+            return None;
         }
         // One sampler per period: the fan-out that moves `next` on.
         let next = t + SAMPLE.as_nanos() as u64;
@@ -154,24 +233,26 @@ impl Pressure {
             .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
             .is_err()
         {
-            return;
+            return None;
         }
+        let level = self.level.load(Ordering::Relaxed);
         let Some((busy, workers)) = runtime_busy() else {
-            return;
+            return Some((t, level));
         };
         let last_busy = self.busy.swap(busy, Ordering::Relaxed);
         let last_at = self.at.swap(t, Ordering::Relaxed);
         let wall = t.saturating_sub(last_at) as f64 * workers as f64;
         if last_at == 0 || wall <= 0.0 {
-            return;
+            return Some((t, level));
         }
         let load = busy.saturating_sub(last_busy) as f64 / wall;
         let periods = t.saturating_sub(last_at) / SAMPLE.as_nanos() as u64;
-        let new = next_level(self.level.load(Ordering::Relaxed), load, periods);
+        let new = next_level(level, load, periods);
         if new > 0 {
             self.pressed.store(t, Ordering::Relaxed);
         }
         self.level.store(new, Ordering::Relaxed);
+        Some((t, new))
     }
 }
 
@@ -238,13 +319,15 @@ pub(crate) fn overtaken(clock: &Clock, since: u64) -> bool {
 /// How long a stream that just wrote `frames` frames, taken after fan-out `since`, lets
 /// the next gather: its whole `window` if it was overtaken (or `adaptive` is off), the
 /// pressure's part of it otherwise, or none; and at most half the window after a write
-/// of fewer than [`FEW`] frames.
+/// of fewer than [`FEW`] frames. A stream woken by a `wide` fan-out waits at least its
+/// turn ([`Turns`]).
 pub(crate) fn gather(
     clock: &Clock,
     since: u64,
     window: Duration,
     adaptive: bool,
     frames: usize,
+    wide: bool,
 ) -> Option<Duration> {
     if !adaptive {
         return Some(window);
@@ -255,7 +338,11 @@ pub(crate) fn gather(
     } else {
         clock.gather(window)
     };
-    gather.map(|g| g.min(most))
+    let gather = gather.map(|g| g.min(most));
+    match wide.then(|| clock.turn()).flatten() {
+        Some(turn) => Some(gather.map_or(turn, |g| g.max(turn))),
+        None => gather,
+    }
 }
 
 /// A write of fewer frames than this keeps at most half the window for the next. A whole
@@ -313,23 +400,23 @@ mod tests {
     fn gather_is_none_at_rest_and_the_whole_window_when_overtaken() {
         let clock = Clock::default();
         let window = Duration::from_millis(20);
-        assert_eq!(gather(&clock, 0, window, true, FEW), None);
-        assert_eq!(gather(&clock, 0, window, false, FEW), Some(window));
+        assert_eq!(gather(&clock, 0, window, true, FEW, false), None);
+        assert_eq!(gather(&clock, 0, window, false, FEW, false), Some(window));
         let now = Instant::now();
         clock.tick(now, 1);
         clock.tick(now, 1);
         assert_eq!(
-            gather(&clock, 0, window, true, FEW),
+            gather(&clock, 0, window, true, FEW, false),
             Some(window),
             "two fan-outs began since"
         );
         assert_eq!(
-            gather(&clock, 0, window, true, FEW - 1),
+            gather(&clock, 0, window, true, FEW - 1, false),
             Some(window / 2),
             "a write of few frames: half the window at most"
         );
         assert_eq!(
-            gather(&clock, 0, window, false, 1),
+            gather(&clock, 0, window, false, 1, false),
             Some(window),
             "not adaptive"
         );
@@ -343,5 +430,68 @@ mod tests {
         );
         clock.tick(now, WIDE_FANOUT);
         assert_eq!(clock.gather(window), Some(window / 2));
+    }
+
+    #[test]
+    fn a_wide_fan_outs_streams_take_turns_under_pressure() {
+        let turns = Turns::default();
+        let ms = |n: u64| n * 1_000_000;
+        turns.sample(ms(10), 10_000, true);
+        // 1,000 writes in 10 ms: 10,000 streams write once each in 100 ms.
+        turns.writes.store(1_000, Ordering::Relaxed);
+        turns.sample(ms(20), 10_000, true);
+        assert_eq!(turns.turn.load(Ordering::Relaxed), ms(50), "half the cycle");
+        turns.writes.store(3_000, Ordering::Relaxed);
+        turns.sample(ms(30), 10_000, true);
+        assert_eq!(
+            turns.turn.load(Ordering::Relaxed),
+            (ms(50) * 3 + ms(25)) / 4,
+            "smoothed"
+        );
+        turns.writes.store(4_000, Ordering::Relaxed);
+        turns.sample(ms(40), 10_000, false);
+        assert_eq!(
+            turns.turn.load(Ordering::Relaxed),
+            0,
+            "no pressure, no turn"
+        );
+        turns.writes.store(4_001, Ordering::Relaxed);
+        turns.sample(ms(50), 10_000, true);
+        assert_eq!(
+            turns.turn.load(Ordering::Relaxed),
+            MAX_TURN.as_nanos() as u64,
+            "bounded"
+        );
+        turns.writes.store(5_000, Ordering::Relaxed);
+        turns.sample(ms(50) + CALM.as_nanos() as u64 + 1, 10_000, true);
+        assert_eq!(
+            turns.turn.load(Ordering::Relaxed),
+            0,
+            "a rate over a quiet spell is no rate"
+        );
+    }
+
+    #[test]
+    fn only_a_wide_fan_outs_stream_waits_its_turn() {
+        let clock = Clock::default();
+        let window = Duration::from_millis(20);
+        let turn = Duration::from_millis(40);
+        clock
+            .turns
+            .turn
+            .store(turn.as_nanos() as u64, Ordering::Relaxed);
+        assert_eq!(gather(&clock, 0, window, true, FEW, false), None);
+        assert_eq!(clock.turns.writes.load(Ordering::Relaxed), 0, "not counted");
+        assert_eq!(gather(&clock, 0, window, true, FEW, true), Some(turn));
+        assert_eq!(clock.turns.writes.load(Ordering::Relaxed), 1);
+        let now = Instant::now();
+        clock.tick(now, 1);
+        clock.tick(now, 1);
+        clock.turns.turn.store(1_000_000, Ordering::Relaxed);
+        assert_eq!(
+            gather(&clock, 0, window, true, FEW, true),
+            Some(window),
+            "overtaken: the longer of the window and the turn"
+        );
     }
 }

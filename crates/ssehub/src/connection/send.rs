@@ -190,6 +190,9 @@ impl Connection {
         }
         out.queue(frame, kind);
         out.probe_last_if(timed);
+        // Without a stamp the fan-out was too wide to write directly (`hub/fanout.rs`):
+        // the stream's next write takes its turn among its streams (`pace.rs`).
+        out.wide |= stamp.is_none();
         // During a direct write the task could do nothing: its end wakes it instead.
         if out.writing {
             self.inner.queued_behind.store(true, Ordering::Release);
@@ -243,7 +246,8 @@ impl Connection {
                     out.raw = Some(rest);
                     left_over = true;
                 }
-                let gather = self.gather(clock, fanout, frames);
+                // A claim is won by a fan-out narrow enough to write directly.
+                let gather = self.gather(clock, fanout, frames, false);
                 out.wrote(gather);
                 false
             }

@@ -297,6 +297,36 @@ fn a_write_overtaken_by_a_later_fan_out_lets_the_next_events_gather() {
 }
 
 #[test]
+fn a_stream_woken_by_a_wide_fan_out_waits_its_turn_after_its_write() {
+    let (c, _sink, _wakes, waker) = direct(Duration::from_millis(20));
+    let clock = c.owner().clock().clone();
+    let turn = Duration::from_secs(3600);
+    clock.set_turn(turn);
+    let mut write = |f: Option<Stamp>, data: &str| {
+        let mut pieces = Vec::new();
+        // No stamp: queued by a fan-out too wide to write directly, for the task.
+        assert!(matches!(c.enqueue(frame(data), f), Enqueued::Yes));
+        let Poll::Ready(Wire::Frames(not_before)) = c.poll_wire(&waker, &mut pieces) else {
+            panic!("frames for the task")
+        };
+        assert_eq!(pieces, [frame(data)]);
+        c.wrote(&clock, clock.now(), pieces.len());
+        not_before
+    };
+    assert_eq!(write(None, "1"), None, "the first write at once");
+    let next = write(None, "2").expect("the next write waits its turn");
+    assert!(next > Instant::now() + turn - Duration::from_secs(60));
+    // Frames of a narrow fan-out (stamped; the stream waits, so they are queued): the
+    // turn its last write began is waited, then no other.
+    assert!(write(Some(stamp(&c)), "3").is_some());
+    assert_eq!(
+        write(Some(stamp(&c)), "4"),
+        None,
+        "no turn without a wide fan-out"
+    );
+}
+
+#[test]
 fn an_idle_stream_is_written_by_the_sender_a_busy_one_by_its_task() {
     let (c, sink, wakes, waker) = direct_with(Duration::from_secs(3600), false);
     c.send(&Message::new("1")).unwrap();

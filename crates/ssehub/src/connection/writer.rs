@@ -156,8 +156,10 @@ impl Connection {
     /// The task wrote `frames` frames it took after fan-out `since` of `clock`, its hub's
     /// (see the batching rule of `Outbox::wrote`).
     pub(crate) fn wrote(&self, clock: &Clock, since: u64, frames: usize) {
-        let gather = self.gather(clock, since, frames);
-        lock(&self.inner.outbox).wrote(gather);
+        let mut out = lock(&self.inner.outbox);
+        let wide = std::mem::take(&mut out.wide);
+        let gather = self.gather(clock, since, frames, wide);
+        out.wrote(gather);
     }
 }
 
