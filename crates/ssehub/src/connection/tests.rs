@@ -302,7 +302,7 @@ fn a_stream_woken_by_a_wide_fan_out_waits_its_turn_after_its_write() {
     let clock = c.owner().clock().clone();
     let turn = Duration::from_secs(3600);
     clock.set_turn(turn);
-    let mut write = |f: Option<Stamp>, data: &str| {
+    let write = |f: Option<Stamp>, data: &str| {
         let mut pieces = Vec::new();
         // No stamp: queued by a fan-out too wide to write directly, for the task.
         assert!(matches!(c.enqueue(frame(data), f), Enqueued::Yes));
