@@ -34,9 +34,10 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-/// The hub's count of fan-outs begun, and its pressure: how loaded the process that runs
-/// it is, as a level that sets how long streams let events gather. Relaxed: a stale read
-/// only makes one write wait (or not) one window more.
+/// The hub's count of fan-outs begun, its pressure (how loaded the process that runs it
+/// is, as a level that sets how long streams let events gather) and the turns of wide
+/// fan-outs' streams. Relaxed: a stale read only makes one write wait (or not) one window
+/// or turn more.
 #[derive(Debug)]
 pub(crate) struct Clock {
     fanouts: AtomicU64,
@@ -98,6 +99,21 @@ impl Clock {
         let level = self.pressure.level.load(Ordering::Relaxed);
         (level > 0).then(|| window / (1 << (MAX_LEVEL - level)))
     }
+
+    /// A stream woken by a wide fan-out wrote: how long it waits for its next turn.
+    fn turn(&self) -> Option<Duration> {
+        self.turns.writes.fetch_add(1, Ordering::Relaxed);
+        let ns = self.turns.turn.load(Ordering::Relaxed);
+        (ns > 0).then(|| Duration::from_nanos(ns))
+    }
+
+    /// Set the turn, as a sample would.
+    #[cfg(test)]
+    pub(crate) fn set_turn(&self, turn: Duration) {
+        self.turns
+            .turn
+            .store(turn.as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 /// A fan-out to more streams than this is wide: writing them all takes longer than a
@@ -148,23 +164,6 @@ impl Turns {
             (old * 3 + half_cycle) / 4
         };
         self.turn.store(turn, Ordering::Relaxed);
-    }
-}
-
-impl Clock {
-    /// Set the turn, as a sample would.
-    #[cfg(test)]
-    pub(crate) fn set_turn(&self, turn: Duration) {
-        self.turns
-            .turn
-            .store(turn.as_nanos() as u64, Ordering::Relaxed);
-    }
-
-    /// A stream woken by a wide fan-out wrote: how long it waits for its next turn.
-    fn turn(&self) -> Option<Duration> {
-        self.turns.writes.fetch_add(1, Ordering::Relaxed);
-        let ns = self.turns.turn.load(Ordering::Relaxed);
-        (ns > 0).then(|| Duration::from_nanos(ns))
     }
 }
 
