@@ -62,9 +62,9 @@ impl Clock {
     /// A fan-out to `recipients` streams begins (at `now`): the next number. Every few
     /// milliseconds the first fan-out also samples the load.
     fn tick(&self, now: Instant, recipients: usize) -> u64 {
-        if let Some((t, level)) = self.pressure.sample(now) {
+        if let Some((since_last, level)) = self.pressure.sample(now) {
             let wide = self.wide.load(Ordering::Relaxed);
-            self.turns.sample(t, wide, level > 0);
+            self.turns.sample(since_last, wide, level > 0);
         }
         let wide = if recipients > WIDE_FANOUT {
             recipients
@@ -135,21 +135,21 @@ pub(crate) const WIDE_FANOUT: usize = 2048;
 struct Turns {
     /// Writes of wide fan-outs' streams, in all ([`Clock::turn`]).
     writes: AtomicU64,
-    /// `writes` at the last sample, and its time (ns since the pressure's origin).
+    /// `writes` at the last sample.
     mark: AtomicU64,
-    mark_at: AtomicU64,
     /// The turn, in nanoseconds (0: none).
     turn: AtomicU64,
 }
 
 impl Turns {
-    /// A sample at `t`: the turn from the writes since the last one, for a latest wide
-    /// fan-out of `recipients` (0: none), if the process is under `pressure`.
-    fn sample(&self, t: u64, recipients: u64, pressure: bool) {
+    /// A sample of the load, `since_last` ns after the one before (`None`: the first):
+    /// the turn from the writes since then, for a latest wide fan-out of `recipients`
+    /// (0: none), if the process is under `pressure`.
+    fn sample(&self, since_last: Option<u64>, recipients: u64, pressure: bool) {
         let writes = self.writes.load(Ordering::Relaxed);
         let n = writes.saturating_sub(self.mark.swap(writes, Ordering::Relaxed));
-        let dt = t.saturating_sub(self.mark_at.swap(t, Ordering::Relaxed));
         // Only from a recent sample: a quiet spell's rate says nothing of a busy one.
+        let dt = since_last.unwrap_or(u64::MAX);
         if !pressure || recipients == 0 || n == 0 || dt > CALM.as_nanos() as u64 {
             self.turn.store(0, Ordering::Relaxed);
             return;
@@ -218,8 +218,9 @@ impl Pressure {
         }
     }
 
-    /// Sample the load if due: the sample's time (ns since `origin`) and the new level.
-    fn sample(&self, now: Instant) -> Option<(u64, u8)> {
+    /// Sample the load if due: the nanoseconds since the last sample (`None` for the
+    /// first) and the new level.
+    fn sample(&self, now: Instant) -> Option<(Option<u64>, u8)> {
         let t = now.saturating_duration_since(self.origin).as_nanos() as u64;
         let due = self.next.load(Ordering::Relaxed);
         if t < due {
@@ -235,14 +236,15 @@ impl Pressure {
             return None;
         }
         let level = self.level.load(Ordering::Relaxed);
+        let last_at = self.at.swap(t, Ordering::Relaxed);
+        let since_last = (last_at > 0).then(|| t.saturating_sub(last_at));
         let Some((busy, workers)) = runtime_busy() else {
-            return Some((t, level));
+            return Some((since_last, level));
         };
         let last_busy = self.busy.swap(busy, Ordering::Relaxed);
-        let last_at = self.at.swap(t, Ordering::Relaxed);
         let wall = t.saturating_sub(last_at) as f64 * workers as f64;
         if last_at == 0 || wall <= 0.0 {
-            return Some((t, level));
+            return Some((since_last, level));
         }
         let load = busy.saturating_sub(last_busy) as f64 / wall;
         let periods = t.saturating_sub(last_at) / SAMPLE.as_nanos() as u64;
@@ -251,7 +253,7 @@ impl Pressure {
             self.pressed.store(t, Ordering::Relaxed);
         }
         self.level.store(new, Ordering::Relaxed);
-        Some((t, new))
+        Some((since_last, new))
     }
 }
 
@@ -435,34 +437,34 @@ mod tests {
     fn a_wide_fan_outs_streams_take_turns_under_pressure() {
         let turns = Turns::default();
         let ms = |n: u64| n * 1_000_000;
-        turns.sample(ms(10), 10_000, true);
+        turns.sample(None, 10_000, true);
         // 1,000 writes in 10 ms: 10,000 streams write once each in 100 ms.
         turns.writes.store(1_000, Ordering::Relaxed);
-        turns.sample(ms(20), 10_000, true);
+        turns.sample(Some(ms(10)), 10_000, true);
         assert_eq!(turns.turn.load(Ordering::Relaxed), ms(50), "half the cycle");
         turns.writes.store(3_000, Ordering::Relaxed);
-        turns.sample(ms(30), 10_000, true);
+        turns.sample(Some(ms(10)), 10_000, true);
         assert_eq!(
             turns.turn.load(Ordering::Relaxed),
             (ms(50) * 3 + ms(25)) / 4,
             "smoothed"
         );
         turns.writes.store(4_000, Ordering::Relaxed);
-        turns.sample(ms(40), 10_000, false);
+        turns.sample(Some(ms(10)), 10_000, false);
         assert_eq!(
             turns.turn.load(Ordering::Relaxed),
             0,
             "no pressure, no turn"
         );
         turns.writes.store(4_001, Ordering::Relaxed);
-        turns.sample(ms(50), 10_000, true);
+        turns.sample(Some(ms(10)), 10_000, true);
         assert_eq!(
             turns.turn.load(Ordering::Relaxed),
             MAX_TURN.as_nanos() as u64,
             "bounded"
         );
         turns.writes.store(5_000, Ordering::Relaxed);
-        turns.sample(ms(50) + CALM.as_nanos() as u64 + 1, 10_000, true);
+        turns.sample(Some(CALM.as_nanos() as u64 + 1), 10_000, true);
         assert_eq!(
             turns.turn.load(Ordering::Relaxed),
             0,
